@@ -1,0 +1,35 @@
+# The two commands of the README. Both install what they need first (scripts/install-deps.sh).
+BUILD_DIR ?= build
+JOBS ?= 2
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build demo test bench sanitize clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(BUILD_DIR)/Makefile: CMakeLists.txt
+	cmake -S . -B $(BUILD_DIR) $(CMAKE_FLAGS)
+
+build: deps $(BUILD_DIR)/Makefile
+	cmake --build $(BUILD_DIR) -j $(JOBS)
+
+# Runs examples/hello.yaml against a local ledger service; run it twice to see the
+# finished run reported instead of redone.
+demo: build
+	@bash scripts/demo.sh $(BUILD_DIR)
+
+test: build
+	cd $(BUILD_DIR) && ctest --output-on-failure -j $(JOBS) --timeout 600
+
+bench: build
+	$(BUILD_DIR)/tests/bench/carapace-bench-runtime
+
+# ASan + UBSan build and test run in its own build dir.
+sanitize:
+	$(MAKE) test BUILD_DIR=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCARAPACE_SANITIZE=ON -DCARAPACE_BUILD_BENCH=OFF"
+
+clean:
+	rm -rf $(BUILD_DIR) build-asan

@@ -1,0 +1,100 @@
+// The C++ model of an AgentRun (carapace.dev/v1alpha1), shared by the worker, the CLI and
+// the operator. Field names follow the YAML a user writes; see docs/agentrun.md.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace carapace {
+
+inline constexpr const char* kAgentRunApiVersion = "carapace.dev/v1alpha1";
+inline constexpr const char* kAgentRunKind = "AgentRun";
+
+// How a tool call may be repeated after a crash (DESIGN.md, durable execution).
+enum class Effect { kReadOnly, kIdempotent, kSideEffecting };
+const char* EffectName(Effect e);  // "read_only", "idempotent", "side_effecting"
+std::optional<Effect> ParseEffect(const std::string& s);
+
+// What to do with a side-effecting call whose outcome is unknown after a crash.
+enum class UnknownOutcomePolicy { kAsk, kTellModel, kFail };
+const char* UnknownOutcomePolicyName(UnknownOutcomePolicy p);
+
+enum class Durability { kSync, kBatch };
+const char* DurabilityName(Durability d);
+
+struct ToolCallSpec {
+  std::string name;
+  nlohmann::json arguments = nlohmann::json::object();
+};
+
+// One reply of the scripted backend.
+struct ScriptedReply {
+  std::string text;
+  std::vector<ToolCallSpec> tool_calls;
+};
+
+struct ModelSpec {
+  std::string backend;                // registry name: "scripted", ...
+  std::vector<ScriptedReply> script;  // scripted backend only
+};
+
+struct HttpToolOptions {
+  std::vector<std::string> allowed_hosts;  // "host:port" or "host" (any port)
+  int64_t timeout_seconds = 30;
+  int64_t max_response_bytes = 1 << 20;
+};
+
+struct ToolSpec {
+  std::string name;
+  std::string kind;
+  std::optional<Effect> effect;  // unset: the kind's default
+  bool require_approval = false;
+  HttpToolOptions http;
+};
+
+struct BudgetSpec {
+  int64_t max_steps = 50;
+  int64_t max_tokens = 200000;
+  int64_t max_tool_calls = 200;
+  int64_t max_wall_clock_seconds = 3600;
+};
+
+struct AgentRunSpec {
+  std::string instructions;
+  std::string goal;
+  ModelSpec model;
+  std::vector<ToolSpec> tools;
+  BudgetSpec budget;
+  UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;
+  Durability durability = Durability::kSync;
+};
+
+struct ObjectMeta {
+  std::string name;
+  std::string ns = "default";
+  std::map<std::string, std::string> labels;
+  std::map<std::string, std::string> annotations;
+};
+
+struct AgentRun {
+  ObjectMeta metadata;
+  AgentRunSpec spec;
+
+  // Canonical JSON of the spec (keys sorted); its hash identifies "the same AgentRun".
+  nlohmann::json SpecJson() const;
+  std::string SpecHash() const;
+};
+
+// Parses and validates an AgentRun document. Every problem is reported with its position
+// and field path; `file` names the source in messages. Errors: kInvalidArgument.
+Result<AgentRun> ParseAgentRun(const std::string& text, const std::string& file);
+Result<AgentRun> LoadAgentRunFile(const std::string& path);
+
+}  // namespace carapace

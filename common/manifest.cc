@@ -1,0 +1,229 @@
+// Strict YAML/JSON manifest reading with positioned, path-named errors.
+#include "common/manifest.h"
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+namespace carapace {
+
+void ManifestErrors::Add(const YAML::Node& node, const std::string& path,
+                         const std::string& message) {
+  std::ostringstream out;
+  out << file_;
+  if (node.IsDefined() && node.Mark().line >= 0) {
+    out << ":" << node.Mark().line + 1 << ":" << node.Mark().column + 1;
+  }
+  out << ": " << (path.empty() ? "(document)" : path) << ": " << message;
+  lines_.push_back(out.str());
+}
+
+Status ManifestErrors::ToStatus() const {
+  if (lines_.empty()) return Status::Ok();
+  std::string msg;
+  for (size_t i = 0; i < lines_.size(); ++i) {
+    if (i) msg += "\n";
+    msg += lines_[i];
+  }
+  return InvalidArgument(msg);
+}
+
+Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
+  try {
+    YAML::Node node = YAML::Load(text);
+    if (!node.IsDefined() || node.IsNull()) return InvalidArgument(name + ": the document is empty");
+    return node;
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(name + ":" + std::to_string(e.mark.line + 1) + ":" +
+                           std::to_string(e.mark.column + 1) + ": not valid YAML: " + e.msg);
+  }
+}
+
+Result<YAML::Node> LoadYamlFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    int err = errno;
+    if (err == ENOENT) return NotFound(path + ": no such file");
+    return IoError(path + ": cannot read: " + std::strerror(err));
+  }
+  std::stringstream buf;
+  buf << in.rdbuf();
+  return ParseYaml(buf.str(), path);
+}
+
+nlohmann::json YamlToJson(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Undefined:
+    case YAML::NodeType::Null:
+      return nullptr;
+    case YAML::NodeType::Sequence: {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const auto& item : node) arr.push_back(YamlToJson(item));
+      return arr;
+    }
+    case YAML::NodeType::Map: {
+      nlohmann::json obj = nlohmann::json::object();
+      for (const auto& kv : node) obj[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      return obj;
+    }
+    case YAML::NodeType::Scalar:
+      break;
+  }
+  const std::string& s = node.Scalar();
+  if (node.Tag() != "?") return s;  // quoted or explicitly tagged: a string
+  static const std::regex kNull("^(~|null|Null|NULL)$");
+  static const std::regex kTrue("^(true|True|TRUE)$");
+  static const std::regex kFalse("^(false|False|FALSE)$");
+  static const std::regex kInt("^[-+]?[0-9]+$");
+  static const std::regex kFloat(R"(^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$)");
+  if (s.empty() || std::regex_match(s, kNull)) return nullptr;
+  if (std::regex_match(s, kTrue)) return true;
+  if (std::regex_match(s, kFalse)) return false;
+  try {
+    if (std::regex_match(s, kInt)) return std::stoll(s);
+    if (std::regex_match(s, kFloat)) return std::stod(s);
+  } catch (const std::exception&) {
+    // out of range: keep it as text
+  }
+  return s;
+}
+
+namespace {
+const char* TypeName(const YAML::Node& n) {
+  switch (n.Type()) {
+    case YAML::NodeType::Map: return "a mapping";
+    case YAML::NodeType::Sequence: return "a list";
+    case YAML::NodeType::Scalar: return "a scalar";
+    case YAML::NodeType::Null: return "null";
+    default: return "nothing";
+  }
+}
+}  // namespace
+
+ObjectReader::ObjectReader(const YAML::Node& node, std::string path, ManifestErrors* errors)
+    : node_(node), path_(std::move(path)), errors_(errors) {
+  if (!node.IsDefined() || node.IsNull()) {
+    valid_ = false;  // absent: every getter returns its default
+  } else if (!node.IsMap()) {
+    errors_->Add(node, path_, std::string("must be a mapping, got ") + TypeName(node));
+  } else {
+    valid_ = true;
+  }
+}
+
+std::string ObjectReader::PathOf(const std::string& key) const {
+  return path_.empty() ? key : path_ + "." + key;
+}
+
+bool ObjectReader::Has(const std::string& key) const {
+  return valid_ && node_[key].IsDefined() && !node_[key].IsNull();
+}
+
+void ObjectReader::Error(const std::string& key, const std::string& message) {
+  YAML::Node at = valid_ && node_[key].IsDefined() ? node_[key] : node_;
+  errors_->Add(at, PathOf(key), message);
+}
+
+YAML::Node ObjectReader::Child(const std::string& key) {
+  known_.insert(key);
+  if (!valid_) return YAML::Node(YAML::NodeType::Undefined);
+  return node_[key];
+}
+
+void ObjectReader::Ignore(const std::string& key) { known_.insert(key); }
+
+std::optional<std::string> ObjectReader::String(const std::string& key, bool required) {
+  known_.insert(key);
+  if (!Has(key)) {
+    if (required) Error(key, "is required");
+    return std::nullopt;
+  }
+  const YAML::Node n = node_[key];
+  if (!n.IsScalar()) {
+    Error(key, std::string("must be a string, got ") + TypeName(n));
+    return std::nullopt;
+  }
+  return n.Scalar();
+}
+
+std::optional<std::string> ObjectReader::Enum(const std::string& key,
+                                              const std::vector<std::string>& allowed) {
+  auto v = String(key);
+  if (!v) return std::nullopt;
+  for (const auto& a : allowed) {
+    if (*v == a) return v;
+  }
+  std::string list;
+  for (size_t i = 0; i < allowed.size(); ++i) list += (i ? ", " : "") + allowed[i];
+  Error(key, "must be one of " + list + ", got \"" + *v + "\"");
+  return std::nullopt;
+}
+
+std::optional<int64_t> ObjectReader::Int(const std::string& key, int64_t min, int64_t max) {
+  known_.insert(key);
+  if (!Has(key)) return std::nullopt;
+  nlohmann::json j = YamlToJson(node_[key]);
+  if (!j.is_number_integer()) {
+    Error(key, "must be an integer, got " + (node_[key].IsScalar() ? "\"" + node_[key].Scalar() + "\""
+                                                                   : std::string(TypeName(node_[key]))));
+    return std::nullopt;
+  }
+  int64_t v = j.get<int64_t>();
+  if (v < min) {
+    Error(key, "must be >= " + std::to_string(min));
+    return std::nullopt;
+  }
+  if (v > max) {
+    Error(key, "must be <= " + std::to_string(max));
+    return std::nullopt;
+  }
+  return v;
+}
+
+std::optional<bool> ObjectReader::Bool(const std::string& key) {
+  known_.insert(key);
+  if (!Has(key)) return std::nullopt;
+  nlohmann::json j = YamlToJson(node_[key]);
+  if (!j.is_boolean()) {
+    Error(key, "must be true or false");
+    return std::nullopt;
+  }
+  return j.get<bool>();
+}
+
+std::optional<std::vector<std::string>> ObjectReader::StringList(const std::string& key) {
+  known_.insert(key);
+  if (!Has(key)) return std::nullopt;
+  const YAML::Node n = node_[key];
+  if (!n.IsSequence()) {
+    Error(key, std::string("must be a list of strings, got ") + TypeName(n));
+    return std::nullopt;
+  }
+  std::vector<std::string> out;
+  for (size_t i = 0; i < n.size(); ++i) {
+    if (!n[i].IsScalar()) {
+      errors_->Add(n[i], PathOf(key) + "[" + std::to_string(i) + "]", "must be a string");
+      continue;
+    }
+    out.push_back(n[i].Scalar());
+  }
+  return out;
+}
+
+std::optional<nlohmann::json> ObjectReader::Json(const std::string& key) {
+  known_.insert(key);
+  if (!Has(key)) return std::nullopt;
+  return YamlToJson(node_[key]);
+}
+
+void ObjectReader::Finish() {
+  if (!valid_) return;
+  for (const auto& kv : node_) {
+    std::string key = kv.first.Scalar();
+    if (!known_.count(key)) errors_->Add(kv.first, PathOf(key), "unknown field");
+  }
+}
+
+}  // namespace carapace

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Installs every build and test dependency of Carapace from Debian 12 packages.
+# Idempotent: packages already present are left alone; safe to run before every build.
+set -euo pipefail
+
+PACKAGES=(
+  build-essential cmake ccache pkg-config git make
+  libcpprest-dev libssl-dev zlib1g-dev
+  libyaml-cpp-dev nlohmann-json3-dev
+  libprotobuf-dev protobuf-compiler
+  libgrpc++-dev protobuf-compiler-grpc
+  librocksdb-dev
+  prometheus-cpp-dev
+  libbenchmark-dev
+  python3
+)
+BACKPORT_PACKAGES=(libcatch2-dev)
+
+if [ "$(id -u)" -eq 0 ]; then
+  SUDO=()
+elif command -v sudo >/dev/null 2>&1; then
+  SUDO=(sudo)
+else
+  echo "install-deps: run as root or install sudo" >&2
+  exit 1
+fi
+
+. /etc/os-release 2>/dev/null || true
+if [ "${ID:-}" != "debian" ] || [ "${VERSION_ID:-}" != "12" ]; then
+  cat >&2 <<MSG
+install-deps: this script supports Debian 12 (bookworm); found '${PRETTY_NAME:-unknown}'.
+Install these yourself, then run 'make' again:
+  a C++20 compiler, CMake >= 3.22, ccache (optional), pkg-config
+  cpprestsdk 2.10, yaml-cpp 0.7, Protobuf 3.21 + protoc, gRPC 1.51 + grpc_cpp_plugin,
+  RocksDB 7.x, prometheus-cpp 1.x (pull), Catch2 v3, Google Benchmark, python3
+MSG
+  exit 1
+fi
+
+missing() {
+  local out=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || out+=("$p")
+  done
+  echo "${out[@]:-}"
+}
+
+need=$(missing "${PACKAGES[@]}")
+need_bp=$(missing "${BACKPORT_PACKAGES[@]}")
+if [ -z "$need" ] && [ -z "$need_bp" ]; then
+  echo "install-deps: all dependencies present"
+  exit 0
+fi
+
+BACKPORTS=/etc/apt/sources.list.d/bookworm-backports.sources
+if [ -n "$need_bp" ] && [ ! -f "$BACKPORTS" ]; then
+  "${SUDO[@]}" tee "$BACKPORTS" >/dev/null <<SRC
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: bookworm-backports
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${SUDO[@]}" apt-get update -q
+# shellcheck disable=SC2086
+[ -z "$need" ] || "${SUDO[@]}" apt-get install -y -q --no-install-recommends $need
+# shellcheck disable=SC2086
+[ -z "$need_bp" ] || "${SUDO[@]}" apt-get install -y -q --no-install-recommends -t bookworm-backports $need_bp
+echo "install-deps: done"

@@ -1,0 +1,107 @@
+// fork/exec with output captured to files, so a SIGKILLed child never blocks a pipe.
+#include "tests/support/child_process.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace carapace::testing {
+
+namespace {
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string MakeTemp(const char* prefix, bool dir) {
+  std::string tmpl = (std::filesystem::temp_directory_path() / (std::string(prefix) + "XXXXXX")).string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  if (dir) {
+    if (::mkdtemp(buf.data()) == nullptr) std::abort();
+  } else {
+    int fd = ::mkstemp(buf.data());
+    if (fd < 0) std::abort();
+    ::close(fd);
+  }
+  return std::string(buf.data());
+}
+}  // namespace
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv) {
+  out_path_ = MakeTemp("carapace-out-", false);
+  err_path_ = MakeTemp("carapace-err-", false);
+  pid_ = ::fork();
+  if (pid_ == 0) {
+    int out = ::open(out_path_.c_str(), O_WRONLY | O_TRUNC);
+    int err = ::open(err_path_.c_str(), O_WRONLY | O_TRUNC);
+    int in = ::open("/dev/null", O_RDONLY);
+    ::dup2(in, 0);
+    ::dup2(out, 1);
+    ::dup2(err, 2);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+ChildProcess::~ChildProcess() {
+  if (pid_ > 0 && !reaped_) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+  }
+  ::unlink(out_path_.c_str());
+  ::unlink(err_path_.c_str());
+}
+
+void ChildProcess::Kill(int signal) {
+  if (pid_ > 0 && !reaped_) ::kill(pid_, signal);
+}
+
+CommandResult ChildProcess::Wait(int timeout_ms) {
+  CommandResult r;
+  int status = 0;
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  for (;;) {
+    pid_t w = ::waitpid(pid_, &status, WNOHANG);
+    if (w == pid_) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      ::kill(pid_, SIGKILL);
+      ::waitpid(pid_, &status, 0);
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  reaped_ = true;
+  if (WIFEXITED(status)) r.exit_code = WEXITSTATUS(status);
+  if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  r.out = ReadFile(out_path_);
+  r.err = ReadFile(err_path_);
+  return r;
+}
+
+CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_ms) {
+  ChildProcess child(argv);
+  return child.Wait(timeout_ms);
+}
+
+TempDir::TempDir() : path_(MakeTemp("carapace-test-", true)) {}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace carapace::testing

@@ -1,0 +1,54 @@
+// Running the real binaries as child processes from tests: capture their output, wait
+// with a time limit, or SIGKILL them at a chosen moment. Test support only.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace carapace::testing {
+
+struct CommandResult {
+  int exit_code = -1;  // -1 when killed by a signal
+  int signal = 0;
+  std::string out;
+  std::string err;
+};
+
+class ChildProcess {
+ public:
+  // Starts argv[0] with the given arguments; stdout and stderr go to temp files.
+  explicit ChildProcess(const std::vector<std::string>& argv);
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  pid_t pid() const { return pid_; }
+  void Kill(int signal);
+  // Waits up to timeout_ms (then SIGKILLs) and collects the result.
+  CommandResult Wait(int timeout_ms = 60000);
+
+ private:
+  pid_t pid_ = -1;
+  std::string out_path_;
+  std::string err_path_;
+  bool reaped_ = false;
+};
+
+// Runs a command to completion.
+CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_ms = 60000);
+
+// A fresh empty directory under the system temp dir, removed by the destructor.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::string& path() const { return path_; }
+  std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+}  // namespace carapace::testing

@@ -1,0 +1,75 @@
+// LedgerServer on cpprestsdk's http_listener.
+#include "tests/support/ledger_server.h"
+
+#include <chrono>
+#include <random>
+#include <thread>
+
+#include <cpprest/http_listener.h>
+
+#include "common/hash.h"
+
+namespace carapace::testing {
+
+namespace http = web::http;
+using web::http::experimental::listener::http_listener;
+
+LedgerServer::LedgerServer(int delay_ms) : delay_ms_(delay_ms) {}
+
+LedgerServer::~LedgerServer() {
+  if (listener_) {
+    try {
+      listener_->close().wait();
+    } catch (...) {
+    }
+  }
+}
+
+nlohmann::json LedgerServer::AnswerFor(const std::string& method, const std::string& path, const std::string& key) {
+  return {{"ok", true}, {"method", method}, {"path", path}, {"receipt", Sha256Hex(method + path + key).substr(0, 16)}};
+}
+
+bool LedgerServer::Start(int fixed_port) {
+  std::mt19937 rng(std::random_device{}());
+  for (int attempt = 0; attempt < (fixed_port ? 1 : 50); ++attempt) {
+    int port = fixed_port ? fixed_port : 20000 + static_cast<int>(rng() % 40000);
+    auto listener = std::make_unique<http_listener>("http://127.0.0.1:" + std::to_string(port));
+    listener->support([this](http::http_request req) {
+      std::string key;
+      if (req.headers().has("Idempotency-Key")) key = req.headers()["Idempotency-Key"];
+      std::string path = req.request_uri().path();
+      std::string method = req.method();
+      if (method == "GET" && path == "/_ledger") {
+        nlohmann::json all = nlohmann::json::array();
+        for (const auto& e : entries()) {
+          all.push_back({{"method", e.method}, {"path", e.path}, {"key", e.idempotency_key}, {"body", e.body}});
+        }
+        req.reply(http::status_codes::OK, all.dump(), "application/json");
+        return;
+      }
+      std::string body = req.extract_string().get();
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        entries_.push_back({method, path, key, body});
+      }
+      if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
+      req.reply(http::status_codes::OK, AnswerFor(method, path, key).dump(), "application/json");
+    });
+    try {
+      listener->open().wait();
+      listener_ = std::move(listener);
+      port_ = port;
+      return true;
+    } catch (const std::exception&) {
+      continue;  // port taken; try another
+    }
+  }
+  return false;
+}
+
+std::vector<LedgerEntry> LedgerServer::entries() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return entries_;
+}
+
+}  // namespace carapace::testing

@@ -1,0 +1,81 @@
+// The http tool against a real HTTP server on loopback: allowed hosts only, the
+// idempotency key on every request, limits on what comes back.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include "tests/support/ledger_server.h"
+#include "worker/tools/http_tool.h"
+
+using namespace carapace;
+using carapace::testing::LedgerServer;
+using Catch::Matchers::ContainsSubstring;
+using nlohmann::json;
+
+TEST_CASE("requests reach allowed hosts with the call's idempotency key", "[tools][http]") {
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(ledger.port())};
+  HttpTool tool("api", opts);
+  auto r = tool.Call({{"method", "POST"}, {"url", ledger.url() + "/orders"}, {"body", {{"item", "paper"}}}},
+                     ToolContext{"s1c0", "key-123"});
+  INFO(r.error);
+  REQUIRE(r.ok);
+  CHECK(r.output["status"] == 200);
+  CHECK(r.output["body"] == LedgerServer::AnswerFor("POST", "/orders", "key-123"));
+  auto entries = ledger.entries();
+  REQUIRE(entries.size() == 1);
+  CHECK(entries[0].method == "POST");
+  CHECK(entries[0].path == "/orders");
+  CHECK(entries[0].idempotency_key == "key-123");
+  CHECK(json::parse(entries[0].body) == json{{"item", "paper"}});
+}
+
+TEST_CASE("a host that is not allowed is refused before any request is sent", "[tools][http]") {
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:1"};  // another port
+  HttpTool tool("api", opts);
+  auto r = tool.Call({{"method", "GET"}, {"url", ledger.url() + "/x"}}, ToolContext{"c", "k"});
+  CHECK_FALSE(r.ok);
+  CHECK_THAT(r.error, ContainsSubstring("is not in this tool's allowedHosts"));
+  CHECK(ledger.entries().empty());
+  auto other = tool.Call({{"method", "GET"}, {"url", "http://169.254.169.254/latest/meta-data"}}, ToolContext{"c", "k"});
+  CHECK_FALSE(other.ok);
+  CHECK_THAT(other.error, ContainsSubstring("169.254.169.254:80 is not in this tool's allowedHosts"));
+}
+
+TEST_CASE("bad http arguments get a clear error", "[tools][http]") {
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1"};
+  HttpTool tool("api", opts);
+  ToolContext ctx{"c", "k"};
+  CHECK_THAT(tool.Call({{"method", "PATCH"}, {"url", "http://127.0.0.1/"}}, ctx).error, ContainsSubstring("must be GET, POST, PUT or DELETE"));
+  CHECK_THAT(tool.Call({{"method", "GET"}}, ctx).error, ContainsSubstring("\"url\" (a string) is required"));
+  CHECK_THAT(tool.Call({{"method", "GET"}, {"url", "ftp://127.0.0.1/x"}}, ctx).error, ContainsSubstring("only http and https"));
+  CHECK_THAT(tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1/"}, {"headers", {{"X", 1}}}}, ctx).error,
+             ContainsSubstring("header \"X\" must be a string"));
+}
+
+TEST_CASE("a response over the size limit is refused", "[tools][http]") {
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(ledger.port())};
+  opts.max_response_bytes = 10;  // the ledger's answers are longer
+  HttpTool tool("api", opts);
+  auto r = tool.Call({{"method", "GET"}, {"url", ledger.url() + "/stock"}}, ToolContext{"c", "k"});
+  CHECK_FALSE(r.ok);
+  CHECK_THAT(r.error, ContainsSubstring("over the limit of 10"));
+}
+
+TEST_CASE("an unreachable server is an error result, not a crash", "[tools][http]") {
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:9"};  // discard port: nothing listens
+  opts.timeout_seconds = 2;
+  HttpTool tool("api", opts);
+  auto r = tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1:9/"}}, ToolContext{"c", "k"});
+  CHECK_FALSE(r.ok);
+  CHECK_THAT(r.error, ContainsSubstring("GET http://127.0.0.1:9/ failed"));
+}

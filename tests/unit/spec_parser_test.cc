@@ -1,0 +1,224 @@
+// The AgentRun parser: every example parses; every rejected input names the field path and
+// position the user has to fix.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <filesystem>
+
+#include "common/agentrun/spec.h"
+
+using namespace carapace;
+using Catch::Matchers::ContainsSubstring;
+
+namespace {
+
+const std::string kValid = R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata:
+  name: demo
+spec:
+  goal: "do it"
+  model:
+    backend: scripted
+    script:
+      - text: done
+)";
+
+// Replaces the spec's tail with `extra` fields (indented under spec).
+std::string WithSpec(const std::string& extra) { return kValid + extra; }
+
+std::string ErrorOf(const std::string& yaml) {
+  auto r = ParseAgentRun(yaml, "test.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == StatusCode::kInvalidArgument);
+  return r.status().message();
+}
+
+}  // namespace
+
+TEST_CASE("every manifest in examples/ parses", "[spec]") {
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(CARAPACE_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto r = LoadAgentRunFile(entry.path().string());
+    INFO(entry.path().string() << ": " << r.status().ToString());
+    CHECK(r.ok());
+    ++count;
+  }
+  CHECK(count >= 1);
+}
+
+TEST_CASE("a minimal manifest gets the documented defaults", "[spec]") {
+  auto r = ParseAgentRun(kValid, "test.yaml");
+  REQUIRE(r.ok());
+  CHECK(r->metadata.name == "demo");
+  CHECK(r->metadata.ns == "default");
+  CHECK(r->spec.budget.max_steps == 50);
+  CHECK(r->spec.budget.max_tokens == 200000);
+  CHECK(r->spec.budget.max_tool_calls == 200);
+  CHECK(r->spec.budget.max_wall_clock_seconds == 3600);
+  CHECK(r->spec.unknown_outcome == UnknownOutcomePolicy::kAsk);
+  CHECK(r->spec.durability == Durability::kSync);
+  REQUIRE(r->spec.model.script.size() == 1);
+  CHECK(r->spec.model.script[0].text == "done");
+}
+
+TEST_CASE("the issue's example spec parses with every field", "[spec]") {
+  auto r = ParseAgentRun(WithSpec(R"(  instructions: "standing orders"
+  tools:
+    - {name: notes, kind: workspace}
+    - {name: api, kind: http, effect: side_effecting, requireApproval: true, http: {allowedHosts: ["127.0.0.1:8080"], timeoutSeconds: 5, maxResponseBytes: 1000}}
+  budget: {maxSteps: 7, maxTokens: 100, maxToolCalls: 3, maxWallClockSeconds: 60}
+  recovery: {unknownOutcome: tell_model}
+  durability: batch
+)"),
+                          "t.yaml");
+  REQUIRE(r.ok());
+  REQUIRE(r->spec.tools.size() == 2);
+  CHECK(r->spec.tools[1].effect == Effect::kSideEffecting);
+  CHECK(r->spec.tools[1].require_approval);
+  CHECK(r->spec.tools[1].http.allowed_hosts == std::vector<std::string>{"127.0.0.1:8080"});
+  CHECK(r->spec.tools[1].http.timeout_seconds == 5);
+  CHECK(r->spec.budget.max_steps == 7);
+  CHECK(r->spec.unknown_outcome == UnknownOutcomePolicy::kTellModel);
+  CHECK(r->spec.durability == Durability::kBatch);
+  CHECK(r->spec.instructions == "standing orders");
+}
+
+TEST_CASE("tool call arguments keep their YAML types as JSON", "[spec]") {
+  auto r = ParseAgentRun(R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: typed}
+spec:
+  goal: g
+  model:
+    backend: scripted
+    script:
+      - toolCalls: [{name: t, arguments: {n: 3, f: 1.5, b: true, s: "3", z: null, list: [1, two]}}]
+)",
+                          "t.yaml");
+  REQUIRE(r.ok());
+  const auto& a = r->spec.model.script[0].tool_calls[0].arguments;
+  CHECK(a["n"] == 3);
+  CHECK(a["f"] == 1.5);
+  CHECK(a["b"] == true);
+  CHECK(a["s"] == "3");
+  CHECK(a["z"].is_null());
+  CHECK(a["list"][1] == "two");
+}
+
+TEST_CASE("rejected manifests name the field, its position and the rule", "[spec]") {
+  struct Case {
+    std::string yaml;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {WithSpec("  budget: {maxSteps: 0}\n"), "test.yaml:11:22: spec.budget.maxSteps: must be >= 1"},
+      {WithSpec("  budget: {maxTokens: lots}\n"), "spec.budget.maxTokens: must be an integer, got \"lots\""},
+      {WithSpec("  budget: {maxSteps: 5, maxStep: 3}\n"), "spec.budget.maxStep: unknown field"},
+      {WithSpec("  colour: blue\n"), "test.yaml:11:3: spec.colour: unknown field"},
+      {WithSpec("  durability: sometimes\n"), "spec.durability: must be one of sync, batch, got \"sometimes\""},
+      {WithSpec("  recovery: {unknownOutcome: retry}\n"), "spec.recovery.unknownOutcome: must be one of ask, tell_model, fail"},
+      {WithSpec("  tools: [{name: a, kind: teleport}]\n"), "spec.tools[0].kind: must be one of workspace, http"},
+      {WithSpec("  tools: [{kind: workspace}]\n"), "spec.tools[0].name: is required"},
+      {WithSpec("  tools: [{name: a, kind: workspace}, {name: a, kind: workspace}]\n"), "spec.tools[1].name: duplicate tool name \"a\""},
+      {WithSpec("  tools: [{name: finish, kind: workspace}]\n"), "spec.tools[0].name: \"finish\" is reserved"},
+      {WithSpec("  tools: [{name: a, kind: workspace, effect: harmless}]\n"), "spec.tools[0].effect: must be one of read_only, idempotent, side_effecting"},
+      {WithSpec("  tools: [{name: a, kind: http}]\n"), "spec.tools[0].http: http.allowedHosts must list at least one host"},
+      {WithSpec("  tools: [{name: a, kind: workspace, http: {allowedHosts: [x]}}]\n"), "spec.tools[0].http: is only valid for tools of kind http"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], timeoutSeconds: 0}}]\n"), "spec.tools[0].http.timeoutSeconds: must be >= 1"},
+      {WithSpec("  tools: [{name: 'a b', kind: workspace}]\n"), "spec.tools[0].name: must match"},
+      {WithSpec("  tools: {name: a}\n"), "spec.tools: must be a list"},
+      {WithSpec("  tools: [{name: a, kind: workspace, requireApproval: maybe}]\n"), "spec.tools[0].requireApproval: must be true or false"},
+      {R"(apiVersion: carapace.dev/v1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "apiVersion: must be carapace.dev/v1alpha1, got \"carapace.dev/v1\""},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: Pod
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "kind: must be AgentRun, got \"Pod\""},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: Not_A_Name}
+spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "metadata.name: must be a DNS label"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "metadata: is required"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {model: {backend: scripted, script: [{text: hi}]}})", "spec.goal: is required"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: "", model: {backend: scripted, script: [{text: hi}]}})", "spec.goal: must not be empty"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g})", "spec.model: is required"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: gpt}})", "spec.model.backend: must be one of scripted, got \"gpt\""},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted}})", "spec.model.script: is required for the scripted backend"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted, script: [{}]}})", "spec.model.script[0]: needs text or toolCalls"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted, script: [{toolCalls: [{arguments: {}}]}]}})", "spec.model.script[0].toolCalls[0].name: is required"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted, script: [{toolCalls: [{name: t, arguments: [1]}]}]}})", "spec.model.script[0].toolCalls[0].arguments: must be a mapping"},
+      {"just a string", "an AgentRun must be a mapping"},
+      {"spec: [unclosed", "test.yaml:1:1: not valid YAML"},
+      {"", "the document is empty"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.yaml);
+    std::string err = ErrorOf(c.yaml);
+    INFO("error was: " << err);
+    CHECK_THAT(err, ContainsSubstring(c.expected));
+  }
+}
+
+TEST_CASE("all errors of a document are reported together", "[spec]") {
+  std::string err = ErrorOf(WithSpec("  budget: {maxSteps: 0, maxTokens: -1}\n  colour: red\n"));
+  CHECK_THAT(err, ContainsSubstring("spec.budget.maxSteps"));
+  CHECK_THAT(err, ContainsSubstring("spec.budget.maxTokens"));
+  CHECK_THAT(err, ContainsSubstring("spec.colour"));
+}
+
+TEST_CASE("a missing file is reported by name", "[spec]") {
+  auto r = LoadAgentRunFile("/nonexistent/agent.yaml");
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.status().code() == StatusCode::kNotFound);
+  CHECK_THAT(r.status().message(), ContainsSubstring("/nonexistent/agent.yaml"));
+}
+
+TEST_CASE("JSON manifests are read too", "[spec]") {
+  auto r = ParseAgentRun(
+      R"({"apiVersion":"carapace.dev/v1alpha1","kind":"AgentRun","metadata":{"name":"j"},
+          "spec":{"goal":"g","model":{"backend":"scripted","script":[{"text":"ok"}]},"budget":{"maxSteps":3}}})",
+      "run.json");
+  REQUIRE(r.ok());
+  CHECK(r->spec.budget.max_steps == 3);
+}
+
+TEST_CASE("the spec hash changes with the spec and not with metadata", "[spec]") {
+  auto a = ParseAgentRun(kValid, "a.yaml");
+  auto b = ParseAgentRun(WithSpec("  budget: {maxSteps: 9}\n"), "b.yaml");
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  CHECK(a->SpecHash() != b->SpecHash());
+  AgentRun c = *a;
+  c.metadata.labels["team"] = "x";
+  CHECK(c.SpecHash() == a->SpecHash());
+}

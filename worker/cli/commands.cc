@@ -1,0 +1,230 @@
+// Implementation of the CLI commands on top of the runtime library.
+#include "worker/cli/commands.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include "common/agentrun/spec.h"
+#include "common/log.h"
+#include "worker/cli/status_view.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/runner.h"
+
+namespace carapace::cli {
+
+namespace {
+
+int ExitCodeFor(const Status& st) {
+  switch (st.code()) {
+    case StatusCode::kOk: return kExitSucceeded;
+    case StatusCode::kInvalidArgument:
+    case StatusCode::kNotFound:
+    case StatusCode::kFailedPrecondition:
+    case StatusCode::kBusy:
+    case StatusCode::kAlreadyExists:
+    case StatusCode::kPermissionDenied:
+      return kExitBadInput;
+    default:
+      return kExitError;
+  }
+}
+
+int ExitCodeFor(Phase p) {
+  switch (p) {
+    case Phase::kSucceeded: return kExitSucceeded;
+    case Phase::kBudgetExhausted: return kExitBudgetExhausted;
+    case Phase::kFailed: return kExitFailed;
+    case Phase::kWaitingForApproval: return kExitWaiting;
+    default: return kExitError;
+  }
+}
+
+int Fail(const Status& st) {
+  std::cerr << "carapace: " << st.message() << "\n";
+  return ExitCodeFor(st);
+}
+
+std::string BudgetLeft(const AgentRun& run, const RunState& s) {
+  const auto& b = run.spec.budget;
+  return "left: " + std::to_string(b.max_steps - s.used.steps) + " steps, " +
+         std::to_string(b.max_tokens - s.used.tokens) + " tokens, " +
+         std::to_string(b.max_tool_calls - s.used.tool_calls) + " tool calls";
+}
+
+// The human view of a live run: one line per tool call / step, then the outcome.
+void PrintHuman(const AgentRun& run, const Event& e, const RunState& s, int64_t* step_tokens) {
+  const auto& d = e.data;
+  char line[512];
+  if (e.type == event_type::kModelResponse) {
+    *step_tokens = d.value("promptTokens", int64_t{0}) + d.value("completionTokens", int64_t{0});
+  } else if (e.type == event_type::kToolResult) {
+    std::string what = d.value("tool", "");
+    if (!d.value("ok", false)) what += " (error: " + d.value("error", "").substr(0, 60) + ")";
+    std::snprintf(line, sizeof line, "step %3lld  %-40s %8.1f ms  tokens %6lld  %s\n", static_cast<long long>(e.step),
+                  what.c_str(), d.value("durationMs", 0.0), static_cast<long long>(*step_tokens),
+                  BudgetLeft(run, s).c_str());
+    std::cout << line;
+    *step_tokens = 0;
+  } else if (e.type == event_type::kToolOutcomeUnknown) {
+    std::cout << "step " << e.step << "  " << d.value("tool", "") << " call " << d.value("callId", "")
+              << " was cut off by a restart: outcome unknown, not repeated (recovery.unknownOutcome: "
+              << UnknownOutcomePolicyName(run.spec.unknown_outcome) << ")\n";
+  } else if (e.type == event_type::kApprovalRequested) {
+    std::cout << "step " << e.step << "  " << d.value("tool", "") << " call " << d.value("callId", "")
+              << " waits for a person (" << d.value("reason", "") << ")\n";
+  } else if (e.type == event_type::kPhaseChanged && IsTerminal(s.phase) && e.step > 0 && *step_tokens > 0) {
+    std::snprintf(line, sizeof line, "step %3lld  %-40s %8s     tokens %6lld  %s\n", static_cast<long long>(e.step),
+                  "(answer)", "", static_cast<long long>(*step_tokens), BudgetLeft(run, s).c_str());
+    std::cout << line;
+  }
+  std::cout.flush();
+}
+
+void PrintOutcome(const RunState& s, const std::string& state_dir) {
+  std::cout << PhaseName(s.phase);
+  if (s.phase == Phase::kSucceeded) std::cout << ": " << s.result;
+  else if (!s.reason.empty()) std::cout << ": " << s.reason;
+  std::cout << "\n  steps " << s.used.steps << ", tokens " << s.used.tokens << ", tool calls " << s.used.tool_calls
+            << "\n  state: " << state_dir << " (workspace: " << state_dir << "/workspace)\n";
+  for (const auto* c : s.WaitingCalls()) {
+    std::cout << "  waiting: call " << c->call.id << " " << c->call.name << " " << c->call.arguments.dump() << " ("
+              << c->wait_reason << ")\n    carapace approve --state-dir " << state_dir << " --call " << c->call.id
+              << " [--deny]\n";
+  }
+}
+
+}  // namespace
+
+int Validate(const std::string& file) {
+  auto run = LoadAgentRunFile(file);
+  if (!run.ok()) return Fail(run.status());
+  std::cout << file << ": valid AgentRun " << run->metadata.ns << "/" << run->metadata.name << "\n";
+  return kExitSucceeded;
+}
+
+int Run(const std::string& file, const std::string& state_dir, bool json) {
+  auto run = LoadAgentRunFile(file);
+  if (!run.ok()) return Fail(run.status());
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kCreateIfMissing);
+  if (!store.ok()) return Fail(store.status());
+
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  ToolRegistry tools;
+  RegisterBuiltinTools(&tools);
+
+  int64_t step_tokens = 0;
+  RunnerOptions options;
+  const AgentRun& spec = *run;
+  options.on_event = [&](const Event& e, const RunState& s) {
+    if (json) {
+      std::cout << e.ToJson().dump() << "\n";
+      std::cout.flush();
+    } else {
+      PrintHuman(spec, e, s, &step_tokens);
+    }
+  };
+  auto runner = Runner::Create(store->get(), *run, models, tools, options);
+  if (!runner.ok()) return Fail(runner.status());
+  const RunState& before = (*runner)->state();
+  bool finished_before = IsTerminal(before.phase);
+  if (!json) {
+    if (finished_before) {
+      std::cout << "carapace: " << run->metadata.name << " already finished in " << state_dir
+                << "; nothing redone (see `carapace inspect --state-dir " << state_dir << "`)\n";
+    } else if (before.phase != Phase::kPending) {
+      std::cout << "carapace: resuming " << run->metadata.name << " at step " << before.step << " from " << state_dir
+                << "\n";
+    } else {
+      std::cout << "carapace: running " << run->metadata.name << " (state: " << state_dir << ")\n";
+    }
+  }
+  auto phase = (*runner)->Run();
+  if (!phase.ok()) return Fail(phase.status());
+  if (json) {
+    auto identity = LoadRunIdentity(**store);
+    if (identity.ok() && *identity) {
+      std::cout << "{\"type\":\"status\",\"status\":" << RunStatusJson(BuildRunStatus(**identity, (*runner)->state()))
+                << "}\n";
+    }
+  } else {
+    PrintOutcome((*runner)->state(), state_dir);
+  }
+  return ExitCodeFor(*phase);
+}
+
+int Inspect(const std::string& state_dir, bool json) {
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) return Fail(store.status());
+  auto identity = LoadRunIdentity(**store);
+  if (!identity.ok()) return Fail(identity.status());
+  if (!*identity) return Fail(NotFound("state dir " + state_dir + " holds no run"));
+  auto state = LoadRunState(**store);
+  if (!state.ok()) return Fail(state.status());
+  auto events = ReadAllEvents(**store);
+  if (!events.ok()) return Fail(events.status());
+  std::vector<int64_t> checkpoints;
+  Status st = (*store)->ForEachCheckpoint([&](int64_t step, std::string_view) {
+    checkpoints.push_back(step);
+    return true;
+  });
+  if (!st.ok()) return Fail(st);
+  auto status = BuildRunStatus(**identity, *state);
+
+  if (json) {
+    nlohmann::json out;
+    out["status"] = nlohmann::json::parse(RunStatusJson(status));
+    out["events"] = nlohmann::json::array();
+    for (const auto& e : *events) out["events"].push_back(e.ToJson());
+    out["checkpoints"] = checkpoints;
+    std::cout << out.dump() << "\n";
+    return kExitSucceeded;
+  }
+  const auto& s = *state;
+  const auto& b = status.budget();
+  std::cout << "AgentRun " << status.namespace_() << "/" << status.name() << "  run " << status.run_id() << "\n"
+            << "phase:   " << PhaseName(s.phase) << (s.reason.empty() ? "" : " (" + s.reason + ")") << "\n";
+  if (s.phase == Phase::kSucceeded) std::cout << "result:  " << s.result << "\n";
+  std::cout << "step:    " << s.step << "   last checkpoint: step " << s.last_checkpoint_step << "   events: "
+            << events->size() << "\n"
+            << "budget:  steps " << b.steps() << "/" << b.max_steps() << ", tokens " << b.tokens() << "/"
+            << b.max_tokens() << ", tool calls " << b.tool_calls() << "/" << b.max_tool_calls() << ", wall clock "
+            << b.wall_clock_ms() / 1000.0 << "s/" << b.max_wall_clock_seconds() << "s\n";
+  for (const auto* c : s.WaitingCalls()) {
+    std::cout << "waiting: " << c->call.id << " " << c->call.name << " " << c->call.arguments.dump() << " ("
+              << c->wait_reason << ")\n";
+  }
+  std::cout << "events:\n";
+  for (const auto& e : *events) {
+    std::cout << "  " << e.seq << "  step " << e.step << "  " << DescribeEvent(e) << "\n";
+  }
+  std::cout << "checkpoints: steps";
+  for (auto c : checkpoints) std::cout << " " << c;
+  std::cout << "\nstate dir: " << state_dir << "\n";
+  return kExitSucceeded;
+}
+
+int Approve(const std::string& state_dir, const std::string& call_id, bool deny) {
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) return Fail(store.status());
+  const char* user = std::getenv("USER");
+  Status st = SettleWaitingCall(store->get(), call_id, !deny, std::string("cli:") + (user ? user : "unknown"));
+  if (!st.ok()) return Fail(st);
+  std::cout << "call " << call_id << (deny ? " denied" : " approved")
+            << "; the next `carapace run` continues the run\n";
+  return kExitSucceeded;
+}
+
+int Fork(const std::string& state_dir, long long from_step, const std::string& to_dir) {
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) return Fail(store.status());
+  Status st = ForkRun(**store, from_step, to_dir);
+  if (!st.ok()) return Fail(st);
+  std::cout << "forked " << state_dir << " at step " << from_step << " into " << to_dir
+            << "; continue it with `carapace run FILE --state-dir " << to_dir << "`\n";
+  return kExitSucceeded;
+}
+
+}  // namespace carapace::cli

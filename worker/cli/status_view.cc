@@ -1,0 +1,102 @@
+// RunStatus and event descriptions.
+#include "worker/cli/status_view.h"
+
+#include <google/protobuf/util/json_util.h>
+
+#include <cstdio>
+
+namespace carapace {
+
+namespace v1 = worker::v1;
+
+static v1::Phase ToProto(Phase p) {
+  switch (p) {
+    case Phase::kPending: return v1::PHASE_PENDING;
+    case Phase::kRunning: return v1::PHASE_RUNNING;
+    case Phase::kWaitingForApproval: return v1::PHASE_WAITING_FOR_APPROVAL;
+    case Phase::kSucceeded: return v1::PHASE_SUCCEEDED;
+    case Phase::kFailed: return v1::PHASE_FAILED;
+    case Phase::kBudgetExhausted: return v1::PHASE_BUDGET_EXHAUSTED;
+  }
+  return v1::PHASE_UNSPECIFIED;
+}
+
+v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state) {
+  v1::RunStatus s;
+  s.set_name(identity.name);
+  s.set_namespace_(identity.ns);
+  s.set_run_id(state.run_id.empty() ? identity.run_id : state.run_id);
+  s.set_phase(ToProto(state.phase));
+  s.set_reason(state.reason);
+  s.set_result(state.result);
+  s.set_step(state.step);
+  s.set_last_checkpoint_step(state.last_checkpoint_step);
+  s.set_last_event_seq(state.last_seq);
+  s.set_spec_hash(identity.spec_hash);
+  auto* b = s.mutable_budget();
+  b->set_steps(state.used.steps);
+  b->set_tokens(state.used.tokens);
+  b->set_tool_calls(state.used.tool_calls);
+  b->set_wall_clock_ms(state.used.wall_ms);
+  nlohmann::json spec = nlohmann::json::parse(identity.spec_json, nullptr, false);
+  if (spec.is_object() && spec.contains("budget")) {
+    const auto& budget = spec["budget"];
+    b->set_max_steps(budget.value("maxSteps", int64_t{0}));
+    b->set_max_tokens(budget.value("maxTokens", int64_t{0}));
+    b->set_max_tool_calls(budget.value("maxToolCalls", int64_t{0}));
+    b->set_max_wall_clock_seconds(budget.value("maxWallClockSeconds", int64_t{0}));
+  }
+  for (const auto* c : state.WaitingCalls()) {
+    auto* w = s.add_waiting();
+    w->set_call_id(c->call.id);
+    w->set_tool(c->call.name);
+    w->set_arguments_json(c->call.arguments.dump());
+    w->set_reason(c->wait_reason);
+  }
+  return s;
+}
+
+std::string RunStatusJson(const v1::RunStatus& status) {
+  std::string out;
+  google::protobuf::util::JsonPrintOptions options;
+  options.always_print_primitive_fields = true;
+  options.preserve_proto_field_names = false;
+  (void)google::protobuf::util::MessageToJsonString(status, &out, options);
+  return out;
+}
+
+std::string DescribeEvent(const Event& e) {
+  const auto& d = e.data;
+  std::string s = e.type;
+  auto args = [&]() {
+    std::string a = d.value("arguments", nlohmann::json::object()).dump();
+    return a.size() > 100 ? a.substr(0, 97) + "..." : a;
+  };
+  if (e.type == event_type::kRunStarted) {
+    s += " run " + d.value("runId", "") + ": " + d.value("goal", "");
+  } else if (e.type == event_type::kModelResponse) {
+    s += " tokens " + std::to_string(d.value("promptTokens", 0) + d.value("completionTokens", 0));
+    if (!d.value("text", "").empty()) s += " text \"" + d.value("text", "") + "\"";
+    for (const auto& c : d.value("toolCalls", nlohmann::json::array())) {
+      s += " call " + c.value("id", "") + " " + c.value("name", "");
+    }
+  } else if (e.type == event_type::kToolIntent) {
+    s += " " + d.value("callId", "") + " " + d.value("tool", "") + " " + args() + " [" + d.value("effect", "") +
+         ", key " + d.value("idempotencyKey", "").substr(0, 12) + (d.value("retry", false) ? ", retry" : "") + "]";
+  } else if (e.type == event_type::kToolResult) {
+    s += " " + d.value("callId", "") + " " + d.value("tool", "") + (d.value("ok", false) ? " ok " : " error ");
+    std::string body = d.value("ok", false) ? d.value("output", nlohmann::json()).dump() : d.value("error", "");
+    s += body.size() > 120 ? body.substr(0, 117) + "..." : body;
+  } else if (e.type == event_type::kToolOutcomeUnknown || e.type == event_type::kApprovalRequested ||
+             e.type == event_type::kApprovalDecided) {
+    s += " " + d.value("callId", "") + " " + d.value("tool", "") + " " + d.value("reason", "");
+    if (e.type == event_type::kApprovalDecided) s += d.value("approved", false) ? " approved" : " denied";
+  } else if (e.type == event_type::kPhaseChanged) {
+    s += " -> " + d.value("phase", "") + " (" + d.value("reason", "") + ")";
+  } else if (e.type == event_type::kForked) {
+    s += " from " + d.value("from", "") + " step " + std::to_string(d.value("fromStep", 0));
+  }
+  return s;
+}
+
+}  // namespace carapace

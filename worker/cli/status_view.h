@@ -1,0 +1,21 @@
+// Views of a stored run for people and programs: the RunStatus message (proto, shared with
+// the control API), and one-line descriptions of events.
+#pragma once
+
+#include <string>
+
+#include "carapace/worker/v1/run.pb.h"
+#include "worker/runtime/event.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/run_state.h"
+
+namespace carapace {
+
+// Budget maxima come from the spec stored with the run (`identity.spec_json`).
+worker::v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state);
+std::string RunStatusJson(const worker::v1::RunStatus& status);
+
+// "tool_result s2c0 api ok 12.3 ms" and the like.
+std::string DescribeEvent(const Event& e);
+
+}  // namespace carapace

@@ -1,0 +1,39 @@
+// The chat vocabulary shared by the runtime, the model backends and the tools:
+// messages, tool calls, tool schemas. JSON forms are what the event log stores.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace carapace {
+
+struct ToolCall {
+  std::string id;  // unique within the run: "s<step>c<index>"
+  std::string name;
+  nlohmann::json arguments = nlohmann::json::object();
+};
+
+struct Message {
+  std::string role;  // system | user | assistant | tool
+  std::string content;
+  std::vector<ToolCall> tool_calls;  // assistant only
+  std::string tool_call_id;          // tool only
+  std::string name;                  // tool only: which tool answered
+};
+
+// What the model is told about a tool.
+struct ToolSchema {
+  std::string name;
+  std::string description;
+  nlohmann::json parameters;  // JSON Schema of the arguments
+};
+
+nlohmann::json ToJson(const ToolCall& c);
+ToolCall ToolCallFromJson(const nlohmann::json& j);
+nlohmann::json ToJson(const Message& m);
+Message MessageFromJson(const nlohmann::json& j);
+
+}  // namespace carapace

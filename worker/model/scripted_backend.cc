@@ -1,0 +1,32 @@
+// Scripted replies with estimated token usage.
+#include "worker/model/scripted_backend.h"
+
+namespace carapace {
+
+Result<ModelResponse> ScriptedBackend::Complete(const ModelRequest& request) {
+  if (request.step < 1 || request.step > static_cast<int64_t>(script_.size())) {
+    return FailedPrecondition("scripted backend: the script has " + std::to_string(script_.size()) +
+                              " replies and step " + std::to_string(request.step) + " asked for one more");
+  }
+  const ScriptedReply& reply = script_[static_cast<size_t>(request.step - 1)];
+  ModelResponse r;
+  r.text = reply.text;
+  size_t prompt_chars = 0;
+  if (request.messages) {
+    for (const auto& m : *request.messages) prompt_chars += m.content.size() + 8;
+  }
+  size_t completion_chars = reply.text.size();
+  for (const auto& c : reply.tool_calls) {
+    ToolCall call;
+    call.name = c.name;
+    call.arguments = c.arguments;
+    completion_chars += c.name.size() + c.arguments.dump().size();
+    r.tool_calls.push_back(std::move(call));
+  }
+  r.prompt_tokens = static_cast<int64_t>(prompt_chars / 4 + 1);
+  r.completion_tokens = static_cast<int64_t>(completion_chars / 4 + 1);
+  r.finish_reason = r.tool_calls.empty() ? "stop" : "tool_calls";
+  return r;
+}
+
+}  // namespace carapace

@@ -1,0 +1,41 @@
+// Events of a run's append-only log. Each records a fact the runtime must never forget:
+// what the model was asked and said, which tool call was about to happen and what came of
+// it, decisions by people, phase changes. The JSON form is the stored form.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/status.h"
+
+namespace carapace {
+
+namespace event_type {
+inline constexpr const char* kRunStarted = "run_started";
+inline constexpr const char* kModelRequest = "model_request";
+inline constexpr const char* kModelResponse = "model_response";
+inline constexpr const char* kToolIntent = "tool_intent";
+inline constexpr const char* kToolResult = "tool_result";
+inline constexpr const char* kToolOutcomeUnknown = "tool_outcome_unknown";
+inline constexpr const char* kApprovalRequested = "approval_requested";
+inline constexpr const char* kApprovalDecided = "approval_decided";
+inline constexpr const char* kPhaseChanged = "phase_changed";
+inline constexpr const char* kStepCompleted = "step_completed";
+inline constexpr const char* kForked = "forked";
+}  // namespace event_type
+
+struct Event {
+  uint64_t seq = 0;   // position in the log, from 1; assigned when stored
+  int64_t ts_ms = 0;  // wall clock when recorded
+  std::string type;
+  int64_t step = 0;
+  nlohmann::json data = nlohmann::json::object();
+
+  nlohmann::json ToJson() const;  // {"seq","ts","type","step","data"}
+  std::string Encode() const;     // stored form (seq is the key, not in the value)
+  static Result<Event> Decode(uint64_t seq, std::string_view value);
+};
+
+}  // namespace carapace

@@ -1,0 +1,39 @@
+// Loading a run back from its store: the newest checkpoint, the transcript it covers, and
+// every event after it, folded with Apply(). This is all that recovery after a crash is.
+#pragma once
+
+#include <optional>
+
+#include "common/status.h"
+#include "worker/runtime/run_state.h"
+#include "worker/store/run_store.h"
+
+namespace carapace {
+
+// The identity of the run a state dir holds, kept in its meta column family.
+struct RunIdentity {
+  std::string run_id;
+  std::string name;
+  std::string ns;
+  std::string spec_hash;
+  std::string spec_json;
+};
+
+namespace meta_key {
+inline constexpr const char* kRunId = "runId";
+inline constexpr const char* kName = "name";
+inline constexpr const char* kNamespace = "namespace";
+inline constexpr const char* kSpecHash = "specHash";
+inline constexpr const char* kSpec = "spec";
+}  // namespace meta_key
+
+// Empty when no run has been started in the store yet.
+Result<std::optional<RunIdentity>> LoadRunIdentity(const RunStore& store);
+
+// Errors: kCorruption when the checkpoint, transcript or an event cannot be read back.
+Result<RunState> LoadRunState(const RunStore& store);
+
+// Reads every event in order (for inspect and tests).
+Result<std::vector<Event>> ReadAllEvents(const RunStore& store);
+
+}  // namespace carapace

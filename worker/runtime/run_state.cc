@@ -1,0 +1,219 @@
+// Apply(): the one place that says what each event means for the state of a run.
+#include "worker/runtime/run_state.h"
+
+namespace carapace {
+
+const char* PhaseName(Phase p) {
+  switch (p) {
+    case Phase::kPending: return "Pending";
+    case Phase::kRunning: return "Running";
+    case Phase::kWaitingForApproval: return "WaitingForApproval";
+    case Phase::kSucceeded: return "Succeeded";
+    case Phase::kFailed: return "Failed";
+    case Phase::kBudgetExhausted: return "BudgetExhausted";
+  }
+  return "Pending";
+}
+
+std::optional<Phase> ParsePhase(const std::string& s) {
+  for (Phase p : {Phase::kPending, Phase::kRunning, Phase::kWaitingForApproval, Phase::kSucceeded,
+                  Phase::kFailed, Phase::kBudgetExhausted}) {
+    if (s == PhaseName(p)) return p;
+  }
+  return std::nullopt;
+}
+
+bool IsTerminal(Phase p) {
+  return p == Phase::kSucceeded || p == Phase::kFailed || p == Phase::kBudgetExhausted;
+}
+
+const char* CallStatusName(CallStatus s) {
+  switch (s) {
+    case CallStatus::kPlanned: return "planned";
+    case CallStatus::kAwaitingApproval: return "awaiting_approval";
+    case CallStatus::kApproved: return "approved";
+    case CallStatus::kDenied: return "denied";
+    case CallStatus::kInFlight: return "in_flight";
+    case CallStatus::kOutcomeUnknown: return "outcome_unknown";
+    case CallStatus::kDone: return "done";
+  }
+  return "planned";
+}
+
+static std::optional<CallStatus> ParseCallStatus(const std::string& s) {
+  for (CallStatus c : {CallStatus::kPlanned, CallStatus::kAwaitingApproval, CallStatus::kApproved,
+                       CallStatus::kDenied, CallStatus::kInFlight, CallStatus::kOutcomeUnknown,
+                       CallStatus::kDone}) {
+    if (s == CallStatusName(c)) return c;
+  }
+  return std::nullopt;
+}
+
+CallState* RunState::FindCall(const std::string& call_id) {
+  for (auto& c : calls) {
+    if (c.call.id == call_id) return &c;
+  }
+  return nullptr;
+}
+
+CallState* RunState::NextOpenCall() {
+  for (auto& c : calls) {
+    if (c.status != CallStatus::kDone) return &c;
+  }
+  return nullptr;
+}
+
+std::vector<const CallState*> RunState::WaitingCalls() const {
+  std::vector<const CallState*> out;
+  for (const auto& c : calls) {
+    if (c.status == CallStatus::kAwaitingApproval) out.push_back(&c);
+  }
+  return out;
+}
+
+std::string ToolResultContent(const nlohmann::json& d) {
+  // Marked as data from a tool: the model must not read it as new instructions.
+  nlohmann::json content = {{"tool_result", d.value("ok", false) ? "ok" : "error"}};
+  if (d.contains("output") && !d["output"].is_null()) content["output"] = d["output"];
+  if (d.contains("error")) content["error"] = d["error"];
+  return content.dump();
+}
+
+Status Apply(RunState* s, const Event& e) {
+  const nlohmann::json& d = e.data;
+  auto call_for = [&](const char* what) -> Result<CallState*> {
+    std::string id = d.value("callId", "");
+    CallState* c = s->FindCall(id);
+    if (!c) return Corruption(std::string(what) + " event " + std::to_string(e.seq) + " names unknown call \"" + id + "\"");
+    return c;
+  };
+  if (d.contains("activeMs")) s->used.wall_ms += d["activeMs"].get<int64_t>();
+
+  if (e.type == event_type::kRunStarted) {
+    s->run_id = d.value("runId", "");
+    s->phase = Phase::kRunning;
+    if (!d.value("instructions", "").empty()) s->messages.push_back({"system", d["instructions"], {}, "", ""});
+    s->messages.push_back({"user", d.value("goal", ""), {}, "", ""});
+  } else if (e.type == event_type::kModelRequest) {
+    s->step = e.step;
+    s->used.steps = std::max(s->used.steps, e.step);
+    s->awaiting_model = true;
+    s->calls.clear();
+  } else if (e.type == event_type::kModelResponse) {
+    s->awaiting_model = false;
+    s->used.tokens += d.value("promptTokens", int64_t{0}) + d.value("completionTokens", int64_t{0});
+    Message m{"assistant", d.value("text", ""), {}, "", ""};
+    s->calls.clear();
+    for (const auto& c : d.value("toolCalls", nlohmann::json::array())) {
+      ToolCall call = ToolCallFromJson(c);
+      m.tool_calls.push_back(call);
+      s->calls.push_back(CallState{call, CallStatus::kPlanned, "", "", "", 0});
+    }
+    s->messages.push_back(std::move(m));
+  } else if (e.type == event_type::kToolIntent) {
+    CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("tool_intent"));
+    c->status = CallStatus::kInFlight;
+    c->effect = d.value("effect", "");
+    c->idempotency_key = d.value("idempotencyKey", "");
+    c->attempts += 1;
+    s->used.tool_calls += 1;
+    if (!d.value("retry", false)) {
+      std::string sig = c->call.name + " " + c->call.arguments.dump();
+      if (sig == s->last_call_signature) {
+        s->repeat_count += 1;
+      } else {
+        s->last_call_signature = sig;
+        s->repeat_count = 1;
+      }
+    }
+  } else if (e.type == event_type::kToolResult) {
+    CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("tool_result"));
+    c->status = CallStatus::kDone;
+    s->messages.push_back({"tool", ToolResultContent(d), {}, c->call.id, c->call.name});
+  } else if (e.type == event_type::kToolOutcomeUnknown) {
+    CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("tool_outcome_unknown"));
+    c->status = CallStatus::kOutcomeUnknown;
+    c->wait_reason = "outcome_unknown";
+  } else if (e.type == event_type::kApprovalRequested) {
+    CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("approval_requested"));
+    c->status = CallStatus::kAwaitingApproval;
+    c->wait_reason = d.value("reason", "approval_required");
+    s->phase = Phase::kWaitingForApproval;
+    s->reason = "tool call " + c->call.id + " (" + c->call.name + ") waits for a person: " + c->wait_reason;
+  } else if (e.type == event_type::kApprovalDecided) {
+    CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("approval_decided"));
+    c->status = d.value("approved", false) ? CallStatus::kApproved : CallStatus::kDenied;
+  } else if (e.type == event_type::kPhaseChanged) {
+    auto phase = ParsePhase(d.value("phase", ""));
+    if (!phase) return Corruption("event " + std::to_string(e.seq) + " has an unknown phase");
+    s->phase = *phase;
+    s->reason = d.value("reason", "");
+    if (d.contains("result")) s->result = d["result"].get<std::string>();
+  } else if (e.type == event_type::kForked) {
+    s->run_id = d.value("runId", s->run_id);  // a fork is a new run: new idempotency keys from here on
+  } else if (e.type == event_type::kStepCompleted) {
+    // Bookkeeping only (activeMs above); the checkpoint is written with it.
+  } else {
+    return Corruption("event " + std::to_string(e.seq) + " has unknown type \"" + e.type + "\"");
+  }
+  s->last_seq = e.seq;
+  return Status::Ok();
+}
+
+nlohmann::json RunState::ToCheckpointJson() const {
+  nlohmann::json calls_json = nlohmann::json::array();
+  for (const auto& c : calls) {
+    calls_json.push_back({{"call", ToJson(c.call)},
+                          {"status", CallStatusName(c.status)},
+                          {"effect", c.effect},
+                          {"idempotencyKey", c.idempotency_key},
+                          {"waitReason", c.wait_reason},
+                          {"attempts", c.attempts}});
+  }
+  return {{"runId", run_id},
+          {"phase", PhaseName(phase)},
+          {"reason", reason},
+          {"result", result},
+          {"step", step},
+          {"awaitingModel", awaiting_model},
+          {"calls", calls_json},
+          {"used", {{"steps", used.steps}, {"tokens", used.tokens}, {"toolCalls", used.tool_calls}, {"wallMs", used.wall_ms}}},
+          {"lastCallSignature", last_call_signature},
+          {"repeatCount", repeat_count},
+          {"lastSeq", last_seq},
+          {"messageCount", messages.size()}};
+}
+
+Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
+  try {
+    RunState s;
+    s.run_id = j.at("runId").get<std::string>();
+    auto phase = ParsePhase(j.at("phase").get<std::string>());
+    if (!phase) return Corruption("checkpoint has an unknown phase");
+    s.phase = *phase;
+    s.reason = j.at("reason").get<std::string>();
+    s.result = j.at("result").get<std::string>();
+    s.step = j.at("step").get<int64_t>();
+    s.awaiting_model = j.at("awaitingModel").get<bool>();
+    for (const auto& c : j.at("calls")) {
+      auto status = ParseCallStatus(c.at("status").get<std::string>());
+      if (!status) return Corruption("checkpoint has an unknown call status");
+      s.calls.push_back(CallState{ToolCallFromJson(c.at("call")), *status, c.at("effect").get<std::string>(),
+                                  c.at("idempotencyKey").get<std::string>(), c.at("waitReason").get<std::string>(),
+                                  c.at("attempts").get<int>()});
+    }
+    const auto& u = j.at("used");
+    s.used = {u.at("steps").get<int64_t>(), u.at("tokens").get<int64_t>(), u.at("toolCalls").get<int64_t>(),
+              u.at("wallMs").get<int64_t>()};
+    s.last_call_signature = j.at("lastCallSignature").get<std::string>();
+    s.repeat_count = j.at("repeatCount").get<int64_t>();
+    s.last_seq = j.at("lastSeq").get<uint64_t>();
+    s.persisted_messages = j.at("messageCount").get<int64_t>();
+    s.last_checkpoint_step = s.step;
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    return Corruption(std::string("checkpoint is not valid: ") + e.what());
+  }
+}
+
+}  // namespace carapace

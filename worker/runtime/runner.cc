@@ -1,0 +1,430 @@
+// The agent loop. Every decision is made from RunState, and RunState only changes through
+// recorded events, so the live loop and a loop resumed after kill -9 take the same path.
+#include "worker/runtime/runner.h"
+
+#include <filesystem>
+#include <random>
+#include <thread>
+
+#include "common/hash.h"
+#include "common/log.h"
+#include "worker/runtime/run_loader.h"
+
+namespace carapace {
+
+namespace {
+
+std::string NewRunId() {
+  std::random_device rd;
+  static const char* kHex = "0123456789abcdef";
+  std::string id;
+  for (int i = 0; i < 32; ++i) id.push_back(kHex[rd() & 0xf]);
+  return id;
+}
+
+// Stable for a given run, step and call position: a retried call carries the same key.
+std::string IdempotencyKey(const std::string& run_id, int64_t step, size_t index) {
+  return Sha256Hex(run_id + "/" + std::to_string(step) + "/" + std::to_string(index)).substr(0, 32);
+}
+
+bool IsLastOpenCall(const RunState& s, const CallState* call) {
+  for (const auto& c : s.calls) {
+    if (&c != call && c.status != CallStatus::kDone) return false;
+  }
+  return true;
+}
+
+ToolSchema FinishSchema() {
+  return {Runner::kFinishTool,
+          "End the run and report its result.",
+          {{"type", "object"}, {"properties", {{"result", {{"type", "string"}}}}}, {"required", {"result"}}}};
+}
+
+}  // namespace
+
+Runner::Runner(RunStore* store, AgentRun run, RunnerOptions options)
+    : store_(store), run_(std::move(run)), options_(std::move(options)) {}
+
+Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& run, const ModelRegistry& models,
+                                               const ToolRegistry& tools, RunnerOptions options) {
+  CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*store));
+  const std::string spec_hash = run.SpecHash();
+  if (identity) {
+    if (identity->name != run.metadata.name || identity->ns != run.metadata.ns) {
+      return FailedPrecondition("state dir " + store->state_dir() + " holds AgentRun " + identity->ns + "/" +
+                                identity->name + ", not " + run.metadata.ns + "/" + run.metadata.name +
+                                "; use another --state-dir");
+    }
+    if (identity->spec_hash != spec_hash) {
+      return FailedPrecondition("state dir " + store->state_dir() + " holds a run of " + run.metadata.name +
+                                " with a different spec (sha256 " + identity->spec_hash.substr(0, 12) + ", the file has " +
+                                spec_hash.substr(0, 12) +
+                                "); resuming would mix two runs. Use a new --state-dir, or `carapace fork` to branch");
+    }
+  }
+
+  std::unique_ptr<Runner> r(new Runner(store, run, std::move(options)));
+  CARAPACE_ASSIGN_OR_RETURN(r->model_, models.Create(r->run_));
+  ToolEnvironment env{store->workspace_dir()};
+  for (const auto& spec : r->run_.spec.tools) {
+    auto tool = tools.Create(spec, env);
+    if (!tool.ok()) return tool.status().WithContext("spec.tools");
+    r->schemas_.push_back((*tool)->Schema());
+    r->tool_specs_[spec.name] = &spec;
+    r->tools_[spec.name] = std::move(*tool);
+  }
+  r->schemas_.push_back(FinishSchema());
+
+  if (!identity) {
+    StoreBatch meta;
+    meta.meta = {{meta_key::kRunId, NewRunId()},
+                 {meta_key::kName, run.metadata.name},
+                 {meta_key::kNamespace, run.metadata.ns},
+                 {meta_key::kSpecHash, spec_hash},
+                 {meta_key::kSpec, run.SpecJson().dump()}};
+    CARAPACE_RETURN_IF_ERROR(store->Commit(meta, true).status());
+  }
+  CARAPACE_ASSIGN_OR_RETURN(r->state_, LoadRunState(*store));
+  return r;
+}
+
+Event Runner::Make(const char* type, nlohmann::json data) const {
+  Event e;
+  e.type = type;
+  e.step = state_.step;
+  e.data = std::move(data);
+  return e;
+}
+
+int64_t Runner::ActiveMsSinceAccounted() {
+  int64_t now = options_.clock->NowMillis();
+  int64_t d = now - accounted_at_ms_;
+  accounted_at_ms_ = now;
+  return d;
+}
+
+Status Runner::Record(std::vector<Event> events, bool sync) {
+  StoreBatch batch;
+  bool checkpoint = false;
+  uint64_t seq = store_->last_seq();
+  for (auto& e : events) {
+    e.seq = ++seq;
+    e.ts_ms = WallNowMillis();
+    if (e.type == event_type::kStepCompleted || e.type == event_type::kPhaseChanged) {
+      e.data["activeMs"] = ActiveMsSinceAccounted();
+    }
+    CARAPACE_RETURN_IF_ERROR(Apply(&state_, e));
+    batch.events.push_back(e.Encode());
+    checkpoint = checkpoint || e.type == event_type::kStepCompleted || e.type == event_type::kPhaseChanged ||
+                 e.type == event_type::kRunStarted || e.type == event_type::kApprovalRequested;
+  }
+  if (checkpoint) {
+    for (size_t i = static_cast<size_t>(state_.persisted_messages); i < state_.messages.size(); ++i) {
+      batch.transcript.emplace_back(static_cast<int64_t>(i), ToJson(state_.messages[i]).dump());
+    }
+    state_.persisted_messages = static_cast<int64_t>(state_.messages.size());
+    state_.last_checkpoint_step = state_.step;
+    batch.checkpoint = std::make_pair(state_.step, state_.ToCheckpointJson().dump());
+  }
+  CARAPACE_RETURN_IF_ERROR(store_->Commit(batch, sync).status());
+  if (options_.on_event) {
+    for (const auto& e : events) options_.on_event(e, state_);
+  }
+  return Status::Ok();
+}
+
+std::optional<std::string> Runner::BudgetExhaustedReason(bool for_tool_call) const {
+  const BudgetSpec& b = run_.spec.budget;
+  const BudgetUsed& u = state_.used;
+  if (for_tool_call) {
+    if (u.tool_calls >= b.max_tool_calls) return "maxToolCalls (" + std::to_string(b.max_tool_calls) + ") reached";
+    return std::nullopt;
+  }
+  if (u.steps >= b.max_steps) return "maxSteps (" + std::to_string(b.max_steps) + ") reached";
+  if (u.tokens >= b.max_tokens) {
+    return "maxTokens (" + std::to_string(b.max_tokens) + ") reached: " + std::to_string(u.tokens) + " used";
+  }
+  int64_t wall = u.wall_ms + (options_.clock->NowMillis() - accounted_at_ms_);
+  if (wall >= b.max_wall_clock_seconds * 1000) {
+    return "maxWallClockSeconds (" + std::to_string(b.max_wall_clock_seconds) + ") reached";
+  }
+  return std::nullopt;
+}
+
+Result<Phase> Runner::Run() {
+  accounted_at_ms_ = options_.clock->NowMillis();
+  if (state_.phase == Phase::kPending) CARAPACE_RETURN_IF_ERROR(Start());
+  for (;;) {
+    if (IsTerminal(state_.phase)) return state_.phase;
+    if (!state_.WaitingCalls().empty()) return Phase::kWaitingForApproval;
+    if (state_.phase == Phase::kWaitingForApproval) {
+      CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(Phase::kRunning)},
+                                                                          {"reason", "a person settled the waiting call"}})},
+                                      true));
+      continue;
+    }
+    if (state_.awaiting_model) {
+      CARAPACE_RETURN_IF_ERROR(CallModel());
+      continue;
+    }
+    CallState* open = state_.NextOpenCall();
+    if (open == nullptr) {
+      CARAPACE_RETURN_IF_ERROR(StartStep());
+      continue;
+    }
+    CARAPACE_RETURN_IF_ERROR(HandleCall(open, static_cast<size_t>(open - state_.calls.data())));
+  }
+}
+
+Status Runner::Start() {
+  Event e = Make(event_type::kRunStarted, {{"name", run_.metadata.name},
+                                           {"namespace", run_.metadata.ns},
+                                           {"specHash", run_.SpecHash()},
+                                           {"instructions", run_.spec.instructions},
+                                           {"goal", run_.spec.goal}});
+  CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*store_));
+  e.data["runId"] = identity ? identity->run_id : "";
+  return Record({e}, true);
+}
+
+Status Runner::Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before) {
+  nlohmann::json d = {{"phase", PhaseName(phase)}, {"reason", reason}};
+  if (phase == Phase::kSucceeded) d["result"] = result;
+  before.push_back(Make(event_type::kPhaseChanged, d));
+  CARAPACE_RETURN_IF_ERROR(Record(std::move(before), true));
+  // A clean stop leaves nothing for the next open to replay from the WAL.
+  return store_->Flush();
+}
+
+Status Runner::StartStep() {
+  if (auto reason = BudgetExhaustedReason(false)) return Finish(Phase::kBudgetExhausted, *reason, "");
+  Event e = Make(event_type::kModelRequest, {{"messages", state_.messages.size()}});
+  e.step = state_.step + 1;
+  // Not synced: a lost request is simply asked again. It reaches disk with the next sync.
+  CARAPACE_RETURN_IF_ERROR(Record({e}, false));
+  return CallModel();
+}
+
+Status Runner::CallModel() {
+  ModelRequest request{state_.step, &state_.messages, schemas_};
+  int64_t started = MonoNowMillis();
+  Result<ModelResponse> response = model_->Complete(request);
+  for (int attempt = 1; !response.ok() && attempt <= 3; ++attempt) {
+    StatusCode code = response.status().code();
+    if (code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded) break;
+    log::Warn("model call failed; retrying", {{"agentrun", run_.metadata.name}, {"step", state_.step},
+                                              {"attempt", attempt}, {"error", response.status().ToString()}});
+    std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    response = model_->Complete(request);
+  }
+  if (!response.ok()) return Finish(Phase::kFailed, "model call failed: " + response.status().message(), "");
+
+  nlohmann::json calls = nlohmann::json::array();
+  for (size_t i = 0; i < response->tool_calls.size(); ++i) {
+    ToolCall c = response->tool_calls[i];
+    c.id = "s" + std::to_string(state_.step) + "c" + std::to_string(i);
+    calls.push_back(ToJson(c));
+  }
+  Event e = Make(event_type::kModelResponse, {{"text", response->text},
+                                              {"toolCalls", calls},
+                                              {"promptTokens", response->prompt_tokens},
+                                              {"completionTokens", response->completion_tokens},
+                                              {"finishReason", response->finish_reason},
+                                              {"durationMs", MonoNowMillis() - started}});
+  if (calls.empty()) {
+    return Finish(Phase::kSucceeded, "the model answered without tool calls", response->text,
+                  {e, Make(event_type::kStepCompleted)});
+  }
+  // Not synced on its own: it becomes durable with the first tool intent or step end.
+  return Record({e}, false);
+}
+
+Status Runner::HandleCall(CallState* call, size_t index) {
+  const std::string name = call->call.name;
+  const std::string id = call->call.id;
+  const bool last = IsLastOpenCall(state_, call);
+  auto result_events = [&](bool ok, nlohmann::json output, const std::string& error) {
+    nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", ok}, {"output", std::move(output)}};
+    if (!ok) d["error"] = error;
+    std::vector<Event> ev{Make(event_type::kToolResult, d)};
+    if (last) ev.push_back(Make(event_type::kStepCompleted));
+    return ev;
+  };
+
+  switch (call->status) {
+    case CallStatus::kPlanned: {
+      if (name == kFinishTool) {
+        const nlohmann::json& r = call->call.arguments.contains("result") ? call->call.arguments["result"] : nlohmann::json("");
+        std::string result = r.is_string() ? r.get<std::string>() : r.dump();
+        return Finish(Phase::kSucceeded, "the agent called finish", result,
+                      {Make(event_type::kToolResult, {{"callId", id}, {"tool", name}, {"ok", true}, {"output", {{"finished", true}}}}),
+                       Make(event_type::kStepCompleted)});
+      }
+      auto spec = tool_specs_.find(name);
+      if (spec == tool_specs_.end()) {
+        std::string available;
+        for (const auto& s : schemas_) available += (available.empty() ? "" : ", ") + s.name;
+        return Record(result_events(false, nullptr, "unknown tool \"" + name + "\"; available: " + available),
+                      last && SyncStepBoundaries());
+      }
+      if (auto reason = BudgetExhaustedReason(true)) return Finish(Phase::kBudgetExhausted, *reason, "");
+      std::string sig = name + " " + call->call.arguments.dump();
+      if (sig == state_.last_call_signature && state_.repeat_count >= 4) {
+        return Finish(Phase::kFailed, "loop detected: tool " + name + " was called 5 times in a row with the same arguments", "");
+      }
+      if (spec->second->require_approval) {
+        return Record({Make(event_type::kApprovalRequested, {{"callId", id}, {"tool", name},
+                                                              {"arguments", call->call.arguments},
+                                                              {"reason", "approval_required"}})},
+                      true);
+      }
+      return Execute(call, index, false);
+    }
+    case CallStatus::kApproved:
+      return Execute(call, index, call->wait_reason == "outcome_unknown");
+    case CallStatus::kDenied:
+      return Record(result_events(false, nullptr,
+                                  call->wait_reason == "outcome_unknown"
+                                      ? "outcome_unknown: this call was in flight when the worker stopped; it may or may "
+                                        "not have taken effect, and a person chose not to repeat it"
+                                      : "a person denied this call"),
+                    true);
+    case CallStatus::kInFlight: {
+      // Only reachable after a restart: the intent is on disk, the result is not.
+      if (call->effect != EffectName(Effect::kSideEffecting)) {
+        log::Info("re-running an interrupted call", {{"agentrun", run_.metadata.name}, {"call", id},
+                                                     {"tool", name}, {"effect", call->effect}});
+        return Execute(call, index, true);
+      }
+      log::Warn("a side-effecting call was interrupted; its outcome is unknown",
+                {{"agentrun", run_.metadata.name}, {"call", id}, {"tool", name}});
+      return Record({Make(event_type::kToolOutcomeUnknown, {{"callId", id}, {"tool", name}})}, true);
+    }
+    case CallStatus::kOutcomeUnknown:
+      switch (run_.spec.unknown_outcome) {
+        case UnknownOutcomePolicy::kAsk:
+          return Record({Make(event_type::kApprovalRequested, {{"callId", id}, {"tool", name},
+                                                                {"arguments", call->call.arguments},
+                                                                {"reason", "outcome_unknown"}})},
+                        true);
+        case UnknownOutcomePolicy::kTellModel:
+          return Record(result_events(false, nullptr,
+                                      "outcome_unknown: this call was in flight when the worker stopped; it may or may "
+                                      "not have taken effect. Check before repeating it."),
+                        true);
+        case UnknownOutcomePolicy::kFail:
+          return Finish(Phase::kFailed,
+                        "tool call " + id + " (" + name +
+                            ") was in flight when the worker stopped; its outcome is unknown and recovery.unknownOutcome is fail",
+                        "");
+      }
+      return Internal("unhandled unknownOutcome policy");
+    case CallStatus::kAwaitingApproval:
+    case CallStatus::kDone:
+      break;
+  }
+  return Internal("call " + id + " is not runnable in status " + CallStatusName(call->status));
+}
+
+Status Runner::Execute(CallState* call, size_t index, bool retry) {
+  const std::string name = call->call.name;
+  const std::string id = call->call.id;
+  const ToolSpec* spec = tool_specs_.at(name);
+  Tool* tool = tools_.at(name).get();
+  const Effect effect = spec->effect.value_or(tool->DefaultEffect());
+  const bool side_effecting = effect == Effect::kSideEffecting;
+  const bool last = IsLastOpenCall(state_, call);
+  ToolContext ctx{id, IdempotencyKey(state_.run_id, state_.step, index)};
+  nlohmann::json arguments = call->call.arguments;
+
+  // The intent must be on disk before a side-effecting call leaves the process.
+  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kToolIntent, {{"callId", id},
+                                                                   {"tool", name},
+                                                                   {"arguments", arguments},
+                                                                   {"effect", EffectName(effect)},
+                                                                   {"idempotencyKey", ctx.idempotency_key},
+                                                                   {"retry", retry}})},
+                                  side_effecting));
+  int64_t started = MonoNowNanos();
+  ToolResult result = tool->Call(arguments, ctx);
+  double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;
+
+  nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", result.ok}, {"output", result.output}, {"durationMs", ms}};
+  if (!result.ok) d["error"] = result.error;
+  std::vector<Event> events{Make(event_type::kToolResult, d)};
+  if (last) events.push_back(Make(event_type::kStepCompleted));
+  return Record(std::move(events), side_effecting || (last && SyncStepBoundaries()));
+}
+
+Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool approve, const std::string& who) {
+  CARAPACE_ASSIGN_OR_RETURN(RunState state, LoadRunState(*store));
+  if (state.phase != Phase::kWaitingForApproval) {
+    return FailedPrecondition(std::string("the run is not waiting for approval (phase ") + PhaseName(state.phase) + ")");
+  }
+  CallState* call = state.FindCall(call_id);
+  if (call == nullptr || call->status != CallStatus::kAwaitingApproval) {
+    std::string waiting;
+    for (const auto* c : state.WaitingCalls()) waiting += (waiting.empty() ? "" : ", ") + c->call.id;
+    return NotFound("no call \"" + call_id + "\" is waiting; waiting: " + (waiting.empty() ? "none" : waiting));
+  }
+  Event e;
+  e.type = event_type::kApprovalDecided;
+  e.step = state.step;
+  e.ts_ms = WallNowMillis();
+  e.data = {{"callId", call_id}, {"approved", approve}, {"by", who}, {"reason", call->wait_reason}};
+  StoreBatch batch;
+  batch.events.push_back(e.Encode());
+  return store->Commit(batch, true).status();
+}
+
+Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir) {
+  CARAPACE_ASSIGN_OR_RETURN(auto cp, source.LatestCheckpoint(step));
+  if (!cp || cp->first != step) {
+    std::string steps;
+    CARAPACE_RETURN_IF_ERROR(source.ForEachCheckpoint([&](int64_t s, std::string_view) {
+      steps += (steps.empty() ? "" : ", ") + std::to_string(s);
+      return true;
+    }));
+    return NotFound("no checkpoint for step " + std::to_string(step) + "; checkpoints exist for steps " + steps);
+  }
+  CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(source));
+  if (!identity) return NotFound("state dir " + source.state_dir() + " holds no run");
+  CARAPACE_ASSIGN_OR_RETURN(RunState state, RunState::FromCheckpointJson(nlohmann::json::parse(cp->second)));
+
+  CARAPACE_ASSIGN_OR_RETURN(auto dest, RunStore::Open(dest_dir, RunStore::OpenMode::kCreateIfMissing));
+  if (!dest->created() || dest->last_seq() != 0) {
+    return FailedPrecondition("fork target " + dest_dir + " already holds a run; give a new or empty directory");
+  }
+  StoreBatch batch;
+  Status st;
+  CARAPACE_RETURN_IF_ERROR(source.ForEachEvent(1, [&](uint64_t seq, std::string_view v) {
+    if (seq > state.last_seq) return false;
+    batch.events.emplace_back(v);
+    return true;
+  }));
+  CARAPACE_ASSIGN_OR_RETURN(auto transcript, source.ReadTranscript(state.persisted_messages));
+  for (size_t i = 0; i < transcript.size(); ++i) batch.transcript.emplace_back(static_cast<int64_t>(i), transcript[i]);
+  batch.checkpoint = std::make_pair(cp->first, cp->second);
+  std::string new_id = NewRunId();
+  Event forked;
+  forked.type = event_type::kForked;
+  forked.step = step;
+  forked.ts_ms = WallNowMillis();
+  forked.data = {{"runId", new_id}, {"from", source.state_dir()}, {"sourceRunId", identity->run_id}, {"fromStep", step}};
+  batch.events.push_back(forked.Encode());
+  batch.meta = {{meta_key::kRunId, new_id},
+                {meta_key::kName, identity->name},
+                {meta_key::kNamespace, identity->ns},
+                {meta_key::kSpecHash, identity->spec_hash},
+                {meta_key::kSpec, identity->spec_json}};
+  CARAPACE_RETURN_IF_ERROR(dest->Commit(batch, true).status());
+
+  // Files are not versioned per step: the fork starts with the workspace as it is now.
+  std::error_code ec;
+  std::filesystem::copy(source.workspace_dir(), dest->workspace_dir(),
+                        std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing, ec);
+  if (ec) return IoError("copying the workspace: " + ec.message());
+  return dest->Flush();
+}
+
+}  // namespace carapace

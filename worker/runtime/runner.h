@@ -1,0 +1,88 @@
+// Runner: the agent loop with durable execution. It asks the model for the next step,
+// makes the tool calls the model asked for, records every fact in the store before or right
+// after the action, and resumes exactly where the store says it stopped (DESIGN.md).
+//
+// Not thread-safe: one Runner per store, driven by one thread.
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "common/agentrun/spec.h"
+#include "common/status.h"
+#include "common/time.h"
+#include "worker/model/model_backend.h"
+#include "worker/runtime/run_state.h"
+#include "worker/store/run_store.h"
+#include "worker/tools/tool.h"
+
+namespace carapace {
+
+struct RunnerOptions {
+  Clock* clock = RealClock();
+  // Called after each event is stored, with the state it produced (for live output).
+  std::function<void(const Event&, const RunState&)> on_event;
+};
+
+class Runner {
+ public:
+  // Binds `run` to `store`. A store that holds another AgentRun, or this one with a changed
+  // spec, is refused with kFailedPrecondition: resuming it would mix two different runs.
+  // Errors from building the model backend or tools are kInvalidArgument.
+  static Result<std::unique_ptr<Runner>> Create(RunStore* store, const AgentRun& run, const ModelRegistry& models,
+                                                const ToolRegistry& tools, RunnerOptions options = {});
+
+  // Runs until the run ends (Succeeded, Failed, BudgetExhausted) or waits for a person
+  // (WaitingForApproval). A finished run is returned as it is, with nothing redone.
+  // Errors: kIoError / kCorruption from the store; after one, stop using this Runner.
+  Result<Phase> Run();
+
+  const RunState& state() const { return state_; }
+
+  // The name of the built-in tool that ends a run with a result.
+  static constexpr const char* kFinishTool = "finish";
+
+ private:
+  Runner(RunStore* store, AgentRun run, RunnerOptions options);
+
+  Status Start();
+  Status StartStep();
+  Status CallModel();
+  Status HandleCall(CallState* call, size_t index);
+  Status Execute(CallState* call, size_t index, bool retry);
+  Status Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before = {});
+
+  // Applies events to the state and writes them, with a checkpoint when the batch ends a
+  // step or changes the phase, in one atomic batch.
+  Status Record(std::vector<Event> events, bool sync);
+  Event Make(const char* type, nlohmann::json data = nlohmann::json::object()) const;
+  std::optional<std::string> BudgetExhaustedReason(bool for_tool_call) const;
+  int64_t ActiveMsSinceAccounted();
+  bool SyncStepBoundaries() const { return run_.spec.durability == Durability::kSync; }
+
+  RunStore* store_;
+  AgentRun run_;
+  RunnerOptions options_;
+  RunState state_;
+  std::unique_ptr<ModelBackend> model_;
+  std::map<std::string, std::unique_ptr<Tool>> tools_;
+  std::map<std::string, const ToolSpec*> tool_specs_;
+  std::vector<ToolSchema> schemas_;
+  int64_t accounted_at_ms_ = 0;
+};
+
+// Settles a call that waits for a person: approve lets it run (for outcome_unknown: run it
+// again, accepting it may happen twice); deny skips it and tells the model. The decision is
+// recorded durably; the next Run() acts on it.
+// Errors: kNotFound when no such call waits; kFailedPrecondition when the run is not waiting.
+Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool approve, const std::string& who);
+
+// Copies the run in `source` up to the checkpoint of step `step` into `dest_dir` (a new or
+// empty dir) as a new run with its own run id. Errors: kNotFound when step N has no
+// checkpoint (the message lists those that exist).
+Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir);
+
+}  // namespace carapace

@@ -1,0 +1,270 @@
+// RocksDB-backed RunStore. Keys of events, checkpoints and transcript are 8-byte
+// big-endian integers so RocksDB's byte order is numeric order.
+#include "worker/store/run_store.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+
+#include <rocksdb/db.h>
+#include <rocksdb/options.h>
+#include <rocksdb/table.h>
+#include <rocksdb/cache.h>
+#include <rocksdb/write_batch.h>
+
+namespace carapace {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string EncodeKey(uint64_t v) {
+  std::string k(8, '\0');
+  for (int i = 7; i >= 0; --i) {
+    k[i] = static_cast<char>(v & 0xff);
+    v >>= 8;
+  }
+  return k;
+}
+
+uint64_t DecodeKey(const rocksdb::Slice& s) {
+  uint64_t v = 0;
+  for (size_t i = 0; i < s.size() && i < 8; ++i) v = (v << 8) | static_cast<unsigned char>(s[i]);
+  return v;
+}
+
+Status FromRocks(const rocksdb::Status& s, const std::string& what) {
+  if (s.ok()) return Status::Ok();
+  if (s.IsCorruption()) return Corruption(what + ": " + s.ToString());
+  if (s.IsNotFound()) return NotFound(what + ": " + s.ToString());
+  return IoError(what + ": " + s.ToString());
+}
+
+const char* kColumnFamilies[] = {"events", "checkpoints", "transcript", "artifacts", "meta"};
+
+// Takes an exclusive, non-blocking flock on DIR/carapace.lock and writes our pid into it.
+// The lock dies with the process, so a kill -9 never leaves a stale lock behind.
+Result<int> LockStateDir(const std::string& dir) {
+  std::string path = dir + "/carapace.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return IoError("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char buf[32] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK) {
+      return Busy("state dir " + dir + " is in use by another carapace process (pid " + holder +
+                  "); only one process may write a state dir at a time");
+    }
+    return IoError("cannot lock " + path + ": " + std::strerror(err));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock is held; the pid is only informational.
+  }
+  return fd;
+}
+
+}  // namespace
+
+Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, OpenMode mode) {
+  std::unique_ptr<RunStore> store(new RunStore());
+  store->dir_ = state_dir;
+  std::error_code ec;
+  const std::string db_dir = state_dir + "/store";
+
+  if (!fs::exists(state_dir, ec)) {
+    if (mode == OpenMode::kMustExist) return NotFound("state dir " + state_dir + " does not exist");
+    if (!fs::create_directories(state_dir, ec)) {
+      return IoError("cannot create state dir " + state_dir + ": " + ec.message());
+    }
+  } else if (!fs::is_directory(state_dir, ec)) {
+    return FailedPrecondition(state_dir + " is not a directory");
+  }
+
+  bool has_store = fs::exists(db_dir, ec);
+  if (!has_store) {
+    // Refuse a folder with someone else's files in it: we never take over or reset it.
+    for (const auto& entry : fs::directory_iterator(state_dir, ec)) {
+      std::string name = entry.path().filename().string();
+      if (name != "carapace.lock" && name != "workspace") {
+        return FailedPrecondition("state dir " + state_dir + " is not empty and is not a Carapace state dir (found \"" +
+                                  name + "\"); use an empty or new directory");
+      }
+    }
+    if (mode == OpenMode::kMustExist) return NotFound("state dir " + state_dir + " holds no run");
+  }
+
+  CARAPACE_ASSIGN_OR_RETURN(store->lock_fd_, LockStateDir(state_dir));
+
+  rocksdb::Options options;
+  options.create_if_missing = !has_store;
+  options.create_missing_column_families = !has_store;
+  options.error_if_exists = false;
+  options.paranoid_checks = true;
+  options.write_buffer_size = 4 << 20;
+  options.max_write_buffer_number = 2;
+  options.keep_log_file_num = 2;
+  options.max_log_file_size = 1 << 20;
+  options.max_open_files = 64;
+  options.max_background_jobs = 1;
+  options.wal_recovery_mode = rocksdb::WALRecoveryMode::kPointInTimeRecovery;
+  rocksdb::BlockBasedTableOptions table;
+  table.block_cache = rocksdb::NewLRUCache(1 << 20);
+  rocksdb::ColumnFamilyOptions cf_options(options);
+  cf_options.table_factory.reset(rocksdb::NewBlockBasedTableFactory(table));
+
+  std::vector<rocksdb::ColumnFamilyDescriptor> cfs;
+  cfs.emplace_back(rocksdb::kDefaultColumnFamilyName, cf_options);
+  for (const char* name : kColumnFamilies) cfs.emplace_back(name, cf_options);
+
+  if (has_store) {
+    std::vector<std::string> existing;
+    rocksdb::Status ls = rocksdb::DB::ListColumnFamilies(options, db_dir, &existing);
+    if (!ls.ok()) {
+      return Corruption("state dir " + state_dir + " has a store/ that is not a readable Carapace store (" +
+                        ls.ToString() + "); it was left untouched");
+    }
+    for (const char* name : kColumnFamilies) {
+      if (std::find(existing.begin(), existing.end(), name) == existing.end()) {
+        return Corruption("state dir " + state_dir + ": store has no \"" + name +
+                          "\" column family; it is not a Carapace store and was left untouched");
+      }
+    }
+  }
+
+  rocksdb::DB* raw = nullptr;
+  rocksdb::Status s = rocksdb::DB::Open(options, db_dir, cfs, &store->handles_, &raw);
+  if (!s.ok()) {
+    return Corruption("cannot open the store in " + state_dir + " (" + s.ToString() +
+                      "); it was left untouched");
+  }
+  store->db_.reset(raw);
+  store->events_ = store->handles_[1];
+  store->checkpoints_ = store->handles_[2];
+  store->transcript_ = store->handles_[3];
+  store->artifacts_ = store->handles_[4];
+  store->meta_ = store->handles_[5];
+
+  CARAPACE_ASSIGN_OR_RETURN(auto format, store->GetMeta(kFormatKey));
+  if (!format) {
+    if (has_store) {
+      return Corruption("state dir " + state_dir + " has no Carapace format marker; it was left untouched");
+    }
+    rocksdb::WriteOptions wo;
+    wo.sync = true;
+    CARAPACE_RETURN_IF_ERROR(FromRocks(store->db_->Put(wo, store->meta_, kFormatKey, kFormatValue),
+                                       "writing the format marker"));
+    store->created_ = true;
+  } else if (*format != kFormatValue) {
+    return Corruption("state dir " + state_dir + " has format \"" + *format + "\", this build reads \"" +
+                      kFormatValue + "\"");
+  }
+  fs::create_directories(store->workspace_dir(), ec);
+
+  std::unique_ptr<rocksdb::Iterator> it(store->db_->NewIterator(rocksdb::ReadOptions(), store->events_));
+  it->SeekToLast();
+  if (it->Valid()) store->last_seq_ = DecodeKey(it->key());
+  CARAPACE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the event log"));
+  return store;
+}
+
+RunStore::~RunStore() {
+  if (db_) {
+    for (auto* h : handles_) db_->DestroyColumnFamilyHandle(h);
+    db_->Close();
+    db_.reset();
+  }
+  if (lock_fd_ >= 0) ::close(lock_fd_);
+}
+
+Result<uint64_t> RunStore::Commit(const StoreBatch& batch, bool sync) {
+  rocksdb::WriteBatch wb;
+  uint64_t first = last_seq_ + 1;
+  uint64_t seq = last_seq_;
+  for (const auto& e : batch.events) wb.Put(events_, EncodeKey(++seq), e);
+  if (batch.checkpoint) {
+    wb.Put(checkpoints_, EncodeKey(static_cast<uint64_t>(batch.checkpoint->first)), batch.checkpoint->second);
+  }
+  for (const auto& [idx, msg] : batch.transcript) wb.Put(transcript_, EncodeKey(static_cast<uint64_t>(idx)), msg);
+  for (const auto& [k, v] : batch.artifacts) wb.Put(artifacts_, k, v);
+  for (const auto& [k, v] : batch.meta) wb.Put(meta_, k, v);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  CARAPACE_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &wb), "writing to the store in " + dir_));
+  last_seq_ = seq;
+  return first;
+}
+
+Status RunStore::ForEachEvent(uint64_t from, const std::function<bool(uint64_t, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
+  for (it->Seek(EncodeKey(from)); it->Valid(); it->Next()) {
+    if (!fn(DecodeKey(it->key()), std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return FromRocks(it->status(), "reading the event log");
+}
+
+Result<std::optional<std::pair<int64_t, std::string>>> RunStore::LatestCheckpoint(
+    std::optional<int64_t> max_step) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+  if (max_step) it->SeekForPrev(EncodeKey(static_cast<uint64_t>(*max_step)));
+  else it->SeekToLast();
+  CARAPACE_RETURN_IF_ERROR(FromRocks(it->status(), "reading checkpoints"));
+  if (!it->Valid()) return std::optional<std::pair<int64_t, std::string>>();
+  return std::optional<std::pair<int64_t, std::string>>(
+      std::make_pair(static_cast<int64_t>(DecodeKey(it->key())), it->value().ToString()));
+}
+
+Status RunStore::ForEachCheckpoint(const std::function<bool(int64_t, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!fn(static_cast<int64_t>(DecodeKey(it->key())), std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return FromRocks(it->status(), "reading checkpoints");
+}
+
+Result<std::vector<std::string>> RunStore::ReadTranscript(int64_t count) const {
+  std::vector<std::string> out;
+  out.reserve(static_cast<size_t>(count));
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), transcript_));
+  for (it->SeekToFirst(); it->Valid() && static_cast<int64_t>(out.size()) < count; it->Next()) {
+    if (DecodeKey(it->key()) != out.size()) {
+      return Corruption("transcript in " + dir_ + " has a gap at message " + std::to_string(out.size()));
+    }
+    out.push_back(it->value().ToString());
+  }
+  CARAPACE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the transcript"));
+  if (static_cast<int64_t>(out.size()) != count) {
+    return Corruption("transcript in " + dir_ + " has " + std::to_string(out.size()) +
+                      " messages, the checkpoint expects " + std::to_string(count));
+  }
+  return out;
+}
+
+Result<std::optional<std::string>> RunStore::Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const {
+  std::string value;
+  rocksdb::Status s = db_->Get(rocksdb::ReadOptions(), cf, key, &value);
+  if (s.IsNotFound()) return std::optional<std::string>();
+  CARAPACE_RETURN_IF_ERROR(FromRocks(s, "reading " + key));
+  return std::optional<std::string>(std::move(value));
+}
+
+Result<std::optional<std::string>> RunStore::GetMeta(const std::string& key) const { return Get(meta_, key); }
+Result<std::optional<std::string>> RunStore::GetArtifact(const std::string& key) const { return Get(artifacts_, key); }
+
+Status RunStore::Flush() {
+  rocksdb::FlushOptions fo;
+  fo.wait = true;
+  return FromRocks(db_->Flush(fo, handles_), "flushing the store");
+}
+
+}  // namespace carapace

@@ -1,0 +1,107 @@
+// RunStore: one AgentRun's durable state in RocksDB under a state dir. It knows column
+// families and key layouts, not what events mean (that is worker/runtime/).
+//
+// Layout of a state dir:
+//   DIR/carapace.lock   flock()ed by the one process that may write; holds its pid
+//   DIR/store/          RocksDB: column families events, checkpoints, transcript, artifacts, meta
+//   DIR/workspace/      files the agent's workspace tool reads and writes
+//
+// A RunStore is used by one thread at a time (the runner); it is not internally locked.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "common/status.h"
+
+namespace rocksdb {
+class DB;
+class ColumnFamilyHandle;
+}  // namespace rocksdb
+
+namespace carapace {
+
+// Everything one Commit writes, atomically (one RocksDB WriteBatch).
+struct StoreBatch {
+  std::vector<std::string> events;  // appended in order; sequence numbers assigned by Commit
+  std::optional<std::pair<int64_t, std::string>> checkpoint;      // (step, state)
+  std::vector<std::pair<int64_t, std::string>> transcript;        // (message index, message)
+  std::vector<std::pair<std::string, std::string>> artifacts;     // (key, bytes)
+  std::vector<std::pair<std::string, std::string>> meta;          // (key, value)
+};
+
+class RunStore {
+ public:
+  enum class OpenMode {
+    kCreateIfMissing,  // `carapace run`: a missing or empty dir becomes a new state dir
+    kMustExist,        // `inspect`, `approve`, `fork` source: the dir must hold a run
+  };
+
+  // Opens (or creates) the state dir and takes its lock. Errors:
+  //  kBusy        another process holds the state dir (message names its pid);
+  //  kNotFound    kMustExist and there is no state dir;
+  //  kFailedPrecondition  the dir holds files that are not a Carapace state dir;
+  //  kCorruption  the store is damaged or has no Carapace format marker. Nothing is reset.
+  static Result<std::unique_ptr<RunStore>> Open(const std::string& state_dir, OpenMode mode);
+
+  ~RunStore();
+  RunStore(const RunStore&) = delete;
+  RunStore& operator=(const RunStore&) = delete;
+
+  const std::string& state_dir() const { return dir_; }
+  std::string workspace_dir() const { return dir_ + "/workspace"; }
+  // True when Open created the store (no run has been recorded yet).
+  bool created() const { return created_; }
+
+  // Writes the batch atomically. With `sync`, the write is fdatasync'ed before returning,
+  // and so is every earlier write (RocksDB's WAL is a single ordered log).
+  // Returns the sequence number of the batch's first event (or of the next event when it
+  // has none). Errors: kIoError; the store must not be written again after one.
+  Result<uint64_t> Commit(const StoreBatch& batch, bool sync);
+
+  // Sequence number of the newest event; 0 when there is none. Events are numbered from 1.
+  uint64_t last_seq() const { return last_seq_; }
+
+  // Calls fn(seq, value) for each event with seq >= from, in order, until fn returns false.
+  Status ForEachEvent(uint64_t from, const std::function<bool(uint64_t, std::string_view)>& fn) const;
+
+  // The newest checkpoint at or before `max_step` (all when unset): (step, state).
+  Result<std::optional<std::pair<int64_t, std::string>>> LatestCheckpoint(
+      std::optional<int64_t> max_step = std::nullopt) const;
+  Status ForEachCheckpoint(const std::function<bool(int64_t, std::string_view)>& fn) const;
+  // Transcript messages [0, count).
+  Result<std::vector<std::string>> ReadTranscript(int64_t count) const;
+  Result<std::optional<std::string>> GetMeta(const std::string& key) const;
+  Result<std::optional<std::string>> GetArtifact(const std::string& key) const;
+
+  // Flushes memtables to SST files so the next Open need not replay the WAL.
+  Status Flush();
+
+ private:
+  RunStore() = default;
+  Result<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const;
+
+  std::string dir_;
+  int lock_fd_ = -1;
+  bool created_ = false;
+  uint64_t last_seq_ = 0;
+  std::unique_ptr<rocksdb::DB> db_;
+  std::vector<rocksdb::ColumnFamilyHandle*> handles_;
+  rocksdb::ColumnFamilyHandle* events_ = nullptr;
+  rocksdb::ColumnFamilyHandle* checkpoints_ = nullptr;
+  rocksdb::ColumnFamilyHandle* transcript_ = nullptr;
+  rocksdb::ColumnFamilyHandle* artifacts_ = nullptr;
+  rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+};
+
+// Key of a state dir's format marker in meta, and its value for this version.
+inline constexpr const char* kFormatKey = "format";
+inline constexpr const char* kFormatValue = "carapace.state/v1";
+
+}  // namespace carapace

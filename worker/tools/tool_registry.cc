@@ -1,0 +1,29 @@
+// The tool kind registry.
+#include "worker/tools/http_tool.h"
+#include "worker/tools/tool.h"
+#include "worker/tools/workspace_tool.h"
+
+namespace carapace {
+
+void ToolRegistry::Register(const std::string& kind, ToolFactory factory) {
+  factories_[kind] = std::move(factory);
+}
+
+Result<std::unique_ptr<Tool>> ToolRegistry::Create(const ToolSpec& spec, const ToolEnvironment& env) const {
+  auto it = factories_.find(spec.kind);
+  if (it == factories_.end()) {
+    return InvalidArgument("tool \"" + spec.name + "\": unknown kind \"" + spec.kind + "\"");
+  }
+  return it->second(spec, env);
+}
+
+void RegisterBuiltinTools(ToolRegistry* registry) {
+  registry->Register("workspace", [](const ToolSpec& spec, const ToolEnvironment& env) -> Result<std::unique_ptr<Tool>> {
+    return std::unique_ptr<Tool>(new WorkspaceTool(spec.name, env.workspace_dir));
+  });
+  registry->Register("http", [](const ToolSpec& spec, const ToolEnvironment&) -> Result<std::unique_ptr<Tool>> {
+    return std::unique_ptr<Tool>(new HttpTool(spec.name, spec.http));
+  });
+}
+
+}  // namespace carapace
