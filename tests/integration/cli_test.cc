@@ -1,1 +1,240 @@
+// The `carapace` CLI as users run it: a real binary, real state dirs, a real HTTP service
+// on loopback. Checks output, exit codes and the errors users see.
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/child_process.h"
+#include "tests/support/ledger_server.h"
+
+using carapace::testing::ChildProcess;
+using carapace::testing::CommandResult;
+using carapace::testing::LedgerServer;
+using carapace::testing::RunCommand;
+using carapace::testing::TempDir;
+using Catch::Matchers::ContainsSubstring;
+using nlohmann::json;
+
+namespace {
+
+std::string Header(const std::string& name) {
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: " + name + "}\nspec:\n  goal: test\n";
+}
+
+// An order run against `ledger`: plan note, POST an order, answer.
+std::string OrderSpec(const LedgerServer& ledger, const std::string& extra = "") {
+  std::string host = "127.0.0.1:" + std::to_string(ledger.port());
+  return Header("orders") +
+         "  model:\n    backend: scripted\n    script:\n"
+         "      - toolCalls: [{name: notes, arguments: {op: write, path: plan.md, content: plan}}]\n"
+         "      - toolCalls: [{name: api, arguments: {method: POST, url: \"" + ledger.url() + "/orders\", body: {n: 1}}}]\n"
+         "      - text: ordered\n"
+         "  tools:\n"
+         "    - {name: notes, kind: workspace}\n"
+         "    - {name: api, kind: http, effect: side_effecting" + extra + ", http: {allowedHosts: [\"" + host + "\"]}}\n";
+}
+
+std::string Write(const TempDir& tmp, const std::string& name, const std::string& text) {
+  std::string path = tmp.Sub(name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+CommandResult Carapace(const std::vector<std::string>& args) {
+  std::vector<std::string> argv = {CARAPACE_BIN};
+  argv.insert(argv.end(), args.begin(), args.end());
+  return RunCommand(argv);
+}
+
+}  // namespace
+
+TEST_CASE("carapace run shows each step, and a second run reports the finished run without redoing it", "[cli]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  std::string spec = Write(tmp, "orders.yaml", OrderSpec(ledger));
+  CommandResult first = Carapace({"run", spec, "--state-dir", tmp.Sub("state")});
+  INFO(first.out << first.err);
+  REQUIRE(first.exit_code == 0);
+  CHECK_THAT(first.out, ContainsSubstring("step   1  notes"));
+  CHECK_THAT(first.out, ContainsSubstring("step   2  api"));
+  CHECK_THAT(first.out, ContainsSubstring("left: 48 steps"));
+  CHECK_THAT(first.out, ContainsSubstring("Succeeded: ordered"));
+  CHECK_THAT(first.out, ContainsSubstring("state: " + tmp.Sub("state")));
+  CHECK(ledger.entries().size() == 1);
+  CHECK(std::filesystem::exists(tmp.Sub("state/workspace/plan.md")));
+
+  CommandResult second = Carapace({"run", spec, "--state-dir", tmp.Sub("state")});
+  REQUIRE(second.exit_code == 0);
+  CHECK_THAT(second.out, ContainsSubstring("already finished"));
+  CHECK_THAT(second.out, ContainsSubstring("Succeeded: ordered"));
+  CHECK(ledger.entries().size() == 1);
+}
+
+TEST_CASE("carapace run --json prints one JSON event per line", "[cli]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  CommandResult r = Carapace({"run", Write(tmp, "o.yaml", OrderSpec(ledger)), "--state-dir", tmp.Sub("s"), "--json"});
+  REQUIRE(r.exit_code == 0);
+  std::istringstream lines(r.out);
+  std::string line;
+  std::vector<json> events;
+  while (std::getline(lines, line)) {
+    json j = json::parse(line);  // throws (fails the test) on anything but JSON
+    REQUIRE(j.contains("type"));
+    events.push_back(j);
+  }
+  REQUIRE(events.size() > 5);
+  CHECK(events.front()["type"] == "run_started");
+  CHECK(events.back()["type"] == "status");
+  CHECK(events.back()["status"]["phase"] == "PHASE_SUCCEEDED");
+}
+
+TEST_CASE("exit codes say how the run ended", "[cli]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+
+  SECTION("2: a bad manifest, with the field path") {
+    std::string bad = Write(tmp, "bad.yaml", Header("bad") + "  model: {backend: scripted, script: [{text: x}]}\n  budget: {maxSteps: 0}\n");
+    CommandResult r = Carapace({"run", bad, "--state-dir", tmp.Sub("s")});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, ContainsSubstring("bad.yaml:7:22: spec.budget.maxSteps: must be >= 1"));
+    CHECK_FALSE(std::filesystem::exists(tmp.Sub("s")));  // nothing was created for a bad manifest
+  }
+  SECTION("3: budget exhausted") {
+    std::string spec = Write(tmp, "b.yaml", OrderSpec(ledger) + "  budget: {maxSteps: 1}\n");
+    CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+    CHECK(r.exit_code == 3);
+    CHECK_THAT(r.out, ContainsSubstring("BudgetExhausted: maxSteps (1) reached"));
+  }
+  SECTION("4: failed") {
+    std::string spec = Write(tmp, "f.yaml", Header("fails") + "  model:\n    backend: scripted\n    script:\n"
+                                            "      - toolCalls: [{name: notes, arguments: {op: list}}]\n"
+                                            "  tools: [{name: notes, kind: workspace}]\n");
+    CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+    CHECK(r.exit_code == 4);
+    CHECK_THAT(r.out, ContainsSubstring("Failed: model call failed"));
+  }
+  SECTION("5: waiting for approval, then approve lets the next run finish") {
+    std::string spec = Write(tmp, "a.yaml", OrderSpec(ledger, ", requireApproval: true"));
+    CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 5);
+    CHECK_THAT(r.out, ContainsSubstring("carapace approve --state-dir " + tmp.Sub("s") + " --call s2c0"));
+    CHECK(ledger.entries().empty());
+
+    CommandResult wrong = Carapace({"approve", "--state-dir", tmp.Sub("s"), "--call", "s1c0"});
+    CHECK(wrong.exit_code == 2);
+    CHECK_THAT(wrong.err, ContainsSubstring("no call \"s1c0\" is waiting; waiting: s2c0"));
+
+    CommandResult ok = Carapace({"approve", "--state-dir", tmp.Sub("s"), "--call", "s2c0"});
+    REQUIRE(ok.exit_code == 0);
+    CommandResult done = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+    CHECK(done.exit_code == 0);
+    CHECK(ledger.entries().size() == 1);
+  }
+}
+
+TEST_CASE("a second process on the same state dir fails at once", "[cli]") {
+  TempDir tmp;
+  LedgerServer slow(3000);  // holds each request 3 s, so the first run holds the state dir
+  REQUIRE(slow.Start());
+  std::string spec = Write(tmp, "o.yaml", OrderSpec(slow));
+  ChildProcess first({CARAPACE_BIN, "run", spec, "--state-dir", tmp.Sub("s")});
+  for (int i = 0; i < 500 && slow.entries().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  REQUIRE(slow.entries().size() == 1);
+  CommandResult second = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+  CHECK(first.Running());  // the second did not wait for the first to finish
+  CHECK(second.exit_code == 2);
+  CHECK_THAT(second.err, ContainsSubstring("is in use by another carapace process (pid " + std::to_string(first.pid()) + ")"));
+  CommandResult first_result = first.Wait();
+  CHECK(first_result.exit_code == 0);
+  CHECK(slow.entries().size() == 1);
+}
+
+TEST_CASE("state dir problems get clear errors", "[cli]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  std::string spec = Write(tmp, "o.yaml", OrderSpec(ledger));
+
+  SECTION("a folder that is not a state dir") {
+    std::filesystem::create_directories(tmp.Sub("docs"));
+    std::ofstream(tmp.Sub("docs/notes.txt")) << "mine";
+    CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("docs")});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, ContainsSubstring("is not empty and is not a Carapace state dir (found \"notes.txt\")"));
+  }
+  SECTION("inspecting nothing") {
+    CommandResult r = Carapace({"inspect", "--state-dir", tmp.Sub("missing")});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, ContainsSubstring("does not exist"));
+  }
+  SECTION("another AgentRun's state dir") {
+    REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("s")}).exit_code == 0);
+    std::string other = Write(tmp, "other.yaml", Header("other") + "  model: {backend: scripted, script: [{text: x}]}\n");
+    CommandResult r = Carapace({"run", other, "--state-dir", tmp.Sub("s")});
+    CHECK(r.exit_code == 2);
+    CHECK_THAT(r.err, ContainsSubstring("holds AgentRun default/orders, not default/other"));
+  }
+}
+
+TEST_CASE("inspect shows phase, budgets, every event and checkpoints", "[cli]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  REQUIRE(Carapace({"run", Write(tmp, "o.yaml", OrderSpec(ledger)), "--state-dir", tmp.Sub("s")}).exit_code == 0);
+  CommandResult r = Carapace({"inspect", "--state-dir", tmp.Sub("s")});
+  REQUIRE(r.exit_code == 0);
+  CHECK_THAT(r.out, ContainsSubstring("AgentRun default/orders"));
+  CHECK_THAT(r.out, ContainsSubstring("phase:   Succeeded"));
+  CHECK_THAT(r.out, ContainsSubstring("budget:  steps 3/50"));
+  CHECK_THAT(r.out, ContainsSubstring("tool_intent s2c0 api"));
+  CHECK_THAT(r.out, ContainsSubstring("side_effecting"));
+  CHECK_THAT(r.out, ContainsSubstring("checkpoints: steps 0 1 2 3"));
+  CommandResult j = Carapace({"inspect", "--state-dir", tmp.Sub("s"), "--json"});
+  REQUIRE(j.exit_code == 0);
+  json out = json::parse(j.out);
+  CHECK(out["status"]["phase"] == "PHASE_SUCCEEDED");
+  CHECK(out["status"]["budget"]["toolCalls"] == "2");
+  CHECK(out["checkpoints"] == json::array({0, 1, 2, 3}));
+}
+
+TEST_CASE("fork continues a run from a checkpoint in a new state dir", "[cli]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  std::string spec = Write(tmp, "o.yaml", OrderSpec(ledger));
+  REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("a")}).exit_code == 0);
+  CommandResult f = Carapace({"fork", "--state-dir", tmp.Sub("a"), "--from-step", "1", "--to", tmp.Sub("b")});
+  INFO(f.err);
+  REQUIRE(f.exit_code == 0);
+  CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("b")});
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, ContainsSubstring("resuming orders at step 1"));
+  auto entries = ledger.entries();
+  REQUIRE(entries.size() == 2);  // the fork placed its own order, under its own key
+  CHECK(entries[0].idempotency_key != entries[1].idempotency_key);
+  CommandResult bad = Carapace({"fork", "--state-dir", tmp.Sub("a"), "--from-step", "9", "--to", tmp.Sub("c")});
+  CHECK(bad.exit_code == 2);
+  CHECK_THAT(bad.err, ContainsSubstring("no checkpoint for step 9"));
+}
+
+TEST_CASE("usage mistakes exit 2 with the usage", "[cli]") {
+  CHECK_THAT(Carapace({"run"}).err, ContainsSubstring("expected 1 argument(s)"));
+  CHECK(Carapace({"run", "x.yaml"}).exit_code == 2);
+  CHECK_THAT(Carapace({"run", "x.yaml"}).err, ContainsSubstring("--state-dir is required"));
+  CHECK_THAT(Carapace({"inspect", "--state-dir", "/tmp", "--colour"}).err, ContainsSubstring("unknown flag --colour"));
+  CHECK_THAT(Carapace({"launch"}).err, ContainsSubstring("unknown command \"launch\""));
+  CHECK(Carapace({"fork", "--state-dir", "a", "--from-step", "two", "--to", "b"}).exit_code == 2);
+  CHECK(Carapace({"--help"}).exit_code == 0);
+}

@@ -1,1 +1,225 @@
+// kill -9 at random moments: `carapace run` is started as a child process against a local
+// ledger service and SIGKILLed again and again until its run ends. The run must end with
+// the transcript an uninterrupted run has (except that side-effecting calls cut between
+// intent and result become outcome_unknown), no recorded step lost, no side-effecting call
+// reaching the ledger twice, and idempotent calls repeated only with the same key.
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <csignal>
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/child_process.h"
+#include "tests/support/ledger_server.h"
+
+using carapace::testing::ChildProcess;
+using carapace::testing::CommandResult;
+using carapace::testing::LedgerServer;
+using carapace::testing::RunCommand;
+using carapace::testing::TempDir;
+using nlohmann::json;
+
+namespace {
+
+constexpr int kSteps = 24;
+
+// A 24-step run (plus the final answer) mixing side-effecting POSTs, idempotent PUTs,
+// read-only GETs and workspace writes, some steps with two calls.
+std::string CrashSpec(const std::string& ledger_url, const std::string& host) {
+  std::string script;
+  for (int i = 1; i <= kSteps; ++i) {
+    std::string n = std::to_string(i);
+    switch (i % 4) {
+      case 0:
+        script += "      - toolCalls: [{name: orders, arguments: {method: POST, url: \"" + ledger_url + "/orders/" + n +
+                  "\", body: {n: " + n + "}}}]\n";
+        break;
+      case 1:
+        script += "      - toolCalls: [{name: items, arguments: {method: PUT, url: \"" + ledger_url + "/items/" + n +
+                  "\", body: {n: " + n + "}}}, {name: notes, arguments: {op: write, path: \"log/" + n +
+                  ".md\", content: \"step " + n + "\"}}]\n";
+        break;
+      case 2:
+        script += "      - toolCalls: [{name: orders, arguments: {method: POST, url: \"" + ledger_url + "/payments/" +
+                  n + "\", body: {n: " + n + "}}}, {name: items, arguments: {method: PUT, url: \"" + ledger_url +
+                  "/items/" + n + "\", body: {n: " + n + "}}}]\n";
+        break;
+      default:
+        script += "      - toolCalls: [{name: stock, arguments: {method: GET, url: \"" + ledger_url + "/stock/" + n +
+                  "\"}}]\n";
+    }
+  }
+  script += "      - text: \"all " + std::to_string(kSteps) + " steps done\"\n";
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: crash}\nspec:\n"
+         "  goal: \"survive kill -9\"\n"
+         "  model:\n    backend: scripted\n    script:\n" +
+         script +
+         "  tools:\n"
+         "    - {name: notes, kind: workspace}\n"
+         "    - {name: orders, kind: http, effect: side_effecting, http: {allowedHosts: [\"" + host + "\"]}}\n"
+         "    - {name: items, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n"
+         "    - {name: stock, kind: http, effect: read_only, http: {allowedHosts: [\"" + host + "\"]}}\n"
+         "  recovery: {unknownOutcome: ask}\n";
+}
+
+json Inspect(const std::string& dir) {
+  CommandResult r = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", dir, "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out);
+}
+
+// The final result of each call, with the ledger's receipt (which depends on the run's
+// idempotency keys) taken out so two runs can be compared.
+std::map<std::string, json> FinalResults(const json& events) {
+  std::map<std::string, json> out;
+  for (const auto& e : events) {
+    if (e["type"] != "tool_result") continue;
+    json d = e["data"];
+    d.erase("durationMs");
+    if (d.contains("output") && d["output"].is_object() && d["output"].contains("body") &&
+        d["output"]["body"].is_object()) {
+      d["output"]["body"].erase("receipt");
+    }
+    out[d["callId"].get<std::string>()] = d;
+  }
+  return out;
+}
+
+struct RoundReport {
+  int kills = 0;
+  int unknown = 0;
+};
+
+}  // namespace
+
+TEST_CASE("carapace run survives kill -9 at random moments: nothing lost, nothing done twice", "[crash]") {
+  TempDir tmp;
+  // Reference: the same run, never interrupted, against its own ledger.
+  LedgerServer ref_ledger;
+  REQUIRE(ref_ledger.Start());
+  std::string ref_host = "127.0.0.1:" + std::to_string(ref_ledger.port());
+  std::ofstream(tmp.Sub("ref.yaml")) << CrashSpec(ref_ledger.url(), ref_host);
+  CommandResult ref_run = RunCommand({CARAPACE_BIN, "run", tmp.Sub("ref.yaml"), "--state-dir", tmp.Sub("ref")});
+  INFO(ref_run.out << ref_run.err);
+  REQUIRE(ref_run.exit_code == 0);
+  json ref = Inspect(tmp.Sub("ref"));
+  auto ref_results = FinalResults(ref["events"]);
+  REQUIRE(ref_results.size() == static_cast<size_t>(kSteps + kSteps / 2));
+
+  std::mt19937 rng(std::random_device{}());
+  // Start-up takes ~30 ms on these machines; the window covers start-up and several steps.
+  std::uniform_int_distribution<int> delay_us(0, 90000);
+  int total_kills = 0, total_unknown = 0, rounds = 0;
+
+  while (total_kills < 50 && rounds < 60) {
+    ++rounds;
+    // Each request is held 2 ms, so a kill often lands while a call is in flight.
+    LedgerServer ledger(2);
+    REQUIRE(ledger.Start());
+    std::string host = "127.0.0.1:" + std::to_string(ledger.port());
+    std::string spec = tmp.Sub("round" + std::to_string(rounds) + ".yaml");
+    std::string dir = tmp.Sub("state" + std::to_string(rounds));
+    std::ofstream(spec) << CrashSpec(ledger.url(), host);
+
+    RoundReport report;
+    for (int attempt = 0;; ++attempt) {
+      REQUIRE(attempt < 400);
+      ChildProcess child({CARAPACE_BIN, "run", spec, "--state-dir", dir, "--json"});
+      std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
+      child.Kill(SIGKILL);
+      CommandResult r = child.Wait();
+      if (r.signal == SIGKILL) {
+        ++report.kills;
+        continue;
+      }
+      INFO("exit " << r.exit_code << "\n" << r.out << r.err);
+      if (r.exit_code == 0) break;
+      REQUIRE(r.exit_code == 5);  // waiting: a side-effecting call's outcome is unknown
+      json status = Inspect(dir)["status"];
+      REQUIRE(status["waiting"].size() >= 1);
+      for (const auto& w : status["waiting"]) {
+        CHECK(w["reason"] == "outcome_unknown");
+        CommandResult deny = RunCommand({CARAPACE_BIN, "approve", "--state-dir", dir, "--call",
+                                         w["callId"].get<std::string>(), "--deny"});
+        INFO(deny.err);
+        REQUIRE(deny.exit_code == 0);
+      }
+    }
+
+    json run = Inspect(dir);
+    const json& events = run["events"];
+    CHECK(run["status"]["phase"] == "PHASE_SUCCEEDED");
+    CHECK(run["status"]["result"] == ref["status"]["result"]);
+
+    // No recorded step lost: the log is gap-free and every step completed, in order.
+    std::vector<int> completed;
+    std::map<std::string, std::string> intent_key;  // call id -> idempotency key
+    std::set<std::string> unknown;
+    for (size_t i = 0; i < events.size(); ++i) {
+      const json& e = events[i];
+      REQUIRE(e["seq"].get<size_t>() == i + 1);
+      if (e["type"] == "step_completed") completed.push_back(e["step"].get<int>());
+      if (e["type"] == "tool_intent") {
+        std::string id = e["data"]["callId"], key = e["data"]["idempotencyKey"];
+        if (intent_key.count(id)) CHECK(intent_key[id] == key);  // a retry carries the same key
+        intent_key[id] = key;
+      }
+      if (e["type"] == "tool_outcome_unknown") unknown.insert(e["data"]["callId"].get<std::string>());
+    }
+    std::vector<int> expected_steps;
+    for (int s = 1; s <= kSteps + 1; ++s) expected_steps.push_back(s);
+    CHECK(completed == expected_steps);
+
+    // The transcript equals the uninterrupted one, but for calls whose outcome became unknown.
+    auto results = FinalResults(events);
+    REQUIRE(results.size() == ref_results.size());
+    for (const auto& [id, expected] : ref_results) {
+      INFO("call " << id);
+      REQUIRE(results.count(id));
+      if (unknown.count(id)) {
+        CHECK(results[id]["ok"] == false);
+        CHECK(results[id]["error"].get<std::string>().rfind("outcome_unknown", 0) == 0);
+      } else {
+        CHECK(results[id] == expected);
+      }
+    }
+
+    // What the ledger saw.
+    std::map<std::string, std::set<std::string>> keys_by_path;
+    std::map<std::string, int> side_effects_by_key;
+    std::set<std::string> known_keys;
+    for (const auto& [id, key] : intent_key) known_keys.insert(key);
+    for (const auto& entry : ledger.entries()) {
+      CHECK(known_keys.count(entry.idempotency_key));  // every request was recorded as an intent first
+      keys_by_path[entry.path].insert(entry.idempotency_key);
+      if (entry.method == "POST") ++side_effects_by_key[entry.idempotency_key];
+    }
+    for (const auto& [key, count] : side_effects_by_key) {
+      INFO("side-effecting call with key " << key);
+      CHECK(count == 1);  // never twice
+    }
+    for (const auto& [path, keys] : keys_by_path) {
+      INFO("path " << path);
+      CHECK(keys.size() == 1);  // repeated only with the same key
+    }
+    // Every side-effecting call that has a real result reached the ledger exactly once.
+    for (const auto& [id, key] : intent_key) {
+      if (!unknown.count(id) && results[id]["tool"] == "orders") CHECK(side_effects_by_key[key] == 1);
+    }
+    report.unknown = static_cast<int>(unknown.size());
+    total_kills += report.kills;
+    total_unknown += report.unknown;
+  }
+  INFO("rounds " << rounds << ", kills " << total_kills << ", outcome_unknown " << total_unknown);
+  CHECK(total_kills >= 50);
+  std::printf("crash test: %d runs of %d steps, %d SIGKILLs, %d side-effecting calls cut mid-flight\n", rounds,
+              kSteps + 1, total_kills, total_unknown);
+}

@@ -70,6 +70,14 @@ void ChildProcess::Kill(int signal) {
   if (pid_ > 0 && !reaped_) ::kill(pid_, signal);
 }
 
+bool ChildProcess::Running() const {
+  if (pid_ <= 0 || reaped_) return false;
+  siginfo_t info{};
+  // WNOWAIT leaves the child waitable, so Wait() still collects its status.
+  if (::waitid(P_PID, static_cast<id_t>(pid_), &info, WEXITED | WNOHANG | WNOWAIT) != 0) return false;
+  return info.si_pid == 0;
+}
+
 CommandResult ChildProcess::Wait(int timeout_ms) {
   CommandResult r;
   int status = 0;

@@ -26,6 +26,8 @@ class ChildProcess {
 
   pid_t pid() const { return pid_; }
   void Kill(int signal);
+  // True while the child has not exited (it is not reaped by this call).
+  bool Running() const;
   // Waits up to timeout_ms (then SIGKILLs) and collects the result.
   CommandResult Wait(int timeout_ms = 60000);
 
