@@ -1,0 +1,244 @@
+// carapace-bench-runtime: what durable execution costs, against the floor of the disk.
+//
+//   raw append + fdatasync of 512 B          the floor of any durable step on this disk
+//   per-step overhead, sync durability       scripted model + no-op tool; ratio to the floor
+//   steps per second, batch durability
+//   reopen + resume of a run of 10,000 events (after a clean stop, and after kill -9)
+//   peak RSS of `carapace run`
+//
+// Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
+// on the disk being measured; it is created and removed.
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <csignal>
+#include <iterator>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/log.h"
+#include "common/time.h"
+#include "tests/support/child_process.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/runner.h"
+
+using namespace carapace;
+
+namespace {
+
+double Percentile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
+  return v[std::min(i, v.size() - 1)];
+}
+
+// The floor: append 512 bytes and fdatasync, as a write-ahead log does.
+std::vector<double> RawFdatasyncMs(const std::string& dir, int n) {
+  std::string path = dir + "/raw.log";
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_APPEND, 0644);
+  if (fd < 0) {
+    std::perror("open");
+    std::exit(1);
+  }
+  std::string block(512, 'x');
+  std::vector<double> out;
+  for (int i = 0; i < n; ++i) {
+    int64_t t0 = MonoNowNanos();
+    if (::write(fd, block.data(), block.size()) != 512 || ::fdatasync(fd) != 0) {
+      std::perror("write/fdatasync");
+      std::exit(1);
+    }
+    out.push_back(static_cast<double>(MonoNowNanos() - t0) / 1e6);
+  }
+  ::close(fd);
+  std::filesystem::remove(path);
+  return out;
+}
+
+class NoopTool : public Tool {
+ public:
+  NoopTool(std::string name, Effect effect) : name_(std::move(name)), effect_(effect) {}
+  ToolSchema Schema() const override { return {name_, "does nothing", {{"type", "object"}}}; }
+  Effect DefaultEffect() const override { return effect_; }
+  ToolResult Call(const nlohmann::json&, const ToolContext&) override { return ToolResult::Ok({{"ok", true}}); }
+
+ private:
+  std::string name_;
+  Effect effect_;
+};
+
+AgentRun NoopRun(int steps, Durability durability, Effect effect) {
+  AgentRun run;
+  run.metadata.name = "bench";
+  run.spec.goal = "benchmark";
+  run.spec.model.backend = "scripted";
+  for (int i = 0; i < steps; ++i) run.spec.model.script.push_back({"", {{"noop", {{"i", i}}}}});
+  run.spec.model.script.push_back({"done", {}});
+  ToolSpec noop;
+  noop.name = "noop";
+  noop.kind = "noop";
+  noop.effect = effect;
+  run.spec.tools.push_back(noop);
+  run.spec.budget.max_steps = steps + 10;
+  run.spec.budget.max_tokens = int64_t{1} << 40;
+  run.spec.budget.max_tool_calls = steps + 10;
+  run.spec.durability = durability;
+  return run;
+}
+
+// Runs `run` in `dir` and returns the duration of each step (ms), from step end to step end.
+std::vector<double> StepTimesMs(const std::string& dir, const AgentRun& run) {
+  std::filesystem::remove_all(dir);
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  ToolRegistry tools;
+  tools.Register("noop", [](const ToolSpec& s, const ToolEnvironment&) -> Result<std::unique_ptr<Tool>> {
+    return std::unique_ptr<Tool>(new NoopTool(s.name, *s.effect));
+  });
+  auto store = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
+  if (!store.ok()) {
+    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+    std::exit(1);
+  }
+  std::vector<double> times;
+  int64_t last = 0;
+  RunnerOptions options;
+  options.on_event = [&](const Event& e, const RunState&) {
+    if (e.type != event_type::kStepCompleted) return;
+    int64_t now = MonoNowNanos();
+    if (last != 0) times.push_back(static_cast<double>(now - last) / 1e6);
+    last = now;
+  };
+  auto runner = Runner::Create(store->get(), run, models, tools, options);
+  if (!runner.ok() || !(*runner)->Run().ok()) {
+    std::fprintf(stderr, "bench run failed\n");
+    std::exit(1);
+  }
+  return times;
+}
+
+double ReopenMs(const std::string& dir, size_t* events_out) {
+  int64_t t0 = MonoNowNanos();
+  auto store = RunStore::Open(dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) {
+    std::fprintf(stderr, "%s\n", store.status().ToString().c_str());
+    std::exit(1);
+  }
+  auto state = LoadRunState(**store);
+  double ms = static_cast<double>(MonoNowNanos() - t0) / 1e6;
+  if (!state.ok()) {
+    std::fprintf(stderr, "%s\n", state.status().ToString().c_str());
+    std::exit(1);
+  }
+  *events_out = (*store)->last_seq();
+  return ms;
+}
+
+// A run of `steps` workspace-list steps as YAML, for the CLI (which has no no-op tool).
+std::string CliSpec(int steps) {
+  std::string s =
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: bench}\nspec:\n  goal: bench\n"
+      "  model:\n    backend: scripted\n    script:\n";
+  for (int i = 0; i < steps; ++i) s += "      - toolCalls: [{name: notes, arguments: {op: list, n: " + std::to_string(i) + "}}]\n";
+  s += "      - text: done\n  tools: [{name: notes, kind: workspace}]\n";
+  s += "  budget: {maxSteps: " + std::to_string(steps + 10) + ", maxTokens: 1000000000000, maxToolCalls: " +
+       std::to_string(steps + 10) + "}\n";
+  return s;
+}
+
+// Runs `carapace run` to completion; returns its peak RSS in KiB.
+long PeakRssKiB(const std::string& spec, const std::string& dir) {
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl(CARAPACE_BIN, CARAPACE_BIN, "run", spec.c_str(), "--state-dir", dir.c_str(), nullptr);
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage ru {};
+  ::wait4(pid, &status, 0, &ru);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::fprintf(stderr, "carapace run exited with %d\n", WEXITSTATUS(status));
+    std::exit(1);
+  }
+  return ru.ru_maxrss;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::string dir = "bench-data";
+  int steps = 1000;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
+    else if (std::strcmp(argv[i], "--steps") == 0) steps = std::atoi(argv[i + 1]);
+  }
+  log::SetLevel(log::Level::kWarn);
+  std::filesystem::create_directories(dir);
+  dir = std::filesystem::canonical(dir).string();
+  std::printf("carapace-bench-runtime: %d steps per run, data in %s\n\n", steps, dir.c_str());
+
+  auto raw = RawFdatasyncMs(dir, 2000);
+  double raw50 = Percentile(raw, 0.5), raw99 = Percentile(raw, 0.99);
+  std::printf("%-58s p50 %7.3f ms   p99 %7.3f ms\n", "floor: raw append 512 B + fdatasync", raw50, raw99);
+
+  auto sync_idem = StepTimesMs(dir + "/sync", NoopRun(steps, Durability::kSync, Effect::kIdempotent));
+  double s50 = Percentile(sync_idem, 0.5), s99 = Percentile(sync_idem, 0.99);
+  std::printf("%-58s p50 %7.3f ms   p99 %7.3f ms   p50 = %.2fx floor\n",
+              "step, sync durability, idempotent no-op tool", s50, s99, s50 / raw50);
+
+  auto sync_side = StepTimesMs(dir + "/side", NoopRun(steps, Durability::kSync, Effect::kSideEffecting));
+  double e50 = Percentile(sync_side, 0.5), e99 = Percentile(sync_side, 0.99);
+  std::printf("%-58s p50 %7.3f ms   p99 %7.3f ms   p50 = %.2fx floor\n",
+              "step, sync durability, side-effecting no-op (2 syncs)", e50, e99, e50 / raw50);
+
+  int64_t t0 = MonoNowNanos();
+  auto batch = StepTimesMs(dir + "/batch", NoopRun(steps, Durability::kBatch, Effect::kIdempotent));
+  double batch_s = static_cast<double>(MonoNowNanos() - t0) / 1e9;
+  std::printf("%-58s %8.0f steps/s (p50 step %.3f ms; sync: %.0f steps/s)\n", "steps per second, batch durability",
+              static_cast<double>(steps) / batch_s, Percentile(batch, 0.5), 1000.0 / s50);
+
+  // Reopen + resume a run of 10,000 events: 2,000 steps of 5 events each.
+  StepTimesMs(dir + "/big", NoopRun(2000, Durability::kBatch, Effect::kIdempotent));
+  std::vector<double> reopen;
+  size_t events = 0;
+  for (int i = 0; i < 7; ++i) reopen.push_back(ReopenMs(dir + "/big", &events));
+  std::printf("%-58s p50 %7.2f ms   (%zu events, after a clean stop)\n", "reopen + resume", Percentile(reopen, 0.5),
+              events);
+
+  // The same after kill -9: the CLI (one JSON line per event) is killed once it has
+  // written 10,000 events, so the reopen also replays RocksDB's write-ahead log.
+  std::string spec = dir + "/bench.yaml";
+  std::ofstream(spec) << CliSpec(2500);
+  {
+    carapace::testing::ChildProcess child({CARAPACE_BIN, "run", spec, "--state-dir", dir + "/killed", "--json"});
+    for (int i = 0; i < 60000; ++i) {
+      std::ifstream out(child.out_path());
+      size_t lines = static_cast<size_t>(std::count(std::istreambuf_iterator<char>(out), {}, '\n'));
+      if (lines >= 10000) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    }
+    child.Kill(SIGKILL);
+    child.Wait();
+  }
+  double killed_ms = ReopenMs(dir + "/killed", &events);
+  std::printf("%-58s %11.2f ms   (%zu events, first open after kill -9)\n", "reopen + resume", killed_ms, events);
+
+  std::ofstream(dir + "/small.yaml") << CliSpec(50);
+  long rss = PeakRssKiB(dir + "/small.yaml", dir + "/rss");
+  std::printf("%-58s %8.1f MiB (a 50-step run)\n", "peak RSS of carapace run", static_cast<double>(rss) / 1024.0);
+
+  std::filesystem::remove_all(dir);
+  return 0;
+}
