@@ -1,11 +1,14 @@
 // Strict YAML/JSON manifest reading with positioned, path-named errors.
 #include "common/manifest.h"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
 #include <regex>
 #include <sstream>
+
+#include "common/json_text.h"
 
 namespace carapace {
 
@@ -31,6 +34,10 @@ Status ManifestErrors::ToStatus() const {
 }
 
 Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
+  if (size_t bad = FirstInvalidUtf8(text); bad != std::string::npos) {
+    size_t line = 1 + static_cast<size_t>(std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(bad), '\n'));
+    return InvalidArgument(name + ":" + std::to_string(line) + ": not valid UTF-8; save the file as UTF-8");
+  }
   try {
     YAML::Node node = YAML::Load(text);
     if (!node.IsDefined() || node.IsNull()) return InvalidArgument(name + ": the document is empty");
@@ -65,7 +72,11 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
     }
     case YAML::NodeType::Map: {
       nlohmann::json obj = nlohmann::json::object();
-      for (const auto& kv : node) obj[kv.first.as<std::string>()] = YamlToJson(kv.second);
+      for (const auto& kv : node) {
+        // A complex key (`? [a]: 1`) has no JSON form: it is kept as its YAML text.
+        std::string key = kv.first.IsScalar() ? kv.first.Scalar() : YAML::Dump(kv.first);
+        obj[key] = YamlToJson(kv.second);
+      }
       return obj;
     }
     case YAML::NodeType::Scalar:
@@ -221,7 +232,7 @@ std::optional<nlohmann::json> ObjectReader::Json(const std::string& key) {
 void ObjectReader::Finish() {
   if (!valid_) return;
   for (const auto& kv : node_) {
-    std::string key = kv.first.Scalar();
+    std::string key = kv.first.IsScalar() ? kv.first.Scalar() : YAML::Dump(kv.first);
     if (!known_.count(key)) errors_->Add(kv.first, PathOf(key), "unknown field");
   }
 }

@@ -85,10 +85,11 @@ void ParseMetadata(ObjectReader& r, ObjectMeta* meta, ManifestErrors* errs) {
 
 void ParseToolCall(const YAML::Node& node, const std::string& path, ToolCallSpec* out,
                    ManifestErrors* errs) {
-  ObjectReader r(node, path, errs);
-  if (!r.valid()) {
-    if (!node.IsMap()) return;  // already reported
+  if (!node.IsMap()) {
+    errs->Add(node, path, "must be a mapping with name and arguments");
+    return;
   }
+  ObjectReader r(node, path, errs);
   if (auto name = r.String("name", true)) out->name = *name;
   if (auto args = r.Json("arguments")) {
     if (!args->is_object()) {

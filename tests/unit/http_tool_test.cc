@@ -56,6 +56,14 @@ TEST_CASE("bad http arguments get a clear error", "[tools][http]") {
   CHECK_THAT(tool.Call({{"method", "GET"}, {"url", "ftp://127.0.0.1/x"}}, ctx).error, ContainsSubstring("only http and https"));
   CHECK_THAT(tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1/"}, {"headers", {{"X", 1}}}}, ctx).error,
              ContainsSubstring("header \"X\" must be a string"));
+  CHECK_THAT(tool.Call({{"method", nullptr}, {"url", "http://127.0.0.1/"}}, ctx).error, ContainsSubstring("\"method\" must be a string"));
+  for (const char* header : {"Host", "idempotency-key", "Content-Length", "Transfer-Encoding"}) {
+    INFO(header);
+    CHECK_THAT(tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1/"}, {"headers", {{header, "x"}}}}, ctx).error,
+               ContainsSubstring("is set by the tool and cannot be given"));
+  }
+  CHECK_THAT(tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1/"}, {"headers", {{"X-A", "a\r\nHost: evil"}}}}, ctx).error,
+             ContainsSubstring("not allowed"));
 }
 
 TEST_CASE("a response over the size limit is refused", "[tools][http]") {

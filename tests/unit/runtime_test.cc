@@ -6,6 +6,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <map>
+#include <stdexcept>
 #include <set>
 
 #include "tests/support/child_process.h"
@@ -31,7 +32,9 @@ class FakeClock : public Clock {
 struct World {
   std::vector<std::pair<std::string, std::string>> calls;  // (call id, idempotency key)
   std::string crash_after_effect_of;                       // call id: crash after the effect happened
-  std::string crash_before_effect_of;                      // call id: crash before it happened
+  std::string crash_before_effect_of;                       // call id: crash before it happened
+  std::string throw_on;                                     // call id: the tool throws (a tool bug)
+  std::string garbage_on;                                   // call id: the tool answers with invalid UTF-8
   FakeClock* clock = nullptr;
   int64_t advance_ms = 0;
   int count(const std::string& call_id) const {
@@ -52,6 +55,8 @@ class ProbeTool : public Tool {
       throw SimulatedCrash{};
     }
     world_->calls.emplace_back(ctx.call_id, ctx.idempotency_key);
+    if (ctx.call_id == world_->throw_on) throw std::runtime_error("probe exploded");
+    if (ctx.call_id == world_->garbage_on) return ToolResult::Ok({{"text", std::string("caf\xe9 \xff")}});
     if (world_->clock) world_->clock->now += world_->advance_ms;
     if (ctx.call_id == world_->crash_after_effect_of) {
       world_->crash_after_effect_of.clear();
@@ -524,4 +529,36 @@ TEST_CASE("batch durability runs the same steps", "[runtime]") {
   Harness h(run);
   REQUIRE(*h.RunOnce(tmp.path()) == Phase::kSucceeded);
   CHECK(Load(tmp.path()).used.steps == 3);
+}
+
+TEST_CASE("a tool that throws gives the model an error result and the run goes on", "[runtime]") {
+  TempDir tmp;
+  Harness h(MakeRun({{"", {Call("probe")}}, {"done", {}}}));
+  h.world.throw_on = "s1c0";
+  REQUIRE(*h.RunOnce(tmp.path()) == Phase::kSucceeded);
+  auto content = json::parse(Load(tmp.path()).messages[3].content);
+  CHECK(content["error"] == "the tool failed: probe exploded");
+}
+
+TEST_CASE("tool output that is not valid UTF-8 is stored with replacement characters", "[runtime]") {
+  TempDir tmp;
+  Harness h(MakeRun({{"", {Call("probe")}}, {"done", {}}}));
+  h.world.garbage_on = "s1c0";
+  REQUIRE(*h.RunOnce(tmp.path()) == Phase::kSucceeded);
+  auto content = json::parse(Load(tmp.path()).messages[3].content);
+  CHECK(content["output"]["text"] == "caf\xef\xbf\xbd \xef\xbf\xbd");
+}
+
+TEST_CASE("fork refuses a step that ended the run, and its own source", "[runtime][fork]") {
+  TempDir tmp;
+  Harness h(MakeRun({{"", {Call("probe")}}, {"done", {}}}));
+  REQUIRE(*h.RunOnce(tmp.Sub("a")) == Phase::kSucceeded);
+  auto store = RunStore::Open(tmp.Sub("a"), RunStore::OpenMode::kMustExist);
+  REQUIRE(store.ok());
+  auto ended = ForkRun(**store, 2, tmp.Sub("b"));
+  CHECK(ended.code() == StatusCode::kFailedPrecondition);
+  CHECK_THAT(ended.message(), ContainsSubstring("step 2 ended the run (Succeeded)"));
+  auto self = ForkRun(**store, 1, tmp.Sub("a"));
+  CHECK(self.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(self.message(), ContainsSubstring("is the source state dir"));
 }

@@ -177,6 +177,11 @@ spec: {goal: g, model: {backend: scripted, script: [{toolCalls: [{arguments: {}}
 kind: AgentRun
 metadata: {name: x}
 spec: {goal: g, model: {backend: scripted, script: [{toolCalls: [{name: t, arguments: [1]}]}]}})", "spec.model.script[0].toolCalls[0].arguments: must be a mapping"},
+      {R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: x}
+spec: {goal: g, model: {backend: scripted, script: [{toolCalls: [~]}]}})", "spec.model.script[0].toolCalls[0]: must be a mapping with name and arguments"},
+      {"apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: x}\nspec: {goal: \"caf\xe9\"}\n", "test.yaml:4: not valid UTF-8"},
       {"just a string", "an AgentRun must be a mapping"},
       {"spec: [unclosed", "test.yaml:1:1: not valid YAML"},
       {"", "the document is empty"},

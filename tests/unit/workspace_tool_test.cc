@@ -2,6 +2,7 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -87,4 +88,33 @@ TEST_CASE("bad workspace arguments get a clear error", "[tools][workspace]") {
   CHECK_THAT(tool.Call({{"op", "read"}}, ctx).error, ContainsSubstring("\"path\" is required"));
   CHECK_THAT(tool.Call({{"op", "read"}, {"path", 7}}, ctx).error, ContainsSubstring("\"path\" must be a string"));
   CHECK_THAT(tool.Call({{"op", "delete"}, {"path", ""}}, ctx).error, ContainsSubstring("refusing to delete the workspace"));
+  CHECK_THAT(tool.Call({{"path", "a"}}, ctx).error, ContainsSubstring("\"op\" (read, write, list or delete) is required"));
+  CHECK_THAT(tool.Call({{"op", 1}, {"path", "a"}}, ctx).error, ContainsSubstring("\"op\" (read, write, list or delete) is required"));
+  CHECK_THAT(tool.Call({{"op", nullptr}}, ctx).error, ContainsSubstring("\"op\" (read, write, list or delete) is required"));
+}
+
+TEST_CASE("reading a FIFO or a binary file does not hang or break the transcript", "[tools][workspace]") {
+  TempDir tmp;
+  WorkspaceTool tool("notes", tmp.Sub("ws"));
+  ToolContext ctx{"c1", "k"};
+  REQUIRE(::mkfifo(tmp.Sub("ws/pipe").c_str(), 0600) == 0);
+  CHECK_THAT(tool.Call({{"op", "read"}, {"path", "pipe"}}, ctx).error, ContainsSubstring("is not a regular file"));
+  std::ofstream(tmp.Sub("ws/logo.png"), std::ios::binary) << std::string("\x89PNG\r\n\x1a\n\xff\xfe", 10);
+  auto r = tool.Call({{"op", "read"}, {"path", "logo.png"}}, ctx);
+  REQUIRE(r.ok);
+  CHECK(r.output["binary"] == true);
+  CHECK(r.output["bytes"] == 10);
+  CHECK_NOTHROW(r.output.dump());
+}
+
+TEST_CASE("deleting a symlink removes the link, not what it points to", "[tools][workspace]") {
+  TempDir tmp;
+  WorkspaceTool tool("notes", tmp.Sub("ws"));
+  ToolContext ctx{"c1", "k"};
+  REQUIRE(tool.Call({{"op", "write"}, {"path", "real.md"}, {"content", "keep me"}}, ctx).ok);
+  REQUIRE(::symlink(tmp.Sub("ws/real.md").c_str(), tmp.Sub("ws/alias.md").c_str()) == 0);
+  auto r = tool.Call({{"op", "delete"}, {"path", "alias.md"}}, ctx);
+  REQUIRE(r.ok);
+  CHECK_FALSE(std::filesystem::is_symlink(tmp.Sub("ws/alias.md")));
+  CHECK(std::filesystem::exists(tmp.Sub("ws/real.md")));
 }

@@ -53,6 +53,17 @@ std::string BudgetLeft(const AgentRun& run, const RunState& s) {
          std::to_string(b.max_tool_calls - s.used.tool_calls) + " tool calls";
 }
 
+// "write plan.md", "POST http://127.0.0.1:8080/orders": the arguments people recognise a
+// call by, or the start of the JSON when there are none of those.
+std::string Summarize(const nlohmann::json& args) {
+  std::string out;
+  for (const char* key : {"op", "method", "path", "url"}) {
+    if (args.contains(key) && args[key].is_string()) out += (out.empty() ? "" : " ") + args[key].get<std::string>();
+  }
+  if (out.empty()) out = args.dump();
+  return out.size() > 48 ? out.substr(0, 45) + "..." : out;
+}
+
 // The human view of a live run: one line per tool call / step, then the outcome.
 void PrintHuman(const AgentRun& run, const Event& e, const RunState& s, int64_t* step_tokens) {
   const auto& d = e.data;
@@ -60,9 +71,10 @@ void PrintHuman(const AgentRun& run, const Event& e, const RunState& s, int64_t*
   if (e.type == event_type::kModelResponse) {
     *step_tokens = d.value("promptTokens", int64_t{0}) + d.value("completionTokens", int64_t{0});
   } else if (e.type == event_type::kToolResult) {
-    std::string what = d.value("tool", "");
-    if (!d.value("ok", false)) what += " (error: " + d.value("error", "").substr(0, 60) + ")";
-    std::snprintf(line, sizeof line, "step %3lld  %-40s %8.1f ms  tokens %6lld  %s\n", static_cast<long long>(e.step),
+    const CallState* call = s.FindCall(d.value("callId", ""));
+    std::string what = d.value("tool", "") + " " + (call ? Summarize(call->call.arguments) : "");
+    if (!d.value("ok", false)) what += "  -> error: " + d.value("error", "").substr(0, 60);
+    std::snprintf(line, sizeof line, "step %3lld  %-56s %8.1f ms  tokens %6lld  %s\n", static_cast<long long>(e.step),
                   what.c_str(), d.value("durationMs", 0.0), static_cast<long long>(*step_tokens),
                   BudgetLeft(run, s).c_str());
     std::cout << line;
@@ -75,7 +87,7 @@ void PrintHuman(const AgentRun& run, const Event& e, const RunState& s, int64_t*
     std::cout << "step " << e.step << "  " << d.value("tool", "") << " call " << d.value("callId", "")
               << " waits for a person (" << d.value("reason", "") << ")\n";
   } else if (e.type == event_type::kPhaseChanged && IsTerminal(s.phase) && e.step > 0 && *step_tokens > 0) {
-    std::snprintf(line, sizeof line, "step %3lld  %-40s %8s     tokens %6lld  %s\n", static_cast<long long>(e.step),
+    std::snprintf(line, sizeof line, "step %3lld  %-56s %8s     tokens %6lld  %s\n", static_cast<long long>(e.step),
                   "(answer)", "", static_cast<long long>(*step_tokens), BudgetLeft(run, s).c_str());
     std::cout << line;
   }

@@ -93,7 +93,7 @@ std::string Need(const Args& args, const std::string& flag, std::string* problem
 
 }  // namespace
 
-int main(int argc, char** argv) {
+static int Main(int argc, char** argv) {
   if (argc < 2) return Usage("");
   std::string cmd = argv[1];
   if (cmd == "-h" || cmd == "--help" || cmd == "help") {
@@ -140,4 +140,15 @@ int main(int argc, char** argv) {
     return cli::Validate(args.positional[0]);
   }
   return Usage("unknown command \"" + cmd + "\"");
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    // Every expected failure is a Status; reaching here is a bug. Say so plainly; the
+    // store is safe, as every write is atomic.
+    std::cerr << "carapace: internal error: " << e.what() << "\n";
+    return 1;
+  }
 }

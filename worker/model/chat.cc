@@ -9,6 +9,7 @@ nlohmann::json ToJson(const ToolCall& c) {
 
 ToolCall ToolCallFromJson(const nlohmann::json& j) {
   ToolCall c;
+  if (!j.is_object()) return c;
   c.id = j.value("id", "");
   c.name = j.value("name", "");
   c.arguments = j.value("arguments", nlohmann::json::object());
@@ -28,9 +29,10 @@ nlohmann::json ToJson(const Message& m) {
 
 Message MessageFromJson(const nlohmann::json& j) {
   Message m;
+  if (!j.is_object()) return m;
   m.role = j.value("role", "");
   m.content = j.value("content", "");
-  if (j.contains("toolCalls")) {
+  if (j.contains("toolCalls") && j["toolCalls"].is_array()) {
     for (const auto& c : j["toolCalls"]) m.tool_calls.push_back(ToolCallFromJson(c));
   }
   m.tool_call_id = j.value("toolCallId", "");

@@ -29,7 +29,7 @@ Result<RunState> LoadRunState(const RunStore& store) {
     state.messages.reserve(transcript.size());
     for (const auto& raw : transcript) {
       nlohmann::json m = nlohmann::json::parse(raw, nullptr, false);
-      if (m.is_discarded()) return Corruption("a transcript message is not valid JSON");
+      if (m.is_discarded() || !m.is_object()) return Corruption("a transcript message is not a valid message");
       state.messages.push_back(MessageFromJson(m));
     }
     from = state.last_seq + 1;

@@ -49,11 +49,15 @@ static std::optional<CallStatus> ParseCallStatus(const std::string& s) {
   return std::nullopt;
 }
 
-CallState* RunState::FindCall(const std::string& call_id) {
-  for (auto& c : calls) {
+const CallState* RunState::FindCall(const std::string& call_id) const {
+  for (const auto& c : calls) {
     if (c.call.id == call_id) return &c;
   }
   return nullptr;
+}
+
+CallState* RunState::FindCall(const std::string& call_id) {
+  return const_cast<CallState*>(static_cast<const RunState*>(this)->FindCall(call_id));
 }
 
 CallState* RunState::NextOpenCall() {

@@ -66,6 +66,7 @@ struct RunState {
   int64_t persisted_messages = 0;  // messages already in the transcript column family
 
   CallState* FindCall(const std::string& call_id);
+  const CallState* FindCall(const std::string& call_id) const;
   // The first call of the current step that is not done, or nullptr.
   CallState* NextOpenCall();
   std::vector<const CallState*> WaitingCalls() const;

@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "common/hash.h"
+#include "common/json_text.h"
 #include "common/log.h"
 #include "worker/runtime/run_loader.h"
 
@@ -115,8 +116,9 @@ Status Runner::Record(std::vector<Event> events, bool sync) {
     }
     CARAPACE_RETURN_IF_ERROR(Apply(&state_, e));
     batch.events.push_back(e.Encode());
-    checkpoint = checkpoint || e.type == event_type::kStepCompleted || e.type == event_type::kPhaseChanged ||
-                 e.type == event_type::kRunStarted || e.type == event_type::kApprovalRequested;
+    // Checkpoints only at step boundaries, so "the checkpoint of step N" is always the state
+    // at the end of step N (what fork starts from). Anything later is replayed from events.
+    checkpoint = checkpoint || e.type == event_type::kStepCompleted || e.type == event_type::kRunStarted;
   }
   if (checkpoint) {
     for (size_t i = static_cast<size_t>(state_.persisted_messages); i < state_.messages.size(); ++i) {
@@ -225,8 +227,8 @@ Status Runner::CallModel() {
     c.id = "s" + std::to_string(state_.step) + "c" + std::to_string(i);
     calls.push_back(ToJson(c));
   }
-  Event e = Make(event_type::kModelResponse, {{"text", response->text},
-                                              {"toolCalls", calls},
+  Event e = Make(event_type::kModelResponse, {{"text", ValidUtf8(response->text)},
+                                              {"toolCalls", ValidUtf8(calls)},
                                               {"promptTokens", response->prompt_tokens},
                                               {"completionTokens", response->completion_tokens},
                                               {"finishReason", response->finish_reason},
@@ -291,7 +293,7 @@ Status Runner::HandleCall(CallState* call, size_t index) {
                     true);
     case CallStatus::kInFlight: {
       // Only reachable after a restart: the intent is on disk, the result is not.
-      if (call->effect != EffectName(Effect::kSideEffecting)) {
+      if (call->effect == EffectName(Effect::kReadOnly) || call->effect == EffectName(Effect::kIdempotent)) {
         log::Info("re-running an interrupted call", {{"agentrun", run_.metadata.name}, {"call", id},
                                                      {"tool", name}, {"effect", call->effect}});
         return Execute(call, index, true);
@@ -346,11 +348,17 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
                                                                    {"retry", retry}})},
                                   side_effecting));
   int64_t started = MonoNowNanos();
-  ToolResult result = tool->Call(arguments, ctx);
+  ToolResult result;
+  try {
+    result = tool->Call(arguments, ctx);
+  } catch (const std::exception& ex) {
+    // A tool's bug is the model's problem to route around, not the worker's end.
+    result = ToolResult::Fail(std::string("the tool failed: ") + ex.what());
+  }
   double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;
 
-  nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", result.ok}, {"output", result.output}, {"durationMs", ms}};
-  if (!result.ok) d["error"] = result.error;
+  nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", result.ok}, {"output", ValidUtf8(result.output)}, {"durationMs", ms}};
+  if (!result.ok) d["error"] = ValidUtf8(result.error);
   std::vector<Event> events{Make(event_type::kToolResult, d)};
   if (last) events.push_back(Make(event_type::kStepCompleted));
   return Record(std::move(events), side_effecting || (last && SyncStepBoundaries()));
@@ -389,12 +397,30 @@ Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir
   }
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(source));
   if (!identity) return NotFound("state dir " + source.state_dir() + " holds no run");
-  CARAPACE_ASSIGN_OR_RETURN(RunState state, RunState::FromCheckpointJson(nlohmann::json::parse(cp->second)));
+  nlohmann::json cp_json = nlohmann::json::parse(cp->second, nullptr, false);
+  if (cp_json.is_discarded()) return Corruption("checkpoint of step " + std::to_string(step) + " is not valid JSON");
+  CARAPACE_ASSIGN_OR_RETURN(RunState state, RunState::FromCheckpointJson(cp_json));
+  if (IsTerminal(state.phase)) {
+    return FailedPrecondition("step " + std::to_string(step) + " ended the run (" + PhaseName(state.phase) +
+                              "); fork from an earlier step");
+  }
+  std::error_code ec;
+  if (std::filesystem::equivalent(source.state_dir(), dest_dir, ec)) {
+    return InvalidArgument("fork target " + dest_dir + " is the source state dir; give a new directory");
+  }
 
   CARAPACE_ASSIGN_OR_RETURN(auto dest, RunStore::Open(dest_dir, RunStore::OpenMode::kCreateIfMissing));
-  if (!dest->created() || dest->last_seq() != 0) {
+  if (dest->last_seq() != 0) {
     return FailedPrecondition("fork target " + dest_dir + " already holds a run; give a new or empty directory");
   }
+  // The workspace first: the run is written last, so a fork cut short leaves no run behind
+  // and can simply be repeated. Files are not versioned per step: the fork starts with the
+  // workspace as it is now. Symlinks are copied as links, never followed out of the workspace.
+  std::filesystem::copy(source.workspace_dir(), dest->workspace_dir(),
+                        std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing |
+                            std::filesystem::copy_options::copy_symlinks,
+                        ec);
+  if (ec) return IoError("copying the workspace: " + ec.message());
   StoreBatch batch;
   Status st;
   CARAPACE_RETURN_IF_ERROR(source.ForEachEvent(1, [&](uint64_t seq, std::string_view v) {
@@ -418,12 +444,6 @@ Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir
                 {meta_key::kSpecHash, identity->spec_hash},
                 {meta_key::kSpec, identity->spec_json}};
   CARAPACE_RETURN_IF_ERROR(dest->Commit(batch, true).status());
-
-  // Files are not versioned per step: the fork starts with the workspace as it is now.
-  std::error_code ec;
-  std::filesystem::copy(source.workspace_dir(), dest->workspace_dir(),
-                        std::filesystem::copy_options::recursive | std::filesystem::copy_options::overwrite_existing, ec);
-  if (ec) return IoError("copying the workspace: " + ec.message());
   return dest->Flush();
 }
 

@@ -177,6 +177,8 @@ Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, O
   }
 
   CARAPACE_ASSIGN_OR_RETURN(store->lock_fd_, LockStateDir(state_dir));
+  // Another process may have created the store between our look and our lock.
+  has_store = fs::exists(db_dir, ec);
 
   rocksdb::Options options = StoreOptions();
   auto cfs = ColumnFamilies(options);

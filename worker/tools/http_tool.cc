@@ -41,7 +41,8 @@ bool HttpTool::HostAllowed(const std::string& host, int port) const {
 
 ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context) {
   if (!args.is_object()) return ToolResult::Fail("arguments must be an object");
-  std::string method = args.value("method", "GET");
+  if (args.contains("method") && !args["method"].is_string()) return ToolResult::Fail("\"method\" must be a string");
+  std::string method = args.contains("method") ? args["method"].get<std::string>() : "GET";
   std::transform(method.begin(), method.end(), method.begin(), ::toupper);
   if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
     return ToolResult::Fail("\"method\" must be GET, POST, PUT or DELETE; got \"" + method + "\"");
@@ -68,16 +69,27 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     if (!args["headers"].is_object()) return ToolResult::Fail("\"headers\" must be an object of strings");
     for (const auto& [k, v] : args["headers"].items()) {
       if (!v.is_string()) return ToolResult::Fail("header \"" + k + "\" must be a string");
-      if (k == "Idempotency-Key") continue;  // the runtime's key wins: it is what makes retries safe
-      request.headers().add(k, v.get<std::string>());
+      std::string value = v.get<std::string>();
+      if (k.empty() || k.find_first_of("\r\n:") != std::string::npos || value.find_first_of("\r\n") != std::string::npos) {
+        return ToolResult::Fail("header \"" + k + "\" has a name or value that is not allowed");
+      }
+      std::string lower = k;
+      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+      // Host would reach other virtual hosts behind an allowed address; framing headers are
+      // the client's; the runtime's Idempotency-Key is what makes retries safe.
+      if (lower == "host" || lower == "idempotency-key" || lower == "content-length" ||
+          lower == "transfer-encoding" || lower == "connection") {
+        return ToolResult::Fail("header \"" + k + "\" is set by the tool and cannot be given");
+      }
+      request.headers().add(k, value);
     }
   }
   if (args.contains("body") && !args["body"].is_null()) {
-    if (args["body"].is_string()) {
-      request.set_body(args["body"].get<std::string>(), "application/json");
-    } else {
-      request.set_body(args["body"].dump(), "application/json");
-    }
+    std::string body = args["body"].is_string() ? args["body"].get<std::string>() : args["body"].dump();
+    // Bodies go through byte vectors: cpprest's std::string stream buffers trip UBSan and
+    // leak under ASan (DESIGN.md, build facts).
+    request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
+    request.headers().set_content_type("application/json");
   }
 
   try {

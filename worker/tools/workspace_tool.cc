@@ -11,6 +11,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_text.h"
+
 namespace carapace {
 namespace fs = std::filesystem;
 
@@ -84,7 +86,10 @@ Status WriteFileAtomically(const std::string& path, const std::string& content) 
 
 ToolResult WorkspaceTool::Call(const nlohmann::json& args, const ToolContext&) {
   if (!args.is_object()) return ToolResult::Fail("arguments must be an object");
-  std::string op = args.value("op", "");
+  if (!args.contains("op") || !args["op"].is_string()) {
+    return ToolResult::Fail("\"op\" (read, write, list or delete) is required");
+  }
+  std::string op = args["op"].get<std::string>();
   if (!args.contains("path") && op != "list") return ToolResult::Fail("\"path\" is required for " + op);
   if (args.contains("path") && !args["path"].is_string()) return ToolResult::Fail("\"path\" must be a string");
   std::string rel = args.value("path", "");
@@ -94,13 +99,23 @@ ToolResult WorkspaceTool::Call(const nlohmann::json& args, const ToolContext&) {
   std::error_code ec;
 
   if (op == "read") {
-    if (fs::is_directory(path, ec)) return ToolResult::Fail(rel + " is a directory");
+    auto status = fs::status(path, ec);
+    if (ec || !fs::exists(status)) return ToolResult::Fail("no such file: " + rel);
+    if (fs::is_directory(status)) return ToolResult::Fail(rel + " is a directory");
+    // Only regular files: a FIFO or device would block or never end.
+    if (!fs::is_regular_file(status)) return ToolResult::Fail(rel + " is not a regular file");
+    auto size = fs::file_size(path, ec);
+    if (ec) return ToolResult::Fail("cannot read " + rel + ": " + ec.message());
+    if (size > kMaxFileBytes) return ToolResult::Fail(rel + " is larger than 1 MiB");
     std::ifstream in(path, std::ios::binary);
-    if (!in) return ToolResult::Fail("no such file: " + rel);
+    if (!in) return ToolResult::Fail("cannot read " + rel);
     std::ostringstream buf;
     buf << in.rdbuf();
     std::string content = buf.str();
-    if (content.size() > kMaxFileBytes) return ToolResult::Fail(rel + " is larger than 1 MiB");
+    if (!IsValidUtf8(content)) {
+      return ToolResult::Ok({{"path", rel}, {"binary", true}, {"bytes", content.size()},
+                             {"content", "(binary file of " + std::to_string(content.size()) + " bytes; not shown)"}});
+    }
     return ToolResult::Ok({{"path", rel}, {"content", content}});
   }
   if (op == "write") {
@@ -125,14 +140,17 @@ ToolResult WorkspaceTool::Call(const nlohmann::json& args, const ToolContext&) {
     for (const auto& entry : fs::directory_iterator(path, ec)) {
       std::string name = entry.path().filename().string();
       if (name.size() > 13 && name.compare(name.size() - 13, 13, ".carapace-tmp") == 0) continue;
-      names.push_back(name + (entry.is_directory() ? "/" : ""));
+      std::error_code dir_ec;
+      names.push_back(name + (entry.is_directory(dir_ec) ? "/" : ""));
     }
     std::sort(names.begin(), names.end());
     return ToolResult::Ok({{"path", rel.empty() ? "." : rel}, {"entries", names}});
   }
   if (op == "delete") {
     if (path == root_) return ToolResult::Fail("refusing to delete the workspace itself");
-    bool existed = fs::remove(path, ec);
+    // A symlink is deleted itself, never the file it points to (which Resolve followed).
+    fs::path literal = fs::path(root_) / rel;
+    bool existed = fs::is_symlink(fs::symlink_status(literal, ec)) ? fs::remove(literal, ec) : fs::remove(path, ec);
     if (ec) return ToolResult::Fail("cannot delete " + rel + ": " + ec.message());
     // Deleting what is already gone succeeds: the call is idempotent.
     return ToolResult::Ok({{"path", rel}, {"deleted", existed}});
