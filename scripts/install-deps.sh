@@ -25,7 +25,8 @@ else
   exit 1
 fi
 
-. /etc/os-release 2>/dev/null || true
+# CARAPACE_OS_RELEASE lets the tests try the other-distribution path.
+. "${CARAPACE_OS_RELEASE:-/etc/os-release}" 2>/dev/null || true
 if [ "${ID:-}" != "debian" ] || [ "${VERSION_ID:-}" != "12" ]; then
   cat >&2 <<MSG
 install-deps: this script supports Debian 12 (bookworm); found '${PRETTY_NAME:-unknown}'.

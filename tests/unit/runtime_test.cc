@@ -35,6 +35,7 @@ struct World {
   std::string crash_before_effect_of;                       // call id: crash before it happened
   std::string throw_on;                                     // call id: the tool throws (a tool bug)
   std::string garbage_on;                                   // call id: the tool answers with invalid UTF-8
+  std::string big_on;                                       // call id: the tool answers with 100 KB
   FakeClock* clock = nullptr;
   int64_t advance_ms = 0;
   int count(const std::string& call_id) const {
@@ -56,6 +57,7 @@ class ProbeTool : public Tool {
     }
     world_->calls.emplace_back(ctx.call_id, ctx.idempotency_key);
     if (ctx.call_id == world_->throw_on) throw std::runtime_error("probe exploded");
+    if (ctx.call_id == world_->big_on) return ToolResult::Ok({{"text", std::string(100000, 'x')}});
     if (ctx.call_id == world_->garbage_on) return ToolResult::Ok({{"text", std::string("caf\xe9 \xff")}});
     if (world_->clock) world_->clock->now += world_->advance_ms;
     if (ctx.call_id == world_->crash_after_effect_of) {
@@ -561,4 +563,33 @@ TEST_CASE("fork refuses a step that ended the run, and its own source", "[runtim
   auto self = ForkRun(**store, 1, tmp.Sub("a"));
   CHECK(self.code() == StatusCode::kInvalidArgument);
   CHECK_THAT(self.message(), ContainsSubstring("is the source state dir"));
+}
+
+TEST_CASE("large tool output is kept whole in artifacts; the log and the model get a preview", "[runtime]") {
+  TempDir tmp;
+  Harness h(MakeRun({{"", {Call("probe")}}, {"done", {}}}));
+  h.world.big_on = "s1c0";
+  REQUIRE(*h.RunOnce(tmp.path()) == Phase::kSucceeded);
+  auto content = json::parse(Load(tmp.path()).messages[3].content);
+  CHECK(content["output"]["truncated"] == true);
+  CHECK(content["output"]["artifact"] == "tool-output/s1c0");
+  CHECK(content["output"]["preview"].get<std::string>().size() == 4096);
+  auto store = RunStore::Open(tmp.path(), RunStore::OpenMode::kMustExist);
+  REQUIRE(store.ok());
+  auto artifact = (*store)->GetArtifact("tool-output/s1c0");
+  REQUIRE(artifact.ok());
+  REQUIRE(artifact->has_value());
+  CHECK(json::parse(**artifact)["text"].get<std::string>().size() == 100000);
+  CHECK(content["output"]["bytes"] == (*artifact)->size());
+}
+
+TEST_CASE("the idempotency key is stable for a call and differs for a different call at the same position", "[runtime]") {
+  ToolCall pay{"s1c0", "pay", {{"amount", 5}}};
+  ToolCall other{"s1c0", "pay", {{"amount", 6}}};
+  CHECK(IdempotencyKey("run", 1, 0, pay) == IdempotencyKey("run", 1, 0, pay));
+  CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("run", 1, 0, other));
+  CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("run", 2, 0, pay));
+  CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("run", 1, 1, pay));
+  CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("fork", 1, 0, pay));
+  CHECK(IdempotencyKey("run", 1, 0, pay).size() == 32);
 }

@@ -23,10 +23,10 @@ std::string NewRunId() {
   return id;
 }
 
-// Stable for a given run, step and call position: a retried call carries the same key.
-std::string IdempotencyKey(const std::string& run_id, int64_t step, size_t index) {
-  return Sha256Hex(run_id + "/" + std::to_string(step) + "/" + std::to_string(index)).substr(0, 32);
-}
+// Tool output larger than this goes to the artifacts column family in full; the event log
+// and the model get a preview. It keeps the log, checkpoints and prompts small.
+constexpr size_t kMaxInlineOutputBytes = 64 * 1024;
+constexpr size_t kPreviewBytes = 4 * 1024;
 
 bool IsLastOpenCall(const RunState& s, const CallState* call) {
   for (const auto& c : s.calls) {
@@ -42,6 +42,17 @@ ToolSchema FinishSchema() {
 }
 
 }  // namespace
+
+// Derived from run, step and call position, and from the call itself: a retry of the call
+// (same recorded intent) carries the same key, while a different call at the same position
+// gets another one. That matters when a model answer was lost in a crash before it was
+// synced and the model, asked again, answers differently: a service that honours
+// Idempotency-Key must not answer the new request with the old one's result.
+std::string IdempotencyKey(const std::string& run_id, int64_t step, size_t index, const ToolCall& call) {
+  return Sha256Hex(run_id + "/" + std::to_string(step) + "/" + std::to_string(index) + "/" + call.name + "/" +
+                   call.arguments.dump())
+      .substr(0, 32);
+}
 
 Runner::Runner(RunStore* store, AgentRun run, RunnerOptions options)
     : store_(store), run_(std::move(run)), options_(std::move(options)) {}
@@ -104,8 +115,9 @@ int64_t Runner::ActiveMsSinceAccounted() {
   return d;
 }
 
-Status Runner::Record(std::vector<Event> events, bool sync) {
+Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts) {
   StoreBatch batch;
+  batch.artifacts = std::move(artifacts);
   bool checkpoint = false;
   uint64_t seq = store_->last_seq();
   for (auto& e : events) {
@@ -336,7 +348,7 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
   const Effect effect = spec->effect.value_or(tool->DefaultEffect());
   const bool side_effecting = effect == Effect::kSideEffecting;
   const bool last = IsLastOpenCall(state_, call);
-  ToolContext ctx{id, IdempotencyKey(state_.run_id, state_.step, index)};
+  ToolContext ctx{id, IdempotencyKey(state_.run_id, state_.step, index, call->call)};
   nlohmann::json arguments = call->call.arguments;
 
   // The intent must be on disk before a side-effecting call leaves the process.
@@ -357,11 +369,20 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
   }
   double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;
 
-  nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", result.ok}, {"output", ValidUtf8(result.output)}, {"durationMs", ms}};
+  nlohmann::json output = ValidUtf8(result.output);
+  std::vector<std::pair<std::string, std::string>> artifacts;
+  std::string full = output.dump();
+  if (full.size() > kMaxInlineOutputBytes) {
+    std::string key = "tool-output/" + id;
+    std::string preview = full.substr(0, kPreviewBytes);
+    output = ValidUtf8(nlohmann::json{{"truncated", true}, {"bytes", full.size()}, {"artifact", key}, {"preview", preview}});
+    artifacts.emplace_back(key, std::move(full));
+  }
+  nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", result.ok}, {"output", output}, {"durationMs", ms}};
   if (!result.ok) d["error"] = ValidUtf8(result.error);
   std::vector<Event> events{Make(event_type::kToolResult, d)};
   if (last) events.push_back(Make(event_type::kStepCompleted));
-  return Record(std::move(events), side_effecting || (last && SyncStepBoundaries()));
+  return Record(std::move(events), side_effecting || (last && SyncStepBoundaries()), std::move(artifacts));
 }
 
 Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool approve, const std::string& who) {

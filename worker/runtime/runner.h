@@ -56,8 +56,8 @@ class Runner {
   Status Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before = {});
 
   // Applies events to the state and writes them, with a checkpoint when the batch ends a
-  // step or changes the phase, in one atomic batch.
-  Status Record(std::vector<Event> events, bool sync);
+  // step, and any artifacts, in one atomic batch.
+  Status Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts = {});
   Event Make(const char* type, nlohmann::json data = nlohmann::json::object()) const;
   std::optional<std::string> BudgetExhaustedReason(bool for_tool_call) const;
   int64_t ActiveMsSinceAccounted();
@@ -73,6 +73,12 @@ class Runner {
   std::vector<ToolSchema> schemas_;
   int64_t accounted_at_ms_ = 0;
 };
+
+// The idempotency key of a tool call: 32 hex characters of sha256 over run id, step, call
+// index, tool name and arguments. A retry of a recorded call carries the same key; a
+// different call at the same position (a model asked again after a crash may answer
+// differently) gets another one.
+std::string IdempotencyKey(const std::string& run_id, int64_t step, size_t index, const ToolCall& call);
 
 // Settles a call that waits for a person: approve lets it run (for outcome_unknown: run it
 // again, accepting it may happen twice); deny skips it and tells the model. The decision is

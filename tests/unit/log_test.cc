@@ -1,0 +1,62 @@
+// Logging: one JSON object per line on stderr, with ts, level, msg and the given fields.
+#include <catch2/catch_test_macros.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "common/log.h"
+#include "tests/support/child_process.h"
+
+using namespace carapace;
+
+namespace {
+// Runs fn with stderr sent to a file; returns what was written.
+template <typename Fn>
+std::string CaptureStderr(Fn fn) {
+  carapace::testing::TempDir tmp;
+  std::string path = tmp.Sub("stderr");
+  int saved = ::dup(2);
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  ::dup2(fd, 2);
+  fn();
+  ::dup2(saved, 2);
+  ::close(fd);
+  ::close(saved);
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+}  // namespace
+
+TEST_CASE("log lines are JSON objects with ts, level, msg and fields", "[log]") {
+  log::SetLevel(log::Level::kInfo);
+  std::string out = CaptureStderr([] {
+    log::Info("step done", {{"agentrun", "hello"}, {"step", 3}, {"msg", "must not override"}});
+    log::Debug("hidden below the level");
+    log::Warn("second line");
+  });
+  std::istringstream lines(out);
+  std::string first, second, third;
+  REQUIRE(std::getline(lines, first));
+  REQUIRE(std::getline(lines, second));
+  CHECK_FALSE(std::getline(lines, third));
+  auto j = nlohmann::json::parse(first);
+  CHECK(j["level"] == "info");
+  CHECK(j["msg"] == "step done");
+  CHECK(j["agentrun"] == "hello");
+  CHECK(j["step"] == 3);
+  CHECK(j["ts"].get<std::string>().size() == 24);  // 2026-11-27T08:57:18.123Z
+  CHECK(j["ts"].get<std::string>().back() == 'Z');
+  CHECK(nlohmann::json::parse(second)["level"] == "warn");
+}
+
+TEST_CASE("a log line with invalid UTF-8 is still one valid JSON line", "[log]") {
+  std::string out = CaptureStderr([] { log::Error("bad \xff bytes", {{"path", "caf\xe9"}}); });
+  CHECK(out.back() == '\n');
+  auto j = nlohmann::json::parse(out);
+  CHECK(j["level"] == "error");
+}
