@@ -94,11 +94,23 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
 
   try {
     http::client::http_client client(uri.scheme() + "://" + uri.host() + ":" + std::to_string(port), config);
-    http::http_response response = client.request(request).get();
+    pplx::cancellation_token_source cancel;
+    http::http_response response = client.request(request, cancel.get_token()).get();
     const size_t limit = static_cast<size_t>(options_.max_response_bytes);
+    // Stops the download and waits for cpprest to finish with it, so no transfer outlives
+    // the call (it would keep writing into a body nobody reads).
+    auto abandon = [&](const std::string& why) {
+      cancel.cancel();
+      try {
+        response.content_ready().wait();
+      } catch (...) {
+        // cancelled, as asked
+      }
+      return ToolResult::Fail(why);
+    };
     if (response.headers().content_length() > limit) {
-      return ToolResult::Fail("response of " + std::to_string(response.headers().content_length()) +
-                              " bytes is over the limit of " + std::to_string(limit));
+      return abandon("response of " + std::to_string(response.headers().content_length()) +
+                     " bytes is over the limit of " + std::to_string(limit));
     }
     // Read in chunks so a body without Content-Length cannot grow past the limit.
     concurrency::streams::container_buffer<std::vector<uint8_t>> buf;
@@ -107,7 +119,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       size_t n = body.read(buf, 64 * 1024).get();
       if (n == 0) break;
       if (buf.collection().size() > limit) {
-        return ToolResult::Fail("response is over the limit of " + std::to_string(limit) + " bytes");
+        return abandon("response is over the limit of " + std::to_string(limit) + " bytes");
       }
     }
     const auto& bytes = buf.collection();
