@@ -179,9 +179,17 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
     ObjectReader http(r.Child("http"), r.PathOf("http"), errs);
     if (http.valid()) {
       if (tool.kind != "http") r.Error("http", "is only valid for tools of kind http");
-      if (auto hosts = http.StringList("allowedHosts")) tool.http.allowed_hosts = *hosts;
+      if (auto hosts = http.StringList("allowedHosts")) {
+        for (const auto& h : *hosts) {
+          if (h.empty() || h.find_first_of("/ ?#@") != std::string::npos) {
+            http.Error("allowedHosts", "\"" + h + "\" is not a host, host:port or \"*\"");
+          }
+        }
+        tool.http.allowed_hosts = *hosts;
+      }
       if (auto t = http.Int("timeoutSeconds", 1, 3600)) tool.http.timeout_seconds = *t;
       if (auto m = http.Int("maxResponseBytes", 1, 64 << 20)) tool.http.max_response_bytes = *m;
+      if (auto m = http.Int("maxRedirects", 0, 20)) tool.http.max_redirects = *m;
       http.Finish();
     }
     if (tool.kind == "http" && tool.http.allowed_hosts.empty()) {
@@ -285,7 +293,8 @@ nlohmann::json AgentRun::SpecJson() const {
     if (t.kind == "http") {
       tj["http"] = {{"allowedHosts", t.http.allowed_hosts},
                     {"timeoutSeconds", t.http.timeout_seconds},
-                    {"maxResponseBytes", t.http.max_response_bytes}};
+                    {"maxResponseBytes", t.http.max_response_bytes},
+                    {"maxRedirects", t.http.max_redirects}};
     }
     tools.push_back(tj);
   }

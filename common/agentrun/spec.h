@@ -46,9 +46,12 @@ struct ModelSpec {
 };
 
 struct HttpToolOptions {
-  std::vector<std::string> allowed_hosts;  // "host:port" or "host" (any port)
+  // "host:port" or "host" (any port), internal addresses included; "*" adds any host whose
+  // addresses are all public.
+  std::vector<std::string> allowed_hosts;
   int64_t timeout_seconds = 30;
   int64_t max_response_bytes = 1 << 20;
+  int64_t max_redirects = 5;
 };
 
 struct ToolSpec {

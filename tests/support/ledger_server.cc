@@ -58,6 +58,15 @@ bool LedgerServer::Start(int fixed_port) {
         Reply(req, all.dump());
         return;
       }
+      if (path == "/redirect" || path == "/loop") {
+        // /redirect?to=URL answers 302 to URL; /loop redirects to itself forever.
+        auto query = web::uri::split_query(req.request_uri().query());
+        std::string to = path == "/loop" ? "/loop" : web::uri::decode(query["to"]);
+        http::http_response response(http::status_codes::Found);
+        response.headers().add("Location", to);
+        req.reply(response);
+        return;
+      }
       std::vector<unsigned char> raw = req.extract_vector().get();
       std::string body(raw.begin(), raw.end());
       {

@@ -87,3 +87,90 @@ TEST_CASE("an unreachable server is an error result, not a crash", "[tools][http
   CHECK_FALSE(r.ok);
   CHECK_THAT(r.error, ContainsSubstring("GET http://127.0.0.1:9/ failed"));
 }
+
+TEST_CASE("with \"*\", public hosts are allowed and internal addresses refused after DNS resolution", "[tools][http]") {
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"*"};
+  HttpTool tool("web", opts);
+  ToolContext ctx{"c", "k"};
+  struct Case {
+    std::string url;
+    std::string why;
+  };
+  std::vector<Case> cases = {
+      {"http://localhost:" + std::to_string(ledger.port()) + "/x", "resolves to 127.0.0.1 (loopback)"},
+      {ledger.url() + "/x", "resolves to 127.0.0.1 (loopback)"},
+      {"http://169.254.169.254/latest/meta-data/", "169.254.169.254 (link-local)"},
+      {"http://10.1.2.3/", "10.1.2.3 (private)"},
+      {"http://192.168.0.1/", "(private)"},
+      {"http://[::1]:" + std::to_string(ledger.port()) + "/", "(loopback)"},
+      {"http://[fd00::1]/", "(unique-local)"},
+      {"http://0.0.0.0/", "(unspecified)"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.url);
+    auto r = tool.Call({{"method", "GET"}, {"url", c.url}}, ctx);
+    CHECK_FALSE(r.ok);
+    CHECK_THAT(r.error, ContainsSubstring(c.why));
+    CHECK_THAT(r.error, ContainsSubstring("refused unless allowedHosts lists the host"));
+  }
+  CHECK(ledger.entries().empty());  // nothing was sent anywhere
+}
+
+TEST_CASE("an explicitly listed internal host is allowed alongside \"*\"", "[tools][http]") {
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"*", "127.0.0.1:" + std::to_string(ledger.port())};
+  HttpTool tool("web", opts);
+  auto r = tool.Call({{"method", "GET"}, {"url", ledger.url() + "/stock"}}, ToolContext{"c", "k"});
+  INFO(r.error);
+  CHECK(r.ok);
+  CHECK(ledger.entries().size() == 1);
+}
+
+TEST_CASE("redirects are followed within the rules and refused when they leave them", "[tools][http]") {
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(ledger.port())};
+  opts.max_redirects = 3;
+  HttpTool tool("api", opts);
+  ToolContext ctx{"c", "key-7"};
+
+  SECTION("to the same host: followed, with the same idempotency key") {
+    auto r = tool.Call({{"method", "GET"}, {"url", ledger.url() + "/redirect?to=%2Fstock%2Fpaper"}}, ctx);
+    INFO(r.error);
+    REQUIRE(r.ok);
+    CHECK(r.output["redirects"] == 1);
+    CHECK(r.output["body"]["path"] == "/stock/paper");
+    auto entries = ledger.entries();
+    REQUIRE(entries.size() == 1);
+    CHECK(entries[0].idempotency_key == "key-7");
+  }
+  SECTION("to the cloud metadata service: refused before it is contacted") {
+    auto r = tool.Call({{"method", "GET"},
+                        {"url", ledger.url() + "/redirect?to=http%3A%2F%2F169.254.169.254%2Flatest%2Fmeta-data%2F"}},
+                       ctx);
+    CHECK_FALSE(r.ok);
+    CHECK_THAT(r.error, ContainsSubstring("redirect to http://169.254.169.254/latest/meta-data/ refused"));
+    CHECK_THAT(r.error, ContainsSubstring("169.254.169.254:80 is not in this tool's allowedHosts"));
+  }
+  SECTION("to a name that resolves to loopback, with \"*\": refused") {
+    HttpToolOptions any = opts;
+    any.allowed_hosts.push_back("*");
+    HttpTool wide("web", any);
+    std::string to = "http%3A%2F%2Flocalhost%3A" + std::to_string(ledger.port()) + "%2Fadmin";
+    auto r = wide.Call({{"method", "GET"}, {"url", ledger.url() + "/redirect?to=" + to}}, ctx);
+    CHECK_FALSE(r.ok);
+    CHECK_THAT(r.error, ContainsSubstring("resolves to 127.0.0.1 (loopback)"));
+    CHECK(ledger.entries().empty());
+  }
+  SECTION("a redirect loop stops at maxRedirects") {
+    auto r = tool.Call({{"method", "GET"}, {"url", ledger.url() + "/loop"}}, ctx);
+    CHECK_FALSE(r.ok);
+    CHECK_THAT(r.error, ContainsSubstring("more than 3 redirects"));
+  }
+}

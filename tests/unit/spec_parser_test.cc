@@ -127,6 +127,8 @@ TEST_CASE("rejected manifests name the field, its position and the rule", "[spec
       {WithSpec("  tools: [{name: a, kind: http}]\n"), "spec.tools[0].http: http.allowedHosts must list at least one host"},
       {WithSpec("  tools: [{name: a, kind: workspace, http: {allowedHosts: [x]}}]\n"), "spec.tools[0].http: is only valid for tools of kind http"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], timeoutSeconds: 0}}]\n"), "spec.tools[0].http.timeoutSeconds: must be >= 1"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], maxRedirects: 21}}]\n"), "spec.tools[0].http.maxRedirects: must be <= 20"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [\"http://x/\"]}}]\n"), "spec.tools[0].http.allowedHosts: \"http://x/\" is not a host, host:port or \"*\""},
       {WithSpec("  tools: [{name: 'a b', kind: workspace}]\n"), "spec.tools[0].name: must match"},
       {WithSpec("  tools: {name: a}\n"), "spec.tools: must be a list"},
       {WithSpec("  tools: [{name: a, kind: workspace, requireApproval: maybe}]\n"), "spec.tools[0].requireApproval: must be true or false"},

@@ -1,4 +1,5 @@
-// HTTP requests with host allow-listing, a time limit and a response size limit.
+// HTTP requests with a host allow-list, internal-address refusal after DNS resolution and on
+// every redirect, and limits on time, size and redirects.
 #include "worker/tools/http_tool.h"
 
 #include <algorithm>
@@ -7,16 +8,52 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
+#include "worker/tools/address_policy.h"
+
 namespace carapace {
 
 namespace http = web::http;
+
+namespace {
+
+std::string Lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  return s;
+}
+
+bool IsRedirect(int status) { return status == 301 || status == 302 || status == 303 || status == 307 || status == 308; }
+
+// Resolves a Location header against the URL it came from.
+Result<std::string> ResolveLocation(const web::uri& from, const std::string& location) {
+  if (location.rfind("http://", 0) == 0 || location.rfind("https://", 0) == 0) return location;
+  if (location.rfind("//", 0) == 0) return from.scheme() + ":" + location;
+  web::uri_builder b(from);
+  b.set_query("");
+  b.set_fragment("");
+  if (!location.empty() && location[0] == '/') {
+    auto q = location.find('?');
+    b.set_path(location.substr(0, q));
+    if (q != std::string::npos) b.set_query(location.substr(q + 1));
+  } else {
+    std::string path = from.path();
+    path = path.substr(0, path.rfind('/') + 1) + location;
+    auto q = path.find('?');
+    b.set_path(path.substr(0, q));
+    if (q != std::string::npos) b.set_query(path.substr(q + 1));
+  }
+  std::string out = b.to_string();
+  if (!web::uri::validate(out)) return InvalidArgument("redirect to an invalid location \"" + location + "\"");
+  return out;
+}
+
+}  // namespace
 
 HttpTool::HttpTool(std::string name, HttpToolOptions options)
     : name_(std::move(name)), options_(std::move(options)) {}
 
 ToolSchema HttpTool::Schema() const {
   std::string hosts;
-  for (const auto& h : options_.allowed_hosts) hosts += (hosts.empty() ? "" : ", ") + h;
+  for (const auto& h : options_.allowed_hosts) hosts += (hosts.empty() ? "" : ", ") + (h == "*" ? "any public host" : h);
   return {name_,
           "Make an HTTP request. Allowed hosts: " + hosts + ".",
           {{"type", "object"},
@@ -29,14 +66,44 @@ ToolSchema HttpTool::Schema() const {
 }
 
 bool HttpTool::HostAllowed(const std::string& host, int port) const {
-  std::string lower = host;
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  std::string lower = Lower(host);
   for (const auto& allowed : options_.allowed_hosts) {
-    std::string a = allowed;
-    std::transform(a.begin(), a.end(), a.begin(), ::tolower);
+    std::string a = Lower(allowed);
     if (a == lower || a == lower + ":" + std::to_string(port)) return true;
   }
   return false;
+}
+
+Result<HttpTool::Destination> HttpTool::CheckDestination(const web::uri& uri) const {
+  if (uri.scheme() != "http" && uri.scheme() != "https") {
+    return PermissionDenied("only http and https URLs are allowed, got \"" + uri.scheme() + "\"");
+  }
+  const int port = uri.port() > 0 ? uri.port() : (uri.scheme() == "https" ? 443 : 80);
+  const std::string hostport = uri.host() + ":" + std::to_string(port);
+  Destination d;
+  d.connect_base = uri.scheme() + "://" + uri.host() + ":" + std::to_string(port);
+  // Listed explicitly: the spec's author chose this host, internal or not.
+  if (HostAllowed(uri.host(), port)) return d;
+  const bool any_public = std::find(options_.allowed_hosts.begin(), options_.allowed_hosts.end(), "*") !=
+                          options_.allowed_hosts.end();
+  if (!any_public) return PermissionDenied("host " + hostport + " is not in this tool's allowedHosts");
+  CARAPACE_ASSIGN_OR_RETURN(auto addresses, ResolveHost(uri.host()));
+  for (const auto& ip : addresses) {
+    CARAPACE_ASSIGN_OR_RETURN(AddressClass c, ClassifyAddress(ip));
+    if (c != AddressClass::kPublic) {
+      return PermissionDenied("host " + hostport + " resolves to " + ip + " (" + AddressClassName(c) +
+                              "), which is refused unless allowedHosts lists the host");
+    }
+  }
+  if (uri.scheme() == "http") {
+    // Connect to the address just checked, not to a second lookup a DNS server could answer
+    // differently. (For https the name is needed for the certificate: checked, not pinned.)
+    const std::string& ip = addresses.front();
+    std::string literal = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
+    d.connect_base = "http://" + literal + ":" + std::to_string(port);
+    d.host_header = uri.port() > 0 ? hostport : uri.host();
+  }
+  return d;
 }
 
 ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context) {
@@ -50,21 +117,8 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
   if (!args.contains("url") || !args["url"].is_string()) return ToolResult::Fail("\"url\" (a string) is required");
   std::string url = args["url"].get<std::string>();
   if (!web::uri::validate(url)) return ToolResult::Fail("\"url\" is not a valid URL: " + url);
-  web::uri uri(url);
-  if (uri.scheme() != "http" && uri.scheme() != "https") {
-    return ToolResult::Fail("only http and https URLs are allowed, got \"" + uri.scheme() + "\"");
-  }
-  int port = uri.port() > 0 ? uri.port() : (uri.scheme() == "https" ? 443 : 80);
-  if (!HostAllowed(uri.host(), port)) {
-    return ToolResult::Fail("host " + uri.host() + ":" + std::to_string(port) +
-                            " is not in this tool's allowedHosts");
-  }
 
-  http::client::http_client_config config;
-  config.set_timeout(std::chrono::seconds(options_.timeout_seconds));
-  http::http_request request(method);
-  request.set_request_uri(uri.resource());
-  request.headers().add("Idempotency-Key", context.idempotency_key);
+  std::vector<std::pair<std::string, std::string>> headers;
   if (args.contains("headers")) {
     if (!args["headers"].is_object()) return ToolResult::Fail("\"headers\" must be an object of strings");
     for (const auto& [k, v] : args["headers"].items()) {
@@ -73,75 +127,115 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       if (k.empty() || k.find_first_of("\r\n:") != std::string::npos || value.find_first_of("\r\n") != std::string::npos) {
         return ToolResult::Fail("header \"" + k + "\" has a name or value that is not allowed");
       }
-      std::string lower = k;
-      std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+      std::string lower = Lower(k);
       // Host would reach other virtual hosts behind an allowed address; framing headers are
       // the client's; the runtime's Idempotency-Key is what makes retries safe.
       if (lower == "host" || lower == "idempotency-key" || lower == "content-length" ||
           lower == "transfer-encoding" || lower == "connection") {
         return ToolResult::Fail("header \"" + k + "\" is set by the tool and cannot be given");
       }
-      request.headers().add(k, value);
+      headers.emplace_back(k, value);
     }
   }
-  if (args.contains("body") && !args["body"].is_null()) {
-    std::string body = args["body"].is_string() ? args["body"].get<std::string>() : args["body"].dump();
-    // Bodies go through byte vectors: cpprest's std::string stream buffers trip UBSan and
-    // leak under ASan (DESIGN.md, build facts).
-    request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
-    request.headers().set_content_type("application/json");
-  }
+  std::string body;
+  bool has_body = args.contains("body") && !args["body"].is_null();
+  if (has_body) body = args["body"].is_string() ? args["body"].get<std::string>() : args["body"].dump();
 
-  try {
-    http::client::http_client client(uri.scheme() + "://" + uri.host() + ":" + std::to_string(port), config);
-    pplx::cancellation_token_source cancel;
-    http::http_response response = client.request(request, cancel.get_token()).get();
-    const size_t limit = static_cast<size_t>(options_.max_response_bytes);
-    // Stops the download and waits for cpprest to finish with it, so no transfer outlives
-    // the call (it would keep writing into a body nobody reads).
-    auto abandon = [&](const std::string& why) {
-      cancel.cancel();
-      try {
-        response.content_ready().wait();
-      } catch (...) {
-        // cancelled, as asked
+  const size_t limit = static_cast<size_t>(options_.max_response_bytes);
+  for (int hop = 0;; ++hop) {
+    web::uri uri(url);
+    auto dest = CheckDestination(uri);
+    if (!dest.ok()) {
+      return ToolResult::Fail(hop == 0 ? dest.status().message()
+                                       : "redirect to " + url + " refused: " + dest.status().message());
+    }
+    http::client::http_client_config config;
+    config.set_timeout(std::chrono::seconds(options_.timeout_seconds));
+    // cpprestsdk follows up to 10 redirects on its own, to anywhere: off, so that every hop
+    // passes CheckDestination above.
+    config.set_max_redirects(0);
+    http::http_request request(method);
+    request.set_request_uri(uri.resource());
+    request.headers().add("Idempotency-Key", context.idempotency_key);
+    if (!dest->host_header.empty()) request.headers().add("Host", dest->host_header);
+    for (const auto& [k, v] : headers) request.headers().add(k, v);
+    if (has_body) {
+      // Bodies go through byte vectors: cpprest's std::string stream buffers trip UBSan and
+      // leak under ASan (DESIGN.md, build facts).
+      request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
+      request.headers().set_content_type("application/json");
+    }
+    try {
+      http::client::http_client client(dest->connect_base, config);
+      pplx::cancellation_token_source cancel;
+      http::http_response response = client.request(request, cancel.get_token()).get();
+      // Stops a download and waits for cpprest to finish with it, so no transfer outlives
+      // the call (it would keep writing into a body nobody reads).
+      auto abandon = [&](const std::string& why) {
+        cancel.cancel();
+        try {
+          response.content_ready().wait();
+        } catch (...) {
+          // cancelled, as asked
+        }
+        return ToolResult::Fail(why);
+      };
+      const int status = response.status_code();
+      if (IsRedirect(status) && response.headers().has("Location")) {
+        if (hop >= options_.max_redirects) {
+          return abandon("more than " + std::to_string(options_.max_redirects) + " redirects, last to " +
+                         response.headers()["Location"]);
+        }
+        auto next = ResolveLocation(uri, response.headers()["Location"]);
+        abandon("");
+        if (!next.ok()) return ToolResult::Fail(next.status().message());
+        url = *next;
+        // 303, and 301/302 after a POST, continue as GET without a body, as browsers do.
+        if (status == 303 || ((status == 301 || status == 302) && method == "POST")) {
+          method = "GET";
+          has_body = false;
+        }
+        continue;
       }
-      return ToolResult::Fail(why);
-    };
-    if (response.headers().content_length() > limit) {
-      return abandon("response of " + std::to_string(response.headers().content_length()) +
-                     " bytes is over the limit of " + std::to_string(limit));
-    }
-    // Read in chunks so a body without Content-Length cannot grow past the limit.
-    concurrency::streams::container_buffer<std::vector<uint8_t>> buf;
-    auto body = response.body();
-    for (;;) {
-      size_t n = body.read(buf, 64 * 1024).get();
-      if (n == 0) break;
-      if (buf.collection().size() > limit) {
-        return abandon("response is over the limit of " + std::to_string(limit) + " bytes");
+      if (response.headers().content_length() > limit) {
+        return abandon("response of " + std::to_string(response.headers().content_length()) +
+                       " bytes is over the limit of " + std::to_string(limit));
       }
+      // Read in chunks so a body without Content-Length cannot grow past the limit.
+      concurrency::streams::container_buffer<std::vector<uint8_t>> buf;
+      auto stream = response.body();
+      for (;;) {
+        size_t n = stream.read(buf, 64 * 1024).get();
+        if (n == 0) break;
+        if (buf.collection().size() > limit) {
+          return abandon("response is over the limit of " + std::to_string(limit) + " bytes");
+        }
+      }
+      const auto& bytes = buf.collection();
+      std::string text(bytes.begin(), bytes.end());
+      std::string type = response.headers().content_type();
+      nlohmann::json out = {{"status", status}, {"contentType", type}};
+      if (hop > 0) {
+        out["url"] = url;
+        out["redirects"] = hop;
+      }
+      if (type.find("json") != std::string::npos) {
+        auto parsed = nlohmann::json::parse(text, nullptr, false);
+        out["body"] = parsed.is_discarded() ? nlohmann::json(text) : parsed;
+      } else if (type.empty() || type.rfind("text/", 0) == 0 || type.find("xml") != std::string::npos) {
+        out["body"] = text;
+      } else {
+        out["body"] = "(" + std::to_string(bytes.size()) + " bytes of " + type + ")";
+      }
+      ToolResult result = ToolResult::Ok(out);
+      if (status >= 400) {
+        result.ok = false;
+        result.error = "HTTP " + std::to_string(status);
+      }
+      return result;
+    } catch (const std::exception& e) {
+      return ToolResult::Fail(method + " " + url + " failed: " + e.what());
     }
-    const auto& bytes = buf.collection();
-    std::string text(bytes.begin(), bytes.end());
-    std::string type = response.headers().content_type();
-    nlohmann::json out = {{"status", response.status_code()}, {"contentType", type}};
-    if (type.find("json") != std::string::npos) {
-      auto parsed = nlohmann::json::parse(text, nullptr, false);
-      out["body"] = parsed.is_discarded() ? nlohmann::json(text) : parsed;
-    } else if (type.empty() || type.rfind("text/", 0) == 0 || type.find("xml") != std::string::npos) {
-      out["body"] = text;
-    } else {
-      out["body"] = "(" + std::to_string(bytes.size()) + " bytes of " + type + ")";
-    }
-    ToolResult result = ToolResult::Ok(out);
-    if (response.status_code() >= 400) {
-      result.ok = false;
-      result.error = "HTTP " + std::to_string(response.status_code());
-    }
-    return result;
-  } catch (const std::exception& e) {
-    return ToolResult::Fail(method + " " + url + " failed: " + e.what());
   }
 }
 

@@ -1,11 +1,19 @@
-// The http tool: GET/POST/PUT/DELETE to the hosts the spec allows, through cpprestsdk.
-// Every request carries the call's idempotency key as an Idempotency-Key header, so a
-// service that honours it can make a retried call harmless.
+// The http tool: GET/POST/PUT/DELETE through cpprestsdk to the hosts the spec allows.
+// allowedHosts lists "host:port" or "host" entries, which may be internal; "*" also allows
+// any host whose every address is public (loopback, link-local such as the cloud metadata
+// service, private and unique-local addresses are refused after DNS resolution). Redirects
+// are followed up to maxRedirects, each hop checked again. Every request carries the call's
+// idempotency key as an Idempotency-Key header, so a service that honours it can make a
+// retried call harmless.
 #pragma once
 
 #include <string>
 
 #include "worker/tools/tool.h"
+
+namespace web {
+class uri;
+}
 
 namespace carapace {
 
@@ -23,6 +31,13 @@ class HttpTool : public Tool {
   bool HostAllowed(const std::string& host, int port) const;
 
  private:
+  struct Destination {
+    std::string connect_base;  // scheme://host-or-checked-address:port
+    std::string host_header;   // set when connecting to a pinned address
+  };
+  // Where a request to `uri` may go, or kPermissionDenied saying why not.
+  Result<Destination> CheckDestination(const web::uri& uri) const;
+
   std::string name_;
   HttpToolOptions options_;
 };
