@@ -239,14 +239,15 @@ Status Runner::CallModel() {
     c.id = "s" + std::to_string(state_.step) + "c" + std::to_string(i);
     calls.push_back(ToJson(c));
   }
-  Event e = Make(event_type::kModelResponse, {{"text", ValidUtf8(response->text)},
+  const std::string text = ValidUtf8(response->text).get<std::string>();
+  Event e = Make(event_type::kModelResponse, {{"text", text},
                                               {"toolCalls", ValidUtf8(calls)},
                                               {"promptTokens", response->prompt_tokens},
                                               {"completionTokens", response->completion_tokens},
                                               {"finishReason", response->finish_reason},
                                               {"durationMs", MonoNowMillis() - started}});
   if (calls.empty()) {
-    return Finish(Phase::kSucceeded, "the model answered without tool calls", response->text,
+    return Finish(Phase::kSucceeded, "the model answered without tool calls", text,
                   {e, Make(event_type::kStepCompleted)});
   }
   // Not synced on its own: it becomes durable with the first tool intent or step end.
