@@ -1,5 +1,5 @@
 // The C++ model of an AgentRun (carapace.dev/v1alpha1), shared by the worker, the CLI and
-// the operator. Field names follow the YAML a user writes; see docs/agentrun.md.
+// the operator. Field names follow the YAML a user writes; see "The AgentRun spec" in README.md.
 #pragma once
 
 #include <cstdint>
