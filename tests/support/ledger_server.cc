@@ -69,9 +69,10 @@ bool LedgerServer::Start(int fixed_port) {
       }
       std::vector<unsigned char> raw = req.extract_vector().get();
       std::string body(raw.begin(), raw.end());
+      std::string authorization = req.headers().has("Authorization") ? req.headers()["Authorization"] : "";
       {
         std::lock_guard<std::mutex> lock(mu_);
-        entries_.push_back({method, path, key, body});
+        entries_.push_back({method, path, key, body, authorization});
       }
       if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
       Reply(req, AnswerFor(method, path, key).dump());

@@ -24,6 +24,7 @@ struct LedgerEntry {
   std::string path;
   std::string idempotency_key;
   std::string body;
+  std::string authorization;  // the Authorization header, if any
 };
 
 class LedgerServer {

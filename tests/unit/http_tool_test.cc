@@ -4,6 +4,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include "tests/support/ledger_server.h"
+#include "worker/tools/address_policy.h"
 #include "worker/tools/http_tool.h"
 
 using namespace carapace;
@@ -172,5 +173,70 @@ TEST_CASE("redirects are followed within the rules and refused when they leave t
     auto r = tool.Call({{"method", "GET"}, {"url", ledger.url() + "/loop"}}, ctx);
     CHECK_FALSE(r.ok);
     CHECK_THAT(r.error, ContainsSubstring("more than 3 redirects"));
+  }
+}
+
+TEST_CASE("addresses are classified, including IPv6 forms that carry an IPv4 address", "[tools][http]") {
+  struct Case {
+    std::string ip;
+    AddressClass expected;
+  };
+  std::vector<Case> cases = {
+      {"8.8.8.8", AddressClass::kPublic},           {"127.0.0.1", AddressClass::kLoopback},
+      {"127.255.0.9", AddressClass::kLoopback},     {"169.254.169.254", AddressClass::kLinkLocal},
+      {"10.0.0.5", AddressClass::kPrivate},         {"172.15.0.1", AddressClass::kPublic},
+      {"172.16.0.1", AddressClass::kPrivate},       {"172.31.255.1", AddressClass::kPrivate},
+      {"192.168.1.1", AddressClass::kPrivate},      {"100.64.0.1", AddressClass::kPrivate},
+      {"0.0.0.0", AddressClass::kUnspecified},      {"224.0.0.1", AddressClass::kMulticast},
+      {"255.255.255.255", AddressClass::kMulticast}, {"240.0.0.1", AddressClass::kReserved},
+      {"::1", AddressClass::kLoopback},             {"::", AddressClass::kUnspecified},
+      {"fe80::1", AddressClass::kLinkLocal},        {"fd00::1", AddressClass::kUniqueLocal},
+      {"ff02::1", AddressClass::kMulticast},        {"2606:4700::1111", AddressClass::kPublic},
+      {"::ffff:127.0.0.1", AddressClass::kLoopback}, {"::ffff:169.254.169.254", AddressClass::kLinkLocal},
+      {"::127.0.0.1", AddressClass::kLoopback},     {"64:ff9b::a00:5", AddressClass::kPrivate},
+      {"64:ff9b::808:808", AddressClass::kPublic},  {"2002:7f00:1::", AddressClass::kLoopback},
+      {"2002:a9fe:a9fe::1", AddressClass::kLinkLocal}, {"2001::1", AddressClass::kReserved},
+      {"fec0::1", AddressClass::kReserved},         {"64:ff9b:1::1", AddressClass::kReserved},
+      {"[::1]", AddressClass::kLoopback},
+  };
+  for (const auto& c : cases) {
+    INFO(c.ip);
+    auto r = ClassifyAddress(c.ip);
+    REQUIRE(r.ok());
+    CHECK(AddressClassName(*r) == std::string(AddressClassName(c.expected)));
+  }
+  CHECK(ClassifyAddress("example.com").status().code() == StatusCode::kInvalidArgument);
+}
+
+TEST_CASE("credentials are not sent on to another origin after a redirect", "[tools][http]") {
+  LedgerServer a, b;
+  REQUIRE(a.Start());
+  REQUIRE(b.Start());
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(a.port()), "127.0.0.1:" + std::to_string(b.port())};
+  HttpTool tool("api", opts);
+  ToolContext ctx{"c", "k"};
+  auto same = tool.Call({{"method", "GET"}, {"url", a.url() + "/redirect?to=%2Fmine"}, {"headers", {{"Authorization", "Bearer s3cret"}}}}, ctx);
+  REQUIRE(same.ok);
+  REQUIRE(a.entries().size() == 1);
+  CHECK(a.entries()[0].authorization == "Bearer s3cret");  // same origin: kept
+
+  std::string to = "http%3A%2F%2F127.0.0.1%3A" + std::to_string(b.port()) + "%2Ftheirs";
+  auto other = tool.Call({{"method", "GET"}, {"url", a.url() + "/redirect?to=" + to}, {"headers", {{"Authorization", "Bearer s3cret"}}}}, ctx);
+  REQUIRE(other.ok);
+  REQUIRE(b.entries().size() == 1);
+  CHECK(b.entries()[0].path == "/theirs");
+  CHECK(b.entries()[0].authorization.empty());  // another origin: dropped
+}
+
+TEST_CASE("header names must be HTTP tokens", "[tools][http]") {
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1"};
+  HttpTool tool("api", opts);
+  for (const char* name : {" Host", "Host\t", "X Y", "", "X:Y"}) {
+    INFO("[" << name << "]");
+    auto r = tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1:9/"}, {"headers", {{name, "v"}}}}, ToolContext{"c", "k"});
+    CHECK_FALSE(r.ok);
+    CHECK_THAT(r.error, ContainsSubstring("not allowed"));
   }
 }

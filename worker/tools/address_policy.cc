@@ -42,9 +42,21 @@ AddressClass ClassifyV4(const unsigned char b[4]) {
 AddressClass ClassifyV6(const unsigned char b[16]) {
   static const unsigned char kZero[16] = {0};
   static const unsigned char kMappedPrefix[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-  if (std::memcmp(b, kMappedPrefix, 12) == 0) return ClassifyV4(b + 12);
+  static const unsigned char kNat64Prefix[12] = {0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0};
   if (std::memcmp(b, kZero, 15) == 0 && b[15] == 1) return AddressClass::kLoopback;
   if (std::memcmp(b, kZero, 16) == 0) return AddressClass::kUnspecified;
+  // Forms that carry an IPv4 address are judged by it: IPv4-mapped (::ffff:a.b.c.d),
+  // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d) and 6to4 (2002:AABB:CCDD::).
+  if (std::memcmp(b, kMappedPrefix, 12) == 0 || std::memcmp(b, kZero, 12) == 0 ||
+      std::memcmp(b, kNat64Prefix, 12) == 0) {
+    return ClassifyV4(b + 12);
+  }
+  if (b[0] == 0x20 && b[1] == 0x02) return ClassifyV4(b + 2);
+  // Local-use NAT64 (64:ff9b:1::/48), Teredo (2001::/32), site-local (fec0::/10): no agent
+  // has business there, and they can lead to internal networks.
+  if (b[0] == 0 && b[1] == 0x64 && b[2] == 0xff && b[3] == 0x9b && b[4] == 0 && b[5] == 1) return AddressClass::kReserved;
+  if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0) return AddressClass::kReserved;
+  if (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) return AddressClass::kReserved;
   if (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) return AddressClass::kLinkLocal;
   if ((b[0] & 0xfe) == 0xfc) return AddressClass::kUniqueLocal;
   if (b[0] == 0xff) return AddressClass::kMulticast;

@@ -3,6 +3,8 @@
 #include "worker/tools/http_tool.h"
 
 #include <algorithm>
+#include <cctype>
+#include <cstring>
 
 #include <cpprest/containerstream.h>
 #include <cpprest/http_client.h>
@@ -17,16 +19,39 @@ namespace http = web::http;
 namespace {
 
 std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), ::tolower);
+  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return s;
+}
+
+// RFC 9110 token characters: anything else in a header name could be read differently
+// by a lenient server (" Host" as Host).
+bool IsToken(const std::string& s) {
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (!(std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr)) return false;
+  }
+  return true;
+}
+
+// Headers that carry credentials: not sent on to another origin after a redirect.
+bool IsCredential(const std::string& lower_name) {
+  return lower_name == "authorization" || lower_name == "cookie" || lower_name == "proxy-authorization";
 }
 
 bool IsRedirect(int status) { return status == 301 || status == 302 || status == 303 || status == 307 || status == 308; }
 
 // Resolves a Location header against the URL it came from.
 Result<std::string> ResolveLocation(const web::uri& from, const std::string& location) {
-  if (location.rfind("http://", 0) == 0 || location.rfind("https://", 0) == 0) return location;
-  if (location.rfind("//", 0) == 0) return from.scheme() + ":" + location;
+  auto checked = [&](std::string url) -> Result<std::string> {
+    if (!web::uri::validate(url)) return InvalidArgument("redirect to an invalid location \"" + location + "\"");
+    return url;
+  };
+  std::string lower = Lower(location.substr(0, 8));
+  if (lower.rfind("http://", 0) == 0 || lower.rfind("https://", 0) == 0) return checked(location);
+  if (location.rfind("//", 0) == 0) return checked(from.scheme() + ":" + location);
+  if (location.find(':') != std::string::npos && location.find(':') < location.find_first_of("/?#")) {
+    return InvalidArgument("redirect to an unsupported location \"" + location + "\"");
+  }
   web::uri_builder b(from);
   b.set_query("");
   b.set_fragment("");
@@ -41,9 +66,11 @@ Result<std::string> ResolveLocation(const web::uri& from, const std::string& loc
     b.set_path(path.substr(0, q));
     if (q != std::string::npos) b.set_query(path.substr(q + 1));
   }
-  std::string out = b.to_string();
-  if (!web::uri::validate(out)) return InvalidArgument("redirect to an invalid location \"" + location + "\"");
-  return out;
+  try {
+    return checked(b.to_string());
+  } catch (const std::exception&) {
+    return InvalidArgument("redirect to an invalid location \"" + location + "\"");
+  }
 }
 
 }  // namespace
@@ -110,7 +137,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
   if (!args.is_object()) return ToolResult::Fail("arguments must be an object");
   if (args.contains("method") && !args["method"].is_string()) return ToolResult::Fail("\"method\" must be a string");
   std::string method = args.contains("method") ? args["method"].get<std::string>() : "GET";
-  std::transform(method.begin(), method.end(), method.begin(), ::toupper);
+  std::transform(method.begin(), method.end(), method.begin(), [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
   if (method != "GET" && method != "POST" && method != "PUT" && method != "DELETE") {
     return ToolResult::Fail("\"method\" must be GET, POST, PUT or DELETE; got \"" + method + "\"");
   }
@@ -124,7 +151,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     for (const auto& [k, v] : args["headers"].items()) {
       if (!v.is_string()) return ToolResult::Fail("header \"" + k + "\" must be a string");
       std::string value = v.get<std::string>();
-      if (k.empty() || k.find_first_of("\r\n:") != std::string::npos || value.find_first_of("\r\n") != std::string::npos) {
+      if (!IsToken(k) || value.find_first_of("\r\n") != std::string::npos) {
         return ToolResult::Fail("header \"" + k + "\" has a name or value that is not allowed");
       }
       std::string lower = Lower(k);
@@ -142,8 +169,12 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
   if (has_body) body = args["body"].is_string() ? args["body"].get<std::string>() : args["body"].dump();
 
   const size_t limit = static_cast<size_t>(options_.max_response_bytes);
+  std::string origin;  // scheme://host:port of the first request
   for (int hop = 0;; ++hop) {
     web::uri uri(url);
+    const int port = uri.port() > 0 ? uri.port() : (uri.scheme() == "https" ? 443 : 80);
+    const std::string here = uri.scheme() + "://" + uri.host() + ":" + std::to_string(port);
+    if (hop == 0) origin = here;
     auto dest = CheckDestination(uri);
     if (!dest.ok()) {
       return ToolResult::Fail(hop == 0 ? dest.status().message()
@@ -158,12 +189,18 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     request.set_request_uri(uri.resource());
     request.headers().add("Idempotency-Key", context.idempotency_key);
     if (!dest->host_header.empty()) request.headers().add("Host", dest->host_header);
-    for (const auto& [k, v] : headers) request.headers().add(k, v);
+    bool has_content_type = false;
+    for (const auto& [k, v] : headers) {
+      std::string lower = Lower(k);
+      if (here != origin && IsCredential(lower)) continue;  // credentials stay with their origin
+      has_content_type = has_content_type || lower == "content-type";
+      request.headers().add(k, v);
+    }
     if (has_body) {
       // Bodies go through byte vectors: cpprest's std::string stream buffers trip UBSan and
       // leak under ASan (DESIGN.md, build facts).
       request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
-      request.headers().set_content_type("application/json");
+      if (!has_content_type) request.headers().set_content_type("application/json");
     }
     try {
       http::client::http_client client(dest->connect_base, config);
@@ -186,9 +223,13 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
           return abandon("more than " + std::to_string(options_.max_redirects) + " redirects, last to " +
                          response.headers()["Location"]);
         }
-        auto next = ResolveLocation(uri, response.headers()["Location"]);
+        std::string location = response.headers()["Location"];
         abandon("");
+        auto next = ResolveLocation(uri, location);
         if (!next.ok()) return ToolResult::Fail(next.status().message());
+        if (uri.scheme() == "https" && Lower(next->substr(0, 7)) == "http://") {
+          return ToolResult::Fail("redirect from https to " + *next + " refused: it would send the request in clear text");
+        }
         url = *next;
         // 303, and 301/302 after a POST, continue as GET without a body, as browsers do.
         if (status == 303 || ((status == 301 || status == 302) && method == "POST")) {
@@ -234,6 +275,11 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       }
       return result;
     } catch (const std::exception& e) {
+      if (!HostAllowed(uri.host(), port)) {
+        // Reached through "*": say no more than that it failed, so that connection errors
+        // cannot be used to map what answers on which internal port.
+        return ToolResult::Fail(method + " " + url + " failed");
+      }
       return ToolResult::Fail(method + " " + url + " failed: " + e.what());
     }
   }
