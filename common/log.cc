@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "common/redact.h"
 #include "common/time.h"
 
 namespace carapace::log {
@@ -56,7 +57,7 @@ void Write(Level level, std::string_view msg, const nlohmann::json& fields) {
       if (k != "ts" && k != "level" && k != "msg") line[k] = v;
     }
   }
-  std::string out = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::string out = Redact(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
   out.push_back('\n');
   const char* p = out.data();
   size_t left = out.size();

@@ -2,6 +2,8 @@
 // crds/ must agree; each rule reports the field path the user has to fix.
 #include "common/agentrun/spec.h"
 
+#include <algorithm>
+#include <cctype>
 #include <regex>
 #include <set>
 
@@ -146,6 +148,46 @@ void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
   r.Finish();
 }
 
+void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<HeaderSpec>* out, ManifestErrors* errs) {
+  if (!node.IsDefined() || node.IsNull()) return;
+  if (!node.IsSequence()) {
+    errs->Add(node, path, "must be a list of {name, value} or {name, valueFrom}");
+    return;
+  }
+  static const std::regex kToken("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$");
+  for (size_t i = 0; i < node.size(); ++i) {
+    std::string p = path + "[" + std::to_string(i) + "]";
+    ObjectReader r(node[i], p, errs);
+    if (!r.valid()) {
+      if (!node[i].IsMap()) errs->Add(node[i], p, "must be a mapping");
+      continue;
+    }
+    HeaderSpec h;
+    if (auto name = r.String("name", true)) {
+      std::string lower = *name;
+      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
+      if (!std::regex_match(*name, kToken)) {
+        r.Error("name", "must be an HTTP header name");
+      } else if (lower == "host" || lower == "idempotency-key" || lower == "content-length" ||
+                 lower == "transfer-encoding" || lower == "connection") {
+        r.Error("name", "\"" + *name + "\" is set by the tool and cannot be configured");
+      }
+      h.name = *name;
+    }
+    if (auto value = r.String("value")) h.value = *value;
+    ObjectReader from(r.Child("valueFrom"), r.PathOf("valueFrom"), errs);
+    if (from.valid()) {
+      if (auto env = from.String("env")) h.from_env = *env;
+      if (auto file = from.String("file")) h.from_file = *file;
+      if (h.from_env.empty() == h.from_file.empty()) from.Error("env", "give exactly one of env or file");
+      from.Finish();
+    }
+    if (r.Has("value") == from.valid()) r.Error("value", "give exactly one of value or valueFrom");
+    r.Finish();
+    out->push_back(std::move(h));
+  }
+}
+
 void ParseTools(const YAML::Node& node, const std::string& path, std::vector<ToolSpec>* tools,
                 ManifestErrors* errs) {
   if (!node.IsDefined() || node.IsNull()) return;
@@ -176,6 +218,7 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
     else if (!r.Has("kind")) r.Error("kind", "is required");
     if (auto effect = r.Enum("effect", kEffects)) tool.effect = ParseEffect(*effect);
     if (auto approval = r.Bool("requireApproval")) tool.require_approval = *approval;
+    if (auto cap = r.Int("maxOutputBytes", 1024, 16 << 20)) tool.max_output_bytes = *cap;
     ObjectReader http(r.Child("http"), r.PathOf("http"), errs);
     if (http.valid()) {
       if (tool.kind != "http") r.Error("http", "is only valid for tools of kind http");
@@ -190,6 +233,7 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
       if (auto t = http.Int("timeoutSeconds", 1, 3600)) tool.http.timeout_seconds = *t;
       if (auto m = http.Int("maxResponseBytes", 1, 64 << 20)) tool.http.max_response_bytes = *m;
       if (auto m = http.Int("maxRedirects", 0, 20)) tool.http.max_redirects = *m;
+      ParseHeaders(http.Child("headers"), http.PathOf("headers"), &tool.http.headers, errs);
       http.Finish();
     }
     if (tool.kind == "http" && tool.http.allowed_hosts.empty()) {
@@ -288,13 +332,24 @@ nlohmann::json AgentRun::SpecJson() const {
   j["model"] = model;
   nlohmann::json tools = nlohmann::json::array();
   for (const auto& t : spec.tools) {
-    nlohmann::json tj = {{"name", t.name}, {"kind", t.kind}, {"requireApproval", t.require_approval}};
+    nlohmann::json tj = {{"name", t.name}, {"kind", t.kind}, {"requireApproval", t.require_approval},
+                         {"maxOutputBytes", t.max_output_bytes}};
     if (t.effect) tj["effect"] = EffectName(*t.effect);
     if (t.kind == "http") {
       tj["http"] = {{"allowedHosts", t.http.allowed_hosts},
                     {"timeoutSeconds", t.http.timeout_seconds},
                     {"maxResponseBytes", t.http.max_response_bytes},
                     {"maxRedirects", t.http.max_redirects}};
+      nlohmann::json headers = nlohmann::json::array();
+      for (const auto& h : t.http.headers) {
+        // References to secrets, never their values: the spec is stored and hashed.
+        nlohmann::json hj = {{"name", h.name}};
+        if (!h.from_env.empty()) hj["valueFrom"] = {{"env", h.from_env}};
+        else if (!h.from_file.empty()) hj["valueFrom"] = {{"file", h.from_file}};
+        else hj["value"] = h.value;
+        headers.push_back(hj);
+      }
+      tj["http"]["headers"] = headers;
     }
     tools.push_back(tj);
   }

@@ -45,6 +45,17 @@ struct ModelSpec {
   std::vector<ScriptedReply> script;  // scripted backend only
 };
 
+// A header the http tool adds to every request: a literal value, or a secret read at start
+// from an environment variable or a file (in a cluster: a mounted Secret). Secret values
+// are redacted from the event log and the logs.
+struct HeaderSpec {
+  std::string name;
+  std::string value;       // literal
+  std::string from_env;    // or: the environment variable holding it
+  std::string from_file;   // or: the file holding it (trailing newline dropped)
+  bool secret() const { return !from_env.empty() || !from_file.empty(); }
+};
+
 struct HttpToolOptions {
   // "host:port" or "host" (any port), internal addresses included; "*" adds any host whose
   // addresses are all public.
@@ -52,6 +63,7 @@ struct HttpToolOptions {
   int64_t timeout_seconds = 30;
   int64_t max_response_bytes = 1 << 20;
   int64_t max_redirects = 5;
+  std::vector<HeaderSpec> headers;
 };
 
 struct ToolSpec {
@@ -59,6 +71,9 @@ struct ToolSpec {
   std::string kind;
   std::optional<Effect> effect;  // unset: the kind's default
   bool require_approval = false;
+  // Output larger than this is kept whole in the run's artifacts; the log and the model get
+  // a preview (DESIGN: tool output goes back capped).
+  int64_t max_output_bytes = 64 * 1024;
   HttpToolOptions http;
 };
 

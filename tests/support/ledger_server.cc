@@ -58,6 +58,12 @@ bool LedgerServer::Start(int fixed_port) {
         Reply(req, all.dump());
         return;
       }
+      if (path == "/echo") {
+        // Answers with the Authorization header it got: a service that leaks a credential.
+        std::string auth = req.headers().has("Authorization") ? req.headers()["Authorization"] : "";
+        Reply(req, nlohmann::json{{"youSent", auth}}.dump());
+        return;
+      }
       if (path == "/redirect" || path == "/loop") {
         // /redirect?to=URL answers 302 to URL; /loop redirects to itself forever.
         auto query = web::uri::split_query(req.request_uri().query());

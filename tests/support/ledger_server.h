@@ -1,7 +1,8 @@
 // LedgerServer: a small HTTP service on loopback that records every request it receives
 // (method, path, Idempotency-Key, body) and answers deterministically. It is the
 // "outside world" for the demo and the crash test: it tells whether a call reached it
-// twice. GET /_ledger lists what it received; /redirect?to=URL and /loop answer 302.
+// twice. GET /_ledger lists what it received; /redirect?to=URL and /loop answer 302;
+// /echo answers with the Authorization header it was sent.
 // Test support only; never shipped.
 #pragma once
 

@@ -4,6 +4,11 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include "tests/support/ledger_server.h"
+#include <cstdlib>
+#include <fstream>
+
+#include "common/redact.h"
+#include "tests/support/child_process.h"
 #include "worker/tools/address_policy.h"
 #include "worker/tools/http_tool.h"
 
@@ -239,4 +244,40 @@ TEST_CASE("header names must be HTTP tokens", "[tools][http]") {
     CHECK_FALSE(r.ok);
     CHECK_THAT(r.error, ContainsSubstring("not allowed"));
   }
+}
+
+TEST_CASE("configured headers carry secrets from the environment or a file", "[tools][http][secrets]") {
+  ClearSecretsForTesting();
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  carapace::testing::TempDir tmp;
+  std::ofstream(tmp.Sub("key")) << "file-secret-123\n";
+  ::setenv("CARAPACE_TEST_TOKEN", "Bearer env-secret-456", 1);
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(ledger.port())};
+  opts.headers = {{"Authorization", "", "CARAPACE_TEST_TOKEN", ""}, {"X-Api-Key", "", "", tmp.Sub("key")},
+                  {"X-Team", "blue", "", ""}};
+  auto tool = HttpTool::Create("api", opts);
+  REQUIRE(tool.ok());
+  // The model may not replace a configured header.
+  auto r = (*tool)->Call({{"method", "GET"}, {"url", ledger.url() + "/stock"}, {"headers", {{"authorization", "Bearer mine"}}}},
+                         ToolContext{"c", "k"});
+  REQUIRE(r.ok);
+  REQUIRE(ledger.entries().size() == 1);
+  CHECK(ledger.entries()[0].authorization == "Bearer env-secret-456");
+  CHECK(Redact("a Bearer env-secret-456 and file-secret-123 but blue") == "a [REDACTED] and [REDACTED] but blue");
+
+  HttpToolOptions missing = opts;
+  missing.headers = {{"Authorization", "", "CARAPACE_TEST_UNSET_VAR", ""}};
+  auto m = HttpTool::Create("api", missing);
+  REQUIRE_FALSE(m.ok());
+  CHECK_THAT(m.status().message(), ContainsSubstring("http.headers[0] (Authorization): environment variable CARAPACE_TEST_UNSET_VAR is not set"));
+  HttpToolOptions nofile = opts;
+  nofile.headers = {{"X-Api-Key", "", "", tmp.Sub("nope")}};
+  CHECK_THAT(HttpTool::Create("api", nofile).status().message(), ContainsSubstring("cannot read"));
+  ::setenv("CARAPACE_TEST_SHORT", "abc", 1);
+  HttpToolOptions shorty = opts;
+  shorty.headers = {{"X-Api-Key", "", "CARAPACE_TEST_SHORT", ""}};
+  CHECK_THAT(HttpTool::Create("api", shorty).status().message(), ContainsSubstring("shorter than 6 characters"));
+  ClearSecretsForTesting();
 }

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "common/log.h"
+#include "common/redact.h"
 #include "tests/support/child_process.h"
 
 using namespace carapace;
@@ -59,4 +60,16 @@ TEST_CASE("a log line with invalid UTF-8 is still one valid JSON line", "[log]")
   CHECK(out.back() == '\n');
   auto j = nlohmann::json::parse(out);
   CHECK(j["level"] == "error");
+}
+
+TEST_CASE("registered secrets are redacted from log lines", "[log][secrets]") {
+  ClearSecretsForTesting();
+  REQUIRE(RegisterSecret("hunter2-secret"));
+  CHECK_FALSE(RegisterSecret("abc"));  // too short to redact safely
+  std::string out = CaptureStderr([] { log::Warn("token hunter2-secret leaked", {{"header", "Bearer hunter2-secret"}}); });
+  CHECK(out.find("hunter2-secret") == std::string::npos);
+  auto j = nlohmann::json::parse(out);
+  CHECK(j["msg"] == "token [REDACTED] leaked");
+  CHECK(j["header"] == "Bearer [REDACTED]");
+  ClearSecretsForTesting();
 }

@@ -9,7 +9,9 @@
 #include <stdexcept>
 #include <set>
 
+#include "common/redact.h"
 #include "tests/support/child_process.h"
+#include "tests/support/ledger_server.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 
@@ -592,4 +594,40 @@ TEST_CASE("the idempotency key is stable for a call and differs for a different 
   CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("run", 1, 1, pay));
   CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("fork", 1, 0, pay));
   CHECK(IdempotencyKey("run", 1, 0, pay).size() == 32);
+}
+
+TEST_CASE("a secret echoed back by a service never reaches the log, the transcript or the artifacts", "[runtime][secrets]") {
+  ClearSecretsForTesting();
+  carapace::testing::LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  ::setenv("CARAPACE_TEST_API_KEY", "sk-live-0123456789", 1);
+  ToolSpec api;
+  api.name = "api";
+  api.kind = "http";
+  api.effect = Effect::kReadOnly;
+  api.max_output_bytes = 1024;
+  api.http.allowed_hosts = {"127.0.0.1:" + std::to_string(ledger.port())};
+  api.http.headers = {{"Authorization", "", "CARAPACE_TEST_API_KEY", ""}};
+  ToolCallSpec echo{"api", {{"method", "GET"}, {"url", ledger.url() + "/echo"}}};
+  TempDir tmp;
+  Harness h(MakeRun({{"", {echo}}, {"done", {}}}, {api}));
+  REQUIRE(*h.RunOnce(tmp.path()) == Phase::kSucceeded);
+  auto content = json::parse(Load(tmp.path()).messages[3].content);
+  CHECK(content["output"]["body"]["youSent"] == "[REDACTED]");
+  for (const auto& e : Events(tmp.path())) {
+    CHECK(e.Encode().find("sk-live-0123456789") == std::string::npos);
+  }
+  ClearSecretsForTesting();
+}
+
+TEST_CASE("maxOutputBytes sets where tool output moves to the artifacts", "[runtime]") {
+  TempDir tmp;
+  std::vector<ToolSpec> tools = {ProbeSpec("probe")};
+  tools[0].max_output_bytes = 2000;
+  Harness h(MakeRun({{"", {Call("probe")}}, {"done", {}}}, tools));
+  h.world.big_on = "s1c0";
+  REQUIRE(*h.RunOnce(tmp.path()) == Phase::kSucceeded);
+  auto content = json::parse(Load(tmp.path()).messages[3].content);
+  CHECK(content["output"]["truncated"] == true);
+  CHECK(content["output"]["preview"].get<std::string>().size() == 2000);
 }

@@ -128,6 +128,12 @@ TEST_CASE("rejected manifests name the field, its position and the rule", "[spec
       {WithSpec("  tools: [{name: a, kind: workspace, http: {allowedHosts: [x]}}]\n"), "spec.tools[0].http: is only valid for tools of kind http"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], timeoutSeconds: 0}}]\n"), "spec.tools[0].http.timeoutSeconds: must be >= 1"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], maxRedirects: 21}}]\n"), "spec.tools[0].http.maxRedirects: must be <= 20"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X}]}}]\n"), "spec.tools[0].http.headers[0].value: give exactly one of value or valueFrom"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X, value: v, valueFrom: {env: E}}]}}]\n"), "spec.tools[0].http.headers[0].value: give exactly one of value or valueFrom"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X, valueFrom: {env: E, file: /f}}]}}]\n"), "spec.tools[0].http.headers[0].valueFrom.env: give exactly one of env or file"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: Host, value: evil}]}}]\n"), "spec.tools[0].http.headers[0].name: \"Host\" is set by the tool"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: 'X Y', value: v}]}}]\n"), "spec.tools[0].http.headers[0].name: must be an HTTP header name"},
+      {WithSpec("  tools: [{name: a, kind: workspace, maxOutputBytes: 10}]\n"), "spec.tools[0].maxOutputBytes: must be >= 1024"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [\"http://x/\"]}}]\n"), "spec.tools[0].http.allowedHosts: \"http://x/\" is not a host, host:port or \"*\""},
       {WithSpec("  tools: [{name: 'a b', kind: workspace}]\n"), "spec.tools[0].name: must match"},
       {WithSpec("  tools: {name: a}\n"), "spec.tools: must be a list"},
@@ -228,4 +234,33 @@ TEST_CASE("the spec hash changes with the spec and not with metadata", "[spec]")
   AgentRun c = *a;
   c.metadata.labels["team"] = "x";
   CHECK(c.SpecHash() == a->SpecHash());
+}
+
+TEST_CASE("http headers take literal values or references to secrets, and the spec keeps only references", "[spec]") {
+  auto r = ParseAgentRun(WithSpec(R"(  tools:
+    - name: api
+      kind: http
+      maxOutputBytes: 4096
+      http:
+        allowedHosts: ["*", "10.0.0.5:8443"]
+        maxRedirects: 0
+        headers:
+          - {name: Authorization, valueFrom: {env: API_TOKEN}}
+          - {name: X-Api-Key, valueFrom: {file: /var/run/secrets/api/key}}
+          - {name: X-Team, value: blue}
+)"),
+                         "t.yaml");
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  const auto& t = r->spec.tools[0];
+  CHECK(t.max_output_bytes == 4096);
+  CHECK(t.http.max_redirects == 0);
+  REQUIRE(t.http.headers.size() == 3);
+  CHECK(t.http.headers[0].from_env == "API_TOKEN");
+  CHECK(t.http.headers[0].secret());
+  CHECK(t.http.headers[1].from_file == "/var/run/secrets/api/key");
+  CHECK_FALSE(t.http.headers[2].secret());
+  auto spec = r->SpecJson();
+  CHECK(spec["tools"][0]["http"]["headers"][0]["valueFrom"]["env"] == "API_TOKEN");
+  CHECK(spec["tools"][0]["http"]["headers"][2]["value"] == "blue");
 }

@@ -8,6 +8,7 @@
 
 #include "common/hash.h"
 #include "common/json_text.h"
+#include "common/redact.h"
 #include "common/log.h"
 #include "worker/runtime/run_loader.h"
 
@@ -23,9 +24,9 @@ std::string NewRunId() {
   return id;
 }
 
-// Tool output larger than this goes to the artifacts column family in full; the event log
-// and the model get a preview. It keeps the log, checkpoints and prompts small.
-constexpr size_t kMaxInlineOutputBytes = 64 * 1024;
+// Tool output larger than the tool's maxOutputBytes goes to the artifacts column family in
+// full; the event log and the model get a preview. It keeps the log, checkpoints and
+// prompts small.
 constexpr size_t kPreviewBytes = 4 * 1024;
 
 bool IsLastOpenCall(const RunState& s, const CallState* call) {
@@ -126,6 +127,8 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     if (e.type == event_type::kStepCompleted || e.type == event_type::kPhaseChanged) {
       e.data["activeMs"] = ActiveMsSinceAccounted();
     }
+    // Secrets the run knows never reach the log, the transcript or the model.
+    e.data = RedactJson(e.data);
     CARAPACE_RETURN_IF_ERROR(Apply(&state_, e));
     batch.events.push_back(e.Encode());
     // Checkpoints only at step boundaries, so "the checkpoint of step N" is always the state
@@ -370,12 +373,13 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
   }
   double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;
 
-  nlohmann::json output = ValidUtf8(result.output);
+  // Redacted here as well as in Record: the full output may go to the artifacts.
+  nlohmann::json output = RedactJson(ValidUtf8(result.output));
   std::vector<std::pair<std::string, std::string>> artifacts;
   std::string full = output.dump();
-  if (full.size() > kMaxInlineOutputBytes) {
+  if (full.size() > static_cast<size_t>(spec->max_output_bytes)) {
     std::string key = "tool-output/" + id;
-    std::string preview = full.substr(0, kPreviewBytes);
+    std::string preview = full.substr(0, std::min(kPreviewBytes, static_cast<size_t>(spec->max_output_bytes)));
     output = ValidUtf8(nlohmann::json{{"truncated", true}, {"bytes", full.size()}, {"artifact", key}, {"preview", preview}});
     artifacts.emplace_back(key, std::move(full));
   }

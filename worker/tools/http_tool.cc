@@ -10,6 +10,10 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
+#include <fstream>
+#include <sstream>
+
+#include "common/redact.h"
 #include "worker/tools/address_policy.h"
 
 namespace carapace {
@@ -76,7 +80,40 @@ Result<std::string> ResolveLocation(const web::uri& from, const std::string& loc
 }  // namespace
 
 HttpTool::HttpTool(std::string name, HttpToolOptions options)
-    : name_(std::move(name)), options_(std::move(options)) {}
+    : name_(std::move(name)), options_(std::move(options)) {
+  for (const auto& h : options_.headers) {
+    if (!h.secret()) configured_headers_.emplace_back(h.name, h.value);
+  }
+}
+
+Result<std::unique_ptr<Tool>> HttpTool::Create(const std::string& name, const HttpToolOptions& options) {
+  std::unique_ptr<HttpTool> tool(new HttpTool(name, options));
+  tool->configured_headers_.clear();
+  for (size_t i = 0; i < options.headers.size(); ++i) {
+    const HeaderSpec& h = options.headers[i];
+    const std::string where = "tool \"" + name + "\": http.headers[" + std::to_string(i) + "] (" + h.name + ")";
+    std::string value = h.value;
+    if (!h.from_env.empty()) {
+      const char* v = std::getenv(h.from_env.c_str());
+      if (v == nullptr || *v == '\0') return InvalidArgument(where + ": environment variable " + h.from_env + " is not set");
+      value = v;
+    } else if (!h.from_file.empty()) {
+      std::ifstream in(h.from_file, std::ios::binary);
+      if (!in) return InvalidArgument(where + ": cannot read " + h.from_file);
+      std::stringstream s;
+      s << in.rdbuf();
+      value = s.str();
+      while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
+      if (value.empty()) return InvalidArgument(where + ": " + h.from_file + " is empty");
+    }
+    if (value.find_first_of("\r\n") != std::string::npos) return InvalidArgument(where + ": the value has a line break");
+    if (h.secret() && !RegisterSecret(value)) {
+      return InvalidArgument(where + ": a secret shorter than 6 characters cannot be redacted reliably");
+    }
+    tool->configured_headers_.emplace_back(h.name, value);
+  }
+  return std::unique_ptr<Tool>(std::move(tool));
+}
 
 ToolSchema HttpTool::Schema() const {
   std::string hosts;
@@ -190,11 +227,18 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     request.headers().add("Idempotency-Key", context.idempotency_key);
     if (!dest->host_header.empty()) request.headers().add("Host", dest->host_header);
     bool has_content_type = false;
-    for (const auto& [k, v] : headers) {
+    auto add = [&](const std::string& k, const std::string& v) {
       std::string lower = Lower(k);
-      if (here != origin && IsCredential(lower)) continue;  // credentials stay with their origin
+      if (here != origin && IsCredential(lower)) return;  // credentials stay with their origin
       has_content_type = has_content_type || lower == "content-type";
       request.headers().add(k, v);
+    };
+    for (const auto& [k, v] : configured_headers_) add(k, v);
+    for (const auto& [k, v] : headers) {
+      // A header the spec configures is the operator's: the model cannot replace it.
+      bool configured = std::any_of(configured_headers_.begin(), configured_headers_.end(),
+                                    [&](const auto& c) { return Lower(c.first) == Lower(k); });
+      if (!configured) add(k, v);
     }
     if (has_body) {
       // Bodies go through byte vectors: cpprest's std::string stream buffers trip UBSan and

@@ -20,6 +20,10 @@ namespace carapace {
 class HttpTool : public Tool {
  public:
   HttpTool(std::string name, HttpToolOptions options);
+  // Builds the tool and loads the values of configured headers: secret ones from their
+  // environment variable or file, registered for redaction. Errors: kInvalidArgument naming
+  // the header when its secret cannot be read.
+  static Result<std::unique_ptr<Tool>> Create(const std::string& name, const HttpToolOptions& options);
 
   ToolSchema Schema() const override;
   // Unknown side effects unless the spec says otherwise.
@@ -40,6 +44,7 @@ class HttpTool : public Tool {
 
   std::string name_;
   HttpToolOptions options_;
+  std::vector<std::pair<std::string, std::string>> configured_headers_;  // (name, value), loaded
 };
 
 }  // namespace carapace

@@ -22,7 +22,7 @@ void RegisterBuiltinTools(ToolRegistry* registry) {
     return std::unique_ptr<Tool>(new WorkspaceTool(spec.name, env.workspace_dir));
   });
   registry->Register("http", [](const ToolSpec& spec, const ToolEnvironment&) -> Result<std::unique_ptr<Tool>> {
-    return std::unique_ptr<Tool>(new HttpTool(spec.name, spec.http));
+    return HttpTool::Create(spec.name, spec.http);
   });
 }
 
