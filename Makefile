@@ -26,6 +26,7 @@ test: build
 
 bench: build
 	$(BUILD_DIR)/tests/bench/carapace-bench-runtime
+	$(BUILD_DIR)/tests/bench/carapace-bench-memory
 
 # ASan + UBSan build and test run in its own build dir.
 sanitize:

@@ -45,7 +45,7 @@ namespace {
 // implementations; these lists let a manifest be validated where no registry exists
 // (the operator), with the field path in the error.
 const std::vector<std::string> kModelBackends = {"scripted"};
-const std::vector<std::string> kToolKinds = {"workspace", "http"};
+const std::vector<std::string> kToolKinds = {"workspace", "http", "memory"};
 const std::vector<std::string> kEffects = {"read_only", "idempotent", "side_effecting"};
 
 const std::regex kDnsLabel("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
@@ -278,6 +278,15 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     ObjectReader model(spec.Child("model"), "spec.model", &errs);
     if (!spec.Has("model")) spec.Error("model", "is required");
     ParseModel(model, &s.model, &errs);
+    ObjectReader embedding(spec.Child("embedding"), "spec.embedding", &errs);
+    if (embedding.valid()) {
+      EmbeddingSpec e;
+      if (auto backend = embedding.Enum("backend", kModelBackends)) e.backend = *backend;
+      else if (!embedding.Has("backend")) embedding.Error("backend", "is required");
+      if (auto d = embedding.Int("dimensions", 8, 8192)) e.dimensions = *d;
+      embedding.Finish();
+      s.embedding = e;
+    }
     ParseTools(spec.Child("tools"), "spec.tools", &s.tools, &errs);
 
     ObjectReader budget(spec.Child("budget"), "spec.budget", &errs);
@@ -330,6 +339,7 @@ nlohmann::json AgentRun::SpecJson() const {
   }
   model["script"] = script;
   j["model"] = model;
+  if (spec.embedding) j["embedding"] = {{"backend", spec.embedding->backend}, {"dimensions", spec.embedding->dimensions}};
   nlohmann::json tools = nlohmann::json::array();
   for (const auto& t : spec.tools) {
     nlohmann::json tj = {{"name", t.name}, {"kind", t.kind}, {"requireApproval", t.require_approval},

@@ -45,6 +45,13 @@ struct ModelSpec {
   std::vector<ScriptedReply> script;  // scripted backend only
 };
 
+// The backend that turns text into vectors for memory search. Unset: memory search ranks
+// by keywords only.
+struct EmbeddingSpec {
+  std::string backend;      // registry name; "scripted" gives deterministic vectors for tests
+  int64_t dimensions = 768;
+};
+
 // A header the http tool adds to every request: a literal value, or a secret read at start
 // from an environment variable or a file (in a cluster: a mounted Secret). Secret values
 // are redacted from the event log and the logs.
@@ -88,6 +95,7 @@ struct AgentRunSpec {
   std::string instructions;
   std::string goal;
   ModelSpec model;
+  std::optional<EmbeddingSpec> embedding;
   std::vector<ToolSpec> tools;
   BudgetSpec budget;
   UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;

@@ -238,3 +238,20 @@ TEST_CASE("usage mistakes exit 2 with the usage", "[cli]") {
   CHECK(Carapace({"fork", "--state-dir", "a", "--from-step", "two", "--to", "b"}).exit_code == 2);
   CHECK(Carapace({"--help"}).exit_code == 0);
 }
+
+TEST_CASE("examples/memory.yaml remembers and finds again, across a second run", "[cli][memory]") {
+  TempDir tmp;
+  std::string example = std::string(CARAPACE_SOURCE_DIR) + "/examples/memory.yaml";
+  CommandResult r = Carapace({"run", example, "--state-dir", tmp.Sub("s")});
+  INFO(r.out << r.err);
+  REQUIRE(r.exit_code == 0);
+  CommandResult j = Carapace({"inspect", "--state-dir", tmp.Sub("s"), "--json"});
+  REQUIRE(j.exit_code == 0);
+  json search;
+  const json inspected = json::parse(j.out);
+  for (const auto& e : inspected["events"]) {
+    if (e["type"] == "tool_result" && e["data"]["tool"] == "memory_search") search = e["data"]["output"];
+  }
+  REQUIRE(search["results"].size() == 1);
+  CHECK(search["results"][0]["text"] == "The customer prefers invoices by email");
+}

@@ -264,3 +264,14 @@ TEST_CASE("http headers take literal values or references to secrets, and the sp
   CHECK(spec["tools"][0]["http"]["headers"][0]["valueFrom"]["env"] == "API_TOKEN");
   CHECK(spec["tools"][0]["http"]["headers"][2]["value"] == "blue");
 }
+
+TEST_CASE("the embedding backend and memory tools are part of the spec", "[spec]") {
+  auto r = ParseAgentRun(WithSpec("  embedding: {backend: scripted, dimensions: 384}\n  tools: [{name: memory, kind: memory}]\n"), "t.yaml");
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  REQUIRE(r->spec.embedding.has_value());
+  CHECK(r->spec.embedding->dimensions == 384);
+  CHECK(r->spec.tools[0].kind == "memory");
+  CHECK_THAT(ErrorOf(WithSpec("  embedding: {backend: scripted, dimensions: 4}\n")), ContainsSubstring("spec.embedding.dimensions: must be >= 8"));
+  CHECK_THAT(ErrorOf(WithSpec("  embedding: {dimensions: 64}\n")), ContainsSubstring("spec.embedding.backend: is required"));
+}

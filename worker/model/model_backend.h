@@ -35,6 +35,10 @@ class ModelBackend {
   // service could not answer (the runtime may ask again: a model call has no side effect),
   // kFailedPrecondition when it never will (a scripted backend out of replies).
   virtual Result<ModelResponse> Complete(const ModelRequest& request) = 0;
+
+  // One vector per text, each of the spec's embedding dimensions. Errors: kFailedPrecondition
+  // when the backend has no embeddings; kUnavailable when the service could not answer.
+  virtual Result<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts);
 };
 
 using ModelBackendFactory = std::function<Result<std::unique_ptr<ModelBackend>>(const AgentRun&)>;
@@ -45,6 +49,8 @@ class ModelRegistry {
   void Register(const std::string& name, ModelBackendFactory factory);
   // Errors: kInvalidArgument naming spec.model.backend when the name is unknown.
   Result<std::unique_ptr<ModelBackend>> Create(const AgentRun& run) const;
+  // The backend for spec.embedding; null when the spec has none.
+  Result<std::unique_ptr<ModelBackend>> CreateEmbedder(const AgentRun& run) const;
 
  private:
   std::map<std::string, ModelBackendFactory> factories_;

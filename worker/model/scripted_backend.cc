@@ -1,6 +1,10 @@
 // Scripted replies with estimated token usage.
 #include "worker/model/scripted_backend.h"
 
+#include <cmath>
+
+#include "common/text.h"
+
 namespace carapace {
 
 Result<ModelResponse> ScriptedBackend::Complete(const ModelRequest& request) {
@@ -27,6 +31,27 @@ Result<ModelResponse> ScriptedBackend::Complete(const ModelRequest& request) {
   r.completion_tokens = static_cast<int64_t>(completion_chars / 4 + 1);
   r.finish_reason = r.tool_calls.empty() ? "stop" : "tool_calls";
   return r;
+}
+
+Result<std::vector<std::vector<float>>> ScriptedBackend::Embed(const std::vector<std::string>& texts) {
+  std::vector<std::vector<float>> out;
+  out.reserve(texts.size());
+  for (const auto& text : texts) {
+    std::vector<float> v(static_cast<size_t>(dimensions_), 0.0f);
+    for (const auto& word : Tokenize(text)) {
+      uint64_t h = 1469598103934665603ull;  // FNV-1a: stable across builds and platforms
+      for (unsigned char c : word) h = (h ^ c) * 1099511628211ull;
+      v[h % v.size()] += (h >> 63) ? 1.0f : -1.0f;
+    }
+    double norm = 0;
+    for (float x : v) norm += static_cast<double>(x) * x;
+    if (norm > 0) {
+      float inv = static_cast<float>(1.0 / std::sqrt(norm));
+      for (float& x : v) x *= inv;
+    }
+    out.push_back(std::move(v));
+  }
+  return out;
 }
 
 }  // namespace carapace

@@ -78,13 +78,20 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
 
   std::unique_ptr<Runner> r(new Runner(store, run, std::move(options)));
   CARAPACE_ASSIGN_OR_RETURN(r->model_, models.Create(r->run_));
-  ToolEnvironment env{store->workspace_dir()};
+  CARAPACE_ASSIGN_OR_RETURN(r->embedder_, models.CreateEmbedder(r->run_));
+  ToolEnvironment env{store->workspace_dir(), store, r->embedder_.get()};
   for (const auto& spec : r->run_.spec.tools) {
-    auto tool = tools.Create(spec, env);
-    if (!tool.ok()) return tool.status().WithContext("spec.tools");
-    r->schemas_.push_back((*tool)->Schema());
-    r->tool_specs_[spec.name] = &spec;
-    r->tools_[spec.name] = std::move(*tool);
+    auto made = tools.Create(spec, env);
+    if (!made.ok()) return made.status().WithContext("spec.tools");
+    for (auto& tool : *made) {
+      ToolSchema schema = tool->Schema();
+      if (r->tools_.count(schema.name) || schema.name == kFinishTool) {
+        return InvalidArgument("spec.tools: the tool name \"" + schema.name + "\" is given twice (by " + spec.name + ")");
+      }
+      r->schemas_.push_back(schema);
+      r->tool_specs_[schema.name] = &spec;
+      r->tools_[schema.name] = std::move(tool);
+    }
   }
   r->schemas_.push_back(FinishSchema());
 

@@ -68,6 +68,7 @@ class Runner {
   RunnerOptions options_;
   RunState state_;
   std::unique_ptr<ModelBackend> model_;
+  std::unique_ptr<ModelBackend> embedder_;  // spec.embedding; null when unset
   std::map<std::string, std::unique_ptr<Tool>> tools_;
   std::map<std::string, const ToolSpec*> tool_specs_;
   std::vector<ToolSchema> schemas_;

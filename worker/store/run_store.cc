@@ -46,7 +46,9 @@ Status FromRocks(const rocksdb::Status& s, const std::string& what) {
   return IoError(what + ": " + s.ToString());
 }
 
-const char* kColumnFamilies[] = {"events", "checkpoints", "transcript", "artifacts", "meta"};
+const char* kColumnFamilies[] = {"events", "checkpoints", "transcript", "artifacts", "meta", "memory"};
+// Column families a store must already have to be ours; later ones are added on open.
+const char* kOriginalColumnFamilies[] = {"events", "checkpoints", "transcript", "artifacts", "meta"};
 
 // Takes an exclusive, non-blocking flock on DIR/carapace.lock and writes our pid into it.
 // The lock dies with the process, so a kill -9 never leaves a stale lock behind.
@@ -134,7 +136,10 @@ Status CreateStore(const std::string& state_dir, rocksdb::Options options,
   std::unique_ptr<rocksdb::DB> db(raw);
   rocksdb::WriteOptions wo;
   wo.sync = true;
-  rocksdb::ColumnFamilyHandle* meta = handles.back();
+  rocksdb::ColumnFamilyHandle* meta = nullptr;
+  for (auto* h : handles) {
+    if (h->GetName() == "meta") meta = h;
+  }
   Status st = FromRocks(db->Put(wo, meta, kFormatKey, kFormatValue), "writing the format marker");
   for (auto* h : handles) db->DestroyColumnFamilyHandle(h);
   db->Close();
@@ -192,12 +197,14 @@ Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, O
     return Corruption("state dir " + state_dir + " has a store/ that is not a readable Carapace store (" +
                       ls.ToString() + "); it was left untouched");
   }
-  for (const char* name : kColumnFamilies) {
+  for (const char* name : kOriginalColumnFamilies) {
     if (std::find(existing.begin(), existing.end(), name) == existing.end()) {
       return Corruption("state dir " + state_dir + ": store has no \"" + name +
                         "\" column family; it is not a Carapace store and was left untouched");
     }
   }
+  // A store made by an earlier version gets the column families added since.
+  options.create_missing_column_families = true;
 
   rocksdb::DB* raw = nullptr;
   rocksdb::Status s = rocksdb::DB::Open(options, db_dir, cfs, &store->handles_, &raw);
@@ -211,6 +218,7 @@ Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, O
   store->transcript_ = store->handles_[3];
   store->artifacts_ = store->handles_[4];
   store->meta_ = store->handles_[5];
+  store->memory_ = store->handles_[6];
 
   CARAPACE_ASSIGN_OR_RETURN(auto format, store->GetMeta(kFormatKey));
   if (!format) {
@@ -311,6 +319,30 @@ Result<std::optional<std::string>> RunStore::Get(rocksdb::ColumnFamilyHandle* cf
 
 Result<std::optional<std::string>> RunStore::GetMeta(const std::string& key) const { return Get(meta_, key); }
 Result<std::optional<std::string>> RunStore::GetArtifact(const std::string& key) const { return Get(artifacts_, key); }
+
+Status RunStore::PutMemory(const std::vector<std::pair<std::string, std::string>>& entries, bool sync) {
+  rocksdb::WriteBatch wb;
+  for (const auto& [k, v] : entries) wb.Put(memory_, k, v);
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  return FromRocks(db_->Write(wo, &wb), "writing memory");
+}
+
+Status RunStore::DeleteMemory(const std::vector<std::string>& keys) {
+  rocksdb::WriteBatch wb;
+  for (const auto& k : keys) wb.Delete(memory_, k);
+  rocksdb::WriteOptions wo;
+  wo.sync = true;
+  return FromRocks(db_->Write(wo, &wb), "deleting memory");
+}
+
+Status RunStore::ForEachMemory(const std::function<bool(std::string_view, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), memory_));
+  for (it->SeekToFirst(); it->Valid(); it->Next()) {
+    if (!fn(std::string_view(it->key().data(), it->key().size()), std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return FromRocks(it->status(), "reading memory");
+}
 
 Status RunStore::Flush() {
   rocksdb::FlushOptions fo;

@@ -3,7 +3,7 @@
 //
 // Layout of a state dir:
 //   DIR/carapace.lock   flock()ed by the one process that may write; holds its pid
-//   DIR/store/          RocksDB: column families events, checkpoints, transcript, artifacts, meta
+//   DIR/store/          RocksDB: column families events, checkpoints, transcript, artifacts, meta, memory
 //   DIR/workspace/      files the agent's workspace tool reads and writes
 //
 // A RunStore is used by one thread at a time (the runner); it is not internally locked.
@@ -80,6 +80,12 @@ class RunStore {
   Result<std::optional<std::string>> GetMeta(const std::string& key) const;
   Result<std::optional<std::string>> GetArtifact(const std::string& key) const;
 
+  // The memory column family (long-term memory of the agent): synced puts and deletes,
+  // and a scan of every entry in key order.
+  Status PutMemory(const std::vector<std::pair<std::string, std::string>>& entries, bool sync);
+  Status DeleteMemory(const std::vector<std::string>& keys);
+  Status ForEachMemory(const std::function<bool(std::string_view, std::string_view)>& fn) const;
+
   // Flushes memtables to SST files so the next Open need not replay the WAL.
   Status Flush();
 
@@ -98,6 +104,7 @@ class RunStore {
   rocksdb::ColumnFamilyHandle* transcript_ = nullptr;
   rocksdb::ColumnFamilyHandle* artifacts_ = nullptr;
   rocksdb::ColumnFamilyHandle* meta_ = nullptr;
+  rocksdb::ColumnFamilyHandle* memory_ = nullptr;
 };
 
 // Key of a state dir's format marker in meta, and its value for this version.

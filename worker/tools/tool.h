@@ -46,21 +46,31 @@ class Tool {
   virtual ToolResult Call(const nlohmann::json& arguments, const ToolContext& context) = 0;
 };
 
+class ModelBackend;
+class RunStore;
+
 // What a tool factory gets besides its spec.
 struct ToolEnvironment {
-  std::string workspace_dir;  // the run's workspace folder (created by the store)
+  std::string workspace_dir;        // the run's workspace folder (created by the store)
+  RunStore* store = nullptr;        // the run's store (memory lives in it)
+  ModelBackend* embedder = nullptr;  // spec.embedding's backend; null when there is none
 };
 
+using ToolList = std::vector<std::unique_ptr<Tool>>;
 using ToolFactory = std::function<Result<std::unique_ptr<Tool>>(const ToolSpec&, const ToolEnvironment&)>;
+// For kinds that give the model several tools from one spec entry (memory: memory_store,
+// memory_search, ...; MCP: every tool of a server).
+using ToolSetFactory = std::function<Result<ToolList>(const ToolSpec&, const ToolEnvironment&)>;
 
 class ToolRegistry {
  public:
   void Register(const std::string& kind, ToolFactory factory);
+  void RegisterSet(const std::string& kind, ToolSetFactory factory);
   // Errors: kInvalidArgument when the kind is unknown or the factory rejects the spec.
-  Result<std::unique_ptr<Tool>> Create(const ToolSpec& spec, const ToolEnvironment& env) const;
+  Result<ToolList> Create(const ToolSpec& spec, const ToolEnvironment& env) const;
 
  private:
-  std::map<std::string, ToolFactory> factories_;
+  std::map<std::string, ToolSetFactory> factories_;
 };
 
 // Registers the tool kinds this build ships.

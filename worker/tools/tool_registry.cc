@@ -1,15 +1,23 @@
 // The tool kind registry.
 #include "worker/tools/http_tool.h"
 #include "worker/tools/tool.h"
+#include "worker/tools/memory/memory_tools.h"
 #include "worker/tools/workspace_tool.h"
 
 namespace carapace {
 
 void ToolRegistry::Register(const std::string& kind, ToolFactory factory) {
-  factories_[kind] = std::move(factory);
+  factories_[kind] = [factory = std::move(factory)](const ToolSpec& spec, const ToolEnvironment& env) -> Result<ToolList> {
+    CARAPACE_ASSIGN_OR_RETURN(auto tool, factory(spec, env));
+    ToolList list;
+    list.push_back(std::move(tool));
+    return list;
+  };
 }
 
-Result<std::unique_ptr<Tool>> ToolRegistry::Create(const ToolSpec& spec, const ToolEnvironment& env) const {
+void ToolRegistry::RegisterSet(const std::string& kind, ToolSetFactory factory) { factories_[kind] = std::move(factory); }
+
+Result<ToolList> ToolRegistry::Create(const ToolSpec& spec, const ToolEnvironment& env) const {
   auto it = factories_.find(spec.kind);
   if (it == factories_.end()) {
     return InvalidArgument("tool \"" + spec.name + "\": unknown kind \"" + spec.kind + "\"");
@@ -24,6 +32,7 @@ void RegisterBuiltinTools(ToolRegistry* registry) {
   registry->Register("http", [](const ToolSpec& spec, const ToolEnvironment&) -> Result<std::unique_ptr<Tool>> {
     return HttpTool::Create(spec.name, spec.http);
   });
+  registry->RegisterSet("memory", CreateMemoryTools);
 }
 
 }  // namespace carapace
