@@ -51,10 +51,12 @@ void Write(Level level, std::string_view msg, const nlohmann::json& fields) {
   nlohmann::ordered_json line;
   line["ts"] = FormatRfc3339Millis(WallNowMillis());
   line["level"] = LevelName(level);
-  line["msg"] = std::string(msg);
+  // Redacted before serialising: escaping (quotes, backslashes) would hide a secret from a
+  // search in the finished line.
+  line["msg"] = Redact(msg);
   if (fields.is_object()) {
     for (const auto& [k, v] : fields.items()) {
-      if (k != "ts" && k != "level" && k != "msg") line[k] = v;
+      if (k != "ts" && k != "level" && k != "msg") line[k] = RedactJson(v);
     }
   }
   std::string out = Redact(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));

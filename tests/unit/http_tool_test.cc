@@ -281,3 +281,34 @@ TEST_CASE("configured headers carry secrets from the environment or a file", "[t
   CHECK_THAT(HttpTool::Create("api", shorty).status().message(), ContainsSubstring("shorter than 6 characters"));
   ClearSecretsForTesting();
 }
+
+TEST_CASE("secret headers stay with their origin, and the token of a Bearer value is redacted too", "[tools][http][secrets]") {
+  ClearSecretsForTesting();
+  LedgerServer a, b;
+  REQUIRE(a.Start());
+  REQUIRE(b.Start());
+  ::setenv("CARAPACE_TEST_BEARER", "Bearer tok-abcdef-123", 1);
+  ::setenv("CARAPACE_TEST_KEY", "key-xyz-987654", 1);
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(a.port()), "127.0.0.1:" + std::to_string(b.port())};
+  opts.headers = {{"Authorization", "", "CARAPACE_TEST_BEARER", ""}, {"X-Api-Key", "", "CARAPACE_TEST_KEY", ""}};
+  auto tool = HttpTool::Create("api", opts);
+  REQUIRE(tool.ok());
+  CHECK(Redact("token tok-abcdef-123 alone") == "token [REDACTED] alone");
+  std::string to = "http%3A%2F%2F127.0.0.1%3A" + std::to_string(b.port()) + "%2Fecho";
+  auto r = (*tool)->Call({{"method", "GET"}, {"url", a.url() + "/redirect?to=" + to}}, ToolContext{"c", "k"});
+  REQUIRE(r.ok);
+  CHECK(r.output["body"]["youSent"] == "");  // the other origin got no Authorization
+  ClearSecretsForTesting();
+}
+
+TEST_CASE("a secret that is not valid UTF-8 is refused at start", "[tools][http][secrets]") {
+  carapace::testing::TempDir tmp;
+  std::ofstream(tmp.Sub("latin1")) << "caf\xe9-secret";
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1"};
+  opts.headers = {{"X-Api-Key", "", "", tmp.Sub("latin1")}};
+  auto tool = HttpTool::Create("api", opts);
+  REQUIRE_FALSE(tool.ok());
+  CHECK_THAT(tool.status().message(), ContainsSubstring("the secret is not valid UTF-8"));
+}

@@ -73,3 +73,17 @@ TEST_CASE("registered secrets are redacted from log lines", "[log][secrets]") {
   CHECK(j["header"] == "Bearer [REDACTED]");
   ClearSecretsForTesting();
 }
+
+TEST_CASE("redaction covers overlapping secrets, numbers and secrets with characters JSON escapes", "[log][secrets]") {
+  ClearSecretsForTesting();
+  REQUIRE(RegisterSecret("aaaaXY"));
+  REQUIRE(RegisterSecret("XYbbbb"));
+  CHECK(Redact("<aaaaXYbbbb>") == "<[REDACTED]>");
+  REQUIRE(RegisterSecret("12345678"));
+  CHECK(RedactJson(nlohmann::json{{"pin", 12345678}, {"n", 7}}) == nlohmann::json{{"pin", "[REDACTED]"}, {"n", 7}});
+  REQUIRE(RegisterSecret("pa\"ss\\word"));
+  std::string out = CaptureStderr([] { log::Info("login", {{"password", "pa\"ss\\word"}}); });
+  CHECK(out.find("pa\\\"ss") == std::string::npos);  // nor in its JSON-escaped form
+  CHECK(nlohmann::json::parse(out)["password"] == "[REDACTED]");
+  ClearSecretsForTesting();
+}

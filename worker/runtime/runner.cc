@@ -476,6 +476,13 @@ Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir
                 {meta_key::kNamespace, identity->ns},
                 {meta_key::kSpecHash, identity->spec_hash},
                 {meta_key::kSpec, identity->spec_json}};
+  // Memory is the agent's, not the step's: the fork remembers what the source remembers now.
+  std::vector<std::pair<std::string, std::string>> memory;
+  CARAPACE_RETURN_IF_ERROR(source.ForEachMemory([&](std::string_view k, std::string_view v) {
+    memory.emplace_back(std::string(k), std::string(v));
+    return true;
+  }));
+  if (!memory.empty()) CARAPACE_RETURN_IF_ERROR(dest->PutMemory(memory, false));
   CARAPACE_RETURN_IF_ERROR(dest->Commit(batch, true).status());
   return dest->Flush();
 }

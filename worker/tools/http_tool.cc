@@ -13,6 +13,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "common/json_text.h"
 #include "common/redact.h"
 #include "worker/tools/address_policy.h"
 
@@ -107,8 +108,17 @@ Result<std::unique_ptr<Tool>> HttpTool::Create(const std::string& name, const Ht
       if (value.empty()) return InvalidArgument(where + ": " + h.from_file + " is empty");
     }
     if (value.find_first_of("\r\n") != std::string::npos) return InvalidArgument(where + ": the value has a line break");
-    if (h.secret() && !RegisterSecret(value)) {
-      return InvalidArgument(where + ": a secret shorter than 6 characters cannot be redacted reliably");
+    if (h.secret()) {
+      // Redaction matches text: a secret must be valid UTF-8 to be found again after
+      // cleaning, and long enough not to blank out ordinary words.
+      if (!IsValidUtf8(value)) return InvalidArgument(where + ": the secret is not valid UTF-8");
+      if (!RegisterSecret(value)) {
+        return InvalidArgument(where + ": a secret shorter than 6 characters cannot be redacted reliably");
+      }
+      // "Bearer <token>": a service may echo the token alone.
+      auto space = value.find(' ');
+      if (space != std::string::npos) RegisterSecret(value.substr(space + 1));
+      tool->secret_headers_.push_back(Lower(h.name));
     }
     tool->configured_headers_.emplace_back(h.name, value);
   }
@@ -229,7 +239,10 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     bool has_content_type = false;
     auto add = [&](const std::string& k, const std::string& v) {
       std::string lower = Lower(k);
-      if (here != origin && IsCredential(lower)) return;  // credentials stay with their origin
+      if (here != origin && (IsCredential(lower) || std::find(secret_headers_.begin(), secret_headers_.end(), lower) !=
+                                                        secret_headers_.end())) {
+        return;  // credentials and secret headers stay with their origin
+      }
       has_content_type = has_content_type || lower == "content-type";
       request.headers().add(k, v);
     };

@@ -45,6 +45,7 @@ class HttpTool : public Tool {
   std::string name_;
   HttpToolOptions options_;
   std::vector<std::pair<std::string, std::string>> configured_headers_;  // (name, value), loaded
+  std::vector<std::string> secret_headers_;                              // lower-case names
 };
 
 }  // namespace carapace

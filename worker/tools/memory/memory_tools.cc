@@ -1,6 +1,7 @@
 // memory_store / memory_search / memory_get / memory_forget over MemoryStore.
 #include "worker/tools/memory/memory_tools.h"
 
+#include <cmath>
 #include <cstring>
 #include <optional>
 
@@ -68,6 +69,9 @@ Result<std::vector<float>> MemoryStore::EmbedOne(const std::string& text) {
   CARAPACE_ASSIGN_OR_RETURN(auto vectors, embedder_->Embed({text}));
   if (vectors.size() != 1 || vectors[0].size() != index_.dimensions()) {
     return Internal("the embedding backend returned a vector of the wrong size");
+  }
+  for (float x : vectors[0]) {
+    if (!std::isfinite(x)) return Internal("the embedding backend returned a vector with NaN or infinity");
   }
   return std::move(vectors[0]);
 }
@@ -226,7 +230,10 @@ Result<ToolList> CreateMemoryTools(const ToolSpec& spec, const ToolEnvironment& 
   if (env.embedder != nullptr) {
     auto probe = env.embedder->Embed({"dimensions"});
     if (!probe.ok()) return probe.status().WithContext("spec.embedding");
-    dims = probe->empty() ? 0 : probe->front().size();
+    if (probe->empty() || probe->front().empty()) {
+      return InvalidArgument("spec.embedding: the embedding backend returned no vector");
+    }
+    dims = probe->front().size();
   }
   auto memory = std::make_shared<MemoryStore>(env.store, env.embedder, dims);
   ToolList tools;
