@@ -10,12 +10,8 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
-#include <fstream>
-#include <sstream>
-
-#include "common/json_text.h"
-#include "common/redact.h"
 #include "worker/tools/address_policy.h"
+#include "worker/tools/header_values.h"
 
 namespace carapace {
 
@@ -87,41 +83,12 @@ HttpTool::HttpTool(std::string name, HttpToolOptions options)
   }
 }
 
+
 Result<std::unique_ptr<Tool>> HttpTool::Create(const std::string& name, const HttpToolOptions& options) {
   std::unique_ptr<HttpTool> tool(new HttpTool(name, options));
-  tool->configured_headers_.clear();
-  for (size_t i = 0; i < options.headers.size(); ++i) {
-    const HeaderSpec& h = options.headers[i];
-    const std::string where = "tool \"" + name + "\": http.headers[" + std::to_string(i) + "] (" + h.name + ")";
-    std::string value = h.value;
-    if (!h.from_env.empty()) {
-      const char* v = std::getenv(h.from_env.c_str());
-      if (v == nullptr || *v == '\0') return InvalidArgument(where + ": environment variable " + h.from_env + " is not set");
-      value = v;
-    } else if (!h.from_file.empty()) {
-      std::ifstream in(h.from_file, std::ios::binary);
-      if (!in) return InvalidArgument(where + ": cannot read " + h.from_file);
-      std::stringstream s;
-      s << in.rdbuf();
-      value = s.str();
-      while (!value.empty() && (value.back() == '\n' || value.back() == '\r')) value.pop_back();
-      if (value.empty()) return InvalidArgument(where + ": " + h.from_file + " is empty");
-    }
-    if (value.find_first_of("\r\n") != std::string::npos) return InvalidArgument(where + ": the value has a line break");
-    if (h.secret()) {
-      // Redaction matches text: a secret must be valid UTF-8 to be found again after
-      // cleaning, and long enough not to blank out ordinary words.
-      if (!IsValidUtf8(value)) return InvalidArgument(where + ": the secret is not valid UTF-8");
-      if (!RegisterSecret(value)) {
-        return InvalidArgument(where + ": a secret shorter than 6 characters cannot be redacted reliably");
-      }
-      // "Bearer <token>": a service may echo the token alone.
-      auto space = value.find(' ');
-      if (space != std::string::npos) RegisterSecret(value.substr(space + 1));
-      tool->secret_headers_.push_back(Lower(h.name));
-    }
-    tool->configured_headers_.emplace_back(h.name, value);
-  }
+  CARAPACE_ASSIGN_OR_RETURN(LoadedHeaders headers, LoadHeaders(options.headers, "tool \"" + name + "\": http.headers"));
+  tool->configured_headers_ = std::move(headers.values);
+  tool->secret_headers_ = std::move(headers.secret_names);
   return std::unique_ptr<Tool>(std::move(tool));
 }
 
