@@ -33,7 +33,8 @@ install-deps: this script supports Debian 12 (bookworm); found '${PRETTY_NAME:-u
 Install these yourself, then run 'make' again:
   a C++20 compiler, CMake >= 3.22, ccache (optional), pkg-config
   cpprestsdk 2.10, yaml-cpp 0.7, Protobuf 3.21 + protoc, gRPC 1.51 + grpc_cpp_plugin,
-  RocksDB 7.x, prometheus-cpp 1.x (pull), Catch2 v3, Google Benchmark, python3
+  RocksDB 7.x, prometheus-cpp 1.x (pull), Catch2 v3, Google Benchmark, python3,
+  Node.js and npm (for the MCP reference server the tests start)
 MSG
   exit 1
 fi
@@ -46,10 +47,33 @@ missing() {
   echo "${out[@]:-}"
 }
 
+# The MCP reference server, which the mcp tool's tests start on loopback. It comes from the
+# npm registry into tests/support/mcp/ (git ignores it), pinned to one version.
+MCP_DIR="$(cd "$(dirname "$0")/.." && pwd)/tests/support/mcp"
+MCP_PACKAGE="@modelcontextprotocol/server-everything"
+MCP_VERSION="2026.8.31"
+mcp_present() {
+  grep -q "\"version\": \"$MCP_VERSION\"" "$MCP_DIR/node_modules/$MCP_PACKAGE/package.json" 2>/dev/null
+}
+install_mcp_server() {
+  mcp_present && return 0
+  echo "install-deps: installing $MCP_PACKAGE@$MCP_VERSION into $MCP_DIR"
+  mkdir -p "$MCP_DIR"
+  npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$MCP_DIR" "$MCP_PACKAGE@$MCP_VERSION"
+}
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  PACKAGES+=(nodejs npm)
+fi
+
 need=$(missing "${PACKAGES[@]}")
 need_bp=$(missing "${BACKPORT_PACKAGES[@]}")
-if [ -z "$need" ] && [ -z "$need_bp" ]; then
+if [ -z "$need" ] && [ -z "$need_bp" ] && mcp_present; then
   echo "install-deps: all dependencies present"
+  exit 0
+fi
+if [ -z "$need" ] && [ -z "$need_bp" ]; then
+  install_mcp_server
+  echo "install-deps: done"
   exit 0
 fi
 
@@ -70,4 +94,5 @@ export DEBIAN_FRONTEND=noninteractive
 [ -z "$need" ] || "${SUDO[@]}" apt-get install -y -q --no-install-recommends $need
 # shellcheck disable=SC2086
 [ -z "$need_bp" ] || "${SUDO[@]}" apt-get install -y -q --no-install-recommends -t bookworm-backports $need_bp
+install_mcp_server
 echo "install-deps: done"

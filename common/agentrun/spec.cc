@@ -45,7 +45,7 @@ namespace {
 // implementations; these lists let a manifest be validated where no registry exists
 // (the operator), with the field path in the error.
 const std::vector<std::string> kModelBackends = {"scripted"};
-const std::vector<std::string> kToolKinds = {"workspace", "http", "memory"};
+const std::vector<std::string> kToolKinds = {"workspace", "http", "memory", "mcp"};
 const std::vector<std::string> kEffects = {"read_only", "idempotent", "side_effecting"};
 
 const std::regex kDnsLabel("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
@@ -236,6 +236,22 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
       ParseHeaders(http.Child("headers"), http.PathOf("headers"), &tool.http.headers, errs);
       http.Finish();
     }
+    ObjectReader mcp(r.Child("mcp"), r.PathOf("mcp"), errs);
+    if (mcp.valid()) {
+      if (tool.kind != "mcp") r.Error("mcp", "is only valid for tools of kind mcp");
+      if (auto url = mcp.String("url", true)) {
+        if (!std::regex_match(*url, std::regex("^https?://[^/\\s]+(/\\S*)?$"))) {
+          mcp.Error("url", "must be an http:// or https:// URL, got \"" + *url + "\"");
+        }
+        tool.mcp.url = *url;
+      }
+      ParseHeaders(mcp.Child("headers"), mcp.PathOf("headers"), &tool.mcp.headers, errs);
+      if (auto t = mcp.Int("timeoutSeconds", 1, 3600)) tool.mcp.timeout_seconds = *t;
+      if (auto names = mcp.StringList("requireApprovalFor")) tool.mcp.require_approval_for = *names;
+      mcp.Finish();
+    } else if (tool.kind == "mcp") {
+      r.Error("mcp", "mcp.url is required for tools of kind mcp");
+    }
     if (tool.kind == "http" && tool.http.allowed_hosts.empty()) {
       r.Error("http", "http.allowedHosts must list at least one host the tool may call");
     }
@@ -324,6 +340,19 @@ Result<AgentRun> LoadAgentRunFile(const std::string& path) {
   return ParseAgentRunNode(root, path);
 }
 
+// References to secrets, never their values: the spec is stored and hashed.
+static nlohmann::json HeadersJson(const std::vector<HeaderSpec>& headers) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& h : headers) {
+    nlohmann::json hj = {{"name", h.name}};
+    if (!h.from_env.empty()) hj["valueFrom"] = {{"env", h.from_env}};
+    else if (!h.from_file.empty()) hj["valueFrom"] = {{"file", h.from_file}};
+    else hj["value"] = h.value;
+    out.push_back(hj);
+  }
+  return out;
+}
+
 nlohmann::json AgentRun::SpecJson() const {
   nlohmann::json j;
   j["instructions"] = spec.instructions;
@@ -350,16 +379,11 @@ nlohmann::json AgentRun::SpecJson() const {
                     {"timeoutSeconds", t.http.timeout_seconds},
                     {"maxResponseBytes", t.http.max_response_bytes},
                     {"maxRedirects", t.http.max_redirects}};
-      nlohmann::json headers = nlohmann::json::array();
-      for (const auto& h : t.http.headers) {
-        // References to secrets, never their values: the spec is stored and hashed.
-        nlohmann::json hj = {{"name", h.name}};
-        if (!h.from_env.empty()) hj["valueFrom"] = {{"env", h.from_env}};
-        else if (!h.from_file.empty()) hj["valueFrom"] = {{"file", h.from_file}};
-        else hj["value"] = h.value;
-        headers.push_back(hj);
-      }
-      tj["http"]["headers"] = headers;
+      tj["http"]["headers"] = HeadersJson(t.http.headers);
+    }
+    if (t.kind == "mcp") {
+      tj["mcp"] = {{"url", t.mcp.url}, {"headers", HeadersJson(t.mcp.headers)}, {"timeoutSeconds", t.mcp.timeout_seconds},
+                   {"requireApprovalFor", t.mcp.require_approval_for}};
     }
     tools.push_back(tj);
   }

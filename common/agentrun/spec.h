@@ -73,6 +73,14 @@ struct HttpToolOptions {
   std::vector<HeaderSpec> headers;
 };
 
+// An MCP server reached over streamable HTTP. Every tool it lists becomes a tool of the run.
+struct McpToolOptions {
+  std::string url;                                // http(s)://host:port/path
+  std::vector<HeaderSpec> headers;                // e.g. Authorization from a Secret
+  int64_t timeout_seconds = 30;
+  std::vector<std::string> require_approval_for;  // server tool names that wait for a person
+};
+
 struct ToolSpec {
   std::string name;
   std::string kind;
@@ -82,6 +90,7 @@ struct ToolSpec {
   // a preview (DESIGN: tool output goes back capped).
   int64_t max_output_bytes = 64 * 1024;
   HttpToolOptions http;
+  McpToolOptions mcp;
 };
 
 struct BudgetSpec {

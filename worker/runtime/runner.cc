@@ -80,18 +80,27 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
   CARAPACE_ASSIGN_OR_RETURN(r->model_, models.Create(r->run_));
   CARAPACE_ASSIGN_OR_RETURN(r->embedder_, models.CreateEmbedder(r->run_));
   ToolEnvironment env{store->workspace_dir(), store, r->embedder_.get()};
+  std::vector<std::pair<const ToolSpec*, std::unique_ptr<Tool>>> made_tools;
+  std::map<std::string, int> name_count;
   for (const auto& spec : r->run_.spec.tools) {
     auto made = tools.Create(spec, env);
     if (!made.ok()) return made.status().WithContext("spec.tools");
     for (auto& tool : *made) {
-      ToolSchema schema = tool->Schema();
-      if (r->tools_.count(schema.name) || schema.name == kFinishTool) {
-        return InvalidArgument("spec.tools: the tool name \"" + schema.name + "\" is given twice (by " + spec.name + ")");
-      }
-      r->schemas_.push_back(schema);
-      r->tool_specs_[schema.name] = &spec;
-      r->tools_[schema.name] = std::move(tool);
+      ++name_count[tool->Schema().name];
+      made_tools.emplace_back(&spec, std::move(tool));
     }
+  }
+  for (auto& [spec, tool] : made_tools) {
+    // Two servers exposing the same name: each gets its entry's name as a prefix.
+    std::string name = tool->Schema().name;
+    if (name_count[name] > 1) tool->Rename(spec->name + "_" + name);
+    ToolSchema schema = tool->Schema();
+    if (r->tools_.count(schema.name) || schema.name == kFinishTool) {
+      return InvalidArgument("spec.tools: the tool name \"" + schema.name + "\" is given twice (by " + spec->name + ")");
+    }
+    r->schemas_.push_back(schema);
+    r->tool_specs_[schema.name] = spec;
+    r->tools_[schema.name] = std::move(tool);
   }
   r->schemas_.push_back(FinishSchema());
 
@@ -297,7 +306,7 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       if (sig == state_.last_call_signature && state_.repeat_count >= 4) {
         return Finish(Phase::kFailed, "loop detected: tool " + name + " was called 5 times in a row with the same arguments", "");
       }
-      if (spec->second->require_approval) {
+      if (spec->second->require_approval || tools_.at(name)->RequiresApproval()) {
         return Record({Make(event_type::kApprovalRequested, {{"callId", id}, {"tool", name},
                                                               {"arguments", call->call.arguments},
                                                               {"reason", "approval_required"}})},

@@ -44,6 +44,13 @@ class Tool {
   // Makes the call. Must be safe to call again with the same context after a crash when the
   // tool's effect is read_only or idempotent.
   virtual ToolResult Call(const nlohmann::json& arguments, const ToolContext& context) = 0;
+
+  // True when this tool always waits for a person before it runs (besides the spec's
+  // requireApproval for the whole entry): MCP's requireApprovalFor.
+  virtual bool RequiresApproval() const { return false; }
+  // Changes the name the model sees, when two tools would share one. Tools that cannot be
+  // renamed return false.
+  virtual bool Rename(const std::string&) { return false; }
 };
 
 class ModelBackend;

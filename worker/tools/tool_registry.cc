@@ -1,6 +1,7 @@
 // The tool kind registry.
 #include "worker/tools/http_tool.h"
 #include "worker/tools/tool.h"
+#include "worker/tools/mcp/mcp_tools.h"
 #include "worker/tools/memory/memory_tools.h"
 #include "worker/tools/workspace_tool.h"
 
@@ -33,6 +34,7 @@ void RegisterBuiltinTools(ToolRegistry* registry) {
     return HttpTool::Create(spec.name, spec.http);
   });
   registry->RegisterSet("memory", CreateMemoryTools);
+  registry->RegisterSet("mcp", CreateMcpTools);
 }
 
 }  // namespace carapace
