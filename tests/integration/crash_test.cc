@@ -19,6 +19,7 @@
 
 #include "tests/support/child_process.h"
 #include "tests/support/ledger_server.h"
+#include "worker/store/run_store.h"
 
 using carapace::testing::ChildProcess;
 using carapace::testing::CommandResult;
@@ -238,4 +239,43 @@ TEST_CASE("carapace run survives kill -9 at random moments: nothing lost, nothin
 // killed process (not a power cut) loses nothing either.
 TEST_CASE("with batch durability too, kill -9 loses nothing and repeats no side effect", "[crash]") {
   SurvivesKillNine("batch");
+}
+
+TEST_CASE("memory written by a run killed again and again holds each entry once", "[crash][memory]") {
+  TempDir tmp;
+  const std::string example = std::string(CARAPACE_SOURCE_DIR) + "/examples/memory.yaml";
+  const std::string dir = tmp.Sub("state");
+  std::mt19937 rng(std::random_device{}());
+  std::uniform_int_distribution<int> delay_us(0, 60000);
+  int kills = 0;
+  for (int attempt = 0;; ++attempt) {
+    REQUIRE(attempt < 400);
+    ChildProcess child({CARAPACE_BIN, "run", example, "--state-dir", dir});
+    std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
+    child.Kill(SIGKILL);
+    CommandResult r = child.Wait();
+    if (r.signal == SIGKILL) {
+      ++kills;
+      continue;
+    }
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    break;
+  }
+  json events = Inspect(dir)["events"];
+  json search;
+  for (const auto& e : events) {
+    if (e["type"] == "tool_result" && e["data"]["tool"] == "memory_search") search = e["data"]["output"];
+  }
+  REQUIRE(search["results"].size() == 1);
+  CHECK(search["results"][0]["text"] == "The customer prefers invoices by email");
+  auto store = carapace::RunStore::Open(dir, carapace::RunStore::OpenMode::kMustExist);
+  REQUIRE(store.ok());
+  int entries = 0;
+  REQUIRE((*store)->ForEachMemory([&](std::string_view key, std::string_view) {
+                    entries += key.substr(0, 2) == "e/";
+                    return true;
+                  }).ok());
+  CHECK(entries == 2);  // a store retried after a kill wrote the same entry, not a second one
+  std::printf("memory crash test: %d SIGKILLs\n", kills);
 }

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <cstdlib>
 #include <random>
 #include <set>
 #include <thread>
@@ -15,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/child_process.h"
+#include "tests/support/stateless_mcp_server.h"
 #include "worker/tools/mcp/mcp_client.h"
 #include "worker/tools/mcp/mcp_tools.h"
 
@@ -177,4 +179,41 @@ TEST_CASE("server-sent events are split into their data", "[mcp]") {
   CHECK(events[0] == "");
   CHECK(events[1] == "{\"a\":1}");
   CHECK(events[2] == "line1\nline2");
+}
+
+TEST_CASE("a stateless (2026-07-28) server: discover, _meta and routing headers, pages, structured results", "[mcp]") {
+  carapace::testing::StatelessMcpServer server;
+  REQUIRE(server.Start());
+  ::setenv("CARAPACE_TEST_MCP_TOKEN", "Bearer mcp-token-123456", 1);
+  ToolSpec spec;
+  spec.name = "double";
+  spec.kind = "mcp";
+  spec.mcp.url = server.url();
+  spec.mcp.headers = {{"Authorization", "", "CARAPACE_TEST_MCP_TOKEN", ""}};
+  auto tools = CreateMcpTools(spec, ToolEnvironment{});
+  INFO(tools.status().ToString());
+  REQUIRE(tools.ok());
+  REQUIRE(tools->size() == 5);  // three pages of tools/list
+  std::map<std::string, Tool*> by_name;
+  for (auto& t : *tools) by_name[t->Schema().name] = t.get();
+  CHECK(by_name.at("add")->DefaultEffect() == Effect::kReadOnly);
+  CHECK(by_name.at("fail")->DefaultEffect() == Effect::kSideEffecting);
+
+  ToolResult add = by_name.at("add")->Call({{"a", 2}, {"b", 40}}, ToolContext{"c", "k"});
+  REQUIRE(add.ok);
+  CHECK(add.output["structuredContent"]["sum"] == 42);
+  ToolResult fail = by_name.at("fail")->Call(json::object(), ToolContext{"c", "k"});
+  CHECK_FALSE(fail.ok);
+  CHECK(fail.error == "it broke");
+
+  auto seen = server.requests();
+  REQUIRE(seen.size() == 1 + 3 + 2);  // discover, three pages, two calls
+  for (const auto& r : seen) {
+    INFO(r.method);
+    CHECK(r.has_meta);
+    CHECK(r.protocol_header == "2026-07-28");
+    CHECK(r.mcp_method == r.method);
+    CHECK(r.authorization == "Bearer mcp-token-123456");
+  }
+  CHECK(seen[4].mcp_name == "add");
 }
