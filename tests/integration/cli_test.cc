@@ -4,6 +4,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 
 #include <chrono>
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -254,4 +255,35 @@ TEST_CASE("examples/memory.yaml remembers and finds again, across a second run",
   }
   REQUIRE(search["results"].size() == 1);
   CHECK(search["results"][0]["text"] == "The customer prefers invoices by email");
+}
+
+TEST_CASE("an approval survives kill -9: the approved call runs once and is not asked for again", "[cli][approval]") {
+  TempDir tmp;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  std::string spec = Write(tmp, "a.yaml", OrderSpec(ledger, ", requireApproval: true"));
+  REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("s")}).exit_code == 5);
+  REQUIRE(Carapace({"approve", "--state-dir", tmp.Sub("s"), "--call", "s2c0"}).exit_code == 0);
+  // Kill the next runs early, at different moments, before they finish.
+  for (int delay_ms : {0, 2, 5, 10, 20}) {
+    ChildProcess child({CARAPACE_BIN, "run", spec, "--state-dir", tmp.Sub("s")});
+    std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms));
+    child.Kill(SIGKILL);
+    child.Wait();
+  }
+  CommandResult last = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+  if (last.exit_code == 5) {  // a kill landed inside the approved POST: its outcome is unknown
+    CHECK_THAT(last.out, ContainsSubstring("outcome_unknown"));
+    REQUIRE(Carapace({"approve", "--state-dir", tmp.Sub("s"), "--call", "s2c0", "--deny"}).exit_code == 0);
+    last = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+  }
+  INFO(last.out << last.err);
+  REQUIRE(last.exit_code == 0);
+  CHECK(ledger.entries().size() <= 1);
+  int asked = 0;
+  const json inspected = json::parse(Carapace({"inspect", "--state-dir", tmp.Sub("s"), "--json"}).out);
+  for (const auto& e : inspected["events"]) {
+    if (e["type"] == "approval_requested" && e["data"]["reason"] == "approval_required") ++asked;
+  }
+  CHECK(asked == 1);  // the person was asked once; the decision outlived the kills
 }

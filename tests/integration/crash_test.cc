@@ -245,8 +245,12 @@ TEST_CASE("memory written by a run killed again and again holds each entry once"
   TempDir tmp;
   const std::string example = std::string(CARAPACE_SOURCE_DIR) + "/examples/memory.yaml";
   const std::string dir = tmp.Sub("state");
+  // The kill window spans an uninterrupted run, so it fits a fast and a sanitizer build.
+  auto started = std::chrono::steady_clock::now();
+  REQUIRE(RunCommand({CARAPACE_BIN, "run", example, "--state-dir", tmp.Sub("reference")}).exit_code == 0);
+  auto ref_us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started);
   std::mt19937 rng(std::random_device{}());
-  std::uniform_int_distribution<int> delay_us(0, 60000);
+  std::uniform_int_distribution<int> delay_us(0, std::max(20000, static_cast<int>(ref_us.count())));
   int kills = 0;
   for (int attempt = 0;; ++attempt) {
     REQUIRE(attempt < 400);

@@ -226,9 +226,9 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
       if (!has_content_type) request.headers().set_content_type("application/json");
     }
+    pplx::cancellation_token_source cancel;
     try {
       http::client::http_client client(dest->connect_base, config);
-      pplx::cancellation_token_source cancel;
       http::http_response response = client.request(request, cancel.get_token()).get();
       // Stops a download and waits for cpprest to finish with it, so no transfer outlives
       // the call (it would keep writing into a body nobody reads).
@@ -299,6 +299,9 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       }
       return result;
     } catch (const std::exception& e) {
+      // A failed request leaves cpprest's continuations registered on the token; cancelling
+      // it lets them finish instead of outliving the call (LeakSanitizer saw them).
+      cancel.cancel();
       if (!HostAllowed(uri.host(), port)) {
         // Reached through "*": say no more than that it failed, so that connection errors
         // cannot be used to map what answers on which internal port.
