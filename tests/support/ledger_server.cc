@@ -7,6 +7,8 @@
 
 #include <cpprest/http_listener.h>
 
+#include "tests/support/loopback_listener.h"
+
 #include "common/hash.h"
 
 namespace carapace::testing {
@@ -41,11 +43,8 @@ nlohmann::json LedgerServer::AnswerFor(const std::string& method, const std::str
 }
 
 bool LedgerServer::Start(int fixed_port) {
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < (fixed_port ? 1 : 50); ++attempt) {
-    int port = fixed_port ? fixed_port : 20000 + static_cast<int>(rng() % 40000);
-    auto listener = std::make_unique<http_listener>("http://127.0.0.1:" + std::to_string(port));
-    listener->support([this](http::http_request req) {
+  listener_ = ListenOnLoopback(fixed_port, "", [this](http_listener& listener) {
+    listener.support([this](http::http_request req) {
       std::string key;
       if (req.headers().has("Idempotency-Key")) key = req.headers()["Idempotency-Key"];
       std::string path = req.request_uri().path();
@@ -83,16 +82,8 @@ bool LedgerServer::Start(int fixed_port) {
       if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
       Reply(req, AnswerFor(method, path, key).dump());
     });
-    try {
-      listener->open().wait();
-      listener_ = std::move(listener);
-      port_ = port;
-      return true;
-    } catch (const std::exception&) {
-      continue;  // port taken; try another
-    }
-  }
-  return false;
+  }, &port_);
+  return listener_ != nullptr;
 }
 
 std::vector<LedgerEntry> LedgerServer::entries() const {

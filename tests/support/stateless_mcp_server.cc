@@ -5,6 +5,8 @@
 
 #include <cpprest/http_listener.h>
 
+#include "tests/support/loopback_listener.h"
+
 namespace carapace::testing {
 
 namespace http = web::http;
@@ -83,11 +85,8 @@ nlohmann::json StatelessMcpServer::Handle(const nlohmann::json& req) const {
 }
 
 bool StatelessMcpServer::Start() {
-  std::mt19937 rng(std::random_device{}());
-  for (int attempt = 0; attempt < 50; ++attempt) {
-    int port = 20000 + static_cast<int>(rng() % 40000);
-    auto listener = std::make_unique<http_listener>("http://127.0.0.1:" + std::to_string(port) + "/mcp");
-    listener->support(http::methods::POST, [this](http::http_request req) {
+  listener_ = ListenOnLoopback(0, "/mcp", [this](http_listener& listener) {
+    listener.support(http::methods::POST, [this](http::http_request req) {
       std::vector<unsigned char> raw = req.extract_vector().get();
       auto body = nlohmann::json::parse(std::string(raw.begin(), raw.end()), nullptr, false);
       McpRequestSeen seen;
@@ -109,16 +108,8 @@ bool StatelessMcpServer::Start() {
       }
       ReplyJson(req, http::status_codes::OK, Handle(body));
     });
-    try {
-      listener->open().wait();
-      listener_ = std::move(listener);
-      port_ = port;
-      return true;
-    } catch (const std::exception&) {
-      continue;
-    }
-  }
-  return false;
+  }, &port_);
+  return listener_ != nullptr;
 }
 
 }  // namespace carapace::testing
