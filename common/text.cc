@@ -20,4 +20,19 @@ std::vector<std::string> Tokenize(std::string_view text) {
   return out;
 }
 
+std::string AsciiLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+bool IsHttpToken(std::string_view s) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  if (s.empty()) return false;
+  for (unsigned char c : s) {
+    if (!std::isalnum(c) && kSymbols.find(static_cast<char>(c)) == std::string_view::npos) return false;
+  }
+  return true;
+}
+
 }  // namespace carapace

@@ -1,5 +1,6 @@
-// Word tokens of a text, as keyword search and the scripted embedder see them: runs of
-// letters and digits, lower-cased (ASCII); other bytes separate words.
+// Small text helpers. Tokenize: the word tokens of a text, as keyword search and the
+// scripted embedder see them: runs of letters and digits, lower-cased (ASCII); other bytes
+// separate words.
 #pragma once
 
 #include <string>
@@ -9,5 +10,12 @@
 namespace carapace {
 
 std::vector<std::string> Tokenize(std::string_view text);
+
+// `s` with ASCII letters lower-cased (header names, hosts, schemes).
+std::string AsciiLower(std::string_view s);
+
+// True when `s` is a non-empty RFC 9110 token (what an HTTP header name must be). Anything
+// else in a header name could be read differently by a lenient server (" Host" as Host).
+bool IsHttpToken(std::string_view s);
 
 }  // namespace carapace

@@ -9,6 +9,7 @@
 
 #include "common/hash.h"
 #include "common/manifest.h"
+#include "common/text.h"
 
 namespace carapace {
 
@@ -38,6 +39,12 @@ const char* UnknownOutcomePolicyName(UnknownOutcomePolicy p) {
 }
 
 const char* DurabilityName(Durability d) { return d == Durability::kSync ? "sync" : "batch"; }
+
+bool IsToolManagedHeader(std::string_view name) {
+  const std::string lower = AsciiLower(name);
+  return lower == "host" || lower == "idempotency-key" || lower == "content-length" || lower == "transfer-encoding" ||
+         lower == "connection";
+}
 
 namespace {
 
@@ -148,13 +155,16 @@ void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
   r.Finish();
 }
 
-void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<HeaderSpec>* out, ManifestErrors* errs) {
+// Calls fn(reader) for each item of the list at `path` that is a mapping. An absent list is
+// empty; a non-list (`list_error`) and non-mapping items are reported.
+template <typename Fn>
+void ForEachMapping(const YAML::Node& node, const std::string& path, const char* list_error, ManifestErrors* errs,
+                    Fn fn) {
   if (!node.IsDefined() || node.IsNull()) return;
   if (!node.IsSequence()) {
-    errs->Add(node, path, "must be a list of {name, value} or {name, valueFrom}");
+    errs->Add(node, path, list_error);
     return;
   }
-  static const std::regex kToken("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$");
   for (size_t i = 0; i < node.size(); ++i) {
     std::string p = path + "[" + std::to_string(i) + "]";
     ObjectReader r(node[i], p, errs);
@@ -162,14 +172,17 @@ void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<H
       if (!node[i].IsMap()) errs->Add(node[i], p, "must be a mapping");
       continue;
     }
+    fn(r);
+  }
+}
+
+void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<HeaderSpec>* out, ManifestErrors* errs) {
+  ForEachMapping(node, path, "must be a list of {name, value} or {name, valueFrom}", errs, [&](ObjectReader& r) {
     HeaderSpec h;
     if (auto name = r.String("name", true)) {
-      std::string lower = *name;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return std::tolower(c); });
-      if (!std::regex_match(*name, kToken)) {
+      if (!IsHttpToken(*name)) {
         r.Error("name", "must be an HTTP header name");
-      } else if (lower == "host" || lower == "idempotency-key" || lower == "content-length" ||
-                 lower == "transfer-encoding" || lower == "connection") {
+      } else if (IsToolManagedHeader(*name)) {
         r.Error("name", "\"" + *name + "\" is set by the tool and cannot be configured");
       }
       h.name = *name;
@@ -185,24 +198,13 @@ void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<H
     if (r.Has("value") == from.valid()) r.Error("value", "give exactly one of value or valueFrom");
     r.Finish();
     out->push_back(std::move(h));
-  }
+  });
 }
 
 void ParseTools(const YAML::Node& node, const std::string& path, std::vector<ToolSpec>* tools,
                 ManifestErrors* errs) {
-  if (!node.IsDefined() || node.IsNull()) return;
-  if (!node.IsSequence()) {
-    errs->Add(node, path, "must be a list");
-    return;
-  }
   std::set<std::string> names;
-  for (size_t i = 0; i < node.size(); ++i) {
-    std::string p = path + "[" + std::to_string(i) + "]";
-    ObjectReader r(node[i], p, errs);
-    if (!r.valid()) {
-      if (!node[i].IsMap()) errs->Add(node[i], p, "must be a mapping");
-      continue;
-    }
+  ForEachMapping(node, path, "must be a list", errs, [&](ObjectReader& r) {
     ToolSpec tool;
     if (auto name = r.String("name", true)) {
       if (!std::regex_match(*name, kToolName)) {
@@ -257,7 +259,7 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
     }
     r.Finish();
     tools->push_back(std::move(tool));
-  }
+  });
 }
 
 }  // namespace

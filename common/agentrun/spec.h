@@ -6,6 +6,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -62,6 +63,11 @@ struct HeaderSpec {
   std::string from_file;   // or: the file holding it (trailing newline dropped)
   bool secret() const { return !from_env.empty() || !from_file.empty(); }
 };
+
+// Headers the http tool sets itself, which neither the spec nor the model may give: Host
+// would reach other virtual hosts behind an allowed address, the framing headers are the
+// client's, and the runtime's Idempotency-Key is what makes retries safe. Case-insensitive.
+bool IsToolManagedHeader(std::string_view name);
 
 struct HttpToolOptions {
   // "host:port" or "host" (any port), internal addresses included; "*" adds any host whose

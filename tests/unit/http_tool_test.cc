@@ -238,7 +238,8 @@ TEST_CASE("header names must be HTTP tokens", "[tools][http]") {
   HttpToolOptions opts;
   opts.allowed_hosts = {"127.0.0.1"};
   HttpTool tool("api", opts);
-  for (const char* name : {" Host", "Host\t", "X Y", "", "X:Y"}) {
+  for (const std::string& name : {std::string(" Host"), std::string("Host\t"), std::string("X Y"), std::string(""),
+                                 std::string("X:Y"), std::string("X\0Y", 3)}) {
     INFO("[" << name << "]");
     auto r = tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1:9/"}, {"headers", {{name, "v"}}}}, ToolContext{"c", "k"});
     CHECK_FALSE(r.ok);

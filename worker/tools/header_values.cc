@@ -9,6 +9,7 @@
 
 #include "common/json_text.h"
 #include "common/redact.h"
+#include "common/text.h"
 
 namespace carapace {
 
@@ -42,9 +43,7 @@ Result<LoadedHeaders> LoadHeaders(const std::vector<HeaderSpec>& headers, const 
       // "Bearer <token>": a service may echo the token alone.
       auto space = value.find(' ');
       if (space != std::string::npos) RegisterSecret(value.substr(space + 1));
-      std::string lower = h.name;
-      std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-      out.secret_names.push_back(lower);
+      out.secret_names.push_back(AsciiLower(h.name));
     }
     out.values.emplace_back(h.name, value);
   }

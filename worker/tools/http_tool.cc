@@ -10,6 +10,7 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
+#include "common/text.h"
 #include "worker/tools/address_policy.h"
 #include "worker/tools/header_values.h"
 
@@ -18,21 +19,6 @@ namespace carapace {
 namespace http = web::http;
 
 namespace {
-
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-// RFC 9110 token characters: anything else in a header name could be read differently
-// by a lenient server (" Host" as Host).
-bool IsToken(const std::string& s) {
-  if (s.empty()) return false;
-  for (unsigned char c : s) {
-    if (!(std::isalnum(c) || std::strchr("!#$%&'*+-.^_`|~", c) != nullptr)) return false;
-  }
-  return true;
-}
 
 // Headers that carry credentials: not sent on to another origin after a redirect.
 bool IsCredential(const std::string& lower_name) {
@@ -47,7 +33,7 @@ Result<std::string> ResolveLocation(const web::uri& from, const std::string& loc
     if (!web::uri::validate(url)) return InvalidArgument("redirect to an invalid location \"" + location + "\"");
     return url;
   };
-  std::string lower = Lower(location.substr(0, 8));
+  std::string lower = AsciiLower(location.substr(0, 8));
   if (lower.rfind("http://", 0) == 0 || lower.rfind("https://", 0) == 0) return checked(location);
   if (location.rfind("//", 0) == 0) return checked(from.scheme() + ":" + location);
   if (location.find(':') != std::string::npos && location.find(':') < location.find_first_of("/?#")) {
@@ -107,9 +93,9 @@ ToolSchema HttpTool::Schema() const {
 }
 
 bool HttpTool::HostAllowed(const std::string& host, int port) const {
-  std::string lower = Lower(host);
+  std::string lower = AsciiLower(host);
   for (const auto& allowed : options_.allowed_hosts) {
-    std::string a = Lower(allowed);
+    std::string a = AsciiLower(allowed);
     if (a == lower || a == lower + ":" + std::to_string(port)) return true;
   }
   return false;
@@ -165,14 +151,10 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     for (const auto& [k, v] : args["headers"].items()) {
       if (!v.is_string()) return ToolResult::Fail("header \"" + k + "\" must be a string");
       std::string value = v.get<std::string>();
-      if (!IsToken(k) || value.find_first_of("\r\n") != std::string::npos) {
+      if (!IsHttpToken(k) || value.find_first_of("\r\n") != std::string::npos) {
         return ToolResult::Fail("header \"" + k + "\" has a name or value that is not allowed");
       }
-      std::string lower = Lower(k);
-      // Host would reach other virtual hosts behind an allowed address; framing headers are
-      // the client's; the runtime's Idempotency-Key is what makes retries safe.
-      if (lower == "host" || lower == "idempotency-key" || lower == "content-length" ||
-          lower == "transfer-encoding" || lower == "connection") {
+      if (IsToolManagedHeader(k)) {
         return ToolResult::Fail("header \"" + k + "\" is set by the tool and cannot be given");
       }
       headers.emplace_back(k, value);
@@ -205,7 +187,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     if (!dest->host_header.empty()) request.headers().add("Host", dest->host_header);
     bool has_content_type = false;
     auto add = [&](const std::string& k, const std::string& v) {
-      std::string lower = Lower(k);
+      std::string lower = AsciiLower(k);
       if (here != origin && (IsCredential(lower) || std::find(secret_headers_.begin(), secret_headers_.end(), lower) !=
                                                         secret_headers_.end())) {
         return;  // credentials and secret headers stay with their origin
@@ -217,7 +199,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     for (const auto& [k, v] : headers) {
       // A header the spec configures is the operator's: the model cannot replace it.
       bool configured = std::any_of(configured_headers_.begin(), configured_headers_.end(),
-                                    [&](const auto& c) { return Lower(c.first) == Lower(k); });
+                                    [&](const auto& c) { return AsciiLower(c.first) == AsciiLower(k); });
       if (!configured) add(k, v);
     }
     if (has_body) {
@@ -251,7 +233,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
         abandon("");
         auto next = ResolveLocation(uri, location);
         if (!next.ok()) return ToolResult::Fail(next.status().message());
-        if (uri.scheme() == "https" && Lower(next->substr(0, 7)) == "http://") {
+        if (uri.scheme() == "https" && AsciiLower(next->substr(0, 7)) == "http://") {
           return ToolResult::Fail("redirect from https to " + *next + " refused: it would send the request in clear text");
         }
         url = *next;
