@@ -193,6 +193,25 @@ std::optional<int64_t> ObjectReader::Int(const std::string& key, int64_t min, in
   return v;
 }
 
+std::optional<double> ObjectReader::Number(const std::string& key, double min, double max) {
+  known_.insert(key);
+  if (!Has(key)) return std::nullopt;
+  nlohmann::json j = YamlToJson(node_[key]);
+  if (!j.is_number()) {
+    Error(key, "must be a number, got " + (node_[key].IsScalar() ? "\"" + node_[key].Scalar() + "\""
+                                                                  : std::string(TypeName(node_[key]))));
+    return std::nullopt;
+  }
+  double v = j.get<double>();
+  if (!(v >= min && v <= max)) {
+    std::ostringstream range;
+    range << "must be between " << min << " and " << max;
+    Error(key, range.str());
+    return std::nullopt;
+  }
+  return v;
+}
+
 std::optional<bool> ObjectReader::Bool(const std::string& key) {
   known_.insert(key);
   if (!Has(key)) return std::nullopt;

@@ -59,6 +59,8 @@ class ObjectReader {
   // Must be one of `allowed`; the error lists them.
   std::optional<std::string> Enum(const std::string& key, const std::vector<std::string>& allowed);
   std::optional<int64_t> Int(const std::string& key, int64_t min, int64_t max);
+  // Integer or decimal, min <= v <= max.
+  std::optional<double> Number(const std::string& key, double min, double max);
   std::optional<bool> Bool(const std::string& key);
   std::optional<std::vector<std::string>> StringList(const std::string& key);
   // Any value, converted to JSON (for free-form fields such as tool arguments).

@@ -16,6 +16,7 @@ const char* StatusCodeName(StatusCode code) {
     case StatusCode::kPermissionDenied: return "permission_denied";
     case StatusCode::kDeadlineExceeded: return "deadline_exceeded";
     case StatusCode::kUnavailable: return "unavailable";
+    case StatusCode::kAborted: return "aborted";
     case StatusCode::kResourceExhausted: return "resource_exhausted";
     case StatusCode::kInternal: return "internal";
   }

@@ -24,6 +24,7 @@ enum class StatusCode {
   kUnavailable,         // a remote peer could not be reached; may succeed later
   kResourceExhausted,   // a size or count limit was hit
   kInternal,            // a bug: an invariant did not hold
+  kAborted,             // an operation broke off part-way (a stream cut after data); redo it whole
 };
 
 // Returns the stable lower_snake name of a code ("invalid_argument").
@@ -63,6 +64,7 @@ inline Status DeadlineExceeded(std::string m) { return {StatusCode::kDeadlineExc
 inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std::move(m)}; }
 inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
+inline Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
 
 // Result<T> holds either a value or a non-ok Status.
 template <typename T>

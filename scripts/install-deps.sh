@@ -13,6 +13,8 @@ PACKAGES=(
   prometheus-cpp-dev
   libbenchmark-dev
   python3
+  prometheus    # promtool: the tests check /metrics with `promtool check metrics`
+  openssl       # the TLS tests make a throwaway CA and certificates
 )
 BACKPORT_PACKAGES=(libcatch2-dev)
 

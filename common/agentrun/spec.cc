@@ -51,7 +51,7 @@ namespace {
 // Model backends and tool kinds this build knows. The worker's registries hold the
 // implementations; these lists let a manifest be validated where no registry exists
 // (the operator), with the field path in the error.
-const std::vector<std::string> kModelBackends = {"scripted"};
+const std::vector<std::string> kModelBackends = {"scripted", "openai", "triton"};
 const std::vector<std::string> kToolKinds = {"workspace", "http", "memory", "mcp"};
 const std::vector<std::string> kEffects = {"read_only", "idempotent", "side_effecting"};
 
@@ -110,51 +110,6 @@ void ParseToolCall(const YAML::Node& node, const std::string& path, ToolCallSpec
   r.Finish();
 }
 
-void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
-  if (!r.valid()) return;
-  if (auto backend = r.Enum("backend", kModelBackends)) model->backend = *backend;
-  else if (!r.Has("backend")) r.Error("backend", "is required");
-  YAML::Node script = r.Child("script");
-  if (model->backend == "scripted") {
-    if (!script.IsDefined() || script.IsNull()) {
-      r.Error("script", "is required for the scripted backend");
-    } else if (!script.IsSequence() || script.size() == 0) {
-      errs->Add(script, r.PathOf("script"), "must be a non-empty list of replies");
-    } else {
-      for (size_t i = 0; i < script.size(); ++i) {
-        std::string path = r.PathOf("script") + "[" + std::to_string(i) + "]";
-        ObjectReader reply(script[i], path, errs);
-        if (!reply.valid()) {
-          if (script[i].IsNull() || !script[i].IsDefined()) errs->Add(script[i], path, "must be a mapping");
-          continue;
-        }
-        ScriptedReply out;
-        if (auto text = reply.String("text")) out.text = *text;
-        YAML::Node calls = reply.Child("toolCalls");
-        if (calls.IsDefined() && !calls.IsNull()) {
-          if (!calls.IsSequence()) {
-            errs->Add(calls, path + ".toolCalls", "must be a list");
-          } else {
-            for (size_t j = 0; j < calls.size(); ++j) {
-              ToolCallSpec call;
-              ParseToolCall(calls[j], path + ".toolCalls[" + std::to_string(j) + "]", &call, errs);
-              out.tool_calls.push_back(std::move(call));
-            }
-          }
-        }
-        if (!reply.Has("text") && out.tool_calls.empty()) {
-          errs->Add(script[i], path, "needs text or toolCalls");
-        }
-        reply.Finish();
-        model->script.push_back(std::move(out));
-      }
-    }
-  } else if (script.IsDefined() && !script.IsNull()) {
-    r.Error("script", "is only valid with backend: scripted");
-  }
-  r.Finish();
-}
-
 // Calls fn(reader) for each item of the list at `path` that is a mapping. An absent list is
 // empty; a non-list (`list_error`) and non-mapping items are reported.
 template <typename Fn>
@@ -176,6 +131,17 @@ void ForEachMapping(const YAML::Node& node, const std::string& path, const char*
   }
 }
 
+// Reads `valueFrom: {env: NAME}` or `{file: PATH}` of `r` into h; false when absent.
+bool ParseValueFrom(ObjectReader& r, HeaderSpec* h, ManifestErrors* errs) {
+  ObjectReader from(r.Child("valueFrom"), r.PathOf("valueFrom"), errs);
+  if (!from.valid()) return false;
+  if (auto env = from.String("env")) h->from_env = *env;
+  if (auto file = from.String("file")) h->from_file = *file;
+  if (h->from_env.empty() == h->from_file.empty()) from.Error("env", "give exactly one of env or file");
+  from.Finish();
+  return true;
+}
+
 void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<HeaderSpec>* out, ManifestErrors* errs) {
   ForEachMapping(node, path, "must be a list of {name, value} or {name, valueFrom}", errs, [&](ObjectReader& r) {
     HeaderSpec h;
@@ -188,17 +154,169 @@ void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<H
       h.name = *name;
     }
     if (auto value = r.String("value")) h.value = *value;
-    ObjectReader from(r.Child("valueFrom"), r.PathOf("valueFrom"), errs);
-    if (from.valid()) {
-      if (auto env = from.String("env")) h.from_env = *env;
-      if (auto file = from.String("file")) h.from_file = *file;
-      if (h.from_env.empty() == h.from_file.empty()) from.Error("env", "give exactly one of env or file");
-      from.Finish();
-    }
-    if (r.Has("value") == from.valid()) r.Error("value", "give exactly one of value or valueFrom");
+    bool from = ParseValueFrom(r, &h, errs);
+    if (r.Has("value") == from) r.Error("value", "give exactly one of value or valueFrom");
     r.Finish();
     out->push_back(std::move(h));
   });
+}
+
+void ParseScript(ObjectReader& r, std::vector<ScriptedReply>* out_script, ManifestErrors* errs) {
+  YAML::Node script = r.Child("script");
+  if (!script.IsDefined() || script.IsNull()) {
+    r.Error("script", "is required for the scripted backend");
+    return;
+  }
+  if (!script.IsSequence() || script.size() == 0) {
+    errs->Add(script, r.PathOf("script"), "must be a non-empty list of replies");
+    return;
+  }
+  for (size_t i = 0; i < script.size(); ++i) {
+    std::string path = r.PathOf("script") + "[" + std::to_string(i) + "]";
+    ObjectReader reply(script[i], path, errs);
+    if (!reply.valid()) {
+      if (script[i].IsNull() || !script[i].IsDefined()) errs->Add(script[i], path, "must be a mapping");
+      continue;
+    }
+    ScriptedReply out;
+    if (auto text = reply.String("text")) out.text = *text;
+    YAML::Node calls = reply.Child("toolCalls");
+    if (calls.IsDefined() && !calls.IsNull()) {
+      if (!calls.IsSequence()) {
+        errs->Add(calls, path + ".toolCalls", "must be a list");
+      } else {
+        for (size_t j = 0; j < calls.size(); ++j) {
+          ToolCallSpec call;
+          ParseToolCall(calls[j], path + ".toolCalls[" + std::to_string(j) + "]", &call, errs);
+          out.tool_calls.push_back(std::move(call));
+        }
+      }
+    }
+    if (!reply.Has("text") && out.tool_calls.empty()) errs->Add(script[i], path, "needs text or toolCalls");
+    reply.Finish();
+    out_script->push_back(std::move(out));
+  }
+}
+
+// A gRPC target as grpc::CreateChannel takes it: host:port, dns:///host:port, ipv4:..., unix:...
+bool IsGrpcTarget(const std::string& t) {
+  static const std::regex kTarget("^((dns:(//[^/]*)?/)?[A-Za-z0-9.-]+:[0-9]+|(ipv4|ipv6|unix|unix-abstract):\\S+|\\[[0-9a-fA-F:]+\\]:[0-9]+)$");
+  return std::regex_match(t, kTarget);
+}
+
+void ParseTls(ObjectReader& parent, TlsOptions* tls, ManifestErrors* errs) {
+  ObjectReader r(parent.Child("tls"), parent.PathOf("tls"), errs);
+  if (!r.valid()) return;
+  tls->enabled = true;
+  if (auto v = r.Bool("enabled")) tls->enabled = *v;
+  if (auto v = r.String("caFile")) tls->ca_file = *v;
+  if (auto v = r.String("certFile")) tls->cert_file = *v;
+  if (auto v = r.String("keyFile")) tls->key_file = *v;
+  if (tls->cert_file.empty() != tls->key_file.empty()) r.Error("certFile", "certFile and keyFile go together");
+  r.Finish();
+}
+
+void ParseTriton(ObjectReader& parent, TritonOptions* t, ManifestErrors* errs) {
+  ObjectReader r(parent.Child("triton"), parent.PathOf("triton"), errs);
+  if (!r.valid()) return;
+  if (auto v = r.Enum("preset", {"vllm", "tensorrtllm"})) t->preset = *v;
+  if (auto v = r.Enum("template", {"chatml", "llama3"})) t->chat_template = *v;
+  if (auto v = r.String("templateFile")) {
+    if (r.Has("template")) r.Error("templateFile", "give template or templateFile, not both");
+    t->template_file = *v;
+  }
+  if (auto v = r.Bool("stream")) t->stream = *v;
+  ObjectReader n(r.Child("tensors"), r.PathOf("tensors"), errs);
+  if (n.valid()) {
+    TritonTensorNames& names = t->tensors;
+    std::pair<const char*, std::string*> fields[] = {
+        {"textInput", &names.text_input},         {"textOutput", &names.text_output},
+        {"stream", &names.stream},                {"excludeInputInOutput", &names.exclude_input_in_output},
+        {"samplingParameters", &names.sampling_parameters}, {"maxTokens", &names.max_tokens},
+        {"temperature", &names.temperature},      {"topP", &names.top_p},
+        {"embedding", &names.embedding}};
+    for (auto& [key, target] : fields) {
+      if (auto v = n.String(key)) {
+        if (v->empty()) n.Error(key, "must not be empty");
+        *target = *v;
+      }
+    }
+    n.Finish();
+  }
+  r.Finish();
+}
+
+// The fields every model endpoint has: spec.model, each of spec.model.fallbacks, spec.embedding.
+// `chat`: spec.model and its fallbacks (a scripted one needs a script); else spec.embedding.
+void ParseEndpoint(ObjectReader& r, ModelEndpointSpec* m, bool chat, ManifestErrors* errs) {
+  if (auto backend = r.Enum("backend", kModelBackends)) m->backend = *backend;
+  else if (!r.Has("backend")) r.Error("backend", "is required");
+  const bool remote = m->backend == "openai" || m->backend == "triton";
+  if (auto v = r.String("name")) m->name = *v;
+  if (auto v = r.String("endpoint")) {
+    if (m->backend == "openai" && !std::regex_match(*v, std::regex("^https?://[^/\\s]+(/\\S*)?$"))) {
+      r.Error("endpoint", "must be an http:// or https:// base URL such as http://vllm:8000/v1, got \"" + *v + "\"");
+    } else if (m->backend == "triton" && !IsGrpcTarget(*v)) {
+      r.Error("endpoint", "must be a gRPC target such as triton:8001 or dns:///triton.models:8001, got \"" + *v + "\"");
+    }
+    m->endpoint = *v;
+  }
+  if (remote) {
+    if (!r.Has("name")) r.Error("name", "is required for backend " + m->backend);
+    if (!r.Has("endpoint")) r.Error("endpoint", "is required for backend " + m->backend);
+  }
+  ObjectReader key(r.Child("apiKey"), r.PathOf("apiKey"), errs);
+  if (key.valid()) {
+    HeaderSpec h;
+    h.name = "Authorization";
+    if (!ParseValueFrom(key, &h, errs)) key.Error("valueFrom", "is required: the key comes from a Secret (env or file), never the manifest");
+    key.Finish();
+    m->api_key = h;
+  }
+  if (auto v = r.Int("timeoutSeconds", 1, 3600)) m->timeout_seconds = *v;
+  if (auto v = r.Int("maxTokens", 1, 1 << 20)) m->max_tokens = *v;
+  if (auto v = r.Number("temperature", 0, 2)) m->temperature = *v;
+  if (auto v = r.Number("topP", 0, 1)) m->top_p = *v;
+  ParseTls(r, &m->tls, errs);
+  ParseTriton(r, &m->triton, errs);
+  if (m->backend == "scripted" && chat) {
+    ParseScript(r, &m->script, errs);
+  } else if (r.Has("script")) {
+    r.Child("script");
+    r.Error("script", "is only valid for spec.model with backend: scripted");
+  }
+  if (r.Has("triton") && m->backend != "triton") r.Error("triton", "is only valid with backend: triton");
+  if (!remote) {
+    for (const char* k : {"name", "endpoint", "apiKey", "tls"}) {
+      if (r.Has(k)) r.Error(k, "is only valid with backend openai or triton");
+    }
+  }
+}
+
+void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
+  if (!r.valid()) return;
+  ParseEndpoint(r, model, true, errs);
+  ObjectReader retry(r.Child("retry"), r.PathOf("retry"), errs);
+  if (auto v = retry.Int("maxAttempts", 1, 10)) model->retry.max_attempts = *v;
+  if (auto v = retry.Int("initialBackoffMs", 1, 60000)) model->retry.initial_backoff_ms = *v;
+  if (auto v = retry.Int("maxBackoffMs", 1, 300000)) model->retry.max_backoff_ms = *v;
+  if (model->retry.max_backoff_ms < model->retry.initial_backoff_ms) {
+    retry.Error("maxBackoffMs", "must be >= initialBackoffMs");
+  }
+  retry.Finish();
+  ObjectReader breaker(r.Child("circuitBreaker"), r.PathOf("circuitBreaker"), errs);
+  if (auto v = breaker.Int("failureThreshold", 1, 1000)) model->circuit_breaker.failure_threshold = *v;
+  if (auto v = breaker.Int("openSeconds", 1, 3600)) model->circuit_breaker.open_seconds = *v;
+  breaker.Finish();
+  ForEachMapping(r.Child("fallbacks"), r.PathOf("fallbacks"), "must be a list of model endpoints", errs,
+                 [&](ObjectReader& f) {
+                   ModelEndpointSpec e;
+                   ParseEndpoint(f, &e, true, errs);
+                   if (e.backend == "scripted") f.Error("backend", "a fallback must be openai or triton");
+                   f.Finish();
+                   model->fallbacks.push_back(std::move(e));
+                 });
+  r.Finish();
 }
 
 void ParseTools(const YAML::Node& node, const std::string& path, std::vector<ToolSpec>* tools,
@@ -299,8 +417,7 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     ObjectReader embedding(spec.Child("embedding"), "spec.embedding", &errs);
     if (embedding.valid()) {
       EmbeddingSpec e;
-      if (auto backend = embedding.Enum("backend", kModelBackends)) e.backend = *backend;
-      else if (!embedding.Has("backend")) embedding.Error("backend", "is required");
+      ParseEndpoint(embedding, &e, false, &errs);
       if (auto d = embedding.Int("dimensions", 8, 8192)) e.dimensions = *d;
       embedding.Finish();
       s.embedding = e;
@@ -355,22 +472,74 @@ static nlohmann::json HeadersJson(const std::vector<HeaderSpec>& headers) {
   return out;
 }
 
+// Scripted endpoints keep the short form they always had, so the hash of a stored scripted
+// run does not change with fields it does not use.
+static nlohmann::json EndpointJson(const ModelEndpointSpec& m) {
+  nlohmann::json j = {{"backend", m.backend}};
+  if (m.backend == "scripted") {
+    if (m.script.empty()) return j;
+    nlohmann::json script = nlohmann::json::array();
+    for (const auto& reply : m.script) {
+      nlohmann::json r = {{"text", reply.text}, {"toolCalls", nlohmann::json::array()}};
+      for (const auto& c : reply.tool_calls) r["toolCalls"].push_back({{"name", c.name}, {"arguments", c.arguments}});
+      script.push_back(r);
+    }
+    j["script"] = script;
+    return j;
+  }
+  j["name"] = m.name;
+  j["endpoint"] = m.endpoint;
+  j["timeoutSeconds"] = m.timeout_seconds;
+  if (m.api_key) {
+    j["apiKey"] = HeadersJson({*m.api_key})[0];
+    j["apiKey"].erase("name");
+  }
+  if (m.max_tokens) j["maxTokens"] = *m.max_tokens;
+  if (m.temperature) j["temperature"] = *m.temperature;
+  if (m.top_p) j["topP"] = *m.top_p;
+  if (m.tls.enabled) {
+    j["tls"] = {{"enabled", true}, {"caFile", m.tls.ca_file}, {"certFile", m.tls.cert_file}, {"keyFile", m.tls.key_file}};
+  }
+  if (m.backend == "triton") {
+    const TritonTensorNames& t = m.triton.tensors;
+    j["triton"] = {{"preset", m.triton.preset},
+                   {"stream", m.triton.stream},
+                   {"tensors", {{"textInput", t.text_input}, {"textOutput", t.text_output}, {"stream", t.stream},
+                                {"excludeInputInOutput", t.exclude_input_in_output},
+                                {"samplingParameters", t.sampling_parameters}, {"maxTokens", t.max_tokens},
+                                {"temperature", t.temperature}, {"topP", t.top_p}, {"embedding", t.embedding}}}};
+    if (m.triton.template_file.empty()) j["triton"]["template"] = m.triton.chat_template;
+    else j["triton"]["templateFile"] = m.triton.template_file;
+  }
+  return j;
+}
+
+std::string ModelEndpointSpec::Describe() const {
+  if (backend == "scripted") return "scripted";
+  return backend + " " + name + "@" + endpoint;
+}
+
 nlohmann::json AgentRun::SpecJson() const {
   nlohmann::json j;
   j["instructions"] = spec.instructions;
   j["goal"] = spec.goal;
-  nlohmann::json model = {{"backend", spec.model.backend}};
-  nlohmann::json script = nlohmann::json::array();
-  for (const auto& reply : spec.model.script) {
-    nlohmann::json r = {{"text", reply.text}, {"toolCalls", nlohmann::json::array()}};
-    for (const auto& c : reply.tool_calls) {
-      r["toolCalls"].push_back({{"name", c.name}, {"arguments", c.arguments}});
-    }
-    script.push_back(r);
+  nlohmann::json model = EndpointJson(spec.model);
+  if (!spec.model.fallbacks.empty()) {
+    model["fallbacks"] = nlohmann::json::array();
+    for (const auto& f : spec.model.fallbacks) model["fallbacks"].push_back(EndpointJson(f));
   }
-  model["script"] = script;
+  if (spec.model.backend != "scripted") {
+    model["retry"] = {{"maxAttempts", spec.model.retry.max_attempts},
+                      {"initialBackoffMs", spec.model.retry.initial_backoff_ms},
+                      {"maxBackoffMs", spec.model.retry.max_backoff_ms}};
+    model["circuitBreaker"] = {{"failureThreshold", spec.model.circuit_breaker.failure_threshold},
+                               {"openSeconds", spec.model.circuit_breaker.open_seconds}};
+  }
   j["model"] = model;
-  if (spec.embedding) j["embedding"] = {{"backend", spec.embedding->backend}, {"dimensions", spec.embedding->dimensions}};
+  if (spec.embedding) {
+    j["embedding"] = EndpointJson(*spec.embedding);
+    j["embedding"]["dimensions"] = spec.embedding->dimensions;
+  }
   nlohmann::json tools = nlohmann::json::array();
   for (const auto& t : spec.tools) {
     nlohmann::json tj = {{"name", t.name}, {"kind", t.kind}, {"requireApproval", t.require_approval},

@@ -41,18 +41,6 @@ struct ScriptedReply {
   std::vector<ToolCallSpec> tool_calls;
 };
 
-struct ModelSpec {
-  std::string backend;                // registry name: "scripted", ...
-  std::vector<ScriptedReply> script;  // scripted backend only
-};
-
-// The backend that turns text into vectors for memory search. Unset: memory search ranks
-// by keywords only.
-struct EmbeddingSpec {
-  std::string backend;      // registry name; "scripted" gives deterministic vectors for tests
-  int64_t dimensions = 768;
-};
-
 // A header the http tool adds to every request: a literal value, or a secret read at start
 // from an environment variable or a file (in a cluster: a mounted Secret). Secret values
 // are redacted from the event log and the logs.
@@ -68,6 +56,88 @@ struct HeaderSpec {
 // would reach other virtual hosts behind an allowed address, the framing headers are the
 // client's, and the runtime's Idempotency-Key is what makes retries safe. Case-insensitive.
 bool IsToolManagedHeader(std::string_view name);
+
+// TLS to a model service. For triton it is on when `enabled` (a dns:/// target has no
+// scheme to say so); for openai an https:// endpoint turns it on. Without ca_file the
+// system roots are trusted.
+struct TlsOptions {
+  bool enabled = false;
+  std::string ca_file;
+  std::string cert_file;  // client certificate (mutual TLS), with key_file
+  std::string key_file;
+};
+
+// Tensor names of a Triton / KServe v2 model. The defaults are those of Triton's vLLM
+// backend and of the TensorRT-LLM ensemble, which agree on the text tensors.
+struct TritonTensorNames {
+  std::string text_input = "text_input";    // BYTES: the rendered prompt
+  std::string text_output = "text_output";  // BYTES: generated text
+  std::string stream = "stream";            // BOOL
+  std::string exclude_input_in_output = "exclude_input_in_output";  // BOOL
+  std::string sampling_parameters = "sampling_parameters";          // BYTES JSON (vllm preset)
+  std::string max_tokens = "max_tokens";    // INT32 (tensorrtllm preset)
+  std::string temperature = "temperature";  // FP32 (tensorrtllm preset)
+  std::string top_p = "top_p";              // FP32 (tensorrtllm preset)
+  std::string embedding = "embedding";      // FP32 output of an embedding model
+};
+
+struct TritonOptions {
+  // "vllm": sampling parameters as one JSON string tensor; "tensorrtllm": separate tensors.
+  std::string preset = "vllm";
+  // A built-in chat template ("chatml", "llama3"), or a template file (docs/models.md).
+  std::string chat_template = "chatml";
+  std::string template_file;
+  bool stream = true;  // ModelStreamInfer (decoupled model); false: one unary ModelInfer
+  TritonTensorNames tensors;
+};
+
+// One model service: the backend kind, the model's name there, and how to reach it.
+struct ModelEndpointSpec {
+  std::string backend;                // registry name: "scripted", "openai", "triton"
+  std::string name;                   // the model's name at the service
+  std::string endpoint;               // openai: base URL (".../v1"); triton: gRPC target
+  std::optional<HeaderSpec> api_key;  // a secret (valueFrom env or file), sent as a bearer token
+  int64_t timeout_seconds = 120;      // deadline of one call, a streamed reply included
+  std::optional<int64_t> max_tokens;  // per reply
+  std::optional<double> temperature;
+  std::optional<double> top_p;
+  TlsOptions tls;
+  TritonOptions triton;
+  std::vector<ScriptedReply> script;  // scripted backend only
+
+  // "triton model@endpoint", or "scripted": for messages, metrics and the event log.
+  std::string Describe() const;
+};
+
+// Retries of one endpoint before the first token (UNAVAILABLE, RESOURCE_EXHAUSTED, HTTP
+// 429/503): exponential backoff with full jitter.
+struct RetrySpec {
+  int64_t max_attempts = 3;  // attempts in all, the first included
+  int64_t initial_backoff_ms = 250;
+  int64_t max_backoff_ms = 5000;
+};
+
+// After `failure_threshold` failures in a row an endpoint is skipped for `open_seconds`;
+// then one trial call decides whether it is used again.
+struct CircuitBreakerSpec {
+  int64_t failure_threshold = 5;
+  int64_t open_seconds = 30;
+};
+
+struct ModelSpec : ModelEndpointSpec {
+  // Tried in order when the endpoint before could not answer (unavailable, deadline,
+  // circuit open). Errors another endpoint would repeat (a bad request, a bad key) do not
+  // fall over.
+  std::vector<ModelEndpointSpec> fallbacks;
+  RetrySpec retry;
+  CircuitBreakerSpec circuit_breaker;
+};
+
+// The backend that turns text into vectors for memory search. Unset: memory search ranks
+// by keywords only. "scripted" gives deterministic vectors for tests.
+struct EmbeddingSpec : ModelEndpointSpec {
+  int64_t dimensions = 768;
+};
 
 struct HttpToolOptions {
   // "host:port" or "host" (any port), internal addresses included; "*" adds any host whose

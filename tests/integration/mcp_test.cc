@@ -18,6 +18,7 @@
 #include "tests/support/child_process.h"
 #include "tests/support/stateless_mcp_server.h"
 #include "worker/tools/mcp/mcp_client.h"
+#include "common/sse.h"
 #include "worker/tools/mcp/mcp_tools.h"
 
 using namespace carapace;

@@ -586,8 +586,8 @@ TEST_CASE("large tool output is kept whole in artifacts; the log and the model g
 }
 
 TEST_CASE("the idempotency key is stable for a call and differs for a different call at the same position", "[runtime]") {
-  ToolCall pay{"s1c0", "pay", {{"amount", 5}}};
-  ToolCall other{"s1c0", "pay", {{"amount", 6}}};
+  ToolCall pay{"s1c0", "pay", {{"amount", 5}}, ""};
+  ToolCall other{"s1c0", "pay", {{"amount", 6}}, ""};
   CHECK(IdempotencyKey("run", 1, 0, pay) == IdempotencyKey("run", 1, 0, pay));
   CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("run", 1, 0, other));
   CHECK(IdempotencyKey("run", 1, 0, pay) != IdempotencyKey("run", 2, 0, pay));

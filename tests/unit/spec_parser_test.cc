@@ -172,7 +172,7 @@ spec: {goal: g})", "spec.model: is required"},
       {R"(apiVersion: carapace.dev/v1alpha1
 kind: AgentRun
 metadata: {name: x}
-spec: {goal: g, model: {backend: gpt}})", "spec.model.backend: must be one of scripted, got \"gpt\""},
+spec: {goal: g, model: {backend: gpt}})", "spec.model.backend: must be one of scripted, openai, triton, got \"gpt\""},
       {R"(apiVersion: carapace.dev/v1alpha1
 kind: AgentRun
 metadata: {name: x}
@@ -278,4 +278,97 @@ TEST_CASE("the embedding backend and memory tools are part of the spec", "[spec]
   CHECK(r->spec.tools[0].kind == "memory");
   CHECK_THAT(ErrorOf(WithSpec("  embedding: {backend: scripted, dimensions: 4}\n")), ContainsSubstring("spec.embedding.dimensions: must be >= 8"));
   CHECK_THAT(ErrorOf(WithSpec("  embedding: {dimensions: 64}\n")), ContainsSubstring("spec.embedding.backend: is required"));
+}
+
+namespace {
+
+std::string WithModel(const std::string& model) {
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: m}\nspec:\n  goal: g\n  model:\n" + model;
+}
+
+}  // namespace
+
+TEST_CASE("model endpoints: triton and openai settings with fallbacks, retries and a breaker", "[spec][model]") {
+  auto r = ParseAgentRun(WithModel(R"(    backend: triton
+    name: llama-3-8b
+    endpoint: dns:///triton.models.svc:8001
+    timeoutSeconds: 30
+    maxTokens: 512
+    temperature: 0.2
+    topP: 0.9
+    tls: {caFile: /etc/ca.pem}
+    triton: {preset: tensorrtllm, template: llama3, stream: false, tensors: {textInput: prompt}}
+    retry: {maxAttempts: 4, initialBackoffMs: 100, maxBackoffMs: 2000}
+    circuitBreaker: {failureThreshold: 3, openSeconds: 10}
+    fallbacks:
+      - backend: openai
+        name: gpt-4o-mini
+        endpoint: https://api.openai.com/v1
+        apiKey: {valueFrom: {env: OPENAI_API_KEY}}
+)"),
+                         "t.yaml");
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  const ModelSpec& m = r->spec.model;
+  CHECK(m.backend == "triton");
+  CHECK(m.endpoint == "dns:///triton.models.svc:8001");
+  CHECK(m.timeout_seconds == 30);
+  CHECK(*m.max_tokens == 512);
+  CHECK(*m.temperature == 0.2);
+  CHECK(m.tls.enabled);
+  CHECK(m.tls.ca_file == "/etc/ca.pem");
+  CHECK(m.triton.preset == "tensorrtllm");
+  CHECK(m.triton.chat_template == "llama3");
+  CHECK_FALSE(m.triton.stream);
+  CHECK(m.triton.tensors.text_input == "prompt");
+  CHECK(m.triton.tensors.text_output == "text_output");
+  CHECK(m.retry.max_attempts == 4);
+  CHECK(m.circuit_breaker.failure_threshold == 3);
+  REQUIRE(m.fallbacks.size() == 1);
+  CHECK(m.fallbacks[0].Describe() == "openai gpt-4o-mini@https://api.openai.com/v1");
+  REQUIRE(m.fallbacks[0].api_key.has_value());
+  CHECK(m.fallbacks[0].api_key->from_env == "OPENAI_API_KEY");
+  // The spec keeps the reference to the key, never a value.
+  CHECK(r->SpecJson()["model"]["fallbacks"][0]["apiKey"] == nlohmann::json{{"valueFrom", {{"env", "OPENAI_API_KEY"}}}});
+}
+
+TEST_CASE("bad model configuration is rejected at load with the field path", "[spec][model]") {
+  struct Case {
+    std::string model;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {"    backend: gemini\n", "spec.model.backend: must be one of scripted, openai, triton, got \"gemini\""},
+      {"    backend: triton\n    name: m\n", "spec.model.endpoint: is required for backend triton"},
+      {"    backend: openai\n    endpoint: http://x/v1\n", "spec.model.name: is required for backend openai"},
+      {"    backend: openai\n    name: m\n    endpoint: vllm:8000\n", "spec.model.endpoint: must be an http:// or https:// base URL"},
+      {"    backend: triton\n    name: m\n    endpoint: http://triton:8001\n", "spec.model.endpoint: must be a gRPC target"},
+      {"    backend: openai\n    name: m\n    endpoint: http://x/v1\n    apiKey: {value: sk-123456}\n", "spec.model.apiKey.valueFrom: is required"},
+      {"    backend: openai\n    name: m\n    endpoint: http://x/v1\n    temperature: 3\n", "spec.model.temperature: must be between 0 and 2"},
+      {"    backend: openai\n    name: m\n    endpoint: http://x/v1\n    temperature: warm\n", "spec.model.temperature: must be a number, got \"warm\""},
+      {"    backend: openai\n    name: m\n    endpoint: http://x/v1\n    triton: {preset: vllm}\n", "spec.model.triton: is only valid with backend: triton"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    triton: {preset: onnx}\n", "spec.model.triton.preset: must be one of vllm, tensorrtllm"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    triton: {template: llama3, templateFile: /t.yaml}\n", "spec.model.triton.templateFile: give template or templateFile, not both"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    tls: {certFile: /c.pem}\n", "spec.model.tls.certFile: certFile and keyFile go together"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    retry: {initialBackoffMs: 500, maxBackoffMs: 100}\n", "spec.model.retry.maxBackoffMs: must be >= initialBackoffMs"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    fallbacks: [{backend: openai, name: m}]\n", "spec.model.fallbacks[0].endpoint: is required for backend openai"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    fallbacks: [{backend: scripted, script: [{text: x}]}]\n", "spec.model.fallbacks[0].backend: a fallback must be openai or triton"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    fallbacks: [{backend: openai, name: m, endpoint: 'http://x/v1', retry: {}}]\n", "spec.model.fallbacks[0].retry: unknown field"},
+      {"    backend: scripted\n    name: m\n    script: [{text: x}]\n", "spec.model.name: is only valid with backend openai or triton"},
+      {"    backend: triton\n    name: m\n    endpoint: t:1\n    script: [{text: x}]\n", "spec.model.script: is only valid for spec.model with backend: scripted"},
+  };
+  for (const auto& c : cases) {
+    INFO(c.model);
+    CHECK_THAT(ErrorOf(WithModel(c.model)), ContainsSubstring(c.expected));
+  }
+  CHECK_THAT(ErrorOf(WithModel("    backend: scripted\n    script: [{text: x}]\n") + "  embedding: {backend: triton, name: e}\n"),
+             ContainsSubstring("spec.embedding.endpoint: is required for backend triton"));
+}
+
+TEST_CASE("a scripted run keeps the spec hash it had before model endpoints existed", "[spec][model]") {
+  // Stored runs are bound to their spec hash; adding fields to the model spec must not
+  // make an unchanged scripted manifest look changed.
+  auto r = ParseAgentRun(kValid, "t.yaml");
+  REQUIRE(r.ok());
+  CHECK(r->SpecJson()["model"] == nlohmann::json::parse(R"({"backend":"scripted","script":[{"text":"done","toolCalls":[]}]})"));
 }

@@ -4,7 +4,9 @@
 namespace carapace {
 
 nlohmann::json ToJson(const ToolCall& c) {
-  return {{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}};
+  nlohmann::json j = {{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}};
+  if (!c.malformed.empty()) j["malformed"] = c.malformed;
+  return j;
 }
 
 ToolCall ToolCallFromJson(const nlohmann::json& j) {
@@ -13,6 +15,7 @@ ToolCall ToolCallFromJson(const nlohmann::json& j) {
   c.id = j.value("id", "");
   c.name = j.value("name", "");
   c.arguments = j.value("arguments", nlohmann::json::object());
+  c.malformed = j.value("malformed", "");
   return c;
 }
 

@@ -14,6 +14,9 @@ struct ToolCall {
   std::string id;  // unique within the run: "s<step>c<index>"
   std::string name;
   nlohmann::json arguments = nlohmann::json::object();
+  // Set when the model's call could not be parsed: why. `arguments` then holds the raw text
+  // as a string. The runtime answers such a call with an error for the model to correct.
+  std::string malformed;
 };
 
 struct Message {

@@ -1,16 +1,25 @@
-// ModelBackend: how the runtime asks a model for the next reply. Backends are kinds
-// registered by name ("scripted", later "openai", "triton"); spec.model.backend picks one.
+// ModelBackend: how the runtime asks a model for the next reply. A backend streams the
+// reply into a ChatStream (text deltas, tool calls, usage, finish reason); the runtime
+// records the complete response only once the stream has finished, so a reply cut off
+// mid-way is simply asked for again. Backends are kinds registered by name ("scripted",
+// "openai", "triton"); spec.model.backend picks one (docs/models.md).
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/agentrun/spec.h"
 #include "common/status.h"
 #include "worker/model/chat.h"
+
+namespace prometheus {
+class Registry;
+}
 
 namespace carapace {
 
@@ -25,35 +34,100 @@ struct ModelResponse {
   std::vector<ToolCall> tool_calls;  // ids are assigned by the runtime
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
-  std::string finish_reason;  // "stop" | "tool_calls" | ...
+  std::string finish_reason;  // "stop" | "tool_calls" | "length" | ...
+  std::string answered_by;    // the endpoint that answered (ModelEndpointSpec::Describe)
+};
+
+// One event of a streamed reply, as an observer sees it.
+struct ChatStreamEvent {
+  enum class Kind { kText, kToolCall, kUsage, kFinish, kError };
+  Kind kind = Kind::kText;
+  std::string text;  // kText: the delta; kFinish: the reason; kError: the message
+  ToolCall call;     // kToolCall
+  int64_t prompt_tokens = 0;
+  int64_t completion_tokens = 0;
+};
+
+// Where a backend puts a reply as it arrives. It assembles the complete response and
+// passes each event on to an optional observer (live output, metrics).
+class ChatStream {
+ public:
+  using Observer = std::function<void(const ChatStreamEvent&)>;
+  explicit ChatStream(Observer observer = {}) : observer_(std::move(observer)) {}
+
+  void Text(std::string_view delta);
+  void Call(ToolCall call);
+  void Usage(int64_t prompt_tokens, int64_t completion_tokens);
+  void Finish(std::string reason);
+  void Error(const std::string& message);
+  void AnsweredBy(std::string endpoint) { response_.answered_by = std::move(endpoint); }
+
+  // True once text or a tool call arrived: a failure after this point is "after the first
+  // token" and is not retried by the backend (the runtime re-issues the call whole).
+  bool started() const { return started_; }
+  const ModelResponse& response() const { return response_; }
+  ModelResponse Take() { return std::move(response_); }
+
+ private:
+  void Emit(const ChatStreamEvent& e) const {
+    if (observer_) observer_(e);
+  }
+  Observer observer_;
+  ModelResponse response_;
+  bool started_ = false;
 };
 
 class ModelBackend {
  public:
   virtual ~ModelBackend() = default;
-  // Returns the model's complete reply. Errors: kUnavailable / kDeadlineExceeded when the
-  // service could not answer (the runtime may ask again: a model call has no side effect),
-  // kFailedPrecondition when it never will (a scripted backend out of replies).
-  virtual Result<ModelResponse> Complete(const ModelRequest& request) = 0;
+
+  // Streams the model's reply into `out`. Errors: kUnavailable / kResourceExhausted when the
+  // service could not answer now (may be retried), kDeadlineExceeded when the call's
+  // deadline passed, kAborted when the stream broke after tokens arrived (ask again whole),
+  // kPermissionDenied when the service refused the credentials, kInvalidArgument when it
+  // refused the request, kFailedPrecondition when it never will answer (a script ran out).
+  virtual Status Chat(const ModelRequest& request, ChatStream* out) = 0;
+
+  // Chat, collected: the complete reply.
+  Result<ModelResponse> Complete(const ModelRequest& request);
 
   // One vector per text, each of the spec's embedding dimensions. Errors: kFailedPrecondition
-  // when the backend has no embeddings; kUnavailable when the service could not answer.
+  // when the backend has no embeddings; otherwise as Chat.
   virtual Result<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts);
+
+  // Whether the service answers now (ServerReady and ModelReady, GET /models): for /readyz
+  // and for trying an endpoint again. Ok by default (nothing remote).
+  virtual Status CheckHealth() { return Status::Ok(); }
 };
 
-using ModelBackendFactory = std::function<Result<std::unique_ptr<ModelBackend>>(const AgentRun&)>;
+// What a factory gets: the endpoint to talk to, and the embedding width of the run.
+struct BackendContext {
+  const ModelEndpointSpec& endpoint;
+  int64_t embedding_dimensions = 768;
+};
+
+using ModelBackendFactory = std::function<Result<std::unique_ptr<ModelBackend>>(const BackendContext&)>;
 
 // Name -> factory. Adding a backend adds a file and one Register call in RegisterBuiltinModels.
+// Create() wraps the endpoints of spec.model (and its fallbacks) in the retry, circuit
+// breaker and failover layer, with metrics in `metrics` when one is given.
 class ModelRegistry {
  public:
   void Register(const std::string& name, ModelBackendFactory factory);
-  // Errors: kInvalidArgument naming spec.model.backend when the name is unknown.
+  void set_metrics(prometheus::Registry* metrics) { metrics_ = metrics; }
+
+  // Errors: kInvalidArgument naming the field (spec.model.backend, spec.model.fallbacks[1]...)
+  // when a backend is unknown or cannot be built from its settings.
   Result<std::unique_ptr<ModelBackend>> Create(const AgentRun& run) const;
   // The backend for spec.embedding; null when the spec has none.
   Result<std::unique_ptr<ModelBackend>> CreateEmbedder(const AgentRun& run) const;
+  // One endpoint's bare backend, without retries or failover.
+  Result<std::unique_ptr<ModelBackend>> CreateBackend(const ModelEndpointSpec& endpoint, int64_t embedding_dimensions,
+                                                      const std::string& field) const;
 
  private:
   std::map<std::string, ModelBackendFactory> factories_;
+  prometheus::Registry* metrics_ = nullptr;
 };
 
 // Registers the backends this build ships.

@@ -7,14 +7,13 @@
 
 namespace carapace {
 
-Result<ModelResponse> ScriptedBackend::Complete(const ModelRequest& request) {
+Status ScriptedBackend::Chat(const ModelRequest& request, ChatStream* out) {
   if (request.step < 1 || request.step > static_cast<int64_t>(script_.size())) {
     return FailedPrecondition("scripted backend: the script has " + std::to_string(script_.size()) +
                               " replies and step " + std::to_string(request.step) + " asked for one more");
   }
   const ScriptedReply& reply = script_[static_cast<size_t>(request.step - 1)];
-  ModelResponse r;
-  r.text = reply.text;
+  out->Text(reply.text);
   size_t prompt_chars = 0;
   if (request.messages) {
     for (const auto& m : *request.messages) prompt_chars += m.content.size() + 8;
@@ -25,12 +24,11 @@ Result<ModelResponse> ScriptedBackend::Complete(const ModelRequest& request) {
     call.name = c.name;
     call.arguments = c.arguments;
     completion_chars += c.name.size() + c.arguments.dump().size();
-    r.tool_calls.push_back(std::move(call));
+    out->Call(std::move(call));
   }
-  r.prompt_tokens = static_cast<int64_t>(prompt_chars / 4 + 1);
-  r.completion_tokens = static_cast<int64_t>(completion_chars / 4 + 1);
-  r.finish_reason = r.tool_calls.empty() ? "stop" : "tool_calls";
-  return r;
+  out->Usage(static_cast<int64_t>(prompt_chars / 4 + 1), static_cast<int64_t>(completion_chars / 4 + 1));
+  out->Finish(reply.tool_calls.empty() ? "stop" : "tool_calls");
+  return Status::Ok();
 }
 
 Result<std::vector<std::vector<float>>> ScriptedBackend::Embed(const std::vector<std::string>& texts) {

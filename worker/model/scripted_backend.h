@@ -16,7 +16,7 @@ class ScriptedBackend : public ModelBackend {
   // Reply number `request.step` (1-based). Token counts are estimated as one token per four
   // characters of prompt and reply, so budgets behave as they would with a real model.
   // Errors: kFailedPrecondition when the script has no reply for the step.
-  Result<ModelResponse> Complete(const ModelRequest& request) override;
+  Status Chat(const ModelRequest& request, ChatStream* out) override;
 
   // Deterministic embeddings by feature hashing: each word adds +1 or -1 to a dimension
   // chosen by its hash; the vector is normalised. Texts that share words get similar

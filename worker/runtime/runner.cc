@@ -4,7 +4,6 @@
 
 #include <filesystem>
 #include <random>
-#include <thread>
 
 #include "common/hash.h"
 #include "common/json_text.h"
@@ -241,13 +240,13 @@ Status Runner::StartStep() {
 Status Runner::CallModel() {
   ModelRequest request{state_.step, &state_.messages, schemas_};
   int64_t started = MonoNowMillis();
+  // The model layer has already retried the endpoint and tried the fallbacks. A reply that
+  // broke off after tokens arrived (kAborted) is asked for again whole: nothing of it was
+  // recorded, and a model call has no side effect.
   Result<ModelResponse> response = model_->Complete(request);
-  for (int attempt = 1; !response.ok() && attempt <= 3; ++attempt) {
-    StatusCode code = response.status().code();
-    if (code != StatusCode::kUnavailable && code != StatusCode::kDeadlineExceeded) break;
-    log::Warn("model call failed; retrying", {{"agentrun", run_.metadata.name}, {"step", state_.step},
-                                              {"attempt", attempt}, {"error", response.status().ToString()}});
-    std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+  for (int attempt = 1; !response.ok() && response.status().code() == StatusCode::kAborted && attempt <= 2; ++attempt) {
+    log::Warn("model reply broke off; asking again", {{"agentrun", run_.metadata.name}, {"step", state_.step},
+                                                      {"attempt", attempt}, {"error", response.status().ToString()}});
     response = model_->Complete(request);
   }
   if (!response.ok()) return Finish(Phase::kFailed, "model call failed: " + response.status().message(), "");
@@ -264,6 +263,7 @@ Status Runner::CallModel() {
                                               {"promptTokens", response->prompt_tokens},
                                               {"completionTokens", response->completion_tokens},
                                               {"finishReason", response->finish_reason},
+                                              {"answeredBy", response->answered_by},
                                               {"durationMs", MonoNowMillis() - started}});
   if (calls.empty()) {
     return Finish(Phase::kSucceeded, "the model answered without tool calls", text,
@@ -287,6 +287,12 @@ Status Runner::HandleCall(CallState* call, size_t index) {
 
   switch (call->status) {
     case CallStatus::kPlanned: {
+      if (!call->call.malformed.empty()) {
+        // The model's mistake to correct, not the run's end: it sees the error and its call.
+        return Record(result_events(false, nullptr, "malformed tool call: " + call->call.malformed +
+                                                        ". Write the call again as a JSON object with \"name\" and \"arguments\"."),
+                      last && SyncStepBoundaries());
+      }
       if (name == kFinishTool) {
         const nlohmann::json& r = call->call.arguments.contains("result") ? call->call.arguments["result"] : nlohmann::json("");
         std::string result = r.is_string() ? r.get<std::string>() : r.dump();

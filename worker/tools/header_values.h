@@ -16,6 +16,10 @@ struct LoadedHeaders {
   std::vector<std::string> secret_names;                    // lower-case
 };
 
+// One value: the literal, or the secret from its environment variable or file, registered
+// for redaction. Errors: kInvalidArgument prefixed with `where`.
+Result<std::string> LoadHeaderValue(const HeaderSpec& header, const std::string& where);
+
 // `where` prefixes error messages ("tool \"api\": http.headers"). Errors: kInvalidArgument
 // naming the header when a secret is missing, empty, not UTF-8 or too short to redact.
 Result<LoadedHeaders> LoadHeaders(const std::vector<HeaderSpec>& headers, const std::string& where);

@@ -5,35 +5,11 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
+#include "common/sse.h"
+
 namespace carapace {
 
 namespace http = web::http;
-
-std::vector<std::string> ParseSseData(const std::string& body) {
-  std::vector<std::string> events;
-  std::string data;
-  bool has_data = false;
-  size_t start = 0;
-  while (start <= body.size()) {
-    size_t end = body.find('\n', start);
-    std::string line = body.substr(start, end == std::string::npos ? std::string::npos : end - start);
-    if (!line.empty() && line.back() == '\r') line.pop_back();
-    if (line.empty()) {
-      if (has_data) events.push_back(data);
-      data.clear();
-      has_data = false;
-    } else if (line.rfind("data:", 0) == 0) {
-      std::string value = line.substr(5);
-      if (!value.empty() && value[0] == ' ') value.erase(0, 1);
-      data += (has_data ? "\n" : "") + value;
-      has_data = true;
-    }
-    if (end == std::string::npos) break;
-    start = end + 1;
-  }
-  if (has_data) events.push_back(data);
-  return events;
-}
 
 McpClient::McpClient(std::string url, std::vector<std::pair<std::string, std::string>> headers, int timeout_seconds)
     : url_(std::move(url)), headers_(std::move(headers)), timeout_seconds_(timeout_seconds) {}

@@ -62,8 +62,4 @@ class McpClient {
   int64_t next_id_ = 1;
 };
 
-// Parses a text/event-stream body into the `data` of each event (multi-line data joined by
-// newlines). Exposed for tests.
-std::vector<std::string> ParseSseData(const std::string& body);
-
 }  // namespace carapace

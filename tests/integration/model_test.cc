@@ -1,0 +1,594 @@
+// The model backends against their doubles over loopback: Triton/KServe v2 gRPC and the
+// OpenAI-compatible HTTP API. Whole runs with tool calls, streamed fragments, malformed calls,
+// server errors before and after the first token, deadlines, failover, a bad API key, the
+// circuit breaker, embeddings, health checks, TLS, metrics checked by promtool, and
+// `carapace run` on the examples.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include <grpcpp/support/status.h>
+#include <prometheus/registry.h>
+#include <prometheus/text_serializer.h>
+
+#include "tests/support/child_process.h"
+#include "tests/support/fake_openai.h"
+#include "tests/support/fake_triton.h"
+#include "worker/model/resilient_model.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/runner.h"
+
+using namespace carapace;
+using carapace::testing::FakeCompletion;
+using carapace::testing::FakeOpenAiServer;
+using carapace::testing::FakeTritonReply;
+using carapace::testing::FakeTritonServer;
+using carapace::testing::RunCommand;
+using carapace::testing::TempDir;
+using Catch::Matchers::ContainsSubstring;
+using nlohmann::json;
+
+namespace {
+
+std::string Manifest(const std::string& model, const std::string& extra = "") {
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: m}\nspec:\n"
+         "  instructions: You keep notes.\n  goal: Write hello to a.txt.\n"
+         "  tools: [{name: notes, kind: workspace}]\n  model:\n" +
+         model + extra;
+}
+
+std::string TritonModel(const std::string& target, const std::string& more = "", int timeout = 5) {
+  return "    backend: triton\n    name: llm\n    endpoint: \"" + target + "\"\n    timeoutSeconds: " + std::to_string(timeout) + "\n" +
+         "    retry: {maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 5}\n" + more;
+}
+
+std::string OpenAiModel(const std::string& url, const std::string& more = "", int timeout = 5) {
+  return "    backend: openai\n    name: llm\n    endpoint: \"" + url + "\"\n    timeoutSeconds: " + std::to_string(timeout) + "\n" +
+         "    retry: {maxAttempts: 3, initialBackoffMs: 1, maxBackoffMs: 5}\n" + more;
+}
+
+struct Outcome {
+  Status status;
+  RunState state;
+  std::vector<Event> events;
+  std::vector<Event> Of(const std::string& type) const {
+    std::vector<Event> out;
+    for (const auto& e : events) if (e.type == type) out.push_back(e);
+    return out;
+  }
+};
+
+// Runs the manifest to its end in a fresh state dir, with model metrics in `metrics`.
+Outcome Run(const std::string& yaml, const std::string& dir, prometheus::Registry* metrics = nullptr) {
+  Outcome o;
+  auto run = ParseAgentRun(yaml, "test.yaml");
+  if (!run.ok()) {
+    o.status = run.status();
+    return o;
+  }
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  models.set_metrics(metrics);
+  ToolRegistry tools;
+  RegisterBuiltinTools(&tools);
+  auto store = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
+  REQUIRE(store.ok());
+  auto runner = Runner::Create(store->get(), *run, models, tools);
+  if (!runner.ok()) {
+    o.status = runner.status();
+    return o;
+  }
+  auto phase = (*runner)->Run();
+  o.status = phase.status();
+  o.state = (*runner)->state();
+  auto events = ReadAllEvents(**store);
+  REQUIRE(events.ok());
+  o.events = *events;
+  return o;
+}
+
+const std::string kWriteCall = R"(<tool_call>
+{"name": "notes", "arguments": {"op": "write", "path": "a.txt", "content": "hello"}}
+</tool_call>)";
+
+// Splits text into pieces of n bytes, as a server streams tokens.
+std::vector<std::string> Pieces(const std::string& text, size_t n) {
+  std::vector<std::string> out;
+  for (size_t i = 0; i < text.size(); i += n) out.push_back(text.substr(i, n));
+  return out;
+}
+
+FakeTritonReply Reply(const std::string& text, size_t piece = 7) {
+  FakeTritonReply r;
+  r.chunks = Pieces(text, piece);
+  return r;
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// A loopback port nothing listens on.
+int DeadPort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+double MetricValue(const std::string& text, const std::string& series) {
+  std::istringstream in(text);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
+  }
+  return -1;
+}
+
+}  // namespace
+
+TEST_CASE("triton: a multi-step run with streamed tool calls through ModelStreamInfer", "[model][triton]") {
+  FakeTritonServer server;
+  REQUIRE(server.Start());
+  server.Push(Reply("I will write it.\n" + kWriteCall));
+  server.Push(Reply("I wrote hello to a.txt.<|im_end|>"));
+  TempDir dir;
+  prometheus::Registry metrics;
+  Outcome o = Run(Manifest(TritonModel(server.target(), "    maxTokens: 64\n    temperature: 0.5\n")), dir.Sub("s"), &metrics);
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.status.ok());
+  CHECK(o.state.phase == Phase::kSucceeded);
+  CHECK(o.state.result == "I wrote hello to a.txt.");
+  CHECK(ReadFile(dir.Sub("s") + "/workspace/a.txt") == "hello");
+
+  auto requests = server.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[0].streaming_rpc);
+  CHECK(requests[0].stream);
+  CHECK(requests[0].empty_final);
+  CHECK(requests[0].sampling["max_tokens"] == 64);
+  CHECK(requests[0].sampling["temperature"] == 0.5);
+  CHECK(requests[0].sampling["stop"][0] == "<|im_end|>");
+  CHECK_THAT(requests[0].prompt, ContainsSubstring("<|im_start|>system\nYou keep notes."));
+  CHECK_THAT(requests[0].prompt, ContainsSubstring("\"name\":\"notes\""));
+  // The second prompt carries the call and its result back to the model.
+  CHECK_THAT(requests[1].prompt, ContainsSubstring("<tool_call>\n{\"arguments\":{\"content\":\"hello\",\"op\":\"write\",\"path\":\"a.txt\"},\"name\":\"notes\"}\n</tool_call>"));
+  CHECK_THAT(requests[1].prompt, ContainsSubstring("<tool_response>"));
+
+  auto responses = o.Of("model_response");
+  REQUIRE(responses.size() == 2);
+  CHECK(responses[0].data["answeredBy"] == "triton llm@" + server.target());
+  CHECK(responses[0].data["text"] == "I will write it.\n");
+  CHECK(responses[0].data["completionTokens"].get<int64_t>() > 0);
+  CHECK(o.state.used.tokens > 0);  // estimated usage feeds the token budget
+}
+
+TEST_CASE("triton: unary ModelInfer with the tensorrtllm preset and the Llama 3 template", "[model][triton]") {
+  FakeTritonServer server;
+  REQUIRE(server.Start());
+  server.Push(Reply("<|python_tag|>{\"name\": \"notes\", \"parameters\": {\"op\": \"write\", \"path\": \"a.txt\", \"content\": \"hi\"}}<|eom_id|>"));
+  server.Push(Reply("Done.<|eot_id|>"));
+  TempDir dir;
+  Outcome o = Run(Manifest(TritonModel(server.target(), "    maxTokens: 99\n    topP: 0.5\n    triton: {preset: tensorrtllm, template: llama3, stream: false}\n")),
+                  dir.Sub("s"));
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  CHECK(o.state.result == "Done.");
+  CHECK(ReadFile(dir.Sub("s") + "/workspace/a.txt") == "hi");
+  auto requests = server.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK_FALSE(requests[0].streaming_rpc);
+  CHECK_FALSE(requests[0].stream);
+  CHECK(requests[0].sampling["max_tokens"] == 99);  // a separate INT32 tensor
+  CHECK(requests[0].sampling["top_p"] == 0.5);
+  CHECK(requests[0].prompt.rfind("<|begin_of_text|><|start_header_id|>system", 0) == 0);
+  CHECK_THAT(requests[1].prompt, ContainsSubstring("<|start_header_id|>ipython<|end_header_id|>"));
+}
+
+TEST_CASE("openai: a multi-step run with streamed text and tool-call fragments", "[model][openai]") {
+  FakeOpenAiServer server("sk-test-0123456789");
+  REQUIRE(server.Start());
+  ::setenv("CARAPACE_TEST_OPENAI_KEY", "sk-test-0123456789", 1);
+  FakeCompletion first;
+  first.content = {"I will ", "write it."};
+  first.tool_calls = {{{"index", 0}, {"id", "call_1"}, {"type", "function"}, {"function", {{"name", "notes"}, {"arguments", ""}}}},
+                      {{"index", 0}, {"function", {{"arguments", "{\"op\": \"write\", "}}}},
+                      {{"index", 0}, {"function", {{"arguments", "\"path\": \"a.txt\", \"content\": \"hello\"}"}}}}};
+  server.Push(first);
+  FakeCompletion second;
+  second.content = {"Wrote ", "hello."};
+  server.Push(second);
+  TempDir dir;
+  prometheus::Registry metrics;
+  Outcome o = Run(Manifest(OpenAiModel(server.base_url(), "    apiKey: {valueFrom: {env: CARAPACE_TEST_OPENAI_KEY}}\n    maxTokens: 32\n")),
+                  dir.Sub("s"), &metrics);
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  CHECK(o.state.result == "Wrote hello.");
+  CHECK(ReadFile(dir.Sub("s") + "/workspace/a.txt") == "hello");
+  auto requests = server.requests();
+  REQUIRE(requests.size() == 2);
+  CHECK(requests[0].path == "/v1/chat/completions");
+  CHECK(requests[0].authorization == "Bearer sk-test-0123456789");
+  CHECK(requests[0].body["stream"] == true);
+  CHECK(requests[0].body["max_tokens"] == 32);
+  CHECK(requests[0].body["tool_choice"] == "auto");
+  CHECK(requests[0].body["tools"][0]["function"]["name"] == "notes");
+  CHECK(requests[1].body["messages"][2]["tool_calls"][0]["function"]["name"] == "notes");
+  CHECK(requests[1].body["messages"][3]["role"] == "tool");
+  // Usage as the server reported it: 11 + 7 per call.
+  CHECK(o.state.used.tokens == 36);
+  // The key is a secret: nowhere in the event log.
+  for (const auto& e : o.events) CHECK(e.ToJson().dump().find("sk-test-0123456789") == std::string::npos);
+}
+
+TEST_CASE("a malformed tool call goes back to the model as an error and the run goes on", "[model][triton]") {
+  FakeTritonServer server;
+  REQUIRE(server.Start());
+  server.Push(Reply("<tool_call>{\"name\": \"notes\", \"arguments\": {\"op\": \"write\", </tool_call>"));
+  server.Push(Reply(kWriteCall));
+  server.Push(Reply("Fixed it."));
+  TempDir dir;
+  prometheus::Registry metrics;
+  Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"), &metrics);
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  auto results = o.Of("tool_result");
+  REQUIRE(results.size() == 2);
+  CHECK(results[0].data["ok"] == false);
+  CHECK_THAT(results[0].data["error"].get<std::string>(), ContainsSubstring("malformed tool call: the tool call is not valid JSON"));
+  CHECK(results[1].data["ok"] == true);
+  // The model saw its broken call and the error.
+  CHECK_THAT(server.requests()[1].prompt, ContainsSubstring("malformed tool call"));
+  CHECK(o.state.used.tool_calls == 1);  // the broken call ran nothing
+  std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
+  CHECK(MetricValue(text, "carapace_model_malformed_tool_calls_total{backend=\"triton\",model=\"llm\"}") == 1);
+}
+
+TEST_CASE("errors before the first token are retried; a stream cut after tokens is asked again whole", "[model]") {
+  SECTION("triton") {
+    FakeTritonServer server;
+    REQUIRE(server.Start());
+    FakeTritonReply unavailable;
+    unavailable.fail_code = static_cast<int>(grpc::StatusCode::UNAVAILABLE);
+    FakeTritonReply busy;
+    busy.fail_code = static_cast<int>(grpc::StatusCode::RESOURCE_EXHAUSTED);
+    server.Push(unavailable);
+    server.Push(busy);
+    server.Push(Reply(kWriteCall));
+    FakeTritonReply cut = Reply("This reply breaks off half way", 5);
+    cut.cut_after = 2;
+    server.Push(cut);
+    server.Push(Reply("All done."));
+    TempDir dir;
+    prometheus::Registry metrics;
+    Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"), &metrics);
+    INFO(o.status.ToString() << " " << o.state.reason);
+    REQUIRE(o.state.phase == Phase::kSucceeded);
+    CHECK(o.state.result == "All done.");  // nothing of the broken reply leaked in
+    CHECK(server.requests().size() == 5);
+    std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
+    CHECK(MetricValue(text, "carapace_model_retries_total{backend=\"triton\",model=\"llm\"}") == 2);
+    CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"unavailable\"}") == 1);
+    CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"resource_exhausted\"}") == 1);
+    CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"aborted\"}") == 1);
+    CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"ok\"}") == 2);
+  }
+  SECTION("openai") {
+    FakeOpenAiServer server;
+    REQUIRE(server.Start());
+    FakeCompletion unavailable;
+    unavailable.status = 503;
+    FakeCompletion limited;
+    limited.status = 429;
+    server.Push(unavailable);
+    server.Push(limited);
+    FakeCompletion cut;
+    cut.content = {"This ", "reply ", "breaks ", "off"};
+    cut.cut_after = 2;
+    server.Push(cut);
+    FakeCompletion good;
+    good.content = {"All ", "done."};
+    server.Push(good);
+    TempDir dir;
+    Outcome o = Run(Manifest(OpenAiModel(server.base_url())), dir.Sub("s"));
+    INFO(o.status.ToString() << " " << o.state.reason);
+    REQUIRE(o.state.phase == Phase::kSucceeded);
+    CHECK(o.state.result == "All done.");
+    CHECK(server.requests().size() == 4);
+  }
+}
+
+TEST_CASE("a call past its deadline fails the run with the reason, without retrying it", "[model]") {
+  SECTION("triton") {
+    FakeTritonServer server;
+    REQUIRE(server.Start());
+    FakeTritonReply slow = Reply("too late");
+    slow.delay_ms = 1600;
+    server.Push(slow);
+    TempDir dir;
+    Outcome o = Run(Manifest(TritonModel(server.target(), "", 1)), dir.Sub("s"));
+    CHECK(o.state.phase == Phase::kFailed);
+    CHECK_THAT(o.state.reason, ContainsSubstring("model call failed"));
+    CHECK_THAT(o.state.reason, ContainsSubstring("Deadline Exceeded"));
+    CHECK(server.requests().size() == 1);
+  }
+  SECTION("openai") {
+    FakeOpenAiServer server;
+    REQUIRE(server.Start());
+    FakeCompletion slow;
+    slow.content = {"too late"};
+    slow.delay_ms = 1600;
+    server.Push(slow);
+    TempDir dir;
+    Outcome o = Run(Manifest(OpenAiModel(server.base_url(), "", 1)), dir.Sub("s"));
+    CHECK(o.state.phase == Phase::kFailed);
+    CHECK_THAT(o.state.reason, ContainsSubstring("timed out"));
+    CHECK(server.requests().size() == 1);
+  }
+}
+
+TEST_CASE("an endpoint that cannot answer fails over to the next, and the answer says who gave it", "[model]") {
+  FakeOpenAiServer backup;
+  REQUIRE(backup.Start());
+  FakeCompletion call;
+  call.tool_calls = {{{"index", 0}, {"id", "c1"}, {"function", {{"name", "notes"}, {"arguments", "{\"op\":\"write\",\"path\":\"a.txt\",\"content\":\"x\"}"}}}}};
+  backup.Push(call);
+  FakeCompletion done;
+  done.content = {"ok"};
+  backup.Push(done);
+  const std::string dead = "127.0.0.1:" + std::to_string(DeadPort());
+  TempDir dir;
+  prometheus::Registry metrics;
+  // A breaker that stays closed here, so each step retries the dead endpoint in full.
+  Outcome o = Run(Manifest(TritonModel(dead, "    circuitBreaker: {failureThreshold: 100}\n    fallbacks:\n      - {backend: openai, name: backup, endpoint: \"" +
+                                                 backup.base_url() + "\"}\n")),
+                  dir.Sub("s"), &metrics);
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  auto responses = o.Of("model_response");
+  REQUIRE(responses.size() == 2);
+  CHECK(responses[0].data["answeredBy"] == "openai backup@" + backup.base_url());
+  std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
+  CHECK(MetricValue(text, "carapace_model_fallbacks_total{backend=\"triton\",model=\"llm\"}") == 2);
+  CHECK(MetricValue(text, "carapace_model_retries_total{backend=\"triton\",model=\"llm\"}") == 4);
+}
+
+TEST_CASE("a bad API key fails the run with a clear reason and no retry storm", "[model][openai]") {
+  FakeOpenAiServer server("sk-right-key-123456");
+  REQUIRE(server.Start());
+  FakeCompletion never;
+  never.content = {"unreachable"};
+  server.Push(never);
+  ::setenv("CARAPACE_TEST_WRONG_KEY", "sk-wrong-key-654321", 1);
+  TempDir dir;
+  Outcome o = Run(Manifest(OpenAiModel(server.base_url(), "    apiKey: {valueFrom: {env: CARAPACE_TEST_WRONG_KEY}}\n    fallbacks:\n"
+                                                          "      - {backend: openai, name: llm, endpoint: \"" + server.base_url() + "\"}\n")),
+                  dir.Sub("s"));
+  CHECK(o.state.phase == Phase::kFailed);
+  CHECK_THAT(o.state.reason, ContainsSubstring("HTTP 401: Incorrect API key provided."));
+  CHECK_THAT(o.state.reason, ContainsSubstring("check spec.model.apiKey"));
+  CHECK(server.requests().size() == 1);  // not retried, and no failover to repeat it
+  for (const auto& e : o.events) CHECK(e.ToJson().dump().find("sk-wrong-key-654321") == std::string::npos);
+}
+
+TEST_CASE("a missing API key or template file is reported when the run starts, with the field", "[model]") {
+  TempDir dir;
+  ::unsetenv("CARAPACE_TEST_NO_SUCH_KEY");
+  Outcome o = Run(Manifest(OpenAiModel("http://127.0.0.1:1/v1", "    apiKey: {valueFrom: {env: CARAPACE_TEST_NO_SUCH_KEY}}\n")), dir.Sub("a"));
+  CHECK(o.status.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(o.status.message(), ContainsSubstring("spec.model.apiKey: environment variable CARAPACE_TEST_NO_SUCH_KEY is not set"));
+  Outcome t = Run(Manifest(TritonModel("127.0.0.1:1", "    triton: {templateFile: /nonexistent/t.yaml}\n")), dir.Sub("b"));
+  CHECK(t.status.code() == StatusCode::kInvalidArgument);
+  CHECK_THAT(t.status.message(), ContainsSubstring("spec.model.triton.templateFile"));
+  Outcome f = Run(Manifest(TritonModel("127.0.0.1:1", "    fallbacks: [{backend: triton, name: x, endpoint: \"127.0.0.1:2\", tls: {caFile: /nonexistent/ca.pem}}]\n")), dir.Sub("c"));
+  CHECK_THAT(f.status.message(), ContainsSubstring("spec.model.fallbacks[0].tls.caFile: cannot read /nonexistent/ca.pem"));
+}
+
+TEST_CASE("the circuit breaker skips an endpoint that keeps failing", "[model]") {
+  FakeTritonServer primary;
+  REQUIRE(primary.Start());
+  FakeOpenAiServer backup;
+  REQUIRE(backup.Start());
+  for (int i = 0; i < 5; ++i) {
+    FakeTritonReply down;
+    down.fail_code = static_cast<int>(grpc::StatusCode::UNAVAILABLE);
+    primary.Push(down);
+    FakeCompletion ok;
+    ok.content = {"backup answer"};
+    backup.Push(ok);
+  }
+  auto run = ParseAgentRun(Manifest(TritonModel(primary.target(),
+                                                "    circuitBreaker: {failureThreshold: 2, openSeconds: 60}\n    fallbacks:\n"
+                                                "      - {backend: openai, name: b, endpoint: \"" + backup.base_url() + "\"}\n")),
+                           "t.yaml");
+  REQUIRE(run.ok());
+  run->spec.model.retry.max_attempts = 1;
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  auto model = models.Create(*run);
+  REQUIRE(model.ok());
+  std::vector<Message> messages = {{"user", "hi", {}, "", ""}};
+  for (int i = 0; i < 4; ++i) {
+    auto r = (*model)->Complete({1, &messages, {}});
+    REQUIRE(r.ok());
+    CHECK(r->text == "backup answer");
+  }
+  CHECK(primary.requests().size() == 2);  // after two failures the breaker opened
+  CHECK(backup.requests().size() == 4);
+}
+
+TEST_CASE("embeddings over Triton (FP32 raw output) and OpenAI /embeddings", "[model]") {
+  FakeTritonServer triton;
+  REQUIRE(triton.Start());
+  FakeOpenAiServer openai;
+  REQUIRE(openai.Start());
+  const std::vector<std::string> texts = {"paper order", "invoice 42"};
+  for (const std::string& backend : {std::string("triton"), std::string("openai")}) {
+    INFO(backend);
+    const std::string endpoint = backend == "triton" ? triton.target() : openai.base_url();
+    auto run = ParseAgentRun("apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: e}\nspec:\n  goal: g\n"
+                             "  model: {backend: scripted, script: [{text: x}]}\n"
+                             "  embedding: {backend: " + backend + ", name: embedder, endpoint: \"" + endpoint + "\", dimensions: 8}\n",
+                             "t.yaml");
+    REQUIRE(run.ok());
+    ModelRegistry models;
+    RegisterBuiltinModels(&models);
+    auto embedder = models.CreateEmbedder(*run);
+    REQUIRE(embedder.ok());
+    auto vectors = (*embedder)->Embed(texts);
+    INFO(vectors.status().ToString());
+    REQUIRE(vectors.ok());
+    REQUIRE(vectors->size() == 2);
+    CHECK((*vectors)[0] == testing::FakeEmbedding("paper order", 8));
+    CHECK((*vectors)[1] == testing::FakeEmbedding("invoice 42", 8));
+  }
+  // A service whose vectors do not have the spec's width is a configuration error, named.
+  auto run = ParseAgentRun("apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: e}\nspec:\n  goal: g\n"
+                           "  model: {backend: scripted, script: [{text: x}]}\n"
+                           "  embedding: {backend: triton, name: embedder, endpoint: \"" + triton.target() + "\", dimensions: 16}\n",
+                           "t.yaml");
+  REQUIRE(run.ok());
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  auto wrong = (*models.CreateEmbedder(*run))->Embed(texts);
+  CHECK_THAT(wrong.status().message(), ContainsSubstring("spec.embedding.dimensions is 16"));
+}
+
+TEST_CASE("health checks ask ServerReady and ModelReady, or GET /models", "[model]") {
+  FakeTritonServer triton;
+  REQUIRE(triton.Start());
+  FakeOpenAiServer openai;
+  REQUIRE(openai.Start());
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  ModelEndpointSpec t;
+  t.backend = "triton";
+  t.name = "llm";
+  t.endpoint = triton.target();
+  auto tb = models.CreateBackend(t, 8, "spec.model");
+  REQUIRE(tb.ok());
+  CHECK((*tb)->CheckHealth().ok());
+  triton.set_ready(false);
+  CHECK_THAT((*tb)->CheckHealth().message(), ContainsSubstring("not ready"));
+  t.name = "other";
+  triton.set_ready(true);
+  CHECK_THAT((*models.CreateBackend(t, 8, "spec.model"))->CheckHealth().message(), ContainsSubstring("model other is not ready"));
+  ModelEndpointSpec o;
+  o.backend = "openai";
+  o.name = "llm";
+  o.endpoint = openai.base_url();
+  CHECK((*models.CreateBackend(o, 8, "spec.model"))->CheckHealth().ok());
+  o.endpoint = "http://127.0.0.1:" + std::to_string(DeadPort()) + "/v1";
+  CHECK((*models.CreateBackend(o, 8, "spec.model"))->CheckHealth().code() == StatusCode::kUnavailable);
+}
+
+TEST_CASE("triton over TLS with a CA file and a client certificate", "[model][triton]") {
+  TempDir dir;
+  auto sh = [&](const std::string& cmd) {
+    auto r = RunCommand({"/bin/sh", "-c", "cd " + dir.path() + " && " + cmd});
+    INFO(cmd << "\n" << r.err);
+    REQUIRE(r.exit_code == 0);
+  };
+  // A throwaway CA that signs a server certificate for localhost and a client certificate.
+  sh("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 1 -subj /CN=test-ca 2>/dev/null");
+  sh("openssl req -newkey rsa:2048 -nodes -keyout server.key -out server.csr -subj /CN=localhost 2>/dev/null");
+  sh("printf 'subjectAltName=DNS:localhost\\n' > san.ext && openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key "
+     "-CAcreateserial -out server.pem -days 1 -extfile san.ext 2>/dev/null");
+  sh("openssl req -newkey rsa:2048 -nodes -keyout client.key -out client.csr -subj /CN=worker 2>/dev/null");
+  sh("openssl x509 -req -in client.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out client.pem -days 1 2>/dev/null");
+  testing::FakeTritonTls tls{ReadFile(dir.Sub("server.pem")), ReadFile(dir.Sub("server.key")), ReadFile(dir.Sub("ca.pem"))};
+  FakeTritonServer server;
+  REQUIRE(server.Start(&tls));
+  server.Push(Reply("over TLS"));
+  const std::string target = "localhost:" + server.target().substr(server.target().find(':') + 1);
+  const std::string files = "    tls: {caFile: " + dir.Sub("ca.pem") + ", certFile: " + dir.Sub("client.pem") +
+                            ", keyFile: " + dir.Sub("client.key") + "}\n";
+  Outcome o = Run(Manifest(TritonModel(target, files)), dir.Sub("s"));
+  INFO(o.status.ToString() << " " << o.state.reason);
+  CHECK(o.state.phase == Phase::kSucceeded);
+  CHECK(o.state.result == "over TLS");
+  // Without the client certificate the server refuses the connection.
+  server.Push(Reply("never"));
+  Outcome refused = Run(Manifest(TritonModel(target, "    tls: {caFile: " + dir.Sub("ca.pem") + "}\n    retry: {maxAttempts: 1}\n")),
+                        dir.Sub("t"));
+  CHECK(refused.state.phase == Phase::kFailed);
+}
+
+TEST_CASE("the model metrics pass promtool check metrics", "[model][metrics]") {
+  FakeTritonServer server;
+  REQUIRE(server.Start());
+  server.Push(Reply(kWriteCall));
+  server.Push(Reply("done"));
+  TempDir dir;
+  prometheus::Registry metrics;
+  Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"), &metrics);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  const std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
+  for (const char* name : {"carapace_model_requests_total", "carapace_model_request_duration_seconds",
+                           "carapace_model_time_to_first_token_seconds", "carapace_model_tokens_total",
+                           "carapace_model_retries_total", "carapace_model_fallbacks_total"}) {
+    INFO(name);
+    CHECK_THAT(text, ContainsSubstring(std::string("# TYPE ") + name));
+  }
+  CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"ok\"}") == 2);
+  CHECK(MetricValue(text, "carapace_model_time_to_first_token_seconds_count{backend=\"triton\",model=\"llm\"}") == 2);
+  CHECK(MetricValue(text, "carapace_model_tokens_total{backend=\"triton\",direction=\"prompt\",model=\"llm\"}") > 0);
+  std::ofstream(dir.Sub("metrics.txt")) << text;
+  auto check = RunCommand({"/bin/sh", "-c", std::string(PROMTOOL_BIN) + " check metrics < " + dir.Sub("metrics.txt")});
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("carapace run works end to end on the triton and openai examples", "[model][cli]") {
+  TempDir dir;
+  auto example = [&](const std::string& name, const std::string& from, const std::string& to) {
+    std::string text = ReadFile(std::string(CARAPACE_SOURCE_DIR) + "/examples/" + name);
+    size_t at = text.find(from);
+    REQUIRE(at != std::string::npos);
+    text.replace(at, from.size(), to);
+    std::ofstream(dir.Sub(name)) << text;
+    return dir.Sub(name);
+  };
+  FakeTritonServer triton("qwen2.5-7b-instruct");
+  REQUIRE(triton.Start());
+  triton.Push(Reply(kWriteCall));
+  triton.Push(Reply("I wrote hello to a.txt."));
+  auto t = RunCommand({CARAPACE_BIN, "run", example("triton-agent.yaml", "127.0.0.1:8001", triton.target()), "--state-dir", dir.Sub("t")});
+  INFO(t.out << t.err);
+  CHECK(t.exit_code == 0);
+  CHECK_THAT(t.out, ContainsSubstring("I wrote hello to a.txt."));
+  CHECK(ReadFile(dir.Sub("t") + "/workspace/a.txt") == "hello");
+
+  FakeOpenAiServer openai("sk-example-key-42");
+  REQUIRE(openai.Start());
+  FakeCompletion call;
+  call.tool_calls = {{{"index", 0}, {"id", "c1"}, {"function", {{"name", "notes"}, {"arguments", "{\"op\":\"write\",\"path\":\"a.txt\",\"content\":\"hi\"}"}}}}};
+  openai.Push(call);
+  FakeCompletion done;
+  done.content = {"I wrote hi."};
+  openai.Push(done);
+  const std::string spec = example("openai-agent.yaml", "http://127.0.0.1:8000/v1", openai.base_url());
+  auto o = RunCommand({"/usr/bin/env", "OPENAI_API_KEY=sk-example-key-42", CARAPACE_BIN, "run", spec, "--state-dir", dir.Sub("o")});
+  INFO(o.out << o.err);
+  CHECK(o.exit_code == 0);
+  CHECK_THAT(o.out, ContainsSubstring("I wrote hi."));
+  CHECK(o.err.find("sk-example-key-42") == std::string::npos);
+  CHECK(o.out.find("sk-example-key-42") == std::string::npos);
+}

@@ -1,0 +1,67 @@
+// An OpenAI-compatible HTTP server double (/v1/chat/completions streamed as server-sent
+// events or whole, /v1/embeddings, /v1/models), with faults on demand: HTTP errors, a
+// stream cut mid-way, a slow first byte, a required API key. Plain sockets, so a fault can
+// be exactly what a broken server does (a connection dropped inside a chunked body).
+// It records what it was asked. Test support only: never linked into a shipped binary.
+#pragma once
+
+#include <atomic>
+#include <deque>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace carapace::testing {
+
+struct FakeCompletion {
+  std::vector<std::string> content;          // streamed content deltas
+  std::vector<nlohmann::json> tool_calls;    // delta.tool_calls entries, one chunk each, after the content
+  int status = 200;                          // not 200: answer this with error_message, nothing streamed
+  std::string error_message = "scripted failure";
+  int cut_after = -1;                        // send this many chunks, then drop the connection
+  int delay_ms = 0;                          // wait before answering
+  bool usage = true;                         // send a usage chunk (prompt 11, completion 7)
+  std::string finish_reason;                 // default: tool_calls when there are calls, else stop
+};
+
+struct FakeHttpRequest {
+  std::string method;
+  std::string path;
+  std::string authorization;
+  nlohmann::json body;
+};
+
+class FakeOpenAiServer {
+ public:
+  // With `api_key`, a request without "Authorization: Bearer <api_key>" gets 401.
+  explicit FakeOpenAiServer(std::string api_key = "", int dimensions = 8);
+  ~FakeOpenAiServer();
+
+  bool Start();  // 127.0.0.1, a free port
+  void Stop();
+  std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
+
+  void Push(FakeCompletion completion);
+  size_t pending() const;
+  std::vector<FakeHttpRequest> requests() const;
+
+ private:
+  void Serve(int fd);
+  void Answer(int fd, const FakeHttpRequest& request);
+
+  std::string api_key_;
+  int dimensions_;
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stopping_{false};
+  std::thread acceptor_;
+  mutable std::mutex mu_;
+  std::vector<std::thread> workers_;
+  std::deque<FakeCompletion> completions_;
+  std::vector<FakeHttpRequest> requests_;
+};
+
+}  // namespace carapace::testing

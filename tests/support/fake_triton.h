@@ -1,0 +1,73 @@
+// A Triton / KServe v2 gRPC server double with scripted output, for tests and benchmarks:
+// ServerLive/Ready, ModelReady, ModelMetadata, ModelInfer (chat and embeddings) and the
+// decoupled ModelStreamInfer, with faults on demand. It records what it was asked.
+// Test support only: never linked into a shipped binary.
+#pragma once
+
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <grpcpp/server.h>
+#include <nlohmann/json.hpp>
+
+namespace carapace::testing {
+
+// One reply, taken in order by the next chat request.
+struct FakeTritonReply {
+  std::vector<std::string> chunks;  // streamed pieces of text_output (unary: joined)
+  int fail_code = 0;                // a grpc::StatusCode to fail with before any output
+  std::string fail_message = "scripted failure";
+  int cut_after = -1;               // stream this many chunks, then break the stream
+  int delay_ms = 0;                 // wait before the first chunk
+  std::string stream_error;         // answer with ModelStreamInferResponse.error_message
+};
+
+struct FakeTritonRequest {
+  std::string model;
+  std::string prompt;             // text_input
+  std::vector<std::string> texts;  // embedding inputs
+  bool stream = false;
+  bool empty_final = false;       // triton_enable_empty_final_response
+  nlohmann::json sampling;        // sampling_parameters (vllm preset), or the separate tensors
+  std::string authorization;
+  bool streaming_rpc = false;     // came through ModelStreamInfer
+};
+
+struct FakeTritonTls {
+  std::string cert_pem;
+  std::string key_pem;
+  std::string client_ca_pem;  // set: clients must present a certificate signed by it
+};
+
+class FakeTritonServer {
+ public:
+  // `model`: the chat model's name; `embedder`: the embedding model's name.
+  explicit FakeTritonServer(std::string model = "llm", std::string embedder = "embedder", int dimensions = 8);
+  ~FakeTritonServer();
+
+  // Listens on 127.0.0.1 on a free port. False when it cannot.
+  bool Start(const FakeTritonTls* tls = nullptr);
+  void Stop();
+  std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
+
+  void Push(FakeTritonReply reply);
+  // Replies no chat request has taken yet.
+  size_t pending() const;
+  std::vector<FakeTritonRequest> requests() const;
+  void set_ready(bool ready);
+
+  class Service;
+
+ private:
+  std::unique_ptr<Service> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int port_ = 0;
+};
+
+// The embedding the double returns for a text (deterministic, for assertions).
+std::vector<float> FakeEmbedding(const std::string& text, int dimensions);
+
+}  // namespace carapace::testing

@@ -1,0 +1,61 @@
+// Assembling a streamed reply.
+#include "worker/model/model_backend.h"
+
+namespace carapace {
+
+void ChatStream::Text(std::string_view delta) {
+  if (delta.empty()) return;
+  started_ = true;
+  response_.text.append(delta);
+  ChatStreamEvent e;
+  e.kind = ChatStreamEvent::Kind::kText;
+  e.text = std::string(delta);
+  Emit(e);
+}
+
+void ChatStream::Call(ToolCall call) {
+  started_ = true;
+  ChatStreamEvent e;
+  e.kind = ChatStreamEvent::Kind::kToolCall;
+  e.call = call;
+  response_.tool_calls.push_back(std::move(call));
+  Emit(e);
+}
+
+void ChatStream::Usage(int64_t prompt_tokens, int64_t completion_tokens) {
+  response_.prompt_tokens = prompt_tokens;
+  response_.completion_tokens = completion_tokens;
+  ChatStreamEvent e;
+  e.kind = ChatStreamEvent::Kind::kUsage;
+  e.prompt_tokens = prompt_tokens;
+  e.completion_tokens = completion_tokens;
+  Emit(e);
+}
+
+void ChatStream::Finish(std::string reason) {
+  ChatStreamEvent e;
+  e.kind = ChatStreamEvent::Kind::kFinish;
+  e.text = reason;
+  response_.finish_reason = std::move(reason);
+  Emit(e);
+}
+
+void ChatStream::Error(const std::string& message) {
+  ChatStreamEvent e;
+  e.kind = ChatStreamEvent::Kind::kError;
+  e.text = message;
+  Emit(e);
+}
+
+Result<ModelResponse> ModelBackend::Complete(const ModelRequest& request) {
+  ChatStream stream;
+  Status s = Chat(request, &stream);
+  if (!s.ok()) return s;
+  return stream.Take();
+}
+
+Result<std::vector<std::vector<float>>> ModelBackend::Embed(const std::vector<std::string>&) {
+  return FailedPrecondition("this model backend does not provide embeddings");
+}
+
+}  // namespace carapace

@@ -1,0 +1,48 @@
+// Chat templates: how a conversation becomes the one prompt string that Triton's LLM
+// backends take. Built in: ChatML (Qwen, Hermes, many fine-tunes) and Llama 3. A template
+// file (YAML) gives the same parts for any other model; see docs/models.md.
+#pragma once
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "worker/model/chat.h"
+
+namespace carapace {
+
+// How the model writes a tool call in its text.
+enum class ToolCallFormat {
+  kHermes,  // <tool_call>{"name": ..., "arguments": {...}}</tool_call>, any number of them
+  kLlama3,  // the whole reply is {"name": ..., "parameters": {...}} (several joined by ';')
+};
+
+struct ChatTemplate {
+  struct Affix {
+    std::string prefix;
+    std::string suffix;
+  };
+  std::string name;
+  std::string bos;                      // once, at the start
+  std::map<std::string, Affix> roles;   // system, user, assistant, tool
+  std::string generation_prompt;        // opens the assistant's turn
+  std::vector<std::string> stop;        // generation ends at any of these
+  ToolCallFormat tool_call_format = ToolCallFormat::kHermes;
+  // Added to the system message when tools are offered; "{tools}" becomes one JSON
+  // function schema per line.
+  std::string tools_prompt;
+};
+
+// "chatml" or "llama3". Errors: kInvalidArgument naming the known ones.
+Result<ChatTemplate> BuiltinChatTemplate(const std::string& name);
+
+// Reads a template file. Errors: kInvalidArgument with file:line:col and the field.
+Result<ChatTemplate> LoadChatTemplateFile(const std::string& path);
+
+// The prompt for `messages`, ending with the generation prompt. Tool calls of earlier
+// assistant turns are written back in the template's tool-call format.
+std::string RenderPrompt(const ChatTemplate& t, const std::vector<Message>& messages,
+                         const std::vector<ToolSchema>& tools);
+
+}  // namespace carapace

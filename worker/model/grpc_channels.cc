@@ -1,0 +1,78 @@
+// The process-wide model channel cache.
+#include "worker/model/grpc_channels.h"
+
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+#include <grpcpp/support/channel_arguments.h>
+
+namespace carapace {
+
+namespace {
+
+Result<std::string> ReadPem(const std::string& path, const char* field) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return InvalidArgument(std::string("tls.") + field + ": cannot read " + path);
+  std::stringstream s;
+  s << in.rdbuf();
+  if (s.str().empty()) return InvalidArgument(std::string("tls.") + field + ": " + path + " is empty");
+  return s.str();
+}
+
+}  // namespace
+
+Result<std::shared_ptr<grpc::Channel>> ModelChannel(const std::string& target, const TlsOptions& tls) {
+  static std::mutex mu;
+  static std::map<std::string, std::shared_ptr<grpc::Channel>> channels;
+  const std::string key = target + "|" + (tls.enabled ? "tls|" + tls.ca_file + "|" + tls.cert_file + "|" + tls.key_file : "plain");
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = channels.find(key); it != channels.end()) return it->second;
+
+  std::shared_ptr<grpc::ChannelCredentials> creds = grpc::InsecureChannelCredentials();
+  if (tls.enabled) {
+    grpc::SslCredentialsOptions ssl;
+    if (!tls.ca_file.empty()) {
+      CARAPACE_ASSIGN_OR_RETURN(ssl.pem_root_certs, ReadPem(tls.ca_file, "caFile"));
+    }
+    if (!tls.cert_file.empty()) {
+      CARAPACE_ASSIGN_OR_RETURN(ssl.pem_cert_chain, ReadPem(tls.cert_file, "certFile"));
+      CARAPACE_ASSIGN_OR_RETURN(ssl.pem_private_key, ReadPem(tls.key_file, "keyFile"));
+    }
+    creds = grpc::SslCredentials(ssl);
+  }
+  grpc::ChannelArguments args;
+  args.SetLoadBalancingPolicyName("round_robin");
+  // Keepalive finds a dead connection (a pod gone without a FIN) before a call waits on it.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
+  args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  // Reconnect quickly after a server restart; the retry layer adds its own backoff.
+  args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
+  args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);
+  auto channel = grpc::CreateCustomChannel(target, creds, args);
+  channels[key] = channel;
+  return channel;
+}
+
+Status FromGrpcStatus(const grpc::Status& s, const std::string& what) {
+  std::string m = what + ": " + s.error_message() + " (gRPC " + std::to_string(static_cast<int>(s.error_code())) + ")";
+  switch (s.error_code()) {
+    case grpc::StatusCode::OK: return Status::Ok();
+    case grpc::StatusCode::UNAVAILABLE:
+    case grpc::StatusCode::CANCELLED: return Unavailable(m);
+    case grpc::StatusCode::RESOURCE_EXHAUSTED: return ResourceExhausted(m);
+    case grpc::StatusCode::DEADLINE_EXCEEDED: return DeadlineExceeded(m);
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::PERMISSION_DENIED: return PermissionDenied(m);
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND: return InvalidArgument(m);
+    default: return FailedPrecondition(m);
+  }
+}
+
+}  // namespace carapace

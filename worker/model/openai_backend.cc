@@ -1,0 +1,370 @@
+// OpenAI-compatible HTTP client (cpprestsdk).
+#include "worker/model/openai_backend.h"
+
+#include <chrono>
+#include <fstream>
+#include <system_error>
+
+#include <boost/asio/ssl.hpp>
+#include <cpprest/http_client.h>
+
+#include "common/json_text.h"
+#include "common/sse.h"
+#include "worker/tools/header_values.h"
+
+namespace carapace {
+
+namespace http = web::http;
+
+nlohmann::json OpenAiMessages(const std::vector<Message>& messages) {
+  nlohmann::json out = nlohmann::json::array();
+  for (const auto& m : messages) {
+    nlohmann::json j = {{"role", m.role}, {"content", m.content}};
+    if (m.role == "assistant" && !m.tool_calls.empty()) {
+      if (m.content.empty()) j["content"] = nullptr;
+      j["tool_calls"] = nlohmann::json::array();
+      for (const auto& c : m.tool_calls) {
+        std::string args = c.arguments.is_string() ? c.arguments.get<std::string>() : c.arguments.dump();
+        j["tool_calls"].push_back({{"id", c.id}, {"type", "function"},
+                                   {"function", {{"name", c.name.empty() ? "invalid" : c.name}, {"arguments", args}}}});
+      }
+    }
+    if (m.role == "tool") j["tool_call_id"] = m.tool_call_id;
+    out.push_back(std::move(j));
+  }
+  return out;
+}
+
+void ToolCallFragments::Add(const nlohmann::json& f) {
+  if (!f.is_object()) return;
+  const int64_t index = f.contains("index") && f["index"].is_number_integer() ? f["index"].get<int64_t>() : -1;
+  const std::string id = f.contains("id") && f["id"].is_string() ? f["id"].get<std::string>() : "";
+  Slot* slot = nullptr;
+  // The latest slot with this index, unless the fragment starts a call with another id.
+  for (auto it = slots_.rbegin(); it != slots_.rend(); ++it) {
+    if ((index >= 0 && it->index == index) || (index < 0 && !id.empty() && it->id == id)) {
+      slot = &*it;
+      break;
+    }
+  }
+  if (index < 0 && id.empty() && !slots_.empty()) slot = &slots_.back();
+  if (slot == nullptr || (!id.empty() && !slot->id.empty() && slot->id != id)) {
+    slots_.push_back(Slot{index, id, "", ""});
+    slot = &slots_.back();
+  }
+  if (slot->id.empty()) slot->id = id;
+  if (f.contains("function") && f["function"].is_object()) {
+    const auto& fn = f["function"];
+    if (fn.contains("name") && fn["name"].is_string()) slot->name += fn["name"].get<std::string>();
+    if (fn.contains("arguments")) {
+      // Most servers stream a string; a few send the object whole.
+      slot->arguments += fn["arguments"].is_string() ? fn["arguments"].get<std::string>() : fn["arguments"].dump();
+    }
+  }
+}
+
+std::vector<ToolCall> ToolCallFragments::Finish() const {
+  std::vector<ToolCall> calls;
+  for (const auto& s : slots_) {
+    ToolCall c;
+    c.name = s.name;
+    const std::string args = s.arguments.empty() ? "{}" : s.arguments;
+    nlohmann::json parsed = nlohmann::json::parse(args, nullptr, false);
+    if (s.name.empty()) {
+      c.arguments = args;
+      c.malformed = "the tool call has no function name";
+    } else if (parsed.is_discarded() || !parsed.is_object()) {
+      c.arguments = args;
+      c.malformed = "the arguments of \"" + s.name + "\" are not a JSON object";
+    } else {
+      c.arguments = std::move(parsed);
+    }
+    calls.push_back(std::move(c));
+  }
+  return calls;
+}
+
+namespace {
+
+std::string Body(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+// A service's error reply as ours. 429 and 503 (and the gateway errors) may pass; a refused
+// key or a refused request will not.
+Status HttpError(int code, const std::string& body, const std::string& what) {
+  std::string detail = body.substr(0, 300);
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  if (j.is_object() && j.contains("error")) {
+    const auto& e = j["error"];
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) detail = e["message"];
+    else if (e.is_string()) detail = e;
+  }
+  std::string m = what + ": HTTP " + std::to_string(code) + ": " + detail;
+  switch (code) {
+    case 401:
+    case 403: return PermissionDenied(m + " (the service refused the API key: check spec.model.apiKey)");
+    case 429: return ResourceExhausted(m);
+    case 408:
+    case 502:
+    case 503:
+    case 504: return Unavailable(m);
+    case 400:
+    case 404:
+    case 413:
+    case 422: return InvalidArgument(m);
+    default: return code >= 500 ? FailedPrecondition(m) : InvalidArgument(m);
+  }
+}
+
+Status FromException(const std::exception& e, const std::string& what) {
+  if (auto* he = dynamic_cast<const http::http_exception*>(&e)) {
+    if (he->error_code() == std::errc::timed_out) return DeadlineExceeded(what + ": timed out: " + he->what());
+  }
+  return Unavailable(what + ": " + e.what());
+}
+
+class OpenAiBackend : public ModelBackend {
+ public:
+  OpenAiBackend(ModelEndpointSpec spec, std::string token, int64_t dimensions)
+      : spec_(std::move(spec)), token_(std::move(token)), dimensions_(dimensions), client_(BaseUri(), Config()) {}
+
+  Status Chat(const ModelRequest& request, ChatStream* out) override {
+    const std::vector<Message> none;
+    const std::vector<Message>& messages = request.messages ? *request.messages : none;
+    nlohmann::json body = {{"model", spec_.name},
+                           {"messages", OpenAiMessages(messages)},
+                           {"stream", true},
+                           {"stream_options", {{"include_usage", true}}}};
+    if (!request.tools.empty()) {
+      body["tools"] = nlohmann::json::array();
+      for (const auto& t : request.tools) {
+        body["tools"].push_back({{"type", "function"},
+                                 {"function", {{"name", t.name}, {"description", t.description}, {"parameters", t.parameters}}}});
+      }
+      body["tool_choice"] = "auto";
+    }
+    if (spec_.max_tokens) body["max_tokens"] = *spec_.max_tokens;
+    if (spec_.temperature) body["temperature"] = *spec_.temperature;
+    if (spec_.top_p) body["top_p"] = *spec_.top_p;
+
+    const std::string what = spec_.Describe();
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(spec_.timeout_seconds);
+    try {
+      http::http_response response = client_.request(Request(http::methods::POST, "chat/completions", Body(body))).get();
+      if (response.status_code() != http::status_codes::OK) {
+        return HttpError(response.status_code(), ReadAll(response), what);
+      }
+      ToolCallFragments fragments;
+      size_t generated = 0;
+      bool done = false;
+      // A server that ignores "stream" answers with one JSON document.
+      if (response.headers().content_type().find("text/event-stream") == std::string::npos) {
+        auto j = nlohmann::json::parse(ReadAll(response), nullptr, false);
+        if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) {
+          return FailedPrecondition(what + ": the response is not a chat completion");
+        }
+        const auto& choice = j["choices"][0];
+        const auto& message = choice.value("message", nlohmann::json::object());
+        if (message.contains("content") && message["content"].is_string()) {
+          out->Text(message["content"].get<std::string>());
+          generated += message["content"].get<std::string>().size();
+        }
+        if (message.contains("tool_calls") && message["tool_calls"].is_array()) {
+          int64_t i = 0;
+          for (auto f : message["tool_calls"]) {
+            if (f.is_object() && !f.contains("index")) f["index"] = i;
+            ++i;
+            fragments.Add(f);
+          }
+        }
+        Finish(j, choice, fragments, messages, generated, out);
+        return Status::Ok();
+      }
+      SseDecoder sse;
+      auto stream = response.body().streambuf();
+      std::vector<uint8_t> buf(16 * 1024);
+      std::string finish_reason;
+      nlohmann::json usage;
+      auto handle = [&](const std::string& data) {
+        if (data == "[DONE]") {
+          done = true;
+          return;
+        }
+        auto j = nlohmann::json::parse(data, nullptr, false);
+        if (!j.is_object()) return;
+        if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
+        if (j.contains("error")) {
+          finish_reason = "error";
+          return;
+        }
+        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return;
+        const auto& choice = j["choices"][0];
+        if (choice.contains("delta") && choice["delta"].is_object()) {
+          const auto& delta = choice["delta"];
+          if (delta.contains("content") && delta["content"].is_string()) {
+            const std::string text = delta["content"];
+            generated += text.size();
+            out->Text(text);
+          }
+          if (delta.contains("tool_calls") && delta["tool_calls"].is_array()) {
+            for (const auto& f : delta["tool_calls"]) fragments.Add(f);
+          }
+        }
+        if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) finish_reason = choice["finish_reason"];
+      };
+      while (!done) {
+        if (std::chrono::steady_clock::now() > deadline) {
+          return DeadlineExceeded(what + ": no complete reply within " + std::to_string(spec_.timeout_seconds) + " s");
+        }
+        size_t n = stream.getn(buf.data(), buf.size()).get();
+        if (n == 0) break;
+        for (const auto& data : sse.Feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n))) handle(data);
+      }
+      for (const auto& data : sse.Finish()) handle(data);
+      if (finish_reason == "error") {
+        Status s = Unavailable(what + ": the service sent an error in the stream");
+        return out->started() ? Aborted(s.message()) : s;
+      }
+      if (!done && finish_reason.empty()) {
+        Status s = Unavailable(what + ": the stream ended before the reply was complete");
+        return out->started() ? Aborted(s.message() + " (after tokens arrived)") : s;
+      }
+      nlohmann::json whole = {{"usage", usage}};
+      Finish(whole, {{"finish_reason", finish_reason}}, fragments, messages, generated, out);
+      return Status::Ok();
+    } catch (const std::exception& e) {
+      Status s = FromException(e, what);
+      if (out->started() && s.code() != StatusCode::kDeadlineExceeded) return Aborted(s.message() + " (after tokens arrived)");
+      return s;
+    }
+  }
+
+  Result<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts) override {
+    const std::string what = spec_.Describe();
+    nlohmann::json body = {{"model", spec_.name}, {"input", texts}};
+    try {
+      http::http_response response = client_.request(Request(http::methods::POST, "embeddings", Body(body))).get();
+      std::string text = ReadAll(response);
+      if (response.status_code() != http::status_codes::OK) return HttpError(response.status_code(), text, what);
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (!j.is_object() || !j.contains("data") || !j["data"].is_array() || j["data"].size() != texts.size()) {
+        return FailedPrecondition(what + ": the response is not one embedding per input");
+      }
+      std::vector<std::vector<float>> out(texts.size());
+      for (size_t i = 0; i < j["data"].size(); ++i) {
+        const auto& d = j["data"][i];
+        size_t at = d.contains("index") && d["index"].is_number_unsigned() ? d["index"].get<size_t>() : i;
+        if (at >= out.size() || !d.contains("embedding") || !d["embedding"].is_array()) {
+          return FailedPrecondition(what + ": embedding " + std::to_string(i) + " is malformed");
+        }
+        for (const auto& x : d["embedding"]) out[at].push_back(x.is_number() ? x.get<float>() : 0.0f);
+        if (out[at].size() != static_cast<size_t>(dimensions_)) {
+          return FailedPrecondition(what + ": returned " + std::to_string(out[at].size()) +
+                                    " dimensions; spec.embedding.dimensions is " + std::to_string(dimensions_));
+        }
+      }
+      return out;
+    } catch (const std::exception& e) {
+      return FromException(e, what);
+    }
+  }
+
+  Status CheckHealth() override {
+    try {
+      http::http_response response = client_.request(Request(http::methods::GET, "models", "")).get();
+      ReadAll(response);
+      if (response.status_code() != http::status_codes::OK) {
+        return HttpError(response.status_code(), "", spec_.Describe() + " GET /models");
+      }
+      return Status::Ok();
+    } catch (const std::exception& e) {
+      return FromException(e, spec_.Describe());
+    }
+  }
+
+ private:
+  std::string BaseUri() const {
+    std::string base = spec_.endpoint;
+    if (base.empty() || base.back() != '/') base += '/';
+    return base;
+  }
+
+  http::client::http_client_config Config() const {
+    http::client::http_client_config config;
+    // cpprest's timeout bounds each wait for data; Chat also checks the whole call's deadline.
+    config.set_timeout(std::chrono::seconds(spec_.timeout_seconds));
+    config.set_max_redirects(0);
+    if (!spec_.tls.ca_file.empty() || !spec_.tls.cert_file.empty()) {
+      TlsOptions tls = spec_.tls;
+      config.set_ssl_context_callback([tls](boost::asio::ssl::context& ctx) {
+        if (!tls.ca_file.empty()) ctx.load_verify_file(tls.ca_file);
+        if (!tls.cert_file.empty()) {
+          ctx.use_certificate_chain_file(tls.cert_file);
+          ctx.use_private_key_file(tls.key_file, boost::asio::ssl::context::pem);
+        }
+      });
+    }
+    return config;
+  }
+
+  http::http_request Request(const http::method& method, const std::string& path, const std::string& body) const {
+    http::http_request r(method);
+    r.set_request_uri(path);
+    if (!token_.empty()) r.headers().add("Authorization", "Bearer " + token_);
+    r.headers().add("Accept", method == http::methods::GET ? "application/json" : "text/event-stream, application/json");
+    if (!body.empty()) {
+      r.set_body(std::vector<unsigned char>(body.begin(), body.end()));
+      r.headers().set_content_type("application/json");
+    }
+    return r;
+  }
+
+  static std::string ReadAll(http::http_response& response) {
+    std::vector<unsigned char> raw = response.extract_vector().get();
+    return std::string(raw.begin(), raw.end());
+  }
+
+  void Finish(const nlohmann::json& whole, const nlohmann::json& choice, const ToolCallFragments& fragments,
+              const std::vector<Message>& messages, size_t generated, ChatStream* out) const {
+    for (auto& call : fragments.Finish()) out->Call(std::move(call));
+    const nlohmann::json usage = whole.value("usage", nlohmann::json());
+    if (usage.is_object() && usage.contains("prompt_tokens")) {
+      out->Usage(usage.value("prompt_tokens", int64_t{0}), usage.value("completion_tokens", int64_t{0}));
+    } else {
+      // A server that reports no usage: estimate, so the token budget still holds.
+      size_t prompt = 0;
+      for (const auto& m : messages) prompt += m.content.size() + 8;
+      out->Usage(static_cast<int64_t>(prompt / 4 + 1), static_cast<int64_t>(generated / 4 + 1));
+    }
+    std::string reason = choice.contains("finish_reason") && choice["finish_reason"].is_string() ? choice["finish_reason"].get<std::string>() : "";
+    if (reason.empty()) reason = out->response().tool_calls.empty() ? "stop" : "tool_calls";
+    out->Finish(reason);
+  }
+
+  ModelEndpointSpec spec_;
+  std::string token_;
+  int64_t dimensions_;
+  mutable http::client::http_client client_;
+};
+
+Status CheckReadable(const std::string& path, const std::string& field) {
+  if (path.empty()) return Status::Ok();
+  std::ifstream in(path);
+  if (!in) return InvalidArgument("tls." + field + ": cannot read " + path);
+  return Status::Ok();
+}
+
+}  // namespace
+
+Result<std::unique_ptr<ModelBackend>> CreateOpenAiBackend(const BackendContext& context) {
+  const ModelEndpointSpec& spec = context.endpoint;
+  std::string token;
+  if (spec.api_key) {
+    CARAPACE_ASSIGN_OR_RETURN(token, LoadHeaderValue(*spec.api_key, "apiKey"));
+  }
+  CARAPACE_RETURN_IF_ERROR(CheckReadable(spec.tls.ca_file, "caFile"));
+  CARAPACE_RETURN_IF_ERROR(CheckReadable(spec.tls.cert_file, "certFile"));
+  CARAPACE_RETURN_IF_ERROR(CheckReadable(spec.tls.key_file, "keyFile"));
+  return std::unique_ptr<ModelBackend>(new OpenAiBackend(spec, std::move(token), context.embedding_dimensions));
+}
+
+}  // namespace carapace

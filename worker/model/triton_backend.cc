@@ -1,0 +1,252 @@
+// Triton / KServe v2 gRPC client for chat and embeddings.
+#include "worker/model/triton_backend.h"
+
+#include <chrono>
+#include <cstring>
+
+#include <grpcpp/client_context.h>
+
+#include "inference/grpc_service.grpc.pb.h"
+#include "worker/model/grpc_channels.h"
+#include "worker/model/reply_parser.h"
+#include "worker/tools/header_values.h"
+
+namespace carapace {
+
+namespace {
+
+using inference::GRPCInferenceService;
+using inference::ModelInferRequest;
+using inference::ModelInferResponse;
+
+// Elements of a BYTES tensor in raw form: each a 4-byte little-endian length, then the bytes.
+std::vector<std::string> SplitRawBytes(const std::string& raw) {
+  std::vector<std::string> out;
+  size_t at = 0;
+  while (at + 4 <= raw.size()) {
+    uint32_t n = static_cast<uint8_t>(raw[at]) | static_cast<uint8_t>(raw[at + 1]) << 8 |
+                 static_cast<uint8_t>(raw[at + 2]) << 16 | static_cast<uint32_t>(static_cast<uint8_t>(raw[at + 3])) << 24;
+    at += 4;
+    if (at + n > raw.size()) break;
+    out.push_back(raw.substr(at, n));
+    at += n;
+  }
+  return out;
+}
+
+// The named output of a response, as text, whichever way the server sent it.
+std::optional<std::string> OutputText(const ModelInferResponse& r, const std::string& name) {
+  for (int i = 0; i < r.outputs_size(); ++i) {
+    if (r.outputs(i).name() != name) continue;
+    std::string text;
+    if (i < r.raw_output_contents_size()) {
+      for (const auto& part : SplitRawBytes(r.raw_output_contents(i))) text += part;
+    } else {
+      for (const auto& part : r.outputs(i).contents().bytes_contents()) text += part;
+    }
+    return text;
+  }
+  return std::nullopt;
+}
+
+bool IsFinal(const ModelInferResponse& r) {
+  auto it = r.parameters().find("triton_final_response");
+  return it != r.parameters().end() && it->second.bool_param();
+}
+
+class TritonBackend : public ModelBackend {
+ public:
+  TritonBackend(ModelEndpointSpec spec, ChatTemplate chat_template, std::shared_ptr<grpc::Channel> channel,
+                std::string token, int64_t dimensions)
+      : spec_(std::move(spec)),
+        template_(std::move(chat_template)),
+        channel_(std::move(channel)),
+        stub_(GRPCInferenceService::NewStub(channel_)),
+        token_(std::move(token)),
+        dimensions_(dimensions) {}
+
+  Status Chat(const ModelRequest& request, ChatStream* out) override {
+    const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : std::vector<Message>{},
+                                            request.tools);
+    ModelInferRequest infer = BuildChatRequest(prompt);
+    ReplyParser parser(template_.tool_call_format, template_.stop);
+    std::string generated;
+    auto feed = [&](const std::string& text) {
+      generated += text;
+      parser.Feed(text, out);
+    };
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    const std::string what = spec_.Describe();
+    if (!spec_.triton.stream) {
+      ModelInferResponse response;
+      grpc::Status s = stub_->ModelInfer(&ctx, infer, &response);
+      if (!s.ok()) return FromGrpcStatus(s, what);
+      auto text = OutputText(response, spec_.triton.tensors.text_output);
+      if (!text) return InvalidArgument(what + ": the response has no output \"" + spec_.triton.tensors.text_output + "\"");
+      feed(*text);
+    } else {
+      auto stream = stub_->ModelStreamInfer(&ctx);
+      if (!stream->Write(infer)) return StreamFailed(stream->Finish(), out, what);
+      stream->WritesDone();
+      inference::ModelStreamInferResponse response;
+      bool final_seen = false;
+      while (!final_seen && stream->Read(&response)) {
+        if (!response.error_message().empty()) {
+          ctx.TryCancel();
+          Status why = Unavailable(what + ": " + response.error_message());
+          return out->started() ? Aborted(what + ": the stream broke after tokens arrived: " + response.error_message()) : why;
+        }
+        if (auto text = OutputText(response.infer_response(), spec_.triton.tensors.text_output)) feed(*text);
+        final_seen = IsFinal(response.infer_response());
+      }
+      if (final_seen) ctx.TryCancel();  // the server may keep the stream open for more requests
+      grpc::Status s = stream->Finish();
+      if (!final_seen && !s.ok()) return StreamFailed(s, out, what);
+    }
+    parser.End(out);
+    // Prompt servers report no usage here: estimate one token per four bytes, as the
+    // scripted backend does, so the token budget still holds.
+    out->Usage(static_cast<int64_t>(prompt.size() / 4 + 1), static_cast<int64_t>(generated.size() / 4 + 1));
+    out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
+    return Status::Ok();
+  }
+
+  Result<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts) override {
+    ModelInferRequest infer;
+    infer.set_model_name(spec_.name);
+    auto* input = infer.add_inputs();
+    input->set_name(spec_.triton.tensors.text_input);
+    input->set_datatype("BYTES");
+    input->add_shape(static_cast<int64_t>(texts.size()));
+    input->add_shape(1);
+    for (const auto& t : texts) input->mutable_contents()->add_bytes_contents(t);
+    infer.add_outputs()->set_name(spec_.triton.tensors.embedding);
+    grpc::ClientContext ctx;
+    Prepare(&ctx);
+    ModelInferResponse response;
+    const std::string what = spec_.Describe();
+    grpc::Status s = stub_->ModelInfer(&ctx, infer, &response);
+    if (!s.ok()) return FromGrpcStatus(s, what);
+    for (int i = 0; i < response.outputs_size(); ++i) {
+      const auto& o = response.outputs(i);
+      if (o.name() != spec_.triton.tensors.embedding) continue;
+      if (o.datatype() != "FP32") return InvalidArgument(what + ": output \"" + o.name() + "\" is " + o.datatype() + ", not FP32");
+      std::vector<float> flat;
+      if (i < response.raw_output_contents_size()) {
+        const std::string& raw = response.raw_output_contents(i);
+        flat.resize(raw.size() / 4);
+        std::memcpy(flat.data(), raw.data(), flat.size() * 4);  // little-endian, as the hosts we run on
+      } else {
+        flat.assign(o.contents().fp32_contents().begin(), o.contents().fp32_contents().end());
+      }
+      const size_t dims = static_cast<size_t>(dimensions_);
+      if (flat.size() != texts.size() * dims) {
+        return FailedPrecondition(what + ": returned " + std::to_string(flat.size()) + " values for " +
+                                  std::to_string(texts.size()) + " texts; spec.embedding.dimensions is " +
+                                  std::to_string(dimensions_));
+      }
+      std::vector<std::vector<float>> out;
+      for (size_t t = 0; t < texts.size(); ++t) out.emplace_back(flat.begin() + t * dims, flat.begin() + (t + 1) * dims);
+      return out;
+    }
+    return InvalidArgument(what + ": the response has no output \"" + spec_.triton.tensors.embedding + "\"");
+  }
+
+  Status CheckHealth() override {
+    const std::string what = spec_.Describe();
+    {
+      grpc::ClientContext ctx;
+      Prepare(&ctx, std::chrono::seconds(2));
+      inference::ServerReadyResponse r;
+      grpc::Status s = stub_->ServerReady(&ctx, inference::ServerReadyRequest(), &r);
+      if (!s.ok()) return FromGrpcStatus(s, what + " ServerReady");
+      if (!r.ready()) return Unavailable(what + ": the server is not ready");
+    }
+    grpc::ClientContext ctx;
+    Prepare(&ctx, std::chrono::seconds(2));
+    inference::ModelReadyRequest req;
+    req.set_name(spec_.name);
+    inference::ModelReadyResponse r;
+    grpc::Status s = stub_->ModelReady(&ctx, req, &r);
+    if (!s.ok()) return FromGrpcStatus(s, what + " ModelReady");
+    if (!r.ready()) return Unavailable(what + ": model " + spec_.name + " is not ready");
+    return Status::Ok();
+  }
+
+ private:
+  void Prepare(grpc::ClientContext* ctx, std::chrono::seconds timeout = std::chrono::seconds(0)) const {
+    if (timeout.count() == 0) timeout = std::chrono::seconds(spec_.timeout_seconds);
+    ctx->set_deadline(std::chrono::system_clock::now() + timeout);
+    if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
+  }
+
+  Status StreamFailed(const grpc::Status& s, ChatStream* out, const std::string& what) const {
+    Status mapped = FromGrpcStatus(s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream ended without a final response") : s, what);
+    if (out->started() && mapped.code() != StatusCode::kDeadlineExceeded) {
+      return Aborted(what + ": the stream broke after tokens arrived: " + mapped.message());
+    }
+    return mapped;
+  }
+
+  static void AddScalar(ModelInferRequest* r, const std::string& name, const char* type, bool batched,
+                        const std::function<void(inference::InferTensorContents*)>& set) {
+    auto* t = r->add_inputs();
+    t->set_name(name);
+    t->set_datatype(type);
+    if (batched) t->add_shape(1);
+    t->add_shape(1);
+    set(t->mutable_contents());
+  }
+
+  ModelInferRequest BuildChatRequest(const std::string& prompt) const {
+    const TritonTensorNames& n = spec_.triton.tensors;
+    // The TensorRT-LLM ensemble is a batching model ([batch, 1] tensors); the vLLM backend
+    // model takes [1].
+    const bool trt = spec_.triton.preset == "tensorrtllm";
+    ModelInferRequest r;
+    r.set_model_name(spec_.name);
+    AddScalar(&r, n.text_input, "BYTES", trt, [&](auto* c) { c->add_bytes_contents(prompt); });
+    AddScalar(&r, n.stream, "BOOL", trt, [&](auto* c) { c->add_bool_contents(spec_.triton.stream); });
+    AddScalar(&r, n.exclude_input_in_output, "BOOL", trt, [&](auto* c) { c->add_bool_contents(true); });
+    if (trt) {
+      AddScalar(&r, n.max_tokens, "INT32", trt,
+                [&](auto* c) { c->add_int_contents(static_cast<int32_t>(spec_.max_tokens.value_or(1024))); });
+      if (spec_.temperature) AddScalar(&r, n.temperature, "FP32", trt, [&](auto* c) { c->add_fp32_contents(static_cast<float>(*spec_.temperature)); });
+      if (spec_.top_p) AddScalar(&r, n.top_p, "FP32", trt, [&](auto* c) { c->add_fp32_contents(static_cast<float>(*spec_.top_p)); });
+    } else {
+      nlohmann::json sampling = {{"max_tokens", spec_.max_tokens.value_or(1024)}, {"stop", template_.stop}};
+      if (spec_.temperature) sampling["temperature"] = *spec_.temperature;
+      if (spec_.top_p) sampling["top_p"] = *spec_.top_p;
+      AddScalar(&r, n.sampling_parameters, "BYTES", trt, [&](auto* c) { c->add_bytes_contents(sampling.dump()); });
+    }
+    r.add_outputs()->set_name(n.text_output);
+    if (spec_.triton.stream) (*r.mutable_parameters())["triton_enable_empty_final_response"].set_bool_param(true);
+    return r;
+  }
+
+  ModelEndpointSpec spec_;
+  ChatTemplate template_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<GRPCInferenceService::Stub> stub_;
+  std::string token_;
+  int64_t dimensions_;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ModelBackend>> CreateTritonBackend(const BackendContext& context) {
+  const ModelEndpointSpec& spec = context.endpoint;
+  Result<ChatTemplate> chat_template = spec.triton.template_file.empty() ? BuiltinChatTemplate(spec.triton.chat_template)
+                                                                         : LoadChatTemplateFile(spec.triton.template_file);
+  if (!chat_template.ok()) return chat_template.status().WithContext("triton.templateFile");
+  CARAPACE_ASSIGN_OR_RETURN(auto channel, ModelChannel(spec.endpoint, spec.tls));
+  std::string token;
+  if (spec.api_key) {
+    CARAPACE_ASSIGN_OR_RETURN(token, LoadHeaderValue(*spec.api_key, "apiKey"));
+  }
+  return std::unique_ptr<ModelBackend>(
+      new TritonBackend(spec, std::move(*chat_template), std::move(channel), std::move(token), context.embedding_dimensions));
+}
+
+}  // namespace carapace
