@@ -27,6 +27,7 @@ test: build
 bench: build
 	$(BUILD_DIR)/tests/bench/carapace-bench-runtime
 	$(BUILD_DIR)/tests/bench/carapace-bench-memory
+	$(BUILD_DIR)/tests/bench/carapace-bench-model
 
 # ASan + UBSan build and test run in its own build dir.
 sanitize:

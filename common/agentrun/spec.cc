@@ -234,6 +234,7 @@ void ParseTriton(ObjectReader& parent, TritonOptions* t, ManifestErrors* errs) {
         {"stream", &names.stream},                {"excludeInputInOutput", &names.exclude_input_in_output},
         {"samplingParameters", &names.sampling_parameters}, {"maxTokens", &names.max_tokens},
         {"temperature", &names.temperature},      {"topP", &names.top_p},
+        {"stopWords", &names.stop_words},
         {"embedding", &names.embedding}};
     for (auto& [key, target] : fields) {
       if (auto v = n.String(key)) {
@@ -254,8 +255,12 @@ void ParseEndpoint(ObjectReader& r, ModelEndpointSpec* m, bool chat, ManifestErr
   const bool remote = m->backend == "openai" || m->backend == "triton";
   if (auto v = r.String("name")) m->name = *v;
   if (auto v = r.String("endpoint")) {
-    if (m->backend == "openai" && !std::regex_match(*v, std::regex("^https?://[^/\\s]+(/\\S*)?$"))) {
-      r.Error("endpoint", "must be an http:// or https:// base URL such as http://vllm:8000/v1, got \"" + *v + "\"");
+    // No user:password@ and no ?query: the endpoint appears in logs and the event log, so
+    // credentials belong in apiKey.
+    static const std::regex kBaseUrl("^https?://[^/\\s@?#]+(/[^\\s?#]*)?$");
+    if (m->backend == "openai" && !std::regex_match(*v, kBaseUrl)) {
+      r.Error("endpoint", "must be an http:// or https:// base URL such as http://vllm:8000/v1, without user@ or "
+                          "?query (a key goes in apiKey), got \"" + *v + "\"");
     } else if (m->backend == "triton" && !IsGrpcTarget(*v)) {
       r.Error("endpoint", "must be a gRPC target such as triton:8001 or dns:///triton.models:8001, got \"" + *v + "\"");
     }
@@ -507,7 +512,8 @@ static nlohmann::json EndpointJson(const ModelEndpointSpec& m) {
                    {"tensors", {{"textInput", t.text_input}, {"textOutput", t.text_output}, {"stream", t.stream},
                                 {"excludeInputInOutput", t.exclude_input_in_output},
                                 {"samplingParameters", t.sampling_parameters}, {"maxTokens", t.max_tokens},
-                                {"temperature", t.temperature}, {"topP", t.top_p}, {"embedding", t.embedding}}}};
+                                {"temperature", t.temperature}, {"topP", t.top_p}, {"stopWords", t.stop_words},
+                                {"embedding", t.embedding}}}};
     if (m.triton.template_file.empty()) j["triton"]["template"] = m.triton.chat_template;
     else j["triton"]["templateFile"] = m.triton.template_file;
   }

@@ -78,6 +78,7 @@ struct TritonTensorNames {
   std::string max_tokens = "max_tokens";    // INT32 (tensorrtllm preset)
   std::string temperature = "temperature";  // FP32 (tensorrtllm preset)
   std::string top_p = "top_p";              // FP32 (tensorrtllm preset)
+  std::string stop_words = "stop_words";    // BYTES (tensorrtllm preset): the template's stops
   std::string embedding = "embedding";      // FP32 output of an embedding model
 };
 
@@ -126,8 +127,8 @@ struct CircuitBreakerSpec {
 
 struct ModelSpec : ModelEndpointSpec {
   // Tried in order when the endpoint before could not answer (unavailable, deadline,
-  // circuit open). Errors another endpoint would repeat (a bad request, a bad key) do not
-  // fall over.
+  // circuit open) or refused its own key or model name. A request the service found bad
+  // would be bad everywhere, and does not fall over.
   std::vector<ModelEndpointSpec> fallbacks;
   RetrySpec retry;
   CircuitBreakerSpec circuit_breaker;

@@ -275,6 +275,9 @@ TEST_CASE("errors before the first token are retried; a stream cut after tokens 
     FakeTritonReply cut = Reply("This reply breaks off half way", 5);
     cut.cut_after = 2;
     server.Push(cut);
+    FakeTritonReply unfinished = Reply("This reply never says it is complete", 5);
+    unfinished.no_final = true;  // a clean close without the final response is a cut too
+    server.Push(unfinished);
     server.Push(Reply("All done."));
     TempDir dir;
     prometheus::Registry metrics;
@@ -282,12 +285,12 @@ TEST_CASE("errors before the first token are retried; a stream cut after tokens 
     INFO(o.status.ToString() << " " << o.state.reason);
     REQUIRE(o.state.phase == Phase::kSucceeded);
     CHECK(o.state.result == "All done.");  // nothing of the broken reply leaked in
-    CHECK(server.requests().size() == 5);
+    CHECK(server.requests().size() == 6);
     std::string text = prometheus::TextSerializer().Serialize(metrics.Collect());
     CHECK(MetricValue(text, "carapace_model_retries_total{backend=\"triton\",model=\"llm\"}") == 2);
     CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"unavailable\"}") == 1);
     CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"resource_exhausted\"}") == 1);
-    CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"aborted\"}") == 1);
+    CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"aborted\"}") == 2);
     CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"ok\"}") == 2);
   }
   SECTION("openai") {
@@ -315,32 +318,38 @@ TEST_CASE("errors before the first token are retried; a stream cut after tokens 
   }
 }
 
-TEST_CASE("a call past its deadline fails the run with the reason, without retrying it", "[model]") {
+TEST_CASE("a call past its deadline is asked again twice, then fails the run with the reason", "[model]") {
+  // The model layer does not retry a deadline (that would double the wait); the runtime asks
+  // again whole, as for a reply that broke off, and gives up after three slow replies.
   SECTION("triton") {
     FakeTritonServer server;
     REQUIRE(server.Start());
-    FakeTritonReply slow = Reply("too late");
-    slow.delay_ms = 1600;
-    server.Push(slow);
+    for (int i = 0; i < 3; ++i) {
+      FakeTritonReply slow = Reply("too late");
+      slow.delay_ms = 1200;
+      server.Push(slow);
+    }
     TempDir dir;
     Outcome o = Run(Manifest(TritonModel(server.target(), "", 1)), dir.Sub("s"));
     CHECK(o.state.phase == Phase::kFailed);
     CHECK_THAT(o.state.reason, ContainsSubstring("model call failed"));
     CHECK_THAT(o.state.reason, ContainsSubstring("Deadline Exceeded"));
-    CHECK(server.requests().size() == 1);
+    CHECK(server.requests().size() == 3);
   }
-  SECTION("openai") {
+  SECTION("openai: a server that trickles tokens cannot hold the call past its deadline") {
     FakeOpenAiServer server;
     REQUIRE(server.Start());
-    FakeCompletion slow;
-    slow.content = {"too late"};
-    slow.delay_ms = 1600;
-    server.Push(slow);
+    for (int i = 0; i < 3; ++i) {
+      FakeCompletion slow;
+      slow.content = std::vector<std::string>(40, "tok ");
+      slow.chunk_delay_ms = 50;  // 2 s in all, each gap far below cpprest's own timeout
+      server.Push(slow);
+    }
     TempDir dir;
     Outcome o = Run(Manifest(OpenAiModel(server.base_url(), "", 1)), dir.Sub("s"));
     CHECK(o.state.phase == Phase::kFailed);
     CHECK_THAT(o.state.reason, ContainsSubstring("timed out"));
-    CHECK(server.requests().size() == 1);
+    CHECK(server.requests().size() == 3);
   }
 }
 
@@ -373,19 +382,27 @@ TEST_CASE("an endpoint that cannot answer fails over to the next, and the answer
 TEST_CASE("a bad API key fails the run with a clear reason and no retry storm", "[model][openai]") {
   FakeOpenAiServer server("sk-right-key-123456");
   REQUIRE(server.Start());
-  FakeCompletion never;
-  never.content = {"unreachable"};
-  server.Push(never);
+  FakeCompletion answer;
+  answer.content = {"answered with the right key"};
+  server.Push(answer);
   ::setenv("CARAPACE_TEST_WRONG_KEY", "sk-wrong-key-654321", 1);
+  ::setenv("CARAPACE_TEST_RIGHT_KEY", "sk-right-key-123456", 1);
   TempDir dir;
-  Outcome o = Run(Manifest(OpenAiModel(server.base_url(), "    apiKey: {valueFrom: {env: CARAPACE_TEST_WRONG_KEY}}\n    fallbacks:\n"
-                                                          "      - {backend: openai, name: llm, endpoint: \"" + server.base_url() + "\"}\n")),
-                  dir.Sub("s"));
+  Outcome o = Run(Manifest(OpenAiModel(server.base_url(), "    apiKey: {valueFrom: {env: CARAPACE_TEST_WRONG_KEY}}\n")), dir.Sub("s"));
   CHECK(o.state.phase == Phase::kFailed);
   CHECK_THAT(o.state.reason, ContainsSubstring("HTTP 401: Incorrect API key provided."));
   CHECK_THAT(o.state.reason, ContainsSubstring("check spec.model.apiKey"));
-  CHECK(server.requests().size() == 1);  // not retried, and no failover to repeat it
+  CHECK(server.requests().size() == 1);  // not retried
   for (const auto& e : o.events) CHECK(e.ToJson().dump().find("sk-wrong-key-654321") == std::string::npos);
+
+  // A fallback has its own key: a refused key moves on to it, once.
+  Outcome f = Run(Manifest(OpenAiModel(server.base_url(), "    apiKey: {valueFrom: {env: CARAPACE_TEST_WRONG_KEY}}\n    fallbacks:\n"
+                                                          "      - {backend: openai, name: llm, endpoint: \"" + server.base_url() +
+                                                          "\", apiKey: {valueFrom: {env: CARAPACE_TEST_RIGHT_KEY}}}\n")),
+                  dir.Sub("f"));
+  CHECK(f.state.phase == Phase::kSucceeded);
+  CHECK(f.state.result == "answered with the right key");
+  CHECK(server.requests().size() == 3);
 }
 
 TEST_CASE("a missing API key or template file is reported when the run starts, with the field", "[model]") {

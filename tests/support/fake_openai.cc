@@ -3,6 +3,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,7 +36,7 @@ std::string Chunk(const std::string& data) {
 std::string Reply(int status, const std::string& content_type, const std::string& body) {
   const char* reason = status == 200 ? "OK" : status == 401 ? "Unauthorized" : status == 404 ? "Not Found" : "Error";
   return "HTTP/1.1 " + std::to_string(status) + " " + reason + "\r\nContent-Type: " + content_type +
-         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+         "\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body;
 }
 
 std::string ErrorBody(const std::string& message, const std::string& type) {
@@ -65,6 +66,8 @@ bool FakeOpenAiServer::Start() {
       if (::poll(&p, 1, 100) <= 0) continue;
       int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
       if (fd < 0) continue;
+      int one = 1;  // small SSE writes go out at once, as real servers set it
+      ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       std::lock_guard<std::mutex> lock(mu_);
       workers_.emplace_back([this, fd] {
         Serve(fd);
@@ -105,15 +108,25 @@ std::vector<FakeHttpRequest> FakeOpenAiServer::requests() const {
 }
 
 void FakeOpenAiServer::Serve(int fd) {
-  // One request per connection: every answer says Connection: close.
+  // Persistent connections, as real servers keep them: requests are answered in turn until
+  // the client closes, goes quiet, or a fault drops the connection.
   std::string data;
+  while (!stopping_ && ServeOne(fd, &data)) {
+  }
+}
+
+bool FakeOpenAiServer::ServeOne(int fd, std::string* pending) {
+  std::string& data = *pending;
   char buf[8192];
   size_t header_end = std::string::npos;
   while ((header_end = data.find("\r\n\r\n")) == std::string::npos) {
     pollfd p{fd, POLLIN, 0};
-    if (::poll(&p, 1, 5000) <= 0) return;
+    if (::poll(&p, 1, 200) <= 0) {
+      if (stopping_) return false;
+      continue;
+    }
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return;
+    if (n <= 0) return false;
     data.append(buf, static_cast<size_t>(n));
   }
   FakeHttpRequest request;
@@ -132,61 +145,60 @@ void FakeOpenAiServer::Serve(int fd) {
       for (auto& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
       std::string value = line.substr(colon + 1);
       value.erase(0, value.find_first_not_of(' '));
-      if (name == "content-length") content_length = std::stoul(value);
+      if (name == "content-length") content_length = std::strtoul(value.c_str(), nullptr, 10);
       if (name == "authorization") request.authorization = value;
     }
     at = next;
   }
-  std::string body = data.substr(header_end + 4);
-  while (body.size() < content_length) {
+  data.erase(0, header_end + 4);
+  while (data.size() < content_length) {
+    pollfd p{fd, POLLIN, 0};
+    if (::poll(&p, 1, 5000) <= 0) return false;
     ssize_t n = ::recv(fd, buf, sizeof buf, 0);
-    if (n <= 0) return;
-    body.append(buf, static_cast<size_t>(n));
+    if (n <= 0) return false;
+    data.append(buf, static_cast<size_t>(n));
   }
-  request.body = nlohmann::json::parse(body, nullptr, false);
+  request.body = nlohmann::json::parse(data.substr(0, content_length), nullptr, false);
+  if (!request.body.is_object()) request.body = nlohmann::json::object();  // a test's bad body must not throw here
+  data.erase(0, content_length);
   {
     std::lock_guard<std::mutex> lock(mu_);
     requests_.push_back(request);
   }
-  Answer(fd, request);
+  return Answer(fd, request);
 }
 
-void FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
+bool FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
   if (!api_key_.empty() && request.authorization != "Bearer " + api_key_) {
-    SendAll(fd, Reply(401, "application/json", ErrorBody("Incorrect API key provided.", "invalid_request_error")));
-    return;
+    return SendAll(fd, Reply(401, "application/json", ErrorBody("Incorrect API key provided.", "invalid_request_error")));
   }
   if (request.method == "GET" && request.path == "/v1/models") {
-    SendAll(fd, Reply(200, "application/json", R"({"object":"list","data":[{"id":"llm","object":"model"}]})"));
-    return;
+    return SendAll(fd, Reply(200, "application/json", R"({"object":"list","data":[{"id":"llm","object":"model"}]})"));
   }
   if (request.method == "POST" && request.path == "/v1/embeddings") {
     nlohmann::json data = nlohmann::json::array();
     const auto& input = request.body.value("input", nlohmann::json::array());
     for (size_t i = 0; i < input.size(); ++i) {
-      data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", FakeEmbedding(input[i].get<std::string>(), dimensions_)}});
+      const std::string text = input[i].is_string() ? input[i].get<std::string>() : input[i].dump();
+      data.push_back({{"object", "embedding"}, {"index", i}, {"embedding", FakeEmbedding(text, dimensions_)}});
     }
-    SendAll(fd, Reply(200, "application/json", nlohmann::json({{"object", "list"}, {"data", data}}).dump()));
-    return;
+    return SendAll(fd, Reply(200, "application/json", nlohmann::json({{"object", "list"}, {"data", data}}).dump()));
   }
   if (request.method != "POST" || request.path != "/v1/chat/completions") {
-    SendAll(fd, Reply(404, "application/json", ErrorBody("no route " + request.path, "not_found")));
-    return;
+    return SendAll(fd, Reply(404, "application/json", ErrorBody("no route " + request.path, "not_found")));
   }
   FakeCompletion c;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (completions_.empty()) {
-      SendAll(fd, Reply(500, "application/json", ErrorBody("the double has no scripted completion left", "server_error")));
-      return;
+      return SendAll(fd, Reply(500, "application/json", ErrorBody("the double has no scripted completion left", "server_error")));
     }
     c = std::move(completions_.front());
     completions_.pop_front();
   }
   if (c.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(c.delay_ms));
   if (c.status != 200) {
-    SendAll(fd, Reply(c.status, "application/json", ErrorBody(c.error_message, "server_error")));
-    return;
+    return SendAll(fd, Reply(c.status, "application/json", ErrorBody(c.error_message, "server_error")));
   }
   const std::string finish = !c.finish_reason.empty() ? c.finish_reason : c.tool_calls.empty() ? "stop" : "tool_calls";
   const nlohmann::json usage = {{"prompt_tokens", 11}, {"completion_tokens", 7}, {"total_tokens", 18}};
@@ -198,12 +210,11 @@ void FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
     nlohmann::json reply = {{"id", "cmpl-1"}, {"object", "chat.completion"},
                             {"choices", {{{"index", 0}, {"message", message}, {"finish_reason", finish}}}}};
     if (c.usage) reply["usage"] = usage;
-    SendAll(fd, Reply(200, "application/json", reply.dump()));
-    return;
+    return SendAll(fd, Reply(200, "application/json", reply.dump()));
   }
   if (!SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\n"
-                   "Connection: close\r\nTransfer-Encoding: chunked\r\n\r\n")) {
-    return;
+                   "Transfer-Encoding: chunked\r\n\r\n")) {
+    return false;
   }
   std::vector<nlohmann::json> chunks;
   auto chunk = [](nlohmann::json delta, nlohmann::json finish_reason) {
@@ -218,11 +229,12 @@ void FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
   int sent = 0;
   for (const auto& j : chunks) {
     // The role chunk carries no token; a cut counts content and call chunks.
-    if (c.cut_after >= 0 && sent == c.cut_after + 1) return;  // dropped inside the chunked body
-    if (!SendAll(fd, Chunk("data: " + j.dump() + "\n\n"))) return;
+    if (c.cut_after >= 0 && sent == c.cut_after + 1) return false;  // dropped inside the chunked body
+    if (c.chunk_delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(c.chunk_delay_ms));
+    if (!SendAll(fd, Chunk("data: " + j.dump() + "\n\n"))) return false;
     ++sent;
   }
-  SendAll(fd, Chunk("data: [DONE]\n\n") + "0\r\n\r\n");
+  return SendAll(fd, Chunk("data: [DONE]\n\n") + "0\r\n\r\n");
 }
 
 }  // namespace carapace::testing

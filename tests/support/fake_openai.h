@@ -23,6 +23,7 @@ struct FakeCompletion {
   std::string error_message = "scripted failure";
   int cut_after = -1;                        // send this many chunks, then drop the connection
   int delay_ms = 0;                          // wait before answering
+  int chunk_delay_ms = 0;                    // wait before each streamed chunk (a slow model)
   bool usage = true;                         // send a usage chunk (prompt 11, completion 7)
   std::string finish_reason;                 // default: tool_calls when there are calls, else stop
 };
@@ -50,7 +51,9 @@ class FakeOpenAiServer {
 
  private:
   void Serve(int fd);
-  void Answer(int fd, const FakeHttpRequest& request);
+  // False when the connection is done (closed, dropped by a fault, or the server stops).
+  bool ServeOne(int fd, std::string* pending);
+  bool Answer(int fd, const FakeHttpRequest& request);
 
   std::string api_key_;
   int dimensions_;

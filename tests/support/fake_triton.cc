@@ -82,15 +82,12 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     if (reply.fail_code) return {static_cast<grpc::StatusCode>(reply.fail_code), reply.fail_message};
     std::string text;
     for (const auto& c : reply.chunks) text += c;
-    // BYTES output in raw form: a 4-byte little-endian length, then the bytes.
+    // Typed contents here (as KServe's Python servers send); raw in the stream (as Triton).
     auto* o = r->add_outputs();
     o->set_name("text_output");
     o->set_datatype("BYTES");
     o->add_shape(1);
-    std::string raw(4, '\0');
-    uint32_t n = static_cast<uint32_t>(text.size());
-    for (int i = 0; i < 4; ++i) raw[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-    r->add_raw_output_contents(raw + text);
+    o->mutable_contents()->add_bytes_contents(text);
     return grpc::Status::OK;
   }
 
@@ -117,7 +114,11 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         o->set_name("text_output");
         o->set_datatype("BYTES");
         o->add_shape(1);
-        o->mutable_contents()->add_bytes_contents(chunk);
+        // BYTES in raw form, as Triton sends them: a 4-byte little-endian length, then the bytes.
+        std::string raw(4, '\0');
+        const uint32_t n = static_cast<uint32_t>(chunk.size());
+        for (int i = 0; i < 4; ++i) raw[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+        r.mutable_infer_response()->add_raw_output_contents(raw + chunk);
         (*r.mutable_infer_response()->mutable_parameters())["triton_final_response"].set_bool_param(false);
         if (!stream->Write(r)) return grpc::Status::CANCELLED;
         ++sent;
@@ -129,6 +130,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         stream->Write(r);
         continue;
       }
+      if (reply.no_final) return grpc::Status::OK;
       if (seen.empty_final) {
         inference::ModelStreamInferResponse r;
         (*r.mutable_infer_response()->mutable_parameters())["triton_final_response"].set_bool_param(true);

@@ -23,6 +23,7 @@ struct FakeTritonReply {
   int cut_after = -1;               // stream this many chunks, then break the stream
   int delay_ms = 0;                 // wait before the first chunk
   std::string stream_error;         // answer with ModelStreamInferResponse.error_message
+  bool no_final = false;            // end the stream cleanly without the final response
 };
 
 struct FakeTritonRequest {

@@ -97,11 +97,12 @@ TEST_CASE("a template file gives the parts for any other model, and a bad one na
   CHECK(RenderPrompt(*t, m, {}) == "<|user|>\nhi</s>\n<|assistant|>\n");
   CHECK(t->stop == std::vector<std::string>{"</s>"});
 
-  std::ofstream(path) << "roles:\n  user: {prefix: a}\ngenerationPrompt: x\ntoolsPrompt: no placeholder\n";
+  std::ofstream(path) << "roles:\n  user: {prefix: a}\ngenerationPrompt: x\ntoolsPrompt: no placeholder\nstop: [\"\"]\n";
   auto bad = LoadChatTemplateFile(path);
   REQUIRE_FALSE(bad.ok());
   CHECK_THAT(bad.status().message(), ContainsSubstring("roles.system: is required"));
   CHECK_THAT(bad.status().message(), ContainsSubstring("toolsPrompt: must contain {tools}"));
+  CHECK_THAT(bad.status().message(), ContainsSubstring("stop: must not contain an empty string"));
 }
 
 TEST_CASE("Hermes tool calls are parsed from text streamed in any pieces", "[model]") {
@@ -201,6 +202,11 @@ TEST_CASE("messages go to the OpenAI API with tool calls and results linked by i
   CHECK(m[2]["tool_calls"][0]["function"]["arguments"] == "{\"path\":\"a.txt\"}");
   CHECK(m[3]["role"] == "tool");
   CHECK(m[3]["tool_call_id"] == "s1c0");
+  // Servers parse earlier calls' arguments: a malformed one goes back as {}.
+  std::vector<Message> bad = Conversation();
+  bad[2].tool_calls[0].arguments = "{\"path\": ";
+  bad[2].tool_calls[0].malformed = "not valid JSON";
+  CHECK(OpenAiMessages(bad)[2]["tool_calls"][0]["function"]["arguments"] == "{}");
 }
 
 TEST_CASE("server-sent events decode the same whatever the network splits", "[model]") {

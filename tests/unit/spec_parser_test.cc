@@ -342,6 +342,8 @@ TEST_CASE("bad model configuration is rejected at load with the field path", "[s
       {"    backend: triton\n    name: m\n", "spec.model.endpoint: is required for backend triton"},
       {"    backend: openai\n    endpoint: http://x/v1\n", "spec.model.name: is required for backend openai"},
       {"    backend: openai\n    name: m\n    endpoint: vllm:8000\n", "spec.model.endpoint: must be an http:// or https:// base URL"},
+      {"    backend: openai\n    name: m\n    endpoint: \"https://user:sk-secret@api.example.com/v1\"\n", "without user@ or ?query (a key goes in apiKey)"},
+      {"    backend: openai\n    name: m\n    endpoint: \"https://api.example.com/v1?api-key=sk-secret\"\n", "without user@ or ?query"},
       {"    backend: triton\n    name: m\n    endpoint: http://triton:8001\n", "spec.model.endpoint: must be a gRPC target"},
       {"    backend: openai\n    name: m\n    endpoint: http://x/v1\n    apiKey: {value: sk-123456}\n", "spec.model.apiKey.valueFrom: is required"},
       {"    backend: openai\n    name: m\n    endpoint: http://x/v1\n    temperature: 3\n", "spec.model.temperature: must be between 0 and 2"},

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "worker/runtime/process_setup.h"
 #include "worker/cli/commands.h"
 
 namespace {
@@ -143,6 +144,7 @@ static int Main(int argc, char** argv) {
 }
 
 int main(int argc, char** argv) {
+  carapace::SetUpProcess();
   try {
     return Main(argc, argv);
   } catch (const std::exception& e) {

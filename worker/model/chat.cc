@@ -3,6 +3,11 @@
 
 namespace carapace {
 
+nlohmann::json FunctionJson(const ToolSchema& tool) {
+  return {{"type", "function"},
+          {"function", {{"name", tool.name}, {"description", tool.description}, {"parameters", tool.parameters}}}};
+}
+
 nlohmann::json ToJson(const ToolCall& c) {
   nlohmann::json j = {{"id", c.id}, {"name", c.name}, {"arguments", c.arguments}};
   if (!c.malformed.empty()) j["malformed"] = c.malformed;

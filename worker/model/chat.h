@@ -34,6 +34,10 @@ struct ToolSchema {
   nlohmann::json parameters;  // JSON Schema of the arguments
 };
 
+// {"type": "function", "function": {name, description, parameters}}: how OpenAI's API and
+// most chat templates describe a tool.
+nlohmann::json FunctionJson(const ToolSchema& tool);
+
 nlohmann::json ToJson(const ToolCall& c);
 ToolCall ToolCallFromJson(const nlohmann::json& j);
 nlohmann::json ToJson(const Message& m);

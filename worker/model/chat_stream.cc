@@ -47,6 +47,19 @@ void ChatStream::Error(const std::string& message) {
   Emit(e);
 }
 
+Status AfterStart(const ChatStream& out, Status failure) {
+  if (!out.started() || failure.ok() || failure.code() == StatusCode::kDeadlineExceeded) return failure;
+  return Aborted(failure.message() + " (the reply broke off after tokens arrived)");
+}
+
+int64_t EstimateTokens(size_t bytes) { return static_cast<int64_t>(bytes / 4 + 1); }
+
+int64_t EstimatePromptTokens(const std::vector<Message>& messages) {
+  size_t bytes = 0;
+  for (const auto& m : messages) bytes += m.content.size() + 8;  // + role and framing
+  return EstimateTokens(bytes);
+}
+
 Result<ModelResponse> ModelBackend::Complete(const ModelRequest& request) {
   ChatStream stream;
   Status s = Chat(request, &stream);

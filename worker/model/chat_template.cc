@@ -53,9 +53,7 @@ ChatTemplate Llama3() {
 std::string ToolsJsonLines(const std::vector<ToolSchema>& tools) {
   std::string out;
   for (const auto& tool : tools) {
-    nlohmann::json f = {{"type", "function"},
-                        {"function", {{"name", tool.name}, {"description", tool.description}, {"parameters", tool.parameters}}}};
-    out += (out.empty() ? "" : "\n") + f.dump();
+    out += (out.empty() ? "" : "\n") + FunctionJson(tool).dump();
   }
   return out;
 }
@@ -107,7 +105,12 @@ Result<ChatTemplate> LoadChatTemplateFile(const std::string& path) {
   }
   roles.Finish();
   if (auto v = r.String("generationPrompt", true)) t.generation_prompt = *v;
-  if (auto v = r.StringList("stop")) t.stop = *v;
+  if (auto v = r.StringList("stop")) {
+    for (const auto& stop : *v) {
+      if (stop.empty()) r.Error("stop", "must not contain an empty string: it would end every reply at once");
+    }
+    t.stop = *v;
+  }
   if (auto v = r.Enum("toolCallFormat", {"hermes", "llama3"})) {
     t.tool_call_format = *v == "llama3" ? ToolCallFormat::kLlama3 : ToolCallFormat::kHermes;
   }

@@ -47,7 +47,10 @@ Result<std::shared_ptr<grpc::Channel>> ModelChannel(const std::string& target, c
   grpc::ChannelArguments args;
   args.SetLoadBalancingPolicyName("round_robin");
   // Keepalive finds a dead connection (a pod gone without a FIN) before a call waits on it.
-  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 30000);
+  // Not more often than Triton's default minimum (300 s without data): a server answers
+  // more frequent pings with GOAWAY too_many_pings, failing a long prefill mid-call.
+  args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 300000);
+  args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 2);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
   args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
@@ -64,13 +67,17 @@ Status FromGrpcStatus(const grpc::Status& s, const std::string& what) {
   switch (s.error_code()) {
     case grpc::StatusCode::OK: return Status::Ok();
     case grpc::StatusCode::UNAVAILABLE:
-    case grpc::StatusCode::CANCELLED: return Unavailable(m);
+    case grpc::StatusCode::CANCELLED:
+    // Triton answers INTERNAL when a model instance or backend stub died: the endpoint's
+    // trouble, worth another try and a fallback.
+    case grpc::StatusCode::INTERNAL:
+    case grpc::StatusCode::UNKNOWN: return Unavailable(m);
     case grpc::StatusCode::RESOURCE_EXHAUSTED: return ResourceExhausted(m);
     case grpc::StatusCode::DEADLINE_EXCEEDED: return DeadlineExceeded(m);
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED: return PermissionDenied(m);
-    case grpc::StatusCode::INVALID_ARGUMENT:
-    case grpc::StatusCode::NOT_FOUND: return InvalidArgument(m);
+    case grpc::StatusCode::NOT_FOUND: return NotFound(m);
+    case grpc::StatusCode::INVALID_ARGUMENT: return InvalidArgument(m);
     default: return FailedPrecondition(m);
   }
 }

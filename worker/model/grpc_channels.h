@@ -17,10 +17,11 @@ namespace carapace {
 // Errors: kInvalidArgument naming the file when a CA, certificate or key cannot be read.
 Result<std::shared_ptr<grpc::Channel>> ModelChannel(const std::string& target, const TlsOptions& tls);
 
-// Maps a gRPC status to ours: UNAVAILABLE -> kUnavailable, RESOURCE_EXHAUSTED ->
-// kResourceExhausted, DEADLINE_EXCEEDED -> kDeadlineExceeded, UNAUTHENTICATED and
-// PERMISSION_DENIED -> kPermissionDenied, INVALID_ARGUMENT and NOT_FOUND ->
-// kInvalidArgument, anything else -> kFailedPrecondition. `what` prefixes the message.
+// Maps a gRPC status to ours: UNAVAILABLE, CANCELLED, INTERNAL, UNKNOWN -> kUnavailable;
+// RESOURCE_EXHAUSTED -> kResourceExhausted; DEADLINE_EXCEEDED -> kDeadlineExceeded;
+// UNAUTHENTICATED, PERMISSION_DENIED -> kPermissionDenied; NOT_FOUND -> kNotFound;
+// INVALID_ARGUMENT -> kInvalidArgument; anything else -> kFailedPrecondition. `what`
+// prefixes the message.
 Status FromGrpcStatus(const grpc::Status& s, const std::string& what);
 
 }  // namespace carapace

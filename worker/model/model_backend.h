@@ -100,6 +100,15 @@ class ModelBackend {
   virtual Status CheckHealth() { return Status::Ok(); }
 };
 
+// A failure of a call whose reply already started streaming becomes kAborted (the runtime
+// asks again whole), except a deadline, which stays what it is.
+Status AfterStart(const ChatStream& out, Status failure);
+
+// Token counts for services that report none (prompt-only servers): one token per four
+// bytes, so budgets still hold.
+int64_t EstimateTokens(size_t bytes);
+int64_t EstimatePromptTokens(const std::vector<Message>& messages);
+
 // What a factory gets: the endpoint to talk to, and the embedding width of the run.
 struct BackendContext {
   const ModelEndpointSpec& endpoint;

@@ -2,8 +2,11 @@
 #include "worker/model/openai_backend.h"
 
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <system_error>
+#include <thread>
 
 #include <boost/asio/ssl.hpp>
 #include <cpprest/http_client.h>
@@ -24,7 +27,9 @@ nlohmann::json OpenAiMessages(const std::vector<Message>& messages) {
       if (m.content.empty()) j["content"] = nullptr;
       j["tool_calls"] = nlohmann::json::array();
       for (const auto& c : m.tool_calls) {
-        std::string args = c.arguments.is_string() ? c.arguments.get<std::string>() : c.arguments.dump();
+        // Servers parse the arguments of earlier calls (vLLM answers 400 otherwise): a
+        // malformed call goes back as {}, and its raw text reaches the model in the error.
+        std::string args = c.malformed.empty() && c.arguments.is_object() ? c.arguments.dump() : "{}";
         j["tool_calls"].push_back({{"id", c.id}, {"type", "function"},
                                    {"function", {{"name", c.name.empty() ? "invalid" : c.name}, {"arguments", args}}}});
       }
@@ -88,38 +93,81 @@ namespace {
 
 std::string Body(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
-// A service's error reply as ours. 429 and 503 (and the gateway errors) may pass; a refused
-// key or a refused request will not.
-Status HttpError(int code, const std::string& body, const std::string& what) {
+// The message of an OpenAI-style error ({"error": {"message": ...}} or {"error": "..."}),
+// else the start of the body; cut short and cleaned to UTF-8 (it ends up in the event log).
+std::string ErrorDetail(const std::string& body) {
   std::string detail = body.substr(0, 300);
   auto j = nlohmann::json::parse(body, nullptr, false);
   if (j.is_object() && j.contains("error")) {
     const auto& e = j["error"];
-    if (e.is_object() && e.contains("message") && e["message"].is_string()) detail = e["message"];
-    else if (e.is_string()) detail = e;
+    if (e.is_object() && e.contains("message") && e["message"].is_string()) detail = e["message"].get<std::string>().substr(0, 300);
+    else if (e.is_string()) detail = e.get<std::string>().substr(0, 300);
   }
-  std::string m = what + ": HTTP " + std::to_string(code) + ": " + detail;
+  return ValidUtf8(detail).get<std::string>();
+}
+
+// A service's error reply as ours. 429, 5xx and the gateway errors may pass and fall over;
+// a refused key or an unknown model is this endpoint's (the next may have its own); a
+// refused request would be refused everywhere.
+Status HttpError(int code, const std::string& body, const std::string& what) {
+  std::string m = what + ": HTTP " + std::to_string(code) + ": " + ErrorDetail(body);
   switch (code) {
     case 401:
     case 403: return PermissionDenied(m + " (the service refused the API key: check spec.model.apiKey)");
+    case 404: return NotFound(m);
     case 429: return ResourceExhausted(m);
-    case 408:
-    case 502:
-    case 503:
-    case 504: return Unavailable(m);
-    case 400:
-    case 404:
-    case 413:
-    case 422: return InvalidArgument(m);
-    default: return code >= 500 ? FailedPrecondition(m) : InvalidArgument(m);
+    case 408: return Unavailable(m);
+    case 501: return InvalidArgument(m);
+    default: return code >= 500 ? Unavailable(m) : InvalidArgument(m);
   }
 }
 
-Status FromException(const std::exception& e, const std::string& what) {
+int64_t IntField(const nlohmann::json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_number_integer() ? j[key].get<int64_t>() : 0;
+}
+
+// Cancels a request at its deadline, or when the call returns early: cpprest's own timeout
+// restarts with every chunk, so a server that trickles tokens or keep-alive comments would
+// otherwise hold the call for ever.
+class Deadline {
+ public:
+  explicit Deadline(std::chrono::seconds timeout) : thread_([this, timeout] {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!cv_.wait_for(lock, timeout, [this] { return done_; })) {
+      expired_ = true;
+      source_.cancel();
+    }
+  }) {}
+  ~Deadline() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+    source_.cancel();  // an early return stops the server's generation too
+  }
+  pplx::cancellation_token token() const { return source_.get_token(); }
+  bool expired() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return expired_;
+  }
+
+ private:
+  pplx::cancellation_token_source source_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  bool expired_ = false;
+  std::thread thread_;
+};
+
+Status FromException(const std::exception& e, const std::string& what, const Deadline* deadline = nullptr) {
+  if (deadline && deadline->expired()) return DeadlineExceeded(what + ": timed out: no complete reply in time");
   if (auto* he = dynamic_cast<const http::http_exception*>(&e)) {
     if (he->error_code() == std::errc::timed_out) return DeadlineExceeded(what + ": timed out: " + he->what());
   }
-  return Unavailable(what + ": " + e.what());
+  return Unavailable(what + ": " + ValidUtf8(std::string(e.what())).get<std::string>());
 }
 
 class OpenAiBackend : public ModelBackend {
@@ -136,10 +184,7 @@ class OpenAiBackend : public ModelBackend {
                            {"stream_options", {{"include_usage", true}}}};
     if (!request.tools.empty()) {
       body["tools"] = nlohmann::json::array();
-      for (const auto& t : request.tools) {
-        body["tools"].push_back({{"type", "function"},
-                                 {"function", {{"name", t.name}, {"description", t.description}, {"parameters", t.parameters}}}});
-      }
+      for (const auto& t : request.tools) body["tools"].push_back(FunctionJson(t));
       body["tool_choice"] = "auto";
     }
     if (spec_.max_tokens) body["max_tokens"] = *spec_.max_tokens;
@@ -147,9 +192,10 @@ class OpenAiBackend : public ModelBackend {
     if (spec_.top_p) body["top_p"] = *spec_.top_p;
 
     const std::string what = spec_.Describe();
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(spec_.timeout_seconds);
+    Deadline deadline{std::chrono::seconds(spec_.timeout_seconds)};
     try {
-      http::http_response response = client_.request(Request(http::methods::POST, "chat/completions", Body(body))).get();
+      http::http_response response =
+          client_.request(Request(http::methods::POST, "chat/completions", Body(body)), deadline.token()).get();
       if (response.status_code() != http::status_codes::OK) {
         return HttpError(response.status_code(), ReadAll(response), what);
       }
@@ -163,7 +209,7 @@ class OpenAiBackend : public ModelBackend {
           return FailedPrecondition(what + ": the response is not a chat completion");
         }
         const auto& choice = j["choices"][0];
-        const auto& message = choice.value("message", nlohmann::json::object());
+        const nlohmann::json message = choice.is_object() ? choice.value("message", nlohmann::json::object()) : nlohmann::json::object();
         if (message.contains("content") && message["content"].is_string()) {
           out->Text(message["content"].get<std::string>());
           generated += message["content"].get<std::string>().size();
@@ -183,6 +229,7 @@ class OpenAiBackend : public ModelBackend {
       auto stream = response.body().streambuf();
       std::vector<uint8_t> buf(16 * 1024);
       std::string finish_reason;
+      std::string stream_error;  // an error the server sent inside the stream
       nlohmann::json usage;
       auto handle = [&](const std::string& data) {
         if (data == "[DONE]") {
@@ -193,10 +240,11 @@ class OpenAiBackend : public ModelBackend {
         if (!j.is_object()) return;
         if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
         if (j.contains("error")) {
-          finish_reason = "error";
+          stream_error = ErrorDetail(data);
+          done = true;
           return;
         }
-        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) return;
+        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() || !j["choices"][0].is_object()) return;
         const auto& choice = j["choices"][0];
         if (choice.contains("delta") && choice["delta"].is_object()) {
           const auto& delta = choice["delta"];
@@ -212,37 +260,38 @@ class OpenAiBackend : public ModelBackend {
         if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) finish_reason = choice["finish_reason"];
       };
       while (!done) {
-        if (std::chrono::steady_clock::now() > deadline) {
-          return DeadlineExceeded(what + ": no complete reply within " + std::to_string(spec_.timeout_seconds) + " s");
-        }
-        size_t n = stream.getn(buf.data(), buf.size()).get();
+        // What has arrived, or wait for at least one byte: asking for a full buffer would
+        // hold every token back until 16 KiB had come.
+        const size_t want = std::max<size_t>(1, std::min(stream.in_avail(), buf.size()));
+        size_t n = stream.getn(buf.data(), want).get();
         if (n == 0) break;
         for (const auto& data : sse.Feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n))) handle(data);
       }
-      for (const auto& data : sse.Finish()) handle(data);
-      if (finish_reason == "error") {
-        Status s = Unavailable(what + ": the service sent an error in the stream");
-        return out->started() ? Aborted(s.message()) : s;
+      if (!done) {
+        for (const auto& data : sse.Finish()) handle(data);
+      }
+      if (deadline.expired()) return FromException(std::runtime_error("cancelled"), what, &deadline);
+      if (!stream_error.empty()) {
+        return AfterStart(*out, FailedPrecondition(what + ": the service sent an error in the stream: " + stream_error));
       }
       if (!done && finish_reason.empty()) {
-        Status s = Unavailable(what + ": the stream ended before the reply was complete");
-        return out->started() ? Aborted(s.message() + " (after tokens arrived)") : s;
+        return AfterStart(*out, Unavailable(what + ": the stream ended before the reply was complete"));
       }
       nlohmann::json whole = {{"usage", usage}};
       Finish(whole, {{"finish_reason", finish_reason}}, fragments, messages, generated, out);
       return Status::Ok();
     } catch (const std::exception& e) {
-      Status s = FromException(e, what);
-      if (out->started() && s.code() != StatusCode::kDeadlineExceeded) return Aborted(s.message() + " (after tokens arrived)");
-      return s;
+      return AfterStart(*out, FromException(e, what, &deadline));
     }
   }
 
   Result<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts) override {
     const std::string what = spec_.Describe();
     nlohmann::json body = {{"model", spec_.name}, {"input", texts}};
+    Deadline deadline{std::chrono::seconds(spec_.timeout_seconds)};
     try {
-      http::http_response response = client_.request(Request(http::methods::POST, "embeddings", Body(body))).get();
+      http::http_response response =
+          client_.request(Request(http::methods::POST, "embeddings", Body(body)), deadline.token()).get();
       std::string text = ReadAll(response);
       if (response.status_code() != http::status_codes::OK) return HttpError(response.status_code(), text, what);
       auto j = nlohmann::json::parse(text, nullptr, false);
@@ -256,7 +305,10 @@ class OpenAiBackend : public ModelBackend {
         if (at >= out.size() || !d.contains("embedding") || !d["embedding"].is_array()) {
           return FailedPrecondition(what + ": embedding " + std::to_string(i) + " is malformed");
         }
-        for (const auto& x : d["embedding"]) out[at].push_back(x.is_number() ? x.get<float>() : 0.0f);
+        for (const auto& x : d["embedding"]) {
+          if (!x.is_number()) return FailedPrecondition(what + ": embedding " + std::to_string(i) + " holds a non-number");
+          out[at].push_back(x.get<float>());
+        }
         if (out[at].size() != static_cast<size_t>(dimensions_)) {
           return FailedPrecondition(what + ": returned " + std::to_string(out[at].size()) +
                                     " dimensions; spec.embedding.dimensions is " + std::to_string(dimensions_));
@@ -264,20 +316,21 @@ class OpenAiBackend : public ModelBackend {
       }
       return out;
     } catch (const std::exception& e) {
-      return FromException(e, what);
+      return FromException(e, what, &deadline);
     }
   }
 
   Status CheckHealth() override {
+    Deadline deadline{std::chrono::seconds(2)};  // a probe, not a generation
     try {
-      http::http_response response = client_.request(Request(http::methods::GET, "models", "")).get();
+      http::http_response response = client_.request(Request(http::methods::GET, "models", ""), deadline.token()).get();
       ReadAll(response);
       if (response.status_code() != http::status_codes::OK) {
         return HttpError(response.status_code(), "", spec_.Describe() + " GET /models");
       }
       return Status::Ok();
     } catch (const std::exception& e) {
-      return FromException(e, spec_.Describe());
+      return FromException(e, spec_.Describe(), &deadline);
     }
   }
 
@@ -326,14 +379,12 @@ class OpenAiBackend : public ModelBackend {
   void Finish(const nlohmann::json& whole, const nlohmann::json& choice, const ToolCallFragments& fragments,
               const std::vector<Message>& messages, size_t generated, ChatStream* out) const {
     for (auto& call : fragments.Finish()) out->Call(std::move(call));
-    const nlohmann::json usage = whole.value("usage", nlohmann::json());
+    const nlohmann::json usage = whole.contains("usage") ? whole["usage"] : nlohmann::json();
     if (usage.is_object() && usage.contains("prompt_tokens")) {
-      out->Usage(usage.value("prompt_tokens", int64_t{0}), usage.value("completion_tokens", int64_t{0}));
+      out->Usage(IntField(usage, "prompt_tokens"), IntField(usage, "completion_tokens"));
     } else {
       // A server that reports no usage: estimate, so the token budget still holds.
-      size_t prompt = 0;
-      for (const auto& m : messages) prompt += m.content.size() + 8;
-      out->Usage(static_cast<int64_t>(prompt / 4 + 1), static_cast<int64_t>(generated / 4 + 1));
+      out->Usage(EstimatePromptTokens(messages), EstimateTokens(generated));
     }
     std::string reason = choice.contains("finish_reason") && choice["finish_reason"].is_string() ? choice["finish_reason"].get<std::string>() : "";
     if (reason.empty()) reason = out->response().tool_calls.empty() ? "stop" : "tool_calls";

@@ -86,6 +86,12 @@ ToolCall ParseToolCallJson(const std::string& raw) {
   return c;
 }
 
+ReplyParser::ReplyParser(ToolCallFormat format, std::vector<std::string> stops) : format_(format) {
+  for (auto& s : stops) {
+    if (!s.empty()) stops_.push_back(std::move(s));  // "" would end every reply at once
+  }
+}
+
 bool ReplyParser::CutAtStop() {
   size_t cut = std::string::npos;
   for (const auto& s : stops_) cut = std::min(cut, pending_.find(s));

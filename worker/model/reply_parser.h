@@ -15,8 +15,7 @@ namespace carapace {
 
 class ReplyParser {
  public:
-  ReplyParser(ToolCallFormat format, std::vector<std::string> stops)
-      : format_(format), stops_(std::move(stops)) {}
+  ReplyParser(ToolCallFormat format, std::vector<std::string> stops);
 
   // Feeds the next piece of generated text; text deltas and complete calls go to `out`.
   void Feed(std::string_view delta, ChatStream* out);

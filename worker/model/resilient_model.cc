@@ -20,6 +20,10 @@ bool Transient(StatusCode c) { return c == StatusCode::kUnavailable || c == Stat
 // The endpoint failed, rather than the request: count it against the endpoint and try the next.
 bool EndpointFailure(StatusCode c) { return Transient(c) || c == StatusCode::kDeadlineExceeded || c == StatusCode::kAborted; }
 
+// This endpoint refused (its key, its model name) but another, with its own key and model,
+// may not: try the next without retrying this one or counting it as an outage.
+bool EndpointRefused(StatusCode c) { return c == StatusCode::kPermissionDenied || c == StatusCode::kNotFound; }
+
 }  // namespace
 
 bool CircuitBreaker::Allow(Clock::time_point now) {
@@ -91,7 +95,9 @@ Status ResilientModel::Each(const std::function<Status(ModelEndpoint&)>& call, c
         breaker.Success();
         return s;
       }
+      // Settle the breaker either way: an endpoint that answered, even with a refusal, is up.
       if (EndpointFailure(s.code())) breaker.Failure(Clock::now());
+      else breaker.Success();
       last = s;
       if (started()) return s;  // output already went out: the caller asks again whole
       if (!Transient(s.code()) || attempt >= options_.retry.max_attempts || !breaker.Allow(Clock::now())) break;
@@ -102,7 +108,7 @@ Status ResilientModel::Each(const std::function<Status(ModelEndpoint&)>& call, c
       options_.sleep(delay);
     }
     failures += (failures.empty() ? "" : "; ") + last.message();
-    if (!EndpointFailure(last.code())) return last;  // another endpoint would refuse it too
+    if (!EndpointFailure(last.code()) && !EndpointRefused(last.code())) return last;  // a bad request everywhere
   }
   if (endpoints_.size() > 1) return Status(last.code(), "no model endpoint could answer: " + failures);
   return last;

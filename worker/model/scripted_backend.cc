@@ -14,10 +14,6 @@ Status ScriptedBackend::Chat(const ModelRequest& request, ChatStream* out) {
   }
   const ScriptedReply& reply = script_[static_cast<size_t>(request.step - 1)];
   out->Text(reply.text);
-  size_t prompt_chars = 0;
-  if (request.messages) {
-    for (const auto& m : *request.messages) prompt_chars += m.content.size() + 8;
-  }
   size_t completion_chars = reply.text.size();
   for (const auto& c : reply.tool_calls) {
     ToolCall call;
@@ -26,7 +22,7 @@ Status ScriptedBackend::Chat(const ModelRequest& request, ChatStream* out) {
     completion_chars += c.name.size() + c.arguments.dump().size();
     out->Call(std::move(call));
   }
-  out->Usage(static_cast<int64_t>(prompt_chars / 4 + 1), static_cast<int64_t>(completion_chars / 4 + 1));
+  out->Usage(request.messages ? EstimatePromptTokens(*request.messages) : 1, EstimateTokens(completion_chars));
   out->Finish(reply.tool_calls.empty() ? "stop" : "tool_calls");
   return Status::Ok();
 }

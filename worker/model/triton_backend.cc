@@ -66,8 +66,8 @@ class TritonBackend : public ModelBackend {
         dimensions_(dimensions) {}
 
   Status Chat(const ModelRequest& request, ChatStream* out) override {
-    const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : std::vector<Message>{},
-                                            request.tools);
+    static const std::vector<Message> kNone;
+    const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
     ModelInferRequest infer = BuildChatRequest(prompt);
     ReplyParser parser(template_.tool_call_format, template_.stop);
     std::string generated;
@@ -87,27 +87,28 @@ class TritonBackend : public ModelBackend {
       feed(*text);
     } else {
       auto stream = stub_->ModelStreamInfer(&ctx);
-      if (!stream->Write(infer)) return StreamFailed(stream->Finish(), out, what);
+      if (!stream->Write(infer)) return StreamFailed(stream->Finish(), *out, what);
       stream->WritesDone();
       inference::ModelStreamInferResponse response;
       bool final_seen = false;
       while (!final_seen && stream->Read(&response)) {
         if (!response.error_message().empty()) {
+          // Triton reports refused requests here (unknown model, bad shape, prompt too
+          // long): asking again would get the same answer.
           ctx.TryCancel();
-          Status why = Unavailable(what + ": " + response.error_message());
-          return out->started() ? Aborted(what + ": the stream broke after tokens arrived: " + response.error_message()) : why;
+          return AfterStart(*out, FailedPrecondition(what + ": the server refused the request: " + response.error_message()));
         }
         if (auto text = OutputText(response.infer_response(), spec_.triton.tensors.text_output)) feed(*text);
         final_seen = IsFinal(response.infer_response());
       }
       if (final_seen) ctx.TryCancel();  // the server may keep the stream open for more requests
       grpc::Status s = stream->Finish();
-      if (!final_seen && !s.ok()) return StreamFailed(s, out, what);
+      // We asked for an empty final response: a stream that ends without one was cut.
+      if (!final_seen) return StreamFailed(s, *out, what);
     }
     parser.End(out);
-    // Prompt servers report no usage here: estimate one token per four bytes, as the
-    // scripted backend does, so the token budget still holds.
-    out->Usage(static_cast<int64_t>(prompt.size() / 4 + 1), static_cast<int64_t>(generated.size() / 4 + 1));
+    // Prompt servers report no usage here: estimate, so the token budget still holds.
+    out->Usage(EstimateTokens(prompt.size()), EstimateTokens(generated.size()));
     out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
     return Status::Ok();
   }
@@ -136,7 +137,7 @@ class TritonBackend : public ModelBackend {
       if (i < response.raw_output_contents_size()) {
         const std::string& raw = response.raw_output_contents(i);
         flat.resize(raw.size() / 4);
-        std::memcpy(flat.data(), raw.data(), flat.size() * 4);  // little-endian, as the hosts we run on
+        if (!flat.empty()) std::memcpy(flat.data(), raw.data(), flat.size() * 4);  // little-endian, as our hosts
       } else {
         flat.assign(o.contents().fp32_contents().begin(), o.contents().fp32_contents().end());
       }
@@ -181,12 +182,11 @@ class TritonBackend : public ModelBackend {
     if (!token_.empty()) ctx->AddMetadata("authorization", "Bearer " + token_);
   }
 
-  Status StreamFailed(const grpc::Status& s, ChatStream* out, const std::string& what) const {
-    Status mapped = FromGrpcStatus(s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE, "the stream ended without a final response") : s, what);
-    if (out->started() && mapped.code() != StatusCode::kDeadlineExceeded) {
-      return Aborted(what + ": the stream broke after tokens arrived: " + mapped.message());
-    }
-    return mapped;
+  static Status StreamFailed(const grpc::Status& s, const ChatStream& out, const std::string& what) {
+    return AfterStart(out, FromGrpcStatus(s.ok() ? grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                                                "the stream ended without a final response")
+                                                 : s,
+                                          what));
   }
 
   static void AddScalar(ModelInferRequest* r, const std::string& name, const char* type, bool batched,
@@ -214,6 +214,13 @@ class TritonBackend : public ModelBackend {
                 [&](auto* c) { c->add_int_contents(static_cast<int32_t>(spec_.max_tokens.value_or(1024))); });
       if (spec_.temperature) AddScalar(&r, n.temperature, "FP32", trt, [&](auto* c) { c->add_fp32_contents(static_cast<float>(*spec_.temperature)); });
       if (spec_.top_p) AddScalar(&r, n.top_p, "FP32", trt, [&](auto* c) { c->add_fp32_contents(static_cast<float>(*spec_.top_p)); });
+      // The template's end-of-turn strings, so generation stops there and not at max_tokens.
+      auto* stop = r.add_inputs();
+      stop->set_name(n.stop_words);
+      stop->set_datatype("BYTES");
+      stop->add_shape(1);
+      stop->add_shape(static_cast<int64_t>(template_.stop.size()));
+      for (const auto& s : template_.stop) stop->mutable_contents()->add_bytes_contents(s);
     } else {
       nlohmann::json sampling = {{"max_tokens", spec_.max_tokens.value_or(1024)}, {"stop", template_.stop}};
       if (spec_.temperature) sampling["temperature"] = *spec_.temperature;

@@ -220,8 +220,9 @@ Status Runner::Start() {
 }
 
 Status Runner::Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before) {
-  nlohmann::json d = {{"phase", PhaseName(phase)}, {"reason", reason}};
-  if (phase == Phase::kSucceeded) d["result"] = result;
+  // Reasons quote services (error bodies, gRPC messages) that may not be valid UTF-8.
+  nlohmann::json d = {{"phase", PhaseName(phase)}, {"reason", ValidUtf8(reason)}};
+  if (phase == Phase::kSucceeded) d["result"] = ValidUtf8(result);
   before.push_back(Make(event_type::kPhaseChanged, d));
   CARAPACE_RETURN_IF_ERROR(Record(std::move(before), true));
   // A clean stop leaves nothing for the next open to replay from the WAL.
@@ -241,10 +242,14 @@ Status Runner::CallModel() {
   ModelRequest request{state_.step, &state_.messages, schemas_};
   int64_t started = MonoNowMillis();
   // The model layer has already retried the endpoint and tried the fallbacks. A reply that
-  // broke off after tokens arrived (kAborted) is asked for again whole: nothing of it was
-  // recorded, and a model call has no side effect.
+  // broke off after tokens arrived (kAborted) or ran past its deadline (a slow moment of
+  // the service) is asked for again whole, twice at most: nothing of it was recorded, and
+  // a model call has no side effect.
   Result<ModelResponse> response = model_->Complete(request);
-  for (int attempt = 1; !response.ok() && response.status().code() == StatusCode::kAborted && attempt <= 2; ++attempt) {
+  auto ask_again = [](const Status& s) {
+    return s.code() == StatusCode::kAborted || s.code() == StatusCode::kDeadlineExceeded;
+  };
+  for (int attempt = 1; !response.ok() && ask_again(response.status()) && attempt <= 2; ++attempt) {
     log::Warn("model reply broke off; asking again", {{"agentrun", run_.metadata.name}, {"step", state_.step},
                                                       {"attempt", attempt}, {"error", response.status().ToString()}});
     response = model_->Complete(request);
@@ -289,8 +294,10 @@ Status Runner::HandleCall(CallState* call, size_t index) {
     case CallStatus::kPlanned: {
       if (!call->call.malformed.empty()) {
         // The model's mistake to correct, not the run's end: it sees the error and its call.
+        const std::string raw = call->call.arguments.is_string() ? call->call.arguments.get<std::string>() : "";
         return Record(result_events(false, nullptr, "malformed tool call: " + call->call.malformed +
-                                                        ". Write the call again as a JSON object with \"name\" and \"arguments\"."),
+                                                        ". You wrote: " + raw.substr(0, 2000) +
+                                                        "\nWrite the call again as a JSON object with \"name\" and \"arguments\"."),
                       last && SyncStepBoundaries());
       }
       if (name == kFinishTool) {
