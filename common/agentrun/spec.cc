@@ -2,6 +2,8 @@
 // crds/ must agree; each rule reports the field path the user has to fix.
 #include "common/agentrun/spec.h"
 
+#include "common/cron.h"
+
 #include <algorithm>
 #include <cctype>
 #include <regex>
@@ -444,6 +446,34 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
                                                : UnknownOutcomePolicy::kFail;
     }
     recovery.Finish();
+    ObjectReader schedule(spec.Child("schedule"), "spec.schedule", &errs);
+    if (schedule.valid()) {
+      ScheduleSpec sched;
+      if (auto v = schedule.Int("heartbeatSeconds", 1, 7 * 24 * 3600)) sched.heartbeat_seconds = *v;
+      std::set<std::string> cron_names;
+      ForEachMapping(schedule.Child("cron"), schedule.PathOf("cron"), "must be a list of {name, schedule, prompt}", &errs,
+                     [&](ObjectReader& c) {
+                       CronSpec cron;
+                       if (auto v = c.String("name", true)) {
+                         if (!std::regex_match(*v, kDnsLabel)) c.Error("name", "must be a DNS label: lower-case letters, digits and '-'");
+                         else if (!cron_names.insert(*v).second) c.Error("name", "duplicate cron name \"" + *v + "\"");
+                         cron.name = *v;
+                       }
+                       if (auto v = c.String("schedule", true)) {
+                         auto parsed = CronSchedule::Parse(*v);
+                         if (!parsed.ok()) c.Error("schedule", parsed.status().message());
+                         cron.schedule = *v;
+                       }
+                       if (auto v = c.String("prompt", true)) {
+                         if (v->empty()) c.Error("prompt", "must not be empty");
+                         cron.prompt = *v;
+                       }
+                       c.Finish();
+                       sched.cron.push_back(std::move(cron));
+                     });
+      schedule.Finish();
+      s.schedule = sched;
+    }
     if (auto v = spec.Enum("durability", {"sync", "batch"})) {
       s.durability = *v == "sync" ? Durability::kSync : Durability::kBatch;
     }
@@ -571,6 +601,11 @@ nlohmann::json AgentRun::SpecJson() const {
                  {"maxWallClockSeconds", spec.budget.max_wall_clock_seconds}};
   j["recovery"] = {{"unknownOutcome", UnknownOutcomePolicyName(spec.unknown_outcome)}};
   j["durability"] = DurabilityName(spec.durability);
+  if (spec.schedule) {
+    nlohmann::json cron = nlohmann::json::array();
+    for (const auto& c : spec.schedule->cron) cron.push_back({{"name", c.name}, {"schedule", c.schedule}, {"prompt", c.prompt}});
+    j["schedule"] = {{"heartbeatSeconds", spec.schedule->heartbeat_seconds}, {"cron", cron}};
+  }
   return j;
 }
 

@@ -177,6 +177,22 @@ struct BudgetSpec {
   int64_t max_wall_clock_seconds = 3600;
 };
 
+// A scheduled prompt: at each time the expression matches (UTC), `prompt` is queued in the
+// inbox as a message from "cron:<name>". Occurrences missed while the worker was down are
+// coalesced into one.
+struct CronSpec {
+  std::string name;
+  std::string schedule;  // 5-field cron expression
+  std::string prompt;
+};
+
+// When a long-lived worker wakes up on its own. A wake-up with nothing to do (an empty inbox,
+// no cron prompt due) calls no model: an idle agent spends no tokens.
+struct ScheduleSpec {
+  int64_t heartbeat_seconds = 0;  // 0: no heartbeat
+  std::vector<CronSpec> cron;
+};
+
 struct AgentRunSpec {
   std::string instructions;
   std::string goal;
@@ -186,6 +202,7 @@ struct AgentRunSpec {
   BudgetSpec budget;
   UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;
   Durability durability = Durability::kSync;
+  std::optional<ScheduleSpec> schedule;
 };
 
 struct ObjectMeta {

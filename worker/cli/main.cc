@@ -9,6 +9,7 @@
 
 #include "worker/runtime/process_setup.h"
 #include "worker/cli/commands.h"
+#include "worker/cli/remote.h"
 
 namespace {
 
@@ -20,6 +21,16 @@ constexpr const char* kUsage = R"(usage:
   carapace fork --state-dir DIR --from-step N --to DIR2
                                                  start a new run from the checkpoint of step N
   carapace validate FILE                         check an AgentRun manifest
+
+against a running carapace-worker (its control API; the token from --token-file FILE,
+CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
+  carapace status --worker ADDR [--json]          phase, step, budgets, inbox, waiting calls
+  carapace events --worker ADDR [--from N] [--follow]
+                                                 the event log from seq N; --follow: as it grows
+  carapace send --worker ADDR TEXT               queue a message (stored before it is acknowledged)
+  carapace approve --worker ADDR --call ID [--deny]
+  carapace pause|resume --worker ADDR
+  carapace cancel --worker ADDR [--reason TEXT]
 
 exit codes: 0 succeeded, 1 error (I/O, damaged store), 2 bad input, 3 budget exhausted,
             4 failed, 5 waiting for approval
@@ -38,7 +49,8 @@ struct Args {
 
 // Flags that take a value; everything else starting with -- is boolean.
 bool TakesValue(const std::string& flag) {
-  return flag == "--state-dir" || flag == "--call" || flag == "--from-step" || flag == "--to";
+  return flag == "--state-dir" || flag == "--call" || flag == "--from-step" || flag == "--to" || flag == "--worker" ||
+         flag == "--token-file" || flag == "--from" || flag == "--reason";
 }
 
 bool Parse(int argc, char** argv, Args* out, std::string* problem) {
@@ -117,6 +129,42 @@ static int Main(int argc, char** argv) {
     std::string dir = Need(args, "--state-dir", &problem);
     if (!problem.empty()) return Usage(problem);
     return cli::Inspect(dir, args.flags.count("--json") > 0);
+  }
+  // Commands against a running worker.
+  if (args.flags.count("--worker")) {
+    cli::WorkerTarget w;
+    w.address = args.flags["--worker"];
+    auto token_file = args.flags.count("--token-file") ? args.flags["--token-file"] : std::string();
+    const std::vector<std::string> common = {"--worker", "--token-file"};
+    auto allowed = [&](std::vector<std::string> extra) {
+      extra.insert(extra.end(), common.begin(), common.end());
+      return extra;
+    };
+    if (cmd == "status" && Check(args, allowed({"--json"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemoteStatus(w, args.flags.count("--json") > 0);
+    }
+    if (cmd == "events" && Check(args, allowed({"--from", "--follow"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      char* end = nullptr;
+      const std::string from = args.flags.count("--from") ? args.flags["--from"] : "1";
+      unsigned long long n = std::strtoull(from.c_str(), &end, 10);
+      if (*end != '\0') return Usage("--from must be an event number, got \"" + from + "\"");
+      return cli::RemoteEvents(w, n, args.flags.count("--follow") > 0);
+    }
+    if (cmd == "send" && Check(args, allowed({}), 1, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemoteSend(w, args.positional[0]);
+    }
+    if (cmd == "approve" && Check(args, allowed({"--call", "--deny"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      std::string call = Need(args, "--call", &problem);
+      if (!problem.empty()) return Usage(problem);
+      return cli::RemoteDecide(w, call, args.flags.count("--deny") > 0);
+    }
+    if ((cmd == "pause" || cmd == "resume") && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cmd == "pause" ? cli::RemotePause(w) : cli::RemoteResume(w);
+    }
+    if (cmd == "cancel" && Check(args, allowed({"--reason"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemoteCancel(w, args.flags.count("--reason") ? args.flags["--reason"] : "");
+    }
+    return Usage(problem.empty() ? "\"" + cmd + "\" does not take --worker" : problem);
   }
   if (cmd == "approve") {
     if (!Check(args, {"--state-dir", "--call", "--deny"}, 0, &problem)) return Usage(problem);

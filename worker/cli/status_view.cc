@@ -17,6 +17,10 @@ static v1::Phase ToProto(Phase p) {
     case Phase::kSucceeded: return v1::PHASE_SUCCEEDED;
     case Phase::kFailed: return v1::PHASE_FAILED;
     case Phase::kBudgetExhausted: return v1::PHASE_BUDGET_EXHAUSTED;
+    case Phase::kIdle: return v1::PHASE_IDLE;
+    case Phase::kPaused: return v1::PHASE_PAUSED;
+    case Phase::kDegraded: return v1::PHASE_DEGRADED;
+    case Phase::kCancelled: return v1::PHASE_CANCELLED;
   }
   return v1::PHASE_UNSPECIFIED;
 }
@@ -46,6 +50,15 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state)
     b->set_max_tool_calls(budget.value("maxToolCalls", int64_t{0}));
     b->set_max_wall_clock_seconds(budget.value("maxWallClockSeconds", int64_t{0}));
   }
+  s.set_idle_since_ms(state.idle_since_ms);
+  s.set_inbox_depth(static_cast<int64_t>(state.inbox.size()));
+  s.set_turns(state.turns);
+  for (const auto& c : state.calls) {
+    if (c.status == CallStatus::kInFlight) {
+      s.set_current_call_id(c.call.id);
+      s.set_current_tool(c.call.name);
+    }
+  }
   for (const auto* c : state.WaitingCalls()) {
     auto* w = s.add_waiting();
     w->set_call_id(c->call.id);
@@ -74,6 +87,15 @@ std::string DescribeEvent(const Event& e) {
   };
   if (e.type == event_type::kRunStarted) {
     s += " run " + d.value("runId", "") + ": " + d.value("goal", "");
+  } else if (e.type == event_type::kMessageReceived) {
+    std::string text = d.value("text", "");
+    if (text.size() > 100) text = text.substr(0, 97) + "...";
+    s += " from " + d.value("from", "api") + ": \"" + text + "\"";
+    if (d.value("occurrences", 1) > 1) s += " (" + std::to_string(d.value("occurrences", 1)) + " occurrences coalesced)";
+  } else if (e.type == event_type::kTurnStarted) {
+    s += " message #" + std::to_string(d.value("messageSeq", 0)) + " from " + d.value("from", "api");
+  } else if (e.type == event_type::kInterrupted) {
+    s += " " + d.value("what", "");
   } else if (e.type == event_type::kModelResponse) {
     s += " tokens " + std::to_string(d.value("promptTokens", 0) + d.value("completionTokens", 0));
     if (!d.value("text", "").empty()) s += " text \"" + d.value("text", "") + "\"";

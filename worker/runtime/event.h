@@ -24,6 +24,14 @@ inline constexpr const char* kApprovalDecided = "approval_decided";
 inline constexpr const char* kPhaseChanged = "phase_changed";
 inline constexpr const char* kStepCompleted = "step_completed";
 inline constexpr const char* kForked = "forked";
+// The long-lived worker (DESIGN: agents are services, not jobs):
+inline constexpr const char* kMessageReceived = "message_received";  // a message queued in the inbox
+inline constexpr const char* kTurnStarted = "turn_started";          // the next inbox message is taken
+inline constexpr const char* kPauseRequested = "pause_requested";
+inline constexpr const char* kResumeRequested = "resume_requested";
+inline constexpr const char* kCancelRequested = "cancel_requested";
+inline constexpr const char* kRecovered = "recovered";      // a worker started while a step was in progress
+inline constexpr const char* kInterrupted = "interrupted";  // SIGTERM's grace ran out during a call
 }  // namespace event_type
 
 struct Event {

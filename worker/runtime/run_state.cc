@@ -11,20 +11,24 @@ const char* PhaseName(Phase p) {
     case Phase::kSucceeded: return "Succeeded";
     case Phase::kFailed: return "Failed";
     case Phase::kBudgetExhausted: return "BudgetExhausted";
+    case Phase::kIdle: return "Idle";
+    case Phase::kPaused: return "Paused";
+    case Phase::kDegraded: return "Degraded";
+    case Phase::kCancelled: return "Cancelled";
   }
   return "Pending";
 }
 
 std::optional<Phase> ParsePhase(const std::string& s) {
-  for (Phase p : {Phase::kPending, Phase::kRunning, Phase::kWaitingForApproval, Phase::kSucceeded,
-                  Phase::kFailed, Phase::kBudgetExhausted}) {
+  for (Phase p : {Phase::kPending, Phase::kRunning, Phase::kWaitingForApproval, Phase::kSucceeded, Phase::kFailed,
+                  Phase::kBudgetExhausted, Phase::kIdle, Phase::kPaused, Phase::kDegraded, Phase::kCancelled}) {
     if (s == PhaseName(p)) return p;
   }
   return std::nullopt;
 }
 
 bool IsTerminal(Phase p) {
-  return p == Phase::kSucceeded || p == Phase::kFailed || p == Phase::kBudgetExhausted;
+  return p == Phase::kSucceeded || p == Phase::kFailed || p == Phase::kBudgetExhausted || p == Phase::kCancelled;
 }
 
 const char* CallStatusName(CallStatus s) {
@@ -96,6 +100,8 @@ Status Apply(RunState* s, const Event& e) {
   if (e.type == event_type::kRunStarted) {
     s->run_id = d.value("runId", "");
     s->phase = Phase::kRunning;
+    s->turns = 1;  // the goal
+    s->started_ms = e.ts_ms;
     if (!d.value("instructions", "").empty()) s->messages.push_back({"system", d["instructions"], {}, "", ""});
     s->messages.push_back({"user", d.value("goal", ""), {}, "", ""});
   } else if (e.type == event_type::kModelRequest) {
@@ -153,6 +159,34 @@ Status Apply(RunState* s, const Event& e) {
     s->phase = *phase;
     s->reason = d.value("reason", "");
     if (d.contains("result")) s->result = d["result"].get<std::string>();
+    if (s->phase == Phase::kIdle) s->idle_since_ms = e.ts_ms;
+    if (s->phase == Phase::kPaused) s->paused_from = ParsePhase(d.value("pausedFrom", "Running")).value_or(Phase::kRunning);
+  } else if (e.type == event_type::kMessageReceived) {
+    s->inbox.push_back({e.seq, d.value("text", ""), d.value("from", "")});
+    if (d.contains("cron") && d.contains("scheduledForMs")) s->cron_fired_ms[d["cron"].get<std::string>()] = d["scheduledForMs"].get<int64_t>();
+  } else if (e.type == event_type::kTurnStarted) {
+    const uint64_t seq = d.value("messageSeq", uint64_t{0});
+    if (s->inbox.empty() || s->inbox.front().seq != seq) {
+      return Corruption("event " + std::to_string(e.seq) + " takes message " + std::to_string(seq) + ", which is not next in the inbox");
+    }
+    s->messages.push_back({"user", s->inbox.front().text, {}, "", ""});
+    s->inbox.erase(s->inbox.begin());
+    s->turns += 1;
+    s->phase = Phase::kRunning;
+    s->reason = "turn " + std::to_string(s->turns) + ": a message from " + d.value("from", "api");
+  } else if (e.type == event_type::kPauseRequested) {
+    s->pause_requested = true;
+  } else if (e.type == event_type::kResumeRequested) {
+    s->pause_requested = false;
+    s->recoveries.clear();  // a person looked: the crash-loop breaker starts counting afresh
+  } else if (e.type == event_type::kCancelRequested) {
+    s->cancel_requested = true;
+    s->cancel_reason = d.value("reason", "");
+  } else if (e.type == event_type::kRecovered) {
+    s->recoveries.emplace_back(e.step, e.ts_ms);
+    if (s->recoveries.size() > 10) s->recoveries.erase(s->recoveries.begin());
+  } else if (e.type == event_type::kInterrupted) {
+    // A record for people: the call it names resumes as any cut-off call does.
   } else if (e.type == event_type::kForked) {
     s->run_id = d.value("runId", s->run_id);  // a fork is a new run: new idempotency keys from here on
   } else if (e.type == event_type::kStepCompleted) {
@@ -174,6 +208,8 @@ nlohmann::json RunState::ToCheckpointJson() const {
                           {"waitReason", c.wait_reason},
                           {"attempts", c.attempts}});
   }
+  nlohmann::json inbox_json = nlohmann::json::array();
+  for (const auto& m : inbox) inbox_json.push_back({{"seq", m.seq}, {"text", m.text}, {"from", m.from}});
   return {{"runId", run_id},
           {"phase", PhaseName(phase)},
           {"reason", reason},
@@ -185,7 +221,17 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"lastCallSignature", last_call_signature},
           {"repeatCount", repeat_count},
           {"lastSeq", last_seq},
-          {"messageCount", messages.size()}};
+          {"messageCount", messages.size()},
+          {"inbox", inbox_json},
+          {"turns", turns},
+          {"startedMs", started_ms},
+          {"idleSinceMs", idle_since_ms},
+          {"pauseRequested", pause_requested},
+          {"pausedFrom", PhaseName(paused_from)},
+          {"cancelRequested", cancel_requested},
+          {"cancelReason", cancel_reason},
+          {"cronFiredMs", cron_fired_ms},
+          {"recoveries", recoveries}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -213,6 +259,19 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     s.repeat_count = j.at("repeatCount").get<int64_t>();
     s.last_seq = j.at("lastSeq").get<uint64_t>();
     s.persisted_messages = j.at("messageCount").get<int64_t>();
+    // Worker fields; absent from checkpoints written before the worker existed.
+    for (const auto& m : j.value("inbox", nlohmann::json::array())) {
+      s.inbox.push_back({m.at("seq").get<uint64_t>(), m.at("text").get<std::string>(), m.at("from").get<std::string>()});
+    }
+    s.turns = j.value("turns", int64_t{0});
+    s.started_ms = j.value("startedMs", int64_t{0});
+    s.idle_since_ms = j.value("idleSinceMs", int64_t{0});
+    s.pause_requested = j.value("pauseRequested", false);
+    s.paused_from = ParsePhase(j.value("pausedFrom", "Running")).value_or(Phase::kRunning);
+    s.cancel_requested = j.value("cancelRequested", false);
+    s.cancel_reason = j.value("cancelReason", "");
+    s.cron_fired_ms = j.value("cronFiredMs", std::map<std::string, int64_t>{});
+    s.recoveries = j.value("recoveries", std::vector<std::pair<int64_t, int64_t>>{});
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -17,7 +18,21 @@
 
 namespace carapace {
 
-enum class Phase { kPending, kRunning, kWaitingForApproval, kSucceeded, kFailed, kBudgetExhausted };
+// Idle: a turn is done and the agent waits for a message or a scheduled wake-up. Paused: a
+// person stopped dispatching. Degraded: the crash-loop breaker stopped re-dispatching a step
+// that keeps taking the worker down; a person's Resume tries again. Cancelled: stopped for good.
+enum class Phase {
+  kPending,
+  kRunning,
+  kWaitingForApproval,
+  kSucceeded,
+  kFailed,
+  kBudgetExhausted,
+  kIdle,
+  kPaused,
+  kDegraded,
+  kCancelled,
+};
 const char* PhaseName(Phase p);  // "Pending", "Running", ...
 std::optional<Phase> ParsePhase(const std::string& s);
 bool IsTerminal(Phase p);
@@ -49,6 +64,13 @@ struct BudgetUsed {
   int64_t wall_ms = 0;  // time spent running, summed over every process that worked on the run
 };
 
+// A message waiting in the inbox.
+struct InboxMessage {
+  uint64_t seq = 0;  // of its message_received event
+  std::string text;
+  std::string from;  // "api", "cron:<name>", ...
+};
+
 struct RunState {
   std::string run_id;
   Phase phase = Phase::kPending;
@@ -64,6 +86,18 @@ struct RunState {
   uint64_t last_seq = 0;
   int64_t last_checkpoint_step = 0;
   int64_t persisted_messages = 0;  // messages already in the transcript column family
+
+  // The long-lived worker.
+  std::vector<InboxMessage> inbox;  // in arrival order
+  int64_t turns = 0;                // turns started (the goal is turn 1)
+  int64_t started_ms = 0;           // wall clock of run_started: where cron schedules start
+  int64_t idle_since_ms = 0;        // wall clock of the last switch to Idle
+  bool pause_requested = false;     // set by a person; cleared by resume
+  Phase paused_from = Phase::kRunning;  // what Resume returns to
+  bool cancel_requested = false;
+  std::string cancel_reason;
+  std::map<std::string, int64_t> cron_fired_ms;  // cron name -> the occurrence last fired
+  std::vector<std::pair<int64_t, int64_t>> recoveries;  // (step, wall ms) of recent restarts mid-step
 
   CallState* FindCall(const std::string& call_id);
   const CallState* FindCall(const std::string& call_id) const;

@@ -131,7 +131,36 @@ int64_t Runner::ActiveMsSinceAccounted() {
   return d;
 }
 
+Status Runner::SyncExternal() {
+  if (store_->last_seq() == state_.last_seq) return Status::Ok();
+  Status st;
+  CARAPACE_RETURN_IF_ERROR(store_->ForEachEvent(state_.last_seq + 1, [&](uint64_t seq, std::string_view value) {
+    auto e = Event::Decode(seq, value);
+    if (!e.ok()) {
+      st = e.status();
+      return false;
+    }
+    st = Apply(&state_, *e);
+    if (st.ok() && options_.on_event) options_.on_event(*e, state_);
+    return st.ok();
+  }));
+  return st;
+}
+
+Result<uint64_t> AppendExternalEvent(RunStore* store, Event e) {
+  auto lock = store->WriteLock();
+  e.ts_ms = WallNowMillis();
+  e.data = RedactJson(e.data);
+  StoreBatch batch;
+  batch.events.push_back(e.Encode());
+  return store->Commit(batch, true);
+}
+
 Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts) {
+  // Events others appended come first: the checkpoint below must cover every event up to
+  // its sequence number, theirs included.
+  auto lock = store_->WriteLock();
+  CARAPACE_RETURN_IF_ERROR(SyncExternal());
   StoreBatch batch;
   batch.artifacts = std::move(artifacts);
   bool checkpoint = false;
@@ -158,7 +187,12 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     state_.last_checkpoint_step = state_.step;
     batch.checkpoint = std::make_pair(state_.step, state_.ToCheckpointJson().dump());
   }
+  const int64_t commit_started = MonoNowNanos();
   CARAPACE_RETURN_IF_ERROR(store_->Commit(batch, sync).status());
+  if (checkpoint && options_.on_checkpoint_written) {
+    options_.on_checkpoint_written(static_cast<double>(MonoNowNanos() - commit_started) / 1e9);
+  }
+  lock.unlock();
   if (options_.on_event) {
     for (const auto& e : events) options_.on_event(e, state_);
   }
@@ -183,11 +217,65 @@ std::optional<std::string> Runner::BudgetExhaustedReason(bool for_tool_call) con
   return std::nullopt;
 }
 
+Status Runner::CheckCrashLoop() {
+  crash_loop_checked_ = true;
+  const bool mid_step = state_.phase == Phase::kRunning && (state_.awaiting_model || state_.NextOpenCall() != nullptr);
+  if (!mid_step) return Status::Ok();
+  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kRecovered, {{"awaitingModel", state_.awaiting_model}})}, true));
+  const int64_t now = WallNowMillis();
+  int restarts = 0;
+  for (const auto& [step, at] : state_.recoveries) restarts += step == state_.step && now - at <= kCrashLoopWindowMs;
+  if (restarts < kCrashLoopRestarts) return Status::Ok();
+  return Record({Make(event_type::kPhaseChanged,
+                      {{"phase", PhaseName(Phase::kDegraded)},
+                       {"reason", "step " + std::to_string(state_.step) + " was restarted " + std::to_string(restarts) +
+                                      " times within 5 minutes; the worker stopped re-dispatching it. Resume once the "
+                                      "cause is fixed"}})},
+                true);
+}
+
 Result<Phase> Runner::Run() {
   accounted_at_ms_ = options_.clock->NowMillis();
+  {
+    auto lock = store_->WriteLock();
+    CARAPACE_RETURN_IF_ERROR(SyncExternal());
+  }
   if (state_.phase == Phase::kPending) CARAPACE_RETURN_IF_ERROR(Start());
+  if (options_.persistent && !crash_loop_checked_) CARAPACE_RETURN_IF_ERROR(CheckCrashLoop());
+  auto resume_to = [&](Phase phase, const std::string& reason) {
+    return Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(phase)}, {"reason", reason}})}, true);
+  };
   for (;;) {
+    if (store_->last_seq() != state_.last_seq) {
+      auto lock = store_->WriteLock();
+      CARAPACE_RETURN_IF_ERROR(SyncExternal());
+    }
     if (IsTerminal(state_.phase)) return state_.phase;
+    if (options_.stop_requested && options_.stop_requested()) return state_.phase;
+    if (state_.cancel_requested) {
+      CARAPACE_RETURN_IF_ERROR(Finish(Phase::kCancelled, "cancelled by a person" + (state_.cancel_reason.empty() ? std::string() : ": " + state_.cancel_reason), ""));
+      continue;
+    }
+    if (state_.phase == Phase::kDegraded) {
+      if (!state_.recoveries.empty()) return Phase::kDegraded;  // Resume clears them
+      CARAPACE_RETURN_IF_ERROR(resume_to(Phase::kRunning, "resumed by a person after the crash-loop breaker"));
+      continue;
+    }
+    if (state_.pause_requested) {
+      if (state_.phase != Phase::kPaused) {
+        CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(Phase::kPaused)},
+                                                                           {"reason", "paused by a person"},
+                                                                           {"pausedFrom", PhaseName(state_.phase)}})},
+                                        true));
+      }
+      return Phase::kPaused;
+    }
+    if (state_.phase == Phase::kPaused) {
+      // Back to what it was doing: an idle agent stays idle until a message comes.
+      const bool idle = state_.paused_from == Phase::kIdle;
+      CARAPACE_RETURN_IF_ERROR(resume_to(idle ? Phase::kIdle : Phase::kRunning, "resumed by a person"));
+      continue;
+    }
     if (!state_.WaitingCalls().empty()) return Phase::kWaitingForApproval;
     if (state_.phase == Phase::kWaitingForApproval) {
       CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(Phase::kRunning)},
@@ -201,6 +289,14 @@ Result<Phase> Runner::Run() {
     }
     CallState* open = state_.NextOpenCall();
     if (open == nullptr) {
+      if (state_.phase == Phase::kIdle) {
+        if (state_.inbox.empty()) return Phase::kIdle;
+        // Not synced: a lost turn_started leaves the message in the inbox, taken again.
+        CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kTurnStarted, {{"messageSeq", state_.inbox.front().seq},
+                                                                          {"from", state_.inbox.front().from}})},
+                                        false));
+        continue;
+      }
       CARAPACE_RETURN_IF_ERROR(StartStep());
       continue;
     }
@@ -222,7 +318,7 @@ Status Runner::Start() {
 Status Runner::Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before) {
   // Reasons quote services (error bodies, gRPC messages) that may not be valid UTF-8.
   nlohmann::json d = {{"phase", PhaseName(phase)}, {"reason", ValidUtf8(reason)}};
-  if (phase == Phase::kSucceeded) d["result"] = ValidUtf8(result);
+  if (phase == Phase::kSucceeded || phase == Phase::kIdle) d["result"] = ValidUtf8(result);
   before.push_back(Make(event_type::kPhaseChanged, d));
   CARAPACE_RETURN_IF_ERROR(Record(std::move(before), true));
   // A clean stop leaves nothing for the next open to replay from the WAL.
@@ -271,8 +367,7 @@ Status Runner::CallModel() {
                                               {"answeredBy", response->answered_by},
                                               {"durationMs", MonoNowMillis() - started}});
   if (calls.empty()) {
-    return Finish(Phase::kSucceeded, "the model answered without tool calls", text,
-                  {e, Make(event_type::kStepCompleted)});
+    return Finish(TurnDone(), "the model answered without tool calls", text, {e, Make(event_type::kStepCompleted)});
   }
   // Not synced on its own: it becomes durable with the first tool intent or step end.
   return Record({e}, false);
@@ -303,7 +398,7 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       if (name == kFinishTool) {
         const nlohmann::json& r = call->call.arguments.contains("result") ? call->call.arguments["result"] : nlohmann::json("");
         std::string result = r.is_string() ? r.get<std::string>() : r.dump();
-        return Finish(Phase::kSucceeded, "the agent called finish", result,
+        return Finish(TurnDone(), "the agent called finish", result,
                       {Make(event_type::kToolResult, {{"callId", id}, {"tool", name}, {"ok", true}, {"output", {{"finished", true}}}}),
                        Make(event_type::kStepCompleted)});
       }
@@ -420,6 +515,7 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
 }
 
 Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool approve, const std::string& who) {
+  auto lock = store->WriteLock();  // the check and the write, with no runner commit between
   CARAPACE_ASSIGN_OR_RETURN(RunState state, LoadRunState(*store));
   if (state.phase != Phase::kWaitingForApproval) {
     return FailedPrecondition(std::string("the run is not waiting for approval (phase ") + PhaseName(state.phase) + ")");

@@ -23,8 +23,18 @@ namespace carapace {
 
 struct RunnerOptions {
   Clock* clock = RealClock();
-  // Called after each event is stored, with the state it produced (for live output).
+  // Called after each event is stored, with the state it produced (for live output). Also
+  // for events others appended (the control API), once the runner has applied them.
   std::function<void(const Event&, const RunState&)> on_event;
+  // The long-lived worker: a finished turn goes Idle (not Succeeded) and the run waits for
+  // the next inbox message. A start in the middle of a step is recorded (`recovered`); the
+  // third for the same step within five minutes trips the crash-loop breaker (Degraded).
+  bool persistent = false;
+  // Checked between actions; when it returns true, Run() returns at once and the run stays
+  // as it is (SIGTERM).
+  std::function<bool()> stop_requested;
+  // The duration of each store write that carried a checkpoint (metrics).
+  std::function<void(double seconds)> on_checkpoint_written;
 };
 
 class Runner {
@@ -35,12 +45,16 @@ class Runner {
   static Result<std::unique_ptr<Runner>> Create(RunStore* store, const AgentRun& run, const ModelRegistry& models,
                                                 const ToolRegistry& tools, RunnerOptions options = {});
 
-  // Runs until the run ends (Succeeded, Failed, BudgetExhausted) or waits for a person
-  // (WaitingForApproval). A finished run is returned as it is, with nothing redone.
+  // Runs until the run ends (Succeeded, Failed, BudgetExhausted, Cancelled) or waits: for a
+  // person (WaitingForApproval, Paused, Degraded) or, when persistent, for a message (Idle).
+  // Call it again after new events were appended (AppendExternalEvent): it applies them
+  // first. A finished run is returned as it is, with nothing redone.
   // Errors: kIoError / kCorruption from the store; after one, stop using this Runner.
   Result<Phase> Run();
 
   const RunState& state() const { return state_; }
+  // The model (with its fallbacks), for health checks from another thread.
+  ModelBackend& model() { return *model_; }
 
   // The name of the built-in tool that ends a run with a result.
   static constexpr const char* kFinishTool = "finish";
@@ -49,6 +63,11 @@ class Runner {
   Runner(RunStore* store, AgentRun run, RunnerOptions options);
 
   Status Start();
+  // Applies events others appended since the state's last_seq. Hold the store's WriteLock.
+  Status SyncExternal();
+  Status CheckCrashLoop();
+  // The phase a finished turn leaves the run in.
+  Phase TurnDone() const { return options_.persistent ? Phase::kIdle : Phase::kSucceeded; }
   Status StartStep();
   Status CallModel();
   Status HandleCall(CallState* call, size_t index);
@@ -73,7 +92,17 @@ class Runner {
   std::map<std::string, const ToolSpec*> tool_specs_;
   std::vector<ToolSchema> schemas_;
   int64_t accounted_at_ms_ = 0;
+  bool crash_loop_checked_ = false;
 };
+
+// Appends one event written by someone other than the runner (the control API: a message,
+// a decision, pause, resume, cancel). It is stored durably (synced) before this returns,
+// and the runner applies it when it next records or runs. Returns its sequence number.
+Result<uint64_t> AppendExternalEvent(RunStore* store, Event event);
+
+// Restarts of one step within this window, this many times, trip the crash-loop breaker.
+inline constexpr int64_t kCrashLoopWindowMs = 5 * 60 * 1000;
+inline constexpr int kCrashLoopRestarts = 3;
 
 // The idempotency key of a tool call: 32 hex characters of sha256 over run id, step, call
 // index, tool name and arguments. A retry of a recorded call carries the same key; a

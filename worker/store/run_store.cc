@@ -247,6 +247,7 @@ RunStore::~RunStore() {
 }
 
 Result<uint64_t> RunStore::Commit(const StoreBatch& batch, bool sync) {
+  auto lock = WriteLock();
   rocksdb::WriteBatch wb;
   uint64_t first = last_seq_ + 1;
   uint64_t seq = last_seq_;

@@ -9,9 +9,11 @@
 // A RunStore is used by one thread at a time (the runner); it is not internally locked.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -63,10 +65,15 @@ class RunStore {
   // and so is every earlier write (RocksDB's WAL is a single ordered log).
   // Returns the sequence number of the batch's first event (or of the next event when it
   // has none). Errors: kIoError; the store must not be written again after one.
+  // Thread-safe: commits are serialised.
   Result<uint64_t> Commit(const StoreBatch& batch, bool sync);
 
+  // Held by a writer that reads last_seq(), decides what to write and commits, so that no
+  // other commit comes in between (the runner and the control API both append events).
+  std::unique_lock<std::recursive_mutex> WriteLock() const { return std::unique_lock<std::recursive_mutex>(write_mu_); }
+
   // Sequence number of the newest event; 0 when there is none. Events are numbered from 1.
-  uint64_t last_seq() const { return last_seq_; }
+  uint64_t last_seq() const { return last_seq_.load(); }
 
   // Calls fn(seq, value) for each event with seq >= from, in order, until fn returns false.
   Status ForEachEvent(uint64_t from, const std::function<bool(uint64_t, std::string_view)>& fn) const;
@@ -96,7 +103,8 @@ class RunStore {
   std::string dir_;
   int lock_fd_ = -1;
   bool created_ = false;
-  uint64_t last_seq_ = 0;
+  std::atomic<uint64_t> last_seq_{0};
+  mutable std::recursive_mutex write_mu_;
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* events_ = nullptr;

@@ -1,0 +1,166 @@
+// gRPC client of the worker control API.
+#include "worker/cli/remote.h"
+
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+#include <grpcpp/client_context.h>
+#include <grpcpp/create_channel.h>
+#include <grpcpp/security/credentials.h>
+
+#include "carapace/worker/v1/control.grpc.pb.h"
+#include "worker/cli/commands.h"
+#include "worker/cli/status_view.h"
+#include "worker/runtime/event.h"
+
+namespace carapace::cli {
+
+namespace v1 = worker::v1;
+
+bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::string* problem) {
+  std::string file = token_file;
+  if (file.empty()) {
+    if (const char* f = std::getenv("CARAPACE_TOKEN_FILE"); f && *f) file = f;
+  }
+  if (file.empty()) {
+    if (const char* t = std::getenv("CARAPACE_TOKEN"); t) target->token = t;
+    return true;
+  }
+  std::ifstream in(file);
+  if (!in) {
+    *problem = "cannot read the token file " + file;
+    return false;
+  }
+  std::stringstream s;
+  s << in.rdbuf();
+  target->token = s.str();
+  while (!target->token.empty() && (target->token.back() == '\n' || target->token.back() == '\r')) target->token.pop_back();
+  return true;
+}
+
+namespace {
+
+std::unique_ptr<v1::WorkerControl::Stub> Connect(const WorkerTarget& w) {
+  return v1::WorkerControl::NewStub(grpc::CreateChannel(w.address, grpc::InsecureChannelCredentials()));
+}
+
+void Prepare(const WorkerTarget& w, grpc::ClientContext* ctx, bool streaming = false) {
+  if (!streaming) ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+  if (!w.token.empty()) ctx->AddMetadata("authorization", "Bearer " + w.token);
+}
+
+int Failed(const grpc::Status& s, const WorkerTarget& w) {
+  std::cerr << "carapace: worker " << w.address << ": " << s.error_message() << " (gRPC " << s.error_code() << ")\n";
+  switch (s.error_code()) {
+    case grpc::StatusCode::UNAUTHENTICATED:
+    case grpc::StatusCode::INVALID_ARGUMENT:
+    case grpc::StatusCode::NOT_FOUND:
+    case grpc::StatusCode::FAILED_PRECONDITION: return kExitBadInput;
+    default: return kExitError;
+  }
+}
+
+void PrintStatus(const v1::RunStatus& s) {
+  std::cout << "AgentRun " << s.namespace_() << "/" << s.name() << "  run " << s.run_id() << "\n"
+            << "phase:   " << v1::Phase_Name(s.phase()).substr(6) << (s.reason().empty() ? "" : " (" + s.reason() + ")") << "\n";
+  if (!s.result().empty()) std::cout << "result:  " << s.result() << "\n";
+  std::cout << "step:    " << s.step() << "   turns: " << s.turns() << "   inbox: " << s.inbox_depth()
+            << "   last checkpoint: step " << s.last_checkpoint_step() << "   events: " << s.last_event_seq() << "\n";
+  if (!s.current_call_id().empty()) std::cout << "running: " << s.current_call_id() << " " << s.current_tool() << "\n";
+  for (const auto& w : s.waiting()) {
+    std::cout << "waiting: " << w.call_id() << " " << w.tool() << " " << w.arguments_json() << " (" << w.reason() << ")\n";
+  }
+  const auto& b = s.budget();
+  std::cout << "budget:  steps " << b.steps() << "/" << b.max_steps() << ", tokens " << b.tokens() << "/" << b.max_tokens()
+            << ", tool calls " << b.tool_calls() << "/" << b.max_tool_calls() << "\n";
+}
+
+template <typename Request, typename Call>
+int StatusCall(const WorkerTarget& w, const Request& req, Call call) {
+  auto stub = Connect(w);
+  grpc::ClientContext ctx;
+  Prepare(w, &ctx);
+  v1::RunStatus out;
+  grpc::Status s = call(*stub, &ctx, req, &out);
+  if (!s.ok()) return Failed(s, w);
+  PrintStatus(out);
+  return kExitSucceeded;
+}
+
+}  // namespace
+
+int RemoteStatus(const WorkerTarget& w, bool json) {
+  auto stub = Connect(w);
+  grpc::ClientContext ctx;
+  Prepare(w, &ctx);
+  v1::RunStatus out;
+  grpc::Status s = stub->GetStatus(&ctx, v1::GetStatusRequest(), &out);
+  if (!s.ok()) return Failed(s, w);
+  if (json) std::cout << RunStatusJson(out) << "\n";
+  else PrintStatus(out);
+  return kExitSucceeded;
+}
+
+int RemoteEvents(const WorkerTarget& w, unsigned long long from_seq, bool follow) {
+  auto stub = Connect(w);
+  grpc::ClientContext ctx;
+  Prepare(w, &ctx, follow);
+  v1::WatchEventsRequest req;
+  req.set_from_seq(from_seq);
+  req.set_follow(follow);
+  auto reader = stub->WatchEvents(&ctx, req);
+  v1::EventEntry entry;
+  while (reader->Read(&entry)) {
+    Event e;
+    e.seq = entry.seq();
+    e.ts_ms = entry.ts_ms();
+    e.type = entry.type();
+    e.step = entry.step();
+    e.data = nlohmann::json::parse(entry.data_json(), nullptr, false);
+    if (e.data.is_discarded()) e.data = nlohmann::json::object();
+    std::cout << "#" << e.seq << " step " << e.step << " " << DescribeEvent(e) << "\n" << std::flush;
+  }
+  grpc::Status s = reader->Finish();
+  if (!s.ok()) return Failed(s, w);
+  return kExitSucceeded;
+}
+
+int RemoteSend(const WorkerTarget& w, const std::string& text) {
+  auto stub = Connect(w);
+  grpc::ClientContext ctx;
+  Prepare(w, &ctx);
+  v1::SendMessageRequest req;
+  req.set_text(text);
+  req.set_from("cli");
+  v1::SendMessageResponse out;
+  grpc::Status s = stub->SendMessage(&ctx, req, &out);
+  if (!s.ok()) return Failed(s, w);
+  std::cout << "queued as event " << out.seq() << " (" << out.inbox_depth() << " in the inbox)\n";
+  return kExitSucceeded;
+}
+
+int RemoteDecide(const WorkerTarget& w, const std::string& call_id, bool deny) {
+  v1::DecisionRequest req;
+  req.set_call_id(call_id);
+  req.set_by("cli");
+  return StatusCall(w, req, [deny](v1::WorkerControl::Stub& stub, grpc::ClientContext* ctx, const v1::DecisionRequest& r,
+                                   v1::RunStatus* out) { return deny ? stub.Deny(ctx, r, out) : stub.Approve(ctx, r, out); });
+}
+
+int RemotePause(const WorkerTarget& w) {
+  return StatusCall(w, v1::PauseRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Pause(ctx, r, out); });
+}
+
+int RemoteResume(const WorkerTarget& w) {
+  return StatusCall(w, v1::ResumeRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Resume(ctx, r, out); });
+}
+
+int RemoteCancel(const WorkerTarget& w, const std::string& reason) {
+  v1::CancelRequest req;
+  req.set_reason(reason);
+  return StatusCall(w, req, [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Cancel(ctx, r, out); });
+}
+
+}  // namespace carapace::cli

@@ -1,0 +1,107 @@
+// AgentService: one AgentRun kept alive as a service. A single agent thread owns the Runner
+// and drives it whenever there is something to do: a message in the inbox, a decision, a
+// scheduled wake-up. The control API and the probes read a status snapshot and append
+// events (durably, before they answer); the runner applies them at its next step.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "carapace/worker/v1/run.pb.h"
+#include "common/agentrun/spec.h"
+#include "common/cron.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/runner.h"
+#include "worker/server/worker_metrics.h"
+
+namespace prometheus {
+class Registry;
+}
+
+namespace carapace {
+
+class AgentService {
+ public:
+  // Opens the state dir (taking its lock) and binds the run, as `carapace run` does.
+  // Errors: as RunStore::Open and Runner::Create.
+  static Result<std::unique_ptr<AgentService>> Open(const AgentRun& run, const std::string& state_dir,
+                                                    prometheus::Registry* metrics);
+  ~AgentService();
+
+  // Starts the agent thread.
+  void Start();
+  // SIGTERM: no new work; the action in progress (a model call, a tool call) may finish
+  // within `grace`. If it does not, an `interrupted` event records what was cut off (it
+  // resumes as any cut-off call does). The store is flushed either way. Returns true when
+  // the agent thread stopped in time.
+  bool Shutdown(std::chrono::milliseconds grace);
+
+  worker::v1::RunStatus Snapshot() const;
+  // Stored durably before it returns. Errors: kInvalidArgument (empty, not UTF-8, over
+  // 64 KiB), kFailedPrecondition (the run has ended).
+  Result<uint64_t> SendMessage(const std::string& text, const std::string& from);
+  int64_t InboxDepth() const;
+  Status Decide(const std::string& call_id, bool approve, const std::string& by);
+  Status Pause();
+  Status Resume();
+  Status Cancel(const std::string& reason);
+
+  // Blocks until the runner has applied event `seq` (the snapshot shows it), or `timeout`
+  // passes: control calls answer with the status their request produced when they can.
+  void WaitApplied(uint64_t seq, std::chrono::milliseconds timeout) const;
+  // Blocks until an event after `seq` is stored, `timeout` passes or the service stops.
+  void WaitForEventAfter(uint64_t seq, std::chrono::milliseconds timeout) const;
+  const RunStore& store() const { return *store_; }
+  bool stopping() const { return stopping_; }
+
+  // Ready: the store is open, the agent thread runs, and it is not in a crash loop.
+  bool Ready(std::string* why) const;
+  // The model service's health, checked at most every 10 s.
+  Status ModelHealth();
+
+ private:
+  AgentService() = default;
+  void Loop();
+  void Wake();
+  // Queues one message per cron entry that has come due since it last fired (occurrences
+  // missed while the worker was down are coalesced). Agent thread only.
+  void FireDueCrons(int64_t now_ms);
+  // When the agent should next wake on its own: the next cron occurrence or heartbeat.
+  std::chrono::steady_clock::time_point NextWake(int64_t now_ms) const;
+  void OnEvent(const Event& e, const RunState& state);
+  Status CheckNotEnded(const char* what) const;
+  // Appends a control event (pause, resume, cancel), wakes the agent and waits briefly for it.
+  Status Control(const char* what, const char* type, nlohmann::json data = nlohmann::json::object());
+
+  AgentRun run_;
+  RunIdentity identity_;
+  std::unique_ptr<RunStore> store_;
+  ModelRegistry models_;
+  ToolRegistry tools_;
+  std::unique_ptr<Runner> runner_;
+  std::unique_ptr<WorkerMetrics> metrics_;
+  std::vector<std::pair<CronSpec, CronSchedule>> crons_;
+
+  mutable std::mutex mu_;
+  mutable std::condition_variable changed_;  // a new event, a wake-up, stopping
+  worker::v1::RunStatus status_;
+  int64_t unapplied_messages_ = 0;  // stored, not yet applied by the runner
+  bool wake_ = false;
+  bool loop_failed_ = false;
+  std::string loop_error_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> loop_done_{false};
+  std::thread thread_;
+
+  std::mutex health_mu_;
+  std::chrono::steady_clock::time_point health_at_;
+  Status health_ = Unavailable("not checked yet");
+};
+
+}  // namespace carapace

@@ -1,0 +1,109 @@
+// The control API.
+#include "worker/server/control_service.h"
+
+#include <openssl/crypto.h>
+
+namespace carapace {
+
+namespace v1 = worker::v1;
+
+grpc::Status ToGrpcStatus(const Status& s) {
+  switch (s.code()) {
+    case StatusCode::kOk: return grpc::Status::OK;
+    case StatusCode::kInvalidArgument: return {grpc::StatusCode::INVALID_ARGUMENT, s.message()};
+    case StatusCode::kNotFound: return {grpc::StatusCode::NOT_FOUND, s.message()};
+    case StatusCode::kFailedPrecondition: return {grpc::StatusCode::FAILED_PRECONDITION, s.message()};
+    case StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, s.message()};
+    default: return {grpc::StatusCode::INTERNAL, s.ToString()};
+  }
+}
+
+grpc::Status ControlService::Authorize(const grpc::ServerContext& ctx) const {
+  if (token_.empty()) return grpc::Status::OK;
+  auto it = ctx.client_metadata().find("authorization");
+  const std::string expected = "Bearer " + token_;
+  // The same answer, in the same time, for a missing and a wrong token.
+  const std::string got = it == ctx.client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
+  const bool ok = got.size() == expected.size() && CRYPTO_memcmp(got.data(), expected.data(), got.size()) == 0;
+  if (!ok) return {grpc::StatusCode::UNAUTHENTICATED, "a valid bearer token is required"};
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Reply(const Status& s, v1::RunStatus* out) const {
+  if (!s.ok()) return ToGrpcStatus(s);
+  *out = agent_->Snapshot();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::GetStatus(grpc::ServerContext* ctx, const v1::GetStatusRequest*, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  *out = agent_->Snapshot();
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::WatchEvents(grpc::ServerContext* ctx, const v1::WatchEventsRequest* req,
+                                         grpc::ServerWriter<v1::EventEntry>* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  uint64_t next = std::max<uint64_t>(req->from_seq(), 1);
+  while (!ctx->IsCancelled()) {
+    bool write_failed = false;
+    Status st = agent_->store().ForEachEvent(next, [&](uint64_t seq, std::string_view value) {
+      auto e = Event::Decode(seq, value);
+      if (!e.ok()) return false;
+      v1::EventEntry entry;
+      entry.set_seq(seq);
+      entry.set_ts_ms(e->ts_ms);
+      entry.set_type(e->type);
+      entry.set_step(e->step);
+      entry.set_data_json(e->data.dump());
+      if (!out->Write(entry)) {
+        write_failed = true;
+        return false;
+      }
+      next = seq + 1;
+      return true;
+    });
+    if (!st.ok()) return ToGrpcStatus(st);
+    if (write_failed || !req->follow()) break;
+    if (agent_->stopping()) return {grpc::StatusCode::UNAVAILABLE, "the worker is shutting down; reconnect from seq " + std::to_string(next)};
+    agent_->WaitForEventAfter(next - 1, std::chrono::milliseconds(500));
+  }
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::SendMessage(grpc::ServerContext* ctx, const v1::SendMessageRequest* req,
+                                         v1::SendMessageResponse* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  auto seq = agent_->SendMessage(req->text(), req->from());
+  if (!seq.ok()) return ToGrpcStatus(seq.status());
+  out->set_seq(*seq);
+  out->set_inbox_depth(agent_->InboxDepth());
+  return grpc::Status::OK;
+}
+
+grpc::Status ControlService::Approve(grpc::ServerContext* ctx, const v1::DecisionRequest* req, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  return Reply(agent_->Decide(req->call_id(), true, req->by()), out);
+}
+
+grpc::Status ControlService::Deny(grpc::ServerContext* ctx, const v1::DecisionRequest* req, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  return Reply(agent_->Decide(req->call_id(), false, req->by()), out);
+}
+
+grpc::Status ControlService::Pause(grpc::ServerContext* ctx, const v1::PauseRequest*, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  return Reply(agent_->Pause(), out);
+}
+
+grpc::Status ControlService::Resume(grpc::ServerContext* ctx, const v1::ResumeRequest*, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  return Reply(agent_->Resume(), out);
+}
+
+grpc::Status ControlService::Cancel(grpc::ServerContext* ctx, const v1::CancelRequest* req, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  return Reply(agent_->Cancel(req->reason()), out);
+}
+
+}  // namespace carapace

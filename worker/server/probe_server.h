@@ -1,0 +1,33 @@
+// The worker's HTTP port: /healthz (the process answers), /readyz (the store is open and
+// the agent is not in a crash loop; the model service's health is shown in the body, and
+// does not decide readiness: a model outage is what fallbacks and retries are for), and
+// /metrics (Prometheus text format).
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "common/status.h"
+#include "worker/server/agent_service.h"
+
+namespace web::http::experimental::listener {
+class http_listener;
+}
+
+namespace carapace {
+
+class ProbeServer {
+ public:
+  ProbeServer(AgentService* agent, prometheus::Registry* metrics);
+  ~ProbeServer();
+  // `address` is host:port. Errors: kUnavailable when the port cannot be opened.
+  Status Start(const std::string& address);
+  void Stop();
+
+ private:
+  AgentService* agent_;
+  prometheus::Registry* metrics_;
+  std::unique_ptr<web::http::experimental::listener::http_listener> listener_;
+};
+
+}  // namespace carapace

@@ -1,0 +1,156 @@
+// carapace-worker: one AgentRun as a long-lived service in a pod. See docs/worker.md.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/registry.h>
+
+#include "common/log.h"
+#include "common/redact.h"
+#include "worker/runtime/process_setup.h"
+#include "worker/server/agent_service.h"
+#include "worker/server/control_service.h"
+#include "worker/server/probe_server.h"
+
+using namespace carapace;
+
+namespace {
+
+constexpr const char* kUsage = R"(usage: carapace-worker [flags]
+  --spec FILE          the AgentRun to run (env CARAPACE_SPEC); in a cluster, the mounted ConfigMap
+  --state-dir DIR      its state (env CARAPACE_STATE_DIR); in a cluster, the PVC
+  --grpc-listen ADDR   control API (env CARAPACE_GRPC_LISTEN, default 0.0.0.0:7070)
+  --http-listen ADDR   /healthz /readyz /metrics (env CARAPACE_HTTP_LISTEN, default 0.0.0.0:8080)
+  --token-file FILE    bearer token of the control API (env CARAPACE_TOKEN_FILE); in a cluster, a Secret
+  --insecure-no-auth   serve the control API without a token (local development only)
+  --grace-seconds N    on SIGTERM, how long an action in progress may take to finish (env CARAPACE_GRACE_SECONDS, default 5)
+  --tmp-dir DIR        where libraries may write temporary files (sets TMPDIR); the root fs may be read-only
+exit codes: 0 after SIGTERM/SIGINT, 1 on a store or runtime error, 2 on bad flags or a bad manifest
+)";
+
+int Fail(int code, const std::string& message) {
+  log::Error(message);
+  return code;
+}
+
+std::string Flag(const std::map<std::string, std::string>& flags, const std::string& name, const char* env,
+                 const std::string& fallback) {
+  if (auto it = flags.find(name); it != flags.end()) return it->second;
+  if (const char* v = std::getenv(env); v && *v) return v;
+  return fallback;
+}
+
+int Main(int argc, char** argv) {
+  const auto started = std::chrono::steady_clock::now();
+  std::map<std::string, std::string> flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (a == "--insecure-no-auth") {
+      flags[a] = "1";
+      continue;
+    }
+    static const char* kValued[] = {"--spec", "--state-dir", "--grpc-listen", "--http-listen", "--token-file", "--grace-seconds", "--tmp-dir"};
+    bool known = false;
+    for (const char* k : kValued) known = known || a == k;
+    if (!known) return Fail(2, "unknown flag " + a + "\n" + kUsage);
+    if (i + 1 >= argc) return Fail(2, a + " needs a value");
+    flags[a] = argv[++i];
+  }
+  const std::string spec_path = Flag(flags, "--spec", "CARAPACE_SPEC", "");
+  const std::string state_dir = Flag(flags, "--state-dir", "CARAPACE_STATE_DIR", "");
+  const std::string grpc_addr = Flag(flags, "--grpc-listen", "CARAPACE_GRPC_LISTEN", "0.0.0.0:7070");
+  const std::string http_addr = Flag(flags, "--http-listen", "CARAPACE_HTTP_LISTEN", "0.0.0.0:8080");
+  const std::string token_file = Flag(flags, "--token-file", "CARAPACE_TOKEN_FILE", "");
+  const std::string grace_text = Flag(flags, "--grace-seconds", "CARAPACE_GRACE_SECONDS", "5");
+  if (spec_path.empty()) return Fail(2, "--spec (or CARAPACE_SPEC) is required");
+  if (state_dir.empty()) return Fail(2, "--state-dir (or CARAPACE_STATE_DIR) is required");
+  char* end = nullptr;
+  const long grace = std::strtol(grace_text.c_str(), &end, 10);
+  if (*end != '\0' || grace < 0 || grace > 3600) return Fail(2, "--grace-seconds must be 0..3600, got \"" + grace_text + "\"");
+  if (auto it = flags.find("--tmp-dir"); it != flags.end()) ::setenv("TMPDIR", it->second.c_str(), 1);
+
+  std::string token;
+  if (!flags.count("--insecure-no-auth")) {
+    if (token_file.empty()) {
+      return Fail(2, "the control API needs a token: --token-file FILE (or CARAPACE_TOKEN_FILE), or --insecure-no-auth");
+    }
+    std::ifstream in(token_file);
+    if (!in) return Fail(2, "cannot read the token file " + token_file);
+    std::stringstream s;
+    s << in.rdbuf();
+    token = s.str();
+    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    if (token.size() < 16) return Fail(2, "the token in " + token_file + " is shorter than 16 characters");
+    RegisterSecret(token);
+  } else {
+    log::Warn("the control API accepts calls without a token (--insecure-no-auth)");
+  }
+
+  auto run = LoadAgentRunFile(spec_path);
+  if (!run.ok()) return Fail(2, run.status().message());
+
+  // Signals go to the main thread's sigwait, never to a library thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+  prometheus::Registry metrics;
+  auto agent = AgentService::Open(*run, state_dir, &metrics);
+  if (!agent.ok()) {
+    const StatusCode c = agent.status().code();
+    return Fail(c == StatusCode::kInvalidArgument || c == StatusCode::kFailedPrecondition || c == StatusCode::kBusy ? 2 : 1,
+                agent.status().ToString());
+  }
+  ControlService control(agent->get(), token);
+  grpc::ServerBuilder builder;
+  int grpc_port = 0;
+  builder.AddListeningPort(grpc_addr, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.RegisterService(&control);
+  std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
+  if (!server || grpc_port == 0) return Fail(1, "cannot listen for the control API on " + grpc_addr);
+  ProbeServer probes(agent->get(), &metrics);
+  if (Status s = probes.Start(http_addr); !s.ok()) return Fail(1, s.message());
+  (*agent)->Start();
+  log::Info("carapace-worker ready",
+            {{"agentrun", run->metadata.ns + "/" + run->metadata.name}, {"grpc", grpc_addr}, {"grpcPort", grpc_port},
+             {"http", http_addr}, {"phase", worker::v1::Phase_Name((*agent)->Snapshot().phase())},
+             {"startMs", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::Info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"graceSeconds", grace}});
+  const bool clean = (*agent)->Shutdown(std::chrono::seconds(grace));
+  server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
+  probes.Stop();
+  log::Info("stopped", {{"inTime", clean}});
+  if (!clean) std::_Exit(0);  // a call's thread is still out; the store is flushed
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  SetUpProcess();
+  try {
+    return Main(argc, argv);
+  } catch (const std::exception& e) {
+    log::Error("carapace-worker stopped on an unexpected error; the store is safe", {{"error", e.what()}});
+    return 1;
+  }
+}

@@ -1,0 +1,49 @@
+// The agent's Prometheus metrics (docs/worker.md lists them), fed from the event stream.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <string>
+
+#include "common/agentrun/spec.h"
+#include "worker/runtime/event.h"
+#include "worker/runtime/run_state.h"
+
+namespace prometheus {
+class Registry;
+class Counter;
+class Gauge;
+class Histogram;
+template <typename T>
+class Family;
+}  // namespace prometheus
+
+namespace carapace {
+
+class WorkerMetrics {
+ public:
+  WorkerMetrics(prometheus::Registry& registry, const AgentRun& run);
+
+  // Every stored event, with the state it produced. Runner thread only.
+  void OnEvent(const Event& e, const RunState& state);
+  void OnCheckpointWritten(double seconds);
+  // Messages stored but not yet taken into the state (the runner applies them later).
+  void SetInboxDepth(int64_t depth);
+
+ private:
+  BudgetSpec budget_;
+  prometheus::Counter& steps_;
+  prometheus::Histogram& step_duration_;
+  prometheus::Histogram& checkpoint_duration_;
+  prometheus::Family<prometheus::Counter>& tool_calls_;
+  prometheus::Family<prometheus::Histogram>& tool_duration_;
+  prometheus::Family<prometheus::Gauge>& phase_;
+  prometheus::Family<prometheus::Gauge>& budget_ratio_;
+  prometheus::Counter& recoveries_;
+  prometheus::Gauge& inbox_depth_;
+  std::chrono::steady_clock::time_point step_started_;
+  bool step_open_ = false;
+  Phase last_phase_ = Phase::kPending;
+};
+
+}  // namespace carapace
