@@ -50,6 +50,14 @@ std::string Flag(const std::map<std::string, std::string>& flags, const std::str
   return fallback;
 }
 
+sigset_t ShutdownSignals() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  return signals;
+}
+
 int Main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   std::map<std::string, std::string> flags;
@@ -103,13 +111,6 @@ int Main(int argc, char** argv) {
   auto run = LoadAgentRunFile(spec_path);
   if (!run.ok()) return Fail(2, run.status().message());
 
-  // Signals go to the main thread's sigwait, never to a library thread.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGTERM);
-  sigaddset(&signals, SIGINT);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-
   prometheus::Registry metrics;
   auto agent = AgentService::Open(*run, state_dir, &metrics);
   if (!agent.ok()) {
@@ -133,6 +134,7 @@ int Main(int argc, char** argv) {
              {"startMs", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
 
   int sig = 0;
+  const sigset_t signals = ShutdownSignals();
   sigwait(&signals, &sig);
   log::Info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"graceSeconds", grace}});
   const bool clean = (*agent)->Shutdown(std::chrono::seconds(grace));
@@ -146,6 +148,10 @@ int Main(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Blocked before any thread exists (every thread inherits the mask), so SIGTERM reaches
+  // the main thread's sigwait and never a library thread, whose default would kill us.
+  const sigset_t signals = ShutdownSignals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   SetUpProcess();
   try {
     return Main(argc, argv);

@@ -1,0 +1,506 @@
+// carapace-worker end to end: the real process, its control API over gRPC on loopback, its
+// HTTP probes and metrics. Messages handled in order, WatchEvents resumed from a sequence
+// number, SIGTERM mid-turn and restart, kill -9 while messages are acknowledged, auth, bad
+// requests, heartbeats that call no model, the crash-loop breaker, and promtool on /metrics.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <csignal>
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <functional>
+#include <random>
+#include <set>
+#include <thread>
+
+#include <prometheus/registry.h>
+
+#include "tests/support/child_process.h"
+#include "tests/support/fake_openai.h"
+#include "tests/support/worker_process.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/server/agent_service.h"
+
+using namespace carapace;
+using carapace::testing::FakeCompletion;
+using carapace::testing::FakeOpenAiServer;
+using carapace::testing::HttpGet;
+using carapace::testing::RunCommand;
+using carapace::testing::TempDir;
+using carapace::testing::WorkerProcess;
+using Catch::Matchers::ContainsSubstring;
+namespace v1 = carapace::worker::v1;
+
+namespace {
+
+std::string Scripted(const std::vector<std::string>& replies, const std::string& extra = "") {
+  std::string s = "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
+                  "  model:\n    backend: scripted\n    script:\n";
+  for (const auto& r : replies) s += "      - text: \"" + r + "\"\n";
+  return s + extra;
+}
+
+std::string OpenAi(const std::string& url, const std::string& extra = "") {
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
+         "  model:\n    backend: openai\n    name: llm\n    endpoint: \"" + url + "\"\n    timeoutSeconds: 30\n" + extra;
+}
+
+std::string Write(const TempDir& dir, const std::string& name, const std::string& text) {
+  std::ofstream(dir.Sub(name)) << text;
+  return dir.Sub(name);
+}
+
+v1::RunStatus GetStatus(WorkerProcess& w) {
+  v1::RunStatus s;
+  auto ctx = w.Context();
+  grpc::Status st = w.stub().GetStatus(ctx.get(), v1::GetStatusRequest(), &s);
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  return s;
+}
+
+// Polls GetStatus until `done` holds; fails the test after `timeout_ms`.
+v1::RunStatus WaitFor(WorkerProcess& w, const std::function<bool(const v1::RunStatus&)>& done, int timeout_ms = 20000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  v1::RunStatus s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    s = GetStatus(w);
+    if (done(s)) return s;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  FAIL("timed out waiting; last status: " << s.ShortDebugString());
+  return s;
+}
+
+bool IdleAfter(const v1::RunStatus& s, int64_t turns) { return s.phase() == v1::PHASE_IDLE && s.turns() >= turns && s.inbox_depth() == 0; }
+
+std::vector<v1::EventEntry> Events(WorkerProcess& w, uint64_t from = 1) {
+  auto ctx = w.Context();
+  v1::WatchEventsRequest req;
+  req.set_from_seq(from);
+  auto reader = w.stub().WatchEvents(ctx.get(), req);
+  std::vector<v1::EventEntry> out;
+  v1::EventEntry e;
+  while (reader->Read(&e)) out.push_back(e);
+  REQUIRE(reader->Finish().ok());
+  return out;
+}
+
+uint64_t Send(WorkerProcess& w, const std::string& text) {
+  v1::SendMessageRequest req;
+  req.set_text(text);
+  v1::SendMessageResponse out;
+  auto ctx = w.Context();
+  grpc::Status st = w.stub().SendMessage(ctx.get(), req, &out);
+  INFO(st.error_message());
+  REQUIRE(st.ok());
+  return out.seq();
+}
+
+nlohmann::json Data(const v1::EventEntry& e) { return nlohmann::json::parse(e.data_json()); }
+
+// Chat calls the model double received (its health checks, GET /models, are not counted).
+size_t ChatCalls(const FakeOpenAiServer& model) {
+  size_t n = 0;
+  for (const auto& r : model.requests()) n += r.path == "/v1/chat/completions";
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("messages queue durably and are handled in order, one turn at a time", "[worker]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready", "one", "two", "three"}));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+  const uint64_t a = Send(w, "first");
+  const uint64_t b = Send(w, "second");
+  const uint64_t c = Send(w, "third");
+  CHECK(a < b);
+  CHECK(b < c);
+  v1::RunStatus s = WaitFor(w, [](auto& s) { return IdleAfter(s, 4); });
+  CHECK(s.result() == "three");
+  CHECK(s.step() == 4);
+  std::vector<uint64_t> taken;
+  std::vector<std::string> replies;
+  for (const auto& e : Events(w)) {
+    if (e.type() == "turn_started") taken.push_back(Data(e)["messageSeq"]);
+    if (e.type() == "model_response") replies.push_back(Data(e)["text"]);
+  }
+  CHECK(taken == std::vector<uint64_t>{a, b, c});
+  CHECK(replies == std::vector<std::string>{"ready", "one", "two", "three"});
+  CHECK(w.Stop().exit_code == 0);
+}
+
+TEST_CASE("WatchEvents from a sequence number: a client that reconnects misses nothing", "[worker]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"r0", "r1", "r2", "r3", "r4", "r5"}));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+
+  // Follow the log while messages are being handled; drop the stream after 7 events.
+  std::vector<v1::EventEntry> seen;
+  {
+    auto ctx = w.Context("", true);
+    v1::WatchEventsRequest req;
+    req.set_from_seq(1);
+    req.set_follow(true);
+    auto reader = w.stub().WatchEvents(ctx.get(), req);
+    Send(w, "m1");
+    v1::EventEntry e;
+    while (seen.size() < 7 && reader->Read(&e)) seen.push_back(e);
+    ctx->TryCancel();
+    reader->Finish();
+  }
+  REQUIRE(seen.size() == 7);
+  Send(w, "m2");
+  Send(w, "m3");
+  WaitFor(w, [](auto& s) { return IdleAfter(s, 4); });
+  for (const auto& e : Events(w, seen.back().seq() + 1)) seen.push_back(e);
+  std::vector<v1::EventEntry> all = Events(w);
+  REQUIRE(seen.size() == all.size());
+  for (size_t i = 0; i < all.size(); ++i) {
+    CHECK(seen[i].seq() == i + 1);
+    CHECK(seen[i].type() == all[i].type());
+  }
+  // A follower sees new events as they are stored.
+  auto ctx = w.Context("", true);
+  v1::WatchEventsRequest req;
+  req.set_from_seq(all.size() + 1);
+  req.set_follow(true);
+  auto reader = w.stub().WatchEvents(ctx.get(), req);
+  const uint64_t m4 = Send(w, "m4");
+  v1::EventEntry next;
+  REQUIRE(reader->Read(&next));
+  CHECK(next.seq() == m4);
+  CHECK(next.type() == "message_received");
+  ctx->TryCancel();
+  reader->Finish();
+}
+
+TEST_CASE("the control API refuses a missing or wrong token, and bad requests say why", "[worker]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready"}));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  v1::RunStatus out;
+  {
+    grpc::ClientContext none;
+    CHECK(w.stub().GetStatus(&none, v1::GetStatusRequest(), &out).error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    auto wrong = w.Context("not-the-token-0123456789abcdef");
+    v1::SendMessageRequest req;
+    req.set_text("let me in");
+    v1::SendMessageResponse r;
+    CHECK(w.stub().SendMessage(wrong.get(), req, &r).error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    auto wrong = w.Context("x");
+    auto reader = w.stub().WatchEvents(wrong.get(), v1::WatchEventsRequest());
+    v1::EventEntry e;
+    CHECK_FALSE(reader->Read(&e));
+    CHECK(reader->Finish().error_code() == grpc::StatusCode::UNAUTHENTICATED);
+  }
+  {
+    auto ctx = w.Context();
+    v1::SendMessageResponse r;
+    grpc::Status st = w.stub().SendMessage(ctx.get(), v1::SendMessageRequest(), &r);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == "text is empty");
+  }
+  {
+    auto ctx = w.Context();
+    v1::SendMessageRequest req;
+    req.set_text(std::string(70000, 'x'));
+    v1::SendMessageResponse r;
+    grpc::Status st = w.stub().SendMessage(ctx.get(), req, &r);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == "text is 70000 bytes; at most 65536");
+  }
+  {
+    auto ctx = w.Context();
+    v1::DecisionRequest req;
+    req.set_call_id("s9c9");
+    grpc::Status st = w.stub().Approve(ctx.get(), req, &out);
+    CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+    CHECK_THAT(st.error_message(), ContainsSubstring("not waiting for approval"));
+  }
+  // Nothing was stored by the refused calls.
+  for (const auto& e : Events(w)) CHECK(e.type() != "message_received");
+  // The CLI says the same.
+  auto cli = RunCommand({CARAPACE_BIN, "status", "--worker", w.address()});
+  CHECK(cli.exit_code == 2);
+  CHECK_THAT(cli.err, ContainsSubstring("a valid bearer token is required"));
+  auto ok = RunCommand({CARAPACE_BIN, "status", "--worker", w.address(), "--token-file", dir.Sub("token")});
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out, ContainsSubstring("phase:   IDLE"));
+  w.Stop();
+
+  // A worker with neither a token nor --insecure-no-auth does not start.
+  auto refused = RunCommand({WORKER_BIN, "--spec", spec, "--state-dir", dir.Sub("other")});
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, ContainsSubstring("the control API needs a token"));
+}
+
+TEST_CASE("a heartbeat with nothing to do calls no model", "[worker]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready", "answer"}, "  schedule: {heartbeatSeconds: 1}\n"));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  v1::RunStatus idle = WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+  std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // three heartbeats
+  v1::RunStatus later = GetStatus(w);
+  CHECK(later.phase() == v1::PHASE_IDLE);
+  CHECK(later.last_event_seq() == idle.last_event_seq());  // nothing happened, nothing recorded
+  CHECK(later.budget().tokens() == idle.budget().tokens());
+  auto [code, metrics] = HttpGet(w.http_port(), "/metrics");
+  REQUIRE(code == 200);
+  CHECK_THAT(metrics, ContainsSubstring("carapace_model_requests_total{backend=\"scripted\",model=\"scripted\",outcome=\"ok\"} 1\n"));
+  // A message does wake it.
+  Send(w, "question");
+  CHECK(WaitFor(w, [](auto& s) { return IdleAfter(s, 2); }).result() == "answer");
+}
+
+TEST_CASE("cron occurrences missed while the worker was down come as one message", "[worker]") {
+  TempDir dir;
+  auto run = ParseAgentRun(Scripted({"ready", "report done"}, "  schedule:\n    cron: [{name: report, schedule: \"* * * * *\", prompt: \"write the report\"}]\n"),
+                           "t.yaml");
+  REQUIRE(run.ok());
+  {
+    // The cron last fired three hours ago: 180 occurrences were missed.
+    auto agent = AgentService::Open(*run, dir.Sub("state"), nullptr);
+    REQUIRE(agent.ok());
+    Event e;
+    e.type = event_type::kMessageReceived;
+    e.data = {{"text", "write the report"}, {"from", "cron:report"}, {"cron", "report"},
+              {"scheduledForMs", WallNowMillis() - 3 * 3600 * 1000}, {"occurrences", 1}};
+    REQUIRE(AppendExternalEvent(const_cast<RunStore*>(&(*agent)->store()), e).ok());
+  }
+  prometheus::Registry metrics;
+  auto agent = AgentService::Open(*run, dir.Sub("state"), &metrics);
+  REQUIRE(agent.ok());
+  (*agent)->Start();
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while ((*agent)->Snapshot().turns() < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  (*agent)->Shutdown(std::chrono::seconds(5));
+  auto events = ReadAllEvents((*agent)->store());
+  REQUIRE(events.ok());
+  int cron_messages = 0;
+  int64_t occurrences = 0;
+  for (const auto& e : *events) {
+    if (e.type == event_type::kMessageReceived && e.data.value("from", "") == "cron:report") {
+      ++cron_messages;
+      occurrences = e.data.value("occurrences", int64_t{0});
+    }
+  }
+  CHECK(cron_messages == 2);  // the seeded one, and one for all that were missed
+  CHECK(occurrences >= 180);
+  CHECK(occurrences <= 182);
+}
+
+TEST_CASE("SIGTERM mid-turn: the model call finishes within the grace, or is recorded as interrupted; restart resumes", "[worker]") {
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  FakeCompletion first;
+  first.content = {"ready"};
+  model.Push(first);
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url()));
+
+  SECTION("within the grace") {
+    FakeCompletion slow;
+    slow.content = {"slow answer"};
+    slow.delay_ms = 800;
+    model.Push(slow);
+    WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path(), {"--grace-seconds", "5"});
+    REQUIRE(w.Start());
+    WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+    Send(w, "take your time");
+    WaitFor(w, [](auto& s) { return s.turns() == 2; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));  // the call is in flight
+    auto stopped = w.Stop(SIGTERM);
+    CHECK(stopped.exit_code == 0);
+    CHECK_THAT(stopped.err, ContainsSubstring("\"inTime\":true"));
+    WorkerProcess again(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+    REQUIRE(again.Start());
+    v1::RunStatus s = WaitFor(again, [](auto& s) { return IdleAfter(s, 2); });
+    CHECK(s.result() == "slow answer");
+    CHECK(ChatCalls(model) == 2);  // the answer that came in the grace was kept
+  }
+  SECTION("past the grace") {
+    FakeCompletion hung;
+    hung.content = {"too late"};
+    hung.delay_ms = 4000;
+    model.Push(hung);
+    FakeCompletion retry;
+    retry.content = {"asked again"};
+    model.Push(retry);
+    WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path(), {"--grace-seconds", "1"});
+    REQUIRE(w.Start());
+    WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+    Send(w, "this one hangs");
+    WaitFor(w, [](auto& s) { return s.turns() == 2; });
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+    auto stopped = w.Stop(SIGTERM);
+    CHECK(stopped.exit_code == 0);
+    CHECK_THAT(stopped.err, ContainsSubstring("shutdown grace ran out"));
+    WorkerProcess again(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+    REQUIRE(again.Start());
+    v1::RunStatus s = WaitFor(again, [](auto& s) { return IdleAfter(s, 2); });
+    CHECK(s.result() == "asked again");
+    bool interrupted = false;
+    for (const auto& e : Events(again)) interrupted = interrupted || e.type() == "interrupted";
+    CHECK(interrupted);
+  }
+}
+
+TEST_CASE("kill -9 while messages are being acknowledged never loses an acknowledged message", "[worker][crash]") {
+  TempDir dir;
+  std::vector<std::string> replies(200, "ok");
+  const std::string spec = Write(dir, "spec.yaml", Scripted(replies));
+  std::set<std::string> acknowledged;
+  std::mt19937 rng(std::random_device{}());
+  int n = 0;
+  for (int round = 0; round < 4; ++round) {
+    WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+    REQUIRE(w.Start());
+    std::atomic<bool> stop{false};
+    std::thread sender([&] {
+      while (!stop) {
+        const std::string text = "message " + std::to_string(n++);
+        v1::SendMessageRequest req;
+        req.set_text(text);
+        v1::SendMessageResponse out;
+        auto ctx = w.Context();
+        if (w.stub().SendMessage(ctx.get(), req, &out).ok()) acknowledged.insert(text);
+      }
+    });
+    std::this_thread::sleep_for(std::chrono::milliseconds(100 + rng() % 300));
+    w.child()->Kill(SIGKILL);
+    stop = true;
+    sender.join();
+    w.Kill();
+  }
+  REQUIRE(acknowledged.size() > 10);
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  std::set<std::string> stored;
+  for (const auto& e : Events(w)) {
+    if (e.type() == "message_received") stored.insert(Data(e)["text"].get<std::string>());
+  }
+  for (const auto& text : acknowledged) {
+    INFO(text);
+    CHECK(stored.count(text) == 1);
+  }
+}
+
+TEST_CASE("pause, resume and cancel", "[worker]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready", "after resume"}));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+  v1::RunStatus out;
+  auto ctx = w.Context();
+  REQUIRE(w.stub().Pause(ctx.get(), v1::PauseRequest(), &out).ok());
+  WaitFor(w, [](auto& s) { return s.phase() == v1::PHASE_PAUSED; });
+  Send(w, "queued while paused");
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  v1::RunStatus paused = GetStatus(w);
+  CHECK(paused.phase() == v1::PHASE_PAUSED);
+  CHECK(paused.inbox_depth() == 1);  // kept, not taken
+  auto resume = RunCommand({CARAPACE_BIN, "resume", "--worker", w.address(), "--token-file", dir.Sub("token")});
+  CHECK(resume.exit_code == 0);
+  CHECK(WaitFor(w, [](auto& s) { return IdleAfter(s, 2); }).result() == "after resume");
+  auto cancel = RunCommand({CARAPACE_BIN, "cancel", "--worker", w.address(), "--token-file", dir.Sub("token"), "--reason", "done here"});
+  CHECK(cancel.exit_code == 0);
+  v1::RunStatus cancelled = WaitFor(w, [](auto& s) { return s.phase() == v1::PHASE_CANCELLED; });
+  CHECK_THAT(cancelled.reason(), ContainsSubstring("done here"));
+  auto ctx2 = w.Context();
+  v1::SendMessageRequest req;
+  req.set_text("too late");
+  v1::SendMessageResponse r;
+  CHECK(w.stub().SendMessage(ctx2.get(), req, &r).error_code() == grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_CASE("a step that keeps taking the worker down trips the crash-loop breaker until a person resumes", "[worker][crash]") {
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  FakeCompletion ready;
+  ready.content = {"ready"};
+  model.Push(ready);
+  for (int i = 0; i < 3; ++i) {
+    FakeCompletion hang;  // the worker dies during each of these calls
+    hang.content = {"never seen"};
+    hang.delay_ms = 2500;
+    model.Push(hang);
+  }
+  FakeCompletion fixed;
+  fixed.content = {"fixed"};
+  model.Push(fixed);
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url()));
+  {
+    WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+    REQUIRE(w.Start());
+    WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+    Send(w, "this step crashes the worker");
+    WaitFor(w, [&](auto&) { return ChatCalls(model) == 2; });
+    w.Kill();
+  }
+  for (size_t restart = 1; restart <= 2; ++restart) {
+    WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+    REQUIRE(w.Start());
+    WaitFor(w, [&](auto&) { return ChatCalls(model) == 2 + restart; });
+    w.Kill();
+  }
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  v1::RunStatus degraded = WaitFor(w, [](auto& s) { return s.phase() == v1::PHASE_DEGRADED; });
+  CHECK_THAT(degraded.reason(), ContainsSubstring("restarted 3 times within 5 minutes"));
+  auto [code, body] = HttpGet(w.http_port(), "/readyz");
+  CHECK(code == 503);
+  CHECK_THAT(body, ContainsSubstring("crash loop"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  CHECK(ChatCalls(model) == 4);  // not re-dispatched
+  auto resume = RunCommand({CARAPACE_BIN, "resume", "--worker", w.address(), "--token-file", dir.Sub("token")});
+  CHECK(resume.exit_code == 0);
+  CHECK(WaitFor(w, [](auto& s) { return IdleAfter(s, 2); }).result() == "fixed");
+  CHECK(HttpGet(w.http_port(), "/readyz").first == 200);
+}
+
+TEST_CASE("/healthz, /readyz and /metrics; the metrics pass promtool check metrics", "[worker][metrics]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml",
+                                 "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
+                                 "  tools: [{name: notes, kind: workspace}]\n  model:\n    backend: scripted\n    script:\n"
+                                 "      - toolCalls: [{name: notes, arguments: {op: write, path: a.txt, content: hi}}]\n"
+                                 "      - text: done\n");
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+  CHECK(HttpGet(w.http_port(), "/healthz") == std::make_pair(200, std::string("ok\n")));
+  auto [ready_code, ready] = HttpGet(w.http_port(), "/readyz");
+  CHECK(ready_code == 200);
+  CHECK(nlohmann::json::parse(ready)["model"]["ok"] == true);
+  auto [code, text] = HttpGet(w.http_port(), "/metrics");
+  REQUIRE(code == 200);
+  for (const char* name : {"carapace_agent_steps_total 2", "carapace_agent_step_duration_seconds_count 2",
+                           "carapace_checkpoint_write_duration_seconds_count", "carapace_tool_calls_total{outcome=\"ok\",tool=\"notes\"} 1",
+                           "carapace_tool_call_duration_seconds_count{tool=\"notes\"} 1", "carapace_agent_phase{phase=\"Idle\"} 1",
+                           "carapace_budget_used_ratio{budget=\"steps\"} 0.04", "carapace_recoveries_total 0", "carapace_inbox_depth 0",
+                           "carapace_model_requests_total"}) {
+    INFO(name);
+    CHECK_THAT(text, ContainsSubstring(name));
+  }
+  std::ofstream(dir.Sub("metrics.txt")) << text;
+  auto check = RunCommand({"/bin/sh", "-c", std::string(PROMTOOL_BIN) + " check metrics < " + dir.Sub("metrics.txt")});
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+}

@@ -1,0 +1,113 @@
+// The runner as the long-lived worker drives it: turns from the inbox, Idle between them,
+// pause and resume from Idle, cancel, and events appended by others folded in before a
+// checkpoint (so a restart never loses them).
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include "tests/support/child_process.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/runner.h"
+
+using namespace carapace;
+using carapace::testing::TempDir;
+
+namespace {
+
+AgentRun Run(std::vector<std::string> replies) {
+  AgentRun run;
+  run.metadata.name = "svc";
+  run.spec.goal = "start";
+  run.spec.model.backend = "scripted";
+  for (auto& r : replies) run.spec.model.script.push_back({r, {}});
+  return run;
+}
+
+Result<uint64_t> SendTo(RunStore* store, const std::string& text) {
+  Event e;
+  e.type = event_type::kMessageReceived;
+  e.data = {{"text", text}, {"from", "test"}};
+  return AppendExternalEvent(store, e);
+}
+
+Result<uint64_t> Control(RunStore* store, const char* type) {
+  Event e;
+  e.type = type;
+  return AppendExternalEvent(store, e);
+}
+
+struct Persistent {
+  explicit Persistent(const std::string& dir, AgentRun run) {
+    RegisterBuiltinModels(&models);
+    RegisterBuiltinTools(&tools);
+    store = std::move(RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing)).value();
+    RunnerOptions o;
+    o.persistent = true;
+    runner = std::move(Runner::Create(store.get(), run, models, tools, o)).value();
+  }
+  ModelRegistry models;
+  ToolRegistry tools;
+  std::unique_ptr<RunStore> store;
+  std::unique_ptr<Runner> runner;
+};
+
+}  // namespace
+
+TEST_CASE("persistent: each inbox message is a turn; between turns the run is Idle", "[runtime][worker]") {
+  TempDir dir;
+  Persistent p(dir.Sub("s"), Run({"ready", "one", "two"}));
+  auto phase = p.runner->Run();
+  REQUIRE(phase.ok());
+  CHECK(*phase == Phase::kIdle);
+  CHECK(p.runner->state().result == "ready");
+  CHECK(*p.runner->Run() == Phase::kIdle);  // nothing new: no model call
+  CHECK(p.runner->state().step == 1);
+  REQUIRE(SendTo(p.store.get(), "first").ok());
+  REQUIRE(SendTo(p.store.get(), "second").ok());
+  CHECK(*p.runner->Run() == Phase::kIdle);
+  const RunState& s = p.runner->state();
+  CHECK(s.turns == 3);
+  CHECK(s.step == 3);
+  CHECK(s.inbox.empty());
+  CHECK(s.result == "two");
+  CHECK(s.messages[s.messages.size() - 2].content == "second");
+}
+
+TEST_CASE("persistent: pausing an idle run and resuming it leaves it idle, with queued messages kept", "[runtime][worker]") {
+  TempDir dir;
+  Persistent p(dir.Sub("s"), Run({"ready", "later"}));
+  REQUIRE(*p.runner->Run() == Phase::kIdle);
+  REQUIRE(Control(p.store.get(), event_type::kPauseRequested).ok());
+  REQUIRE(SendTo(p.store.get(), "while paused").ok());
+  CHECK(*p.runner->Run() == Phase::kPaused);
+  CHECK(p.runner->state().inbox.size() == 1);
+  CHECK(p.runner->state().step == 1);
+  REQUIRE(Control(p.store.get(), event_type::kResumeRequested).ok());
+  CHECK(*p.runner->Run() == Phase::kIdle);
+  CHECK(p.runner->state().result == "later");
+  REQUIRE(Control(p.store.get(), event_type::kPauseRequested).ok());
+  REQUIRE(Control(p.store.get(), event_type::kResumeRequested).ok());
+  CHECK(*p.runner->Run() == Phase::kIdle);
+  CHECK(p.runner->state().step == 2);  // resumed to Idle, not into a step with nothing to do
+}
+
+TEST_CASE("persistent: cancel ends the run; what others appended survives a restart", "[runtime][worker]") {
+  TempDir dir;
+  {
+    Persistent p(dir.Sub("s"), Run({"ready", "one"}));
+    REQUIRE(*p.runner->Run() == Phase::kIdle);
+    REQUIRE(SendTo(p.store.get(), "queued, then the worker stops").ok());
+  }
+  {
+    // Loaded from the checkpoint plus the tail: the message is in the inbox and is taken.
+    Persistent p(dir.Sub("s"), Run({"ready", "one"}));
+    CHECK(p.runner->state().inbox.size() == 1);
+    CHECK(*p.runner->Run() == Phase::kIdle);
+    CHECK(p.runner->state().result == "one");
+    REQUIRE(Control(p.store.get(), event_type::kCancelRequested).ok());
+    CHECK(*p.runner->Run() == Phase::kCancelled);
+    CHECK(IsTerminal(Phase::kCancelled));
+  }
+  Persistent p(dir.Sub("s"), Run({"ready", "one"}));
+  CHECK(p.runner->state().phase == Phase::kCancelled);
+  CHECK(p.runner->state().turns == 2);
+}
