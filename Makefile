@@ -28,6 +28,7 @@ bench: build
 	$(BUILD_DIR)/tests/bench/carapace-bench-runtime
 	$(BUILD_DIR)/tests/bench/carapace-bench-memory
 	$(BUILD_DIR)/tests/bench/carapace-bench-model
+	$(BUILD_DIR)/tests/bench/carapace-bench-worker
 
 # ASan + UBSan build and test run in its own build dir.
 sanitize:

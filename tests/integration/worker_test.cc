@@ -291,17 +291,19 @@ TEST_CASE("cron occurrences missed while the worker was down come as one message
   (*agent)->Shutdown(std::chrono::seconds(5));
   auto events = ReadAllEvents((*agent)->store());
   REQUIRE(events.ok());
-  int cron_messages = 0;
-  int64_t occurrences = 0;
+  // The seeded one, then one for all that were missed (and, if a minute turned during the
+  // test, one for that minute).
+  std::vector<int64_t> occurrences;
   for (const auto& e : *events) {
     if (e.type == event_type::kMessageReceived && e.data.value("from", "") == "cron:report") {
-      ++cron_messages;
-      occurrences = e.data.value("occurrences", int64_t{0});
+      occurrences.push_back(e.data.value("occurrences", int64_t{0}));
     }
   }
-  CHECK(cron_messages == 2);  // the seeded one, and one for all that were missed
-  CHECK(occurrences >= 180);
-  CHECK(occurrences <= 182);
+  REQUIRE(occurrences.size() >= 2);
+  CHECK(occurrences.size() <= 3);
+  CHECK(occurrences[1] >= 180);
+  CHECK(occurrences[1] <= 182);
+  if (occurrences.size() == 3) CHECK(occurrences[2] == 1);
 }
 
 TEST_CASE("SIGTERM mid-turn: the model call finishes within the grace, or is recorded as interrupted; restart resumes", "[worker]") {

@@ -27,6 +27,7 @@ class ChildProcess {
   pid_t pid() const { return pid_; }
   // The file the child's stdout goes to (readable while it runs).
   const std::string& out_path() const { return out_path_; }
+  const std::string& err_path() const { return err_path_; }
   void Kill(int signal);
   // True while the child has not exited (it is not reaped by this call).
   bool Running() const;

@@ -80,7 +80,7 @@ bool WorkerProcess::Start(int timeout_ms) {
   while (std::chrono::steady_clock::now() < deadline) {
     if (!child_->Running()) return false;
     if (HttpGet(http_port_, "/readyz").first > 0) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return false;
 }

@@ -4,6 +4,8 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <filesystem>
+
 #include "tests/support/child_process.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
@@ -110,4 +112,53 @@ TEST_CASE("persistent: cancel ends the run; what others appended survives a rest
   Persistent p(dir.Sub("s"), Run({"ready", "one"}));
   CHECK(p.runner->state().phase == Phase::kCancelled);
   CHECK(p.runner->state().turns == 2);
+}
+
+TEST_CASE("persistent: a call waiting for approval can be settled while paused, and resume carries on", "[runtime][worker]") {
+  TempDir dir;
+  AgentRun run = Run({});
+  ToolSpec notes;
+  notes.name = "notes";
+  notes.kind = "workspace";
+  notes.require_approval = true;
+  run.spec.tools = {notes};
+  run.spec.model.script = {{"", {{"notes", {{"op", "write"}, {"path", "a.txt"}, {"content", "x"}}}}}, {"written", {}}};
+  Persistent p(dir.Sub("s"), run);
+  REQUIRE(*p.runner->Run() == Phase::kWaitingForApproval);
+  REQUIRE(Control(p.store.get(), event_type::kPauseRequested).ok());
+  REQUIRE(*p.runner->Run() == Phase::kPaused);
+  REQUIRE(SettleWaitingCall(p.store.get(), "s1c0", true, "test").ok());  // while paused
+  REQUIRE(Control(p.store.get(), event_type::kResumeRequested).ok());
+  CHECK(*p.runner->Run() == Phase::kIdle);
+  CHECK(p.runner->state().result == "written");
+
+  // Paused while waiting, resumed without a decision: it waits again, and can be approved.
+  TempDir dir2;
+  Persistent q(dir2.Sub("s"), run);
+  REQUIRE(*q.runner->Run() == Phase::kWaitingForApproval);
+  REQUIRE(Control(q.store.get(), event_type::kPauseRequested).ok());
+  REQUIRE(*q.runner->Run() == Phase::kPaused);
+  REQUIRE(Control(q.store.get(), event_type::kResumeRequested).ok());
+  REQUIRE(*q.runner->Run() == Phase::kWaitingForApproval);
+  CHECK(q.runner->state().phase == Phase::kWaitingForApproval);
+  REQUIRE(SettleWaitingCall(q.store.get(), "s1c0", true, "test").ok());
+  CHECK(*q.runner->Run() == Phase::kIdle);
+}
+
+TEST_CASE("calls after finish in the same reply are answered, not run", "[runtime][worker]") {
+  TempDir dir;
+  AgentRun run = Run({});
+  ToolSpec notes;
+  notes.name = "notes";
+  notes.kind = "workspace";
+  run.spec.tools = {notes};
+  run.spec.model.script = {{"", {{"finish", {{"result", "all done"}}}, {"notes", {{"op", "write"}, {"path", "late.txt"}, {"content", "x"}}}}}};
+  Persistent p(dir.Sub("s"), run);
+  CHECK(*p.runner->Run() == Phase::kIdle);
+  CHECK(p.runner->state().result == "all done");
+  CHECK_FALSE(std::filesystem::exists(dir.Sub("s") + "/workspace/late.txt"));
+  const auto& calls = p.runner->state().calls;
+  REQUIRE(calls.size() == 2);
+  CHECK(calls[1].status == CallStatus::kDone);
+  CHECK(p.runner->state().messages.back().content.find("not run: the agent called finish first") != std::string::npos);
 }

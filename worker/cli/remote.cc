@@ -36,7 +36,10 @@ bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::s
   std::stringstream s;
   s << in.rdbuf();
   target->token = s.str();
-  while (!target->token.empty() && (target->token.back() == '\n' || target->token.back() == '\r')) target->token.pop_back();
+  // Trimmed as the worker trims it.
+  while (!target->token.empty() && (target->token.back() == '\n' || target->token.back() == '\r' || target->token.back() == ' ')) {
+    target->token.pop_back();
+  }
   return true;
 }
 
@@ -64,7 +67,7 @@ int Failed(const grpc::Status& s, const WorkerTarget& w) {
 
 void PrintStatus(const v1::RunStatus& s) {
   std::cout << "AgentRun " << s.namespace_() << "/" << s.name() << "  run " << s.run_id() << "\n"
-            << "phase:   " << v1::Phase_Name(s.phase()).substr(6) << (s.reason().empty() ? "" : " (" + s.reason() + ")") << "\n";
+            << "phase:   " << (v1::Phase_IsValid(s.phase()) ? v1::Phase_Name(s.phase()).substr(6) : std::to_string(s.phase())) << (s.reason().empty() ? "" : " (" + s.reason() + ")") << "\n";
   if (!s.result().empty()) std::cout << "result:  " << s.result() << "\n";
   std::cout << "step:    " << s.step() << "   turns: " << s.turns() << "   inbox: " << s.inbox_depth()
             << "   last checkpoint: step " << s.last_checkpoint_step() << "   events: " << s.last_event_seq() << "\n";

@@ -87,7 +87,19 @@ std::string ToolResultContent(const nlohmann::json& d) {
   return content.dump();
 }
 
+static Status ApplyEvent(RunState* s, const Event& e);
+
 Status Apply(RunState* s, const Event& e) {
+  if (!e.data.is_object()) return Corruption("event " + std::to_string(e.seq) + " has data that is not an object");
+  try {
+    return ApplyEvent(s, e);
+  } catch (const nlohmann::json::exception& ex) {
+    // A field of the wrong type: the log is not what this runtime wrote.
+    return Corruption("event " + std::to_string(e.seq) + " (" + e.type + ") is malformed: " + ex.what());
+  }
+}
+
+static Status ApplyEvent(RunState* s, const Event& e) {
   const nlohmann::json& d = e.data;
   auto call_for = [&](const char* what) -> Result<CallState*> {
     std::string id = d.value("callId", "");
@@ -183,7 +195,11 @@ Status Apply(RunState* s, const Event& e) {
     s->cancel_requested = true;
     s->cancel_reason = d.value("reason", "");
   } else if (e.type == event_type::kRecovered) {
-    s->recoveries.emplace_back(e.step, e.ts_ms);
+    if (d.value("afterShutdown", false)) {
+      // A restart after a recorded stop: not a crash.
+    } else {
+      s->recoveries.emplace_back(e.step, e.ts_ms);
+    }
     if (s->recoveries.size() > 10) s->recoveries.erase(s->recoveries.begin());
   } else if (e.type == event_type::kInterrupted) {
     // A record for people: the call it names resumes as any cut-off call does.
@@ -195,6 +211,7 @@ Status Apply(RunState* s, const Event& e) {
     return Corruption("event " + std::to_string(e.seq) + " has unknown type \"" + e.type + "\"");
   }
   s->last_seq = e.seq;
+  s->last_event_type = e.type;
   return Status::Ok();
 }
 
@@ -225,6 +242,7 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"inbox", inbox_json},
           {"turns", turns},
           {"startedMs", started_ms},
+          {"lastEventType", last_event_type},
           {"idleSinceMs", idle_since_ms},
           {"pauseRequested", pause_requested},
           {"pausedFrom", PhaseName(paused_from)},
@@ -265,6 +283,7 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     }
     s.turns = j.value("turns", int64_t{0});
     s.started_ms = j.value("startedMs", int64_t{0});
+    s.last_event_type = j.value("lastEventType", "");
     s.idle_since_ms = j.value("idleSinceMs", int64_t{0});
     s.pause_requested = j.value("pauseRequested", false);
     s.paused_from = ParsePhase(j.value("pausedFrom", "Running")).value_or(Phase::kRunning);

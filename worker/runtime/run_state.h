@@ -91,6 +91,7 @@ struct RunState {
   std::vector<InboxMessage> inbox;  // in arrival order
   int64_t turns = 0;                // turns started (the goal is turn 1)
   int64_t started_ms = 0;           // wall clock of run_started: where cron schedules start
+  std::string last_event_type;      // of the event at last_seq
   int64_t idle_since_ms = 0;        // wall clock of the last switch to Idle
   bool pause_requested = false;     // set by a person; cleared by resume
   Phase paused_from = Phase::kRunning;  // what Resume returns to

@@ -221,7 +221,13 @@ Status Runner::CheckCrashLoop() {
   crash_loop_checked_ = true;
   const bool mid_step = state_.phase == Phase::kRunning && (state_.awaiting_model || state_.NextOpenCall() != nullptr);
   if (!mid_step) return Status::Ok();
-  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kRecovered, {{"awaitingModel", state_.awaiting_model}})}, true));
+  // A stop that recorded itself (SIGTERM, in or past its grace) is a rollout or a drain,
+  // not a crash: the breaker does not count the restart after it.
+  const bool after_shutdown = state_.last_event_type == event_type::kInterrupted;
+  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kRecovered, {{"awaitingModel", state_.awaiting_model},
+                                                                  {"afterShutdown", after_shutdown}})},
+                                  true));
+  if (after_shutdown) return Status::Ok();
   const int64_t now = WallNowMillis();
   int restarts = 0;
   for (const auto& [step, at] : state_.recoveries) restarts += step == state_.step && now - at <= kCrashLoopWindowMs;
@@ -271,9 +277,11 @@ Result<Phase> Runner::Run() {
       return Phase::kPaused;
     }
     if (state_.phase == Phase::kPaused) {
-      // Back to what it was doing: an idle agent stays idle until a message comes.
-      const bool idle = state_.paused_from == Phase::kIdle;
-      CARAPACE_RETURN_IF_ERROR(resume_to(idle ? Phase::kIdle : Phase::kRunning, "resumed by a person"));
+      // Back to what it was doing: an idle agent stays idle until a message comes; a call
+      // that waited for a person waits on (unless it was settled while paused).
+      Phase back = state_.paused_from == Phase::kIdle ? Phase::kIdle : Phase::kRunning;
+      if (!state_.WaitingCalls().empty()) back = Phase::kWaitingForApproval;
+      CARAPACE_RETURN_IF_ERROR(resume_to(back, "resumed by a person"));
       continue;
     }
     if (!state_.WaitingCalls().empty()) return Phase::kWaitingForApproval;
@@ -321,8 +329,9 @@ Status Runner::Finish(Phase phase, const std::string& reason, const std::string&
   if (phase == Phase::kSucceeded || phase == Phase::kIdle) d["result"] = ValidUtf8(result);
   before.push_back(Make(event_type::kPhaseChanged, d));
   CARAPACE_RETURN_IF_ERROR(Record(std::move(before), true));
-  // A clean stop leaves nothing for the next open to replay from the WAL.
-  return store_->Flush();
+  // A run that ended leaves nothing for the next open to replay from the WAL. (Not after
+  // every turn of a long-lived agent: that would make one small file per turn.)
+  return IsTerminal(phase) ? store_->Flush() : Status::Ok();
 }
 
 Status Runner::StartStep() {
@@ -398,9 +407,18 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       if (name == kFinishTool) {
         const nlohmann::json& r = call->call.arguments.contains("result") ? call->call.arguments["result"] : nlohmann::json("");
         std::string result = r.is_string() ? r.get<std::string>() : r.dump();
-        return Finish(TurnDone(), "the agent called finish", result,
-                      {Make(event_type::kToolResult, {{"callId", id}, {"tool", name}, {"ok", true}, {"output", {{"finished", true}}}}),
-                       Make(event_type::kStepCompleted)});
+        std::vector<Event> events = {
+            Make(event_type::kToolResult, {{"callId", id}, {"tool", name}, {"ok", true}, {"output", {{"finished", true}}}})};
+        // Calls after finish are not run (the turn is over), but each gets its result: a
+        // model API wants an answer for every call of an earlier turn.
+        for (size_t i = index + 1; i < state_.calls.size(); ++i) {
+          const CallState& later = state_.calls[i];
+          if (later.status == CallStatus::kDone) continue;
+          events.push_back(Make(event_type::kToolResult, {{"callId", later.call.id}, {"tool", later.call.name}, {"ok", false},
+                                                          {"output", nullptr}, {"error", "not run: the agent called finish first"}}));
+        }
+        events.push_back(Make(event_type::kStepCompleted));
+        return Finish(TurnDone(), "the agent called finish", result, std::move(events));
       }
       auto spec = tool_specs_.find(name);
       if (spec == tool_specs_.end()) {
@@ -517,7 +535,7 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
 Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool approve, const std::string& who) {
   auto lock = store->WriteLock();  // the check and the write, with no runner commit between
   CARAPACE_ASSIGN_OR_RETURN(RunState state, LoadRunState(*store));
-  if (state.phase != Phase::kWaitingForApproval) {
+  if (state.phase != Phase::kWaitingForApproval && state.phase != Phase::kPaused) {
     return FailedPrecondition(std::string("the run is not waiting for approval (phase ") + PhaseName(state.phase) + ")");
   }
   CallState* call = state.FindCall(call_id);

@@ -10,6 +10,7 @@ namespace carapace {
 
 namespace {
 constexpr size_t kMaxMessageBytes = 64 * 1024;
+constexpr int64_t kMaxInbox = 10000;  // a run that cannot keep up refuses more rather than grow without end
 }
 
 Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, const std::string& state_dir,
@@ -46,14 +47,30 @@ Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, co
 }
 
 AgentService::~AgentService() {
-  if (thread_.joinable()) {
-    stopping_ = true;
-    Wake();
-    thread_.join();
-  }
+  stopping_ = true;
+  Wake();
+  if (thread_.joinable()) thread_.join();
+  if (health_thread_.joinable()) health_thread_.join();
 }
 
-void AgentService::Start() { thread_ = std::thread([this] { Loop(); }); }
+void AgentService::Start() {
+  thread_ = std::thread([this] { Loop(); });
+  // The model's health is checked here, every 10 s, never on a probe's request: a probe
+  // must answer at once, and cpprest's small pool must not wait on a slow model service.
+  health_thread_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      lock.unlock();
+      Status s = runner_->model().CheckHealth();
+      {
+        std::lock_guard<std::mutex> h(health_mu_);
+        health_ = s;
+      }
+      lock.lock();
+      changed_.wait_for(lock, std::chrono::seconds(10), [&] { return stopping_.load(); });
+    }
+  });
+}
 
 void AgentService::OnEvent(const Event& e, const RunState& state) {
   if (metrics_) metrics_->OnEvent(e, state);
@@ -74,9 +91,14 @@ void AgentService::Wake() {
 }
 
 void AgentService::Loop() {
+  bool ended_logged = false;
   while (!stopping_) {
-    FireDueCrons(WallNowMillis());
-    auto phase = runner_->Run();
+    Result<Phase> phase = Internal("not run");
+    try {
+      phase = runner_->Run();
+    } catch (const std::exception& e) {
+      phase = Internal(std::string("unexpected error: ") + e.what());
+    }
     if (!phase.ok()) {
       // The store failed (I/O, corruption): nothing more can be recorded safely.
       log::Error("the agent stopped: the store failed", {{"error", phase.status().ToString()}});
@@ -85,7 +107,12 @@ void AgentService::Loop() {
       loop_error_ = phase.status().ToString();
       break;
     }
-    if (IsTerminal(*phase)) log::Info("the run ended", {{"phase", PhaseName(*phase)}, {"reason", runner_->state().reason}});
+    if (IsTerminal(*phase) && !ended_logged) {
+      log::Info("the run ended", {{"phase", PhaseName(*phase)}, {"reason", runner_->state().reason}});
+      ended_logged = true;
+    }
+    // After Run(), whose state has every event applied: crons see what is already queued.
+    if (FireDueCrons(WallNowMillis()) > 0) continue;
     std::unique_lock<std::mutex> lock(mu_);
     const auto wake_at = NextWake(WallNowMillis());
     changed_.wait_until(lock, wake_at, [&] { return wake_ || stopping_.load(); });
@@ -96,30 +123,37 @@ void AgentService::Loop() {
   changed_.notify_all();
 }
 
-std::chrono::steady_clock::time_point AgentService::NextWake(int64_t now_ms) const {
-  auto at = std::chrono::steady_clock::now() + std::chrono::hours(1);
-  if (run_.spec.schedule && run_.spec.schedule->heartbeat_seconds > 0) {
-    at = std::min(at, std::chrono::steady_clock::now() + std::chrono::seconds(run_.spec.schedule->heartbeat_seconds));
-  }
+// A cron takes part only while the run can take its prompt and the last one is not still
+// waiting in the inbox (one queued prompt is enough). The same rule decides when to fire
+// and when to wake, so a skipped cron never makes the agent spin.
+bool AgentService::CronActive(const CronSpec& spec) const {
   const RunState& s = runner_->state();
+  if (IsTerminal(s.phase) || s.phase == Phase::kPending) return false;
+  for (const auto& m : s.inbox) {
+    if (m.from == "cron:" + spec.name) return false;
+  }
+  return true;
+}
+
+std::chrono::steady_clock::time_point AgentService::NextWake(int64_t now_ms) const {
+  const auto now = std::chrono::steady_clock::now();
+  auto at = now + std::chrono::hours(1);
+  if (run_.spec.schedule && run_.spec.schedule->heartbeat_seconds > 0) {
+    at = std::min(at, now + std::chrono::seconds(run_.spec.schedule->heartbeat_seconds));
+  }
   for (const auto& [spec, schedule] : crons_) {
-    auto it = s.cron_fired_ms.find(spec.name);
-    const int64_t from = std::max(it != s.cron_fired_ms.end() ? it->second : s.started_ms, now_ms - 60000);
-    if (auto next = schedule.Next(from)) {
-      at = std::min(at, std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max<int64_t>(0, *next - now_ms)));
-    }
+    if (!CronActive(spec)) continue;
+    if (auto next = schedule.Next(now_ms)) at = std::min(at, now + std::chrono::milliseconds(*next - now_ms));
   }
   return at;
 }
 
-void AgentService::FireDueCrons(int64_t now_ms) {
+int AgentService::FireDueCrons(int64_t now_ms) {
+  int fired = 0;
   const RunState& s = runner_->state();
-  if (IsTerminal(s.phase) || s.phase == Phase::kPending || crons_.empty()) return;
   for (const auto& [spec, schedule] : crons_) {
+    if (!CronActive(spec)) continue;
     const std::string from = "cron:" + spec.name;
-    bool queued = false;
-    for (const auto& m : s.inbox) queued = queued || m.from == from;
-    if (queued) continue;  // its prompt still waits: one is enough
     auto it = s.cron_fired_ms.find(spec.name);
     int64_t last = it != s.cron_fired_ms.end() ? it->second : s.started_ms;
     int64_t due = 0, missed = 0;
@@ -133,15 +167,18 @@ void AgentService::FireDueCrons(int64_t now_ms) {
     e.type = event_type::kMessageReceived;
     e.step = s.step;
     e.data = {{"text", spec.prompt}, {"from", from}, {"cron", spec.name}, {"scheduledForMs", due}, {"occurrences", missed}};
+    auto store_lock = store_->WriteLock();  // the count and the event together (OnEvent decrements)
     auto seq = AppendExternalEvent(store_.get(), e);
     if (!seq.ok()) {
       log::Error("could not queue a scheduled prompt", {{"cron", spec.name}, {"error", seq.status().ToString()}});
       continue;
     }
-    log::Info("scheduled prompt queued", {{"cron", spec.name}, {"occurrences", missed}});
     std::lock_guard<std::mutex> lock(mu_);
     ++unapplied_messages_;
+    ++fired;
+    log::Info("scheduled prompt queued", {{"cron", spec.name}, {"occurrences", missed}});
   }
+  return fired;
 }
 
 bool AgentService::Shutdown(std::chrono::milliseconds grace) {
@@ -152,20 +189,22 @@ bool AgentService::Shutdown(std::chrono::milliseconds grace) {
     changed_.wait_for(lock, grace, [&] { return loop_done_.load(); });
   }
   const bool stopped = loop_done_;
-  if (stopped) {
-    thread_.join();
-  } else {
-    worker::v1::RunStatus st = Snapshot();
-    std::string what = !st.current_call_id().empty() ? "tool call " + st.current_call_id() + " (" + st.current_tool() + ")"
-                                                      : "the model call of step " + std::to_string(st.step());
+  if (health_thread_.joinable()) health_thread_.join();
+  worker::v1::RunStatus st = Snapshot();
+  if (stopped) thread_.join();
+  // A stop in the middle of a turn is recorded, so the restart is not taken for a crash.
+  if (st.phase() == worker::v1::PHASE_RUNNING) {
+    std::string what = stopped ? "stopped between actions of step " + std::to_string(st.step())
+                       : !st.current_call_id().empty() ? "tool call " + st.current_call_id() + " (" + st.current_tool() + ")"
+                                                       : "the model call of step " + std::to_string(st.step());
     Event e;
     e.type = event_type::kInterrupted;
     e.step = st.step();
-    e.data = {{"what", what}, {"graceMs", grace.count()}};
+    e.data = {{"what", what}, {"graceMs", grace.count()}, {"inTime", stopped}};
     (void)AppendExternalEvent(store_.get(), e);
-    log::Warn("shutdown grace ran out; the cut-off call resumes on restart", {{"interrupted", what}});
-    thread_.detach();  // the process exits next; the call's thread goes with it
+    if (!stopped) log::Warn("shutdown grace ran out; the cut-off call resumes on restart", {{"interrupted", what}});
   }
+  if (!stopped) thread_.detach();  // the process exits next; the call's thread goes with it
   (void)store_->Flush();
   return stopped;
 }
@@ -195,10 +234,15 @@ Result<uint64_t> AgentService::SendMessage(const std::string& text, const std::s
   }
   if (!IsValidUtf8(text)) return InvalidArgument("text is not valid UTF-8");
   if (from.size() > 256 || !IsValidUtf8(from)) return InvalidArgument("from must be valid UTF-8, at most 256 bytes");
+  if (from.rfind("cron:", 0) == 0) return InvalidArgument("from: the prefix \"cron:\" is reserved for scheduled prompts");
   CARAPACE_RETURN_IF_ERROR(CheckNotEnded("take a message"));
+  if (InboxDepth() >= kMaxInbox) {
+    return ResourceExhausted("the inbox holds " + std::to_string(kMaxInbox) + " messages; try again when the agent has caught up");
+  }
   Event e;
   e.type = event_type::kMessageReceived;
   e.data = {{"text", text}, {"from", from.empty() ? "api" : from}};
+  auto store_lock = store_->WriteLock();  // the count and the event together (OnEvent decrements)
   CARAPACE_ASSIGN_OR_RETURN(uint64_t seq, AppendExternalEvent(store_.get(), e));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -269,13 +313,8 @@ bool AgentService::Ready(std::string* why) const {
   return true;
 }
 
-Status AgentService::ModelHealth() {
+Status AgentService::ModelHealth() const {
   std::lock_guard<std::mutex> lock(health_mu_);
-  const auto now = std::chrono::steady_clock::now();
-  if (now - health_at_ > std::chrono::seconds(10)) {
-    health_ = runner_->model().CheckHealth();
-    health_at_ = now;
-  }
   return health_;
 }
 

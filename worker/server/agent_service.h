@@ -62,8 +62,8 @@ class AgentService {
 
   // Ready: the store is open, the agent thread runs, and it is not in a crash loop.
   bool Ready(std::string* why) const;
-  // The model service's health, checked at most every 10 s.
-  Status ModelHealth();
+  // The model service's health as last checked (every 10 s, in the background).
+  Status ModelHealth() const;
 
  private:
   AgentService() = default;
@@ -71,7 +71,8 @@ class AgentService {
   void Wake();
   // Queues one message per cron entry that has come due since it last fired (occurrences
   // missed while the worker was down are coalesced). Agent thread only.
-  void FireDueCrons(int64_t now_ms);
+  int FireDueCrons(int64_t now_ms);  // how many prompts it queued
+  bool CronActive(const CronSpec& spec) const;
   // When the agent should next wake on its own: the next cron occurrence or heartbeat.
   std::chrono::steady_clock::time_point NextWake(int64_t now_ms) const;
   void OnEvent(const Event& e, const RunState& state);
@@ -99,8 +100,8 @@ class AgentService {
   std::atomic<bool> loop_done_{false};
   std::thread thread_;
 
-  std::mutex health_mu_;
-  std::chrono::steady_clock::time_point health_at_;
+  std::thread health_thread_;
+  mutable std::mutex health_mu_;
   Status health_ = Unavailable("not checked yet");
 };
 

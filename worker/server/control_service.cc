@@ -14,6 +14,7 @@ grpc::Status ToGrpcStatus(const Status& s) {
     case StatusCode::kNotFound: return {grpc::StatusCode::NOT_FOUND, s.message()};
     case StatusCode::kFailedPrecondition: return {grpc::StatusCode::FAILED_PRECONDITION, s.message()};
     case StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, s.message()};
+    case StatusCode::kResourceExhausted: return {grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()};
     default: return {grpc::StatusCode::INTERNAL, s.ToString()};
   }
 }
@@ -47,9 +48,13 @@ grpc::Status ControlService::WatchEvents(grpc::ServerContext* ctx, const v1::Wat
   uint64_t next = std::max<uint64_t>(req->from_seq(), 1);
   while (!ctx->IsCancelled()) {
     bool write_failed = false;
+    Status decode;
     Status st = agent_->store().ForEachEvent(next, [&](uint64_t seq, std::string_view value) {
       auto e = Event::Decode(seq, value);
-      if (!e.ok()) return false;
+      if (!e.ok()) {
+        decode = e.status();
+        return false;
+      }
       v1::EventEntry entry;
       entry.set_seq(seq);
       entry.set_ts_ms(e->ts_ms);
@@ -64,6 +69,7 @@ grpc::Status ControlService::WatchEvents(grpc::ServerContext* ctx, const v1::Wat
       return true;
     });
     if (!st.ok()) return ToGrpcStatus(st);
+    if (!decode.ok()) return ToGrpcStatus(decode);
     if (write_failed || !req->follow()) break;
     if (agent_->stopping()) return {grpc::StatusCode::UNAVAILABLE, "the worker is shutting down; reconnect from seq " + std::to_string(next)};
     agent_->WaitForEventAfter(next - 1, std::chrono::milliseconds(500));

@@ -24,7 +24,14 @@ Status ProbeServer::Start(const std::string& address) {
         http::http_response r(code);
         r.set_body(std::vector<unsigned char>(body.begin(), body.end()));
         r.headers().set_content_type(type);
-        request.reply(r);
+        // A client gone before the answer is written fails this task; observed here, or
+        // pplx would end the process for an exception nobody looked at.
+        request.reply(r).then([](pplx::task<void> t) {
+          try {
+            t.get();
+          } catch (...) {
+          }
+        });
       };
       if (path == "/healthz") {
         reply(http::status_codes::OK, "ok\n", "text/plain");
