@@ -8,6 +8,7 @@
 #include <csignal>
 #include <atomic>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <random>
@@ -505,4 +506,35 @@ TEST_CASE("/healthz, /readyz and /metrics; the metrics pass promtool check metri
   auto check = RunCommand({"/bin/sh", "-c", std::string(PROMTOOL_BIN) + " check metrics < " + dir.Sub("metrics.txt")});
   INFO(check.out << check.err);
   CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("the worker writes only under its state dir and tmp dir (read-only root, no home)", "[worker]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml",
+                                 "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
+                                 "  tools: [{name: notes, kind: workspace}]\n  model:\n    backend: scripted\n    script:\n"
+                                 "      - toolCalls: [{name: notes, arguments: {op: write, path: a.txt, content: hi}}]\n"
+                                 "      - text: done\n");
+  for (const char* d : {"cwd", "home", "tmp"}) std::filesystem::create_directories(dir.Sub(d));
+  std::ofstream(dir.Sub("token")) << "0123456789abcdef0123456789\n";
+  const int http = testing::FreePort();
+  const int grpc_port = testing::FreePort();
+  testing::ChildProcess child({"/bin/sh", "-c",
+                               "cd " + dir.Sub("cwd") + " && HOME=" + dir.Sub("home") + " exec " + WORKER_BIN + " --spec " + spec +
+                                   " --state-dir " + dir.Sub("state") + " --token-file " + dir.Sub("token") + " --tmp-dir " +
+                                   dir.Sub("tmp") + " --grpc-listen 127.0.0.1:" + std::to_string(grpc_port) +
+                                   " --http-listen 127.0.0.1:" + std::to_string(http)});
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  bool idle = false;
+  while (!idle && std::chrono::steady_clock::now() < deadline) {
+    auto [code, body] = HttpGet(http, "/metrics");
+    idle = code == 200 && body.find("carapace_agent_phase{phase=\"Idle\"} 1") != std::string::npos;
+    if (!idle) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  REQUIRE(idle);
+  child.Kill(SIGTERM);
+  CHECK(child.Wait(20000).exit_code == 0);
+  CHECK(std::filesystem::is_empty(dir.Sub("cwd")));
+  CHECK(std::filesystem::is_empty(dir.Sub("home")));
+  CHECK(std::filesystem::exists(dir.Sub("state") + "/workspace/a.txt"));
 }
