@@ -37,6 +37,12 @@ int ExitCodeFor(Phase p) {
     case Phase::kBudgetExhausted: return kExitBudgetExhausted;
     case Phase::kFailed: return kExitFailed;
     case Phase::kWaitingForApproval: return kExitWaiting;
+    // A state dir a worker wrote: a finished turn is a success; paused or degraded waits
+    // for a person; cancelled did not get to an answer.
+    case Phase::kIdle: return kExitSucceeded;
+    case Phase::kPaused:
+    case Phase::kDegraded: return kExitWaiting;
+    case Phase::kCancelled: return kExitFailed;
     default: return kExitError;
   }
 }
