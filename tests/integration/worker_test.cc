@@ -5,6 +5,9 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <csignal>
 #include <atomic>
 #include <chrono>
@@ -509,18 +512,31 @@ TEST_CASE("/healthz, /readyz and /metrics; the metrics pass promtool check metri
 }
 
 TEST_CASE("the worker writes only under its state dir and tmp dir (read-only root, no home)", "[worker]") {
+  // Run as root (as CI does), the worker runs as nobody (uid 65534), and only the state and
+  // tmp dirs are writable by it: a write anywhere else would fail, not just be noticed.
+  const bool as_nobody = ::geteuid() == 0;
   TempDir dir;
   const std::string spec = Write(dir, "spec.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
                                  "  tools: [{name: notes, kind: workspace}]\n  model:\n    backend: scripted\n    script:\n"
                                  "      - toolCalls: [{name: notes, arguments: {op: write, path: a.txt, content: hi}}]\n"
                                  "      - text: done\n");
-  for (const char* d : {"cwd", "home", "tmp"}) std::filesystem::create_directories(dir.Sub(d));
+  for (const char* d : {"cwd", "home", "tmp", "state"}) std::filesystem::create_directories(dir.Sub(d));
   std::ofstream(dir.Sub("token")) << "0123456789abcdef0123456789\n";
+  std::string run_as;
+  if (as_nobody) {
+    namespace fs = std::filesystem;
+    fs::permissions(dir.path(), fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                                    fs::perms::others_read | fs::perms::others_exec);
+    for (const char* f : {"token", "spec.yaml"}) fs::permissions(dir.Sub(f), fs::perms::owner_read | fs::perms::owner_write | fs::perms::others_read);
+    REQUIRE(::chown(dir.Sub("state").c_str(), 65534, 65534) == 0);
+    REQUIRE(::chown(dir.Sub("tmp").c_str(), 65534, 65534) == 0);
+    run_as = "setpriv --reuid=65534 --regid=65534 --clear-groups ";
+  }
   const int http = testing::FreePort();
   const int grpc_port = testing::FreePort();
   testing::ChildProcess child({"/bin/sh", "-c",
-                               "cd " + dir.Sub("cwd") + " && HOME=" + dir.Sub("home") + " exec " + WORKER_BIN + " --spec " + spec +
+                               "cd " + dir.Sub("cwd") + " && HOME=" + dir.Sub("home") + " exec " + run_as + WORKER_BIN + " --spec " + spec +
                                    " --state-dir " + dir.Sub("state") + " --token-file " + dir.Sub("token") + " --tmp-dir " +
                                    dir.Sub("tmp") + " --grpc-listen 127.0.0.1:" + std::to_string(grpc_port) +
                                    " --http-listen 127.0.0.1:" + std::to_string(http)});
@@ -537,4 +553,9 @@ TEST_CASE("the worker writes only under its state dir and tmp dir (read-only roo
   CHECK(std::filesystem::is_empty(dir.Sub("cwd")));
   CHECK(std::filesystem::is_empty(dir.Sub("home")));
   CHECK(std::filesystem::exists(dir.Sub("state") + "/workspace/a.txt"));
+  if (as_nobody) {
+    struct stat st {};
+    REQUIRE(::stat((dir.Sub("state") + "/workspace/a.txt").c_str(), &st) == 0);
+    CHECK(st.st_uid == 65534u);  // it really ran as nobody
+  }
 }
