@@ -42,7 +42,6 @@ Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, co
   if (identity) s->identity_ = *identity;
   s->status_ = BuildRunStatus(s->identity_, s->runner_->state());
   if (s->metrics_) s->metrics_->OnEvent(Event{}, s->runner_->state());  // the phase and budgets as stored
-  // Messages stored but not yet taken count in the inbox from the start.
   return s;
 }
 
