@@ -550,6 +550,13 @@ static nlohmann::json EndpointJson(const ModelEndpointSpec& m) {
   return j;
 }
 
+nlohmann::json AgentRun::ManifestJson() const {
+  return {{"apiVersion", kAgentRunApiVersion},
+          {"kind", kAgentRunKind},
+          {"metadata", {{"name", metadata.name}, {"namespace", metadata.ns}}},
+          {"spec", SpecJson()}};
+}
+
 std::string ModelEndpointSpec::Describe() const {
   if (backend == "scripted") return "scripted";
   return backend + " " + name + "@" + endpoint;

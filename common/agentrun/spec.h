@@ -219,6 +219,9 @@ struct AgentRun {
   // Canonical JSON of the spec (keys sorted); its hash identifies "the same AgentRun".
   nlohmann::json SpecJson() const;
   std::string SpecHash() const;
+  // A manifest of this AgentRun with its canonical spec: what the operator hands the worker
+  // (in a ConfigMap). Parsing it gives the same SpecHash, so the worker's stored run matches.
+  nlohmann::json ManifestJson() const;
 };
 
 // Parses and validates an AgentRun document. Every problem is reported with its position

@@ -374,3 +374,21 @@ TEST_CASE("a scripted run keeps the spec hash it had before model endpoints exis
   REQUIRE(r.ok());
   CHECK(r->SpecJson()["model"] == nlohmann::json::parse(R"({"backend":"scripted","script":[{"text":"done","toolCalls":[]}]})"));
 }
+
+TEST_CASE("the canonical manifest of every example parses back to the same spec hash", "[spec]") {
+  // The operator gives the worker this form; a different hash would make the worker refuse
+  // its own stored run as "a different spec".
+  int count = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(std::string(CARAPACE_SOURCE_DIR) + "/examples")) {
+    if (entry.path().extension() != ".yaml") continue;
+    auto run = LoadAgentRunFile(entry.path().string());
+    REQUIRE(run.ok());
+    auto back = ParseAgentRun(run->ManifestJson().dump(), "canonical.json");
+    INFO(entry.path().string() << ": " << back.status().ToString());
+    REQUIRE(back.ok());
+    CHECK(back->SpecHash() == run->SpecHash());
+    CHECK(back->metadata.name == run->metadata.name);
+    ++count;
+  }
+  CHECK(count >= 5);
+}
