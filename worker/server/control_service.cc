@@ -3,6 +3,8 @@
 
 #include <openssl/crypto.h>
 
+#include "common/hash.h"
+
 namespace carapace {
 
 namespace v1 = worker::v1;
@@ -22,10 +24,11 @@ grpc::Status ToGrpcStatus(const Status& s) {
 grpc::Status ControlService::Authorize(const grpc::ServerContext& ctx) const {
   if (token_.empty()) return grpc::Status::OK;
   auto it = ctx.client_metadata().find("authorization");
-  const std::string expected = "Bearer " + token_;
-  // The same answer, in the same time, for a missing and a wrong token.
+  // The same answer, in the same time, for a missing and a wrong token of any length:
+  // digests of equal size are compared in constant time.
   const std::string got = it == ctx.client_metadata().end() ? std::string() : std::string(it->second.data(), it->second.size());
-  const bool ok = got.size() == expected.size() && CRYPTO_memcmp(got.data(), expected.data(), got.size()) == 0;
+  const std::string a = Sha256Hex(got), b = Sha256Hex("Bearer " + token_);
+  const bool ok = CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
   if (!ok) return {grpc::StatusCode::UNAUTHENTICATED, "a valid bearer token is required"};
   return grpc::Status::OK;
 }
@@ -46,8 +49,11 @@ grpc::Status ControlService::WatchEvents(grpc::ServerContext* ctx, const v1::Wat
                                          grpc::ServerWriter<v1::EventEntry>* out) {
   if (auto a = Authorize(*ctx); !a.ok()) return a;
   uint64_t next = std::max<uint64_t>(req->from_seq(), 1);
+  constexpr size_t kBatch = 256;
   while (!ctx->IsCancelled()) {
-    bool write_failed = false;
+    // Read a batch, then write it: a slow client must not hold a store iterator open (it
+    // would pin memtables and files) while its stream drains.
+    std::vector<v1::EventEntry> batch;
     Status decode;
     Status st = agent_->store().ForEachEvent(next, [&](uint64_t seq, std::string_view value) {
       auto e = Event::Decode(seq, value);
@@ -55,22 +61,22 @@ grpc::Status ControlService::WatchEvents(grpc::ServerContext* ctx, const v1::Wat
         decode = e.status();
         return false;
       }
-      v1::EventEntry entry;
+      v1::EventEntry& entry = batch.emplace_back();
       entry.set_seq(seq);
       entry.set_ts_ms(e->ts_ms);
       entry.set_type(e->type);
       entry.set_step(e->step);
       entry.set_data_json(e->data.dump());
-      if (!out->Write(entry)) {
-        write_failed = true;
-        return false;
-      }
-      next = seq + 1;
-      return true;
+      return batch.size() < kBatch;
     });
     if (!st.ok()) return ToGrpcStatus(st);
     if (!decode.ok()) return ToGrpcStatus(decode);
-    if (write_failed || !req->follow()) break;
+    for (const auto& entry : batch) {
+      if (!out->Write(entry)) return grpc::Status::OK;  // the client went away
+      next = entry.seq() + 1;
+    }
+    if (batch.size() == kBatch) continue;  // more are stored already
+    if (!req->follow()) break;
     if (agent_->stopping()) return {grpc::StatusCode::UNAVAILABLE, "the worker is shutting down; reconnect from seq " + std::to_string(next)};
     agent_->WaitForEventAfter(next - 1, std::chrono::milliseconds(500));
   }
