@@ -2,12 +2,10 @@
 #include "common/manifest.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstring>
-#include <fstream>
 #include <regex>
 #include <sstream>
 
+#include "common/file.h"
 #include "common/json_text.h"
 
 namespace carapace {
@@ -49,15 +47,8 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name) {
 }
 
 Result<YAML::Node> LoadYamlFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    int err = errno;
-    if (err == ENOENT) return NotFound(path + ": no such file");
-    return IoError(path + ": cannot read: " + std::strerror(err));
-  }
-  std::stringstream buf;
-  buf << in.rdbuf();
-  return ParseYaml(buf.str(), path);
+  CARAPACE_ASSIGN_OR_RETURN(std::string text, ReadFile(path));
+  return ParseYaml(text, path);
 }
 
 nlohmann::json YamlToJson(const YAML::Node& node) {

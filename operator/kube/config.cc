@@ -4,26 +4,19 @@
 #include <sys/stat.h>
 
 #include <cstdlib>
-#include <fstream>
-#include <sstream>
 
+#include "common/file.h"
 #include "common/manifest.h"
 
 namespace carapace::kube {
 
 namespace {
 
-Result<std::string> ReadFile(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument(what + ": cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-std::string Trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ')) s.pop_back();
-  return s;
+// A file the config names; `what` says which, in the error.
+Result<std::string> ReadNamedFile(const std::string& path, const std::string& what) {
+  auto text = ReadFile(path);
+  if (!text.ok()) return InvalidArgument(what + ": cannot read " + path);
+  return text;
 }
 
 // The entry of a named list (clusters, users, contexts) with this name: its inner mapping.
@@ -84,9 +77,9 @@ Result<std::string> KubeConfig::BearerToken() const {
   TokenCache& cache = *token_cache_;
   std::lock_guard<std::mutex> lock(cache.mu);
   if (mtime != cache.mtime_ns || cache.token.empty()) {
-    auto text = ReadFile(token_file, "token file");
-    if (!text.ok()) return Unavailable(text.status().message());
-    cache.token = Trim(*text);
+    auto text = ReadTokenFile(token_file);
+    if (!text.ok()) return Unavailable("token file: cannot read " + token_file);
+    cache.token = *text;
     cache.mtime_ns = mtime;
   }
   return cache.token;
@@ -103,9 +96,9 @@ Result<KubeConfig> LoadInClusterConfig(const std::string& root) {
   const std::string h = host;
   c.server = "https://" + (h.find(':') != std::string::npos ? "[" + h + "]" : h) + ":" + port;
   c.token_file = root + "/token";
-  CARAPACE_ASSIGN_OR_RETURN(c.ca_pem, ReadFile(root + "/ca.crt", "in-cluster CA"));
-  auto ns = ReadFile(root + "/namespace", "in-cluster namespace");
-  if (ns.ok() && !Trim(*ns).empty()) c.ns = Trim(*ns);
+  CARAPACE_ASSIGN_OR_RETURN(c.ca_pem, ReadNamedFile(root + "/ca.crt", "in-cluster CA"));
+  auto ns = ReadNamedFile(root + "/namespace", "in-cluster namespace");
+  if (ns.ok() && !TrimLineEnd(*ns).empty()) c.ns = TrimLineEnd(*ns);
   auto token = c.BearerToken();
   if (!token.ok() || token->empty()) return InvalidArgument("in-cluster token: cannot read " + c.token_file + ", or it is empty");
   c.source = "in-cluster";
@@ -147,7 +140,7 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& wa
     if (!pem.ok()) return bad(clpath + ".certificate-authority-data", pem.status().message());
     c.ca_pem = *pem;
   } else if (cluster["certificate-authority"]) {
-    CARAPACE_ASSIGN_OR_RETURN(c.ca_pem, ReadFile(cluster["certificate-authority"].Scalar(), path + ": " + clpath + ".certificate-authority"));
+    CARAPACE_ASSIGN_OR_RETURN(c.ca_pem, ReadNamedFile(cluster["certificate-authority"].Scalar(), path + ": " + clpath + ".certificate-authority"));
   }
   if (cluster["insecure-skip-tls-verify"]) c.insecure_skip_tls_verify = cluster["insecure-skip-tls-verify"].as<bool>(false);
 
@@ -168,7 +161,7 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& wa
         if (!decoded.ok()) return bad(upath + "." + data_key, decoded.status().message());
         *out = *decoded;
       } else if (user[file_key]) {
-        CARAPACE_ASSIGN_OR_RETURN(*out, ReadFile(user[file_key].Scalar(), path + ": " + upath + "." + file_key));
+        CARAPACE_ASSIGN_OR_RETURN(*out, ReadNamedFile(user[file_key].Scalar(), path + ": " + upath + "." + file_key));
       }
       return Status::Ok();
     };

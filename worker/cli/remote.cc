@@ -2,15 +2,14 @@
 #include "worker/cli/remote.h"
 
 #include <cstdlib>
-#include <fstream>
 #include <iostream>
-#include <sstream>
 
 #include <grpcpp/client_context.h>
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
 
 #include "carapace/worker/v1/control.grpc.pb.h"
+#include "common/file.h"
 #include "worker/cli/commands.h"
 #include "worker/cli/status_view.h"
 #include "worker/runtime/event.h"
@@ -28,18 +27,12 @@ bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::s
     if (const char* t = std::getenv("CARAPACE_TOKEN"); t) target->token = t;
     return true;
   }
-  std::ifstream in(file);
-  if (!in) {
+  auto token = ReadTokenFile(file);  // as the worker reads its own
+  if (!token.ok()) {
     *problem = "cannot read the token file " + file;
     return false;
   }
-  std::stringstream s;
-  s << in.rdbuf();
-  target->token = s.str();
-  // Trimmed as the worker trims it.
-  while (!target->token.empty() && (target->token.back() == '\n' || target->token.back() == '\r' || target->token.back() == ' ')) {
-    target->token.pop_back();
-  }
+  target->token = *token;
   return true;
 }
 

@@ -1,10 +1,10 @@
 // The process-wide model channel cache.
 #include "worker/model/grpc_channels.h"
 
-#include <fstream>
+#include "common/file.h"
+
 #include <map>
 #include <mutex>
-#include <sstream>
 
 #include <grpcpp/create_channel.h>
 #include <grpcpp/security/credentials.h>
@@ -15,12 +15,10 @@ namespace carapace {
 namespace {
 
 Result<std::string> ReadPem(const std::string& path, const char* field) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return InvalidArgument(std::string("tls.") + field + ": cannot read " + path);
-  std::stringstream s;
-  s << in.rdbuf();
-  if (s.str().empty()) return InvalidArgument(std::string("tls.") + field + ": " + path + " is empty");
-  return s.str();
+  auto pem = ReadFile(path);
+  if (!pem.ok()) return InvalidArgument(std::string("tls.") + field + ": cannot read " + path);
+  if (pem->empty()) return InvalidArgument(std::string("tls.") + field + ": " + path + " is empty");
+  return pem;
 }
 
 }  // namespace

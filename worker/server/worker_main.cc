@@ -5,16 +5,15 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <iostream>
 #include <map>
-#include <sstream>
 #include <string>
 
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
 #include <prometheus/registry.h>
 
+#include "common/file.h"
 #include "common/log.h"
 #include "common/redact.h"
 #include "worker/runtime/process_setup.h"
@@ -96,12 +95,9 @@ int Main(int argc, char** argv) {
     if (token_file.empty()) {
       return Fail(2, "the control API needs a token: --token-file FILE (or CARAPACE_TOKEN_FILE), or --insecure-no-auth");
     }
-    std::ifstream in(token_file);
-    if (!in) return Fail(2, "cannot read the token file " + token_file);
-    std::stringstream s;
-    s << in.rdbuf();
-    token = s.str();
-    while (!token.empty() && (token.back() == '\n' || token.back() == '\r' || token.back() == ' ')) token.pop_back();
+    auto read = ReadTokenFile(token_file);
+    if (!read.ok()) return Fail(2, "cannot read the token file " + token_file);
+    token = *read;
     if (token.size() < 16) return Fail(2, "the token in " + token_file + " is shorter than 16 characters");
     RegisterSecret(token);
   } else {
