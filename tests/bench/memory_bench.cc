@@ -7,17 +7,16 @@
 #include <string>
 #include <vector>
 
+#include "tests/bench/bench_stats.h"
 #include "common/time.h"
 #include "worker/tools/memory/memory_index.h"
 
 using namespace carapace;
 
+using carapace::bench::Percentile;
+
 namespace {
 
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5))];
-}
 
 void Run(size_t entries, size_t dims, std::mt19937& rng) {
   std::normal_distribution<float> normal;

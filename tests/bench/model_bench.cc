@@ -24,6 +24,7 @@
 #include <grpcpp/create_channel.h>
 #include <prometheus/registry.h>
 
+#include "tests/bench/bench_stats.h"
 #include "common/log.h"
 #include "inference/grpc_service.grpc.pb.h"
 #include "tests/support/fake_openai.h"
@@ -34,15 +35,11 @@
 using namespace carapace;
 using Clock = std::chrono::steady_clock;
 
+using carapace::bench::Ms;
+using carapace::bench::Percentile;
+
 namespace {
 
-double Ms(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  return v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5))];
-}
 
 std::vector<std::string> Tokens(int n) { return std::vector<std::string>(static_cast<size_t>(n), "tok "); }
 

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/bench/bench_stats.h"
 #include "common/log.h"
 #include "common/time.h"
 #include "tests/support/child_process.h"
@@ -32,14 +33,10 @@
 
 using namespace carapace;
 
+using carapace::bench::Percentile;
+
 namespace {
 
-double Percentile(std::vector<double> v, double p) {
-  if (v.empty()) return 0;
-  std::sort(v.begin(), v.end());
-  size_t i = static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
-  return v[std::min(i, v.size() - 1)];
-}
 
 // The floor: append 512 bytes and fdatasync, as a write-ahead log does.
 std::vector<double> RawFdatasyncMs(const std::string& dir, int n) {

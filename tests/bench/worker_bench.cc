@@ -19,6 +19,7 @@
 #include <grpcpp/create_channel.h>
 #include <grpcpp/server_builder.h>
 
+#include "tests/bench/bench_stats.h"
 #include "common/log.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/worker_process.h"
@@ -29,14 +30,11 @@ using namespace carapace;
 using Steady = std::chrono::steady_clock;
 namespace v1 = carapace::worker::v1;
 
+using carapace::bench::Ms;
+using carapace::bench::Percentile;
+
 namespace {
 
-double Ms(Steady::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-double Percentile(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size() - 1) + 0.5))];
-}
 
 // The floor of a unary call: a server that answers GetStatus with an empty message.
 class BareControl final : public v1::WorkerControl::Service {

@@ -6,10 +6,6 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
-#include <netinet/in.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -22,6 +18,7 @@
 #include "tests/support/child_process.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/fake_triton.h"
+#include "tests/support/worker_process.h"
 #include "worker/model/resilient_model.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
@@ -117,19 +114,6 @@ std::string ReadFile(const std::string& path) {
   std::stringstream s;
   s << in.rdbuf();
   return s.str();
-}
-
-// A loopback port nothing listens on.
-int DeadPort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
 }
 
 double MetricValue(const std::string& text, const std::string& series) {
@@ -362,7 +346,7 @@ TEST_CASE("an endpoint that cannot answer fails over to the next, and the answer
   FakeCompletion done;
   done.content = {"ok"};
   backup.Push(done);
-  const std::string dead = "127.0.0.1:" + std::to_string(DeadPort());
+  const std::string dead = "127.0.0.1:" + std::to_string(testing::FreePort());
   TempDir dir;
   prometheus::Registry metrics;
   // A breaker that stays closed here, so each step retries the dead endpoint in full.
@@ -512,7 +496,7 @@ TEST_CASE("health checks ask ServerReady and ModelReady, or GET /models", "[mode
   o.name = "llm";
   o.endpoint = openai.base_url();
   CHECK((*models.CreateBackend(o, 8, "spec.model"))->CheckHealth().ok());
-  o.endpoint = "http://127.0.0.1:" + std::to_string(DeadPort()) + "/v1";
+  o.endpoint = "http://127.0.0.1:" + std::to_string(testing::FreePort()) + "/v1";
   CHECK((*models.CreateBackend(o, 8, "spec.model"))->CheckHealth().code() == StatusCode::kUnavailable);
 }
 

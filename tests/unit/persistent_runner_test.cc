@@ -24,6 +24,18 @@ AgentRun Run(std::vector<std::string> replies) {
   return run;
 }
 
+// A run with a workspace tool named notes and the given script.
+AgentRun WithNotes(std::vector<ScriptedReply> script, bool require_approval = false) {
+  AgentRun run = Run({});
+  ToolSpec notes;
+  notes.name = "notes";
+  notes.kind = "workspace";
+  notes.require_approval = require_approval;
+  run.spec.tools = {notes};
+  run.spec.model.script = std::move(script);
+  return run;
+}
+
 Result<uint64_t> SendTo(RunStore* store, const std::string& text) {
   Event e;
   e.type = event_type::kMessageReceived;
@@ -116,13 +128,8 @@ TEST_CASE("persistent: cancel ends the run; what others appended survives a rest
 
 TEST_CASE("persistent: a call waiting for approval can be settled while paused, and resume carries on", "[runtime][worker]") {
   TempDir dir;
-  AgentRun run = Run({});
-  ToolSpec notes;
-  notes.name = "notes";
-  notes.kind = "workspace";
-  notes.require_approval = true;
-  run.spec.tools = {notes};
-  run.spec.model.script = {{"", {{"notes", {{"op", "write"}, {"path", "a.txt"}, {"content", "x"}}}}}, {"written", {}}};
+  AgentRun run = WithNotes({{"", {{"notes", {{"op", "write"}, {"path", "a.txt"}, {"content", "x"}}}}}, {"written", {}}},
+                           /*require_approval=*/true);
   Persistent p(dir.Sub("s"), run);
   REQUIRE(*p.runner->Run() == Phase::kWaitingForApproval);
   REQUIRE(Control(p.store.get(), event_type::kPauseRequested).ok());
@@ -147,12 +154,8 @@ TEST_CASE("persistent: a call waiting for approval can be settled while paused, 
 
 TEST_CASE("calls after finish in the same reply are answered, not run", "[runtime][worker]") {
   TempDir dir;
-  AgentRun run = Run({});
-  ToolSpec notes;
-  notes.name = "notes";
-  notes.kind = "workspace";
-  run.spec.tools = {notes};
-  run.spec.model.script = {{"", {{"finish", {{"result", "all done"}}}, {"notes", {{"op", "write"}, {"path", "late.txt"}, {"content", "x"}}}}}};
+  AgentRun run =
+      WithNotes({{"", {{"finish", {{"result", "all done"}}}, {"notes", {{"op", "write"}, {"path", "late.txt"}, {"content", "x"}}}}}});
   Persistent p(dir.Sub("s"), run);
   CHECK(*p.runner->Run() == Phase::kIdle);
   CHECK(p.runner->state().result == "all done");

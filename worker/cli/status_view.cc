@@ -25,7 +25,7 @@ static v1::Phase ToProto(Phase p) {
   return v1::PHASE_UNSPECIFIED;
 }
 
-v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state) {
+v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state, const BudgetSpec* budget) {
   v1::RunStatus s;
   s.set_name(identity.name);
   s.set_namespace_(identity.ns);
@@ -42,7 +42,13 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state)
   b->set_tokens(state.used.tokens);
   b->set_tool_calls(state.used.tool_calls);
   b->set_wall_clock_ms(state.used.wall_ms);
-  nlohmann::json spec = nlohmann::json::parse(identity.spec_json, nullptr, false);
+  if (budget) {
+    b->set_max_steps(budget->max_steps);
+    b->set_max_tokens(budget->max_tokens);
+    b->set_max_tool_calls(budget->max_tool_calls);
+    b->set_max_wall_clock_seconds(budget->max_wall_clock_seconds);
+  }
+  nlohmann::json spec = budget ? nlohmann::json() : nlohmann::json::parse(identity.spec_json, nullptr, false);
   if (spec.is_object() && spec.contains("budget")) {
     const auto& budget = spec["budget"];
     b->set_max_steps(budget.value("maxSteps", int64_t{0}));

@@ -11,8 +11,10 @@
 
 namespace carapace {
 
-// Budget maxima come from the spec stored with the run (`identity.spec_json`).
-worker::v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state);
+// Budget maxima come from `budget` when given (a caller that holds the parsed AgentRun and
+// builds a status per event), else from the spec stored with the run (`identity.spec_json`).
+worker::v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
+                                     const BudgetSpec* budget = nullptr);
 std::string RunStatusJson(const worker::v1::RunStatus& status);
 
 // "tool_result s2c0 api ok 12.3 ms" and the like.

@@ -70,9 +70,9 @@ class TritonBackend : public ModelBackend {
     const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
     ModelInferRequest infer = BuildChatRequest(prompt);
     ReplyParser parser(template_.tool_call_format, template_.stop);
-    std::string generated;
+    size_t generated = 0;  // bytes, for the usage estimate
     auto feed = [&](const std::string& text) {
-      generated += text;
+      generated += text.size();
       parser.Feed(text, out);
     };
     grpc::ClientContext ctx;
@@ -108,7 +108,7 @@ class TritonBackend : public ModelBackend {
     }
     parser.End(out);
     // Prompt servers report no usage here: estimate, so the token budget still holds.
-    out->Usage(EstimateTokens(prompt.size()), EstimateTokens(generated.size()));
+    out->Usage(EstimateTokens(prompt.size()), EstimateTokens(generated));
     out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
     return Status::Ok();
   }

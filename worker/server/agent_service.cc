@@ -40,7 +40,7 @@ Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, co
   CARAPACE_ASSIGN_OR_RETURN(s->runner_, Runner::Create(s->store_.get(), run, s->models_, s->tools_, options));
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*s->store_));
   if (identity) s->identity_ = *identity;
-  s->status_ = BuildRunStatus(s->identity_, s->runner_->state());
+  s->status_ = BuildRunStatus(s->identity_, s->runner_->state(), &s->run_.spec.budget);
   if (s->metrics_) s->metrics_->OnEvent(Event{}, s->runner_->state());  // the phase and budgets as stored
   return s;
 }
@@ -78,7 +78,8 @@ void AgentService::OnEvent(const Event& e, const RunState& state) {
   if (identity_.run_id.empty() && !state.run_id.empty()) {
     if (auto id = LoadRunIdentity(*store_); id.ok() && *id) identity_ = **id;
   }
-  status_ = BuildRunStatus(identity_, state);
+  // Per event: the budgets come from the parsed spec, not from parsing the stored one again.
+  status_ = BuildRunStatus(identity_, state, &run_.spec.budget);
   if (metrics_) metrics_->SetInboxDepth(status_.inbox_depth() + unapplied_messages_);
   changed_.notify_all();
 }
