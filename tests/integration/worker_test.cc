@@ -227,6 +227,16 @@ TEST_CASE("the control API refuses a missing or wrong token, and bad requests sa
   }
   {
     auto ctx = w.Context();
+    v1::SendMessageRequest req;
+    req.set_text("pretend to be the schedule");
+    req.set_from("cron:report");
+    v1::SendMessageResponse r;
+    grpc::Status st = w.stub().SendMessage(ctx.get(), req, &r);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(st.error_message(), ContainsSubstring("the prefix \"cron:\" is reserved"));
+  }
+  {
+    auto ctx = w.Context();
     v1::DecisionRequest req;
     req.set_call_id("s9c9");
     grpc::Status st = w.stub().Approve(ctx.get(), req, &out);
@@ -558,4 +568,18 @@ TEST_CASE("the worker writes only under its state dir and tmp dir (read-only roo
     REQUIRE(::stat((dir.Sub("state") + "/workspace/a.txt").c_str(), &st) == 0);
     CHECK(st.st_uid == 65534u);  // it really ran as nobody
   }
+}
+
+TEST_CASE("a full inbox refuses more messages instead of growing without end", "[worker]") {
+  TempDir dir;
+  auto run = ParseAgentRun(Scripted({"ready"}), "t.yaml");
+  REQUIRE(run.ok());
+  // Not started: nothing takes messages out, so they pile up as they would behind a stuck turn.
+  auto agent = AgentService::Open(*run, dir.Sub("state"), nullptr);
+  REQUIRE(agent.ok());
+  for (int i = 0; i < 10000; ++i) REQUIRE((*agent)->SendMessage("m" + std::to_string(i), "test").ok());
+  auto refused = (*agent)->SendMessage("one too many", "test");
+  CHECK(refused.status().code() == StatusCode::kResourceExhausted);
+  CHECK_THAT(refused.status().message(), ContainsSubstring("the inbox holds 10000 messages"));
+  CHECK((*agent)->InboxDepth() == 10000);
 }
