@@ -58,6 +58,10 @@ const std::vector<std::string> kToolKinds = {"workspace", "http", "memory", "mcp
 const std::vector<std::string> kEffects = {"read_only", "idempotent", "side_effecting"};
 
 const std::regex kDnsLabel("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+const std::regex kDnsSubdomain("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
+const std::regex kSecretKey("^[-._a-zA-Z0-9]+$");
+// A Kubernetes quantity such as 1Gi, 500M or 10G (no fractions or exponents: storage).
+const std::regex kStorageQuantity("^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$");
 const std::regex kToolName("^[A-Za-z_][A-Za-z0-9_-]{0,63}$");
 
 void ParseMetadata(ObjectReader& r, ObjectMeta* meta, ManifestErrors* errs) {
@@ -133,13 +137,30 @@ void ForEachMapping(const YAML::Node& node, const std::string& path, const char*
   }
 }
 
-// Reads `valueFrom: {env: NAME}` or `{file: PATH}` of `r` into h; false when absent.
+// Reads `valueFrom: {env: NAME}`, `{file: PATH}` or `{secretKeyRef: {name, key}}` of `r`
+// into h; false when absent.
 bool ParseValueFrom(ObjectReader& r, HeaderSpec* h, ManifestErrors* errs) {
   ObjectReader from(r.Child("valueFrom"), r.PathOf("valueFrom"), errs);
   if (!from.valid()) return false;
   if (auto env = from.String("env")) h->from_env = *env;
   if (auto file = from.String("file")) h->from_file = *file;
-  if (h->from_env.empty() == h->from_file.empty()) from.Error("env", "give exactly one of env or file");
+  ObjectReader ref(from.Child("secretKeyRef"), from.PathOf("secretKeyRef"), errs);
+  if (ref.valid()) {
+    if (auto name = ref.String("name", true)) {
+      if (name->size() > 253 || !std::regex_match(*name, kDnsSubdomain)) ref.Error("name", "must be a Secret name (a DNS subdomain)");
+      h->secret_name = *name;
+    }
+    if (auto key = ref.String("key", true)) {
+      if (key->empty() || key->size() > 253 || !std::regex_match(*key, kSecretKey)) {
+        ref.Error("key", "must be a Secret key: letters, digits, '-', '_' or '.'");
+      }
+      h->secret_key = *key;
+    }
+    ref.Finish();
+  }
+  int given = !h->from_env.empty() + !h->from_file.empty() + ref.valid();
+  if (given != 1) from.Error("env", "give exactly one of env, file or secretKeyRef");
+  if (ref.valid() && given == 1) h->from_env = SecretEnvName(h->secret_name, h->secret_key);
   from.Finish();
   return true;
 }
@@ -389,6 +410,41 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
 
 }  // namespace
 
+// spec.suspend, idleTimeoutSeconds, image, resources and storage: how the operator runs the
+// agent. Checked here so an invalid value is refused with its field path before anything is
+// created for it.
+static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestErrors* errs) {
+  if (auto v = spec.Bool("suspend")) d->suspend = *v;
+  if (auto v = spec.Int("idleTimeoutSeconds", 1, 365LL * 24 * 3600)) d->idle_timeout_seconds = *v;
+  if (auto v = spec.String("image")) {
+    static const std::regex kImage("^[^\\s@]+(@sha256:[0-9a-f]{64})?$");
+    if (v->empty() || !std::regex_match(*v, kImage)) spec.Error("image", "must be a container image reference such as ghcr.io/org/carapace-worker:1.0");
+    d->image = *v;
+  }
+  if (auto v = spec.Json("resources")) {
+    bool valid = v->is_object();
+    for (auto it = v->begin(); valid && it != v->end(); ++it) {
+      valid = (it.key() == "requests" || it.key() == "limits") && it->is_object();
+      for (auto q = it->begin(); valid && q != it->end(); ++q) valid = q->is_string() || q->is_number();
+    }
+    if (!valid) spec.Error("resources", "must be {requests: {cpu: ..., memory: ...}, limits: {...}}");
+    else d->resources = *v;
+  }
+  ObjectReader storage(spec.Child("storage"), spec.PathOf("storage"), errs);
+  if (storage.valid()) {
+    if (auto v = storage.String("size")) {
+      if (!std::regex_match(*v, kStorageQuantity)) storage.Error("size", "must be a quantity such as 1Gi or 500Mi, got \"" + *v + "\"");
+      d->storage.size = *v;
+    }
+    if (auto v = storage.String("storageClassName")) d->storage.storage_class = *v;
+    ObjectReader retention(storage.Child("retention"), storage.PathOf("retention"), errs);
+    if (auto v = retention.Enum("whenDeleted", {"Retain", "Delete"})) d->storage.when_deleted = *v;
+    if (auto v = retention.Enum("whenScaled", {"Retain", "Delete"})) d->storage.when_scaled = *v;
+    retention.Finish();
+    storage.Finish();
+  }
+}
+
 static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::string& file) {
   ManifestErrors errs(file);
   AgentRun run;
@@ -449,7 +505,8 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     ObjectReader schedule(spec.Child("schedule"), "spec.schedule", &errs);
     if (schedule.valid()) {
       ScheduleSpec sched;
-      if (auto v = schedule.Int("heartbeatSeconds", 1, 7 * 24 * 3600)) sched.heartbeat_seconds = *v;
+      // 0 (what the canonical manifest says when none is set): no heartbeat.
+      if (auto v = schedule.Int("heartbeatSeconds", 0, 7 * 24 * 3600)) sched.heartbeat_seconds = *v;
       std::set<std::string> cron_names;
       ForEachMapping(schedule.Child("cron"), schedule.PathOf("cron"), "must be a list of {name, schedule, prompt}", &errs,
                      [&](ObjectReader& c) {
@@ -477,11 +534,21 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     if (auto v = spec.Enum("durability", {"sync", "batch"})) {
       s.durability = *v == "sync" ? Durability::kSync : Durability::kBatch;
     }
+    ParseDeployment(spec, &s.deployment, &errs);
     spec.Finish();
   }
   top.Finish();
   if (!errs.empty()) return errs.ToStatus();
   return run;
+}
+
+std::string SecretEnvName(const std::string& secret_name, const std::string& key) {
+  std::string out = "CARAPACE_SECRET_";
+  for (const std::string* part : {&secret_name, &key}) {
+    if (part == &key) out += '_';
+    for (char c : *part) out += std::isalnum(static_cast<unsigned char>(c)) ? static_cast<char>(std::toupper(c)) : '_';
+  }
+  return out;
 }
 
 Result<AgentRun> ParseAgentRun(const std::string& text, const std::string& file) {
@@ -499,7 +566,8 @@ static nlohmann::json HeadersJson(const std::vector<HeaderSpec>& headers) {
   nlohmann::json out = nlohmann::json::array();
   for (const auto& h : headers) {
     nlohmann::json hj = {{"name", h.name}};
-    if (!h.from_env.empty()) hj["valueFrom"] = {{"env", h.from_env}};
+    if (!h.secret_name.empty()) hj["valueFrom"] = {{"secretKeyRef", {{"name", h.secret_name}, {"key", h.secret_key}}}};
+    else if (!h.from_env.empty()) hj["valueFrom"] = {{"env", h.from_env}};
     else if (!h.from_file.empty()) hj["valueFrom"] = {{"file", h.from_file}};
     else hj["value"] = h.value;
     out.push_back(hj);

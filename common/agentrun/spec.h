@@ -49,8 +49,16 @@ struct HeaderSpec {
   std::string value;       // literal
   std::string from_env;    // or: the environment variable holding it
   std::string from_file;   // or: the file holding it (trailing newline dropped)
+  // Or a key of a Kubernetes Secret (`valueFrom.secretKeyRef`). The operator passes it to
+  // the worker in the environment variable SecretEnvName(name, key), which from_env then
+  // names, so a local `carapace run` reads the same variable.
+  std::string secret_name = {};
+  std::string secret_key = {};
   bool secret() const { return !from_env.empty() || !from_file.empty(); }
 };
+
+// "CARAPACE_SECRET_<NAME>_<KEY>", upper-cased, other characters as '_'.
+std::string SecretEnvName(const std::string& secret_name, const std::string& key);
 
 // Headers the http tool sets itself, which neither the spec nor the model may give: Host
 // would reach other virtual hosts behind an allowed address, the framing headers are the
@@ -193,6 +201,24 @@ struct ScheduleSpec {
   std::vector<CronSpec> cron;
 };
 
+// Where and how the operator runs the agent: none of it changes what the agent does, so none
+// of it is in SpecJson or the SpecHash (changing the image or suspending never starts a new
+// run). `carapace run` ignores it.
+struct StorageSpec {
+  std::string size = "1Gi";            // the state volume's size (a Kubernetes quantity)
+  std::string storage_class;           // "" : the cluster's default class
+  std::string when_deleted = "Retain"; // persistentVolumeClaimRetentionPolicy: Retain or Delete
+  std::string when_scaled = "Retain";
+};
+
+struct DeploymentSpec {
+  bool suspend = false;                       // scale to zero, keep the volume
+  std::optional<int64_t> idle_timeout_seconds;  // idle longer than this: scale to zero until the next wake-up
+  std::string image;                          // the worker image; "" : the operator's default
+  nlohmann::json resources;                   // a container's resources (requests/limits), as given
+  StorageSpec storage;
+};
+
 struct AgentRunSpec {
   std::string instructions;
   std::string goal;
@@ -203,6 +229,7 @@ struct AgentRunSpec {
   UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;
   Durability durability = Durability::kSync;
   std::optional<ScheduleSpec> schedule;
+  DeploymentSpec deployment;  // spec.suspend, idleTimeoutSeconds, image, resources, storage
 };
 
 struct ObjectMeta {

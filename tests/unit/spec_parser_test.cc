@@ -130,7 +130,7 @@ TEST_CASE("rejected manifests name the field, its position and the rule", "[spec
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], maxRedirects: 21}}]\n"), "spec.tools[0].http.maxRedirects: must be <= 20"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X}]}}]\n"), "spec.tools[0].http.headers[0].value: give exactly one of value or valueFrom"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X, value: v, valueFrom: {env: E}}]}}]\n"), "spec.tools[0].http.headers[0].value: give exactly one of value or valueFrom"},
-      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X, valueFrom: {env: E, file: /f}}]}}]\n"), "spec.tools[0].http.headers[0].valueFrom.env: give exactly one of env or file"},
+      {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: X, valueFrom: {env: E, file: /f}}]}}]\n"), "spec.tools[0].http.headers[0].valueFrom.env: give exactly one of env, file or secretKeyRef"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: Host, value: evil}]}}]\n"), "spec.tools[0].http.headers[0].name: \"Host\" is set by the tool"},
       {WithSpec("  tools: [{name: a, kind: http, http: {allowedHosts: [x], headers: [{name: 'X Y', value: v}]}}]\n"), "spec.tools[0].http.headers[0].name: must be an HTTP header name"},
       {WithSpec("  tools: [{name: a, kind: workspace, maxOutputBytes: 10}]\n"), "spec.tools[0].maxOutputBytes: must be >= 1024"},
@@ -391,4 +391,75 @@ TEST_CASE("the canonical manifest of every example parses back to the same spec 
     ++count;
   }
   CHECK(count >= 5);
+  // And a schedule with cron prompts but no heartbeat (the canonical form says 0).
+  auto cron_only = ParseAgentRun(WithSpec("  schedule: {cron: [{name: daily, schedule: \"0 9 * * *\", prompt: go}]}\n"), "c.yaml");
+  REQUIRE(cron_only.ok());
+  auto back = ParseAgentRun(cron_only->ManifestJson().dump(), "canonical.json");
+  INFO(back.status().ToString());
+  REQUIRE(back.ok());
+  CHECK(back->SpecHash() == cron_only->SpecHash());
+  CHECK(back->spec.schedule->heartbeat_seconds == 0);
+}
+
+TEST_CASE("deployment fields are parsed and checked, and never change the spec hash", "[spec][operator]") {
+  auto plain = ParseAgentRun(kValid, "a.yaml");
+  REQUIRE(plain.ok());
+  auto deployed = ParseAgentRun(WithSpec(R"(  suspend: true
+  idleTimeoutSeconds: 900
+  image: ghcr.io/example/carapace-worker:1.2
+  resources: {requests: {cpu: 100m, memory: 64Mi}, limits: {memory: 256Mi}}
+  storage: {size: 5Gi, storageClassName: fast, retention: {whenDeleted: Delete, whenScaled: Retain}}
+)"), "b.yaml");
+  REQUIRE(deployed.ok());
+  const DeploymentSpec& d = deployed->spec.deployment;
+  CHECK(d.suspend);
+  CHECK(d.idle_timeout_seconds == 900);
+  CHECK(d.image == "ghcr.io/example/carapace-worker:1.2");
+  CHECK(d.resources["limits"]["memory"] == "256Mi");
+  CHECK(d.storage.size == "5Gi");
+  CHECK(d.storage.storage_class == "fast");
+  CHECK(d.storage.when_deleted == "Delete");
+  CHECK(deployed->SpecHash() == plain->SpecHash());
+  CHECK_FALSE(plain->spec.deployment.suspend);
+  CHECK(plain->spec.deployment.storage.size == "1Gi");
+  CHECK(plain->spec.deployment.storage.when_deleted == "Retain");
+
+  CHECK_THAT(ErrorOf(WithSpec("  storage: {size: lots}\n")), ContainsSubstring("spec.storage.size"));
+  CHECK_THAT(ErrorOf(WithSpec("  storage: {retention: {whenDeleted: Later}}\n")),
+             ContainsSubstring("spec.storage.retention.whenDeleted"));
+  CHECK_THAT(ErrorOf(WithSpec("  idleTimeoutSeconds: 0\n")), ContainsSubstring("spec.idleTimeoutSeconds"));
+  CHECK_THAT(ErrorOf(WithSpec("  resources: {cpu: 1}\n")), ContainsSubstring("spec.resources"));
+  CHECK_THAT(ErrorOf(WithSpec("  image: \"\"\n")), ContainsSubstring("spec.image"));
+  CHECK_THAT(ErrorOf(WithSpec("  suspend: maybe\n")), ContainsSubstring("spec.suspend"));
+}
+
+TEST_CASE("a model key can come from a Secret by reference, read from a derived variable", "[spec][operator]") {
+  const std::string remote = R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: demo}
+spec:
+  goal: do it
+  model:
+    backend: openai
+    name: m
+    endpoint: http://vllm:8000/v1
+    apiKey: {valueFrom: {secretKeyRef: {name: model-keys, key: openai.key}}}
+)";
+  auto run = ParseAgentRun(remote, "a.yaml");
+  REQUIRE(run.ok());
+  REQUIRE(run->spec.model.api_key);
+  CHECK(run->spec.model.api_key->secret_name == "model-keys");
+  CHECK(run->spec.model.api_key->secret_key == "openai.key");
+  CHECK(run->spec.model.api_key->from_env == "CARAPACE_SECRET_MODEL_KEYS_OPENAI_KEY");
+  CHECK(run->SpecJson()["model"]["apiKey"]["valueFrom"]["secretKeyRef"]["name"] == "model-keys");
+  auto again = ParseAgentRun(run->ManifestJson().dump(), "manifest.json");
+  REQUIRE(again.ok());
+  CHECK(again->SpecHash() == run->SpecHash());
+
+  std::string both = remote;
+  both.replace(both.find("{secretKeyRef"), 13, "{env: X, secretKeyRef");
+  CHECK_THAT(ErrorOf(both), ContainsSubstring("give exactly one of env, file or secretKeyRef"));
+  std::string bad_name = remote;
+  bad_name.replace(bad_name.find("model-keys"), 10, "Model_Keys");
+  CHECK_THAT(ErrorOf(bad_name), ContainsSubstring("spec.model.apiKey.valueFrom.secretKeyRef.name"));
 }
