@@ -1,4 +1,5 @@
-#include "worker/runtime/process_setup.h"
+// Process-wide settings (see process_setup.h).
+#include "common/process_setup.h"
 
 #include <utility>  // boost::asio, under pplx, uses std::exchange without including it
 
@@ -6,6 +7,6 @@
 
 namespace carapace {
 
-void SetUpProcess() { crossplat::threadpool::initialize_with_threads(2); }
+void SetUpProcess(int http_threads) { crossplat::threadpool::initialize_with_threads(http_threads); }
 
 }  // namespace carapace

@@ -8,6 +8,7 @@ namespace carapace {
 // chunk wakes a different idle thread, and the hand-offs cost more than the work (the model
 // benchmark measured about 6x the per-token cost, and 1 ms more to the first token, than
 // with two threads). Must run before the first HTTP client or listener is made.
-void SetUpProcess();
+// `http_threads`: the operator, with a watch open per informer, uses a few more.
+void SetUpProcess(int http_threads = 2);
 
 }  // namespace carapace

@@ -30,7 +30,7 @@
 #include "tests/support/fake_openai.h"
 #include "tests/support/fake_triton.h"
 #include "worker/model/resilient_model.h"
-#include "worker/runtime/process_setup.h"
+#include "common/process_setup.h"
 
 using namespace carapace;
 using Clock = std::chrono::steady_clock;

@@ -23,7 +23,7 @@
 #include "common/log.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/worker_process.h"
-#include "worker/runtime/process_setup.h"
+#include "common/process_setup.h"
 #include "worker/runtime/runner.h"
 
 using namespace carapace;

@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/runtime/process_setup.h"
+#include "common/process_setup.h"
 #include "worker/cli/commands.h"
 #include "worker/cli/remote.h"
 

@@ -7,12 +7,9 @@
 #include <memory>
 #include <string>
 
+#include "common/http_endpoints.h"
 #include "common/status.h"
 #include "worker/server/agent_service.h"
-
-namespace web::http::experimental::listener {
-class http_listener;
-}
 
 namespace carapace {
 
@@ -27,7 +24,7 @@ class ProbeServer {
  private:
   AgentService* agent_;
   prometheus::Registry* metrics_;
-  std::unique_ptr<web::http::experimental::listener::http_listener> listener_;
+  HttpEndpoints endpoints_;
 };
 
 }  // namespace carapace

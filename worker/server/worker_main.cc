@@ -7,6 +7,7 @@
 #include <cstring>
 #include <iostream>
 #include <map>
+#include <optional>
 #include <string>
 
 #include <grpcpp/security/server_credentials.h>
@@ -16,7 +17,7 @@
 #include "common/file.h"
 #include "common/log.h"
 #include "common/redact.h"
-#include "worker/runtime/process_setup.h"
+#include "common/process_setup.h"
 #include "worker/server/agent_service.h"
 #include "worker/server/control_service.h"
 #include "worker/server/probe_server.h"
@@ -34,6 +35,7 @@ constexpr const char* kUsage = R"(usage: carapace-worker [flags]
   --insecure-no-auth   serve the control API without a token (local development only)
   --grace-seconds N    on SIGTERM, how long an action in progress may take to finish (env CARAPACE_GRACE_SECONDS, default 5)
   --tmp-dir DIR        where libraries may write temporary files (sets TMPDIR); the root fs may be read-only
+flags take their value as `--flag VALUE` or `--flag=VALUE`
 exit codes: 0 after SIGTERM/SIGINT, 1 on a store or runtime error, 2 on bad flags or a bad manifest
 )";
 
@@ -71,11 +73,17 @@ int Main(int argc, char** argv) {
       continue;
     }
     static const char* kValued[] = {"--spec", "--state-dir", "--grpc-listen", "--http-listen", "--token-file", "--grace-seconds", "--tmp-dir"};
+    // "--flag value" or "--flag=value" (the form pod specs usually use).
+    std::optional<std::string> value;
+    if (size_t eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a.resize(eq);
+    }
     bool known = false;
     for (const char* k : kValued) known = known || a == k;
     if (!known) return Fail(2, "unknown flag " + a + "\n" + kUsage);
-    if (i + 1 >= argc) return Fail(2, a + " needs a value");
-    flags[a] = argv[++i];
+    if (!value && i + 1 >= argc) return Fail(2, a + " needs a value");
+    flags[a] = value ? *value : argv[++i];
   }
   const std::string spec_path = Flag(flags, "--spec", "CARAPACE_SPEC", "");
   const std::string state_dir = Flag(flags, "--state-dir", "CARAPACE_STATE_DIR", "");
