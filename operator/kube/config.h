@@ -50,5 +50,7 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& co
 
 // Decodes standard base64 (kubeconfig *-data fields). Errors: kInvalidArgument.
 Result<std::string> DecodeBase64(const std::string& text);
+// Standard base64 with padding (Secret data).
+std::string EncodeBase64(const std::string& bytes);
 
 }  // namespace carapace::kube

@@ -14,7 +14,8 @@ Resource ConfigMaps() { return {"", "v1", "configmaps", true}; }
 Resource Secrets() { return {"", "v1", "secrets", true}; }
 Resource PersistentVolumeClaims() { return {"", "v1", "persistentvolumeclaims", true}; }
 Resource Leases() { return {"coordination.k8s.io", "v1", "leases", true}; }
-Resource Events() { return {"events.k8s.io", "v1", "events", true}; }
+Resource Events() { return {"", "v1", "events", true}; }
+Resource Pods() { return {"", "v1", "pods", true}; }
 
 std::string ResourcePath(const Resource& r, const std::string& ns, const std::string& name, const std::string& subresource) {
   std::string path = r.group.empty() ? "/api/" + r.version : "/apis/" + r.group + "/" + r.version;
@@ -92,7 +93,7 @@ Status ToStatus(const ApiError& e) {
   if (e.reason == "Gone" || e.reason == "Expired") return FailedPrecondition("gone: " + m);
   if (e.reason == "Forbidden" || e.reason == "Unauthorized") return PermissionDenied(m);
   if (e.reason == "Invalid" || e.reason == "BadRequest") return InvalidArgument(m);
-  if (e.code == 429 || e.code >= 500) return Unavailable(m);
+  if (e.code < 0 || e.code == 429 || e.code >= 500) return Unavailable(m);
   return FailedPrecondition(m);
 }
 

@@ -26,7 +26,8 @@ Resource ConfigMaps();
 Resource Secrets();
 Resource PersistentVolumeClaims();
 Resource Leases();
-Resource Events();
+Resource Events();  // core/v1 Events, as `kubectl describe` shows them
+Resource Pods();
 
 // "/api/v1/namespaces/NS/configmaps/NAME" or "/apis/GROUP/VERSION/...". Empty `ns` lists
 // across namespaces; empty `name` addresses the collection; `subresource` e.g. "status".
@@ -59,7 +60,7 @@ ApiError ParseApiError(int http_code, const std::string& body);
 // As our Status: NotFound -> kNotFound, AlreadyExists -> kAlreadyExists, Conflict ->
 // kFailedPrecondition ("conflict: ..."), Forbidden/Unauthorized -> kPermissionDenied,
 // Invalid/BadRequest -> kInvalidArgument, Gone/Expired -> kFailedPrecondition ("gone: ..."),
-// 429 and 5xx -> kUnavailable. The message keeps the reason and code.
+// 429, 5xx and no reply (code -1) -> kUnavailable. The message keeps the reason and code.
 Status ToStatus(const ApiError& e);
 
 // Percent-encoding for a query value.

@@ -14,8 +14,17 @@ WorkQueue::~WorkQueue() {
 void WorkQueue::AddLocked(const std::string& key) {
   if (shutting_down_ || dirty_.count(key)) return;
   dirty_.insert(key);
+  if (metrics_) metrics_->Added();
   if (processing_.count(key)) return;  // queued again by Done()
+  Enqueue(key);
+}
+
+void WorkQueue::Enqueue(const std::string& key) {
   queue_.push_back(key);
+  if (metrics_) {
+    since_[key] = std::chrono::steady_clock::now();
+    metrics_->Depth(queue_.size());
+  }
   ready_.notify_one();
 }
 
@@ -38,7 +47,13 @@ void WorkQueue::AddAfter(const std::string& key, Duration delay) {
   delayed_.notify_one();
 }
 
-void WorkQueue::AddRateLimited(const std::string& key) { AddAfter(key, limiter_->When(key, std::chrono::steady_clock::now())); }
+void WorkQueue::AddRateLimited(const std::string& key) {
+  if (metrics_) {
+    std::lock_guard<std::mutex> lock(mu_);
+    metrics_->Retried();
+  }
+  AddAfter(key, limiter_->When(key, std::chrono::steady_clock::now()));
+}
 
 void WorkQueue::Forget(const std::string& key) { limiter_->Forget(key); }
 
@@ -50,16 +65,29 @@ bool WorkQueue::Get(std::string* key) {
   queue_.pop_front();
   processing_.insert(*key);
   dirty_.erase(*key);
+  if (metrics_) {
+    const TimePoint now = std::chrono::steady_clock::now();
+    auto it = since_.find(*key);
+    if (it != since_.end()) {
+      metrics_->Queued(now - it->second);
+      it->second = now;
+    }
+    metrics_->Depth(queue_.size());
+  }
   return true;
 }
 
 void WorkQueue::Done(const std::string& key) {
   std::lock_guard<std::mutex> lock(mu_);
   processing_.erase(key);
-  if (dirty_.count(key)) {
-    queue_.push_back(key);
-    ready_.notify_one();
+  if (metrics_) {
+    auto it = since_.find(key);
+    if (it != since_.end()) {
+      metrics_->Worked(std::chrono::steady_clock::now() - it->second);
+      since_.erase(it);
+    }
   }
+  if (dirty_.count(key)) Enqueue(key);
 }
 
 void WorkQueue::ShutDown() {

@@ -17,6 +17,18 @@
 
 namespace carapace::kube {
 
+// What the queue reports, for the workqueue_* metrics controller-runtime users know.
+// Called with the queue's lock held: implementations must be quick and must not call back.
+class WorkQueueMetrics {
+ public:
+  virtual ~WorkQueueMetrics() = default;
+  virtual void Added() = 0;                 // a key was newly queued (workqueue_adds_total)
+  virtual void Depth(size_t depth) = 0;     // keys waiting for a worker
+  virtual void Queued(Duration waited) = 0;  // from being queued to being handed out
+  virtual void Worked(Duration took) = 0;    // from being handed out to Done()
+  virtual void Retried() = 0;               // AddRateLimited
+};
+
 class WorkQueue {
  public:
   explicit WorkQueue(std::unique_ptr<RateLimiter> limiter = std::make_unique<DefaultControllerRateLimiter>());
@@ -40,9 +52,12 @@ class WorkQueue {
   // Wakes every Get(); queued keys are still handed out, added ones are dropped.
   void ShutDown();
   size_t Len() const;
+  // Set before the queue is used; not owned.
+  void SetMetrics(WorkQueueMetrics* metrics) { metrics_ = metrics; }
 
  private:
   void AddLocked(const std::string& key);
+  void Enqueue(const std::string& key);
   void DelayLoop();
 
   std::unique_ptr<RateLimiter> limiter_;
@@ -53,6 +68,8 @@ class WorkQueue {
   std::set<std::string> dirty_;       // queued, or added while being processed
   std::set<std::string> processing_;
   std::map<std::string, TimePoint> waiting_;  // key -> when it is due
+  std::map<std::string, TimePoint> since_;    // queued or processing key -> since when (metrics)
+  WorkQueueMetrics* metrics_ = nullptr;
   bool shutting_down_ = false;
   std::thread delay_thread_;
 };

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -18,8 +19,9 @@ struct CommandResult {
 
 class ChildProcess {
  public:
-  // Starts argv[0] with the given arguments; stdout and stderr go to temp files.
-  explicit ChildProcess(const std::vector<std::string>& argv);
+  // Starts argv[0] with the given arguments, and `env` added to this process's
+  // environment; stdout and stderr go to temp files.
+  explicit ChildProcess(const std::vector<std::string>& argv, const std::map<std::string, std::string>& env = {});
   ~ChildProcess();
   ChildProcess(const ChildProcess&) = delete;
   ChildProcess& operator=(const ChildProcess&) = delete;

@@ -27,19 +27,24 @@ int FreePort() {
   return ntohs(a.sin_port);
 }
 
-std::pair<int, std::string> HttpGet(int port, const std::string& path) {
+std::pair<int, std::string> HttpGet(int port, const std::string& path) { return HttpGet("127.0.0.1", port, path); }
+
+std::pair<int, std::string> HttpGet(const std::string& ip, int port, const std::string& path) {
   int fd = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};
   a.sin_family = AF_INET;
   a.sin_port = htons(static_cast<uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (::inet_pton(AF_INET, ip.c_str(), &a.sin_addr) != 1) {
+    ::close(fd);
+    return {-1, ""};
+  }
   timeval tv{5, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     ::close(fd);
     return {-1, ""};
   }
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
+  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: " + ip + "\r\nConnection: close\r\n\r\n";
   ::send(fd, req.data(), req.size(), MSG_NOSIGNAL);
   std::string data;
   char buf[8192];

@@ -19,6 +19,8 @@ int FreePort();
 
 // GET http://127.0.0.1:port/path: (status code, body); status -1 when nothing answered.
 std::pair<int, std::string> HttpGet(int port, const std::string& path);
+// The same on another loopback address (127.0.0.N), as the process kubelet's pods use.
+std::pair<int, std::string> HttpGet(const std::string& ip, int port, const std::string& path);
 
 class WorkerProcess {
  public:

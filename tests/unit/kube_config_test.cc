@@ -101,11 +101,19 @@ TEST_CASE("kubeconfig: what cannot be used is a clear error naming the field", "
              ContainsSubstring("clusters[0].cluster.certificate-authority-data: not valid base64"));
 }
 
-TEST_CASE("base64 as kubeconfig data fields use it", "[operator][kube]") {
+TEST_CASE("base64 as kubeconfig data fields and Secret data use it", "[operator][kube]") {
   CHECK(*DecodeBase64("aGVsbG8gd29ybGQ=") == "hello world");
   CHECK(*DecodeBase64("aGVs\nbG8=") == "hello");
   CHECK(*DecodeBase64("") == "");
   CHECK_FALSE(DecodeBase64("a=b").ok());
+  CHECK(EncodeBase64("hello world") == "aGVsbG8gd29ybGQ=");
+  CHECK(EncodeBase64("hello") == "aGVsbG8=");
+  CHECK(EncodeBase64("") == "");
+  std::string all;
+  for (int i = 0; i < 256; ++i) all.push_back(static_cast<char>(i));
+  for (size_t n : {size_t{1}, size_t{2}, size_t{3}, size_t{255}, size_t{256}}) {
+    CHECK(*DecodeBase64(EncodeBase64(all.substr(0, n))) == all.substr(0, n));
+  }
 }
 
 TEST_CASE("in-cluster: the service account's CA, namespace and a token re-read when it rotates", "[operator][kube]") {

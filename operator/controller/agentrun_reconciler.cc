@@ -1,0 +1,443 @@
+// Reconciling one AgentRun (see agentrun_reconciler.h).
+#include "operator/controller/agentrun_reconciler.h"
+
+#include <openssl/rand.h>
+
+#include <ctime>
+
+#include "common/cron.h"
+#include "common/log.h"
+#include "common/time.h"
+#include "operator/controller/agentrun_status.h"
+
+namespace carapace::controller {
+
+using nlohmann::json;
+using std::chrono::milliseconds;
+
+// What one reconcile has learned so far.
+struct AgentRunReconciler::Context {
+  std::string ns, name;
+  json ar;  // the AgentRun as last read or written
+  Owner owner;
+  std::optional<AgentRun> run;
+  std::string token;
+  Observation seen;
+};
+
+namespace {
+
+std::string Rfc3339(int64_t unix_ms) { return FormatRfc3339Millis(unix_ms).substr(0, 19) + "Z"; }
+
+int64_t ParseRfc3339(const std::string& text) {
+  std::tm tm{};
+  if (text.size() < 19 || strptime(text.substr(0, 19).c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return -1;
+  return static_cast<int64_t>(timegm(&tm)) * 1000;
+}
+
+std::string RandomToken() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof bytes) != 1) return "";
+  static const char* kHex = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+bool OwnedBy(const json& object, const std::string& uid) {
+  for (const auto& ref : object.value("/metadata/ownerReferences"_json_pointer, json::array())) {
+    if (ref.value("uid", "") == uid) return true;
+  }
+  return false;
+}
+
+bool OwnedByStatefulSet(const json& pod, const std::string& sts) {
+  for (const auto& ref : pod.value("/metadata/ownerReferences"_json_pointer, json::array())) {
+    if (ref.value("kind", "") == "StatefulSet" && ref.value("name", "") == sts) return true;
+  }
+  return false;
+}
+
+bool HasFinalizer(const json& object) {
+  for (const auto& f : object.value("/metadata/finalizers"_json_pointer, json::array())) {
+    if (f == kFinalizer) return true;
+  }
+  return false;
+}
+
+// The merge patch that puts `desired` back over an existing object: our labels,
+// annotations and owner, and the fields we set; fields the server added stay.
+json DriftPatch(const json& desired, const json& actual) {
+  json patch = desired;
+  patch.erase("apiVersion");
+  patch.erase("kind");
+  json meta = {{"labels", desired["metadata"]["labels"]},
+               {"ownerReferences", desired["metadata"]["ownerReferences"]},
+               {"resourceVersion", actual.value("/metadata/resourceVersion"_json_pointer, std::string())}};
+  if (desired["metadata"].contains("annotations")) meta["annotations"] = desired["metadata"]["annotations"];
+  patch["metadata"] = meta;
+  return patch;
+}
+
+// Immutable parts of a StatefulSet's spec, with the claim's size left out: a larger volume
+// is handled by growing the claim, not by recreating.
+json ImmutableParts(const json& sts) {
+  json spec = sts.value("spec", json::object());
+  json parts = {{"selector", spec.value("selector", json())}, {"serviceName", spec.value("serviceName", "")}};
+  json templates = spec.value("volumeClaimTemplates", json::array());
+  for (auto& t : templates) {
+    if (t.contains("spec")) t["spec"].erase("resources");
+    if (t.contains("metadata")) t["metadata"] = {{"name", t["metadata"].value("name", "")}};
+    if (t.contains("status")) t.erase("status");
+    if (t.contains("spec")) t["spec"].erase("volumeMode");
+  }
+  parts["volumeClaimTemplates"] = templates;
+  return parts;
+}
+
+std::string ClaimSize(const json& sts) {
+  return sts.value("/spec/volumeClaimTemplates/0/spec/resources/requests/storage"_json_pointer, std::string());
+}
+
+}  // namespace
+
+bool IsSubset(const json& desired, const json& actual) {
+  if (desired.is_object()) {
+    if (!actual.is_object()) return false;
+    for (auto it = desired.begin(); it != desired.end(); ++it) {
+      auto found = actual.find(it.key());
+      if (found == actual.end() || !IsSubset(*it, *found)) return false;
+    }
+    return true;
+  }
+  if (desired.is_array()) {
+    if (!actual.is_array() || actual.size() != desired.size()) return false;
+    for (size_t i = 0; i < desired.size(); ++i) {
+      if (!IsSubset(desired[i], actual[i])) return false;
+    }
+    return true;
+  }
+  if (desired.is_number() && actual.is_number()) return desired.get<double>() == actual.get<double>();
+  return desired == actual;
+}
+
+int64_t QuantityBytes(const std::string& q) {
+  size_t digits = 0;
+  while (digits < q.size() && std::isdigit(static_cast<unsigned char>(q[digits]))) ++digits;
+  if (digits == 0 || digits > 15) return -1;
+  const int64_t n = std::stoll(q.substr(0, digits));
+  const std::string unit = q.substr(digits);
+  static const std::pair<const char*, int64_t> kUnits[] = {
+      {"", 1}, {"k", 1000}, {"M", 1000000}, {"G", 1000000000}, {"T", 1000000000000}, {"P", 1000000000000000},
+      {"Ki", 1024}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", int64_t{1} << 40}, {"Pi", int64_t{1} << 50}};
+  for (const auto& [name, factor] : kUnits) {
+    if (unit == name) return n > INT64_MAX / factor ? -1 : n * factor;
+  }
+  return -1;
+}
+
+AgentRunReconciler::AgentRunReconciler(kube::RestClient* client, Caches caches, WorkerStatusReader* workers,
+                                       kube::EventRecorder* events, ReconcilerOptions options)
+    : client_(client), caches_(caches), workers_(workers), events_(events), options_(std::move(options)) {}
+
+ReconcileOutcome AgentRunReconciler::Reconcile(const std::string& key) {
+  Context c;
+  const size_t slash = key.find('/');
+  c.ns = key.substr(0, slash);
+  c.name = key.substr(slash + 1);
+  auto cached = caches_.agentruns->Get(key);
+  if (!cached) return {};  // deleted: its objects go with it (owner references)
+  c.ar = *cached;
+  c.owner = {c.name, c.ns, c.ar.value("/metadata/uid"_json_pointer, std::string())};
+  c.seen.agentrun = c.ar;
+  c.seen.now = Rfc3339(WallNowMillis());
+
+  if (c.ar.contains("metadata") && c.ar["metadata"].contains("deletionTimestamp")) return Finalize(c);
+  if (Status s = EnsureFinalizer(c); !s.ok()) return {s};
+
+  auto parsed = ParseAgentRun(c.ar.dump(), "AgentRun " + key);
+  std::string invalid = parsed.ok() ? "" : parsed.status().message();
+  // Pods of a StatefulSet carry its name plus a revision hash in a 63-character label.
+  if (parsed.ok() && c.name.size() > 52) invalid = "metadata.name: at most 52 characters (the pod's labels need the rest)";
+  if (!invalid.empty()) {
+    c.seen.invalid_spec = invalid;
+    json status = ComputeStatus(c.seen);
+    if (c.ar.value("/status/phase"_json_pointer, std::string()) != "Invalid") events_->Warning(c.ar, "InvalidSpec", invalid);
+    if (Status s = WriteStatus(c, status); !s.ok()) return {s};
+    return {Status::Ok(), milliseconds(0), "Invalid"};
+  }
+  c.run = std::move(*parsed);
+  c.seen.spec_hash = c.run->SpecHash();
+  c.seen.suspended = c.run->spec.deployment.suspend;
+  c.seen.one_shot = !c.run->spec.schedule;
+
+  Status s = EnsureSecret(c);
+  if (s.ok()) s = EnsureObject(c, kube::ConfigMaps(), caches_.configmaps, DesiredConfigMap(*c.run, c.owner));
+  if (s.ok()) s = EnsureObject(c, kube::Services(), caches_.services, DesiredService(*c.run, c.owner, options_.settings));
+  if (!s.ok() && c.seen.conflict.empty()) return {s};
+
+  milliseconds requeue(0);
+  if (c.seen.conflict.empty()) {
+    ReadWorker(c);
+    DecideHibernation(c, &requeue);
+    const int replicas = c.seen.suspended || !c.seen.hibernation.is_null() ? 0 : 1;
+    if (Status st = EnsureStatefulSet(c, replicas); !st.ok()) {
+      if (c.seen.conflict.empty()) return {st};
+    }
+  }
+  if (!c.seen.conflict.empty()) {
+    if (c.ar.value("/status/conditions"_json_pointer, json::array()).dump().find("NameConflict") == std::string::npos) {
+      events_->Warning(c.ar, "NameConflict", c.seen.conflict);
+    }
+    requeue = milliseconds(30000);  // a Secret is not watched: look again for the way to clear
+  }
+
+  json status = ComputeStatus(c.seen);
+  const std::string old_phase = c.ar.value("/status/phase"_json_pointer, std::string());
+  const std::string phase = status.value("phase", "");
+  if (phase != old_phase && !old_phase.empty()) {
+    if (phase == "Succeeded") events_->Normal(c.ar, "Succeeded", status.value("result", "the goal is reached"));
+    else if (phase == "Failed") events_->Warning(c.ar, "RunFailed", status.value("message", ""));
+    else if (phase == "Degraded") events_->Warning(c.ar, "Degraded", status.value("message", ""));
+    else if (phase == "Suspended") events_->Normal(c.ar, "Suspended", "scaled to zero; the volume is kept");
+    else if (old_phase == "Suspended") events_->Normal(c.ar, "Resumed", "scaled back to one");
+  }
+  if (Status st = WriteStatus(c, status); !st.ok()) return {st};
+
+  // Look again while a worker runs, to follow its progress (it may still take messages after
+  // its goal) and notice idleness.
+  const bool running = c.seen.statefulset && c.seen.pod && !c.seen.suspended && c.seen.hibernation.is_null();
+  if (running && (requeue.count() == 0 || requeue > options_.status_interval)) requeue = options_.status_interval;
+  return {Status::Ok(), requeue, phase};
+}
+
+ReconcileOutcome AgentRunReconciler::Finalize(Context& c) {
+  if (!HasFinalizer(c.ar)) return {};
+  // Stop the worker first (its pod drains on SIGTERM) and keep the AgentRun until its pod is
+  // gone, so `kubectl delete ar` returns once nothing runs; the other objects go by garbage
+  // collection, the volume by its retention policy.
+  const std::string key = c.ns + "/" + StatefulSetName(c.name);
+  if (auto sts = caches_.statefulsets->Get(key); sts && OwnedBy(*sts, c.owner.uid)) {
+    if (!sts->value("metadata", json::object()).contains("deletionTimestamp")) {
+      auto r = client_->Delete(kube::StatefulSets(), c.ns, StatefulSetName(c.name), kube::Propagation::kBackground);
+      if (!r.ok() && r.error.code != 404) return {r.status()};
+    }
+    return {Status::Ok(), milliseconds(1000)};
+  }
+  if (auto pod = caches_.pods->Get(c.ns + "/" + PodName(c.name))) {
+    workers_->Forget(options_.worker_address(pod->value("/status/podIP"_json_pointer, std::string()),
+                                             options_.settings.control_port));
+    return {Status::Ok(), milliseconds(1000)};
+  }
+  json finalizers = json::array();
+  for (const auto& f : c.ar["metadata"].value("finalizers", json::array())) {
+    if (f != kFinalizer) finalizers.push_back(f);
+  }
+  json patch = {{"metadata", {{"finalizers", finalizers}, {"resourceVersion", c.ar["metadata"].value("resourceVersion", "")}}}};
+  auto r = client_->Patch(kube::AgentRuns(), c.ns, c.name, patch);
+  if (!r.ok() && r.error.code != 404) return {r.status()};
+  log::Info("agentrun deleted", {{"agentrun", c.ns + "/" + c.name}});
+  return {};
+}
+
+Status AgentRunReconciler::EnsureFinalizer(Context& c) {
+  if (HasFinalizer(c.ar)) return Status::Ok();
+  json finalizers = c.ar["metadata"].value("finalizers", json::array());
+  finalizers.push_back(kFinalizer);
+  json patch = {{"metadata", {{"finalizers", finalizers}, {"resourceVersion", c.ar["metadata"].value("resourceVersion", "")}}}};
+  auto r = client_->Patch(kube::AgentRuns(), c.ns, c.name, patch);
+  if (!r.ok()) return r.status();
+  c.ar = r.value;
+  caches_.agentruns->Observe(c.ar);
+  return Status::Ok();
+}
+
+Status AgentRunReconciler::EnsureSecret(Context& c) {
+  // Read by name, never listed: the operator is not allowed to see other Secrets.
+  const std::string name = SecretName(c.name);
+  auto got = client_->Get(kube::Secrets(), c.ns, name);
+  if (!got.ok() && got.error.code != 404) return got.status();
+  if (got.ok()) {
+    if (!OwnedBy(got.value, c.owner.uid)) {
+      c.seen.conflict = "Secret " + name + " exists and does not belong to this AgentRun";
+      return FailedPrecondition(c.seen.conflict);
+    }
+    auto token = kube::DecodeBase64(got.value.value("/data/token"_json_pointer, std::string()));
+    if (token.ok() && !token->empty()) {
+      c.token = *token;
+      json desired = DesiredSecret(*c.run, c.owner, c.token);
+      if (IsSubset(desired, got.value)) return Status::Ok();
+      json fixed = got.value;
+      fixed["metadata"]["labels"] = desired["metadata"]["labels"];
+      fixed["metadata"]["ownerReferences"] = desired["metadata"]["ownerReferences"];
+      fixed["type"] = desired["type"];
+      fixed["data"] = desired["data"];
+      auto r = client_->Update(kube::Secrets(), c.ns, fixed);
+      return r.status();
+    }
+  }
+  c.token = RandomToken();
+  if (c.token.empty()) return Internal("no randomness for the control token");
+  json desired = DesiredSecret(*c.run, c.owner, c.token);
+  if (got.ok()) {  // ours, but its token is gone: a new one (the pod picks it up on restart)
+    desired["metadata"]["resourceVersion"] = got.value["metadata"].value("resourceVersion", "");
+    return client_->Update(kube::Secrets(), c.ns, desired).status();
+  }
+  auto r = client_->Create(kube::Secrets(), c.ns, desired);
+  if (!r.ok() && r.error.code == 409) return Unavailable("Secret " + name + " appeared meanwhile; looking again");
+  return r.status();
+}
+
+Status AgentRunReconciler::EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache,
+                                        const json& desired) {
+  const std::string name = desired["metadata"]["name"];
+  auto existing = cache->Get(c.ns + "/" + name);
+  if (!existing) {
+    auto r = client_->Create(resource, c.ns, desired);
+    if (!r.ok()) return r.status();
+    cache->Observe(r.value);
+    return Status::Ok();
+  }
+  if (!OwnedBy(*existing, c.owner.uid)) {
+    c.seen.conflict = desired.value("kind", "") + " " + name + " exists and does not belong to this AgentRun";
+    return FailedPrecondition(c.seen.conflict);
+  }
+  if (IsSubset(desired, *existing)) return Status::Ok();
+  auto r = client_->Patch(resource, c.ns, name, DriftPatch(desired, *existing));
+  if (!r.ok()) return r.status();
+  log::Info("put drifted object back", {{"agentrun", c.ns + "/" + c.name}, {"object", desired.value("kind", "") + "/" + name}});
+  cache->Observe(r.value);
+  return Status::Ok();
+}
+
+Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
+  json desired = DesiredStatefulSet(*c.run, c.owner, options_.settings, replicas);
+  const std::string name = StatefulSetName(c.name);
+  auto existing = caches_.statefulsets->Get(c.ns + "/" + name);
+  if (existing && !OwnedBy(*existing, c.owner.uid)) {
+    c.seen.conflict = "StatefulSet " + name + " exists and does not belong to this AgentRun";
+    return FailedPrecondition(c.seen.conflict);
+  }
+  if (!existing) {
+    auto r = client_->Create(kube::StatefulSets(), c.ns, desired);
+    if (!r.ok()) return r.status();
+    caches_.statefulsets->Observe(r.value);
+    c.seen.statefulset = r.value;
+    return Status::Ok();
+  }
+  c.seen.statefulset = *existing;
+
+  // A larger volume: grow the claim in place (the storage class must allow expansion).
+  const std::string want_size = ClaimSize(desired), have_size = ClaimSize(*existing);
+  const int64_t want = QuantityBytes(want_size), have = QuantityBytes(have_size);
+  json comparable = desired;
+  if (want > have && have > 0) {
+    json patch = {{"spec", {{"resources", {{"requests", {{"storage", want_size}}}}}}}};
+    auto r = client_->Patch(kube::PersistentVolumeClaims(), c.ns, ClaimName(c.name), patch);
+    if (!r.ok() && r.error.code != 404) return r.status();
+    events_->Normal(c.ar, "StorageResized", "volume claim " + ClaimName(c.name) + " grown from " + have_size + " to " + want_size);
+  } else if (want < have) {
+    events_->Warning(c.ar, "StorageShrinkRefused", "spec.storage.size " + want_size + " is smaller than the volume's " +
+                                                       have_size + "; a volume cannot shrink, it stays " + have_size);
+  }
+  // The claim template keeps the size it was created with; compare everything else.
+  comparable["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = have_size;
+
+  if (!IsSubset(ImmutableParts(comparable), ImmutableParts(*existing))) {
+    // Fields a StatefulSet cannot change: delete it but not its pod's volume (orphan), and
+    // create it anew on the next pass.
+    auto r = client_->Delete(kube::StatefulSets(), c.ns, name, kube::Propagation::kOrphan);
+    if (!r.ok() && r.error.code != 404) return r.status();
+    caches_.statefulsets->Observe(*existing, /*deleted=*/true);
+    events_->Normal(c.ar, "Recreated", "StatefulSet " + name + " recreated to change immutable fields; the volume is kept");
+    return Unavailable("StatefulSet " + name + " is being recreated");
+  }
+  json mutable_desired = comparable;
+  for (const char* k : {"selector", "serviceName", "volumeClaimTemplates"}) mutable_desired["spec"].erase(k);
+  if (IsSubset(mutable_desired, *existing)) return Status::Ok();
+  auto r = client_->Patch(kube::StatefulSets(), c.ns, name, DriftPatch(mutable_desired, *existing));
+  if (!r.ok()) return r.status();
+  caches_.statefulsets->Observe(r.value);
+  c.seen.statefulset = r.value;
+  return Status::Ok();
+}
+
+void AgentRunReconciler::ReadWorker(Context& c) {
+  auto pod = caches_.pods->Get(c.ns + "/" + PodName(c.name));
+  if (!pod || !OwnedByStatefulSet(*pod, StatefulSetName(c.name))) return;
+  c.seen.pod = *pod;
+  const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
+  if (ip.empty() || !PodReady(*pod)) return;
+  auto status = workers_->Read(options_.worker_address(ip, options_.settings.control_port), c.token);
+  if (!status.ok()) {
+    log::Debug("worker did not answer", {{"agentrun", c.ns + "/" + c.name}, {"error", status.status().message()}});
+    return;
+  }
+  // A pod still running the previous spec answers for the old run: not this one's progress.
+  if (status->spec_hash() != c.seen.spec_hash) return;
+  c.seen.worker = *status;
+}
+
+void AgentRunReconciler::DecideHibernation(Context& c, milliseconds* requeue) {
+  const json old = c.ar.value("/status/hibernation"_json_pointer, json());
+  const int64_t now = WallNowMillis();
+  if (old.is_object()) {
+    const std::string wake_at = old.value("wakeAt", "");
+    // Any change to the spec wakes it, the agent's or how it is run (metadata.generation).
+    const bool spec_changed = old.value("generation", int64_t{0}) != c.ar.value("/metadata/generation"_json_pointer, int64_t{0});
+    const bool timeout_removed = !c.run->spec.deployment.idle_timeout_seconds;
+    const int64_t wake_ms = wake_at.empty() ? -1 : ParseRfc3339(wake_at);
+    if (spec_changed || timeout_removed || (wake_ms >= 0 && now >= wake_ms)) {
+      events_->Normal(c.ar, "Woken", spec_changed ? "the spec changed" : timeout_removed ? "idleTimeoutSeconds was removed" : "a scheduled wake-up is due");
+      return;  // hibernation stays null: scale back to one
+    }
+    c.seen.hibernation = old;
+    if (wake_ms >= 0) *requeue = milliseconds(std::max<int64_t>(wake_ms - now, 1000));
+    return;
+  }
+  const auto& timeout = c.run->spec.deployment.idle_timeout_seconds;
+  if (!timeout || !c.seen.worker || c.seen.worker->phase() != worker::v1::PHASE_IDLE) return;
+  if (c.seen.worker->inbox_depth() > 0 || c.seen.worker->idle_since_ms() <= 0) return;
+  // Idle since the worker said so, but never longer than its pod has run: a woken agent
+  // gets a whole idle window before it sleeps again.
+  int64_t idle_since = c.seen.worker->idle_since_ms();
+  if (c.seen.pod) {
+    idle_since = std::max(idle_since, ParseRfc3339(c.seen.pod->value("/metadata/creationTimestamp"_json_pointer, std::string())));
+  }
+  const int64_t idle_ms = now - idle_since;
+  if (idle_ms < *timeout * 1000) {
+    *requeue = milliseconds(*timeout * 1000 - idle_ms + 500);
+    return;
+  }
+  // Asleep until the next cron prompt (a heartbeat with nothing queued does no work, so it
+  // wakes nobody), or until the spec changes.
+  int64_t wake = -1;
+  if (c.run->spec.schedule) {
+    for (const auto& cron : c.run->spec.schedule->cron) {
+      auto schedule = CronSchedule::Parse(cron.schedule);
+      if (!schedule.ok()) continue;
+      if (auto next = schedule->Next(now); next && (wake < 0 || *next < wake)) wake = *next;
+    }
+  }
+  c.seen.hibernation = {{"since", Rfc3339(now)}, {"generation", c.ar.value("/metadata/generation"_json_pointer, int64_t{0})}};
+  if (wake >= 0) c.seen.hibernation["wakeAt"] = Rfc3339(wake);
+  events_->Normal(c.ar, "Hibernated", "idle for " + std::to_string(idle_ms / 1000) + "s; scaled to zero until " +
+                                          (wake >= 0 ? Rfc3339(wake) : std::string("the spec changes")));
+  if (wake >= 0) *requeue = milliseconds(std::max<int64_t>(wake - now, 1000));
+}
+
+Status AgentRunReconciler::WriteStatus(Context& c, const json& status) {
+  if (c.ar.value("status", json()) == status) return Status::Ok();
+  json updated = c.ar;
+  updated["status"] = status;
+  auto r = client_->UpdateStatus(kube::AgentRuns(), c.ns, updated);
+  if (!r.ok()) return r.status();
+  c.ar = r.value;
+  caches_.agentruns->Observe(c.ar);
+  return Status::Ok();
+}
+
+}  // namespace carapace::controller

@@ -1,0 +1,80 @@
+// The AgentRun reconciler: level-triggered and idempotent. It reads what is (from the
+// informers' caches, and the worker's report), computes what should be (desired_objects),
+// makes the difference (create, patch drift back, recreate a StatefulSet whose immutable
+// fields changed with orphan propagation so the volume stays, grow the volume claim), and
+// writes status only when it changed. It never assumes it saw every event.
+//
+// Thread-safety: Reconcile may run on several workers at once, for different keys (the
+// work queue never hands one key to two workers).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "common/status.h"
+#include "operator/controller/desired_objects.h"
+#include "operator/controller/worker_status_client.h"
+#include "operator/kube/event_recorder.h"
+#include "operator/kube/informer.h"
+#include "operator/kube/rest_client.h"
+
+namespace carapace::controller {
+
+// The caches the reconciler reads instead of the API server.
+struct Caches {
+  kube::Informer* agentruns = nullptr;
+  kube::Informer* statefulsets = nullptr;
+  kube::Informer* configmaps = nullptr;
+  kube::Informer* services = nullptr;
+  kube::Informer* pods = nullptr;
+};
+
+struct ReconcilerOptions {
+  OperatorSettings settings;
+  // How often a running agent's worker is asked for its progress.
+  std::chrono::milliseconds status_interval{10000};
+  // The worker's control address for a pod IP; tests run workers on loopback addresses.
+  std::function<std::string(const std::string& pod_ip, int port)> worker_address = [](const std::string& ip, int port) {
+    return ip + ":" + std::to_string(port);
+  };
+};
+
+struct ReconcileOutcome {
+  Status status = Status::Ok();                // not Ok: re-queued with backoff
+  std::chrono::milliseconds requeue_after{0};  // > 0: look again after this long
+  std::string phase = {};                      // the phase written (for the phase gauge)
+};
+
+class AgentRunReconciler {
+ public:
+  AgentRunReconciler(kube::RestClient* client, Caches caches, WorkerStatusReader* workers,
+                     kube::EventRecorder* events, ReconcilerOptions options);
+
+  // `key` is "namespace/name".
+  ReconcileOutcome Reconcile(const std::string& key);
+
+ private:
+  struct Context;
+  ReconcileOutcome Finalize(Context& c);
+  Status EnsureFinalizer(Context& c);
+  Status EnsureSecret(Context& c);
+  Status EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired);
+  Status EnsureStatefulSet(Context& c, int replicas);
+  void ReadWorker(Context& c);
+  void DecideHibernation(Context& c, std::chrono::milliseconds* requeue);
+  Status WriteStatus(Context& c, const nlohmann::json& status);
+
+  kube::RestClient* client_;
+  Caches caches_;
+  WorkerStatusReader* workers_;
+  kube::EventRecorder* events_;
+  ReconcilerOptions options_;
+};
+
+// Helpers the reconciler is built from, exposed for tests.
+// Every field of `desired` is in `actual` with the same value (the server may add more).
+bool IsSubset(const nlohmann::json& desired, const nlohmann::json& actual);
+// Bytes of a storage quantity ("1Gi", "500M"); -1 when it cannot be read.
+int64_t QuantityBytes(const std::string& quantity);
+
+}  // namespace carapace::controller

@@ -1,0 +1,194 @@
+// Desired-state builders for an AgentRun's objects (see desired_objects.h). Pure: the same
+// AgentRun and settings always give the same JSON, so the reconciler can compare it with
+// what exists and tests can pin it with golden files.
+#include "operator/controller/desired_objects.h"
+
+#include <map>
+
+#include "operator/kube/config.h"
+
+namespace carapace::controller {
+
+using nlohmann::json;
+
+std::string ConfigMapName(const std::string& agentrun) { return agentrun + "-spec"; }
+std::string SecretName(const std::string& agentrun) { return agentrun + "-control"; }
+std::string ServiceName(const std::string& agentrun) { return agentrun; }
+std::string StatefulSetName(const std::string& agentrun) { return agentrun; }
+std::string PodName(const std::string& agentrun) { return StatefulSetName(agentrun) + "-0"; }
+std::string ClaimName(const std::string& agentrun) {
+  return std::string(kStateVolume) + "-" + StatefulSetName(agentrun) + "-0";
+}
+
+json SelectorLabels(const std::string& agentrun) {
+  return {{"app.kubernetes.io/name", "carapace-worker"}, {kAgentRunLabel, agentrun}};
+}
+
+json Labels(const std::string& agentrun) {
+  json labels = SelectorLabels(agentrun);
+  labels["app.kubernetes.io/instance"] = agentrun;
+  labels["app.kubernetes.io/managed-by"] = "carapace-operator";
+  return labels;
+}
+
+json OwnerReference(const Owner& owner) {
+  return {{"apiVersion", "carapace.dev/v1alpha1"}, {"kind", "AgentRun"}, {"name", owner.name},
+          {"uid", owner.uid}, {"controller", true}, {"blockOwnerDeletion", true}};
+}
+
+std::string StateDir(const AgentRun& run) {
+  return std::string(kStateMountDir) + "/runs/" + run.SpecHash().substr(0, 12);
+}
+
+namespace {
+
+json Metadata(const std::string& name, const Owner& owner) {
+  return {{"name", name}, {"namespace", owner.ns}, {"labels", Labels(owner.name)},
+          {"ownerReferences", json::array({OwnerReference(owner)})}};
+}
+
+// Every Secret key the spec refers to, as the environment variable the worker reads it from.
+json SecretEnv(const AgentRunSpec& spec) {
+  std::map<std::string, json> env;  // sorted and unique: the pod template must be stable
+  auto add = [&](const HeaderSpec& h) {
+    if (h.secret_name.empty()) return;
+    env[h.from_env] = {{"name", h.from_env},
+                       {"valueFrom", {{"secretKeyRef", {{"name", h.secret_name}, {"key", h.secret_key}}}}}};
+  };
+  auto add_endpoint = [&](const ModelEndpointSpec& m) {
+    if (m.api_key) add(*m.api_key);
+  };
+  add_endpoint(spec.model);
+  for (const auto& f : spec.model.fallbacks) add_endpoint(f);
+  if (spec.embedding) add_endpoint(*spec.embedding);
+  for (const auto& t : spec.tools) {
+    for (const auto& h : t.http.headers) add(h);
+    for (const auto& h : t.mcp.headers) add(h);
+  }
+  json out = json::array();
+  for (auto& [name, e] : env) out.push_back(std::move(e));
+  return out;
+}
+
+json Resources(const DeploymentSpec& d) {
+  if (d.resources.is_object() && !d.resources.empty()) return d.resources;
+  // A worker idles at about 32 MiB; the limit leaves room for large tool outputs.
+  return {{"requests", {{"cpu", "50m"}, {"memory", "64Mi"}}}, {"limits", {{"memory", "512Mi"}}}};
+}
+
+json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
+  const DeploymentSpec& d = run.spec.deployment;
+  auto probe = [&](const char* path, int period, int failures) {
+    return json{{"httpGet", {{"path", path}, {"port", "http"}}},
+                {"periodSeconds", period},
+                {"timeoutSeconds", 2},
+                {"failureThreshold", failures}};
+  };
+  json container = {
+      {"name", "worker"},
+      {"image", d.image.empty() ? settings.worker_image : d.image},
+      {"imagePullPolicy", "IfNotPresent"},
+      {"args", json::array({std::string("--spec=") + kSpecMountDir + "/" + kSpecFileName,
+                            "--state-dir=" + StateDir(run),
+                            "--grpc-listen=0.0.0.0:" + std::to_string(settings.control_port),
+                            "--http-listen=0.0.0.0:" + std::to_string(settings.http_port),
+                            std::string("--token-file=") + kTokenMountDir + "/" + kTokenKey,
+                            "--grace-seconds=" + std::to_string(settings.worker_grace_seconds),
+                            "--tmp-dir=/tmp"})},
+      {"ports", json::array({{{"name", "control"}, {"containerPort", settings.control_port}, {"protocol", "TCP"}},
+                             {{"name", "http"}, {"containerPort", settings.http_port}, {"protocol", "TCP"}}})},
+      {"env", SecretEnv(run.spec)},
+      {"resources", Resources(d)},
+      // Opening RocksDB after a crash can take a while on a large log: the startup probe
+      // gives it up to 5 minutes before liveness counts.
+      {"startupProbe", probe("/healthz", 5, 60)},
+      {"livenessProbe", probe("/healthz", 10, 6)},
+      {"readinessProbe", probe("/readyz", 5, 3)},
+      {"securityContext",
+       {{"allowPrivilegeEscalation", false},
+        {"readOnlyRootFilesystem", true},
+        {"runAsNonRoot", true},
+        {"capabilities", {{"drop", json::array({"ALL"})}}}}},
+      {"volumeMounts",
+       json::array({{{"name", kStateVolume}, {"mountPath", kStateMountDir}},
+                    {{"name", "spec"}, {"mountPath", kSpecMountDir}, {"readOnly", true}},
+                    {{"name", "control-token"}, {"mountPath", kTokenMountDir}, {"readOnly", true}},
+                    {{"name", "tmp"}, {"mountPath", "/tmp"}}})},
+  };
+  return container;
+}
+
+}  // namespace
+
+json DesiredConfigMap(const AgentRun& run, const Owner& owner) {
+  json meta = Metadata(ConfigMapName(owner.name), owner);
+  meta["annotations"] = {{kSpecHashAnnotation, run.SpecHash()}};
+  return {{"apiVersion", "v1"},
+          {"kind", "ConfigMap"},
+          {"metadata", meta},
+          {"data", {{kSpecFileName, run.ManifestJson().dump(2) + "\n"}}}};
+}
+
+json DesiredSecret(const AgentRun& /*run*/, const Owner& owner, const std::string& token) {
+  return {{"apiVersion", "v1"},
+          {"kind", "Secret"},
+          {"metadata", Metadata(SecretName(owner.name), owner)},
+          {"type", "Opaque"},
+          {"data", {{kTokenKey, kube::EncodeBase64(token)}}}};
+}
+
+json DesiredService(const AgentRun& /*run*/, const Owner& owner, const OperatorSettings& settings) {
+  // Headless: the pod gets a stable DNS name (NAME-0.NAME.NS.svc) for the control API.
+  return {{"apiVersion", "v1"},
+          {"kind", "Service"},
+          {"metadata", Metadata(ServiceName(owner.name), owner)},
+          {"spec",
+           {{"clusterIP", "None"},
+            {"selector", SelectorLabels(owner.name)},
+            {"ports", json::array({{{"name", "control"}, {"port", settings.control_port},
+                                    {"targetPort", "control"}, {"protocol", "TCP"}},
+                                   {{"name", "http"}, {"port", settings.http_port},
+                                    {"targetPort", "http"}, {"protocol", "TCP"}}})}}}};
+}
+
+json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorSettings& settings, int replicas) {
+  const StorageSpec& storage = run.spec.deployment.storage;
+  json claim_spec = {{"accessModes", json::array({"ReadWriteOnce"})},
+                     {"resources", {{"requests", {{"storage", storage.size}}}}}};
+  if (!storage.storage_class.empty()) claim_spec["storageClassName"] = storage.storage_class;
+
+  json pod_spec = {
+      {"automountServiceAccountToken", false},  // the worker never talks to the API server
+      {"enableServiceLinks", false},
+      {"terminationGracePeriodSeconds", settings.worker_grace_seconds + 15},
+      {"securityContext",
+       {{"runAsNonRoot", true},
+        {"runAsUser", kWorkerUid},
+        {"runAsGroup", kWorkerUid},
+        {"fsGroup", kWorkerUid},  // the state volume is writable by the non-root worker
+        {"fsGroupChangePolicy", "OnRootMismatch"},
+        {"seccompProfile", {{"type", "RuntimeDefault"}}}}},
+      {"containers", json::array({WorkerContainer(run, settings)})},
+      {"volumes",
+       json::array({{{"name", "spec"}, {"configMap", {{"name", ConfigMapName(owner.name)}}}},
+                    {{"name", "control-token"}, {"secret", {{"secretName", SecretName(owner.name)}, {"defaultMode", 0440}}}},
+                    {{"name", "tmp"}, {"emptyDir", {{"sizeLimit", "256Mi"}}}}})},
+  };
+  return {
+      {"apiVersion", "apps/v1"},
+      {"kind", "StatefulSet"},
+      {"metadata", Metadata(StatefulSetName(owner.name), owner)},
+      {"spec",
+       {{"replicas", replicas},
+        {"serviceName", ServiceName(owner.name)},
+        {"selector", {{"matchLabels", SelectorLabels(owner.name)}}},
+        {"persistentVolumeClaimRetentionPolicy", {{"whenDeleted", storage.when_deleted}, {"whenScaled", storage.when_scaled}}},
+        {"template",
+         {{"metadata", {{"labels", Labels(owner.name)}, {"annotations", {{kSpecHashAnnotation, run.SpecHash()}}}}},
+          {"spec", pod_spec}}},
+        {"volumeClaimTemplates",
+         json::array({{{"metadata", {{"name", kStateVolume}, {"labels", Labels(owner.name)}}}, {"spec", claim_spec}}})}}},
+  };
+}
+
+}  // namespace carapace::controller

@@ -1,0 +1,68 @@
+// The objects an AgentRun should have, built by pure functions from the AgentRun and the
+// operator's settings: a ConfigMap with the spec the worker reads, a Secret with the
+// control-API token, a headless Service and a one-replica StatefulSet with the state volume.
+// The reconciler compares these with what exists; tests compare them with golden JSON.
+#pragma once
+
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "common/agentrun/spec.h"
+
+namespace carapace::controller {
+
+// Settings of the operator that shape every AgentRun's objects.
+struct OperatorSettings {
+  std::string worker_image = "ghcr.io/carapace-dev/carapace-worker:0.1.0";  // unless spec.image
+  int control_port = 7070;
+  int http_port = 8080;
+  int worker_grace_seconds = 30;  // the worker's drain on SIGTERM; the pod gets 15 s more
+};
+
+// Who owns the objects: the AgentRun as the API server knows it.
+struct Owner {
+  std::string name;
+  std::string ns;
+  std::string uid;
+};
+
+// Fixed places inside the worker's pod.
+inline constexpr char kSpecMountDir[] = "/etc/carapace/spec";
+inline constexpr char kSpecFileName[] = "agentrun.json";
+inline constexpr char kTokenMountDir[] = "/etc/carapace/control";
+inline constexpr char kTokenKey[] = "token";
+inline constexpr char kStateMountDir[] = "/var/lib/carapace";
+inline constexpr char kStateVolume[] = "state";
+inline constexpr char kSpecHashAnnotation[] = "carapace.dev/spec-hash";
+inline constexpr char kAgentRunLabel[] = "carapace.dev/agentrun";
+inline constexpr char kFinalizer[] = "carapace.dev/cleanup";
+inline constexpr int kWorkerUid = 65532;  // the images' non-root user
+
+// Object names, derived from the AgentRun's name.
+std::string ConfigMapName(const std::string& agentrun);  // NAME-spec
+std::string SecretName(const std::string& agentrun);     // NAME-control
+std::string ServiceName(const std::string& agentrun);    // NAME
+std::string StatefulSetName(const std::string& agentrun);  // NAME
+std::string PodName(const std::string& agentrun);        // NAME-0
+std::string ClaimName(const std::string& agentrun);      // state-NAME-0
+
+// The labels on every object of an AgentRun; the selector is a subset that never changes.
+nlohmann::json Labels(const std::string& agentrun);
+nlohmann::json SelectorLabels(const std::string& agentrun);
+nlohmann::json OwnerReference(const Owner& owner);
+
+// The worker's state directory for this spec: a changed agent spec starts a new run beside
+// the old one on the same volume (runs/<first 12 hex digits of the spec hash>), so nothing
+// already stored is lost or mixed with a different spec.
+std::string StateDir(const AgentRun& run);
+
+nlohmann::json DesiredConfigMap(const AgentRun& run, const Owner& owner);
+// `token` is the control-API token: random when first created, then kept.
+nlohmann::json DesiredSecret(const AgentRun& run, const Owner& owner, const std::string& token);
+nlohmann::json DesiredService(const AgentRun& run, const Owner& owner, const OperatorSettings& settings);
+// `replicas` is 1, or 0 while suspended or hibernating.
+nlohmann::json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorSettings& settings,
+                                  int replicas);
+
+}  // namespace carapace::controller

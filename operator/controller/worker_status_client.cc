@@ -1,0 +1,37 @@
+// GetStatus over the worker's control API (see worker_status_client.h).
+#include "operator/controller/worker_status_client.h"
+
+#include <grpcpp/grpcpp.h>
+
+#include "carapace/worker/v1/control.grpc.pb.h"
+
+namespace carapace::controller {
+
+Result<worker::v1::RunStatus> GrpcWorkerStatusReader::Read(const std::string& address, const std::string& token) {
+  std::shared_ptr<grpc::Channel> channel;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto& c = channels_[address];
+    if (!c) c = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    channel = c;
+  }
+  auto stub = worker::v1::WorkerControl::NewStub(channel);
+  grpc::ClientContext ctx;
+  ctx.set_deadline(std::chrono::system_clock::now() + deadline_);
+  if (!token.empty()) ctx.AddMetadata("authorization", "Bearer " + token);
+  worker::v1::RunStatus out;
+  grpc::Status s = stub->GetStatus(&ctx, worker::v1::GetStatusRequest(), &out);
+  if (s.ok()) return out;
+  std::string what = "worker " + address + ": " + s.error_message();
+  if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
+    return PermissionDenied(what);
+  }
+  return Unavailable(what);
+}
+
+void GrpcWorkerStatusReader::Forget(const std::string& address) {
+  std::lock_guard<std::mutex> lock(mu_);
+  channels_.erase(address);
+}
+
+}  // namespace carapace::controller

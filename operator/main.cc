@@ -1,0 +1,216 @@
+// carapace-operator: watches AgentRuns and reconciles, for each, the objects that run its
+// worker. Only the leader reconciles (with --leader-elect); every replica answers /healthz,
+// /readyz and /metrics. See operator/README.md.
+#include <malloc.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <iostream>
+#include <map>
+#include <optional>
+#include <random>
+#include <string>
+
+#include <prometheus/text_serializer.h>
+
+#include "common/http_endpoints.h"
+#include "common/log.h"
+#include "common/process_setup.h"
+#include "operator/controller/agentrun_controller.h"
+#include "operator/kube/config.h"
+#include "operator/kube/event_recorder.h"
+#include "operator/kube/leader_election.h"
+#include "operator/kube/rest_client.h"
+#include "operator/operator_metrics.h"
+
+namespace carapace {
+namespace {
+
+constexpr const char* kUsage = R"(usage: carapace-operator [flags]
+  --kubeconfig FILE         use this kubeconfig (env KUBECONFIG); default: the in-cluster service account
+  --context NAME            the kubeconfig context (default: its current-context)
+  --namespace NS            watch AgentRuns in NS only (default: every namespace)
+  --workers N               concurrent reconciles (default 2)
+  --leader-elect            only the holder of the Lease reconciles (for 2 or more replicas)
+  --lease-namespace NS      where the Lease lives (default: the pod's or kubeconfig's namespace)
+  --lease-name NAME         the Lease (default carapace-operator)
+  --lease-seconds N         lease duration (default 15; renew deadline 2/3 of it, retry every 2 s)
+  --http-listen ADDR        /healthz /readyz /metrics (default 0.0.0.0:8081)
+  --worker-image IMAGE      the worker image for AgentRuns without spec.image
+  --status-interval-seconds N  how often a running worker is asked for its progress (default 10)
+  --qps Q --burst B         client-side API rate limit (default 20/30; --qps 0 turns it off)
+  --no-queue-rate-limit     no overall token bucket on the work queue (benchmarks)
+flags take their value as `--flag VALUE` or `--flag=VALUE`
+exit codes: 0 after SIGTERM/SIGINT, 1 when leadership is lost or the API cannot be reached, 2 on bad flags
+)";
+
+int Fail(int code, const std::string& message) {
+  log::Error(message);
+  return code;
+}
+
+std::optional<int> IntFlag(const std::map<std::string, std::string>& flags, const std::string& name, int fallback,
+                           int min, int max) {
+  auto it = flags.find(name);
+  if (it == flags.end()) return fallback;
+  char* end = nullptr;
+  long v = std::strtol(it->second.c_str(), &end, 10);
+  if (it->second.empty() || *end != '\0' || v < min || v > max) return std::nullopt;
+  return static_cast<int>(v);
+}
+
+int Main(int argc, char** argv, const sigset_t& signals) {
+  static const char* kValued[] = {"--kubeconfig", "--context", "--namespace", "--workers", "--lease-namespace",
+                                  "--lease-name", "--lease-seconds", "--http-listen", "--worker-image",
+                                  "--status-interval-seconds", "--qps", "--burst"};
+  std::map<std::string, std::string> flags;
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "-h" || a == "--help") {
+      std::cout << kUsage;
+      return 0;
+    }
+    if (a == "--leader-elect" || a == "--no-queue-rate-limit") {
+      flags[a] = "1";
+      continue;
+    }
+    std::optional<std::string> value;
+    if (size_t eq = a.find('='); eq != std::string::npos) {
+      value = a.substr(eq + 1);
+      a.resize(eq);
+    }
+    bool known = false;
+    for (const char* k : kValued) known = known || a == k;
+    if (!known) return Fail(2, "unknown flag " + a + "\n" + kUsage);
+    if (!value && i + 1 >= argc) return Fail(2, a + " needs a value");
+    flags[a] = value ? *value : argv[++i];
+  }
+  auto get = [&](const std::string& name, const std::string& fallback) {
+    auto it = flags.find(name);
+    return it == flags.end() ? fallback : it->second;
+  };
+  auto workers = IntFlag(flags, "--workers", 2, 1, 64);
+  auto lease_seconds = IntFlag(flags, "--lease-seconds", 15, 3, 600);
+  auto status_interval = IntFlag(flags, "--status-interval-seconds", 10, 1, 3600);
+  auto qps = IntFlag(flags, "--qps", 20, 0, 100000);
+  auto burst = IntFlag(flags, "--burst", 30, 1, 100000);
+  if (!workers) return Fail(2, "--workers must be 1..64");
+  if (!lease_seconds) return Fail(2, "--lease-seconds must be 3..600");
+  if (!status_interval) return Fail(2, "--status-interval-seconds must be 1..3600");
+  if (!qps || !burst) return Fail(2, "--qps must be 0..100000 and --burst 1..100000");
+
+  std::string kubeconfig = get("--kubeconfig", std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "");
+  auto config = kubeconfig.empty() ? kube::LoadInClusterConfig() : kube::LoadKubeconfig(kubeconfig, get("--context", ""));
+  if (!config.ok()) return Fail(2, "cannot configure the Kubernetes client: " + config.status().message());
+
+  OperatorMetrics metrics;
+  kube::RestClientOptions client_options;
+  client_options.qps = *qps;
+  client_options.burst = *burst;
+  client_options.on_request = [&metrics](const std::string& method, int code) { metrics.Request(method, code); };
+  auto client = kube::RestClient::Create(*config, client_options);
+  if (!client.ok()) return Fail(2, client.status().message());
+  log::Info("carapace-operator starting", {{"api", config->server}, {"config", config->source}});
+
+  std::atomic<bool> leading{false};
+  std::atomic<bool> started{false};
+  HttpEndpoints endpoints;
+  endpoints.Handle("/healthz", [] { return HttpReply{200, "ok\n"}; });
+  endpoints.Handle("/metrics", [&metrics] {
+    return HttpReply{200, prometheus::TextSerializer().Serialize(metrics.registry().Collect()), kPrometheusContentType};
+  });
+  controller::GrpcWorkerStatusReader worker_reader;
+  kube::EventRecorder events(client->get(), "carapace-operator");
+  controller::ControllerOptions options;
+  options.workers = *workers;
+  options.ns = get("--namespace", "");
+  options.rate_limit = !flags.count("--no-queue-rate-limit");
+  options.reconciler.status_interval = std::chrono::seconds(*status_interval);
+  if (flags.count("--worker-image")) options.reconciler.settings.worker_image = get("--worker-image", "");
+  controller::AgentRunController controller(client->get(), &metrics, &events, &worker_reader, options);
+  // Ready once this replica is useful: the leader when its caches are filled; a standby at
+  // once (it is ready to take over).
+  endpoints.Handle("/readyz", [&] {
+    const bool ready = !leading.load() || controller.Synced();
+    return HttpReply{ready ? 200 : 503, ready ? "ok\n" : "caches are filling\n"};
+  });
+  if (Status s = endpoints.Start(get("--http-listen", "0.0.0.0:8081")); !s.ok()) return Fail(1, s.message());
+
+  std::atomic<int> exit_code{-1};
+  auto start_controller = [&] {
+    if (started.exchange(true)) return;
+    if (Status s = controller.Start(); !s.ok()) {
+      log::Error("controller did not start", {{"error", s.message()}});
+      exit_code = 1;
+      kill(getpid(), SIGTERM);
+    }
+  };
+  std::thread starter;  // the controller starts here, off the elector's thread
+  std::unique_ptr<kube::LeaderElector> elector;
+  if (flags.count("--leader-elect")) {
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    kube::LeaderElectionOptions le;
+    le.ns = get("--lease-namespace", config->ns);
+    le.name = get("--lease-name", "carapace-operator");
+    le.identity = std::string(host) + "_" + std::to_string(std::random_device{}());
+    le.lease_duration = std::chrono::seconds(*lease_seconds);
+    le.renew_deadline = std::chrono::milliseconds(*lease_seconds * 2000 / 3);
+    le.retry_period = std::chrono::milliseconds(std::min(2000, *lease_seconds * 1000 / 5));
+    const std::string lease = le.ns + "/" + le.name, identity = le.identity;
+    le.on_started_leading = [&, lease, identity] {
+      log::Info("became the leader", {{"lease", lease}, {"identity", identity}});
+      leading = true;
+      metrics.SetLeader(true);
+      starter = std::thread(start_controller);
+    };
+    le.on_stopped_leading = [&, lease] {
+      metrics.SetLeader(false);
+      if (!leading.exchange(false)) return;
+      // Never reconcile beside a new leader: stop, and let the pod restart as a standby.
+      log::Error("lost the lease; exiting", {{"lease", lease}});
+      exit_code = 1;
+      kill(getpid(), SIGTERM);
+    };
+    elector = std::make_unique<kube::LeaderElector>(client->get(), le);
+    elector->Start();
+  } else {
+    leading = true;
+    metrics.SetLeader(true);
+    start_controller();
+  }
+
+  int sig = 0;
+  sigwait(&signals, &sig);
+  log::Info("carapace-operator stopping", {{"signal", sig}});
+  controller.Stop();  // before the lease goes: never two replicas reconciling
+  if (elector) elector->Stop();  // releases the lease: a standby takes over at once
+  if (starter.joinable()) starter.join();
+  leading = false;
+  client->get()->CancelWatches();
+  endpoints.Stop();
+  return exit_code.load() < 0 ? 0 : exit_code.load();
+}
+
+}  // namespace
+}  // namespace carapace
+
+int main(int argc, char** argv) {
+  // Blocked before any thread exists, so SIGTERM reaches sigwait and no library thread.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  // glibc gives each thread that allocates its own arena; with informers, workers and
+  // HTTP threads that multiplies freed-but-kept memory. Two arenas keep the footprint flat.
+  mallopt(M_ARENA_MAX, 2);
+  carapace::SetUpProcess(4);
+  try {
+    return carapace::Main(argc, argv, signals);
+  } catch (const std::exception& e) {
+    carapace::log::Error("carapace-operator stopped on an unexpected error", {{"error", e.what()}});
+    return 1;
+  }
+}

@@ -1,0 +1,407 @@
+// End to end through the Kubernetes API double: the real kubectl applies AgentRuns, the
+// real carapace-operator (as its least-privilege service account) reconciles them, and the
+// process kubelet runs real carapace-worker processes for their pods. What a user sees
+// through `kubectl get ar` is what these tests check.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/child_process.h"
+#include "tests/support/kube_api_double.h"
+#include "tests/support/ledger_server.h"
+#include "tests/support/process_kubelet.h"
+#include "tests/support/worker_process.h"
+
+using namespace carapace::testing;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSource = CARAPACE_SOURCE_DIR;
+
+bool WaitFor(const std::function<bool()>& done, int timeout_ms = 30000) {
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return done();
+}
+
+// A scripted agent whose steps POST to (side effect) and PUT to (idempotent) a ledger.
+std::string LedgerAgent(const std::string& name, const std::string& ledger_url, int steps, const std::string& extra = "") {
+  const std::string host = ledger_url.substr(ledger_url.find("//") + 2);
+  std::string script;
+  for (int i = 1; i <= steps; ++i) {
+    const std::string n = std::to_string(i);
+    script += "      - toolCalls: [{name: orders, arguments: {method: POST, url: \"" + ledger_url + "/orders/" + n +
+              "\", body: {order: " + n + "}}}, {name: items, arguments: {method: PUT, url: \"" + ledger_url + "/items/" + n +
+              "\", body: {item: " + n + "}}}]\n";
+  }
+  script += "      - text: \"placed " + std::to_string(steps) + " orders\"\n";
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: " + name + ", namespace: default}\nspec:\n"
+         "  goal: place the orders\n"
+         "  model:\n    backend: scripted\n    script:\n" + script +
+         "  tools:\n"
+         "    - {name: orders, kind: http, effect: side_effecting, http: {allowedHosts: [\"" + host + "\"]}}\n"
+         "    - {name: items, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n"
+         "  recovery: {unknownOutcome: tell_model}\n" + extra;
+}
+
+// One cluster: the API double, the operator, a kubelet, and kubectl as cluster admin.
+class Cluster {
+ public:
+  explicit Cluster(int operators = 1) {
+    KubeApiDoubleOptions o;
+    o.rbac_files = {kSource + "/deploy/rbac/cluster_role.yaml", kSource + "/deploy/rbac/leader_election_role.yaml"};
+    api_ = std::make_unique<KubeApiDouble>(o);
+    REQUIRE(api_->Start().ok());
+    admin_ = dir_.Sub("admin.kubeconfig");
+    operator_config_ = dir_.Sub("operator.kubeconfig");
+    REQUIRE(api_->WriteKubeconfig(admin_, "admin-token").ok());
+    REQUIRE(api_->WriteKubeconfig(operator_config_, o.operator_token).ok());
+    CommandResult crd = Kubectl({"apply", "-f", kSource + "/crds/carapace.dev_agentruns.yaml"});
+    INFO(crd.err);
+    REQUIRE(crd.exit_code == 0);
+    ProcessKubeletOptions k;
+    k.worker_bin = WORKER_BIN;
+    k.root = dir_.Sub("node");
+    // Pods listen on 127.0.0.N:7070; tests run in parallel, so each takes its own range.
+    k.first_ip = 2 + static_cast<int>(getpid() % 40) * 6;
+    kubelet_ = std::make_unique<ProcessKubelet>(api_.get(), k);
+    kubelet_->Start();
+    for (int i = 0; i < operators; ++i) StartOperator();
+  }
+
+  ~Cluster() {
+    for (auto& op : operators_) {
+      if (op.child && op.child->Running()) {
+        op.child->Kill(SIGTERM);
+        op.child->Wait(15000);
+      }
+    }
+    kubelet_->Stop();
+    api_->Stop();
+  }
+
+  CommandResult Kubectl(std::vector<std::string> args, int timeout_ms = 30000) {
+    // Its own discovery cache: another test's server may have had this port.
+    args.insert(args.begin(), {KUBECTL_BIN, "--kubeconfig", admin_, "--cache-dir", dir_.Sub("kubectl-cache")});
+    return RunCommand(args, timeout_ms);
+  }
+
+  // Applies a manifest given as text.
+  void Apply(const std::string& manifest) {
+    const std::string file = dir_.Sub("manifest-" + std::to_string(applied_++) + ".yaml");
+    std::ofstream(file) << manifest;
+    CommandResult r = Kubectl({"apply", "-f", file});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+
+  json GetAr(const std::string& name) {
+    CommandResult r = Kubectl({"get", "ar", name, "-o", "json"});
+    if (r.exit_code != 0) return nullptr;
+    return json::parse(r.out, nullptr, false);
+  }
+
+  std::string Phase(const std::string& name) {
+    json ar = GetAr(name);
+    return ar.is_object() ? ar.value("/status/phase"_json_pointer, std::string()) : "";
+  }
+
+  bool WaitForPhase(const std::string& name, const std::string& phase, int timeout_ms = 60000) {
+    bool ok = WaitFor([&] { return Phase(name) == phase; }, timeout_ms);
+    if (!ok) {
+      UNSCOPED_INFO("AgentRun " << name << " is " << GetAr(name).dump(2));
+      UNSCOPED_INFO("worker log: " << kubelet_->WorkerLog("default", name + "-0"));
+      auto pod = api_->Get("v1", "pods", "default", name + "-0");
+      UNSCOPED_INFO("pod: " << (pod.ok() ? pod->value("status", json()).dump() : pod.status().message()));
+      UNSCOPED_INFO("operator log: " << OperatorLog(0));
+    }
+    return ok;
+  }
+
+  void StartOperator() {
+    Operator op;
+    op.http_port = FreePort();
+    op.child = std::make_unique<ChildProcess>(std::vector<std::string>{
+        OPERATOR_BIN, "--kubeconfig", operator_config_, "--http-listen", "127.0.0.1:" + std::to_string(op.http_port),
+        "--status-interval-seconds", "1", "--leader-elect", "--lease-namespace", "carapace-system",
+        "--lease-seconds", "3"});
+    operators_.push_back(std::move(op));
+  }
+
+  std::string OperatorLog(size_t i) {
+    if (i >= operators_.size()) return "";
+    std::ifstream in(operators_[i].child->err_path());
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+  // 1 when operator i says it leads, 0 when not, -1 when it does not answer.
+  int Leader(size_t i) {
+    auto [code, body] = HttpGet(operators_[i].http_port, "/metrics");
+    if (code != 200) return -1;
+    return body.find("leader_election_master_status{name=\"carapace-operator\"} 1") != std::string::npos ? 1 : 0;
+  }
+
+  KubeApiDouble& api() { return *api_; }
+  ProcessKubelet& kubelet() { return *kubelet_; }
+  ChildProcess& operator_process(size_t i) { return *operators_[i].child; }
+  int operator_http_port(size_t i) { return operators_[i].http_port; }
+  const TempDir& dir() const { return dir_; }
+
+ private:
+  struct Operator {
+    std::unique_ptr<ChildProcess> child;
+    int http_port = 0;
+  };
+  TempDir dir_;
+  std::unique_ptr<KubeApiDouble> api_;
+  std::unique_ptr<ProcessKubelet> kubelet_;
+  std::vector<Operator> operators_;
+  std::string admin_, operator_config_;
+  int applied_ = 0;
+};
+
+int CountPaths(const LedgerServer& ledger, const std::string& method, const std::string& path) {
+  int n = 0;
+  for (const auto& e : ledger.entries()) n += e.method == method && e.path == path;
+  return n;
+}
+
+}  // namespace
+
+TEST_CASE("kubectl apply runs the agent in a pod with its objects, and kubectl get ar shows its result", "[e2e]") {
+  Cluster cluster;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  cluster.Apply(LedgerAgent("orders", ledger.url(), 3));
+  REQUIRE(cluster.WaitForPhase("orders", "Succeeded"));
+
+  json ar = cluster.GetAr("orders");
+  CHECK(ar["status"]["result"] == "placed 3 orders");
+  CHECK(ar["status"]["observedGeneration"] == ar["metadata"]["generation"]);
+  std::map<std::string, std::string> conditions;
+  for (const auto& c : ar["status"]["conditions"]) conditions[c["type"]] = c["status"];
+  CHECK(conditions["Accepted"] == "True");
+  CHECK(conditions["Succeeded"] == "True");
+  CHECK(conditions["Degraded"] == "False");
+  CommandResult wait = cluster.Kubectl({"wait", "--for=condition=Ready", "ar/orders", "--timeout=30s"});
+  INFO(wait.err);
+  CHECK(wait.exit_code == 0);
+
+  // Its objects exist and are owned by it.
+  const std::string uid = ar["metadata"]["uid"];
+  for (auto [api_version, plural, name] : std::vector<std::tuple<std::string, std::string, std::string>>{
+           {"apps/v1", "statefulsets", "orders"}, {"v1", "services", "orders"},
+           {"v1", "configmaps", "orders-spec"}, {"v1", "secrets", "orders-control"}}) {
+    auto o = cluster.api().Get(api_version, plural, "default", name);
+    INFO(plural << "/" << name);
+    REQUIRE(o.ok());
+    CHECK((*o)["metadata"]["ownerReferences"][0]["uid"] == uid);
+  }
+  CHECK(CountPaths(ledger, "POST", "/orders/3") == 1);
+  // The phase shows in the table kubectl prints.
+  CommandResult table = cluster.Kubectl({"get", "ar"});
+  CHECK_THAT(table.out, Catch::Matchers::ContainsSubstring("Succeeded"));
+}
+
+TEST_CASE("a worker killed mid-run is restarted and resumes without repeating a side effect", "[e2e]") {
+  Cluster cluster;
+  LedgerServer ledger(150);  // each request takes 150 ms: the kill lands mid-run
+  REQUIRE(ledger.Start());
+  const int steps = 8;
+  cluster.Apply(LedgerAgent("resilient", ledger.url(), steps));
+  REQUIRE(WaitFor([&] { return ledger.entries().size() >= 4; }));
+  const pid_t first = cluster.kubelet().WorkerPid("default", "resilient-0");
+  REQUIRE(cluster.kubelet().Kill("default", "resilient-0", SIGKILL));
+  REQUIRE(cluster.WaitForPhase("resilient", "Succeeded", 90000));
+  CHECK(cluster.kubelet().Starts("default", "resilient-0") >= 2);
+  CHECK(cluster.kubelet().WorkerPid("default", "resilient-0") != first);
+  for (int i = 1; i <= steps; ++i) {
+    INFO("order " << i);
+    CHECK(CountPaths(ledger, "POST", "/orders/" + std::to_string(i)) <= 1);
+  }
+  // Idempotent calls may repeat, but only with the key they had.
+  std::map<std::string, std::set<std::string>> keys;
+  for (const auto& e : ledger.entries()) {
+    if (e.method == "PUT") keys[e.path].insert(e.idempotency_key);
+  }
+  for (const auto& [path, k] : keys) CHECK(k.size() == 1);
+}
+
+TEST_CASE("suspend scales to zero and keeps the volume; unsuspend resumes the same run", "[e2e]") {
+  Cluster cluster;
+  LedgerServer ledger(300);
+  REQUIRE(ledger.Start());
+  const std::string manifest = LedgerAgent("sleeper", ledger.url(), 10);
+  cluster.Apply(manifest);
+  REQUIRE(WaitFor([&] { return ledger.entries().size() >= 2; }));
+  const std::string claim = cluster.kubelet().ClaimDir("default", "state-sleeper-0");
+
+  cluster.Apply(manifest + "  suspend: true\n");
+  REQUIRE(cluster.WaitForPhase("sleeper", "Suspended"));
+  REQUIRE(WaitFor([&] { return cluster.kubelet().WorkerPid("default", "sleeper-0") < 0; }));
+  auto sts = cluster.api().Get("apps/v1", "statefulsets", "default", "sleeper");
+  REQUIRE(sts.ok());
+  CHECK((*sts)["spec"]["replicas"] == 0);
+  CHECK(fs::exists(claim));
+  const size_t calls_while_suspended = ledger.entries().size();
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  CHECK(ledger.entries().size() == calls_while_suspended);
+
+  cluster.Apply(manifest + "  suspend: false\n");
+  REQUIRE(cluster.WaitForPhase("sleeper", "Succeeded", 90000));
+  for (int i = 1; i <= 10; ++i) CHECK(CountPaths(ledger, "POST", "/orders/" + std::to_string(i)) == 1);
+}
+
+TEST_CASE("delete removes every owned object and honours the volume retention policy", "[e2e]") {
+  Cluster cluster;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  cluster.Apply(LedgerAgent("kept", ledger.url(), 1));
+  cluster.Apply(LedgerAgent("dropped", ledger.url(), 1, "  storage: {retention: {whenDeleted: Delete}}\n"));
+  REQUIRE(cluster.WaitForPhase("kept", "Succeeded"));
+  REQUIRE(cluster.WaitForPhase("dropped", "Succeeded"));
+  REQUIRE(fs::exists(cluster.kubelet().ClaimDir("default", "state-dropped-0")));
+
+  for (const char* name : {"kept", "dropped"}) {
+    CommandResult r = cluster.Kubectl({"delete", "ar", name, "--timeout=60s"});
+    INFO(r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+  for (const std::string name : {"kept", "dropped"}) {
+    REQUIRE(WaitFor([&] {
+      return !cluster.api().Get("apps/v1", "statefulsets", "default", name).ok() &&
+             !cluster.api().Get("v1", "configmaps", "default", name + "-spec").ok() &&
+             !cluster.api().Get("v1", "services", "default", name).ok() &&
+             !cluster.api().Get("v1", "secrets", "default", name + "-control").ok() &&
+             !cluster.api().Get("v1", "pods", "default", name + "-0").ok();
+    }));
+    CHECK(WaitFor([&] { return cluster.kubelet().WorkerPid("default", name + "-0") < 0; }));
+  }
+  // Retain (the default) keeps the claim and its data; Delete removes both.
+  CHECK(cluster.api().Get("v1", "persistentvolumeclaims", "default", "state-kept-0").ok());
+  CHECK(fs::exists(cluster.kubelet().ClaimDir("default", "state-kept-0")));
+  CHECK(WaitFor([&] { return !cluster.api().Get("v1", "persistentvolumeclaims", "default", "state-dropped-0").ok(); }));
+  CHECK(WaitFor([&] { return !fs::exists(cluster.kubelet().ClaimDir("default", "state-dropped-0")); }));
+}
+
+TEST_CASE("an invalid AgentRun is not accepted, with the field path, and gets nothing", "[e2e]") {
+  Cluster cluster;
+  cluster.Apply(
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: broken}\nspec:\n"
+      "  goal: g\n  model: {backend: scripted}\n  budget: {maxSteps: 0}\n");
+  REQUIRE(cluster.WaitForPhase("broken", "Invalid"));
+  json ar = cluster.GetAr("broken");
+  std::string message;
+  for (const auto& c : ar["status"]["conditions"]) {
+    if (c["type"] == "Accepted") {
+      CHECK(c["status"] == "False");
+      message = c["message"];
+    }
+  }
+  CHECK_THAT(message, Catch::Matchers::ContainsSubstring("spec.budget.maxSteps"));
+  CHECK_FALSE(cluster.api().Get("apps/v1", "statefulsets", "default", "broken").ok());
+  CHECK_FALSE(cluster.api().Get("v1", "configmaps", "default", "broken-spec").ok());
+  CommandResult events = cluster.Kubectl({"get", "events", "-o", "json"});
+  CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("InvalidSpec"));
+}
+
+TEST_CASE("two operators: one leads, and the other takes over within the lease when it is killed", "[e2e]") {
+  Cluster cluster(2);
+  REQUIRE(WaitFor([&] { return cluster.Leader(0) + cluster.Leader(1) == 1; }));
+  const size_t leader = cluster.Leader(0) == 1 ? 0 : 1;
+  const size_t standby = 1 - leader;
+  // The standby stays a standby.
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  CHECK(cluster.Leader(standby) == 0);
+
+  cluster.operator_process(leader).Kill(SIGKILL);
+  cluster.operator_process(leader).Wait(5000);
+  const auto killed = std::chrono::steady_clock::now();
+  REQUIRE(WaitFor([&] { return cluster.Leader(standby) == 1; }, 15000));
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - killed).count();
+  CHECK(took < 3 + 2 + 2);  // lease 3 s, plus a retry period and scheduling slack
+  // And it reconciles.
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  cluster.Apply(LedgerAgent("after-failover", ledger.url(), 1));
+  CHECK(cluster.WaitForPhase("after-failover", "Succeeded"));
+}
+
+TEST_CASE("dropped watches, expired history and conflicts are recovered from", "[e2e]") {
+  Cluster cluster;
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  cluster.Apply(LedgerAgent("first", ledger.url(), 1));
+  REQUIRE(cluster.WaitForPhase("first", "Succeeded"));
+
+  cluster.api().DropWatches();
+  cluster.api().ExpireHistory();
+  // Conflicts on the next status writes: the operator retries them.
+  cluster.api().FailNext(409, 2, "PUT", "/status");
+  cluster.Apply(LedgerAgent("second", ledger.url(), 1));
+  CHECK(cluster.WaitForPhase("second", "Succeeded"));
+  cluster.api().DropWatches();
+  cluster.Apply(LedgerAgent("third", ledger.url(), 1));
+  CHECK(cluster.WaitForPhase("third", "Succeeded"));
+
+  // The operator's metrics pass promtool and count the retries.
+  auto [code, body] = HttpGet(cluster.operator_http_port(0), "/metrics");
+  REQUIRE(code == 200);
+  CHECK_THAT(body, Catch::Matchers::ContainsSubstring("controller_runtime_reconcile_total{controller=\"agentrun\",result=\"error\"}"));
+  CHECK_THAT(body, Catch::Matchers::ContainsSubstring("workqueue_retries_total"));
+  CHECK_THAT(body, Catch::Matchers::ContainsSubstring("carapace_agentruns{phase=\"Succeeded\"} 3"));
+  const std::string scrape = cluster.dir().Sub("metrics.txt");
+  std::ofstream(scrape) << body;
+  CommandResult check = RunCommand({"/bin/sh", "-c", std::string(PROMTOOL_BIN) + " check metrics < " + scrape});
+  INFO(check.out << check.err);
+  CHECK(check.exit_code == 0);
+}
+
+TEST_CASE("an idle agent hibernates at no pod cost and wakes on a spec change with its run", "[e2e]") {
+  Cluster cluster;
+  const std::string manifest =
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: napper}\nspec:\n"
+      "  goal: say you are ready\n"
+      "  model:\n    backend: scripted\n    script:\n      - text: ready\n      - text: report written\n"
+      "  schedule:\n    cron: [{name: yearly, schedule: \"0 0 1 1 *\", prompt: write the yearly report}]\n"
+      "  idleTimeoutSeconds: 3\n";
+  cluster.Apply(manifest);
+  REQUIRE(cluster.WaitForPhase("napper", "Hibernating"));
+  json ar = cluster.GetAr("napper");
+  const std::string run_id = ar["status"]["runID"];
+  CHECK_FALSE(run_id.empty());
+  // Asleep until the cron prompt is due: the next 1 January, 00:00 UTC.
+  const std::string wake_at = ar["status"]["hibernation"]["wakeAt"];
+  CHECK(wake_at.substr(4) == "-01-01T00:00:00Z");
+  REQUIRE(WaitFor([&] { return cluster.kubelet().WorkerPid("default", "napper-0") < 0; }));
+  auto sts = cluster.api().Get("apps/v1", "statefulsets", "default", "napper");
+  REQUIRE(sts.ok());
+  CHECK((*sts)["spec"]["replicas"] == 0);
+
+  // A spec change wakes it; how it runs changed, not what it does: the same run goes on.
+  cluster.Apply(manifest + "  resources: {requests: {cpu: 20m, memory: 32Mi}}\n");
+  REQUIRE(cluster.WaitForPhase("napper", "Idle"));
+  REQUIRE(WaitFor([&] { return cluster.kubelet().WorkerPid("default", "napper-0") > 0; }));
+  CHECK(cluster.GetAr("napper")["status"]["runID"] == run_id);
+  CHECK(cluster.kubelet().Starts("default", "napper-0") == 2);
+  CommandResult events = cluster.Kubectl({"get", "events", "-o", "json"});
+  CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("Hibernated"));
+  CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("Woken"));
+}

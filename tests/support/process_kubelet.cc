@@ -1,0 +1,417 @@
+// The process kubelet (see process_kubelet.h): a level-triggered loop over the API double's
+// StatefulSets, like the StatefulSet controller and a kubelet together, much simplified.
+#include "tests/support/process_kubelet.h"
+
+#include <signal.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <set>
+
+#include "common/file.h"
+#include "common/hash.h"
+#include "operator/kube/config.h"
+#include "tests/support/worker_process.h"
+
+namespace carapace::testing {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using Clock = std::chrono::steady_clock;
+
+struct ProcessKubelet::PodRun {
+  std::string ns, name, sts, ip, revision;
+  int ordinal = 0;
+  std::unique_ptr<ChildProcess> child;
+  Clock::time_point exited_at{};
+  int restarts = 0;
+  int http_port = 0;
+  std::string readiness_path = "/readyz";
+  std::string waiting_reason;  // why no process runs, when none does
+  std::string last_log;        // how the previous process ended, and its stderr
+  json reported;               // the last status written
+};
+
+namespace {
+
+std::string Decoded(const std::string& base64) {
+  auto d = kube::DecodeBase64(base64);
+  return d.ok() ? *d : "";
+}
+
+std::string Key(const std::string& ns, const std::string& name) { return ns + "/" + name; }
+
+void WriteFiles(const std::string& dir, const std::map<std::string, std::string>& files) {
+  fs::create_directories(dir);
+  for (const auto& [name, content] : files) std::ofstream(dir + "/" + name, std::ios::trunc) << content;
+}
+
+// The port a probe names (a number or a container port's name).
+int ProbePort(const json& container, const json& port) {
+  if (port.is_number()) return port.get<int>();
+  for (const auto& p : container.value("ports", json::array())) {
+    if (p.value("name", "") == port.get<std::string>()) return p.value("containerPort", 0);
+  }
+  return 0;
+}
+
+}  // namespace
+
+ProcessKubelet::ProcessKubelet(KubeApiDouble* api, ProcessKubeletOptions options)
+    : api_(api), options_(std::move(options)) {}
+
+ProcessKubelet::~ProcessKubelet() { Stop(); }
+
+void ProcessKubelet::Start() {
+  subscription_ = api_->Subscribe([this](const std::string&, const std::string&, const std::string& plural, const json&) {
+    if (plural != "statefulsets" && plural != "pods" && plural != "secrets" && plural != "configmaps") return;
+    std::lock_guard<std::mutex> lock(mu_);
+    dirty_ = true;
+    wake_.notify_all();
+  });
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void ProcessKubelet::Stop() {
+  if (subscription_ >= 0) api_->Unsubscribe(subscription_);
+  subscription_ = -1;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+    wake_.notify_all();
+  }
+  if (thread_.joinable()) thread_.join();
+  std::vector<std::string> keys;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const auto& [key, run] : pods_) keys.push_back(key);
+  }
+  for (const auto& key : keys) StopPod(key, /*delete_object=*/false);
+}
+
+void ProcessKubelet::Loop() {
+  while (true) {
+    {
+      std::unique_lock<std::mutex> lock(mu_);
+      wake_.wait_for(lock, std::chrono::milliseconds(200), [this] { return stop_ || dirty_; });
+      if (stop_) return;
+      dirty_ = false;
+    }
+    std::set<std::string> wanted;
+    for (const json& sts : api_->List("apps/v1", "statefulsets")) {
+      if (sts.contains("metadata") && sts["metadata"].contains("deletionTimestamp")) continue;
+      const int replicas = sts.value("/spec/replicas"_json_pointer, 1);
+      const std::string ns = sts["metadata"].value("namespace", "");
+      const std::string name = sts["metadata"].value("name", "");
+      for (int i = 0; i < replicas; ++i) wanted.insert(Key(ns, name + "-" + std::to_string(i)));
+      SyncStatefulSet(sts);
+    }
+    // Pods nobody wants any more (scaled away, or their StatefulSet deleted): stop them.
+    std::vector<std::string> unwanted;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      for (const auto& [key, run] : pods_) {
+        if (!wanted.count(key)) unwanted.push_back(key);
+      }
+    }
+    for (const auto& key : unwanted) StopPod(key, /*delete_object=*/true);
+    RemoveUnclaimedDirs();
+  }
+}
+
+void ProcessKubelet::SyncStatefulSet(const json& sts) {
+  const std::string ns = sts["metadata"].value("namespace", "");
+  const std::string name = sts["metadata"].value("name", "");
+  const int replicas = sts.value("/spec/replicas"_json_pointer, 1);
+  const std::string revision = name + "-" + Sha256Hex(sts["spec"].value("template", json::object()).dump()).substr(0, 10);
+  for (int i = 0; i < replicas; ++i) SyncPod(sts, i, revision);
+
+  int ready = 0, current = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (int i = 0; i < replicas; ++i) {
+      auto it = pods_.find(Key(ns, name + "-" + std::to_string(i)));
+      if (it == pods_.end()) continue;
+      if (it->second->revision == revision) ++current;
+      if (it->second->reported.value("/conditions/0/status"_json_pointer, std::string()) == "True") ++ready;
+    }
+  }
+  json status = {{"observedGeneration", sts.value("/metadata/generation"_json_pointer, 1)},
+                 {"replicas", current},
+                 {"readyReplicas", ready},
+                 {"availableReplicas", ready},
+                 {"currentReplicas", current},
+                 {"updatedReplicas", current},
+                 {"currentRevision", revision},
+                 {"updateRevision", revision}};
+  if (sts.value("status", json::object()) == status) return;
+  json updated = sts;
+  updated["status"] = status;
+  (void)api_->UpdateStatus("apps/v1", "statefulsets", ns, updated);  // a conflict: the next pass
+}
+
+void ProcessKubelet::SyncPod(const json& sts, int ordinal, const std::string& revision) {
+  const std::string ns = sts["metadata"].value("namespace", "");
+  const std::string sts_name = sts["metadata"].value("name", "");
+  const std::string name = sts_name + "-" + std::to_string(ordinal);
+  const std::string key = Key(ns, name);
+  auto pod = api_->Get("v1", "pods", ns, name);
+  PodRun* run = nullptr;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pods_.find(key);
+    if (it != pods_.end()) run = it->second.get();
+  }
+  if (pod.ok() && pod->value("/metadata/labels/controller-revision-hash"_json_pointer, std::string()) != revision) {
+    StopPod(key, /*delete_object=*/true);  // a rolling update: replaced on the next pass
+    return;
+  }
+  if (!pod.ok()) {
+    if (run) StopPod(key, /*delete_object=*/false);  // deleted by someone: recreate it
+    std::string ip;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      auto [it, added] = ips_.emplace(key, options_.first_ip + static_cast<int>(ips_.size()));
+      ip = "127.0.0." + std::to_string(it->second);
+      auto fresh = std::make_unique<PodRun>();
+      fresh->ns = ns;
+      fresh->name = name;
+      fresh->sts = sts_name;
+      fresh->ordinal = ordinal;
+      fresh->ip = ip;
+      fresh->revision = revision;
+      run = fresh.get();
+      pods_[key] = std::move(fresh);
+    }
+    const json& tmpl = sts["spec"]["template"];
+    json labels = tmpl.value("/metadata/labels"_json_pointer, json::object());
+    labels["controller-revision-hash"] = revision;
+    labels["statefulset.kubernetes.io/pod-name"] = name;
+    json object = {
+        {"apiVersion", "v1"},
+        {"kind", "Pod"},
+        {"metadata",
+         {{"name", name},
+          {"namespace", ns},
+          {"labels", labels},
+          {"annotations", tmpl.value("/metadata/annotations"_json_pointer, json::object())},
+          {"ownerReferences", json::array({{{"apiVersion", "apps/v1"}, {"kind", "StatefulSet"}, {"name", sts_name},
+                                            {"uid", sts["metadata"].value("uid", "")}, {"controller", true},
+                                            {"blockOwnerDeletion", true}}})}}},
+        {"spec", tmpl.value("spec", json::object())},
+        {"status", {{"phase", "Pending"}, {"podIP", ip}, {"hostIP", ip}}}};
+    object["spec"]["hostname"] = name;
+    object["spec"]["subdomain"] = sts["spec"].value("serviceName", "");
+    auto created = api_->Create("v1", "pods", ns, object);
+    if (!created.ok()) return;
+    pod = created;
+  } else if (!run) {
+    return;  // a pod this kubelet did not start (another test's); leave it
+  }
+
+  std::unique_ptr<ChildProcess> exited;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (run->child && !run->child->Running()) {
+      exited = std::move(run->child);
+      run->exited_at = Clock::now();
+      ++run->restarts;
+    }
+  }
+  if (exited) {
+    CommandResult result = exited->Wait(1000);
+    std::lock_guard<std::mutex> lock(mu_);
+    run->last_log = "exit " + std::to_string(result.exit_code) + " signal " + std::to_string(result.signal) + ": " + result.err;
+  }
+  if (!run->child && Clock::now() - run->exited_at >= std::chrono::milliseconds(options_.restart_delay_ms)) {
+    StartWorker(*run, sts, *pod);
+  }
+  ReportPod(*run);
+}
+
+void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) {
+  const json& spec = pod["spec"];
+  const json& container = spec["containers"][0];
+  const std::string pod_dir = options_.root + "/pods/" + run.ns + "/" + run.name;
+  std::map<std::string, std::string> volume_dirs;
+  for (const auto& v : spec.value("volumes", json::array())) {
+    const std::string vname = v.value("name", "");
+    const std::string dir = pod_dir + "/" + vname;
+    if (v.contains("configMap")) {
+      auto cm = api_->Get("v1", "configmaps", run.ns, v["configMap"].value("name", ""));
+      if (!cm.ok()) {
+        run.waiting_reason = "ContainerCreating";
+        return;
+      }
+      std::map<std::string, std::string> files;
+      const json data = cm->value("data", json::object());
+      for (auto& [k, value] : data.items()) files[k] = value.get<std::string>();
+      WriteFiles(dir, files);
+    } else if (v.contains("secret")) {
+      auto secret = api_->Get("v1", "secrets", run.ns, v["secret"].value("secretName", ""));
+      if (!secret.ok()) {
+        run.waiting_reason = "ContainerCreating";
+        return;
+      }
+      std::map<std::string, std::string> files;
+      const json data = secret->value("data", json::object());
+      for (auto& [k, value] : data.items()) {
+        files[k] = Decoded(value.get<std::string>());
+      }
+      WriteFiles(dir, files);
+    } else {
+      fs::create_directories(dir);  // emptyDir
+    }
+    volume_dirs[vname] = dir;
+  }
+  for (const auto& t : sts["spec"].value("volumeClaimTemplates", json::array())) {
+    const std::string tname = t["metadata"].value("name", "");
+    volume_dirs[tname] = ClaimDir(run.ns, tname + "-" + run.sts + "-" + std::to_string(run.ordinal));
+    fs::create_directories(volume_dirs[tname]);
+  }
+  // Mount paths, longest first, as they appear in the container's arguments.
+  std::vector<std::pair<std::string, std::string>> mounts;
+  for (const auto& m : container.value("volumeMounts", json::array())) {
+    mounts.emplace_back(m.value("mountPath", ""), volume_dirs[m.value("name", "")]);
+  }
+  std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  std::vector<std::string> argv = {options_.worker_bin};
+  for (const auto& a : container.value("args", json::array())) {
+    std::string arg = a.get<std::string>();
+    for (const auto& [path, dir] : mounts) {
+      size_t at = arg.find(path);
+      if (at != std::string::npos && (at + path.size() == arg.size() || arg[at + path.size()] == '/')) {
+        arg.replace(at, path.size(), dir);
+        break;
+      }
+    }
+    if (size_t at = arg.find("0.0.0.0:"); at != std::string::npos) arg.replace(at, 7, run.ip);
+    argv.push_back(arg);
+  }
+  std::map<std::string, std::string> env;
+  for (const auto& e : container.value("env", json::array())) {
+    if (e.contains("value")) {
+      env[e["name"]] = e["value"];
+      continue;
+    }
+    const json ref = e.value("/valueFrom/secretKeyRef"_json_pointer, json());
+    auto secret = api_->Get("v1", "secrets", run.ns, ref.value("name", ""));
+    const std::string data = secret.ok() ? secret->value("data", json::object()).value(ref.value("key", ""), "") : "";
+    if (data.empty()) {
+      run.waiting_reason = "CreateContainerConfigError";
+      return;
+    }
+    env[e["name"]] = Decoded(data);
+  }
+  if (container.contains("readinessProbe")) {
+    run.http_port = ProbePort(container, container["readinessProbe"]["httpGet"]["port"]);
+    run.readiness_path = container["readinessProbe"]["httpGet"].value("path", "/readyz");
+  }
+  run.waiting_reason.clear();
+  auto child = std::make_unique<ChildProcess>(argv, env);
+  std::lock_guard<std::mutex> lock(mu_);  // tests read and signal the child meanwhile
+  run.child = std::move(child);
+  starts_[Key(run.ns, run.name)] += 1;
+}
+
+void ProcessKubelet::ReportPod(PodRun& run) {
+  const bool running = run.child && run.child->Running();
+  const bool ready = running && run.http_port > 0 && HttpGet(run.ip, run.http_port, run.readiness_path).first == 200;
+  const std::string ready_text = ready ? "True" : "False";
+  json state = running ? json{{"running", json::object()}}
+                       : json{{"waiting", {{"reason", run.waiting_reason.empty()
+                                                          ? (run.restarts >= 3 ? "CrashLoopBackOff" : "ContainerCreating")
+                                                          : run.waiting_reason}}}};
+  json status = {{"phase", running ? "Running" : "Pending"},
+                 {"podIP", run.ip},
+                 {"hostIP", run.ip},
+                 {"conditions", json::array({{{"type", "Ready"}, {"status", ready_text}},
+                                             {{"type", "ContainersReady"}, {"status", ready_text}}})},
+                 {"containerStatuses", json::array({{{"name", "worker"}, {"ready", ready}, {"started", running},
+                                                     {"restartCount", run.restarts}, {"state", state}}})}};
+  if (status == run.reported) return;
+  auto pod = api_->Get("v1", "pods", run.ns, run.name);
+  if (!pod.ok()) return;
+  json updated = *pod;
+  updated["status"] = status;
+  if (api_->UpdateStatus("v1", "pods", run.ns, updated).ok()) run.reported = status;
+}
+
+void ProcessKubelet::StopPod(const std::string& key, bool delete_object) {
+  std::unique_ptr<PodRun> run;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = pods_.find(key);
+    if (it == pods_.end()) return;
+    run = std::move(it->second);
+    pods_.erase(it);
+  }
+  if (run->child) {
+    run->child->Kill(SIGTERM);
+    run->child->Wait(10000);
+  }
+  if (delete_object) (void)api_->Delete("v1", "pods", run->ns, run->name);
+}
+
+void ProcessKubelet::RemoveUnclaimedDirs() {
+  // A claim deleted from the API takes its data with it (the reclaim policy Delete).
+  const fs::path volumes = options_.root + "/volumes";
+  std::error_code ec;
+  if (!fs::exists(volumes, ec)) return;
+  for (const auto& ns_dir : fs::directory_iterator(volumes, ec)) {
+    for (const auto& claim_dir : fs::directory_iterator(ns_dir.path(), ec)) {
+      const std::string ns = ns_dir.path().filename(), claim = claim_dir.path().filename();
+      if (api_->Get("v1", "persistentvolumeclaims", ns, claim).ok()) continue;
+      bool in_use = false;
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        for (const auto& [key, run] : pods_) {
+          in_use = in_use || (run->ns == ns && claim.size() > run->name.size() &&
+                              claim.compare(claim.size() - run->name.size(), run->name.size(), run->name) == 0);
+        }
+      }
+      if (!in_use) fs::remove_all(claim_dir.path(), ec);
+    }
+  }
+}
+
+pid_t ProcessKubelet::WorkerPid(const std::string& ns, const std::string& pod) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pods_.find(Key(ns, pod));
+  if (it == pods_.end() || !it->second->child || !it->second->child->Running()) return -1;
+  return it->second->child->pid();
+}
+
+int ProcessKubelet::Starts(const std::string& ns, const std::string& pod) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = starts_.find(Key(ns, pod));
+  return it == starts_.end() ? 0 : it->second;
+}
+
+bool ProcessKubelet::Kill(const std::string& ns, const std::string& pod, int signal) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pods_.find(Key(ns, pod));
+  if (it == pods_.end() || !it->second->child || !it->second->child->Running()) return false;
+  it->second->child->Kill(signal);
+  return true;
+}
+
+std::string ProcessKubelet::ClaimDir(const std::string& ns, const std::string& claim) const {
+  return options_.root + "/volumes/" + ns + "/" + claim;
+}
+
+std::string ProcessKubelet::WorkerLog(const std::string& ns, const std::string& pod) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = pods_.find(Key(ns, pod));
+  if (it == pods_.end()) return "";
+  std::string log = it->second->last_log.empty() ? "" : "previous process: " + it->second->last_log + "\n";
+  if (it->second->child) {
+    auto text = ReadFile(it->second->child->err_path());
+    if (text.ok()) log += *text;
+  }
+  return log;
+}
+
+}  // namespace carapace::testing

@@ -1,0 +1,120 @@
+// The operator's desired-state builders: golden JSON pins every field of the objects an
+// AgentRun gets, and the properties users rely on (non-root, no token mounted, the spec
+// hash on the pod template, the volume policy) are checked by name as well.
+// Set CARAPACE_UPDATE_GOLDEN=1 to rewrite the golden files after a deliberate change.
+#include <catch2/catch_test_macros.hpp>
+
+#include <cstdlib>
+#include <fstream>
+
+#include "common/agentrun/spec.h"
+#include "common/file.h"
+#include "operator/controller/desired_objects.h"
+#include "operator/kube/config.h"
+
+using namespace carapace;
+using namespace carapace::controller;
+using nlohmann::json;
+
+namespace {
+
+const std::string kGolden = std::string(CARAPACE_SOURCE_DIR) + "/tests/unit/golden/";
+
+AgentRun GoldenRun() {
+  auto run = LoadAgentRunFile(kGolden + "agentrun.yaml");
+  REQUIRE(run.ok());
+  return *run;
+}
+
+const Owner kOwner{"researcher", "agents", "6f1c2a9e-0000-4000-8000-000000000001"};
+
+void CheckGolden(const json& actual, const std::string& file) {
+  const std::string path = kGolden + file;
+  if (std::getenv("CARAPACE_UPDATE_GOLDEN")) {
+    std::ofstream(path) << actual.dump(2) << "\n";
+  }
+  auto text = ReadFile(path);
+  REQUIRE(text.ok());
+  const json expected = json::parse(*text);
+  INFO("golden file " << file << "; diff (RFC 6902, expected -> actual): " << json::diff(expected, actual).dump(2));
+  CHECK(actual == expected);
+}
+
+}  // namespace
+
+TEST_CASE("the desired objects of an AgentRun match their golden JSON", "[operator][golden]") {
+  const AgentRun run = GoldenRun();
+  OperatorSettings settings;
+  CheckGolden(DesiredConfigMap(run, kOwner), "configmap.json");
+  CheckGolden(DesiredSecret(run, kOwner, "0123456789abcdef"), "secret.json");
+  CheckGolden(DesiredService(run, kOwner, settings), "service.json");
+  CheckGolden(DesiredStatefulSet(run, kOwner, settings, 1), "statefulset.json");
+}
+
+TEST_CASE("the worker's pod runs non-root, read-only, without capabilities or an API token", "[operator]") {
+  const json sts = DesiredStatefulSet(GoldenRun(), kOwner, OperatorSettings{}, 1);
+  const json& pod = sts["spec"]["template"]["spec"];
+  CHECK(pod["automountServiceAccountToken"] == false);
+  CHECK(pod["securityContext"]["runAsNonRoot"] == true);
+  CHECK(pod["securityContext"]["fsGroup"] == kWorkerUid);
+  CHECK(pod["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault");
+  const json& c = pod["containers"][0];
+  CHECK(c["securityContext"]["readOnlyRootFilesystem"] == true);
+  CHECK(c["securityContext"]["allowPrivilegeEscalation"] == false);
+  CHECK(c["securityContext"]["capabilities"]["drop"] == json::array({"ALL"}));
+  CHECK(c["readinessProbe"]["httpGet"]["path"] == "/readyz");
+  CHECK(c["livenessProbe"]["httpGet"]["path"] == "/healthz");
+  // The worker drains for its grace period on SIGTERM; the pod waits longer than that.
+  CHECK(pod["terminationGracePeriodSeconds"].get<int>() > OperatorSettings{}.worker_grace_seconds);
+  CHECK(c["image"] == "registry.example/carapace-worker:1.0");
+  CHECK(c["resources"]["limits"]["memory"] == "1Gi");
+}
+
+TEST_CASE("model and tool credentials reach the worker only as Secret references", "[operator]") {
+  const json sts = DesiredStatefulSet(GoldenRun(), kOwner, OperatorSettings{}, 1);
+  const json& env = sts["spec"]["template"]["spec"]["containers"][0]["env"];
+  REQUIRE(env.size() == 2);
+  CHECK(env[0]["name"] == SecretEnvName("mcp-auth", "header"));
+  CHECK(env[0]["valueFrom"]["secretKeyRef"] == json({{"name", "mcp-auth"}, {"key", "header"}}));
+  CHECK(env[1]["name"] == SecretEnvName("model-keys", "vllm"));
+  for (const auto& e : env) CHECK_FALSE(e.contains("value"));
+  // The ConfigMap holds the spec with references, never a value.
+  const std::string spec_text = DesiredConfigMap(GoldenRun(), kOwner)["data"][kSpecFileName];
+  CHECK(spec_text.find("secretKeyRef") != std::string::npos);
+}
+
+TEST_CASE("a spec change changes the pod template and the state directory; deployment fields do not", "[operator]") {
+  AgentRun a = GoldenRun();
+  AgentRun b = a;
+  b.spec.goal = "Something else.";
+  const json sa = DesiredStatefulSet(a, kOwner, OperatorSettings{}, 1);
+  const json sb = DesiredStatefulSet(b, kOwner, OperatorSettings{}, 1);
+  CHECK(sa["spec"]["template"]["metadata"]["annotations"][kSpecHashAnnotation] == a.SpecHash());
+  CHECK(sa["spec"]["template"] != sb["spec"]["template"]);
+  CHECK(StateDir(a) != StateDir(b));
+  AgentRun c = a;
+  c.spec.deployment.suspend = true;
+  c.spec.deployment.image = "";
+  CHECK(StateDir(c) == StateDir(a));
+  const json sc = DesiredStatefulSet(c, kOwner, OperatorSettings{}, 0);
+  CHECK(sc["spec"]["replicas"] == 0);
+  CHECK(sc["spec"]["template"]["spec"]["containers"][0]["image"] == OperatorSettings{}.worker_image);
+  // The worker reads the ConfigMap's manifest back to the same spec hash.
+  auto parsed = ParseAgentRun(DesiredConfigMap(a, kOwner)["data"][kSpecFileName].get<std::string>(), "cm");
+  REQUIRE(parsed.ok());
+  CHECK(parsed->SpecHash() == a.SpecHash());
+}
+
+TEST_CASE("every object is owned by its AgentRun and carries its labels", "[operator]") {
+  const AgentRun run = GoldenRun();
+  for (const json& o : {DesiredConfigMap(run, kOwner), DesiredSecret(run, kOwner, "t"),
+                        DesiredService(run, kOwner, OperatorSettings{}), DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1)}) {
+    INFO(o["kind"]);
+    const json& ref = o["metadata"]["ownerReferences"][0];
+    CHECK(ref["uid"] == kOwner.uid);
+    CHECK(ref["controller"] == true);
+    CHECK(o["metadata"]["namespace"] == "agents");
+    CHECK(o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "carapace-operator");
+  }
+  CHECK(*kube::DecodeBase64(DesiredSecret(run, kOwner, "s3cret")["data"][kTokenKey]) == "s3cret");
+}
