@@ -140,13 +140,14 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   std::atomic<int> exit_code{-1};
   auto start_controller = [&] {
     if (started.exchange(true)) return;
-    if (Status s = controller.Start(); !s.ok()) {
+    if (Status s = controller.Start(); !s.ok() && s.code() != StatusCode::kAborted) {  // aborted: stopping
       log::Error("controller did not start", {{"error", s.message()}});
       exit_code = 1;
       kill(getpid(), SIGTERM);
     }
   };
   std::thread starter;  // the controller starts here, off the elector's thread
+  std::unique_ptr<kube::RestClient> lease_client_owned;
   std::unique_ptr<kube::LeaderElector> elector;
   if (flags.count("--leader-elect")) {
     char host[256] = {};
@@ -173,7 +174,18 @@ int Main(int argc, char** argv, const sigset_t& signals) {
       exit_code = 1;
       kill(getpid(), SIGTERM);
     };
-    elector = std::make_unique<kube::LeaderElector>(client->get(), le);
+    // The lease has its own client: no shared rate limit, no 429 retries, and a request
+    // timeout well inside the renew deadline, so a slow API server cannot keep a replica
+    // believing it leads after its lease ran out.
+    kube::RestClientOptions lease_options;
+    lease_options.qps = 0;
+    lease_options.max_read_retries = 0;
+    lease_options.request_timeout_seconds = std::max(1, *lease_seconds / 5);
+    lease_options.on_request = client_options.on_request;
+    auto lease_client = kube::RestClient::Create(*config, lease_options);
+    if (!lease_client.ok()) return Fail(2, lease_client.status().message());
+    lease_client_owned = std::move(*lease_client);
+    elector = std::make_unique<kube::LeaderElector>(lease_client_owned.get(), le);
     elector->Start();
   } else {
     leading = true;

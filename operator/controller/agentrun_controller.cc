@@ -104,10 +104,21 @@ void AgentRunController::Stop() {
 void AgentRunController::Work() {
   std::string key;
   while (queue_.Get(&key)) {
+    if (stopping_) {  // a lost lease or shutdown: never work through the rest of the queue
+      queue_.Done(key);
+      continue;
+    }
     const int active = ++active_;
     if (metrics_) metrics_->SetWorkers(active, options_.workers);
     const auto start = std::chrono::steady_clock::now();
-    ReconcileOutcome outcome = reconciler_->Reconcile(key);
+    ReconcileOutcome outcome;
+    try {
+      outcome = reconciler_->Reconcile(key);
+    } catch (const std::exception& e) {
+      // An object of an unexpected shape (a status edited by hand, say) fails this key,
+      // never the operator.
+      outcome.status = Internal(std::string("unexpected object: ") + e.what());
+    }
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     std::string result;
     if (!outcome.status.ok()) {

@@ -98,6 +98,33 @@ json ImmutableParts(const json& sts) {
   return parts;
 }
 
+// The old status as far as it has the shape we write; a status edited by hand into another
+// shape is dropped (and rewritten), never trusted.
+json UsableStatus(const json& status) {
+  if (!status.is_object()) return json::object();
+  json out = status;
+  for (const char* key : {"phase", "specHash", "workerPhase", "result", "message", "runID"}) {
+    if (out.contains(key) && !out[key].is_string()) out.erase(key);
+  }
+  if (out.contains("conditions")) {
+    bool ok = out["conditions"].is_array();
+    for (const auto& c : ok ? out["conditions"] : json::array()) {
+      ok = ok && c.is_object();
+      for (const char* key : {"type", "status", "reason", "message", "lastTransitionTime"}) {
+        ok = ok && (!c.contains(key) || c[key].is_string());
+      }
+    }
+    if (!ok) out.erase("conditions");
+  }
+  if (out.contains("hibernation")) {
+    const json& h = out["hibernation"];
+    const bool ok = h.is_object() && (!h.contains("wakeAt") || h["wakeAt"].is_string()) &&
+                    (!h.contains("generation") || h["generation"].is_number_integer());
+    if (!ok) out.erase("hibernation");
+  }
+  return out;
+}
+
 std::string ClaimSize(const json& sts) {
   return sts.value("/spec/volumeClaimTemplates/0/spec/resources/requests/storage"_json_pointer, std::string());
 }
@@ -151,6 +178,7 @@ ReconcileOutcome AgentRunReconciler::Reconcile(const std::string& key) {
   auto cached = caches_.agentruns->Get(key);
   if (!cached) return {};  // deleted: its objects go with it (owner references)
   c.ar = *cached;
+  if (c.ar.contains("status")) c.ar["status"] = UsableStatus(c.ar["status"]);
   c.owner = {c.name, c.ns, c.ar.value("/metadata/uid"_json_pointer, std::string())};
   c.seen.agentrun = c.ar;
   c.seen.now = Rfc3339(WallNowMillis());
@@ -164,6 +192,14 @@ ReconcileOutcome AgentRunReconciler::Reconcile(const std::string& key) {
   if (parsed.ok() && c.name.size() > 52) invalid = "metadata.name: at most 52 characters (the pod's labels need the rest)";
   if (!invalid.empty()) {
     c.seen.invalid_spec = invalid;
+    // The last valid spec keeps running, but a request to stop it is still honoured.
+    const json suspend = c.ar.value("/spec/suspend"_json_pointer, json());
+    auto sts = caches_.statefulsets->Get(c.ns + "/" + StatefulSetName(c.name));
+    if (suspend == true && sts && OwnedBy(*sts, c.owner.uid) && sts->value("/spec/replicas"_json_pointer, 1) != 0) {
+      auto r = client_->Patch(kube::StatefulSets(), c.ns, StatefulSetName(c.name), {{"spec", {{"replicas", 0}}}});
+      if (!r.ok()) return {r.status()};
+      caches_.statefulsets->Observe(r.value);
+    }
     json status = ComputeStatus(c.seen);
     if (c.ar.value("/status/phase"_json_pointer, std::string()) != "Invalid") events_->Warning(c.ar, "InvalidSpec", invalid);
     if (Status s = WriteStatus(c, status); !s.ok()) return {s};
@@ -187,6 +223,7 @@ ReconcileOutcome AgentRunReconciler::Reconcile(const std::string& key) {
     if (Status st = EnsureStatefulSet(c, replicas); !st.ok()) {
       if (c.seen.conflict.empty()) return {st};
     }
+    if (Status st = ReplaceStuckPod(c); !st.ok()) return {st};
   }
   if (!c.seen.conflict.empty()) {
     if (c.ar.value("/status/conditions"_json_pointer, json::array()).dump().find("NameConflict") == std::string::npos) {
@@ -239,6 +276,10 @@ ReconcileOutcome AgentRunReconciler::Finalize(Context& c) {
   json patch = {{"metadata", {{"finalizers", finalizers}, {"resourceVersion", c.ar["metadata"].value("resourceVersion", "")}}}};
   auto r = client_->Patch(kube::AgentRuns(), c.ns, c.name, patch);
   if (!r.ok() && r.error.code != 404) return {r.status()};
+  {
+    std::lock_guard<std::mutex> lock(tokens_mu_);
+    tokens_.erase(c.owner.uid);
+  }
   log::Info("agentrun deleted", {{"agentrun", c.ns + "/" + c.name}});
   return {};
 }
@@ -256,6 +297,23 @@ Status AgentRunReconciler::EnsureFinalizer(Context& c) {
 }
 
 Status AgentRunReconciler::EnsureSecret(Context& c) {
+  {
+    std::lock_guard<std::mutex> lock(tokens_mu_);
+    auto it = tokens_.find(c.owner.uid);
+    if (it != tokens_.end() && std::chrono::steady_clock::now() - it->second.read_at < std::chrono::minutes(10)) {
+      c.token = it->second.token;  // read lately; looked at again every 10 minutes
+      return Status::Ok();
+    }
+  }
+  Status s = ReadOrCreateSecret(c);
+  if (s.ok()) {
+    std::lock_guard<std::mutex> lock(tokens_mu_);
+    tokens_[c.owner.uid] = {c.token, std::chrono::steady_clock::now()};
+  }
+  return s;
+}
+
+Status AgentRunReconciler::ReadOrCreateSecret(Context& c) {
   // Read by name, never listed: the operator is not allowed to see other Secrets.
   const std::string name = SecretName(c.name);
   auto got = client_->Get(kube::Secrets(), c.ns, name);
@@ -291,16 +349,39 @@ Status AgentRunReconciler::EnsureSecret(Context& c) {
   return r.status();
 }
 
+Status AgentRunReconciler::CreateOrAdopt(Context& c, const kube::Resource& resource, kube::Informer* cache,
+                                         const json& desired, json* created) {
+  const std::string name = desired["metadata"]["name"];
+  auto r = client_->Create(resource, c.ns, desired);
+  if (r.ok()) {
+    cache->Observe(r.value);
+    if (created) *created = r.value;
+    return Status::Ok();
+  }
+  if (r.error.code != 409) return r.status();
+  // It exists but is not in the cache, which holds only objects labelled as ours: someone
+  // else's, or ours with the label taken off.
+  auto got = client_->Get(resource, c.ns, name);
+  if (!got.ok()) return got.status();
+  if (!OwnedBy(got.value, c.owner.uid)) {
+    c.seen.conflict = desired.value("kind", "") + " " + name + " exists and does not belong to this AgentRun";
+    return FailedPrecondition(c.seen.conflict);
+  }
+  if (got.value.value("metadata", json::object()).contains("deletionTimestamp")) {
+    return Unavailable(desired.value("kind", "") + " " + name + " is being deleted; waiting to create it again");
+  }
+  auto patched = client_->Patch(resource, c.ns, name, DriftPatch(desired, got.value));
+  if (!patched.ok()) return patched.status();
+  cache->Observe(patched.value);
+  if (created) *created = patched.value;
+  return Status::Ok();
+}
+
 Status AgentRunReconciler::EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache,
                                         const json& desired) {
   const std::string name = desired["metadata"]["name"];
   auto existing = cache->Get(c.ns + "/" + name);
-  if (!existing) {
-    auto r = client_->Create(resource, c.ns, desired);
-    if (!r.ok()) return r.status();
-    cache->Observe(r.value);
-    return Status::Ok();
-  }
+  if (!existing) return CreateOrAdopt(c, resource, cache, desired, nullptr);
   if (!OwnedBy(*existing, c.owner.uid)) {
     c.seen.conflict = desired.value("kind", "") + " " + name + " exists and does not belong to this AgentRun";
     return FailedPrecondition(c.seen.conflict);
@@ -322,29 +403,19 @@ Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
     return FailedPrecondition(c.seen.conflict);
   }
   if (!existing) {
-    auto r = client_->Create(kube::StatefulSets(), c.ns, desired);
-    if (!r.ok()) return r.status();
-    caches_.statefulsets->Observe(r.value);
-    c.seen.statefulset = r.value;
-    return Status::Ok();
+    json created;
+    Status s = CreateOrAdopt(c, kube::StatefulSets(), caches_.statefulsets, desired, &created);
+    if (s.ok()) c.seen.statefulset = created;
+    return s;
   }
   c.seen.statefulset = *existing;
-
-  // A larger volume: grow the claim in place (the storage class must allow expansion).
-  const std::string want_size = ClaimSize(desired), have_size = ClaimSize(*existing);
-  const int64_t want = QuantityBytes(want_size), have = QuantityBytes(have_size);
-  json comparable = desired;
-  if (want > have && have > 0) {
-    json patch = {{"spec", {{"resources", {{"requests", {{"storage", want_size}}}}}}}};
-    auto r = client_->Patch(kube::PersistentVolumeClaims(), c.ns, ClaimName(c.name), patch);
-    if (!r.ok() && r.error.code != 404) return r.status();
-    events_->Normal(c.ar, "StorageResized", "volume claim " + ClaimName(c.name) + " grown from " + have_size + " to " + want_size);
-  } else if (want < have) {
-    events_->Warning(c.ar, "StorageShrinkRefused", "spec.storage.size " + want_size + " is smaller than the volume's " +
-                                                       have_size + "; a volume cannot shrink, it stays " + have_size);
+  if (existing->value("metadata", json::object()).contains("deletionTimestamp")) {
+    return Unavailable("StatefulSet " + name + " is being deleted; waiting to create it again");
   }
+  GrowClaim(c, ClaimSize(desired));
   // The claim template keeps the size it was created with; compare everything else.
-  comparable["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = have_size;
+  json comparable = desired;
+  comparable["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = ClaimSize(*existing);
 
   if (!IsSubset(ImmutableParts(comparable), ImmutableParts(*existing))) {
     // Fields a StatefulSet cannot change: delete it but not its pod's volume (orphan), and
@@ -365,6 +436,52 @@ Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
   return Status::Ok();
 }
 
+void AgentRunReconciler::GrowClaim(Context& c, const std::string& want_size) {
+  // Compared with the claim itself (the StatefulSet's template never changes). Failures are
+  // reported as events and never stop the reconcile: suspend and status must go on.
+  auto pvc = client_->Get(kube::PersistentVolumeClaims(), c.ns, ClaimName(c.name));
+  if (!pvc.ok()) return;  // not made yet (the pod has not started): it gets the template's size
+  const std::string have_size = pvc.value.value("/spec/resources/requests/storage"_json_pointer, std::string());
+  const int64_t want = QuantityBytes(want_size), have = QuantityBytes(have_size);
+  if (want < 0 || have < 0 || want == have) return;
+  if (want < have) {
+    events_->Warning(c.ar, "StorageShrinkRefused", "spec.storage.size " + want_size + " is smaller than the volume's " +
+                                                       have_size + "; a volume cannot shrink, it stays " + have_size);
+    return;
+  }
+  json patch = {{"spec", {{"resources", {{"requests", {{"storage", want_size}}}}}}}};
+  auto r = client_->Patch(kube::PersistentVolumeClaims(), c.ns, ClaimName(c.name), patch);
+  if (r.ok()) {
+    events_->Normal(c.ar, "StorageResized", "volume claim " + ClaimName(c.name) + " grown from " + have_size + " to " + want_size);
+  } else {
+    events_->Warning(c.ar, "StorageResizeFailed", "volume claim " + ClaimName(c.name) + " could not grow to " + want_size +
+                                                      " (does its storage class allow expansion?): " + r.error.message);
+  }
+}
+
+Status AgentRunReconciler::ReplaceStuckPod(Context& c) {
+  // A StatefulSet's rolling update waits for the old pod to be Ready before replacing it,
+  // so a pod crash-looping on a bad spec would keep the fixed one from ever starting. Such a
+  // pod is deleted; the StatefulSet makes it again from the new template.
+  if (!c.seen.pod || !c.seen.statefulset || PodReady(*c.seen.pod)) return Status::Ok();
+  const json& pod = *c.seen.pod;
+  const json& sts = *c.seen.statefulset;
+  // Only with a status that has seen the current template: an older one would call the
+  // new pod "old".
+  if (sts.value("/status/observedGeneration"_json_pointer, int64_t{0}) < sts.value("/metadata/generation"_json_pointer, int64_t{0})) {
+    return Status::Ok();
+  }
+  const std::string update = sts.value("/status/updateRevision"_json_pointer, std::string());
+  const std::string revision = pod.value("/metadata/labels"_json_pointer, json::object()).value("controller-revision-hash", "");
+  if (update.empty() || revision.empty() || revision == update || pod["metadata"].contains("deletionTimestamp")) {
+    return Status::Ok();
+  }
+  auto r = client_->Delete(kube::Pods(), c.ns, PodName(c.name));
+  if (!r.ok() && r.error.code != 404) return r.status();
+  events_->Normal(c.ar, "StuckPodReplaced", "pod " + PodName(c.name) + " was not ready on an old revision; deleted so the new spec can start");
+  return Status::Ok();
+}
+
 void AgentRunReconciler::ReadWorker(Context& c) {
   auto pod = caches_.pods->Get(c.ns + "/" + PodName(c.name));
   if (!pod || !OwnedByStatefulSet(*pod, StatefulSetName(c.name))) return;
@@ -372,6 +489,10 @@ void AgentRunReconciler::ReadWorker(Context& c) {
   const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
   if (ip.empty() || !PodReady(*pod)) return;
   auto status = workers_->Read(options_.worker_address(ip, options_.settings.control_port), c.token);
+  if (status.status().code() == StatusCode::kPermissionDenied) {
+    std::lock_guard<std::mutex> lock(tokens_mu_);
+    tokens_.erase(c.owner.uid);  // the Secret changed: read it again next time
+  }
   if (!status.ok()) {
     log::Debug("worker did not answer", {{"agentrun", c.ns + "/" + c.name}, {"error", status.status().message()}});
     return;

@@ -9,6 +9,8 @@
 #pragma once
 
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <string>
 
 #include "common/status.h"
@@ -35,7 +37,7 @@ struct ReconcilerOptions {
   std::chrono::milliseconds status_interval{10000};
   // The worker's control address for a pod IP; tests run workers on loopback addresses.
   std::function<std::string(const std::string& pod_ip, int port)> worker_address = [](const std::string& ip, int port) {
-    return ip + ":" + std::to_string(port);
+    return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);  // IPv6 in []
   };
 };
 
@@ -58,8 +60,15 @@ class AgentRunReconciler {
   ReconcileOutcome Finalize(Context& c);
   Status EnsureFinalizer(Context& c);
   Status EnsureSecret(Context& c);
+  Status ReadOrCreateSecret(Context& c);
   Status EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired);
+  // Creates `desired`; when it exists already but is not cached (not labelled as ours),
+  // takes it back if it is ours, else records a name conflict.
+  Status CreateOrAdopt(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired,
+                       nlohmann::json* created);
   Status EnsureStatefulSet(Context& c, int replicas);
+  void GrowClaim(Context& c, const std::string& want_size);
+  Status ReplaceStuckPod(Context& c);
   void ReadWorker(Context& c);
   void DecideHibernation(Context& c, std::chrono::milliseconds* requeue);
   Status WriteStatus(Context& c, const nlohmann::json& status);
@@ -69,6 +78,14 @@ class AgentRunReconciler {
   WorkerStatusReader* workers_;
   kube::EventRecorder* events_;
   ReconcilerOptions options_;
+  // Control tokens by AgentRun uid, so a running agent's status poll does not read its
+  // Secret every time; read again when the worker refuses the token.
+  struct CachedToken {
+    std::string token;
+    std::chrono::steady_clock::time_point read_at;
+  };
+  std::mutex tokens_mu_;
+  std::map<std::string, CachedToken> tokens_;
 };
 
 // Helpers the reconciler is built from, exposed for tests.

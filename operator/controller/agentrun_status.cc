@@ -141,7 +141,9 @@ json ComputeStatus(const Observation& o) {
     set("Ready", "False", "Creating", "the StatefulSet is being created");
     set("Progressing", "True", "Creating", "");
   } else {
-    phase = o.worker ? worker_phase : (Terminal(last_worker_phase) ? last_worker_phase : "Pending");
+    // One missed poll of a ready worker keeps the phase it had: no flapping through Pending.
+    const bool keep_last = Terminal(last_worker_phase) || (pod_ready && !last_worker_phase.empty());
+    phase = o.worker ? worker_phase : (keep_last ? last_worker_phase : "Pending");
     if (pod_ready) set("Ready", "True", "WorkerReady", "");
     else set("Ready", "False", "WorkerNotReady", "waiting for pod " + o.statefulset->value("/metadata/name"_json_pointer, std::string()) + "-0 to be ready");
     if (RollingOut(*o.statefulset)) set("Progressing", "True", "RollingOut", "the worker pod is starting or being replaced");

@@ -97,7 +97,6 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
                             "--tmp-dir=/tmp"})},
       {"ports", json::array({{{"name", "control"}, {"containerPort", settings.control_port}, {"protocol", "TCP"}},
                              {{"name", "http"}, {"containerPort", settings.http_port}, {"protocol", "TCP"}}})},
-      {"env", SecretEnv(run.spec)},
       {"resources", Resources(d)},
       // Opening RocksDB after a crash can take a while on a large log: the startup probe
       // gives it up to 5 minutes before liveness counts.
@@ -115,6 +114,8 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
                     {{"name", "control-token"}, {"mountPath", kTokenMountDir}, {"readOnly", true}},
                     {{"name", "tmp"}, {"mountPath", "/tmp"}}})},
   };
+  // Omitted when empty, as the API server omits it: an empty list would read as drift.
+  if (json env = SecretEnv(run.spec); !env.empty()) container["env"] = env;
   return container;
 }
 

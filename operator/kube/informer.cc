@@ -267,6 +267,12 @@ void Informer::Run() {
       continue;
     }
     if (got_events) backoff = kBackoffStart;
+    // Logged when the backoff is short (the first failures) or long (a lasting problem such
+    // as a missing permission), not on every try in between.
+    if (backoff <= kBackoffStart * 2 || backoff >= kBackoffMax) {
+      log::Warn("watch of " + resource_.plural + " failed; reconnecting",
+                {{"code", watched.error.code}, {"reason", watched.error.reason}, {"error", watched.error.message}});
+    }
     back_off();
   }
 }
@@ -280,6 +286,9 @@ void Informer::Observe(const nlohmann::json& object, bool deleted) {
     if (it != cache_.end() && it->second.resource_version == ResourceVersionOf(object)) cache_.erase(it);
     return;
   }
+  // The watch has reported this version or a later one already (perhaps the object's
+  // deletion): the cache knows better than this reply.
+  if (!OlderVersion(resource_version_, ResourceVersionOf(object))) return;
   // Never replace a newer object with an older one.
   if (it != cache_.end() && OlderVersion(ResourceVersionOf(object), it->second.resource_version)) return;
   cache_[key] = Packed::Of(object);

@@ -53,7 +53,6 @@ void WatchCanceller::Unbind(int id) {
 
 namespace {
 
-constexpr int kMaxReadRetries = 3;      // 429 on a GET: tries after the first
 constexpr int kMaxRetryAfterSeconds = 30;
 
 std::string Body(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
@@ -220,7 +219,7 @@ struct RestClient::Impl {
         result.error = reply.transport;
         return result;
       }
-      if (reply.code == 429 && idempotent && attempt < kMaxReadRetries) {
+      if (reply.code == 429 && idempotent && attempt < options.max_read_retries) {
         const int wait = std::clamp(reply.retry_after_seconds < 0 ? 1 : reply.retry_after_seconds, 0, kMaxRetryAfterSeconds);
         std::this_thread::sleep_for(std::chrono::seconds(wait));
         continue;

@@ -27,6 +27,7 @@ struct RestClientOptions {
   double qps = 20;        // 0: no client-side rate limit (benchmarks)
   int burst = 30;
   int request_timeout_seconds = 30;  // watches use their own timeout
+  int max_read_retries = 3;          // a GET refused with 429: tries after the first
   std::string user_agent = "carapace-operator";
   // Called once per finished request with its method ("GET", ...) and HTTP code (0 when no
   // reply came): feeds rest_client_requests_total{code,method}.

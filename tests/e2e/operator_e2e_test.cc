@@ -215,6 +215,11 @@ TEST_CASE("kubectl apply runs the agent in a pod with its objects, and kubectl g
     CHECK((*o)["metadata"]["ownerReferences"][0]["uid"] == uid);
   }
   CHECK(CountPaths(ledger, "POST", "/orders/3") == 1);
+  // Steady: the worker is still asked for its status every second, and nothing is written.
+  cluster.api().ResetCounters();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(cluster.api().Requests("POST") + cluster.api().Requests("PUT") + cluster.api().Requests("PATCH") +
+            cluster.api().Requests("DELETE") == 0);
   // The phase shows in the table kubectl prints.
   CommandResult table = cluster.Kubectl({"get", "ar"});
   CHECK_THAT(table.out, Catch::Matchers::ContainsSubstring("Succeeded"));
@@ -364,7 +369,11 @@ TEST_CASE("dropped watches, expired history and conflicts are recovered from", "
   // The operator's metrics pass promtool and count the retries.
   auto [code, body] = HttpGet(cluster.operator_http_port(0), "/metrics");
   REQUIRE(code == 200);
-  CHECK_THAT(body, Catch::Matchers::ContainsSubstring("controller_runtime_reconcile_total{controller=\"agentrun\",result=\"error\"}"));
+  // The two injected conflicts failed two reconciles, which were retried.
+  const std::string errors = "controller_runtime_reconcile_errors_total{controller=\"agentrun\"} ";
+  const size_t at = body.find(errors);
+  REQUIRE(at != std::string::npos);
+  CHECK(std::stod(body.substr(at + errors.size())) >= 2);
   CHECK_THAT(body, Catch::Matchers::ContainsSubstring("workqueue_retries_total"));
   CHECK_THAT(body, Catch::Matchers::ContainsSubstring("carapace_agentruns{phase=\"Succeeded\"} 3"));
   const std::string scrape = cluster.dir().Sub("metrics.txt");
@@ -404,4 +413,81 @@ TEST_CASE("an idle agent hibernates at no pod cost and wakes on a spec change wi
   CommandResult events = cluster.Kubectl({"get", "events", "-o", "json"});
   CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("Hibernated"));
   CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("Woken"));
+}
+
+TEST_CASE("drift is put back, a larger volume grows its claim, and an immutable change keeps the volume", "[e2e]") {
+  Cluster cluster;
+  const std::string manifest =
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: keeper}\nspec:\n"
+      "  goal: say you are ready\n"
+      "  model:\n    backend: scripted\n    script:\n      - text: ready\n"
+      "  schedule: {heartbeatSeconds: 3600}\n";
+  cluster.Apply(manifest);
+  REQUIRE(cluster.WaitForPhase("keeper", "Idle"));
+  const std::string run_id = cluster.GetAr("keeper")["status"]["runID"];
+
+  // Someone edits the spec ConfigMap and scales the StatefulSet: both are put back.
+  auto cm = cluster.api().Get("v1", "configmaps", "default", "keeper-spec");
+  REQUIRE(cm.ok());
+  (*cm)["data"]["agentrun.json"] = "{}";
+  REQUIRE(cluster.api().Update("v1", "configmaps", "default", *cm).ok());
+  auto sts = cluster.api().Get("apps/v1", "statefulsets", "default", "keeper");
+  REQUIRE(sts.ok());
+  const std::string sts_uid = (*sts)["metadata"]["uid"];
+  (*sts)["spec"]["replicas"] = 3;
+  REQUIRE(cluster.api().Update("apps/v1", "statefulsets", "default", *sts).ok());
+  CHECK(WaitFor([&] {
+    auto now = cluster.api().Get("v1", "configmaps", "default", "keeper-spec");
+    auto s = cluster.api().Get("apps/v1", "statefulsets", "default", "keeper");
+    return now.ok() && (*now)["data"]["agentrun.json"] != "{}" && s.ok() && (*s)["spec"]["replicas"] == 1;
+  }));
+
+  // A larger volume: the claim grows in place.
+  cluster.Apply(manifest + "  storage: {size: 3Gi}\n");
+  CHECK(WaitFor([&] {
+    auto pvc = cluster.api().Get("v1", "persistentvolumeclaims", "default", "state-keeper-0");
+    return pvc.ok() && (*pvc)["spec"]["resources"]["requests"]["storage"] == "3Gi";
+  }));
+  auto same = cluster.api().Get("apps/v1", "statefulsets", "default", "keeper");
+  REQUIRE(same.ok());
+  CHECK((*same)["metadata"]["uid"] == sts_uid);
+
+  // Another storage class cannot be changed in place: the StatefulSet is recreated, the
+  // claim and the run are kept.
+  cluster.Apply(manifest + "  storage: {size: 3Gi, storageClassName: fast}\n");
+  CHECK(WaitFor([&] {
+    auto s = cluster.api().Get("apps/v1", "statefulsets", "default", "keeper");
+    return s.ok() && (*s)["metadata"]["uid"] != sts_uid &&
+           (*s)["spec"]["volumeClaimTemplates"][0]["spec"].value("storageClassName", "") == "fast";
+  }));
+  REQUIRE(cluster.WaitForPhase("keeper", "Idle"));
+  REQUIRE(WaitFor([&] { return cluster.GetAr("keeper")["status"]["conditions"].dump().find("WorkerReady") != std::string::npos; }));
+  CHECK(cluster.GetAr("keeper")["status"]["runID"] == run_id);
+  CHECK(cluster.api().Get("v1", "persistentvolumeclaims", "default", "state-keeper-0").ok());
+  CommandResult events = cluster.Kubectl({"get", "events", "-o", "json"});
+  CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("StorageResized"));
+  CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("Recreated"));
+}
+
+TEST_CASE("a pod that cannot start is replaced when the spec is fixed", "[e2e]") {
+  Cluster cluster;
+  // A key from a Secret that does not exist: the pod never starts (CreateContainerConfigError).
+  cluster.Apply(
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: fixme}\nspec:\n"
+      "  goal: say hello\n"
+      "  model: {backend: openai, name: m, endpoint: \"http://127.0.0.1:9/v1\",\n"
+      "          apiKey: {valueFrom: {secretKeyRef: {name: missing, key: key}}}}\n");
+  REQUIRE(WaitFor([&] {
+    auto pod = cluster.api().Get("v1", "pods", "default", "fixme-0");
+    return pod.ok() && pod->dump().find("CreateContainerConfigError") != std::string::npos;
+  }));
+  CHECK(cluster.Phase("fixme") == "Pending");
+  // The fix: a rolling update alone would wait for the broken pod forever.
+  cluster.Apply(
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: fixme}\nspec:\n"
+      "  goal: say hello\n"
+      "  model: {backend: scripted, script: [{text: hello}]}\n");
+  REQUIRE(cluster.WaitForPhase("fixme", "Succeeded"));
+  CommandResult events = cluster.Kubectl({"get", "events", "-o", "json"});
+  CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("StuckPodReplaced"));
 }

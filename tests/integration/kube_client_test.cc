@@ -760,6 +760,29 @@ TEST_CASE("a deletion the process recorded itself still reaches the handlers", "
   CHECK(Eventually([&] { return rec.Saw("DELETED", "agents/mine"); }));
 }
 
+TEST_CASE("a write's reply older than what the watch reported never brings back a deleted object", "[operator][kube]") {
+  Server s;
+  REQUIRE(s.api.Create("v1", "configmaps", kNs, ConfigMap("gone")).ok());
+  auto client = ClientFor(s.api);
+  Recorder rec;
+  InformerOptions o;
+  o.ns = kNs;
+  o.on_change = rec.Callback();
+  Informer informer(client.get(), ConfigMaps(), o);
+  informer.Start();
+  REQUIRE(informer.WaitForSync(5000ms));
+  auto cm = client->Get(ConfigMaps(), kNs, "gone");
+  REQUIRE(cm.ok());
+  cm.value["data"] = {{"k", "changed"}};
+  auto reply = client->Update(ConfigMaps(), kNs, cm.value);
+  REQUIRE(reply.ok());
+  // Someone deletes it, and the watch reports that before the writer files its reply.
+  REQUIRE(client->Delete(ConfigMaps(), kNs, "gone").ok());
+  REQUIRE(Eventually([&] { return rec.Saw("DELETED", "agents/gone"); }));
+  informer.Observe(reply.value);
+  CHECK_FALSE(informer.Get("agents/gone").has_value());
+}
+
 // ---------------------------------------------------------------- leader election
 
 namespace {

@@ -615,6 +615,12 @@ struct KubeApiDouble::Impl {
     if (!entry) return NotFoundAnswer(t, name);
     ObjectPtr old = entry->object;
     std::string body_rv = MetaString(object, "resourceVersion");
+    // Custom resources allow no unconditional update: a PUT must say which version it changes.
+    if (body_rv.empty() && !t.crd_name.empty()) {
+      return Failure(422, "Invalid", t.crd_name + " \"" + name +
+                                         "\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be "
+                                         "specified for an update");
+    }
     if (!body_rv.empty() && body_rv != MetaString(*old, "resourceVersion")) return ConflictAnswer(t, name);
 
     json updated = status_only ? *old : std::move(object);
@@ -1027,7 +1033,11 @@ bool KubeApiDouble::Impl::Handle(const kd::HttpRequest& req, kd::HttpConnection&
   const std::string auth = req.Header("authorization");
   bool is_operator = !options.operator_token.empty() && auth == "Bearer " + options.operator_token;
   bool is_watch = IsTrue(req.Query("watch"));
-  Count(is_watch && req.method == "GET" ? "WATCH" : req.method, is_operator);
+  std::string counted = is_watch && req.method == "GET" ? "WATCH" : req.method;
+  // Leader election renews a Lease every few seconds: counted apart, so that it does not
+  // blur what the operator writes for its objects.
+  if (req.path.find("/leases") != std::string::npos) counted = "LEASE_" + counted;
+  Count(counted, is_operator);
   if (int ms = latency_ms.load(); ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   std::optional<Answer> answer = TakeFault(req);
   bool keep = true;
@@ -1681,7 +1691,9 @@ void KubeApiDouble::DropWatches() {
 void KubeApiDouble::ExpireHistory() {
   std::lock_guard<std::mutex> lock(impl_->mu);
   impl_->history.clear();
-  impl_->history_floor = impl_->rv;
+  // The version moves on by one, and history starts there: even a watcher fully caught up
+  // must list again, and a list from now on gives a version it can watch from.
+  impl_->history_floor = ++impl_->rv;
 }
 
 int64_t KubeApiDouble::Requests(const std::string& method, bool operator_only) const {

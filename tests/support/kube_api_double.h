@@ -75,7 +75,7 @@ class KubeApiDouble {
 
   // Counters of answered REST requests (not in-process calls), by the operator's token only
   // when `operator_only`: method GET/POST/PUT/PATCH/DELETE, or "" for all; "WATCH" counts
-  // watch requests.
+  // watch requests. Requests to Leases count apart as LEASE_<method> (leader election).
   int64_t Requests(const std::string& method = "", bool operator_only = true) const;
   void ResetCounters();
 

@@ -128,28 +128,31 @@ void ProcessKubelet::SyncStatefulSet(const json& sts) {
   const std::string revision = name + "-" + Sha256Hex(sts["spec"].value("template", json::object()).dump()).substr(0, 10);
   for (int i = 0; i < replicas; ++i) SyncPod(sts, i, revision);
 
-  int ready = 0, current = 0;
+  int ready = 0, updated = 0, existing = 0;
+  std::string current_revision = revision;
   {
     std::lock_guard<std::mutex> lock(mu_);
     for (int i = 0; i < replicas; ++i) {
       auto it = pods_.find(Key(ns, name + "-" + std::to_string(i)));
       if (it == pods_.end()) continue;
-      if (it->second->revision == revision) ++current;
+      ++existing;
+      if (it->second->revision == revision) ++updated;
+      else current_revision = it->second->revision;
       if (it->second->reported.value("/conditions/0/status"_json_pointer, std::string()) == "True") ++ready;
     }
   }
   json status = {{"observedGeneration", sts.value("/metadata/generation"_json_pointer, 1)},
-                 {"replicas", current},
+                 {"replicas", existing},
                  {"readyReplicas", ready},
                  {"availableReplicas", ready},
-                 {"currentReplicas", current},
-                 {"updatedReplicas", current},
-                 {"currentRevision", revision},
+                 {"currentReplicas", existing - updated},
+                 {"updatedReplicas", updated},
+                 {"currentRevision", current_revision},
                  {"updateRevision", revision}};
   if (sts.value("status", json::object()) == status) return;
-  json updated = sts;
-  updated["status"] = status;
-  (void)api_->UpdateStatus("apps/v1", "statefulsets", ns, updated);  // a conflict: the next pass
+  json with_status = sts;
+  with_status["status"] = status;
+  (void)api_->UpdateStatus("apps/v1", "statefulsets", ns, with_status);  // a conflict: the next pass
 }
 
 void ProcessKubelet::SyncPod(const json& sts, int ordinal, const std::string& revision) {
@@ -164,8 +167,11 @@ void ProcessKubelet::SyncPod(const json& sts, int ordinal, const std::string& re
     auto it = pods_.find(key);
     if (it != pods_.end()) run = it->second.get();
   }
-  if (pod.ok() && pod->value("/metadata/labels/controller-revision-hash"_json_pointer, std::string()) != revision) {
-    StopPod(key, /*delete_object=*/true);  // a rolling update: replaced on the next pass
+  if (pod.ok() && pod->value("/metadata/labels/controller-revision-hash"_json_pointer, std::string()) != revision &&
+      run && run->reported.value("/conditions/0/status"_json_pointer, std::string()) == "True") {
+    // A rolling update replaces a Ready pod (replaced on the next pass). Like the real
+    // StatefulSet controller, it leaves a pod that is not Ready alone: someone must delete it.
+    StopPod(key, /*delete_object=*/true);
     return;
   }
   if (!pod.ok()) {
@@ -209,6 +215,15 @@ void ProcessKubelet::SyncPod(const json& sts, int ordinal, const std::string& re
     pod = created;
   } else if (!run) {
     return;  // a pod this kubelet did not start (another test's); leave it
+  } else if (pod->value("/metadata/ownerReferences"_json_pointer, json::array()).empty()) {
+    // Orphaned (its StatefulSet was deleted with orphan propagation and made again): the
+    // StatefulSet controller adopts a pod its selector matches.
+    json adopted = *pod;
+    adopted["metadata"]["ownerReferences"] =
+        json::array({{{"apiVersion", "apps/v1"}, {"kind", "StatefulSet"}, {"name", sts_name},
+                      {"uid", sts["metadata"].value("uid", "")}, {"controller", true}, {"blockOwnerDeletion", true}}});
+    auto updated = api_->Update("v1", "pods", ns, adopted);
+    if (updated.ok()) pod = updated;
   }
 
   std::unique_ptr<ChildProcess> exited;
