@@ -412,7 +412,8 @@ Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
   if (existing->value("metadata", json::object()).contains("deletionTimestamp")) {
     return Unavailable("StatefulSet " + name + " is being deleted; waiting to create it again");
   }
-  GrowClaim(c, ClaimSize(desired));
+  // Only a size other than the template's can need the claim changed (one read when so).
+  if (ClaimSize(desired) != ClaimSize(*existing)) GrowClaim(c, ClaimSize(desired));
   // The claim template keeps the size it was created with; compare everything else.
   json comparable = desired;
   comparable["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = ClaimSize(*existing);
