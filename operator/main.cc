@@ -14,6 +14,7 @@
 
 #include <prometheus/text_serializer.h>
 
+#include "common/flags.h"
 #include "common/http_endpoints.h"
 #include "common/log.h"
 #include "common/process_setup.h"
@@ -61,31 +62,17 @@ std::optional<int> IntFlag(const std::map<std::string, std::string>& flags, cons
 }
 
 int Main(int argc, char** argv, const sigset_t& signals) {
-  static const char* kValued[] = {"--kubeconfig", "--context", "--namespace", "--workers", "--lease-namespace",
-                                  "--lease-name", "--lease-seconds", "--http-listen", "--worker-image",
-                                  "--status-interval-seconds", "--qps", "--burst"};
-  std::map<std::string, std::string> flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (a == "--leader-elect" || a == "--no-queue-rate-limit") {
-      flags[a] = "1";
-      continue;
-    }
-    std::optional<std::string> value;
-    if (size_t eq = a.find('='); eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a.resize(eq);
-    }
-    bool known = false;
-    for (const char* k : kValued) known = known || a == k;
-    if (!known) return Fail(2, "unknown flag " + a + "\n" + kUsage);
-    if (!value && i + 1 >= argc) return Fail(2, a + " needs a value");
-    flags[a] = value ? *value : argv[++i];
+  auto parsed = ParseFlags(argc, argv,
+                           {"--kubeconfig", "--context", "--namespace", "--workers", "--lease-namespace",
+                            "--lease-name", "--lease-seconds", "--http-listen", "--worker-image",
+                            "--status-interval-seconds", "--qps", "--burst"},
+                           {"--leader-elect", "--no-queue-rate-limit"});
+  if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
+  if (parsed->help) {
+    std::cout << kUsage;
+    return 0;
   }
+  const std::map<std::string, std::string>& flags = parsed->values;
   auto get = [&](const std::string& name, const std::string& fallback) {
     auto it = flags.find(name);
     return it == flags.end() ? fallback : it->second;

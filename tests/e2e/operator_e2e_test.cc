@@ -491,3 +491,18 @@ TEST_CASE("a pod that cannot start is replaced when the spec is fixed", "[e2e]")
   CommandResult events = cluster.Kubectl({"get", "events", "-o", "json"});
   CHECK_THAT(events.out, Catch::Matchers::ContainsSubstring("StuckPodReplaced"));
 }
+
+TEST_CASE("a hibernating agent is woken for its next cron prompt", "[e2e]") {
+  Cluster cluster;
+  cluster.Apply(
+      "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: minutely}\nspec:\n"
+      "  goal: say you are ready\n"
+      "  model:\n    backend: scripted\n    script:\n      - text: ready\n      - text: tick\n      - text: tock\n"
+      "  schedule:\n    cron: [{name: every-minute, schedule: \"* * * * *\", prompt: tick}]\n"
+      "  idleTimeoutSeconds: 1\n");
+  REQUIRE(cluster.WaitForPhase("minutely", "Hibernating"));
+  const int starts = cluster.kubelet().Starts("default", "minutely-0");
+  // At the next whole minute the operator scales it back up, and the worker takes the prompt.
+  REQUIRE(WaitFor([&] { return cluster.kubelet().Starts("default", "minutely-0") > starts; }, 75000));
+  CHECK(WaitFor([&] { return cluster.GetAr("minutely").value("/status/step"_json_pointer, 0) >= 2; }, 30000));
+}

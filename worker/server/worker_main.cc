@@ -7,7 +7,6 @@
 #include <cstring>
 #include <iostream>
 #include <map>
-#include <optional>
 #include <string>
 
 #include <grpcpp/security/server_credentials.h>
@@ -15,6 +14,7 @@
 #include <prometheus/registry.h>
 
 #include "common/file.h"
+#include "common/flags.h"
 #include "common/log.h"
 #include "common/redact.h"
 #include "common/process_setup.h"
@@ -61,30 +61,16 @@ sigset_t ShutdownSignals() {
 
 int Main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
-  std::map<std::string, std::string> flags;
-  for (int i = 1; i < argc; ++i) {
-    std::string a = argv[i];
-    if (a == "-h" || a == "--help") {
-      std::cout << kUsage;
-      return 0;
-    }
-    if (a == "--insecure-no-auth") {
-      flags[a] = "1";
-      continue;
-    }
-    static const char* kValued[] = {"--spec", "--state-dir", "--grpc-listen", "--http-listen", "--token-file", "--grace-seconds", "--tmp-dir"};
-    // "--flag value" or "--flag=value" (the form pod specs usually use).
-    std::optional<std::string> value;
-    if (size_t eq = a.find('='); eq != std::string::npos) {
-      value = a.substr(eq + 1);
-      a.resize(eq);
-    }
-    bool known = false;
-    for (const char* k : kValued) known = known || a == k;
-    if (!known) return Fail(2, "unknown flag " + a + "\n" + kUsage);
-    if (!value && i + 1 >= argc) return Fail(2, a + " needs a value");
-    flags[a] = value ? *value : argv[++i];
+  auto parsed = ParseFlags(argc, argv,
+                           {"--spec", "--state-dir", "--grpc-listen", "--http-listen", "--token-file",
+                            "--grace-seconds", "--tmp-dir"},
+                           {"--insecure-no-auth"});
+  if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
+  if (parsed->help) {
+    std::cout << kUsage;
+    return 0;
   }
+  const std::map<std::string, std::string>& flags = parsed->values;
   const std::string spec_path = Flag(flags, "--spec", "CARAPACE_SPEC", "");
   const std::string state_dir = Flag(flags, "--state-dir", "CARAPACE_STATE_DIR", "");
   const std::string grpc_addr = Flag(flags, "--grpc-listen", "CARAPACE_GRPC_LISTEN", "0.0.0.0:7070");
