@@ -256,6 +256,7 @@ std::vector<ResourceType> BuiltinTypes() {
       Builtin("", "v1", "namespaces", "Namespace", false, true, {"ns"}),
       Builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false, {"sa"}),
       Builtin("apps", "v1", "statefulsets", "StatefulSet", true, true, {"sts"}),
+      Builtin("apps", "v1", "deployments", "Deployment", true, true, {"deploy"}),  // the operator's own
       Builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
       Builtin("events.k8s.io", "v1", "events", "Event", true, false, {"ev"}),
       Builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true,
