@@ -13,19 +13,11 @@
 
 #include "tests/support/fake_triton.h"  // FakeEmbedding: both doubles embed alike
 
+#include "tests/support/socket_io.h"
+
 namespace carapace::testing {
 
 namespace {
-
-bool SendAll(int fd, const std::string& data) {
-  size_t at = 0;
-  while (at < data.size()) {
-    ssize_t n = ::send(fd, data.data() + at, data.size() - at, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    at += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 std::string Chunk(const std::string& data) {
   char size[32];

@@ -969,6 +969,9 @@ struct KubeApiDouble::Impl {
                const std::string& include) const;
   std::optional<Answer> TakeFault(const kd::HttpRequest& req);
   void Count(const std::string& method, bool is_operator);
+  // Update and UpdateStatus of the in-process API.
+  Result<json> UpdateInProcess(const std::string& api_version, const std::string& plural, const std::string& ns,
+                               const json& object, bool status_only);
 
   KubeApiDoubleOptions options;
   kd::RbacRules rbac;
@@ -1627,24 +1630,22 @@ Result<json> KubeApiDouble::Create(const std::string& api_version, const std::st
 
 Result<json> KubeApiDouble::Update(const std::string& api_version, const std::string& plural, const std::string& ns,
                                    const json& object) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  const ResourceType* t = impl_->FindTypeLocked(api_version, plural);
-  if (!t) return NotFound("the server does not serve " + plural + " in " + api_version);
-  ResourceType type = *t;
-  Answer answer = impl_->UpdateLocked(type, type.namespaced ? NamespaceOf(ns, object) : "", MetaString(object, "name"),
-                                      object, false);
-  if (!answer.ok()) return ToStatus(answer);
-  return answer.body;
+  return impl_->UpdateInProcess(api_version, plural, ns, object, /*status_only=*/false);
 }
 
 Result<json> KubeApiDouble::UpdateStatus(const std::string& api_version, const std::string& plural,
                                          const std::string& ns, const json& object) {
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  const ResourceType* t = impl_->FindTypeLocked(api_version, plural);
+  return impl_->UpdateInProcess(api_version, plural, ns, object, /*status_only=*/true);
+}
+
+Result<json> KubeApiDouble::Impl::UpdateInProcess(const std::string& api_version, const std::string& plural,
+                                                  const std::string& ns, const json& object, bool status_only) {
+  std::lock_guard<std::mutex> lock(mu);
+  const ResourceType* t = FindTypeLocked(api_version, plural);
   if (!t) return NotFound("the server does not serve " + plural + " in " + api_version);
   ResourceType type = *t;
-  Answer answer = impl_->UpdateLocked(type, type.namespaced ? NamespaceOf(ns, object) : "", MetaString(object, "name"),
-                                      object, true);
+  Answer answer = UpdateLocked(type, type.namespaced ? NamespaceOf(ns, object) : "", MetaString(object, "name"),
+                               object, status_only);
   if (!answer.ok()) return ToStatus(answer);
   return answer.body;
 }

@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <cstring>
 
+#include "tests/support/socket_io.h"
+
 namespace carapace::testing::kube_double {
 
 namespace {
@@ -20,16 +22,6 @@ namespace {
 constexpr size_t kMaxHeaderBytes = 1 << 20;
 constexpr size_t kMaxBodyBytes = 64u << 20;
 constexpr int kPollMs = 200;
-
-bool SendAll(int fd, const std::string& data) {
-  size_t at = 0;
-  while (at < data.size()) {
-    ssize_t n = ::send(fd, data.data() + at, data.size() - at, MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    at += static_cast<size_t>(n);
-  }
-  return true;
-}
 
 const char* ReasonPhrase(int code) {
   switch (code) {
