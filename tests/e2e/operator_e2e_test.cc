@@ -22,6 +22,7 @@
 #include "tests/support/kube_api_double.h"
 #include "tests/support/ledger_server.h"
 #include "tests/support/process_kubelet.h"
+#include "tests/support/wait.h"
 #include "tests/support/worker_process.h"
 
 using namespace carapace::testing;
@@ -31,15 +32,6 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kSource = CARAPACE_SOURCE_DIR;
-
-bool WaitFor(const std::function<bool()>& done, int timeout_ms = 30000) {
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (done()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  return done();
-}
 
 // A scripted agent whose steps POST to (side effect) and PUT to (idempotent) a ledger.
 std::string LedgerAgent(const std::string& name, const std::string& ledger_url, int steps, const std::string& extra = "") {

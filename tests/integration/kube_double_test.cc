@@ -21,6 +21,7 @@
 #include "common/manifest.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
+#include "tests/support/repo_files.h"
 
 namespace {
 
@@ -28,6 +29,8 @@ using carapace::testing::ChildProcess;
 using carapace::testing::CommandResult;
 using carapace::testing::KubeApiDouble;
 using carapace::testing::KubeApiDoubleOptions;
+using carapace::testing::LoadYamlAsJson;
+using carapace::testing::ReadText;
 using carapace::testing::TempDir;
 using nlohmann::json;
 
@@ -218,12 +221,6 @@ class WatchStream {
 
 // ---- Fixture ----
 
-json LoadYamlAsJson(const std::string& path) {
-  auto node = carapace::LoadYamlFile(path);
-  REQUIRE(node.ok());
-  return carapace::YamlToJson(*node);
-}
-
 KubeApiDoubleOptions TestOptions() {
   KubeApiDoubleOptions options;
   for (const char* file : {"cluster_role.yaml", "leader_election_role.yaml", "bindings.yaml", "service_account.yaml"}) {
@@ -294,13 +291,6 @@ struct Kubectl {
   }
   TempDir dir;
 };
-
-std::string ReadText(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 }  // namespace
 
