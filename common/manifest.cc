@@ -147,6 +147,10 @@ std::optional<std::string> ObjectReader::String(const std::string& key, bool req
     Error(key, std::string("must be a string, got ") + TypeName(n));
     return std::nullopt;
   }
+  if (errors_->strict_strings() && !YamlToJson(n).is_string()) {
+    Error(key, "must be a string, got " + n.Scalar() + " (quote it)");
+    return std::nullopt;
+  }
   return n.Scalar();
 }
 
@@ -224,7 +228,7 @@ std::optional<std::vector<std::string>> ObjectReader::StringList(const std::stri
   }
   std::vector<std::string> out;
   for (size_t i = 0; i < n.size(); ++i) {
-    if (!n[i].IsScalar()) {
+    if (!n[i].IsScalar() || (errors_->strict_strings() && !YamlToJson(n[i]).is_string())) {
       errors_->Add(n[i], PathOf(key) + "[" + std::to_string(i) + "]", "must be a string");
       continue;
     }

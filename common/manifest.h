@@ -26,12 +26,18 @@ class ManifestErrors {
   bool empty() const { return lines_.empty(); }
   const std::vector<std::string>& lines() const { return lines_; }
   const std::string& file() const { return file_; }
+  // Strings must be strings: a plain scalar that YAML reads as a number, boolean or null
+  // (`goal: 42`) is refused, as the Kubernetes API server refuses it. Off by default for
+  // files that are never Kubernetes objects (chat templates).
+  void set_strict_strings(bool strict) { strict_strings_ = strict; }
+  bool strict_strings() const { return strict_strings_; }
   // kInvalidArgument with one error per line; ok when there are none.
   Status ToStatus() const;
 
  private:
   std::string file_;
   std::vector<std::string> lines_;
+  bool strict_strings_ = false;
 };
 
 // Reads a YAML/JSON file (JSON is read as YAML flow style). Errors: kNotFound or

