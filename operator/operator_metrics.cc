@@ -57,6 +57,10 @@ OperatorMetrics::OperatorMetrics(const std::string& controller)
                  .Register(r).Add({{"name", "carapace-operator"}});
   agentruns_ = &prometheus::BuildGauge().Name("carapace_agentruns").Help("AgentRuns by phase").Register(r);
   for (const char* phase : kPhases) phase_gauges_[phase] = &agentruns_->Add({{"phase", phase}});
+  worker_restarts_ = &prometheus::BuildGauge().Name("carapace_agentrun_worker_restarts")
+                          .Help("Restarts of the worker container in the AgentRun's current pod (its "
+                                "containerStatuses restartCount)")
+                          .Register(r);
 }
 
 void OperatorMetrics::Reconciled(const std::string& result, double seconds) {
@@ -85,6 +89,21 @@ void OperatorMetrics::SetPhases(const std::map<std::string, int>& counts) {
     if (!g) g = &agentruns_->Add({{"phase", phase}});
     g->Set(n);
   }
+}
+
+void OperatorMetrics::SetWorkerRestarts(const std::string& ns, const std::string& agentrun, double restarts) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto& g = restart_gauges_[{ns, agentrun}];
+  if (!g) g = &worker_restarts_->Add({{"namespace", ns}, {"agentrun", agentrun}});
+  g->Set(restarts);
+}
+
+void OperatorMetrics::ForgetWorker(const std::string& ns, const std::string& agentrun) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = restart_gauges_.find({ns, agentrun});
+  if (it == restart_gauges_.end()) return;
+  worker_restarts_->Remove(it->second);
+  restart_gauges_.erase(it);
 }
 
 void OperatorMetrics::Added() { adds_->Increment(); }

@@ -1,13 +1,16 @@
 // The operator's Prometheus metrics, named as controller-runtime names them so existing
 // dashboards and alerts work: reconcile counts and times, work-queue depth, adds, waits,
 // work times and retries, REST requests by code and method, leader status; plus
-// carapace_agentruns{phase}. Every series exists (at 0) from the start.
+// carapace_agentruns{phase}. Every series exists (at 0) from the start, except
+// carapace_agentrun_worker_restarts{namespace,agentrun}, which exists while an AgentRun
+// has a worker pod.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <utility>
 
 #include <prometheus/counter.h>
 #include <prometheus/family.h>
@@ -33,6 +36,11 @@ class OperatorMetrics : public kube::WorkQueueMetrics {
   void SetWorkers(int active, int max);
   // The number of AgentRuns per phase, replacing the previous counts.
   void SetPhases(const std::map<std::string, int>& counts);
+  // The restart count of an AgentRun's worker container, as its pod's status reports it
+  // (a restarting worker resets its own counters, so its crash loop is seen from here).
+  void SetWorkerRestarts(const std::string& ns, const std::string& agentrun, double restarts);
+  // Drops that series: its pod or the AgentRun is gone.
+  void ForgetWorker(const std::string& ns, const std::string& agentrun);
 
   // kube::WorkQueueMetrics
   void Added() override;
@@ -57,8 +65,10 @@ class OperatorMetrics : public kube::WorkQueueMetrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Gauge* leader_;
   prometheus::Family<prometheus::Gauge>* agentruns_;
-  std::mutex mu_;  // requests_ and agentruns_ add series on the fly
+  prometheus::Family<prometheus::Gauge>* worker_restarts_;
+  std::mutex mu_;  // requests_, agentruns_ and worker_restarts_ add series on the fly
   std::map<std::string, prometheus::Gauge*> phase_gauges_;
+  std::map<std::pair<std::string, std::string>, prometheus::Gauge*> restart_gauges_;  // (ns, agentrun)
 };
 
 }  // namespace carapace

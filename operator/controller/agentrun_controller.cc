@@ -44,15 +44,24 @@ AgentRunController::AgentRunController(kube::RestClient* client, OperatorMetrics
   Caches caches;
   caches.agentruns = make(kube::AgentRuns(), "", [this](const std::string& type, const json& o, const json& old) {
     if (WorthReconciling(type, o, old)) queue_.Add(kube::Informer::KeyOf(o));
-    if (type == "DELETED") RecordPhase(kube::Informer::KeyOf(o), "");
+    if (type == "DELETED") {
+      RecordPhase(kube::Informer::KeyOf(o), "");
+      if (metrics_) {
+        metrics_->ForgetWorker(o.value("/metadata/namespace"_json_pointer, std::string()),
+                               o.value("/metadata/name"_json_pointer, std::string()));
+      }
+    }
   });
   auto owned = [this](const std::string&, const json& o, const json&) { EnqueueOwner(o); };
   caches.statefulsets = make(kube::StatefulSets(), kManagedSelector, owned);
   caches.configmaps = make(kube::ConfigMaps(), kManagedSelector, owned);
   caches.services = make(kube::Services(), kManagedSelector, owned);
-  caches.pods = make(kube::Pods(), kManagedSelector, [this](const std::string&, const json& o, const json&) {
+  caches.pods = make(kube::Pods(), kManagedSelector, [this](const std::string& type, const json& o, const json&) {
     const std::string agentrun = o.value("/metadata/labels"_json_pointer, json::object()).value(kAgentRunLabel, "");
-    if (!agentrun.empty()) queue_.Add(o.value("/metadata/namespace"_json_pointer, std::string()) + "/" + agentrun);
+    if (agentrun.empty()) return;
+    const std::string ns = o.value("/metadata/namespace"_json_pointer, std::string());
+    queue_.Add(ns + "/" + agentrun);
+    RecordRestarts(type, ns, agentrun, o);
   });
   reconciler_ = std::make_unique<AgentRunReconciler>(client_, caches, workers, events, options_.reconciler);
 }
@@ -142,6 +151,22 @@ void AgentRunController::Work() {
       --active_;
     }
     queue_.Done(key);
+  }
+}
+
+void AgentRunController::RecordRestarts(const std::string& type, const std::string& ns, const std::string& agentrun,
+                                        const json& pod) {
+  if (!metrics_) return;
+  if (type == "DELETED") {
+    metrics_->ForgetWorker(ns, agentrun);
+    return;
+  }
+  for (const auto& c : pod.value("/status/containerStatuses"_json_pointer, json::array())) {
+    if (!c.is_object()) continue;  // never throw on this informer's thread
+    const auto restarts = c.find("restartCount");
+    if (c.value("name", "") == kWorkerContainer && restarts != c.end() && restarts->is_number()) {
+      metrics_->SetWorkerRestarts(ns, agentrun, restarts->get<double>());
+    }
   }
 }
 

@@ -42,6 +42,9 @@ class AgentRunController {
   void Work();
   void EnqueueOwner(const nlohmann::json& object);
   void RecordPhase(const std::string& key, const std::string& phase);
+  // The worker container's restart count from the pod's status, for crash-loop alerts.
+  void RecordRestarts(const std::string& type, const std::string& ns, const std::string& agentrun,
+                      const nlohmann::json& pod);
 
   kube::RestClient* client_;
   OperatorMetrics* metrics_;

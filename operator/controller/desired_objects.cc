@@ -85,7 +85,7 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
                 {"failureThreshold", failures}};
   };
   json container = {
-      {"name", "worker"},
+      {"name", kWorkerContainer},
       {"image", d.image.empty() ? settings.worker_image : d.image},
       {"imagePullPolicy", "IfNotPresent"},
       {"args", json::array({std::string("--spec=") + kSpecMountDir + "/" + kSpecFileName,

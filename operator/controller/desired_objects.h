@@ -34,6 +34,7 @@ inline constexpr char kTokenMountDir[] = "/etc/carapace/control";
 inline constexpr char kTokenKey[] = "token";
 inline constexpr char kStateMountDir[] = "/var/lib/carapace";
 inline constexpr char kStateVolume[] = "state";
+inline constexpr char kWorkerContainer[] = "worker";  // the pod's one container
 inline constexpr char kSpecHashAnnotation[] = "carapace.dev/spec-hash";
 inline constexpr char kAgentRunLabel[] = "carapace.dev/agentrun";
 inline constexpr char kFinalizer[] = "carapace.dev/cleanup";
