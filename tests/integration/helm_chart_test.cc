@@ -1,0 +1,457 @@
+// charts/carapace: `helm lint` passes and bad values fail naming the value; `helm template`
+// renders what the values ask for; the chart's RBAC, CRD and alert rules are the
+// repository's own files (through symlinks, also in `helm package`); and the rendered chart,
+// applied to the API double, runs the operator as its service account under exactly the
+// rendered ClusterRole and Role, reconciling an AgentRun.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include <yaml-cpp/yaml.h>
+
+#include "common/manifest.h"
+#include "tests/integration/deploy_install.h"
+#include "tests/support/repo_files.h"
+
+using namespace carapace::testing;
+using Catch::Matchers::ContainsSubstring;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kSource = CARAPACE_SOURCE_DIR;
+const std::string kChart = kSource + "/charts/carapace";
+const std::string kNamespace = "carapace-system";
+
+// Helm; with `home` (for install), its cache, config and data go there, never to the
+// user's, and it installs with the memory release driver, which creates no objects. (A real
+// install into the API double cannot work: Helm's release store speaks protobuf.)
+CommandResult Helm(std::vector<std::string> args, const std::string& home = "") {
+  args.insert(args.begin(), HELM_BIN);
+  std::map<std::string, std::string> env;
+  if (!home.empty()) {
+    std::ofstream(home + "/releases.yaml");  // the memory driver starts from this (empty) file
+    env.insert({{"HELM_DRIVER", "memory"},
+                {"HELM_CACHE_HOME", home + "/cache"},
+                {"HELM_CONFIG_HOME", home + "/config"},
+                {"HELM_DATA_HOME", home + "/data"},
+                {"HELM_MEMORY_DRIVER_DATA", home + "/releases.yaml"}});
+  }
+  ChildProcess helm(args, env);
+  return helm.Wait(120000);
+}
+
+// `helm template` of the chart as release `carapace` in carapace-system; REQUIREs success.
+std::vector<json> Render(std::vector<std::string> extra, const std::string& chart = kChart) {
+  std::vector<std::string> args = {"template", "carapace", chart, "--namespace", kNamespace};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CommandResult r = Helm(args);
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return ParseYamlDocs(r.out);
+}
+
+// A copy, so that reading a field the object lacks gives null rather than undefined behaviour.
+json Find(const std::vector<json>& docs, const std::string& kind, const std::string& name = "") {
+  for (const auto& d : docs) {
+    if (d.value("kind", "") == kind && (name.empty() || d["metadata"].value("name", "") == name)) return d;
+  }
+  FAIL_CHECK("no " << kind << " " << name << " in the render");
+  return json::object();
+}
+
+size_t Count(const std::vector<json>& docs, const std::string& kind) {
+  return std::count_if(docs.begin(), docs.end(), [&](const json& d) { return d.value("kind", "") == kind; });
+}
+
+std::vector<std::string> Args(json deployment) {
+  return deployment["spec"]["template"]["spec"]["containers"][0]["args"].get<std::vector<std::string>>();
+}
+
+bool Has(const std::vector<std::string>& list, const std::string& item) {
+  return std::find(list.begin(), list.end(), item) != list.end();
+}
+
+std::string ChartAppVersion() { return LoadYamlAsJson(kChart + "/Chart.yaml")["appVersion"].get<std::string>(); }
+
+// Pod Security `restricted` for one pod spec: non-root, RuntimeDefault seccomp, and each
+// container without privilege escalation and with every capability dropped.
+void CheckRestricted(const json& pod) {
+  INFO(pod.dump(2));
+  const json& psc = pod.value("securityContext", json::object());
+  CHECK(psc.value("runAsNonRoot", false));
+  CHECK(psc.value("runAsUser", 0) != 0);
+  CHECK(psc.value("seccompProfile", json::object()).value("type", "") == "RuntimeDefault");
+  CHECK_FALSE(pod.value("hostNetwork", false));
+  CHECK_FALSE(pod.value("hostPID", false));
+  for (const auto& c : pod.value("containers", json::array())) {
+    const json& sc = c.value("securityContext", json::object());
+    CHECK(sc.value("allowPrivilegeEscalation", true) == false);
+    CHECK(sc.value("readOnlyRootFilesystem", false));
+    CHECK_FALSE(sc.value("privileged", false));
+    CHECK(sc.value("capabilities", json::object()).value("drop", json::array()) == json::array({"ALL"}));
+    CHECK_FALSE(sc.value("capabilities", json::object()).contains("add"));
+  }
+}
+
+// deploy/monitoring/dashboards/*.json: the chart's dashboards ConfigMap has one key per file.
+std::vector<std::string> DashboardFiles() {
+  std::vector<std::string> files;
+  const fs::path dir = kSource + "/deploy/monitoring/dashboards";
+  if (!fs::is_directory(dir)) return files;
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() == ".json") files.push_back(e.path().filename().string());
+  }
+  std::sort(files.begin(), files.end());
+  return files;
+}
+
+// Values that turn every option on and set each knob away from its default.
+std::string WriteAllOptionsValues(const TempDir& dir) {
+  const std::string path = dir.Sub("all.yaml");
+  std::ofstream(path) << R"(replicaCount: 2
+image: {repository: registry.example/carapace-operator, tag: "9.9.9", pullPolicy: Always}
+workerImage: {repository: registry.example/carapace-worker, tag: "9.9.8"}
+imagePullSecrets: [{name: regcred}]
+operator:
+  workers: 5
+  qps: 40
+  burst: 60
+  statusIntervalSeconds: 20
+  leaseSeconds: 30
+  watchNamespace: agents
+  logLevel: debug
+  extraArgs: ["--no-queue-rate-limit"]
+serviceAccount: {create: true, name: carapace-sa, annotations: {iam.example/role: carapace}}
+podAnnotations: {example.com/scrape: "no"}
+podLabels: {team: agents}
+nodeSelector: {kubernetes.io/os: linux, pool: system}
+tolerations: [{key: dedicated, operator: Equal, value: system, effect: NoSchedule}]
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector: {matchLabels: {app.kubernetes.io/name: carapace-operator}}
+priorityClassName: system-cluster-critical
+resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 512Mi}}
+monitoring:
+  serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
+  podMonitor: {enabled: true, interval: 20s, labels: {release: prometheus}}
+  prometheusRule: {enabled: true, labels: {release: prometheus}}
+  dashboards: {enabled: true, labelKey: grafana_dashboard, labelValue: "1", namespace: monitoring, folder: Carapace}
+)";
+  return path;
+}
+
+}  // namespace
+
+TEST_CASE("helm lint passes on the chart, with defaults and with every option on", "[deploy][helm]") {
+  TempDir dir;
+  const std::string all = WriteAllOptionsValues(dir);
+  for (const std::vector<std::string>& extra :
+       {std::vector<std::string>{}, {"--strict"}, {"--strict", "--values", all}}) {
+    std::vector<std::string> args = {"lint", kChart};
+    args.insert(args.end(), extra.begin(), extra.end());
+    CommandResult r = Helm(args);
+    INFO(r.out << r.err);
+    CHECK(r.exit_code == 0);
+    CHECK_THAT(r.out, ContainsSubstring("0 chart(s) failed"));
+  }
+}
+
+TEST_CASE("bad values fail helm lint and helm template, naming the value", "[deploy][helm]") {
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"replicaCount=abc", "replicaCount"},
+      {"replicaCount=-1", "replicaCount"},
+      {"operator.workers=-3", "operator.workers"},
+      {"operator.workers=65", "operator.workers"},
+      {"operator.qps=-1", "operator.qps"},
+      {"operator.logLevel=loud", "operator.logLevel"},
+      {"image.pullPolicy=Sometimes", "image.pullPolicy"},
+      {"noSuchKey=1", "noSuchKey"},
+      {"operator.noSuchFlag=1", "noSuchFlag"},
+      {"monitoring.serviceMonitor.enabled=maybe", "monitoring.serviceMonitor.enabled"},
+  };
+  for (const auto& [set, named] : bad) {
+    for (const char* command : {"lint", "template"}) {
+      CommandResult r = Helm({command, kChart, "--set", set});
+      INFO(command << " --set " << set << "\n" << r.out << r.err);
+      CHECK(r.exit_code != 0);
+      CHECK_THAT(r.out + r.err, ContainsSubstring(named));
+    }
+  }
+  // Without its ServiceAccount the chart needs the name of one.
+  CommandResult r = Helm({"template", kChart, "--set", "serviceAccount.create=false"});
+  CHECK(r.exit_code != 0);
+  CHECK_THAT(r.err, ContainsSubstring("serviceAccount.name"));
+}
+
+TEST_CASE("helm template with defaults renders the operator as deploy/default has it", "[deploy][helm]") {
+  const std::vector<json> docs = Render({"--include-crds"});
+  CHECK(Count(docs, "CustomResourceDefinition") == 1);
+  CHECK(Find(docs, "CustomResourceDefinition") == LoadYamlAsJson(kSource + "/crds/carapace.dev_agentruns.yaml"));
+  for (const char* kind : {"ServiceMonitor", "PodMonitor", "PrometheusRule"}) CHECK(Count(docs, kind) == 0);
+  CHECK(Count(docs, "ConfigMap") == 0);  // no dashboards
+
+  json deployment = Find(docs, "Deployment", "carapace-operator");
+  CHECK(deployment["metadata"]["namespace"] == kNamespace);
+  CHECK(deployment["spec"]["replicas"] == 1);
+  json pod = deployment["spec"]["template"]["spec"];
+  CHECK(pod["serviceAccountName"] == "carapace-operator");
+  json container = pod["containers"][0];
+  CHECK(container["image"] == "ghcr.io/carapace-dev/carapace-operator:" + ChartAppVersion());
+  const auto args = Args(deployment);
+  CHECK(Has(args, "--leader-elect"));
+  CHECK(Has(args, "--lease-namespace=" + kNamespace));
+  CHECK(Has(args, "--http-listen=0.0.0.0:8081"));
+  CHECK(Has(args, "--worker-image=ghcr.io/carapace-dev/carapace-worker:" + ChartAppVersion()));
+  CHECK(Has(args, "--workers=2"));
+  CHECK(container["ports"] == json::parse(R"([{"name": "http", "containerPort": 8081, "protocol": "TCP"}])"));
+  CHECK(container["livenessProbe"]["httpGet"] == json::parse(R"({"path": "/healthz", "port": "http"})"));
+  CHECK(container["readinessProbe"]["httpGet"] == json::parse(R"({"path": "/readyz", "port": "http"})"));
+  CHECK(pod["securityContext"]["runAsUser"] == 65532);
+  CheckRestricted(pod);
+  for (const char* absent : {"nodeSelector", "tolerations", "affinity", "imagePullSecrets", "priorityClassName"}) {
+    CHECK_FALSE(pod.contains(absent));
+  }
+
+  // The metrics Service selects the operator's pods on the http port.
+  json service = Find(docs, "Service", "carapace-operator-metrics");
+  CHECK(service["spec"]["ports"] ==
+        json::parse(R"([{"name": "http", "port": 8081, "targetPort": "http", "protocol": "TCP"}])"));
+  for (const auto& [key, value] : service["spec"]["selector"].items()) {
+    CHECK(deployment["spec"]["template"]["metadata"]["labels"].value(key, "") == value);
+  }
+  CHECK(service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]);
+
+  // helm test: a hook pod that asks /readyz of that Service, itself restricted.
+  json test = Find(docs, "Pod");
+  CHECK(test["metadata"]["annotations"]["helm.sh/hook"] == "test");
+  CHECK(test["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded");
+  CheckRestricted(test["spec"]);
+  CHECK_THAT(test["spec"]["containers"][0]["command"].dump(),
+             ContainsSubstring("http://carapace-operator-metrics." + kNamespace + ".svc:8081/readyz"));
+
+  // The bindings give the roles to the chart's service account.
+  const json subject = {{"kind", "ServiceAccount"}, {"name", "carapace-operator"}, {"namespace", kNamespace}};
+  json crb = Find(docs, "ClusterRoleBinding");
+  CHECK(crb["roleRef"]["name"] == Find(docs, "ClusterRole")["metadata"]["name"]);
+  CHECK(crb["subjects"] == json::array({subject}));
+  json rb = Find(docs, "RoleBinding");
+  CHECK(rb["metadata"]["namespace"] == kNamespace);
+  CHECK(rb["roleRef"]["name"] == Find(docs, "Role")["metadata"]["name"]);
+  CHECK(rb["subjects"] == json::array({subject}));
+  CHECK(Find(docs, "Role")["metadata"]["namespace"] == kNamespace);
+}
+
+TEST_CASE("the chart's ClusterRole and Role have deploy/rbac's rules", "[deploy][helm]") {
+  const std::vector<json> docs = Render({});
+  CHECK(Count(docs, "ClusterRole") == 1);
+  CHECK(Count(docs, "Role") == 1);
+  CHECK(Find(docs, "ClusterRole")["rules"] == LoadYamlAsJson(kSource + "/deploy/rbac/cluster_role.yaml")["rules"]);
+  CHECK(Find(docs, "Role")["rules"] == LoadYamlAsJson(kSource + "/deploy/rbac/leader_election_role.yaml")["rules"]);
+  // rbac.create=false leaves them (and their bindings) to someone else.
+  const std::vector<json> none = Render({"--set", "rbac.create=false"});
+  for (const char* kind : {"ClusterRole", "Role", "ClusterRoleBinding", "RoleBinding"}) CHECK(Count(none, kind) == 0);
+}
+
+TEST_CASE("helm template with every option on carries each one", "[deploy][helm]") {
+  TempDir dir;
+  const std::vector<std::string> dashboards = DashboardFiles();
+  REQUIRE_FALSE(dashboards.empty());
+  const std::vector<json> docs = Render({"--values", WriteAllOptionsValues(dir)});
+
+  json deployment = Find(docs, "Deployment", "carapace-operator");
+  CHECK(deployment["spec"]["replicas"] == 2);
+  json pod = deployment["spec"]["template"]["spec"];
+  json container = pod["containers"][0];
+  CHECK(container["image"] == "registry.example/carapace-operator:9.9.9");
+  CHECK(container["imagePullPolicy"] == "Always");
+  const auto args = Args(deployment);
+  for (const char* arg : {"--leader-elect", "--worker-image=registry.example/carapace-worker:9.9.8", "--workers=5",
+                          "--qps=40", "--burst=60", "--status-interval-seconds=20", "--lease-seconds=30",
+                          "--namespace=agents", "--no-queue-rate-limit"}) {
+    CHECK(Has(args, arg));
+  }
+  CHECK(Has(args, "--lease-namespace=" + kNamespace));
+  CHECK(container["env"] == json::parse(R"([{"name": "CARAPACE_LOG_LEVEL", "value": "debug"}])"));
+  CHECK(container["resources"]["limits"]["memory"] == "512Mi");
+  CHECK(pod["serviceAccountName"] == "carapace-sa");
+  CHECK(Find(docs, "ServiceAccount", "carapace-sa")["metadata"]["annotations"]["iam.example/role"] == "carapace");
+  CHECK(Find(docs, "ClusterRoleBinding")["subjects"][0]["name"] == "carapace-sa");
+  CHECK(Find(docs, "RoleBinding")["subjects"][0]["name"] == "carapace-sa");
+  CHECK(pod["nodeSelector"] == json::parse(R"({"kubernetes.io/os": "linux", "pool": "system"})"));
+  CHECK(pod["tolerations"] ==
+        json::parse(R"([{"key": "dedicated", "operator": "Equal", "value": "system", "effect": "NoSchedule"}])"));
+  CHECK(pod["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0]["weight"] == 100);
+  CHECK(pod["imagePullSecrets"] == json::parse(R"([{"name": "regcred"}])"));
+  CHECK(pod["priorityClassName"] == "system-cluster-critical");
+  json meta = deployment["spec"]["template"]["metadata"];
+  CHECK(meta["annotations"]["example.com/scrape"] == "no");
+  CHECK(meta["labels"]["team"] == "agents");
+  for (const auto& [key, value] : deployment["spec"]["selector"]["matchLabels"].items()) {
+    CHECK(meta["labels"].value(key, "") == value);
+  }
+  CheckRestricted(pod);
+
+  // The ServiceMonitor scrapes the metrics Service's http port as
+  // deploy/monitoring/servicemonitor.yaml does.
+  json sm = Find(docs, "ServiceMonitor");
+  CHECK(sm["metadata"]["labels"]["release"] == "prometheus");
+  CHECK(sm["spec"]["namespaceSelector"]["matchNames"] == json::array({kNamespace}));
+  json service = Find(docs, "Service", "carapace-operator-metrics");
+  for (const auto& [key, value] : sm["spec"]["selector"]["matchLabels"].items()) {
+    CHECK(service["metadata"]["labels"].value(key, "") == value);
+  }
+  CHECK(sm["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]);
+  CHECK(sm["spec"]["endpoints"][0]["path"] == "/metrics");
+  json sm_endpoints = LoadYamlAsJson(kSource + "/deploy/monitoring/servicemonitor.yaml")["spec"]["endpoints"];
+  for (auto& e : sm_endpoints) e["interval"] = "15s";
+  CHECK(sm["spec"]["endpoints"] == sm_endpoints);
+
+  // The PodMonitor: every namespace, the workers' labels and port (checked against the
+  // operator's real StatefulSet in the API-double test below).
+  json pm = Find(docs, "PodMonitor");
+  CHECK(pm["metadata"]["labels"]["release"] == "prometheus");
+  CHECK(pm["spec"]["namespaceSelector"] == json::parse(R"({"any": true})"));
+  CHECK(pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "carapace-worker");
+  CHECK(pm["spec"]["podMetricsEndpoints"][0]["port"] == "http");
+  CHECK(pm["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics");
+  json pm_source = LoadYamlAsJson(kSource + "/deploy/monitoring/podmonitor.yaml")["spec"];
+  for (auto& e : pm_source["podMetricsEndpoints"]) e["interval"] = "20s";
+  CHECK(pm["spec"]["selector"] == pm_source["selector"]);
+  CHECK(pm["spec"]["podMetricsEndpoints"] == pm_source["podMetricsEndpoints"]);
+
+  // The PrometheusRule is deploy/monitoring/alerts.yaml's spec.
+  json rule = Find(docs, "PrometheusRule");
+  CHECK(rule["metadata"]["labels"]["release"] == "prometheus");
+  CHECK(rule["metadata"]["namespace"] == kNamespace);
+  CHECK(rule["spec"] == LoadYamlAsJson(kSource + "/deploy/monitoring/alerts.yaml")["spec"]);
+
+  // The dashboards: one ConfigMap, a key per deploy/monitoring/dashboards/*.json.
+  json cm = Find(docs, "ConfigMap", "carapace-dashboards");
+  CHECK(cm["metadata"]["namespace"] == "monitoring");
+  CHECK(cm["metadata"]["labels"]["grafana_dashboard"] == "1");
+  CHECK(cm["metadata"]["annotations"]["grafana_folder"] == "Carapace");
+  std::vector<std::string> keys;
+  for (const auto& [key, value] : cm["data"].items()) {
+    keys.push_back(key);
+    CHECK(json::parse(value.get<std::string>()) ==
+          json::parse(ReadText(kSource + "/deploy/monitoring/dashboards/" + key)));
+  }
+  CHECK(keys == dashboards);
+}
+
+TEST_CASE("helm package resolves the symlinks into the archive", "[deploy][helm]") {
+  TempDir dir;
+  CommandResult packaged = Helm({"package", kChart, "--destination", dir.path()});
+  INFO(packaged.out << packaged.err);
+  REQUIRE(packaged.exit_code == 0);
+  const std::string archive = dir.Sub("carapace-" + LoadYamlAsJson(kChart + "/Chart.yaml")["version"].get<std::string>() +
+                                      ".tgz");
+  REQUIRE(fs::exists(archive));
+  CommandResult listing = RunCommand({"/usr/bin/tar", "-tvzf", archive});
+  REQUIRE(listing.exit_code == 0);
+  INFO(listing.out);
+  std::istringstream lines(listing.out);
+  for (std::string line; std::getline(lines, line);) CHECK(line.rfind('-', 0) == 0);  // plain files only
+  CHECK_THAT(listing.out, !ContainsSubstring("kustomization.yaml"));  // .helmignore
+
+  REQUIRE(RunCommand({"/usr/bin/tar", "-xzf", archive, "-C", dir.path()}).exit_code == 0);
+  const std::string unpacked = dir.Sub("carapace");
+  CHECK(ReadText(unpacked + "/crds/carapace.dev_agentruns.yaml") ==
+        ReadText(kSource + "/crds/carapace.dev_agentruns.yaml"));
+  for (const char* file : {"cluster_role.yaml", "leader_election_role.yaml"}) {
+    CHECK(ReadText(unpacked + "/files/rbac/" + file) == ReadText(kSource + "/deploy/rbac/" + file));
+  }
+  for (const char* file : {"alerts.yaml", "servicemonitor.yaml", "podmonitor.yaml"}) {
+    CHECK(ReadText(unpacked + "/files/monitoring/" + file) == ReadText(kSource + "/deploy/monitoring/" + file));
+  }
+  for (const auto& name : DashboardFiles()) {
+    CHECK(ReadText(unpacked + "/files/monitoring/dashboards/" + name) ==
+          ReadText(kSource + "/deploy/monitoring/dashboards/" + name));
+  }
+  // The archive renders exactly what the source directory does.
+  const std::vector<std::string> options = {"--include-crds", "--set",
+                                            "monitoring.prometheusRule.enabled=true,monitoring.serviceMonitor.enabled=true,"
+                                            "monitoring.podMonitor.enabled=true,monitoring.dashboards.enabled=true"};
+  CHECK(Render(options, archive) == Render(options));
+}
+
+TEST_CASE("the rendered chart installs on the API double and the operator reconciles under its RBAC",
+          "[deploy][helm]") {
+  TempDir dir;
+  // What `helm install` creates (the CRD from crds/, no test hooks), applied with kubectl.
+  CommandResult rendered = Helm({"template", "carapace", kChart, "--namespace", kNamespace, "--include-crds",
+                                 "--skip-tests"});
+  INFO(rendered.err);
+  REQUIRE(rendered.exit_code == 0);
+  std::ofstream(dir.Sub("install.yaml")) << rendered.out;
+  // The double enforces the rendered roles, not deploy/rbac's.
+  YAML::Emitter roles;
+  for (const auto& node : YAML::LoadAll(rendered.out)) {
+    if (node.IsMap() && node["kind"] && (node["kind"].as<std::string>() == "ClusterRole" ||
+                                         node["kind"].as<std::string>() == "Role")) {
+      roles << node;
+    }
+  }
+  std::ofstream(dir.Sub("rbac.yaml")) << roles.c_str();
+  std::vector<json> rbac = ParseYamlDocs(ReadText(dir.Sub("rbac.yaml")));
+  REQUIRE(rbac.size() == 2);
+
+  InstallCluster cluster({dir.Sub("rbac.yaml")}, kNamespace);
+  // `helm install --create-namespace`: the chart does not own its namespace.
+  REQUIRE(cluster.api().Create("v1", "namespaces", "", {{"metadata", {{"name", kNamespace}}}}).ok());
+  CommandResult applied = cluster.Kubectl({"apply", "-f", dir.Sub("install.yaml")});
+  INFO(applied.out << applied.err);
+  REQUIRE(applied.exit_code == 0);
+  CHECK(cluster.api().Get("apiextensions.k8s.io/v1", "customresourcedefinitions", "", "agentruns.carapace.dev").ok());
+  CHECK(cluster.api().Get("v1", "services", kNamespace, "carapace-operator-metrics").ok());
+
+  const json statefulset = cluster.RunOperatorAsDeployed("carapace-operator");
+  REQUIRE_FALSE(statefulset.is_null());
+  // The chart's default worker image reached the worker.
+  json worker = statefulset["spec"]["template"]["spec"]["containers"][0];
+  CHECK(worker["image"] == "ghcr.io/carapace-dev/carapace-worker:" + ChartAppVersion());
+
+  // The PodMonitor selects the worker pods the operator makes, on a port they have.
+  json pm = Find(Render({"--set", "monitoring.podMonitor.enabled=true"}), "PodMonitor");
+  for (const auto& [key, value] : pm["spec"]["selector"]["matchLabels"].items()) {
+    CHECK(statefulset["spec"]["template"]["metadata"]["labels"].value(key, "") == value);
+  }
+  std::set<std::string> ports;
+  for (const auto& p : worker["ports"]) ports.insert(p["name"].get<std::string>());
+  CHECK(ports.count(pm["spec"]["podMetricsEndpoints"][0]["port"].get<std::string>()) == 1);
+  // Its relabeling reads the pod label the operator sets.
+  const auto source_label = pm["spec"]["podMetricsEndpoints"][0]["relabelings"][0]["sourceLabels"][0].get<std::string>();
+  CHECK(source_label == "__meta_kubernetes_pod_label_carapace_dev_agentrun");
+  CHECK(statefulset["spec"]["template"]["metadata"]["labels"].contains("carapace.dev/agentrun"));
+}
+
+TEST_CASE("helm install prints what to do next", "[deploy][helm]") {
+  // With the memory release driver Helm installs into a printing fake client: enough for
+  // the NOTES, which are rendered only on install. It still asks a server for its version
+  // (and checks kubeVersion against it): the API double answers.
+  TempDir home;
+  InstallCluster cluster({kSource + "/deploy/rbac/cluster_role.yaml"}, kNamespace);
+  CommandResult installed = Helm({"install", "carapace", kChart, "--kubeconfig", cluster.admin_kubeconfig(),
+                                  "--namespace", kNamespace, "--set", "monitoring.podMonitor.enabled=true"},
+                                 home.path());
+  INFO(installed.out << installed.err);
+  REQUIRE(installed.exit_code == 0);
+  for (const char* next : {"rollout status deployment/carapace-operator", "helm test carapace",
+                           "kubectl apply -f examples/hello.yaml", "kubectl get ar -w",
+                           "http://carapace-operator-metrics.carapace-system.svc:8081/metrics",
+                           "PodMonitor carapace-system/carapace-workers",
+                           "kubectl apply --server-side -f crds/carapace.dev_agentruns.yaml"}) {
+    CHECK_THAT(installed.out, ContainsSubstring(next));
+  }
+}
