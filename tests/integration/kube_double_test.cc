@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
 #include <chrono>
 #include <fstream>
 #include <map>
@@ -341,6 +342,44 @@ TEST_CASE("kubectl installs the AgentRun CRD and applies, gets, lists, updates a
   auto missing = kubectl.Run({"get", "ar", "hello"});
   CHECK(missing.exit_code != 0);
   CHECK(missing.err.find("agentruns.carapace.dev \"hello\" not found") != std::string::npos);
+}
+
+// The CRD is the user's reference: `kubectl explain` reads its schema from the OpenAPI v3
+// document the server publishes for the group-version (the double publishes it as the real
+// server does). Every field of spec.budget is listed with its type and its description.
+TEST_CASE("kubectl explain reads the AgentRun CRD's field descriptions", "[kubectl][crd]") {
+  ApiServer server;
+  Kubectl kubectl(server.api);
+  REQUIRE(kubectl.Run({"apply", "-f", kSource + "/crds/carapace.dev_agentruns.yaml"}).exit_code == 0);
+
+  const json crd = LoadYamlAsJson(kSource + "/crds/carapace.dev_agentruns.yaml");
+  const json budget =
+      crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["budget"];
+  REQUIRE(budget["properties"].size() >= 4);
+  auto explained = kubectl.Run({"explain", "agentrun.spec.budget"});
+  INFO(explained.out << explained.err);
+  REQUIRE(explained.exit_code == 0);
+  // kubectl re-wraps descriptions, so compare word sequences.
+  auto words = [](const std::string& text) {
+    std::istringstream in(text);
+    std::string all, w;
+    while (in >> w) all += w + " ";
+    return all;
+  };
+  const std::string out = words(explained.out);
+  CHECK_THAT(out, Catch::Matchers::ContainsSubstring(words(budget["description"].get<std::string>())));
+  for (const auto& [field, schema] : budget["properties"].items()) {
+    CHECK_THAT(out, Catch::Matchers::ContainsSubstring(field + " <" + schema["type"].get<std::string>() + ">"));
+    CHECK_THAT(out, Catch::Matchers::ContainsSubstring(words(schema["description"].get<std::string>())));
+  }
+
+  // --recursive lists every field of the spec, nested ones included.
+  auto tree = kubectl.Run({"explain", "agentrun.spec", "--recursive"});
+  REQUIRE(tree.exit_code == 0);
+  for (const char* field : {"instructions", "maxSteps", "fallbacks", "circuitBreaker", "secretKeyRef", "allowedHosts",
+                            "requireApprovalFor", "heartbeatSeconds", "storageClassName", "whenDeleted"}) {
+    CHECK_THAT(tree.out, Catch::Matchers::ContainsSubstring(field));
+  }
 }
 
 TEST_CASE("kubectl wait returns once a Ready condition is set through the status subresource", "[kubectl]") {

@@ -15,6 +15,7 @@
 #include <optional>
 #include <random>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <unordered_map>
 
@@ -42,6 +43,7 @@ struct ResourceType {
   bool has_status = false;  // a status subresource: the main resource ignores .status
   std::vector<std::string> short_names, categories;
   json printer_columns = json::array();  // a CRD's additionalPrinterColumns
+  json schema;                           // a CRD version's openAPIV3Schema (kubectl explain)
   std::string crd_name;                  // set for custom resources
 
   std::string GroupVersion() const { return group.empty() ? version : group + "/" + version; }
@@ -388,6 +390,7 @@ struct KubeApiDouble::Impl {
       t.short_names = names.value("shortNames", std::vector<std::string>{});
       t.categories = names.value("categories", std::vector<std::string>{});
       t.printer_columns = v.value("additionalPrinterColumns", json::array());
+      t.schema = v.value("/schema/openAPIV3Schema"_json_pointer, json());
       t.crd_name = name;
       if (t.version.empty() || t.plural.empty() || t.kind.empty()) continue;
       types[t.GroupVersion()][t.plural] = t;
@@ -1125,12 +1128,25 @@ std::optional<Answer> KubeApiDouble::Impl::Discovery(const std::vector<std::stri
 // Just enough OpenAPI v3 for kubectl: each group-version's document lists the PATCH of every
 // resource with the fieldValidation parameter, so kubectl leaves validation to the server
 // (which accepts everything) instead of asking for a full schema. No request bodies are
-// described, so kubectl builds strategic merge patches from its compiled-in types.
+// described, so kubectl builds strategic merge patches from its compiled-in types. A custom
+// resource's schema is published as the real server publishes it (named by reversed group,
+// version and kind, tagged with its GVK), which is what `kubectl explain` reads.
 json KubeApiDouble::Impl::OpenApiDocLocked(const std::string& gv) const {
   json paths = json::object();
+  json schemas = json::object();
   auto g = types.find(gv);
   if (g == types.end()) return paths;
   for (const auto& [plural, t] : g->second) {
+    if (t.schema.is_object()) {
+      std::vector<std::string> labels;  // carapace.dev -> dev.carapace
+      std::stringstream group(t.group);
+      for (std::string label; std::getline(group, label, '.');) labels.insert(labels.begin(), label);
+      std::string reversed;
+      for (const auto& label : labels) reversed += (reversed.empty() ? "" : ".") + label;
+      json schema = t.schema;
+      schema["x-kubernetes-group-version-kind"] = json::array({{{"group", t.group}, {"version", t.version}, {"kind", t.kind}}});
+      schemas[reversed + "." + t.version + "." + t.kind] = schema;
+    }
     std::string prefix =
         (t.group.empty() ? "/api/" : "/apis/") + gv + (t.namespaced ? "/namespaces/{namespace}/" : "/");
     json gvk = {{"group", t.group}, {"version", t.version}, {"kind", t.kind}};
@@ -1143,7 +1159,9 @@ json KubeApiDouble::Impl::OpenApiDocLocked(const std::string& gv) const {
         {"get", {{"x-kubernetes-group-version-kind", gvk}, {"responses", responses}}},
         {"patch", {{"x-kubernetes-group-version-kind", gvk}, {"parameters", params}, {"responses", responses}}}};
   }
-  return {{"openapi", "3.0.0"}, {"info", {{"title", "Kubernetes"}, {"version", "v1.32.0"}}}, {"paths", paths}};
+  json doc = {{"openapi", "3.0.0"}, {"info", {{"title", "Kubernetes"}, {"version", "v1.32.0"}}}, {"paths", paths}};
+  if (!schemas.empty()) doc["components"] = {{"schemas", schemas}};
+  return doc;
 }
 
 std::optional<Answer> KubeApiDouble::Impl::OpenApiV3(const std::vector<std::string>& segs) const {
