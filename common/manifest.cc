@@ -2,6 +2,7 @@
 #include "common/manifest.h"
 
 #include <algorithm>
+#include <optional>
 #include <regex>
 #include <sstream>
 
@@ -92,6 +93,12 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
   return s;
 }
 
+size_t Utf8Length(std::string_view s) {
+  // Every byte but a continuation byte (10xxxxxx) starts a code point.
+  return static_cast<size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
 namespace {
 const char* TypeName(const YAML::Node& n) {
   switch (n.Type()) {
@@ -171,12 +178,21 @@ std::optional<int64_t> ObjectReader::Int(const std::string& key, int64_t min, in
   known_.insert(key);
   if (!Has(key)) return std::nullopt;
   nlohmann::json j = YamlToJson(node_[key]);
-  if (!j.is_number_integer()) {
+  // kube-openapi's `type: integer` takes a JSON number with an integral value (50.0), and
+  // kubectl sends 50.0 as 50 anyway; range checks happen on the double first, so no cast overflows.
+  const bool integral_float =
+      j.is_number_float() && std::isfinite(j.get<double>()) && j.get<double>() == std::floor(j.get<double>());
+  if (!j.is_number_integer() && !integral_float) {
     Error(key, "must be an integer, got " + (node_[key].IsScalar() ? "\"" + node_[key].Scalar() + "\""
                                                                    : std::string(TypeName(node_[key]))));
     return std::nullopt;
   }
-  int64_t v = j.get<int64_t>();
+  if (integral_float && (j.get<double>() < static_cast<double>(min) || j.get<double>() > static_cast<double>(max))) {
+    Error(key, j.get<double>() < static_cast<double>(min) ? "must be >= " + std::to_string(min)
+                                                          : "must be <= " + std::to_string(max));
+    return std::nullopt;
+  }
+  int64_t v = integral_float ? static_cast<int64_t>(j.get<double>()) : j.get<int64_t>();
   if (v < min) {
     Error(key, "must be >= " + std::to_string(min));
     return std::nullopt;

@@ -7,6 +7,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -49,6 +50,9 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name);
 // (null, true/false, integers, floats; everything else and quoted scalars are strings).
 nlohmann::json YamlToJson(const YAML::Node& node);
 
+// The number of code points of UTF-8 text: what the API server's maxLength counts.
+size_t Utf8Length(std::string_view s);
+
 // Strict reader of one YAML mapping at `path`. Each getter marks its key as known; Finish()
 // reports every key that no getter asked for ("unknown field"). Wrong types and out-of-range
 // values are reported to `errors` and the getter returns the default.
@@ -64,6 +68,8 @@ class ObjectReader {
   std::optional<std::string> String(const std::string& key, bool required = false);
   // Must be one of `allowed`; the error lists them.
   std::optional<std::string> Enum(const std::string& key, const std::vector<std::string>& allowed);
+  // An integer, or a float with an integral value (50.0, 5e1), as the API server accepts it
+  // for `type: integer`; min <= v <= max.
   std::optional<int64_t> Int(const std::string& key, int64_t min, int64_t max);
   // Integer or decimal, min <= v <= max.
   std::optional<double> Number(const std::string& key, double min, double max);

@@ -22,19 +22,25 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 OUTPUT = os.path.join(HERE, "carapace.dev_agentruns.yaml")
 
 # Shapes the parser checks with a regular expression. RE2 (the API server) and Python's re
-# (the test's validator) both read them; keep to the syntax they share.
+# (the test's validator) both read them, and std::regex reads the parser's copies; keep to
+# the syntax all three share. No \s, \S, \d or \w: RE2's \s is [\t\n\f\r ], Python's also
+# matches \v and Unicode spaces (U+00A0), std::regex's \v; so whitespace is spelled out as
+# SPACE (crd_validate.py --lint refuses the shorthands).
+SPACE = r"\t\n\f\r "
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 HTTP_TOKEN = r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
 TOOL_NAME = r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$"
-OPENAI_BASE_URL = r"^https?://[^/\s@?#]+(/[^\s?#]*)?$"
-GRPC_TARGET = r"^((dns:(//[^/]*)?/)?[A-Za-z0-9.-]+:[0-9]+|(ipv4|ipv6|unix|unix-abstract):\S+|\[[0-9a-fA-F:]+\]:[0-9]+)$"
-MCP_URL = r"^https?://[^/\s]+(/\S*)?$"
-IMAGE = r"^[^\s@]+(@sha256:[0-9a-f]{64})?$"
+OPENAI_BASE_URL = rf"^https?://[^/{SPACE}@?#]+(/[^{SPACE}?#]*)?$"
+GRPC_TARGET = (rf"^((dns:(//[^/]*)?/)?[A-Za-z0-9.-]+:[0-9]+|(ipv4|ipv6|unix|unix-abstract):[^{SPACE}]+"
+               r"|\[[0-9a-fA-F:]+\]:[0-9]+)$")
+MCP_URL = rf"^https?://[^/{SPACE}]+(/[^{SPACE}]*)?$"
+IMAGE = rf"^[^{SPACE}@]+(@sha256:[0-9a-f]{{64}})?$"
 STORAGE_QUANTITY = r"^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$"
-# resource.Quantity's serialized form (as the core API's OpenAPI has it).
-QUANTITY = r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
+# resource.Quantity's serialized form (as the core API's OpenAPI has it) without the leading
+# sign: requests and limits are never negative.
+QUANTITY = r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 ALLOWED_HOST = r"^[^/ ?#@]+$"
 TOOL_MANAGED_HEADERS = ["host", "idempotency-key", "content-length", "transfer-encoding", "connection"]
 
@@ -445,8 +451,10 @@ def quantities(what):
         "type": "object",
         "description": f"{what} by resource name (cpu, memory, ...): a Kubernetes quantity such as 500m or 1Gi.",
         "additionalProperties": {
-            "description": "A quantity: an integer or a string such as 500m, 2 or 1Gi.",
+            "description": "A quantity: a non-negative integer or a string such as 500m, 2 or 1Gi.",
             "x-kubernetes-int-or-string": True,
+            # minimum for the integer form, pattern for the string form.
+            "minimum": 0,
             "pattern": QUANTITY,
         },
     }
@@ -478,8 +486,10 @@ def storage():
                 default={}),
         },
         default={},
-        rules=[rule("has(self.storageClassName) == has(oldSelf.storageClassName) && "
-                    "(!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)",
+        # Unset and "" both mean the default class (the operator leaves an empty class out of
+        # the claim), so going from one to the other changes nothing and is allowed.
+        rules=[rule("(has(self.storageClassName) ? self.storageClassName : '') == "
+                    "(has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
                     "storageClassName is immutable: the volume was made with its class", ".storageClassName")])
 
 

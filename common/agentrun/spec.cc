@@ -6,12 +6,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <limits>
 #include <regex>
 #include <set>
 
 #include "common/hash.h"
 #include "common/manifest.h"
+#include "common/yaml11.h"
 #include "common/text.h"
 
 namespace carapace {
@@ -64,9 +66,10 @@ const std::regex kSecretKey("^[-._a-zA-Z0-9]+$");
 // A Kubernetes quantity such as 1Gi, 500M or 10G (no fractions or exponents: storage).
 const std::regex kStorageQuantity("^[1-9][0-9]*(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?$");
 const std::regex kToolName("^[A-Za-z_][A-Za-z0-9_-]{0,63}$");
-// resource.Quantity's serialized form, as the core API's OpenAPI schema has it.
+// resource.Quantity's serialized form, as the core API's OpenAPI schema has it, without its
+// leading sign: a request or limit is never negative (the API server refuses one for a pod).
 const std::regex kQuantity(
-    "^(\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$");
+    "^(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))(([KMGTPE]i)|[numkMGTPE]|([eE](\\+|-)?(([0-9]+(\\.[0-9]*)?)|(\\.[0-9]+))))?$");
 
 // Bounds the CRD schema (crds/generate.py) sets so that the API server's estimate of its
 // CEL rules' cost stays within budget; the parser keeps the same ones so both agree.
@@ -79,9 +82,10 @@ constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxEnvName = 256;
 constexpr size_t kMaxStorageSize = 20;
 
-// Reports `key` when its value is longer than `max`.
+// Reports `key` when its value is longer than `max` characters: code points, as the API
+// server's maxLength counts them, not bytes.
 void CheckLength(ObjectReader& r, const char* key, const std::string& v, size_t max) {
-  if (v.size() > max) r.Error(key, "must be at most " + std::to_string(max) + " characters");
+  if (Utf8Length(v) > max) r.Error(key, "must be at most " + std::to_string(max) + " characters");
 }
 
 void ParseMetadata(ObjectReader& r, ObjectMeta* meta, ManifestErrors* errs) {
@@ -200,7 +204,7 @@ void ParseHeaders(const YAML::Node& node, const std::string& path, std::vector<H
                  [&](ObjectReader& r) {
     HeaderSpec h;
     if (auto name = r.String("name", true)) {
-      if (name->size() > kMaxHeaderName) {
+      if (Utf8Length(*name) > kMaxHeaderName) {
         CheckLength(r, "name", *name, kMaxHeaderName);
       } else if (!IsHttpToken(*name)) {
         r.Error("name", "must be an HTTP header name");
@@ -256,7 +260,9 @@ void ParseScript(ObjectReader& r, std::vector<ScriptedReply>* out_script, Manife
 
 // A gRPC target as grpc::CreateChannel takes it: host:port, dns:///host:port, ipv4:..., unix:...
 bool IsGrpcTarget(const std::string& t) {
-  static const std::regex kTarget("^((dns:(//[^/]*)?/)?[A-Za-z0-9.-]+:[0-9]+|(ipv4|ipv6|unix|unix-abstract):\\S+|\\[[0-9a-fA-F:]+\\]:[0-9]+)$");
+  // [^\t\n\f\r ] is RE2's \S (the API server's); std::regex's and Python's \S differ (\v, U+00A0).
+  static const std::regex kTarget(
+      R"(^((dns:(//[^/]*)?/)?[A-Za-z0-9.-]+:[0-9]+|(ipv4|ipv6|unix|unix-abstract):[^\t\n\f\r ]+|\[[0-9a-fA-F:]+\]:[0-9]+)$)");
   return std::regex_match(t, kTarget);
 }
 
@@ -318,8 +324,8 @@ void ParseEndpoint(ObjectReader& r, ModelEndpointSpec* m, bool chat, ManifestErr
   if (auto v = r.String("endpoint")) {
     // No user:password@ and no ?query: the endpoint appears in logs and the event log, so
     // credentials belong in apiKey.
-    static const std::regex kBaseUrl("^https?://[^/\\s@?#]+(/[^\\s?#]*)?$");
-    if (v->size() > kMaxUrl) {
+    static const std::regex kBaseUrl(R"(^https?://[^/\t\n\f\r @?#]+(/[^\t\n\f\r ?#]*)?$)");
+    if (Utf8Length(*v) > kMaxUrl) {
       CheckLength(r, "endpoint", *v, kMaxUrl);
     } else if (m->backend == "openai" && !std::regex_match(*v, kBaseUrl)) {
       r.Error("endpoint", "must be an http:// or https:// base URL such as http://vllm:8000/v1, without user@ or "
@@ -428,9 +434,10 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
     if (mcp.valid()) {
       if (tool.kind != "mcp") r.Error("mcp", "is only valid for tools of kind mcp");
       if (auto url = mcp.String("url", true)) {
-        if (url->size() > kMaxUrl) {
+        static const std::regex kMcpUrl(R"(^https?://[^/\t\n\f\r ]+(/[^\t\n\f\r ]*)?$)");
+        if (Utf8Length(*url) > kMaxUrl) {
           CheckLength(mcp, "url", *url, kMaxUrl);
-        } else if (!std::regex_match(*url, std::regex("^https?://[^/\\s]+(/\\S*)?$"))) {
+        } else if (!std::regex_match(*url, kMcpUrl)) {
           mcp.Error("url", "must be an http:// or https:// URL, got \"" + *url + "\"");
         }
         tool.mcp.url = *url;
@@ -459,21 +466,40 @@ static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestError
   if (auto v = spec.Bool("suspend")) d->suspend = *v;
   if (auto v = spec.Int("idleTimeoutSeconds", 1, 365LL * 24 * 3600)) d->idle_timeout_seconds = *v;
   if (auto v = spec.String("image")) {
-    static const std::regex kImage("^[^\\s@]+(@sha256:[0-9a-f]{64})?$");
+    static const std::regex kImage(R"(^[^\t\n\f\r @]+(@sha256:[0-9a-f]{64})?$)");
     if (v->empty() || !std::regex_match(*v, kImage)) spec.Error("image", "must be a container image reference such as ghcr.io/org/carapace-worker:1.0");
     d->image = *v;
   }
   if (auto v = spec.Json("resources")) {
+    // Null entries (requests: null, cpu: null) are dropped, as the API server prunes them
+    // (its pruning follows additionalProperties into the quantity maps).
     bool valid = v->is_object();
+    nlohmann::json resources = nlohmann::json::object();
     for (auto it = v->begin(); valid && it != v->end(); ++it) {
-      valid = (it.key() == "requests" || it.key() == "limits") && it->is_object();
-      // A quantity: an integer or a string of resource.Quantity's form (int-or-string in the CRD).
+      valid = it.key() == "requests" || it.key() == "limits";
+      if (!valid || it->is_null()) continue;
+      valid = it->is_object();
+      nlohmann::json quantities = nlohmann::json::object();
+      // A quantity: a non-negative integer (an integral float counts, as for any integer
+      // field) or a string of resource.Quantity's form (int-or-string in the CRD).
       for (auto q = it->begin(); valid && q != it->end(); ++q) {
-        valid = q->is_number_integer() || (q->is_string() && std::regex_match(q->get<std::string>(), kQuantity));
+        if (q->is_null()) continue;
+        if (q->is_number_integer()) {
+          valid = q->get<int64_t>() >= 0;
+          quantities[q.key()] = *q;
+        } else if (q->is_number_float()) {
+          const double f = q->get<double>();
+          valid = f >= 0 && f < 9.2e18 && f == std::floor(f);
+          if (valid) quantities[q.key()] = static_cast<int64_t>(f);
+        } else {
+          valid = q->is_string() && std::regex_match(q->get<std::string>(), kQuantity);
+          quantities[q.key()] = *q;
+        }
       }
+      resources[it.key()] = std::move(quantities);
     }
-    if (!valid) spec.Error("resources", "must be {requests: {cpu: 500m, memory: 1Gi}, limits: {...}} with quantities");
-    else d->resources = *v;
+    if (!valid) spec.Error("resources", "must be {requests: {cpu: 500m, memory: 1Gi}, limits: {...}} with non-negative quantities");
+    else d->resources = std::move(resources);
   }
   ObjectReader storage(spec.Child("storage"), spec.PathOf("storage"), errs);
   if (storage.valid()) {
@@ -507,6 +533,9 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     if (!root.IsMap()) errs.Add(root, "", "an AgentRun must be a mapping");
     return errs.ToStatus();
   }
+  // kubectl and Helm read YAML 1.1: `goal: yes` or a tool argument `y: 2` would reach the
+  // cluster as something else than what this parser (YAML 1.2) and `carapace run` read.
+  CheckYaml11Scalars(root, "", &errs);
   if (auto api = top.String("apiVersion", true); api && *api != kAgentRunApiVersion) {
     top.Error("apiVersion", std::string("must be ") + kAgentRunApiVersion + ", got \"" + *api + "\"");
   }

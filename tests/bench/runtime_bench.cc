@@ -145,7 +145,7 @@ std::string CliSpec(int steps) {
   std::string s =
       "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: bench}\nspec:\n  goal: bench\n"
       "  model:\n    backend: scripted\n    script:\n";
-  for (int i = 0; i < steps; ++i) s += "      - toolCalls: [{name: notes, arguments: {op: list, n: " + std::to_string(i) + "}}]\n";
+  for (int i = 0; i < steps; ++i) s += "      - toolCalls: [{name: notes, arguments: {op: list, \"n\": " + std::to_string(i) + "}}]\n";
   s += "      - text: done\n  tools: [{name: notes, kind: workspace}]\n";
   s += "  budget: {maxSteps: " + std::to_string(steps + 10) + ", maxTokens: 1000000000000, maxToolCalls: " +
        std::to_string(steps + 10) + "}\n";

@@ -35,7 +35,7 @@ std::string OrderSpec(const LedgerServer& ledger, const std::string& extra = "")
   return Header("orders") +
          "  model:\n    backend: scripted\n    script:\n"
          "      - toolCalls: [{name: notes, arguments: {op: write, path: plan.md, content: plan}}]\n"
-         "      - toolCalls: [{name: api, arguments: {method: POST, url: \"" + ledger.url() + "/orders\", body: {n: 1}}}]\n"
+         "      - toolCalls: [{name: api, arguments: {method: POST, url: \"" + ledger.url() + "/orders\", body: {\"n\": 1}}}]\n"
          "      - text: ordered\n"
          "  tools:\n"
          "    - {name: notes, kind: workspace}\n"

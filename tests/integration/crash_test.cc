@@ -41,17 +41,17 @@ std::string CrashSpec(const std::string& ledger_url, const std::string& host, co
     switch (i % 4) {
       case 0:
         script += "      - toolCalls: [{name: orders, arguments: {method: POST, url: \"" + ledger_url + "/orders/" + n +
-                  "\", body: {n: " + n + "}}}]\n";
+                  "\", body: {\"n\": " + n + "}}}]\n";
         break;
       case 1:
         script += "      - toolCalls: [{name: items, arguments: {method: PUT, url: \"" + ledger_url + "/items/" + n +
-                  "\", body: {n: " + n + "}}}, {name: notes, arguments: {op: write, path: \"log/" + n +
+                  "\", body: {\"n\": " + n + "}}}, {name: notes, arguments: {op: write, path: \"log/" + n +
                   ".md\", content: \"step " + n + "\"}}]\n";
         break;
       case 2:
         script += "      - toolCalls: [{name: orders, arguments: {method: POST, url: \"" + ledger_url + "/payments/" +
-                  n + "\", body: {n: " + n + "}}}, {name: items, arguments: {method: PUT, url: \"" + ledger_url +
-                  "/items/" + n + "\", body: {n: " + n + "}}}]\n";
+                  n + "\", body: {\"n\": " + n + "}}}, {name: items, arguments: {method: PUT, url: \"" + ledger_url +
+                  "/items/" + n + "\", body: {\"n\": " + n + "}}}]\n";
         break;
       default:
         script += "      - toolCalls: [{name: stock, arguments: {method: GET, url: \"" + ledger_url + "/stock/" + n +

@@ -15,17 +15,24 @@ real API server does, in its order:
 
 The CEL evaluator below knows the subset the CRD uses; a rule outside it is an error of
 this tool (exit 2), never a pass. YAML is read by the YAML 1.2 core schema, as the C++
-parser (common/manifest.cc) reads it, so both see the same types.
+parser (common/manifest.cc) reads it, so both see the same types; and a plain scalar that
+kubectl's YAML 1.1 (go-yaml v2) would type otherwise (yes, 010, 1_000, 0x1F, a key y) is an
+error, as the parser makes it one, since the API server would get another value.
 
   crd_validate.py CRD MANIFEST [--old OLD]     errors as "path: message"; exit 0 valid, 1 invalid
   crd_validate.py CRD --json MANIFEST...        one JSON result per manifest (valid, errors, defaulted)
-  crd_validate.py CRD --lint                    structural and documentation checks of the CRD itself
+  crd_validate.py CRD --lint [--chart CHART]    structural and documentation checks of the CRD itself,
+                                                and that every CEL function it calls exists in the
+                                                oldest Kubernetes the chart's kubeVersion allows
+                                                (CHART: charts/carapace/Chart.yaml by default)
 Exit 2: the tool cannot judge (unreadable input, unsupported CEL).
 """
 
 import copy
 import fractions
 import json
+import math
+import os
 import re
 import sys
 
@@ -45,7 +52,14 @@ class Unsupported(Exception):
 
 
 class CoreLoader(yaml.SafeLoader):
-    pass
+    def construct_mapping(self, node, deep=False):
+        # Keys are their text, as the parser takes them (JSON keys are strings): `true: 1` is
+        # the key "true", not the boolean.
+        if isinstance(node, yaml.MappingNode):
+            self.flatten_mapping(node)
+            return {(k.value if isinstance(k, yaml.ScalarNode) else self.construct_object(k, deep=deep)):
+                    self.construct_object(v, deep=deep) for k, v in node.value}
+        return super().construct_mapping(node, deep)
 
 
 CoreLoader.yaml_implicit_resolvers = {}
@@ -84,6 +98,186 @@ CoreLoader.add_constructor("tag:yaml.org,2002:timestamp", _core_timestamp)
 def load_yaml(path):
     with open(path, encoding="utf-8") as f:
         return yaml.load(f, Loader=CoreLoader)
+
+
+# ---------------------------------------------------------------------------------------
+# YAML 1.1 as kubectl and Helm read it: sigs.k8s.io/yaml uses go-yaml v2, whose resolve()
+# types plain scalars by YAML 1.1 rules. Mirrors CheckYaml11Scalars in common/manifest.cc.
+
+
+class _PlainMarkingLoader(CoreLoader):
+    """Composes nodes and marks the plain, untagged scalars (the only ones a resolver types)."""
+
+    def compose_scalar_node(self, anchor):
+        event = self.peek_event()
+        node = super().compose_scalar_node(anchor)
+        node.plain = event.tag is None and event.style is None
+        return node
+
+
+_GO_FLOAT = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?\Z")
+_DOT_FLOAT = re.compile(r"^\.[0-9]+(_[0-9]+)*([eE][-+]?[0-9]+(_[0-9]+)*)?\Z")
+_Y11_BOOL = {**{w: True for w in ("y", "Y", "yes", "Yes", "YES", "true", "True", "TRUE", "on", "On", "ON")},
+             **{w: False for w in ("n", "N", "no", "No", "NO", "false", "False", "FALSE", "off", "Off", "OFF")}}
+_Y11_NULL = {"", "~", "null", "Null", "NULL"}
+_Y11_SPECIAL_FLOAT = {**{w: math.nan for w in (".nan", ".NaN", ".NAN")},
+                      **{w: math.inf for w in (".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF")},
+                      **{w: -math.inf for w in ("-.inf", "-.Inf", "-.INF")}}
+_INT64 = (-(1 << 63), (1 << 63) - 1)
+
+
+def _go_parse_uint(s):
+    """strconv.ParseUint(s, 0, 64): 0b/0o/0x prefixes, a leading 0 is octal."""
+    if not s:
+        return None
+    base = 10
+    if s[0] == "0":
+        if len(s) >= 3 and s[1].lower() in "box":
+            base, s = {"b": 2, "o": 8, "x": 16}[s[1].lower()], s[2:]
+        else:
+            base, s = 8, s[1:]
+    digits = "0123456789abcdef"[:base]
+    if any(c.lower() not in digits for c in s):
+        return None
+    v = int(s, base) if s else 0
+    return v if v < (1 << 64) else None
+
+
+def _go_parse_int(s, base=0):
+    neg = s[:1] == "-"
+    if s[:1] in ("+", "-"):
+        s = s[1:]
+    if not s or s[0] in "+-":
+        return None
+    if base == 2:
+        v = int(s, 2) if set(s) <= {"0", "1"} else None
+    else:
+        v = _go_parse_uint(s)
+    if v is None:
+        return None
+    v = -v if neg else v
+    return v if _INT64[0] <= v <= _INT64[1] else None
+
+
+def _go_parse_float(s):
+    v = float(s)
+    return None if math.isinf(v) else v  # an overflow is an error in Go: the scalar stays text
+
+
+def yaml11_reading(text):
+    """What go-yaml v2 makes of a plain scalar: None, a bool, a number or the text itself.
+    Timestamps decoded into interface{} stay text, and there are no sexagesimal numbers."""
+    c = text[:1]
+    if not text or c in "yYnNtTfFoO~":
+        if text in _Y11_BOOL:
+            return _Y11_BOOL[text]
+        return None if text in _Y11_NULL else text
+    if text in _Y11_SPECIAL_FLOAT:
+        return _Y11_SPECIAL_FLOAT[text]
+    if c == ".":
+        return _go_parse_float(text.replace("_", "")) if _DOT_FLOAT.match(text) else text
+    if c not in "+-0123456789":
+        return text
+    plain = text.replace("_", "")  # go-yaml drops every underscore first
+    for v in (_go_parse_int(plain), None if plain[0] in "+-" else _go_parse_uint(plain)):
+        if v is not None:
+            return v
+    if _GO_FLOAT.match(plain):
+        v = _go_parse_float(plain)
+        if v is not None:
+            return v
+    if plain.startswith("0b"):
+        v = _go_parse_int(plain[2:], 2)
+    elif plain.startswith("-0b"):
+        v = _go_parse_int("-" + plain[3:], 2)
+    else:
+        v = None
+    return text if v is None else v
+
+
+def yaml12_reading(text):
+    """What the parser (YamlToJson) and CoreLoader make of a plain scalar; numbers out of
+    range stay text, as in the parser."""
+    if re.match(r"^(?:~|null|Null|NULL|)\Z", text):
+        return None
+    if re.match(r"^(?:true|True|TRUE|false|False|FALSE)\Z", text):
+        return text.lower() == "true"
+    if re.match(r"^[-+]?[0-9]+\Z", text):
+        v = int(text, 10)
+        return v if _INT64[0] <= v <= _INT64[1] else text
+    if re.match(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?\Z", text):
+        v = float(text)
+        # std::stod throws on ERANGE: overflow, and underflow to zero or a subnormal.
+        underflow = abs(v) < sys.float_info.min and re.search(r"[1-9]", re.split(r"[eE]", text)[0])
+        return text if math.isinf(v) or underflow else v
+    return text
+
+
+def _same_json(a, b):
+    """Equal as JSON values: numbers by value (8 and 8.0 are one JSON number), NaN never."""
+    num = lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)
+    if num(a) and num(b):
+        return a == b
+    return type(a) is type(b) and a == b
+
+
+def _describe(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return f"the boolean {'true' if v else 'false'}"
+    if isinstance(v, str):
+        return "a string"
+    if isinstance(v, float) and math.isnan(v):
+        return "NaN"
+    if isinstance(v, float) and math.isinf(v):
+        return "infinity" if v > 0 else "-infinity"
+    return f"the number {int(v) if v == int(v) and abs(v) < 1e18 else v!r}"
+
+
+def _key_keeps_text(text, v):
+    """Whether the JSON key sigs.k8s.io/yaml makes of a typed key is its own text."""
+    if isinstance(v, str):
+        return True
+    if isinstance(v, bool):
+        return text == ("true" if v else "false")
+    if isinstance(v, int):
+        return text == str(v)
+    return False  # floats and null: not predicted, so refused
+
+
+def yaml11_errors(path):
+    """(path, message) for every plain scalar, key or value, that kubectl would type otherwise."""
+    with open(path, encoding="utf-8") as f:
+        root = yaml.compose(f, Loader=_PlainMarkingLoader)
+    errs = []
+
+    def walk(node, parts):
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if not isinstance(k, yaml.ScalarNode):
+                    continue
+                here = parts + [k.value]
+                if k.plain:
+                    r11 = yaml11_reading(k.value)
+                    if not _key_keeps_text(k.value, r11):
+                        errs.append((fmt_path(here), f"the key {k.value!r} is read as {_describe(r11)} by kubectl "
+                                                     f"(YAML 1.1), not as the text {k.value!r}; quote it"))
+                walk(v, here)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, parts + [i])
+        elif isinstance(node, yaml.ScalarNode) and node.plain:
+            r11, r12 = yaml11_reading(node.value), yaml12_reading(node.value)
+            if not _same_json(r11, r12):
+                hint = ", or write the number in plain decimal" if not isinstance(r12, str) and r11 is not None \
+                    and not isinstance(r11, (bool, str)) else ""
+                errs.append((fmt_path(parts), f"{node.value!r} is read as {_describe(r11)} by kubectl (YAML 1.1) "
+                                              f"but as {_describe(r12)} here; quote it{hint}"))
+
+    if root is not None:
+        walk(root, [])
+    return errs
 
 
 # ---------------------------------------------------------------------------------------
@@ -178,7 +372,31 @@ def tokenize(src):
 
 METHODS = {"size", "matches", "lowerAscii", "startsWith", "endsWith", "contains", "compareTo",
            "isGreaterThan", "isLessThan", "all", "exists"}
-FUNCTIONS = {"has", "size", "quantity"}
+FUNCTIONS = {"has", "size", "quantity", "isQuantity"}
+
+# The oldest Kubernetes (major, minor) whose API server accepts each function in a NEW CRD,
+# for `--lint` against the chart's kubeVersion. A library's IntroducedVersion in
+# k8s.io/apiserver/pkg/cel/environment/base.go is not enough: new expressions compile in the
+# environment of DefaultCompatibilityVersion(), the previous minor release, so a library
+# introduced in 1.N is usable in a new CRD from 1.N+1. Sources: that file, and the "CEL
+# options, language features, and libraries" table of
+# https://kubernetes.io/docs/reference/using-api/cel/ .
+#   - 1.25: x-kubernetes-validations (KEP-2876) beta and on by default, transition rules
+#     (oldSelf) included; the CEL standard definitions (has, size, matches, startsWith,
+#     endsWith, contains, the all/exists macros) and the extended strings library
+#     (lowerAscii; the docs list it from 1.25).
+#   - 1.28: a rule's fieldPath and reason (kubernetes/kubernetes#118041).
+#   - 1.29: the Kubernetes quantity library (quantity, isQuantity and its methods):
+#     IntroducedVersion 1.28 in base.go, usable in new CRDs from 1.29; the docs list it as 1.29+.
+CEL_SINCE = {
+    "x-kubernetes-validations": (1, 25), "oldSelf": (1, 25),
+    "has": (1, 25), "size": (1, 25), "matches": (1, 25), "startsWith": (1, 25), "endsWith": (1, 25),
+    "contains": (1, 25), "all": (1, 25), "exists": (1, 25), "lowerAscii": (1, 25),
+    "fieldPath": (1, 28), "reason": (1, 28),
+    "quantity": (1, 29), "isQuantity": (1, 29), "compareTo": (1, 29), "isGreaterThan": (1, 29),
+    "isLessThan": (1, 29),
+}
+assert METHODS | FUNCTIONS <= set(CEL_SINCE), "every function the evaluator accepts needs its Kubernetes version"
 
 
 class Parser:
@@ -421,6 +639,8 @@ def evaluate(node, env):
             return _size(args[0])
         if node[1] == "quantity" and len(args) == 1 and isinstance(args[0], str):
             return Quantity(args[0])
+        if node[1] == "isQuantity" and len(args) == 1 and isinstance(args[0], str):
+            return bool(_QUANTITY.match(args[0]))
         raise CelError(f"no such overload: {node[1]}")
     if op == "call":
         target = evaluate(node[2], env)
@@ -538,8 +758,11 @@ def to_json_schema(node, junctor=False):
 
 
 def _strict_integer(checker, instance):
-    # YAML/JSON 1.0 is a float: the C++ parser and the API server refuse it for an integer.
-    return isinstance(instance, int) and not isinstance(instance, bool)
+    # kube-openapi's `type: integer` takes a JSON number with an integral value (50.0), so the
+    # parser does too (ObjectReader::Int); 1.5 and booleans are not integers.
+    if isinstance(instance, bool):
+        return False
+    return isinstance(instance, int) or (isinstance(instance, float) and instance.is_integer())
 
 
 Validator = jsonschema.validators.extend(
@@ -582,8 +805,10 @@ def schema_errors(schema, value, base, root=False):
 def prune_nulls(schema, value):
     if isinstance(value, dict) and not schema.get("x-kubernetes-preserve-unknown-fields"):
         props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
         for k in list(value):
-            sub = props.get(k)
+            # A map's values (resources.requests.cpu: null) are pruned like properties.
+            sub = props.get(k, extra if isinstance(extra, dict) else None)
             if value[k] is None and sub is not None and not sub.get("nullable"):
                 del value[k]
             elif sub is not None:
@@ -716,8 +941,9 @@ def prepare(schema, manifest):
     return obj
 
 
-def validate(schema, manifest, old_manifest=None):
-    """Returns (errors, defaulted object); errors are (path, message) pairs."""
+def validate(schema, manifest, old_manifest=None, yaml_errors=()):
+    """Returns (errors, defaulted object); errors are (path, message) pairs. `yaml_errors`:
+    yaml11_errors() of the manifest's file."""
     if not isinstance(manifest, dict):
         return [("(document)", "an AgentRun must be a mapping")], manifest
     obj = prepare(schema, manifest)
@@ -751,22 +977,110 @@ def validate(schema, manifest, old_manifest=None):
     if not errs:  # rules see only objects of the schema's shape
         old = prepare(schema, old_manifest) if old_manifest is not None else None
         errs += cel_errors(schema, obj, [], old, old is not None)
-    return sorted(set(errs)), obj
+    return sorted(set(errs) | set(yaml_errors)), obj
 
 
 # ---------------------------------------------------------------------------------------
 # Checks of the CRD itself.
 
 
-def lint(schema):
+DEFAULT_CHART = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "charts", "carapace",
+                             "Chart.yaml")
+_KUBE_VERSION = re.compile(r"^\s*>=\s*v?(\d+)\.(\d+)(?:\.\d+)?(?:-[0-9A-Za-z.-]+)?"
+                           r"(?:\s*,?\s*<=?\s*v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?)?\s*\Z")
+
+
+def chart_min_kube(chart_path):
+    """(major, minor) of the oldest Kubernetes a Helm chart's kubeVersion admits, read from its
+    ">=X.Y[.Z][-pre]" lower bound (an upper "<..." bound may follow). Raises ValueError when the
+    file cannot be read or the constraint is not of that form: without a known minimum no CEL
+    function can be judged, and that is a failure, not a pass."""
+    try:
+        with open(chart_path, encoding="utf-8") as f:
+            chart = yaml.safe_load(f)
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"{chart_path}: {e}")
+    kube = chart.get("kubeVersion") if isinstance(chart, dict) else None
+    m = _KUBE_VERSION.match(kube) if isinstance(kube, str) else None
+    if not m:
+        raise ValueError(f"{chart_path}: kubeVersion {kube!r} is not a \">=X.Y[.Z][-0]\" lower bound")
+    return int(m.group(1)), int(m.group(2))
+
+
+def _cel_names(node):
+    """The functions, methods, macros and variables a compiled rule uses."""
+    out = set()
+    if isinstance(node, tuple) and node:
+        if node[0] in ("func", "call", "macro"):
+            out.add(node[1])
+        elif node[0] == "has":
+            out.add("has")
+        elif node[0] == "var":
+            out.add(node[1])
+        for part in node[1:]:
+            if isinstance(part, (tuple, list)):
+                out |= _cel_names(part)
+    elif isinstance(node, list):
+        for part in node:
+            out |= _cel_names(part)
+    return out
+
+
+def _regex_literals(node):
+    """The regex literals of a compiled rule's matches() calls."""
+    out = []
+    if isinstance(node, tuple) and node:
+        if node[0] == "call" and node[1] == "matches" and node[3] and node[3][0][0] == "lit":
+            out.append(node[3][0][1])
+        for part in node[1:]:
+            if isinstance(part, (tuple, list)):
+                out += _regex_literals(part)
+    elif isinstance(node, list):
+        for part in node:
+            out += _regex_literals(part)
+    return out
+
+
+# \s, \d, \w, \b and their negations mean different things in RE2 (the API server: ASCII only,
+# \s without \v), Python (Unicode) and std::regex (the parser: locale, \s with \v).
+_SHORTHAND = re.compile(r"(?<!\\)(?:\\\\)*\\[sSdDwWbB]")
+RULE_KEYS = {"rule", "message", "fieldPath", "reason"}
+
+
+def lint(schema, min_kube=None):
     """Every property documented and typed, junctors without structure, rules compiled,
-    defaults valid, list-map keys required or defaulted."""
+    defaults valid, list-map keys required or defaulted; patterns free of the regex
+    shorthands the engines disagree on; with min_kube (major, minor), every CEL function and
+    rule field available to a new CRD on that Kubernetes."""
     problems = []
 
+    def too_new(what, path):
+        since = CEL_SINCE.get(what)
+        if since is None:
+            problems.append(f"{path}: no minimum Kubernetes version is known for {what}")
+        elif min_kube is not None and since > min_kube:
+            problems.append(f"{path}: {what} needs Kubernetes {since[0]}.{since[1]} for a new CRD, but the chart "
+                            f"allows {min_kube[0]}.{min_kube[1]} (kubeVersion)")
+
     def walk(node, path, in_junctor=False):
+        if isinstance(node.get("pattern"), str) and _SHORTHAND.search(node["pattern"]):
+            problems.append(f"{path}: pattern uses a regex shorthand (\\s, \\d, \\w, \\b) that RE2, Python and "
+                            "std::regex read differently; write the class out, e.g. [\\t\\n\\f\\r ]")
+        if node.get("x-kubernetes-validations"):
+            too_new("x-kubernetes-validations", path)
         for r in node.get("x-kubernetes-validations", []):
+            for k in sorted(set(r) - RULE_KEYS):
+                problems.append(f"{path}: rule field {k} is not modelled by this validator")
+            for k in sorted(set(r) & {"fieldPath", "reason"}):
+                too_new(k, path)
             try:
-                compile_rule(r["rule"])
+                ast = compile_rule(r["rule"])
+                for name in sorted(_cel_names(ast) - {"self"}):
+                    too_new(name, path)
+                for literal in _regex_literals(ast):
+                    if _SHORTHAND.search(literal):
+                        problems.append(f"{path}: matches() uses a regex shorthand (\\s, \\d, \\w, \\b); write the "
+                                        "class out")
                 if "fieldPath" in r:
                     target = node
                     for part in _field_path_parts(r["fieldPath"]):
@@ -832,15 +1146,22 @@ def main(argv):
     try:
         schema = load_crd_schema(args[0])
         rest = args[1:]
-        if rest == ["--lint"]:
-            problems = lint(schema)
+        if rest[:1] == ["--lint"]:
+            if rest not in (["--lint"],) and not (len(rest) == 3 and rest[1] == "--chart"):
+                print(__doc__, file=sys.stderr)
+                return 2
+            chart = rest[2] if len(rest) == 3 else DEFAULT_CHART
+            try:
+                problems = lint(schema, chart_min_kube(chart))
+            except ValueError as e:
+                problems = lint(schema) + [f"the minimum Kubernetes version is unknown: {e}"]
             for p in problems:
                 print(p)
             return 1 if problems else 0
         if rest[:1] == ["--json"]:
             results = []
             for path in rest[1:]:
-                errs, obj = validate(schema, load_yaml(path))
+                errs, obj = validate(schema, load_yaml(path), yaml_errors=yaml11_errors(path))
                 results.append({"file": path, "valid": not errs, "errors": [f"{p}: {m}" for p, m in errs],
                                 "defaulted": obj})
             print(json.dumps(results, indent=1, sort_keys=True))
@@ -851,7 +1172,7 @@ def main(argv):
         elif len(rest) != 1:
             print(__doc__, file=sys.stderr)
             return 2
-        errs, _ = validate(schema, load_yaml(rest[0]), old)
+        errs, _ = validate(schema, load_yaml(rest[0]), old, yaml11_errors(rest[0]))
         for p, m in errs:
             print(f"{rest[0]}: {p}: {m}")
         return 1 if errs else 0

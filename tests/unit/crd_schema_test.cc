@@ -212,6 +212,52 @@ TEST_CASE("the CRD documents every field, is structural, and is what crds/genera
   CHECK(gen.exit_code == 0);
 }
 
+TEST_CASE("a CEL function newer than the chart's minimum Kubernetes version is caught", "[crd]") {
+  // --lint reads the oldest Kubernetes the chart admits from its kubeVersion (">=1.29.0-0");
+  // the API server refuses a new CRD whose rules call a function it does not offer yet.
+  TempDir dir;
+  int n = 0;
+  auto chart = [&](const std::string& text) {
+    const std::string path = dir.Sub("Chart-" + std::to_string(n++) + ".yaml");
+    std::ofstream(path) << text;
+    return path;
+  };
+  auto lint = [&](const std::string& crd, const std::string& chart_path) {
+    return RunCommand({kPython, kValidator, crd, "--lint", "--chart", chart_path});
+  };
+  CHECK(lint(kCrd, chart("kubeVersion: \">=1.29.0-0\"\n")).exit_code == 0);
+  // The storage-size transition rule calls quantity(): usable in a new CRD from 1.29 only.
+  CommandResult old = lint(kCrd, chart("kubeVersion: \">=1.28.0-0\"\n"));
+  CHECK(old.exit_code == 1);
+  CHECK_THAT(old.out, ContainsSubstring("spec.storage.size: quantity needs Kubernetes 1.29"));
+  // A rule added with lowerAscii (extended strings library, 1.25) on a chart that allows 1.24.
+  const std::string crd = EditedCrd(dir, [](json& spec) {
+    spec["budget"]["x-kubernetes-validations"] =
+        json::array({{{"rule", "'A'.lowerAscii() == 'a'"}, {"message", "m"}}});
+  });
+  CommandResult strings = lint(crd, chart("kubeVersion: \">= 1.24.0\"\n"));
+  CHECK(strings.exit_code == 1);
+  CHECK_THAT(strings.out, ContainsSubstring("spec.budget: lowerAscii needs Kubernetes 1.25"));
+  // Without a readable lower bound nothing can be judged: that fails too.
+  for (const std::string text : {"name: carapace\n", "kubeVersion: \"^1.29\"\n", "kubeVersion: \">=1.29.0-0 || 1.20\"\n",
+                                 "kubeVersion: [\n"}) {
+    INFO(text);
+    CommandResult r = lint(kCrd, chart(text));
+    CHECK(r.exit_code == 1);
+    CHECK_THAT(r.out, ContainsSubstring("the minimum Kubernetes version is unknown"));
+  }
+  CHECK(lint(kCrd, dir.Sub("no-such-Chart.yaml")).exit_code == 1);
+}
+
+TEST_CASE("a pattern with a regex shorthand the engines disagree on is caught", "[crd]") {
+  // RE2's \s is [\t\n\f\r ]; Python's also matches U+00A0 and \v, std::regex's \v.
+  TempDir dir;
+  const std::string crd = EditedCrd(dir, [](json& spec) { spec["image"]["pattern"] = "^\\S+$"; });
+  CommandResult r = RunCommand({kPython, kValidator, crd, "--lint"});
+  CHECK(r.exit_code == 1);
+  CHECK_THAT(r.out, ContainsSubstring("spec.image: pattern uses a regex shorthand"));
+}
+
 TEST_CASE("a schema that drifts from the parser is caught", "[crd]") {
   TempDir dir;
   SECTION("a lost minimum") {

@@ -94,7 +94,7 @@ spec:
   model:
     backend: scripted
     script:
-      - toolCalls: [{name: t, arguments: {n: 3, f: 1.5, b: true, s: "3", z: null, list: [1, two]}}]
+      - toolCalls: [{name: t, arguments: {"n": 3, f: 1.5, b: true, s: "3", z: null, list: [1, two]}}]
 )",
                           "t.yaml");
   REQUIRE(r.ok());
@@ -105,6 +105,66 @@ spec:
   CHECK(a["s"] == "3");
   CHECK(a["z"].is_null());
   CHECK(a["list"][1] == "two");
+}
+
+TEST_CASE("plain scalars that kubectl's YAML 1.1 reads otherwise are refused, keys included", "[spec]") {
+  // sigs.k8s.io/yaml (go-yaml v2) would send the API server true, 8, 1000, 31 or the key "true".
+  CHECK_THAT(ErrorOf(WithSpec("  instructions: yes\n")),
+             ContainsSubstring("spec.instructions: \"yes\" is read as the boolean true by kubectl (YAML 1.1)"));
+  CHECK_THAT(ErrorOf(WithSpec("  instructions: yes\n")), ContainsSubstring("quote it"));
+  CHECK_THAT(ErrorOf(WithSpec("  budget: {maxSteps: 010}\n")),
+             ContainsSubstring("spec.budget.maxSteps: \"010\" is read as the number 8 by kubectl"));
+  for (const char* arg : {"Off", "N", "1_000", "0x1F", "0o17", "0b101", "+.inf", ".NaN"}) {
+    INFO(arg);
+    CHECK_THAT(ErrorOf(WithSpec(std::string("  tools: [{name: t, kind: workspace, effect: ") + arg + "}]\n")),
+               ContainsSubstring("spec.tools[0].effect: \"" + std::string(arg) + "\" is read as"));
+  }
+  CHECK_THAT(ErrorOf(R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: k}
+spec:
+  goal: g
+  model: {backend: scripted, script: [{toolCalls: [{name: click, arguments: {x: 1, y: 2}}]}]}
+)"),
+             ContainsSubstring("spec.model.script[0].toolCalls[0].arguments.y: the key \"y\" is read as the boolean true"));
+  // Read alike by both: quoted words, 1:30 (go-yaml has no base 60), dates, exponents, 08.
+  auto same = ParseAgentRun(R"(apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: same, labels: {enabled: "yes"}}
+spec:
+  goal: "no"
+  model:
+    backend: scripted
+    script:
+      - toolCalls: [{name: t, arguments: {"y": 1, true: 2, at: 1:30, day: 2024-01-01, big: 1e3, pad: 08, on_time: ok}}]
+)",
+                            "same.yaml");
+  REQUIRE(same.ok());
+  const auto& a = same->spec.model.script[0].tool_calls[0].arguments;
+  CHECK(a["y"] == 1);
+  CHECK(a["true"] == 2);
+  CHECK(a["at"] == "1:30");
+  CHECK(a["pad"] == 8);
+  CHECK(same->spec.goal == "no");
+  // JSON quotes its strings: nothing to misread.
+  CHECK(ParseAgentRun(R"({"apiVersion":"carapace.dev/v1alpha1","kind":"AgentRun","metadata":{"name":"j"},
+      "spec":{"goal":"yes","model":{"backend":"scripted","script":[{"text":"on"}]}}})",
+                      "run.json")
+            .ok());
+}
+
+TEST_CASE("an integer field takes an integral float, as the API server does", "[spec]") {
+  auto r = ParseAgentRun(WithSpec("  budget: {maxSteps: 50.0, maxTokens: 2e5}\n  resources: {limits: {cpu: 2.0}}\n"),
+                         "f.yaml");
+  REQUIRE(r.ok());
+  CHECK(r->spec.budget.max_steps == 50);
+  CHECK(r->spec.budget.max_tokens == 200000);
+  CHECK(r->spec.deployment.resources["limits"]["cpu"] == 2);
+  CHECK(r->SpecHash() == ParseAgentRun(WithSpec("  budget: {maxSteps: 50, maxTokens: 200000}\n"), "i.yaml")->SpecHash());
+  CHECK_THAT(ErrorOf(WithSpec("  budget: {maxSteps: 1.5}\n")), ContainsSubstring("spec.budget.maxSteps: must be an integer"));
+  CHECK_THAT(ErrorOf(WithSpec("  budget: {maxSteps: 1e7}\n")), ContainsSubstring("spec.budget.maxSteps: must be <= 1000000"));
+  CHECK_THAT(ErrorOf(WithSpec("  resources: {requests: {cpu: -1}}\n")), ContainsSubstring("spec.resources"));
+  CHECK_THAT(ErrorOf(WithSpec("  resources: {requests: {cpu: \"-500m\"}}\n")), ContainsSubstring("spec.resources"));
 }
 
 TEST_CASE("rejected manifests name the field, its position and the rule", "[spec]") {
