@@ -308,6 +308,45 @@ TEST_CASE("metric_names.py reads PromQL, dashboards and scrapes as Prometheus an
   CHECK_THAT(missing.out, ContainsSubstring("group g, B"));
   CHECK_THAT(missing.out, ContainsSubstring("variable v"));
   CHECK_THAT(missing.out, !ContainsSubstring("pod is not"));
+
+  // Each of these once passed unchecked. A comment is not PromQL (its apostrophes start no
+  // string that would hide the selectors up to the next one); a summary has no _bucket;
+  // annotations and library panels query too.
+  Write(scrape, "# TYPE rpc_seconds summary\n# TYPE jobs_total counter\njobs_total 1\ndepth 2\n");
+  const std::string tricky = dir.Sub("tricky.yaml");
+  Write(tricky,
+        "groups:\n  - name: t\n    rules:\n"
+        "      - alert: Commented\n        expr: |\n"
+        "          # the job's rate, over depth\n"
+        "          sum(rate(jobs_total[5m])) / commented_missing_total\n"
+        "          # and the queue's \"depth\"\n"
+        "          > depth\n"
+        "      - alert: Summary\n"
+        "        expr: histogram_quantile(0.9, rate(rpc_seconds_bucket[5m])) > rpc_seconds_count\n");
+  const std::string tricky_dashboard = dir.Sub("tricky.json");
+  Write(tricky_dashboard, R"({
+    "annotations": {"list": [{"name": "restarts", "expr": "changes(annotated_missing_total[5m]) > 0"}]},
+    "panels": [{"type": "row", "panels": [{"title": "shared", "libraryPanel": {"uid": "L1", "name": "shared"}}]}],
+    "__elements": {"L1": {"name": "shared", "model": {"title": "shared",
+                                                      "targets": [{"refId": "A", "expr": "library_missing_total"}]}}}})");
+  CommandResult tricked = CheckNames({scrape}, {tricky, tricky_dashboard});
+  INFO(tricked.out << tricked.err);
+  CHECK(tricked.exit_code == 1);
+  CHECK_THAT(tricked.out, ContainsSubstring("commented_missing_total is not exported"));
+  CHECK_THAT(tricked.out, ContainsSubstring("rpc_seconds_bucket is not exported"));
+  CHECK_THAT(tricked.out, ContainsSubstring("annotated_missing_total is not exported"));
+  CHECK_THAT(tricked.out, ContainsSubstring("tricky.json: annotation restarts"));
+  CHECK_THAT(tricked.out, ContainsSubstring("library_missing_total is not exported"));
+  CHECK_THAT(tricked.out, !ContainsSubstring("the is not"));  // a comment's words are no names
+  CHECK_THAT(tricked.out, !ContainsSubstring("rpc_seconds_count is not"));
+
+  // A selector matching names by pattern names nothing that could be checked: refused.
+  const std::string by_pattern = dir.Sub("pattern.yaml");
+  Write(by_pattern, "groups:\n  - name: p\n    rules:\n      - alert: P\n        expr: sum({__name__=~\"jobs_.*\"})\n");
+  CommandResult refused = CheckNames({scrape}, {by_pattern});
+  INFO(refused.out << refused.err);
+  CHECK(refused.exit_code == 2);
+  CHECK_THAT(refused.err, ContainsSubstring("group p, P: __name__=~'jobs_.*' selects metrics by pattern"));
 }
 
 TEST_CASE("the alerts pass promtool's checks and unit tests", "[monitoring]") {

@@ -551,6 +551,14 @@ TEST_CASE("the model metrics pass promtool check metrics", "[model][metrics]") {
   CHECK(MetricValue(text, "carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"ok\"}") == 2);
   CHECK(MetricValue(text, "carapace_model_time_to_first_token_seconds_count{backend=\"triton\",model=\"llm\"}") == 2);
   CHECK(MetricValue(text, "carapace_model_tokens_total{backend=\"triton\",direction=\"prompt\",model=\"llm\"}") > 0);
+  // No call failed, yet the error outcomes are there at 0: the first failure of a process
+  // is then a rise from 0 that rate() sees, not a series appearing at 1.
+  for (const char* outcome : {"unavailable", "deadline_exceeded", "permission_denied", "resource_exhausted", "not_found",
+                              "invalid_argument"}) {
+    INFO(outcome);
+    CHECK(MetricValue(text, std::string("carapace_model_requests_total{backend=\"triton\",model=\"llm\",outcome=\"") +
+                                outcome + "\"}") == 0);
+  }
   std::ofstream(dir.Sub("metrics.txt")) << text;
   auto check = RunCommand({"/bin/sh", "-c", std::string(PROMTOOL_BIN) + " check metrics < " + dir.Sub("metrics.txt")});
   INFO(check.out << check.err);

@@ -511,7 +511,12 @@ TEST_CASE("/healthz, /readyz and /metrics; the metrics pass promtool check metri
                            "carapace_checkpoint_write_duration_seconds_count", "carapace_tool_calls_total{outcome=\"ok\",tool=\"notes\"} 1",
                            "carapace_tool_call_duration_seconds_count{tool=\"notes\"} 1", "carapace_agent_phase{phase=\"Idle\"} 1",
                            "carapace_budget_used_ratio{budget=\"steps\"} 0.04", "carapace_recoveries_total 0", "carapace_inbox_depth 0",
-                           "carapace_model_requests_total"}) {
+                           "carapace_model_requests_total",
+                           // Outcomes that did not happen exist at 0 from the start (for rate()):
+                           // the tool's, and the model endpoint's errors.
+                           "carapace_tool_calls_total{outcome=\"error\",tool=\"notes\"} 0",
+                           "carapace_tool_calls_total{outcome=\"unknown\",tool=\"notes\"} 0",
+                           "outcome=\"unavailable\"} 0"}) {
     INFO(name);
     CHECK_THAT(text, ContainsSubstring(name));
   }

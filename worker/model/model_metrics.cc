@@ -5,6 +5,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include "common/status.h"
+
 namespace carapace {
 
 namespace {
@@ -12,6 +14,15 @@ namespace {
 // Model calls take from milliseconds (a cached reply) to minutes (a long generation).
 const prometheus::Histogram::BucketBoundaries kDurationBuckets = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
                                                                   2.5,   5,    10,    30,   60,  120, 300};
+// The outcomes besides "ok" (StatusCodeName's names). All of them, not only those the
+// backends produce today: a few zero series per endpoint cost less than a missed error.
+const StatusCode kErrorCodes[] = {StatusCode::kInvalidArgument, StatusCode::kNotFound,
+                                  StatusCode::kAlreadyExists,   StatusCode::kFailedPrecondition,
+                                  StatusCode::kBusy,            StatusCode::kCorruption,
+                                  StatusCode::kIoError,         StatusCode::kPermissionDenied,
+                                  StatusCode::kDeadlineExceeded, StatusCode::kUnavailable,
+                                  StatusCode::kResourceExhausted, StatusCode::kInternal,
+                                  StatusCode::kAborted};
 const prometheus::Histogram::BucketBoundaries kFirstTokenBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                     0.25,  0.5,    1,     2.5,  5,     10};
 
@@ -48,7 +59,12 @@ ModelMetrics::ModelMetrics(prometheus::Registry& r)
                      .Register(r)) {}
 
 void ModelMetrics::Declare(const std::string& backend, const std::string& model) {
+  // Every outcome, errors included: a series that first appears with the value 1 is a rise
+  // rate() and increase() cannot see, so each process would hide its first error of a kind.
   requests_.Add({{"backend", backend}, {"model", model}, {"outcome", "ok"}});
+  for (StatusCode code : kErrorCodes) {
+    requests_.Add({{"backend", backend}, {"model", model}, {"outcome", StatusCodeName(code)}});
+  }
   for (const char* direction : {"prompt", "completion"}) {
     tokens_.Add({{"backend", backend}, {"model", model}, {"direction", direction}});
   }

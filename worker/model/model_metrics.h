@@ -19,8 +19,9 @@ class ModelMetrics {
  public:
   explicit ModelMetrics(prometheus::Registry& registry);
 
-  // Creates the endpoint's counters at zero, so every family is exported (and dashboards
-  // and alerts see 0, not "no data") before anything happened.
+  // Creates the endpoint's counters at zero, every request outcome included, so every
+  // family is exported (dashboards and alerts see 0, not "no data") and the first error of
+  // a kind is an increase rate() can see.
   void Declare(const std::string& backend, const std::string& model);
   // One finished call; outcome is "ok" or the error's code name ("unavailable", ...).
   void Request(const std::string& backend, const std::string& model, const std::string& outcome, double seconds);

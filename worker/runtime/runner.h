@@ -53,6 +53,8 @@ class Runner {
   Result<Phase> Run();
 
   const RunState& state() const { return state_; }
+  // What the model is offered: the spec's tools as named to the model, then finish.
+  const std::vector<ToolSchema>& tool_schemas() const { return schemas_; }
   // The model (with its fallbacks), for health checks from another thread.
   ModelBackend& model() { return *model_; }
 

@@ -38,6 +38,12 @@ Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, co
     if (self->metrics_) self->metrics_->OnCheckpointWritten(seconds);
   };
   CARAPACE_ASSIGN_OR_RETURN(s->runner_, Runner::Create(s->store_.get(), run, s->models_, s->tools_, options));
+  if (s->metrics_) {
+    // The tools' names as the model calls them (an MCP server's own names), known only now.
+    std::vector<std::string> tools;
+    for (const auto& schema : s->runner_->tool_schemas()) tools.push_back(schema.name);
+    s->metrics_->DeclareTools(tools);
+  }
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*s->store_));
   if (identity) s->identity_ = *identity;
   s->status_ = BuildRunStatus(s->identity_, s->runner_->state(), &s->run_.spec.budget);

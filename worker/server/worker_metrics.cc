@@ -89,6 +89,12 @@ void WorkerMetrics::OnEvent(const Event& e, const RunState& s) {
   budget_ratio_.Add({{"budget", "wall_clock"}}).Set(Ratio(s.used.wall_ms, budget_.max_wall_clock_seconds * 1000));
 }
 
+void WorkerMetrics::DeclareTools(const std::vector<std::string>& tools) {
+  for (const auto& tool : tools) {
+    for (const char* outcome : {"ok", "error", "unknown"}) tool_calls_.Add({{"tool", tool}, {"outcome", outcome}});
+  }
+}
+
 void WorkerMetrics::OnCheckpointWritten(double seconds) { checkpoint_duration_.Observe(seconds); }
 
 void WorkerMetrics::SetInboxDepth(int64_t depth) { inbox_depth_.Set(static_cast<double>(depth)); }

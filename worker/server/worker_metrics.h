@@ -4,6 +4,7 @@
 #include <chrono>
 #include <map>
 #include <string>
+#include <vector>
 
 #include "common/agentrun/spec.h"
 #include "worker/runtime/event.h"
@@ -24,6 +25,10 @@ class WorkerMetrics {
  public:
   WorkerMetrics(prometheus::Registry& registry, const AgentRun& run);
 
+  // Creates each tool's call counters at zero (outcomes ok, error and unknown), so the
+  // first call of an outcome is an increase, not a series that appears at 1. Call before
+  // the runner starts.
+  void DeclareTools(const std::vector<std::string>& tools);
   // Every stored event, with the state it produced. Runner thread only.
   void OnEvent(const Event& e, const RunState& state);
   void OnCheckpointWritten(double seconds);
