@@ -47,14 +47,66 @@ CommandResult Helm(std::vector<std::string> args, const std::string& home = "") 
   return helm.Wait(120000);
 }
 
-// `helm template` of the chart as release `carapace` in carapace-system; REQUIREs success.
-std::vector<json> Render(std::vector<std::string> extra, const std::string& chart = kChart) {
-  std::vector<std::string> args = {"template", "carapace", chart, "--namespace", kNamespace};
+// `helm template` of the chart as `release` in carapace-system; REQUIREs success.
+std::vector<json> RenderAs(const std::string& release, std::vector<std::string> extra,
+                           const std::string& chart = kChart) {
+  std::vector<std::string> args = {"template", release, chart, "--namespace", kNamespace};
   args.insert(args.end(), extra.begin(), extra.end());
   CommandResult r = Helm(args);
   INFO(r.err);
   REQUIRE(r.exit_code == 0);
   return ParseYamlDocs(r.out);
+}
+
+// The same as release `carapace`.
+std::vector<json> Render(std::vector<std::string> extra, const std::string& chart = kChart) {
+  return RenderAs("carapace", std::move(extra), chart);
+}
+
+// `helm template` that is expected to fail: its result.
+CommandResult RenderFailing(std::vector<std::string> extra) {
+  std::vector<std::string> args = {"template", "carapace", kChart, "--namespace", kNamespace};
+  args.insert(args.end(), extra.begin(), extra.end());
+  return Helm(args);
+}
+
+// `helm install` (memory driver, against the API double for the server version) with
+// `extra`; returns its output, which holds the rendered NOTES.txt.
+std::string InstallNotes(std::vector<std::string> extra) {
+  TempDir home;
+  InstallCluster cluster({kSource + "/deploy/rbac/cluster_role.yaml"}, kNamespace);
+  std::vector<std::string> args = {"install", "carapace", kChart, "--kubeconfig", cluster.admin_kubeconfig(),
+                                   "--namespace", kNamespace};
+  args.insert(args.end(), extra.begin(), extra.end());
+  CommandResult installed = Helm(args, home.path());
+  INFO(installed.out << installed.err);
+  REQUIRE(installed.exit_code == 0);
+  return installed.out;
+}
+
+// The lines of `text` that contain `needle`.
+std::vector<std::string> LinesWith(const std::string& text, const std::string& needle) {
+  std::vector<std::string> out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    if (line.find(needle) != std::string::npos) out.push_back(line);
+  }
+  return out;
+}
+
+// A copy of the chart with its symlinks resolved (std::filesystem::copy follows them), to
+// render against changed deploy/ files without touching the repository's.
+std::string CopyChart(const TempDir& dir) {
+  const std::string copy = dir.Sub("carapace");
+  fs::copy(kChart, copy, fs::copy_options::recursive);
+  return copy;
+}
+
+json Env(const json& container, const std::string& name) {
+  for (const auto& e : container.value("env", json::array())) {
+    if (e.value("name", "") == name) return e.value("value", json());
+  }
+  return json();
 }
 
 // A copy, so that reading a field the object lacks gives null rather than undefined behaviour.
@@ -237,8 +289,8 @@ TEST_CASE("helm template with defaults renders the operator as deploy/default ha
   CHECK(test["metadata"]["annotations"]["helm.sh/hook"] == "test");
   CHECK(test["metadata"]["annotations"]["helm.sh/hook-delete-policy"] == "before-hook-creation,hook-succeeded");
   CheckRestricted(test["spec"]);
-  CHECK_THAT(test["spec"]["containers"][0]["command"].dump(),
-             ContainsSubstring("http://carapace-operator-metrics." + kNamespace + ".svc:8081/readyz"));
+  CHECK(Env(test["spec"]["containers"][0], "READYZ_URL") ==
+        "http://carapace-operator-metrics." + kNamespace + ".svc:8081/readyz");
 
   // The bindings give the roles to the chart's service account.
   const json subject = {{"kind", "ServiceAccount"}, {"name", "carapace-operator"}, {"namespace", kNamespace}};
@@ -317,11 +369,11 @@ TEST_CASE("helm template with every option on carries each one", "[deploy][helm]
   for (auto& e : sm_endpoints) e["interval"] = "15s";
   CHECK(sm["spec"]["endpoints"] == sm_endpoints);
 
-  // The PodMonitor: every namespace, the workers' labels and port (checked against the
-  // operator's real StatefulSet in the API-double test below).
+  // The PodMonitor: the namespace the operator watches, the workers' labels and port
+  // (checked against the operator's real StatefulSet in the API-double test below).
   json pm = Find(docs, "PodMonitor");
   CHECK(pm["metadata"]["labels"]["release"] == "prometheus");
-  CHECK(pm["spec"]["namespaceSelector"] == json::parse(R"({"any": true})"));
+  CHECK(pm["spec"]["namespaceSelector"] == json::parse(R"({"matchNames": ["agents"]})"));
   CHECK(pm["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] == "carapace-worker");
   CHECK(pm["spec"]["podMetricsEndpoints"][0]["port"] == "http");
   CHECK(pm["spec"]["podMetricsEndpoints"][0]["path"] == "/metrics");
@@ -440,18 +492,353 @@ TEST_CASE("helm install prints what to do next", "[deploy][helm]") {
   // With the memory release driver Helm installs into a printing fake client: enough for
   // the NOTES, which are rendered only on install. It still asks a server for its version
   // (and checks kubeVersion against it): the API double answers.
-  TempDir home;
-  InstallCluster cluster({kSource + "/deploy/rbac/cluster_role.yaml"}, kNamespace);
-  CommandResult installed = Helm({"install", "carapace", kChart, "--kubeconfig", cluster.admin_kubeconfig(),
-                                  "--namespace", kNamespace, "--set", "monitoring.podMonitor.enabled=true"},
-                                 home.path());
-  INFO(installed.out << installed.err);
-  REQUIRE(installed.exit_code == 0);
-  for (const char* next : {"rollout status deployment/carapace-operator", "helm test carapace",
-                           "kubectl apply -f examples/hello.yaml", "kubectl get ar -w",
+  const std::string notes = InstallNotes({"--set", "monitoring.podMonitor.enabled=true"});
+  INFO(notes);
+  // The sample needs no model service; examples/hello.yaml calls a ledger on the
+  // demo's localhost, which no pod has.
+  for (const char* next : {"rollout status deployment/carapace-operator", "helm test carapace", "helm install --wait",
+                           "kubectl apply -f deploy/samples/notes-once.yaml", "kubectl get ar notes-once -w",
+                           "kubectl describe ar notes-once",
                            "http://carapace-operator-metrics.carapace-system.svc:8081/metrics",
                            "PodMonitor carapace-system/carapace-workers",
-                           "kubectl apply --server-side -f crds/carapace.dev_agentruns.yaml"}) {
-    CHECK_THAT(installed.out, ContainsSubstring(next));
+                           "kubectl apply --server-side --force-conflicts -f crds/carapace.dev_agentruns.yaml"}) {
+    CHECK_THAT(notes, ContainsSubstring(next));
   }
+  CHECK_THAT(notes, !ContainsSubstring("examples/hello.yaml"));
+  CHECK_THAT(notes, !ContainsSubstring("helm pull"));  // no chart repository is published
+  // Helm created the CRD (field manager helm): a plain server-side apply conflicts.
+  for (const auto& line : LinesWith(notes, "apply --server-side")) CHECK_THAT(line, ContainsSubstring("--force-conflicts"));
+  const json sample = LoadYamlAsJson(kSource + "/deploy/samples/notes-once.yaml");
+  CHECK(sample["metadata"]["name"] == "notes-once");
+  CHECK_FALSE(sample["metadata"].contains("namespace"));  // it goes where kubectl says
+
+  // An operator that watches one namespace sees AgentRuns there only.
+  const std::string scoped = InstallNotes({"--set", "operator.watchNamespace=agents,test.enabled=false"});
+  INFO(scoped);
+  for (const char* next : {"kubectl -n agents apply -f deploy/samples/notes-once.yaml",
+                           "kubectl -n agents get ar notes-once -w", "kubectl -n agents describe ar notes-once"}) {
+    CHECK_THAT(scoped, ContainsSubstring(next));
+  }
+  CHECK_THAT(scoped, !ContainsSubstring("helm test"));  // no test pod to run
+}
+
+TEST_CASE("the chart needs Kubernetes 1.29, the first whose API server takes CEL quantity() in a new CRD",
+          "[deploy][helm]") {
+  // The reason: the CRD's storage-size transition rule.
+  CHECK_THAT(ReadText(kSource + "/crds/carapace.dev_agentruns.yaml"), ContainsSubstring("quantity("));
+  CHECK(LoadYamlAsJson(kChart + "/Chart.yaml")["kubeVersion"] == ">=1.29.0-0");
+  CommandResult old = RenderFailing({"--kube-version", "1.28.15"});
+  INFO(old.out << old.err);
+  CHECK(old.exit_code != 0);
+  CHECK_THAT(old.err, ContainsSubstring("kubeVersion"));
+  // The -0 lets pre-release and vendor builds (v1.29.1-eks-...) in.
+  for (const char* version : {"1.29.0", "v1.29.1-eks-2f008fe", "1.32.0"}) {
+    INFO(version);
+    CHECK(RenderFailing({"--kube-version", version}).exit_code == 0);
+  }
+  CHECK_THAT(ReadText(kChart + "/README.md"), ContainsSubstring("Kubernetes 1.29"));
+}
+
+TEST_CASE("the chart README shows commands that work from a pod and on a Helm-made CRD", "[deploy][helm]") {
+  const std::string readme = ReadText(kChart + "/README.md");
+  CHECK_THAT(readme, ContainsSubstring("kubectl apply -f deploy/samples/notes-once.yaml"));
+  CHECK_THAT(readme, !ContainsSubstring("examples/hello.yaml"));
+  CHECK_THAT(readme, !ContainsSubstring("helm pull"));
+  CHECK_FALSE(LinesWith(readme, "apply --server-side").empty());
+  for (const auto& line : LinesWith(readme, "apply --server-side")) CHECK_THAT(line, ContainsSubstring("--force-conflicts"));
+  // The quick start waits for the operator before `helm test`.
+  const auto installs = LinesWith(readme, "helm install carapace charts/carapace");
+  REQUIRE_FALSE(installs.empty());
+  CHECK_THAT(installs[0], ContainsSubstring("--wait"));
+}
+
+TEST_CASE("the helm test pod retries /readyz, a bounded number of times", "[deploy][helm]") {
+  json pod = Find(Render({}), "Pod")["spec"];
+  json container = pod["containers"][0];
+  const json command = container["command"];
+  REQUIRE(command.size() == 3);
+  REQUIRE(command[0] == "sh");
+  REQUIRE(command[1] == "-c");
+  const std::string url = "http://carapace-operator-metrics." + kNamespace + ".svc:8081/readyz";
+  REQUIRE(Env(container, "READYZ_URL") == url);
+
+  // The pod's script under /bin/sh with stand-ins: wget logs its arguments and answers from
+  // the SUCCEED_AT-th call on, sleep only logs how long it was asked to sleep.
+  TempDir dir;
+  fs::create_directory(dir.Sub("bin"));
+  std::ofstream(dir.Sub("bin/wget")) << "#!/bin/sh\n"
+                                        "echo \"$*\" >> \"$LOG_DIR/wget\"\n"
+                                        "n=0; while read -r _; do n=$((n + 1)); done < \"$LOG_DIR/wget\"\n"
+                                        "[ \"$n\" -ge \"$SUCCEED_AT\" ]\n";
+  std::ofstream(dir.Sub("bin/sleep")) << "#!/bin/sh\necho \"$1\" >> \"$LOG_DIR/sleep\"\n";
+  for (const char* tool : {"bin/wget", "bin/sleep"}) {
+    fs::permissions(dir.Sub(tool), fs::perms::owner_all, fs::perm_options::add);
+  }
+  auto run = [&](const std::string& succeed_at, const std::string& logs) {
+    fs::create_directory(dir.Sub(logs));
+    ChildProcess sh({"/bin/sh", "-c", command[2].get<std::string>()},
+                    {{"PATH", dir.Sub("bin") + ":/usr/bin:/bin"}, {"READYZ_URL", url},
+                     {"LOG_DIR", dir.Sub(logs)}, {"SUCCEED_AT", succeed_at}});
+    return sh.Wait(30000);
+  };
+  auto lines = [&](const std::string& file) {
+    std::vector<std::string> out;
+    if (!fs::exists(file)) return out;
+    std::istringstream in(ReadText(file));
+    for (std::string line; std::getline(in, line);) out.push_back(line);
+    return out;
+  };
+
+  // A slow start: the third try finds the operator ready.
+  CommandResult slow = run("3", "slow");
+  INFO(slow.out << slow.err);
+  CHECK(slow.exit_code == 0);
+  const auto tries = lines(dir.Sub("slow/wget"));
+  CHECK(tries.size() == 3);
+  for (const auto& t : tries) {
+    CHECK_THAT(t, ContainsSubstring("--spider"));
+    CHECK_THAT(t, ContainsSubstring(url));
+  }
+  CHECK(lines(dir.Sub("slow/sleep")).size() == 2);
+
+  // An operator that never gets ready: the pod gives up after a bounded number of tries,
+  // having waited about a minute in all (sleeps, not counting wget's own timeouts).
+  CommandResult never = run("1000000", "never");
+  INFO(never.out << never.err);
+  CHECK(never.exit_code != 0);
+  CHECK_THAT(never.err, ContainsSubstring("not ready"));
+  const auto failed_tries = lines(dir.Sub("never/wget"));
+  CHECK(failed_tries.size() > 3);
+  CHECK(failed_tries.size() < 100);
+  int slept = 0;
+  for (const auto& s : lines(dir.Sub("never/sleep"))) slept += std::stoi(s);
+  CHECK(slept >= 30);
+  CHECK(slept <= 120);
+
+  // test.enabled=false renders no test pod (e.g. no busybox to be had).
+  CHECK(Count(Render({"--set", "test.enabled=false"}), "Pod") == 0);
+  // A mirror for the image, with a numeric tag.
+  json mirrored = Find(Render({"--set", "test.image.repository=mirror.example/busybox,test.image.tag=136"}), "Pod");
+  CHECK(mirrored["spec"]["containers"][0]["image"] == "mirror.example/busybox:136");
+}
+
+TEST_CASE("values as --set and values files give them: numeric tags, scalar labels, replicaCount 0",
+          "[deploy][helm]") {
+  // --set makes integers of numbers, booleans of true/false.
+  const std::vector<json> docs =
+      Render({"--set",
+              "image.tag=20240101,workerImage.tag=20240102,test.image.tag=20240103,"
+              "monitoring.dashboards.enabled=true,monitoring.dashboards.labelValue=7,"
+              "podLabels.tier=2,podLabels.canary=true,podAnnotations.revision=3,podAnnotations.sidecar=false"});
+  json deployment = Find(docs, "Deployment", "carapace-operator");
+  CHECK(deployment["spec"]["template"]["spec"]["containers"][0]["image"] ==
+        "ghcr.io/carapace-dev/carapace-operator:20240101");
+  CHECK(Has(Args(deployment), "--worker-image=ghcr.io/carapace-dev/carapace-worker:20240102"));
+  CHECK(Find(docs, "Pod")["spec"]["containers"][0]["image"] == "busybox:20240103");
+  CHECK(Find(docs, "ConfigMap")["metadata"]["labels"]["grafana_dashboard"] == "7");
+  // Labels and annotations must be strings in the object, whatever the value's type was.
+  json meta = deployment["spec"]["template"]["metadata"];
+  CHECK(meta["labels"]["tier"] == "2");
+  CHECK(meta["labels"]["canary"] == "true");
+  CHECK(meta["annotations"]["revision"] == "3");
+  CHECK(meta["annotations"]["sidecar"] == "false");
+
+  // A values file makes a float of a number: 20240101, not 2.0240101e+07.
+  TempDir dir;
+  std::ofstream(dir.Sub("numbers.yaml")) << "image: {tag: 20240101}\npodAnnotations: {ratio: 1.5, count: 12345678}\n";
+  json fromFile = Find(Render({"--values", dir.Sub("numbers.yaml")}), "Deployment");
+  CHECK(fromFile["spec"]["template"]["spec"]["containers"][0]["image"] ==
+        "ghcr.io/carapace-dev/carapace-operator:20240101");
+  CHECK(fromFile["spec"]["template"]["metadata"]["annotations"] == json::parse(R"({"ratio": "1.5", "count": "12345678"})"));
+
+  // 0 replicas pauses the operator; below 0 is still refused.
+  CHECK(Find(Render({"--set", "replicaCount=0"}), "Deployment")["spec"]["replicas"] == 0);
+  CHECK(RenderFailing({"--set", "replicaCount=-1"}).exit_code != 0);
+}
+
+TEST_CASE("topologySpreadConstraints reach the operator's pod, selecting its pods by default", "[deploy][helm]") {
+  TempDir dir;
+  std::ofstream(dir.Sub("spread.yaml")) << R"(replicaCount: 2
+topologySpreadConstraints:
+  - {maxSkew: 1, topologyKey: topology.kubernetes.io/zone, whenUnsatisfiable: ScheduleAnyway}
+  - {maxSkew: 1, topologyKey: kubernetes.io/hostname, whenUnsatisfiable: DoNotSchedule,
+     labelSelector: {matchLabels: {team: agents}}}
+)";
+  json deployment = Find(Render({"--values", dir.Sub("spread.yaml")}), "Deployment");
+  json spread = deployment["spec"]["template"]["spec"]["topologySpreadConstraints"];
+  REQUIRE(spread.size() == 2);
+  CHECK(spread[0]["topologyKey"] == "topology.kubernetes.io/zone");
+  CHECK(spread[0]["labelSelector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]);
+  CHECK(spread[1]["labelSelector"] == json::parse(R"({"matchLabels": {"team": "agents"}})"));
+  CHECK_FALSE(Find(Render({}), "Deployment")["spec"]["template"]["spec"].contains("topologySpreadConstraints"));
+  CHECK(RenderFailing({"--set", "topologySpreadConstraints[0].maxSkew=1"}).exit_code != 0);  // no topologyKey
+}
+
+TEST_CASE("the monitors' relabelings come after deploy/monitoring's own", "[deploy][helm]") {
+  TempDir dir;
+  std::ofstream(dir.Sub("relabel.yaml")) << R"(monitoring:
+  serviceMonitor:
+    enabled: true
+    relabelings: [{targetLabel: cluster, replacement: east, action: replace}]
+    metricRelabelings: [{sourceLabels: [__name__], regex: go_.*, action: drop}]
+  podMonitor:
+    enabled: true
+    relabelings: [{targetLabel: cluster, replacement: east, action: replace}]
+    metricRelabelings: [{sourceLabels: [__name__], regex: go_.*, action: drop}]
+)";
+  const json user_relabel = json::parse(R"([{"targetLabel": "cluster", "replacement": "east", "action": "replace"}])");
+  const json user_metric = json::parse(R"([{"sourceLabels": ["__name__"], "regex": "go_.*", "action": "drop"}])");
+  auto expect = [&](json endpoints) {
+    for (auto& e : endpoints) {
+      json relabel = e.value("relabelings", json::array());
+      json metric = e.value("metricRelabelings", json::array());
+      relabel.insert(relabel.end(), user_relabel.begin(), user_relabel.end());
+      metric.insert(metric.end(), user_metric.begin(), user_metric.end());
+      e["relabelings"] = relabel;
+      e["metricRelabelings"] = metric;
+    }
+    return endpoints;
+  };
+  const std::vector<json> docs = Render({"--values", dir.Sub("relabel.yaml")});
+  CHECK(Find(docs, "ServiceMonitor")["spec"]["endpoints"] ==
+        expect(LoadYamlAsJson(kSource + "/deploy/monitoring/servicemonitor.yaml")["spec"]["endpoints"]));
+  json pm = Find(docs, "PodMonitor")["spec"]["podMetricsEndpoints"];
+  CHECK(pm == expect(LoadYamlAsJson(kSource + "/deploy/monitoring/podmonitor.yaml")["spec"]["podMetricsEndpoints"]));
+  // The file's agentrun relabeling is kept, first.
+  CHECK(pm[0]["relabelings"][0]["targetLabel"] == "agentrun");
+
+  // With a relabeling in the ServiceMonitor file (deploy/monitoring fixes the job label so
+  // the alerts' job="carapace-operator" holds), the user's come after it.
+  const std::string chart = CopyChart(dir);
+  const std::string sm_file = chart + "/files/monitoring/servicemonitor.yaml";
+  YAML::Node sm_doc = YAML::LoadFile(sm_file);
+  sm_doc["spec"]["endpoints"][0]["relabelings"] =
+      YAML::Load("[{targetLabel: job, replacement: carapace-operator, action: replace}]");
+  YAML::Emitter out;
+  out << sm_doc;
+  std::ofstream(sm_file) << out.c_str();
+  json sm = Find(Render({"--values", dir.Sub("relabel.yaml")}, chart), "ServiceMonitor")["spec"]["endpoints"];
+  CHECK(sm[0]["relabelings"] == json::parse(R"([
+    {"targetLabel": "job", "replacement": "carapace-operator", "action": "replace"},
+    {"targetLabel": "cluster", "replacement": "east", "action": "replace"}])"));
+}
+
+TEST_CASE("the PrometheusRule needs the monitors whose metrics its alerts read", "[deploy][helm]") {
+  for (const char* set : {"monitoring.prometheusRule.enabled=true",
+                          "monitoring.prometheusRule.enabled=true,monitoring.serviceMonitor.enabled=true",
+                          "monitoring.prometheusRule.enabled=true,monitoring.podMonitor.enabled=true"}) {
+    CommandResult r = RenderFailing({"--set", set});
+    INFO(set << "\n" << r.err);
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, ContainsSubstring("monitoring.serviceMonitor.enabled"));
+    CHECK_THAT(r.err, ContainsSubstring("monitoring.podMonitor.enabled"));
+    CHECK_THAT(r.err, ContainsSubstring("allowWithoutMonitors"));
+  }
+  const std::vector<json> both = Render({"--set", "monitoring.prometheusRule.enabled=true,"
+                                                  "monitoring.serviceMonitor.enabled=true,monitoring.podMonitor.enabled=true"});
+  CHECK(Count(both, "PrometheusRule") == 1);
+  // The escape hatch: the metrics are scraped some other way.
+  const std::vector<json> alone =
+      Render({"--set", "monitoring.prometheusRule.enabled=true,monitoring.prometheusRule.allowWithoutMonitors=true"});
+  CHECK(Count(alone, "PrometheusRule") == 1);
+  CHECK(Count(alone, "ServiceMonitor") == 0);
+}
+
+TEST_CASE("the PodMonitor looks where the operator watches unless told otherwise", "[deploy][helm]") {
+  const std::string pm = "monitoring.podMonitor.enabled=true";
+  auto selector = [](const std::vector<json>& docs) { return Find(docs, "PodMonitor")["spec"]["namespaceSelector"]; };
+  CHECK(selector(Render({"--set", pm})) == json::parse(R"({"any": true})"));
+  CHECK(selector(Render({"--set", pm + ",operator.watchNamespace=agents"})) ==
+        json::parse(R"({"matchNames": ["agents"]})"));
+  CHECK(selector(Render({"--set", pm + ",operator.watchNamespace=agents,monitoring.podMonitor.namespaceSelector.any=true"})) ==
+        json::parse(R"({"any": true})"));
+  CHECK(selector(Render({"--set", pm + ",monitoring.podMonitor.namespaceSelector.matchNames={a,b}"})) ==
+        json::parse(R"({"matchNames": ["a", "b"]})"));
+}
+
+TEST_CASE("release names: one that contains the chart's name is not prefixed again", "[deploy][helm]") {
+  CHECK(Count(RenderAs("my-carapace", {}), "Deployment") == 1);
+  Find(RenderAs("my-carapace", {}), "Deployment", "my-carapace-operator");
+  Find(RenderAs("prod", {}), "Deployment", "prod-carapace-operator");
+  Find(RenderAs("prod", {"--set", "fullnameOverride=agents"}), "Deployment", "agents-operator");
+  // The README says so.
+  const std::string readme = ReadText(kChart + "/README.md");
+  CHECK_THAT(readme, ContainsSubstring("`my-carapace` gives `my-carapace-operator`"));
+  CHECK_THAT(readme, ContainsSubstring("`X-carapace-operator`"));
+}
+
+TEST_CASE("deploy/README's move from deploy/default to the chart keeps the CRD and the AgentRuns",
+          "[deploy][helm]") {
+  // The commands of deploy/README.md's "Moving to the Helm chart", run as written.
+  const std::string readme = ReadText(kSource + "/deploy/README.md");
+  const size_t section = readme.find("## Moving to the Helm chart");
+  REQUIRE(section != std::string::npos);
+  const size_t block = readme.find("```sh\n", section);
+  REQUIRE(block != std::string::npos);
+  const size_t block_end = readme.find("```", block + 6);
+  std::vector<std::vector<std::string>> commands;
+  std::istringstream lines(readme.substr(block + 6, block_end - block - 6));
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> w;
+    for (std::string word; words >> word;) w.push_back(word);
+    if (!w.empty()) commands.push_back(w);
+  }
+  REQUIRE(commands.size() >= 2);
+  // The install comes last, into the namespace deploy/default made.
+  CHECK(commands.back()[0] == "helm");
+  CHECK(Has(commands.back(), "charts/carapace"));
+  CHECK(Has(commands.back(), kNamespace));
+
+  TempDir dir;
+  CommandResult kustomized = RunCommand({KUBECTL_BIN, "kustomize", kSource + "/deploy/default"});
+  REQUIRE(kustomized.exit_code == 0);
+  std::ofstream(dir.Sub("default.yaml")) << kustomized.out;
+  InstallCluster cluster({kSource + "/deploy/rbac/cluster_role.yaml", kSource + "/deploy/rbac/leader_election_role.yaml"},
+                         kNamespace);
+  CommandResult applied = cluster.Kubectl({"apply", "-f", dir.Sub("default.yaml")});
+  INFO(applied.out << applied.err);
+  REQUIRE(applied.exit_code == 0);
+  CommandResult agent = cluster.Kubectl({"apply", "-f", kSource + "/deploy/samples/notes-once.yaml"});
+  INFO(agent.err);
+  REQUIRE(agent.exit_code == 0);
+
+  // What `helm install` would create (the CRD exists, so not that): deploy/default made
+  // objects of the same names, which Helm would refuse to take over.
+  const std::vector<json> chart = Render({"--skip-tests"});
+  auto exists = [&](const json& object) {
+    const std::string kind = object["kind"].get<std::string>();
+    std::string plural = kind;
+    std::transform(plural.begin(), plural.end(), plural.begin(), ::tolower);
+    return cluster.api()
+        .Get(object["apiVersion"].get<std::string>(), plural + "s", object["metadata"].value("namespace", ""),
+             object["metadata"]["name"].get<std::string>())
+        .ok();
+  };
+  CHECK(exists(Find(chart, "Deployment", "carapace-operator")));
+
+  for (const auto& command : commands) {
+    if (command[0] != "kubectl") continue;
+    std::vector<std::string> args(command.begin() + 1, command.end());
+    for (auto& a : args) {
+      if (a.rfind("deploy/", 0) == 0) a = kSource + "/" + a;  // run from the repository root
+    }
+    CommandResult r = cluster.Kubectl(args);
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+  }
+  for (const auto& object : chart) {
+    INFO(object["kind"] << " " << object["metadata"]["name"]);
+    CHECK_FALSE(exists(object));
+  }
+  CHECK(cluster.api().Get("apiextensions.k8s.io/v1", "customresourcedefinitions", "", "agentruns.carapace.dev").ok());
+  CHECK(cluster.api().Get("carapace.dev/v1alpha1", "agentruns", "default", "notes-once").ok());
+  CHECK(cluster.api().Get("v1", "namespaces", "", kNamespace).ok());
+  // The chart's objects now go in their place.
+  CommandResult rendered = Helm({"template", "carapace", kChart, "--namespace", kNamespace, "--skip-tests"});
+  REQUIRE(rendered.exit_code == 0);
+  std::ofstream(dir.Sub("chart.yaml")) << rendered.out;
+  CommandResult installed = cluster.Kubectl({"apply", "-f", dir.Sub("chart.yaml")});
+  INFO(installed.out << installed.err);
+  CHECK(installed.exit_code == 0);
 }

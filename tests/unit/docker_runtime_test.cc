@@ -3,9 +3,14 @@
 // runtime stage of deploy/docker/Dockerfile installs (by `dpkg -S` on this Debian 12).
 #include <catch2/catch_test_macros.hpp>
 
+#include <fnmatch.h>
+
+#include <algorithm>
+#include <filesystem>
 #include <regex>
 #include <set>
 #include <sstream>
+#include <vector>
 
 #include "common/file.h"
 #include "tests/support/child_process.h"
@@ -39,7 +44,73 @@ std::string OwningPackage(const std::string& path) {
   return "";
 }
 
+// The exclusion patterns of a .dockerignore ('!' exceptions left out: they only re-include).
+std::vector<std::string> IgnorePatterns(const std::string& text) {
+  std::vector<std::string> out;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    line = std::regex_replace(line, std::regex(R"(^\s+|\s+$)"), "");
+    if (line.empty() || line[0] == '#' || line[0] == '!') continue;
+    while (!line.empty() && line.front() == '/') line.erase(0, 1);  // Docker reads "/x" as "x"
+    while (!line.empty() && line.back() == '/') line.pop_back();
+    out.push_back(line);
+  }
+  return out;
+}
+
+// Whether Docker leaves `path` (relative to the context) out: a pattern that matches the
+// path or any directory above it excludes it.
+bool Ignored(const std::vector<std::string>& patterns, const std::string& path) {
+  for (size_t end = path.find('/');; end = path.find('/', end + 1)) {
+    const std::string prefix = path.substr(0, end);
+    for (const auto& p : patterns) {
+      if (fnmatch(p.c_str(), prefix.c_str(), FNM_PATHNAME) == 0) return true;
+    }
+    if (end == std::string::npos) return false;
+  }
+}
+
 }  // namespace
+
+TEST_CASE("the .dockerignore leaves out the build trees but nothing the Dockerfile copies", "[deploy]") {
+  namespace fs = std::filesystem;
+  const fs::path root = CARAPACE_SOURCE_DIR;
+  auto dockerfile = ReadFile((root / "deploy/docker/Dockerfile").string());
+  auto dockerignore = ReadFile((root / ".dockerignore").string());
+  REQUIRE(dockerfile.ok());
+  REQUIRE(dockerignore.ok());
+  const std::vector<std::string> patterns = IgnorePatterns(*dockerignore);
+  for (const char* local : {".git", "build", "build-chart", ".tools", ".cache", "tests/support/mcp/node_modules"}) {
+    INFO(local);
+    CHECK(Ignored(patterns, local));
+  }
+  // Every source of a COPY from the context (not --from another stage), and each file in it.
+  std::istringstream lines(*dockerfile);
+  int copied = 0;
+  for (std::string line; std::getline(lines, line);) {
+    std::istringstream words(line);
+    std::vector<std::string> w;
+    for (std::string word; words >> word;) w.push_back(word);
+    if (w.empty() || w[0] != "COPY") continue;
+    if (std::any_of(w.begin(), w.end(), [](const std::string& x) { return x.rfind("--from=", 0) == 0; })) continue;
+    std::vector<std::string> sources;
+    for (size_t i = 1; i + 1 < w.size(); ++i) {
+      if (w[i].rfind("--", 0) != 0) sources.push_back(w[i]);
+    }
+    for (const auto& source : sources) {
+      INFO(line);
+      REQUIRE(fs::exists(root / source));
+      CHECK_FALSE(Ignored(patterns, source));
+      ++copied;
+      if (!fs::is_directory(root / source)) continue;
+      for (const auto& e : fs::recursive_directory_iterator(root / source)) {
+        const std::string rel = fs::relative(e.path(), root).string();
+        if (Ignored(patterns, rel)) FAIL_CHECK(rel << " is copied by the Dockerfile but left out by .dockerignore");
+      }
+    }
+  }
+  CHECK(copied >= 5);  // CMakeLists.txt, proto, common, worker, operator
+}
 
 TEST_CASE("the runtime image installs every shared library the binaries load", "[deploy]") {
   auto dockerfile = ReadFile(std::string(CARAPACE_SOURCE_DIR) + "/deploy/docker/Dockerfile");

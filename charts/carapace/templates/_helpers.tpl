@@ -74,12 +74,35 @@ app.kubernetes.io/component: operator
 {{- end }}
 {{- end }}
 
+{{/*
+A scalar value as the string Kubernetes needs (an image tag, a label or annotation value).
+`--set image.tag=20240101` hands the template an int64, and `tag: 20240101` in a values
+file a float64, which toString would print as 2.0240101e+07: whole numbers are printed as
+integers, anything else as Go prints it.
+*/}}
+{{- define "carapace.string" -}}
+{{- if kindIs "string" . }}
+{{- . }}
+{{- else if and (kindIs "float64" .) (eq (float64 (int64 .)) .) }}
+{{- int64 . }}
+{{- else }}
+{{- toString . }}
+{{- end }}
+{{- end }}
+
+{{/* A map of labels or annotations, every value quoted (numbers and booleans included). */}}
+{{- define "carapace.stringMap" -}}
+{{- range $key, $value := . }}
+{{ $key | quote }}: {{ include "carapace.string" $value | quote }}
+{{- end }}
+{{- end }}
+
 {{- define "carapace.operatorImage" -}}
-{{- printf "%s:%s" .Values.image.repository (.Values.image.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" .Values.image.repository (include "carapace.string" .Values.image.tag | default .Chart.AppVersion) }}
 {{- end }}
 
 {{- define "carapace.workerImage" -}}
-{{- printf "%s:%s" .Values.workerImage.repository (.Values.workerImage.tag | default .Chart.AppVersion) }}
+{{- printf "%s:%s" .Values.workerImage.repository (include "carapace.string" .Values.workerImage.tag | default .Chart.AppVersion) }}
 {{- end }}
 
 {{/*
@@ -93,4 +116,12 @@ enforce exactly those files, so the chart reads them rather than keeping a copy.
 {{- fail (printf "%s (deploy/rbac) is missing or has no rules" $path) }}
 {{- end }}
 {{- toYaml $doc.rules }}
+{{- end }}
+
+{{/*
+Whether to render the `helm test` pod: "true" or "". A release made before test.enabled
+existed and upgraded with --reuse-values has no such key; it keeps its test pod.
+*/}}
+{{- define "carapace.testEnabled" -}}
+{{- if or (not (hasKey .Values.test "enabled")) .Values.test.enabled }}true{{ end }}
 {{- end }}
