@@ -475,10 +475,10 @@ TEST_CASE("a 429 on a read is retried after Retry-After; on a write it is return
   CHECK(exhausted.status().code() == StatusCode::kUnavailable);
 
   s.api.FailNext(429, 1, "POST");
-  const auto write_start = std::chrono::steady_clock::now();
+  const int64_t posts = s.api.Requests("POST");
   auto created = client->Create(ConfigMaps(), kNs, ConfigMap("w"));
   CHECK(created.error.code == 429);
-  CHECK(std::chrono::steady_clock::now() - write_start < 900ms);
+  CHECK(s.api.Requests("POST") == posts + 1);  // a write is never retried
   CHECK_FALSE(s.api.Get("v1", "configmaps", kNs, "w").ok());
 }
 
@@ -674,7 +674,8 @@ TEST_CASE("informers sharing a client stop one at a time and promptly", "[operat
   REQUIRE(Eventually([&] { return s.api.Requests("WATCH") == 2; }));
   const auto start = std::chrono::steady_clock::now();
   a.Stop();
-  CHECK(std::chrono::steady_clock::now() - start < 2s);
+  // Its watch would run 5 to 10 minutes: Stop cancels it rather than waiting it out.
+  CHECK(std::chrono::steady_clock::now() - start < 60s);
   REQUIRE(s.api.Create("v1", "configmaps", kNs, ConfigMap("after")).ok());
   CHECK(Eventually([&] { return b.Get("agents/after").has_value(); }));
   CHECK_FALSE(a.Get("agents/after").has_value());
@@ -856,7 +857,8 @@ TEST_CASE("a leader that stops releases the Lease and the other takes over at on
   CHECK_FALSE(a.IsLeader());
   CHECK(stopped_a == 0);  // a stop is not a lost lease
   REQUIRE(Eventually([&] { return b.IsLeader(); }, 3000ms));
-  CHECK(std::chrono::steady_clock::now() - start < 1500ms);
+  // Well inside the 15 s lease: only the release explains it (generous for loaded machines).
+  CHECK(std::chrono::steady_clock::now() - start < 10000ms);
   auto lease = s.api.Get("coordination.k8s.io/v1", "leases", kLeaseNs, "carapace-operator");
   REQUIRE(lease.ok());
   CHECK((*lease)["spec"]["holderIdentity"] == "replica-b");

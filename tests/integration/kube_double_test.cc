@@ -949,27 +949,29 @@ TEST_CASE("malformed requests get 400 and the server keeps serving", "[robustnes
   CHECK(Http(server.port(), "GET", "/api").code == 200);
 }
 
-TEST_CASE("a thousand AgentRuns are created, listed and watched promptly", "[scale]") {
+// How fast is the operator benchmark's business (tests/bench/operator_bench.cc); here only
+// that nothing is lost at this scale, with waits generous enough for a sanitizer build.
+TEST_CASE("a thousand AgentRuns are created, listed, and seen by each of twenty watches", "[scale]") {
   ApiServer server;
   server.InstallCrd();
   std::vector<std::unique_ptr<WatchStream>> watches;
   for (int i = 0; i < 20; ++i)
     watches.push_back(std::make_unique<WatchStream>(server.port(), kAgentRuns + "?watch=true"));
-  auto start = std::chrono::steady_clock::now();
   for (int i = 0; i < 1000; ++i) {
     REQUIRE(
         server.api.Create("carapace.dev/v1alpha1", "agentruns", "default", AgentRun("run-" + std::to_string(i))).ok());
   }
   json list = Http(server.port(), "GET", kAgentRuns).Json();
   CHECK(list["items"].size() == 1000);
-  for (auto& w : watches) {
-    int added = 0;
-    while (added < 1000) {
-      auto event = w->NextChange(5000);
-      if (!event) break;
-      ++added;
-    }
-    CHECK(added == 1000);
+  // Each watch read by its own thread, as each informer reads its own: a stream left unread
+  // while others are drained stalls its sender on a full socket, which is not what this is about.
+  std::vector<int> added(watches.size(), 0);
+  std::vector<std::thread> readers;
+  for (size_t i = 0; i < watches.size(); ++i) {
+    readers.emplace_back([&, i] {
+      while (added[i] < 1000 && watches[i]->NextChange(60000)) ++added[i];
+    });
   }
-  CHECK(std::chrono::steady_clock::now() - start < std::chrono::seconds(20));
+  for (auto& r : readers) r.join();
+  for (int n : added) CHECK(n == 1000);
 }
