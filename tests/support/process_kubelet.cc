@@ -31,7 +31,11 @@ struct ProcessKubelet::PodRun {
   std::string readiness_path = "/readyz";
   std::string waiting_reason;  // why no process runs, when none does
   std::string last_log;        // how the previous process ended, and its stderr
-  json reported;               // the last status written
+  json reported;               // the last status written (null until one is)
+  // Whether the last status written said Ready.
+  bool ReportedReady() const {
+    return reported.is_object() && reported.value("/conditions/0/status"_json_pointer, std::string()) == "True";
+  }
 };
 
 namespace {
@@ -138,7 +142,7 @@ void ProcessKubelet::SyncStatefulSet(const json& sts) {
       ++existing;
       if (it->second->revision == revision) ++updated;
       else current_revision = it->second->revision;
-      if (it->second->reported.value("/conditions/0/status"_json_pointer, std::string()) == "True") ++ready;
+      if (it->second->ReportedReady()) ++ready;
     }
   }
   json status = {{"observedGeneration", sts.value("/metadata/generation"_json_pointer, 1)},
@@ -168,7 +172,7 @@ void ProcessKubelet::SyncPod(const json& sts, int ordinal, const std::string& re
     if (it != pods_.end()) run = it->second.get();
   }
   if (pod.ok() && pod->value("/metadata/labels/controller-revision-hash"_json_pointer, std::string()) != revision &&
-      run && run->reported.value("/conditions/0/status"_json_pointer, std::string()) == "True") {
+      run && run->ReportedReady()) {
     // A rolling update replaces a Ready pod (replaced on the next pass). Like the real
     // StatefulSet controller, it leaves a pod that is not Ready alone: someone must delete it.
     StopPod(key, /*delete_object=*/true);
