@@ -101,9 +101,8 @@ class Cluster {
     ProcessKubeletOptions k;
     k.worker_bin = WORKER_BIN;
     k.root = dir_.Sub("node");
-    // Pods listen on 127.0.0.N; tests run in parallel, so each takes its own range (the
-    // operator e2e tests use 2..241).
-    k.first_ip = 242 + static_cast<int>(getpid() % 4) * 3;
+    // Pods listen on 127.0.0.N:7070; tests run in parallel, so each holds its own addresses.
+    k.first_ip = loopback_.first();
     kubelet_ = std::make_unique<ProcessKubelet>(api_.get(), k);
     kubelet_->Start();
     operator_port_ = FreePort();
@@ -169,6 +168,7 @@ class Cluster {
  private:
   TempDir dir_;
   std::unique_ptr<KubeApiDouble> api_;
+  LoopbackBlock loopback_{3};  // before the kubelet, so released after it
   std::unique_ptr<ProcessKubelet> kubelet_;
   std::unique_ptr<ChildProcess> operator_;
   int operator_port_ = 0;

@@ -71,8 +71,8 @@ class Cluster {
     ProcessKubeletOptions k;
     k.worker_bin = WORKER_BIN;
     k.root = dir_.Sub("node");
-    // Pods listen on 127.0.0.N:7070; tests run in parallel, so each takes its own range.
-    k.first_ip = 2 + static_cast<int>(getpid() % 40) * 6;
+    // Pods listen on 127.0.0.N:7070; tests run in parallel, so each holds its own addresses.
+    k.first_ip = loopback_.first();
     kubelet_ = std::make_unique<ProcessKubelet>(api_.get(), k);
     kubelet_->Start();
     for (int i = 0; i < operators; ++i) StartOperator();
@@ -163,6 +163,7 @@ class Cluster {
   };
   TempDir dir_;
   std::unique_ptr<KubeApiDouble> api_;
+  LoopbackBlock loopback_{6};  // before the kubelet, so released after it
   std::unique_ptr<ProcessKubelet> kubelet_;
   std::vector<Operator> operators_;
   std::string admin_, operator_config_;

@@ -2,6 +2,11 @@
 // StatefulSets, like the StatefulSet controller and a kubelet together, much simplified.
 #include "tests/support/process_kubelet.h"
 
+#include <catch2/catch_test_macros.hpp>
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
 #include <signal.h>
 
 #include <algorithm>
@@ -62,6 +67,28 @@ int ProbePort(const json& container, const json& port) {
 }
 
 }  // namespace
+
+LoopbackBlock::LoopbackBlock(int size) {
+  // Blocks of one size for every caller, so that two claims can never overlap.
+  constexpr int kBlock = 8;
+  REQUIRE(size <= kBlock);
+  for (int first = 2; first + kBlock <= 255; first += kBlock) {
+    const std::string path = "/tmp/carapace-test-loopback-" + std::to_string(first);
+    int fd = ::open(path.c_str(), O_CREAT | O_RDWR | O_CLOEXEC, 0666);
+    if (fd < 0) continue;
+    if (::flock(fd, LOCK_EX | LOCK_NB) == 0) {
+      first_ = first;
+      fd_ = fd;
+      return;
+    }
+    ::close(fd);
+  }
+  FAIL("no free block of " << size << " loopback addresses (127.0.0.N)");
+}
+
+LoopbackBlock::~LoopbackBlock() {
+  if (fd_ >= 0) ::close(fd_);  // releases the lock
+}
 
 ProcessKubelet::ProcessKubelet(KubeApiDouble* api, ProcessKubeletOptions options)
     : api_(api), options_(std::move(options)) {}

@@ -32,6 +32,22 @@ struct ProcessKubeletOptions {
   int restart_delay_ms = 300;  // the kubelet's restart back-off, shortened for tests
 };
 
+// The first of `size` (at most 8) consecutive loopback addresses (127.0.0.N) that no other test process
+// holds: pods listen on fixed ports (7070, 8080), so tests running in parallel must not share
+// addresses. Held through a lock file in /tmp until the returned claim is destroyed.
+class LoopbackBlock {
+ public:
+  explicit LoopbackBlock(int size);
+  ~LoopbackBlock();
+  LoopbackBlock(const LoopbackBlock&) = delete;
+  LoopbackBlock& operator=(const LoopbackBlock&) = delete;
+  int first() const { return first_; }
+
+ private:
+  int first_ = 0;
+  int fd_ = -1;
+};
+
 class ProcessKubelet {
  public:
   ProcessKubelet(KubeApiDouble* api, ProcessKubeletOptions options);
