@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/e2e/e2e_cluster.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
 #include "tests/support/ledger_server.h"
@@ -84,97 +85,6 @@ std::string Agent(const std::string& name, const std::string& ledger_url) {
          "  budget: {maxSteps: 50}\n";
 }
 
-// The API double, one operator (no leader election: it leads at once), the process
-// kubelet, and kubectl as cluster admin.
-class Cluster {
- public:
-  Cluster() {
-    KubeApiDoubleOptions o;
-    o.rbac_files = {kSource + "/deploy/rbac/cluster_role.yaml", kSource + "/deploy/rbac/leader_election_role.yaml"};
-    api_ = std::make_unique<KubeApiDouble>(o);
-    REQUIRE(api_->Start().ok());
-    admin_ = dir_.Sub("admin.kubeconfig");
-    const std::string operator_config = dir_.Sub("operator.kubeconfig");
-    REQUIRE(api_->WriteKubeconfig(admin_, "admin-token").ok());
-    REQUIRE(api_->WriteKubeconfig(operator_config, o.operator_token).ok());
-    REQUIRE(Kubectl({"apply", "-f", kSource + "/crds/carapace.dev_agentruns.yaml"}).exit_code == 0);
-    ProcessKubeletOptions k;
-    k.worker_bin = WORKER_BIN;
-    k.root = dir_.Sub("node");
-    // Pods listen on 127.0.0.N:7070; tests run in parallel, so each holds its own addresses.
-    k.first_ip = loopback_.first();
-    kubelet_ = std::make_unique<ProcessKubelet>(api_.get(), k);
-    kubelet_->Start();
-    operator_port_ = FreePort();
-    operator_ = std::make_unique<ChildProcess>(
-        std::vector<std::string>{OPERATOR_BIN, "--kubeconfig", operator_config, "--http-listen",
-                                 "127.0.0.1:" + std::to_string(operator_port_), "--status-interval-seconds", "1"});
-  }
-
-  ~Cluster() {
-    if (operator_->Running()) {
-      operator_->Kill(SIGTERM);
-      operator_->Wait(15000);
-    }
-    kubelet_->Stop();
-    api_->Stop();
-  }
-
-  CommandResult Kubectl(std::vector<std::string> args) {
-    args.insert(args.begin(), {KUBECTL_BIN, "--kubeconfig", admin_, "--cache-dir", dir_.Sub("kubectl-cache")});
-    return RunCommand(args, 30000);
-  }
-
-  void Apply(const std::string& manifest) {
-    const std::string file = dir_.Sub("agentrun.yaml");
-    Write(file, manifest);
-    CommandResult r = Kubectl({"apply", "-f", file});
-    INFO(r.out << r.err);
-    REQUIRE(r.exit_code == 0);
-  }
-
-  std::string Phase(const std::string& name) {
-    CommandResult r = Kubectl({"get", "ar", name, "-o", "jsonpath={.status.phase}"});
-    return r.exit_code == 0 ? r.out : "";
-  }
-
-  std::string OperatorMetrics() {
-    auto [code, body] = HttpGet(operator_port_, "/metrics");
-    return code == 200 ? body : "";
-  }
-
-  // The worker's /metrics, at its pod's IP and `http` container port.
-  std::string WorkerMetrics(const std::string& pod_name) {
-    auto pod = api_->Get("v1", "pods", "default", pod_name);
-    if (!pod.ok()) return "";
-    const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
-    int port = 0;
-    for (const auto& p : pod->value("/spec/containers/0/ports"_json_pointer, json::array())) {
-      if (p.value("name", "") == "http") port = p.value("containerPort", 0);
-    }
-    if (ip.empty() || port == 0) return "";
-    auto [code, body] = HttpGet(ip, port, "/metrics");
-    return code == 200 ? body : "";
-  }
-
-  std::string Logs(const std::string& pod_name) {
-    return "operator log:\n" + ReadText(operator_->err_path()) + "\nworker log:\n" +
-           kubelet_->WorkerLog("default", pod_name);
-  }
-
-  ProcessKubelet& kubelet() { return *kubelet_; }
-  const TempDir& dir() const { return dir_; }
-
- private:
-  TempDir dir_;
-  std::unique_ptr<KubeApiDouble> api_;
-  LoopbackBlock loopback_{3};  // before the kubelet, so released after it
-  std::unique_ptr<ProcessKubelet> kubelet_;
-  std::unique_ptr<ChildProcess> operator_;
-  int operator_port_ = 0;
-  std::string admin_;
-};
-
 }  // namespace
 
 TEST_CASE("every metric the alerts and dashboards query is exported by the operator or a worker", "[e2e][monitoring]") {
@@ -183,7 +93,7 @@ TEST_CASE("every metric the alerts and dashboards query is exported by the opera
   REQUIRE(ledger.Start());
   cluster.Apply(Agent("watched", ledger.url()));
   const bool done = WaitFor([&] { return cluster.Phase("watched") == "Succeeded"; }, 60000);
-  INFO(cluster.Logs("watched-0"));
+  INFO("operator log:\n" << cluster.OperatorLog(0) << "\nworker log:\n" << cluster.kubelet().WorkerLog("default", "watched-0"));
   REQUIRE(done);
 
   // The worker stays up after its goal; its page has the series of the whole run (it is

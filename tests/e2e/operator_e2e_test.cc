@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/e2e/e2e_cluster.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
 #include "tests/support/ledger_server.h"
@@ -52,123 +53,6 @@ std::string LedgerAgent(const std::string& name, const std::string& ledger_url, 
          "    - {name: items, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n"
          "  recovery: {unknownOutcome: tell_model}\n" + extra;
 }
-
-// One cluster: the API double, the operator, a kubelet, and kubectl as cluster admin.
-class Cluster {
- public:
-  explicit Cluster(int operators = 1) {
-    KubeApiDoubleOptions o;
-    o.rbac_files = {kSource + "/deploy/rbac/cluster_role.yaml", kSource + "/deploy/rbac/leader_election_role.yaml"};
-    api_ = std::make_unique<KubeApiDouble>(o);
-    REQUIRE(api_->Start().ok());
-    admin_ = dir_.Sub("admin.kubeconfig");
-    operator_config_ = dir_.Sub("operator.kubeconfig");
-    REQUIRE(api_->WriteKubeconfig(admin_, "admin-token").ok());
-    REQUIRE(api_->WriteKubeconfig(operator_config_, o.operator_token).ok());
-    CommandResult crd = Kubectl({"apply", "-f", kSource + "/crds/carapace.dev_agentruns.yaml"});
-    INFO(crd.err);
-    REQUIRE(crd.exit_code == 0);
-    ProcessKubeletOptions k;
-    k.worker_bin = WORKER_BIN;
-    k.root = dir_.Sub("node");
-    // Pods listen on 127.0.0.N:7070; tests run in parallel, so each holds its own addresses.
-    k.first_ip = loopback_.first();
-    kubelet_ = std::make_unique<ProcessKubelet>(api_.get(), k);
-    kubelet_->Start();
-    for (int i = 0; i < operators; ++i) StartOperator();
-  }
-
-  ~Cluster() {
-    for (auto& op : operators_) {
-      if (op.child && op.child->Running()) {
-        op.child->Kill(SIGTERM);
-        op.child->Wait(15000);
-      }
-    }
-    kubelet_->Stop();
-    api_->Stop();
-  }
-
-  CommandResult Kubectl(std::vector<std::string> args, int timeout_ms = 30000) {
-    // Its own discovery cache: another test's server may have had this port.
-    args.insert(args.begin(), {KUBECTL_BIN, "--kubeconfig", admin_, "--cache-dir", dir_.Sub("kubectl-cache")});
-    return RunCommand(args, timeout_ms);
-  }
-
-  // Applies a manifest given as text.
-  void Apply(const std::string& manifest) {
-    const std::string file = dir_.Sub("manifest-" + std::to_string(applied_++) + ".yaml");
-    std::ofstream(file) << manifest;
-    CommandResult r = Kubectl({"apply", "-f", file});
-    INFO(r.out << r.err);
-    REQUIRE(r.exit_code == 0);
-  }
-
-  json GetAr(const std::string& name) {
-    CommandResult r = Kubectl({"get", "ar", name, "-o", "json"});
-    if (r.exit_code != 0) return nullptr;
-    return json::parse(r.out, nullptr, false);
-  }
-
-  std::string Phase(const std::string& name) {
-    json ar = GetAr(name);
-    return ar.is_object() ? ar.value("/status/phase"_json_pointer, std::string()) : "";
-  }
-
-  bool WaitForPhase(const std::string& name, const std::string& phase, int timeout_ms = 60000) {
-    bool ok = WaitFor([&] { return Phase(name) == phase; }, timeout_ms);
-    if (!ok) {
-      UNSCOPED_INFO("AgentRun " << name << " is " << GetAr(name).dump(2));
-      UNSCOPED_INFO("worker log: " << kubelet_->WorkerLog("default", name + "-0"));
-      auto pod = api_->Get("v1", "pods", "default", name + "-0");
-      UNSCOPED_INFO("pod: " << (pod.ok() ? pod->value("status", json()).dump() : pod.status().message()));
-      UNSCOPED_INFO("operator log: " << OperatorLog(0));
-    }
-    return ok;
-  }
-
-  void StartOperator() {
-    Operator op;
-    op.http_port = FreePort();
-    op.child = std::make_unique<ChildProcess>(std::vector<std::string>{
-        OPERATOR_BIN, "--kubeconfig", operator_config_, "--http-listen", "127.0.0.1:" + std::to_string(op.http_port),
-        "--status-interval-seconds", "1", "--leader-elect", "--lease-namespace", "carapace-system",
-        "--lease-seconds", "3"});
-    operators_.push_back(std::move(op));
-  }
-
-  std::string OperatorLog(size_t i) {
-    if (i >= operators_.size()) return "";
-    std::ifstream in(operators_[i].child->err_path());
-    return std::string(std::istreambuf_iterator<char>(in), {});
-  }
-
-  // 1 when operator i says it leads, 0 when not, -1 when it does not answer.
-  int Leader(size_t i) {
-    auto [code, body] = HttpGet(operators_[i].http_port, "/metrics");
-    if (code != 200) return -1;
-    return body.find("leader_election_master_status{name=\"carapace-operator\"} 1") != std::string::npos ? 1 : 0;
-  }
-
-  KubeApiDouble& api() { return *api_; }
-  ProcessKubelet& kubelet() { return *kubelet_; }
-  ChildProcess& operator_process(size_t i) { return *operators_[i].child; }
-  int operator_http_port(size_t i) { return operators_[i].http_port; }
-  const TempDir& dir() const { return dir_; }
-
- private:
-  struct Operator {
-    std::unique_ptr<ChildProcess> child;
-    int http_port = 0;
-  };
-  TempDir dir_;
-  std::unique_ptr<KubeApiDouble> api_;
-  LoopbackBlock loopback_{6};  // before the kubelet, so released after it
-  std::unique_ptr<ProcessKubelet> kubelet_;
-  std::vector<Operator> operators_;
-  std::string admin_, operator_config_;
-  int applied_ = 0;
-};
 
 int CountPaths(const LedgerServer& ledger, const std::string& method, const std::string& path) {
   int n = 0;
