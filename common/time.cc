@@ -44,4 +44,16 @@ Clock* RealClock() {
   return &clock;
 }
 
+namespace {
+class WallClock : public Clock {
+ public:
+  int64_t NowMillis() override { return WallNowMillis(); }
+};
+}  // namespace
+
+Clock* SystemWallClock() {
+  static WallClock clock;
+  return &clock;
+}
+
 }  // namespace carapace

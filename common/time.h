@@ -18,10 +18,12 @@ std::string FormatRfc3339Millis(int64_t unix_millis);
 class Clock {
  public:
   virtual ~Clock() = default;
-  virtual int64_t NowMillis() = 0;  // monotonic
+  virtual int64_t NowMillis() = 0;  // monotonic (RealClock) or Unix ms (SystemWallClock)
 };
 
 // The process's monotonic clock. Thread-safe.
 Clock* RealClock();
+// The system clock in Unix ms (WallNowMillis): event times, period budgets. Thread-safe.
+Clock* SystemWallClock();
 
 }  // namespace carapace

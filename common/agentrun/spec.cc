@@ -465,6 +465,7 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
 static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestErrors* errs) {
   if (auto v = spec.Bool("suspend")) d->suspend = *v;
   if (auto v = spec.Int("idleTimeoutSeconds", 1, 365LL * 24 * 3600)) d->idle_timeout_seconds = *v;
+  if (auto v = spec.Int("restartGeneration", 0, 1000000)) d->restart_generation = *v;
   if (auto v = spec.String("image")) {
     static const std::regex kImage(R"(^[^\t\n\f\r @]+(@sha256:[0-9a-f]{64})?$)");
     if (v->empty() || !std::regex_match(*v, kImage)) spec.Error("image", "must be a container image reference such as ghcr.io/org/carapace-worker:1.0");
@@ -576,6 +577,24 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     if (auto v = budget.Int("maxTokens", 1, kMax)) s.budget.max_tokens = *v;
     if (auto v = budget.Int("maxToolCalls", 1, 10000000)) s.budget.max_tool_calls = *v;
     if (auto v = budget.Int("maxWallClockSeconds", 1, 365LL * 24 * 3600)) s.budget.max_wall_clock_seconds = *v;
+    ObjectReader per_turn(budget.Child("perTurn"), budget.PathOf("perTurn"), &errs);
+    if (per_turn.valid()) {
+      TurnBudgetSpec t;
+      t.max_steps = per_turn.Int("maxSteps", 1, 1000000);
+      t.max_tokens = per_turn.Int("maxTokens", 1, kMax);
+      t.max_tool_calls = per_turn.Int("maxToolCalls", 1, 10000000);
+      per_turn.Finish();
+      s.budget.per_turn = t;
+    }
+    ObjectReader per_period(budget.Child("perPeriod"), budget.PathOf("perPeriod"), &errs);
+    if (per_period.valid()) {
+      PeriodBudgetSpec p;
+      if (auto v = per_period.Int("seconds", 60, 31LL * 24 * 3600)) p.seconds = *v;
+      if (auto v = per_period.Int("maxTokens", 1, kMax)) p.max_tokens = *v;
+      else if (!per_period.Has("maxTokens")) per_period.Error("maxTokens", "is required");
+      per_period.Finish();
+      s.budget.per_period = p;
+    }
     budget.Finish();
 
     ObjectReader recovery(spec.Child("recovery"), "spec.recovery", &errs);
@@ -584,6 +603,7 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
                           : *v == "tell_model" ? UnknownOutcomePolicy::kTellModel
                                                : UnknownOutcomePolicy::kFail;
     }
+    s.model_unavailable_seconds = recovery.Int("modelUnavailableSeconds", 0, 7LL * 24 * 3600);
     recovery.Finish();
     ObjectReader schedule(spec.Child("schedule"), "spec.schedule", &errs);
     if (schedule.valid()) {
@@ -761,7 +781,19 @@ nlohmann::json AgentRun::SpecJson() const {
                  {"maxTokens", spec.budget.max_tokens},
                  {"maxToolCalls", spec.budget.max_tool_calls},
                  {"maxWallClockSeconds", spec.budget.max_wall_clock_seconds}};
+  // Limits added later are written only when set, so a spec without them keeps its hash.
+  if (const auto& t = spec.budget.per_turn) {
+    nlohmann::json per_turn = nlohmann::json::object();
+    if (t->max_steps) per_turn["maxSteps"] = *t->max_steps;
+    if (t->max_tokens) per_turn["maxTokens"] = *t->max_tokens;
+    if (t->max_tool_calls) per_turn["maxToolCalls"] = *t->max_tool_calls;
+    j["budget"]["perTurn"] = per_turn;
+  }
+  if (const auto& p = spec.budget.per_period) {
+    j["budget"]["perPeriod"] = {{"seconds", p->seconds}, {"maxTokens", p->max_tokens}};
+  }
   j["recovery"] = {{"unknownOutcome", UnknownOutcomePolicyName(spec.unknown_outcome)}};
+  if (spec.model_unavailable_seconds) j["recovery"]["modelUnavailableSeconds"] = *spec.model_unavailable_seconds;
   j["durability"] = DurabilityName(spec.durability);
   if (spec.schedule) {
     nlohmann::json cron = nlohmann::json::array();

@@ -178,11 +178,29 @@ struct ToolSpec {
   McpToolOptions mcp;
 };
 
+// Limits for one turn (the goal, one message or one cron prompt). Unset: no limit per turn.
+struct TurnBudgetSpec {
+  std::optional<int64_t> max_steps;
+  std::optional<int64_t> max_tokens;
+  std::optional<int64_t> max_tool_calls;
+};
+
+// Tokens in a rolling window of `seconds` (e.g. a day): work waits until the window allows.
+struct PeriodBudgetSpec {
+  int64_t seconds = 86400;
+  int64_t max_tokens = 0;
+};
+
+// The lifetime totals (max_*) end the run as BudgetExhausted; a spec revision that raises
+// the exhausted one wakes it. A per-turn budget ends only that turn; a period budget defers
+// work. See docs/long-life.md.
 struct BudgetSpec {
   int64_t max_steps = 50;
   int64_t max_tokens = 200000;
   int64_t max_tool_calls = 200;
   int64_t max_wall_clock_seconds = 3600;
+  std::optional<TurnBudgetSpec> per_turn;
+  std::optional<PeriodBudgetSpec> per_period;
 };
 
 // A scheduled prompt: at each time the expression matches (UTC), `prompt` is queued in the
@@ -217,6 +235,9 @@ struct DeploymentSpec {
   std::string image;                          // the worker image; "" : the operator's default
   nlohmann::json resources;                   // a container's resources (requests/limits), as given
   StorageSpec storage;
+  // spec.restartGeneration: raising it starts a fresh run (from the goal) in a new state
+  // directory on the same volume; the old run stays there, readable and forkable.
+  int64_t restart_generation = 0;
 };
 
 struct AgentRunSpec {
@@ -227,6 +248,10 @@ struct AgentRunSpec {
   std::vector<ToolSpec> tools;
   BudgetSpec budget;
   UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;
+  // recovery.modelUnavailableSeconds: how long a one-shot `carapace run` waits for a model
+  // service that cannot be reached before it exits resumable. The long-lived worker waits
+  // for as long as it takes. Unset: 300.
+  std::optional<int64_t> model_unavailable_seconds;
   Durability durability = Durability::kSync;
   std::optional<ScheduleSpec> schedule;
   DeploymentSpec deployment;  // spec.suspend, idleTimeoutSeconds, image, resources, storage

@@ -287,3 +287,63 @@ TEST_CASE("an approval survives kill -9: the approved call runs once and is not 
   }
   CHECK(asked == 1);  // the person was asked once; the decision outlived the kills
 }
+
+TEST_CASE("carapace run: a changed spec continues the same run as a revision; --restart starts afresh", "[cli][revision]") {
+  TempDir tmp;
+  const std::string model = "  model:\n    backend: scripted\n    script:\n      - text: first answer\n";
+  std::string spec = Write(tmp, "a.yaml", Header("rev") + "  instructions: be brief\n" + model);
+  CommandResult first = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+  INFO(first.out << first.err);
+  REQUIRE(first.exit_code == 0);
+  std::string edited = Write(tmp, "b.yaml", Header("rev") + "  instructions: be very brief\n" + model);
+  CommandResult second = Carapace({"run", edited, "--state-dir", tmp.Sub("s")});
+  INFO(second.out << second.err);
+  CHECK(second.exit_code == 0);
+  CHECK_THAT(second.out, ContainsSubstring("already finished"));
+  CommandResult inspect = Carapace({"inspect", "--state-dir", tmp.Sub("s")});
+  CHECK_THAT(inspect.out, ContainsSubstring("revision: 2"));
+  CHECK_THAT(inspect.out, ContainsSubstring("spec_revised revision 2"));
+  CHECK_THAT(inspect.out, ContainsSubstring("changed: instructions"));
+
+  CommandResult restart = Carapace({"run", edited, "--state-dir", tmp.Sub("s"), "--restart"});
+  INFO(restart.out << restart.err);
+  CHECK(restart.exit_code == 0);
+  CHECK_THAT(restart.out, ContainsSubstring("the previous run is kept in " + tmp.Sub("s") + ".previous-"));
+  CHECK_THAT(restart.out, ContainsSubstring("Succeeded: first answer"));
+  CommandResult fresh = Carapace({"inspect", "--state-dir", tmp.Sub("s")});
+  CHECK_THAT(fresh.out, ContainsSubstring("revision: 1"));
+  int previous = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(tmp.path())) {
+    if (entry.path().filename().string().rfind("s.previous-", 0) != 0) continue;
+    ++previous;
+    CommandResult old = Carapace({"inspect", "--state-dir", entry.path().string()});
+    CHECK(old.exit_code == 0);
+    CHECK_THAT(old.out, ContainsSubstring("revision: 2"));
+  }
+  CHECK(previous == 1);
+}
+
+TEST_CASE("carapace run waits for a model no endpoint reaches, then exits 6 with the turn kept", "[cli][outage]") {
+  TempDir tmp;
+  // A port with nothing listening: every connection is refused.
+  int port = 0;
+  {
+    carapace::testing::LedgerServer closed;
+    REQUIRE(closed.Start());
+    port = closed.port();
+  }
+  std::string spec = Write(tmp, "m.yaml", Header("down") +
+                                             "  model:\n    backend: openai\n    name: m\n"
+                                             "    endpoint: \"http://127.0.0.1:" + std::to_string(port) + "/v1\"\n"
+                                             "    retry: {maxAttempts: 1}\n"
+                                             "  recovery: {modelUnavailableSeconds: 3}\n");
+  CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
+  INFO(r.out << r.err);
+  CHECK(r.exit_code == 6);
+  CHECK_THAT(r.out, ContainsSubstring("no model answered (attempt 1)"));
+  CHECK_THAT(r.err, ContainsSubstring("no model answered for 3 s (recovery.modelUnavailableSeconds)"));
+  CHECK_THAT(r.err, ContainsSubstring("run again to resume"));
+  CommandResult inspect = Carapace({"inspect", "--state-dir", tmp.Sub("s")});
+  CHECK_THAT(inspect.out, ContainsSubstring("phase:   Running"));
+  CHECK_THAT(inspect.out, ContainsSubstring("waiting for: ModelUnavailable"));
+}

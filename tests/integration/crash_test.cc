@@ -101,7 +101,10 @@ struct RoundReport {
   int unknown = 0;
 };
 
-void SurvivesKillNine(const std::string& durability) {
+// With `revise`, every start of `carapace run` is given a spec that differs from the last
+// one (its instructions name the attempt), so kills land before, during and after a spec
+// revision is applied, and the run must still be one run with a gap-free list of revisions.
+void SurvivesKillNine(const std::string& durability, bool revise = false, int min_kills = 50) {
   TempDir tmp;
   // Reference: the same run, never interrupted, against its own ledger.
   LedgerServer ref_ledger;
@@ -124,7 +127,7 @@ void SurvivesKillNine(const std::string& durability) {
   std::uniform_int_distribution<int> delay_us(0, std::max(20000, static_cast<int>(ref_us.count())));
   int total_kills = 0, total_unknown = 0, rounds = 0;
 
-  while (total_kills < 50 && rounds < 200) {
+  while (total_kills < min_kills && rounds < 200) {
     ++rounds;
     // Each request is held 2 ms, so a kill often lands while a call is in flight.
     LedgerServer ledger(2);
@@ -137,6 +140,10 @@ void SurvivesKillNine(const std::string& durability) {
     RoundReport report;
     for (int attempt = 0;; ++attempt) {
       REQUIRE(attempt < 400);
+      if (revise) {
+        std::ofstream(spec) << CrashSpec(ledger.url(), host, durability)
+                            << "  instructions: \"revision of attempt " << attempt << "\"\n";
+      }
       ChildProcess child({CARAPACE_BIN, "run", spec, "--state-dir", dir, "--json"});
       std::this_thread::sleep_for(std::chrono::microseconds(delay_us(rng)));
       child.Kill(SIGKILL);
@@ -182,6 +189,23 @@ void SurvivesKillNine(const std::string& durability) {
     std::vector<int> expected_steps;
     for (int s = 1; s <= kSteps + 1; ++s) expected_steps.push_back(s);
     CHECK(completed == expected_steps);
+    if (revise) {
+      // One run throughout; each revision recorded once, numbered without gaps, the last one
+      // the spec the store holds.
+      int run_starts = 0;
+      int64_t revision = 1;
+      std::string last_hash;
+      for (const auto& e : events) {
+        run_starts += e["type"] == "run_started";
+        if (e["type"] != "spec_revised") continue;
+        CHECK(e["data"]["revision"].get<int64_t>() == ++revision);
+        last_hash = e["data"]["specHash"].get<std::string>();
+      }
+      CHECK(run_starts == 1);
+      CHECK(revision >= 2);
+      CHECK(run["status"]["revision"] == std::to_string(revision));  // proto JSON writes int64 as a string
+      CHECK(run["status"]["specHash"] == last_hash);
+    }
 
     // The transcript equals the uninterrupted one, but for calls whose outcome became unknown.
     auto results = FinalResults(events);
@@ -239,6 +263,11 @@ TEST_CASE("carapace run survives kill -9 at random moments: nothing lost, nothin
 // killed process (not a power cut) loses nothing either.
 TEST_CASE("with batch durability too, kill -9 loses nothing and repeats no side effect", "[crash]") {
   SurvivesKillNine("batch");
+}
+
+TEST_CASE("kill -9 before, during and after a spec revision is applied loses nothing and repeats nothing",
+          "[crash][revision]") {
+  SurvivesKillNine("sync", /*revise=*/true, /*min_kills=*/30);
 }
 
 TEST_CASE("memory written by a run killed again and again holds each entry once", "[crash][memory]") {

@@ -41,8 +41,11 @@ class FakeOpenAiServer {
   explicit FakeOpenAiServer(std::string api_key = "", int dimensions = 8);
   ~FakeOpenAiServer();
 
-  bool Start();  // 127.0.0.1, a free port
+  // 127.0.0.1, a free port; or `port` again after Stop(), as a service that restarts at the
+  // same address (while stopped, connections are refused).
+  bool Start(int port = 0);
   void Stop();
+  int port() const { return port_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
 
   void Push(FakeCompletion completion);

@@ -332,7 +332,7 @@ TEST_CASE("a finished run is reported, not redone", "[runtime][recovery]") {
   CHECK(h.world.calls.size() == 1);
 }
 
-TEST_CASE("a state dir of another AgentRun or a changed spec is refused", "[runtime]") {
+TEST_CASE("a state dir of another AgentRun is refused; a changed spec is a new revision of the same run", "[runtime]") {
   TempDir tmp;
   Harness h(MakeRun({{"", {Call("probe")}}, {"done", {}}}));
   REQUIRE(h.RunOnce(tmp.path()).ok());
@@ -345,12 +345,18 @@ TEST_CASE("a state dir of another AgentRun or a changed spec is refused", "[runt
   CHECK(r.status().code() == StatusCode::kFailedPrecondition);
   CHECK_THAT(r.status().message(), ContainsSubstring("holds AgentRun default/test, not default/other"));
 
+  const std::string run_id = Load(tmp.path()).run_id;
   AgentRun changed = h.run_;
   changed.spec.budget.max_steps = 7;
   Harness h3(changed);
   auto r3 = h3.RunOnce(tmp.path());
-  REQUIRE_FALSE(r3.ok());
-  CHECK_THAT(r3.status().message(), ContainsSubstring("with a different spec"));
+  REQUIRE(r3.ok());
+  CHECK(*r3 == Phase::kSucceeded);
+  RunState s = Load(tmp.path());
+  CHECK(s.run_id == run_id);
+  CHECK(s.revision == 2);
+  CHECK(s.result == "done");
+  CHECK(CountType(Events(tmp.path()), event_type::kModelRequest) == 2);  // nothing redone
 }
 
 TEST_CASE("resuming after a crash between an idempotent call's intent and result re-runs it with the same key",
@@ -630,4 +636,35 @@ TEST_CASE("maxOutputBytes sets where tool output moves to the artifacts", "[runt
   auto content = json::parse(Load(tmp.path()).messages[3].content);
   CHECK(content["output"]["truncated"] == true);
   CHECK(content["output"]["preview"].get<std::string>().size() == 2000);
+}
+
+TEST_CASE("a call in flight whose tool a spec revision removed is settled by recovery.unknownOutcome", "[runtime][revision]") {
+  TempDir tmp;
+  AgentRun before = MakeRun({{"", {Call("probe", {{"n", 1}})}}, {"done", {}}});
+  Harness h(before);
+  h.world.crash_before_effect_of = "s1c0";  // the intent is on disk, the worker dies in the call
+  bool crashed = false;
+  REQUIRE(h.RunOnce(tmp.path(), &crashed).ok());
+  REQUIRE(crashed);
+  // The probe tool is idempotent: under the old spec it would be run again. The new revision
+  // has no tool of that name, so its outcome is unknown and the policy (ask) decides.
+  AgentRun after = before;
+  after.spec.tools = {ProbeSpec("other")};
+  Harness again(after);
+  REQUIRE(*again.RunOnce(tmp.path()) == Phase::kWaitingForApproval);
+  RunState s = Load(tmp.path());
+  CHECK(s.revision == 2);
+  REQUIRE(s.WaitingCalls().size() == 1);
+  CHECK(s.WaitingCalls()[0]->wait_reason == "outcome_unknown");
+  CHECK(again.world.calls.empty());
+  // Approving the retry cannot run a tool the spec no longer has: the model is told so.
+  REQUIRE(Settle(tmp.path(), "s1c0", true).ok());
+  REQUIRE(*again.RunOnce(tmp.path()) == Phase::kSucceeded);
+  CHECK(again.world.calls.empty());
+  auto events = Events(tmp.path());
+  bool told = false;
+  for (const auto& e : events) {
+    told = told || (e.type == event_type::kToolResult && e.data.value("error", "").find("no longer in the spec") != std::string::npos);
+  }
+  CHECK(told);
 }

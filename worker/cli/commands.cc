@@ -3,12 +3,17 @@
 
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <thread>
 
 #include "common/agentrun/spec.h"
 #include "common/log.h"
 #include "worker/cli/status_view.h"
+#include "common/time.h"
+#include "worker/runtime/model_outcome.h"
+#include "worker/runtime/run_dirs.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 
@@ -89,6 +94,14 @@ void PrintHuman(const AgentRun& run, const Event& e, const RunState& s, int64_t*
     std::cout << "step " << e.step << "  " << d.value("tool", "") << " call " << d.value("callId", "")
               << " was cut off by a restart: outcome unknown, not repeated (recovery.unknownOutcome: "
               << UnknownOutcomePolicyName(run.spec.unknown_outcome) << ")\n";
+  } else if (e.type == event_type::kModelUnavailable) {
+    std::cout << "step " << e.step << "  no model answered (attempt " << d.value("attempt", 0) << "): "
+              << d.value("error", "").substr(0, 160) << "; trying again in " << d.value("retryInMs", 0) / 1000.0 << " s\n";
+  } else if (e.type == event_type::kModelReplyCut) {
+    std::cout << "step " << e.step << "  the reply was cut short (finish_reason " << d.value("finishReason", "")
+              << "): not taken as an answer\n";
+  } else if (e.type == event_type::kSpecRevised || e.type == event_type::kBudgetDeferred) {
+    std::cout << DescribeEvent(e) << "\n";
   } else if (e.type == event_type::kApprovalRequested) {
     std::cout << "step " << e.step << "  " << d.value("tool", "") << " call " << d.value("callId", "")
               << " waits for a person (" << d.value("reason", "") << ")\n";
@@ -122,9 +135,16 @@ int Validate(const std::string& file) {
   return kExitSucceeded;
 }
 
-int Run(const std::string& file, const std::string& state_dir, bool json) {
+int Run(const std::string& file, const std::string& state_dir, bool json, bool restart) {
   auto run = LoadAgentRunFile(file);
   if (!run.ok()) return Fail(run.status());
+  if (restart) {
+    auto aside = SetRunAside(state_dir);
+    if (!aside.ok()) return Fail(aside.status());
+    if (!aside->empty() && !json) {
+      std::cout << "carapace: the previous run is kept in " << *aside << " (inspect or fork it there); starting afresh\n";
+    }
+  }
   auto store = RunStore::Open(state_dir, RunStore::OpenMode::kCreateIfMissing);
   if (!store.ok()) return Fail(store.status());
 
@@ -147,6 +167,14 @@ int Run(const std::string& file, const std::string& state_dir, bool json) {
   auto runner = Runner::Create(store->get(), *run, models, tools, options);
   if (!runner.ok()) return Fail(runner.status());
   const RunState& before = (*runner)->state();
+  if (before.phase == Phase::kDegraded && before.degraded_hold) {
+    // Running it again is a person's word to try the held turn again (a fixed key in the
+    // environment, a model service back): as `carapace resume` for a worker.
+    Event resume;
+    resume.type = event_type::kResumeRequested;
+    resume.data = {{"by", "cli"}};
+    if (auto st = AppendExternalEvent(store->get(), resume); !st.ok()) return Fail(st.status());
+  }
   bool finished_before = IsTerminal(before.phase);
   if (!json) {
     if (finished_before) {
@@ -154,12 +182,29 @@ int Run(const std::string& file, const std::string& state_dir, bool json) {
                 << "; nothing redone (see `carapace inspect --state-dir " << state_dir << "`)\n";
     } else if (before.phase != Phase::kPending) {
       std::cout << "carapace: resuming " << run->metadata.name << " at step " << before.step << " from " << state_dir
+                << (before.spec_hash.empty() || before.spec_hash == run->SpecHash()
+                        ? std::string()
+                        : " (the spec changed: it becomes revision " + std::to_string(before.revision + 1) + ")")
                 << "\n";
     } else {
       std::cout << "carapace: running " << run->metadata.name << " (state: " << state_dir << ")\n";
     }
   }
+  // A model that cannot be reached is waited out here too, for recovery.modelUnavailableSeconds.
+  const int64_t limit_ms = run->spec.model_unavailable_seconds.value_or(kDefaultModelUnavailableSeconds) * 1000;
   auto phase = (*runner)->Run();
+  int wait_exit = 0;
+  while (phase.ok() && *phase == Phase::kRunning && (*runner)->NextTryAtMs()) {
+    const int64_t now = RealClock()->NowMillis();
+    const int64_t since = (*runner)->ModelUnavailableSinceMs();
+    if (since == 0 || now - since >= limit_ms) {
+      wait_exit = kExitModelUnavailable;  // a period budget, or the model gone too long
+      break;
+    }
+    const int64_t until = std::min(*(*runner)->NextTryAtMs(), since + limit_ms);
+    if (until > now) std::this_thread::sleep_for(std::chrono::milliseconds(until - now));
+    phase = (*runner)->Run();
+  }
   if (!phase.ok()) return Fail(phase.status());
   if (json) {
     auto identity = LoadRunIdentity(**store);
@@ -169,6 +214,16 @@ int Run(const std::string& file, const std::string& state_dir, bool json) {
     }
   } else {
     PrintOutcome((*runner)->state(), state_dir);
+  }
+  if (wait_exit != 0) {
+    const RunState& s = (*runner)->state();
+    std::cerr << "carapace: "
+              << (s.deferred_reason.empty() ? "no model answered for " + std::to_string(limit_ms / 1000) +
+                                                  " s (recovery.modelUnavailableSeconds): " + s.model_error
+                                            : s.deferred_reason)
+              << "\n  the turn is kept; run `carapace run " << file << " --state-dir " << state_dir
+              << "` again to resume it\n";
+    return wait_exit;
   }
   return ExitCodeFor(*phase);
 }
@@ -205,6 +260,7 @@ int Inspect(const std::string& state_dir, bool json) {
   std::cout << "AgentRun " << status.namespace_() << "/" << status.name() << "  run " << status.run_id() << "\n"
             << "phase:   " << PhaseName(s.phase) << (s.reason.empty() ? "" : " (" + s.reason + ")") << "\n";
   if (s.phase == Phase::kSucceeded) std::cout << "result:  " << s.result << "\n";
+  std::cout << LongLifeLines(status);
   std::cout << "step:    " << s.step << "   last checkpoint: step " << s.last_checkpoint_step << "   events: "
             << events->size() << "\n"
             << "budget:  steps " << b.steps() << "/" << b.max_steps() << ", tokens " << b.tokens() << "/"

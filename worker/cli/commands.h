@@ -13,9 +13,14 @@ enum ExitCode {
   kExitBudgetExhausted = 3,
   kExitFailed = 4,
   kExitWaiting = 5,         // waiting for approval: see `carapace approve`
+  // Waiting for a time: no model answered for recovery.modelUnavailableSeconds, or a
+  // period budget defers work. The state is kept; `carapace run` again resumes the turn.
+  kExitModelUnavailable = 6,
 };
 
-int Run(const std::string& file, const std::string& state_dir, bool json);
+// `restart`: set the run in `state_dir` aside (kept as a sibling directory) and start a
+// fresh one from the goal.
+int Run(const std::string& file, const std::string& state_dir, bool json, bool restart = false);
 int Inspect(const std::string& state_dir, bool json);
 int Approve(const std::string& state_dir, const std::string& call_id, bool deny);
 int Fork(const std::string& state_dir, long long from_step, const std::string& to_dir);

@@ -14,7 +14,10 @@
 namespace {
 
 constexpr const char* kUsage = R"(usage:
-  carapace run FILE --state-dir DIR [--json]     run (or resume) an AgentRun until it ends or waits
+  carapace run FILE --state-dir DIR [--json] [--restart]
+                                                 run (or resume) an AgentRun until it ends or waits;
+                                                 a changed FILE is a new revision of the same run;
+                                                 --restart sets the old run aside and starts afresh
   carapace inspect --state-dir DIR [--json]      phase, budgets, every event, checkpoints
   carapace approve --state-dir DIR --call ID [--deny]
                                                  settle a call that waits for a person
@@ -33,7 +36,9 @@ CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
   carapace cancel --worker ADDR [--reason TEXT]
 
 exit codes: 0 succeeded, 1 error (I/O, damaged store), 2 bad input, 3 budget exhausted,
-            4 failed, 5 waiting for approval
+            4 failed, 5 waiting for a person (approval, or a model service that refused the turn),
+            6 waiting for a time (the model unreachable for recovery.modelUnavailableSeconds, or
+            a period budget): run again to resume
 )";
 
 int Usage(const std::string& problem) {
@@ -119,10 +124,10 @@ static int Main(int argc, char** argv) {
   namespace cli = carapace::cli;
 
   if (cmd == "run") {
-    if (!Check(args, {"--state-dir", "--json"}, 1, &problem)) return Usage(problem);
+    if (!Check(args, {"--state-dir", "--json", "--restart"}, 1, &problem)) return Usage(problem);
     std::string dir = Need(args, "--state-dir", &problem);
     if (!problem.empty()) return Usage(problem);
-    return cli::Run(args.positional[0], dir, args.flags.count("--json") > 0);
+    return cli::Run(args.positional[0], dir, args.flags.count("--json") > 0, args.flags.count("--restart") > 0);
   }
   if (cmd == "inspect") {
     if (!Check(args, {"--state-dir", "--json"}, 0, &problem)) return Usage(problem);

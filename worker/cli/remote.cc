@@ -64,6 +64,7 @@ void PrintStatus(const v1::RunStatus& s) {
   if (!s.result().empty()) std::cout << "result:  " << s.result() << "\n";
   std::cout << "step:    " << s.step() << "   turns: " << s.turns() << "   inbox: " << s.inbox_depth()
             << "   last checkpoint: step " << s.last_checkpoint_step() << "   events: " << s.last_event_seq() << "\n";
+  std::cout << LongLifeLines(s);
   if (!s.current_call_id().empty()) std::cout << "running: " << s.current_call_id() << " " << s.current_tool() << "\n";
   for (const auto& w : s.waiting()) {
     std::cout << "waiting: " << w.call_id() << " " << w.tool() << " " << w.arguments_json() << " (" << w.reason() << ")\n";

@@ -5,6 +5,8 @@
 
 #include <cstdio>
 
+#include "common/time.h"
+
 namespace carapace {
 
 namespace v1 = worker::v1;
@@ -59,6 +61,15 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
   s.set_idle_since_ms(state.idle_since_ms);
   s.set_inbox_depth(static_cast<int64_t>(state.inbox.size()));
   s.set_turns(state.turns);
+  s.set_revision(state.revision);
+  if (state.phase == Phase::kRunning && state.awaiting_model && state.model_failures > 0) {
+    s.set_waiting_for("ModelUnavailable");
+    s.set_waiting_detail(state.model_error);
+  } else if (state.phase == Phase::kRunning && !state.deferred_reason.empty()) {
+    s.set_waiting_for("PeriodBudget");
+    s.set_waiting_detail(state.deferred_reason);
+  }
+  if (state.phase == Phase::kDegraded && state.degraded_hold) s.set_degraded_cause(state.degraded_cause);
   for (const auto& c : state.calls) {
     if (c.status == CallStatus::kInFlight) {
       s.set_current_call_id(c.call.id);
@@ -81,6 +92,18 @@ std::string RunStatusJson(const v1::RunStatus& status) {
   options.always_print_primitive_fields = true;
   options.preserve_proto_field_names = false;
   (void)google::protobuf::util::MessageToJsonString(status, &out, options);
+  return out;
+}
+
+std::string LongLifeLines(const v1::RunStatus& s) {
+  std::string out = "revision: " + std::to_string(s.revision()) + " (spec " + s.spec_hash().substr(0, 12) + ")\n";
+  if (!s.waiting_for().empty()) {
+    out += "waiting for: " + s.waiting_for();
+    if (s.next_try_at_ms() > 0) out += ", next try at " + FormatRfc3339Millis(s.next_try_at_ms());
+    if (!s.waiting_detail().empty()) out += " (" + s.waiting_detail() + ")";
+    out += "\n";
+  }
+  if (!s.degraded_cause().empty()) out += "held by: " + s.degraded_cause() + "; `carapace resume` or a spec revision tries again\n";
   return out;
 }
 
@@ -121,6 +144,19 @@ std::string DescribeEvent(const Event& e) {
     if (e.type == event_type::kApprovalDecided) s += d.value("approved", false) ? " approved" : " denied";
   } else if (e.type == event_type::kPhaseChanged) {
     s += " -> " + d.value("phase", "") + " (" + d.value("reason", "") + ")";
+  } else if (e.type == event_type::kSpecRevised) {
+    std::string changed;
+    for (const auto& f : d.value("changed", nlohmann::json::array())) changed += (changed.empty() ? "" : ", ") + f.get<std::string>();
+    s += " revision " + std::to_string(d.value("revision", 0)) + " (spec " + d.value("specHash", "").substr(0, 12) +
+         "; changed: " + (changed.empty() ? "nothing the agent sees" : changed) + ")";
+  } else if (e.type == event_type::kModelUnavailable) {
+    s += " attempt " + std::to_string(d.value("attempt", 0)) + ", next try in " +
+         std::to_string(d.value("retryInMs", 0)) + " ms: " + d.value("error", "");
+  } else if (e.type == event_type::kModelReplyCut) {
+    s += " finish_reason " + d.value("finishReason", "") + " after " + std::to_string(d.value("completionTokens", 0)) +
+         " tokens: not an answer";
+  } else if (e.type == event_type::kBudgetDeferred) {
+    s += " " + d.value("reason", "");
   } else if (e.type == event_type::kForked) {
     s += " from " + d.value("from", "") + " step " + std::to_string(d.value("fromStep", 0));
   }

@@ -17,6 +17,11 @@ worker::v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState
                                      const BudgetSpec* budget = nullptr);
 std::string RunStatusJson(const worker::v1::RunStatus& status);
 
+// The lines of the human status view about the agent's long life: its spec revision, and
+// what it waits for while Running (a model that cannot be reached, a period budget) or why
+// it is held (Degraded). Each line ends with a newline.
+std::string LongLifeLines(const worker::v1::RunStatus& status);
+
 // "tool_result s2c0 api ok 12.3 ms" and the like.
 std::string DescribeEvent(const Event& e);
 

@@ -75,8 +75,10 @@ Status FromGrpcStatus(const grpc::Status& s, const std::string& what) {
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::PERMISSION_DENIED: return PermissionDenied(m);
     case grpc::StatusCode::NOT_FOUND: return NotFound(m);
-    case grpc::StatusCode::INVALID_ARGUMENT: return InvalidArgument(m);
-    default: return FailedPrecondition(m);
+    case grpc::StatusCode::ABORTED: return Unavailable(m);  // a conflict inside the server: try again
+    // UNIMPLEMENTED, FAILED_PRECONDITION, OUT_OF_RANGE, ...: the server refused this request,
+    // and would again (kFailedPrecondition is kept for a backend that never will answer).
+    default: return InvalidArgument(m);
   }
 }
 

@@ -32,6 +32,11 @@ inline constexpr const char* kResumeRequested = "resume_requested";
 inline constexpr const char* kCancelRequested = "cancel_requested";
 inline constexpr const char* kRecovered = "recovered";      // a worker started while a step was in progress
 inline constexpr const char* kInterrupted = "interrupted";  // SIGTERM's grace ran out during a call
+// A long life (docs/long-life.md):
+inline constexpr const char* kSpecRevised = "spec_revised";            // a changed spec applied as a new revision
+inline constexpr const char* kModelUnavailable = "model_unavailable";  // no model answered; the call waits and is tried again
+inline constexpr const char* kModelReplyCut = "model_reply_cut";      // a reply stopped short (length, content filter): not an answer
+inline constexpr const char* kBudgetDeferred = "budget_deferred";      // a period budget is used up: work waits for the window
 }  // namespace event_type
 
 struct Event {

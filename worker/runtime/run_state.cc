@@ -1,6 +1,8 @@
 // Apply(): the one place that says what each event means for the state of a run.
 #include "worker/runtime/run_state.h"
 
+#include <algorithm>
+
 namespace carapace {
 
 const char* PhaseName(Phase p) {
@@ -87,6 +89,26 @@ std::string ToolResultContent(const nlohmann::json& d) {
   return content.dump();
 }
 
+int64_t TokenBucketMs(int64_t period_ms) { return std::max<int64_t>(60 * 1000, period_ms / 120); }
+
+int64_t TokensInWindow(const RunState& s, int64_t period_ms, int64_t now_ms) {
+  int64_t sum = 0;
+  for (auto it = s.token_buckets.upper_bound(now_ms - period_ms); it != s.token_buckets.end(); ++it) sum += it->second;
+  return sum;
+}
+
+// Tokens of a reply count against the lifetime budget and, when the run has a period budget
+// (the event carries its window), against the bucket of the event's time.
+static void SpendTokens(RunState* s, const Event& e) {
+  const int64_t tokens = e.data.value("promptTokens", int64_t{0}) + e.data.value("completionTokens", int64_t{0});
+  s->used.tokens += tokens;
+  const int64_t window = e.data.value("windowMs", int64_t{0});
+  if (window <= 0) return;
+  const int64_t width = TokenBucketMs(window);
+  s->token_buckets[e.ts_ms - e.ts_ms % width] += tokens;
+  s->token_buckets.erase(s->token_buckets.begin(), s->token_buckets.upper_bound(e.ts_ms - window - width));
+}
+
 static Status ApplyEvent(RunState* s, const Event& e);
 
 Status Apply(RunState* s, const Event& e) {
@@ -114,6 +136,8 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->phase = Phase::kRunning;
     s->turns = 1;  // the goal
     s->started_ms = e.ts_ms;
+    s->revision = 1;
+    s->spec_hash = d.value("specHash", "");
     if (!d.value("instructions", "").empty()) s->messages.push_back({"system", d["instructions"], {}, "", ""});
     s->messages.push_back({"user", d.value("goal", ""), {}, "", ""});
   } else if (e.type == event_type::kModelRequest) {
@@ -121,9 +145,15 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->used.steps = std::max(s->used.steps, e.step);
     s->awaiting_model = true;
     s->calls.clear();
+    s->model_failures = 0;
+    s->model_error.clear();
+    s->cut_replies = 0;
+    s->deferred_reason.clear();
   } else if (e.type == event_type::kModelResponse) {
     s->awaiting_model = false;
-    s->used.tokens += d.value("promptTokens", int64_t{0}) + d.value("completionTokens", int64_t{0});
+    s->model_failures = 0;
+    s->model_error.clear();
+    SpendTokens(s, e);
     Message m{"assistant", d.value("text", ""), {}, "", ""};
     s->calls.clear();
     for (const auto& c : d.value("toolCalls", nlohmann::json::array())) {
@@ -171,8 +201,19 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->phase = *phase;
     s->reason = d.value("reason", "");
     if (d.contains("result")) s->result = d["result"].get<std::string>();
-    if (s->phase == Phase::kIdle) s->idle_since_ms = e.ts_ms;
+    if (s->phase == Phase::kIdle) {
+      s->idle_since_ms = e.ts_ms;
+      s->awaiting_model = false;  // a turn ended early (a reply cut short) asks nothing more
+    }
     if (s->phase == Phase::kPaused) s->paused_from = ParsePhase(d.value("pausedFrom", "Running")).value_or(Phase::kRunning);
+    if (s->phase == Phase::kDegraded) {
+      s->degraded_hold = true;
+      s->degraded_cause = d.value("cause", "crash_loop");
+    } else if (s->phase != Phase::kPaused) {
+      s->degraded_hold = false;
+      s->degraded_cause.clear();
+    }
+    if (s->phase != Phase::kRunning) s->deferred_reason.clear();
   } else if (e.type == event_type::kMessageReceived) {
     s->inbox.push_back({e.seq, d.value("text", ""), d.value("from", "")});
     if (d.contains("cron") && d.contains("scheduledForMs")) s->cron_fired_ms[d["cron"].get<std::string>()] = d["scheduledForMs"].get<int64_t>();
@@ -184,13 +225,19 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->messages.push_back({"user", s->inbox.front().text, {}, "", ""});
     s->inbox.erase(s->inbox.begin());
     s->turns += 1;
+    s->turn_start = s->used;
     s->phase = Phase::kRunning;
     s->reason = "turn " + std::to_string(s->turns) + ": a message from " + d.value("from", "api");
   } else if (e.type == event_type::kPauseRequested) {
     s->pause_requested = true;
   } else if (e.type == event_type::kResumeRequested) {
     s->pause_requested = false;
-    s->recoveries.clear();  // a person looked: the crash-loop breaker starts counting afresh
+    // A person looked: the crash-loop breaker starts counting afresh, and a held turn is
+    // tried again.
+    if (s->phase == Phase::kDegraded) {
+      s->recoveries.clear();
+      s->degraded_hold = false;
+    }
   } else if (e.type == event_type::kCancelRequested) {
     s->cancel_requested = true;
     s->cancel_reason = d.value("reason", "");
@@ -205,6 +252,22 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     // A record for people: the call it names resumes as any cut-off call does.
   } else if (e.type == event_type::kForked) {
     s->run_id = d.value("runId", s->run_id);  // a fork is a new run: new idempotency keys from here on
+  } else if (e.type == event_type::kModelUnavailable) {
+    s->model_failures = d.value("attempt", s->model_failures + 1);
+    s->model_error = d.value("error", "");
+  } else if (e.type == event_type::kModelReplyCut) {
+    s->cut_replies += 1;
+    SpendTokens(s, e);
+  } else if (e.type == event_type::kSpecRevised) {
+    s->revision = d.value("revision", s->revision + 1);
+    s->spec_hash = d.value("specHash", "");
+    // A new revision is what a person does to fix what held the agent: it tries again.
+    s->degraded_hold = false;
+    s->degraded_cause.clear();
+    s->recoveries.clear();
+    s->model_failures = 0;
+  } else if (e.type == event_type::kBudgetDeferred) {
+    s->deferred_reason = d.value("reason", "");
   } else if (e.type == event_type::kStepCompleted) {
     // Bookkeeping only (activeMs above); the checkpoint is written with it.
   } else {
@@ -249,7 +312,17 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"cancelRequested", cancel_requested},
           {"cancelReason", cancel_reason},
           {"cronFiredMs", cron_fired_ms},
-          {"recoveries", recoveries}};
+          {"recoveries", recoveries},
+          {"revision", revision},
+          {"specHash", spec_hash},
+          {"degradedHold", degraded_hold},
+          {"degradedCause", degraded_cause},
+          {"modelFailures", model_failures},
+          {"modelError", model_error},
+          {"cutReplies", cut_replies},
+          {"turnStart", {{"steps", turn_start.steps}, {"tokens", turn_start.tokens}, {"toolCalls", turn_start.tool_calls}}},
+          {"tokenBuckets", token_buckets},
+          {"deferredReason", deferred_reason}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -291,6 +364,19 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     s.cancel_reason = j.value("cancelReason", "");
     s.cron_fired_ms = j.value("cronFiredMs", std::map<std::string, int64_t>{});
     s.recoveries = j.value("recoveries", std::vector<std::pair<int64_t, int64_t>>{});
+    // A long life; absent from checkpoints written before revisions existed (revision 1).
+    s.revision = j.value("revision", int64_t{1});
+    s.spec_hash = j.value("specHash", "");
+    s.degraded_hold = j.value("degradedHold", s.phase == Phase::kDegraded && !s.recoveries.empty());
+    s.degraded_cause = j.value("degradedCause", s.degraded_hold ? "crash_loop" : "");
+    s.model_failures = j.value("modelFailures", int64_t{0});
+    s.model_error = j.value("modelError", "");
+    s.cut_replies = j.value("cutReplies", int64_t{0});
+    const nlohmann::json turn_start = j.value("turnStart", nlohmann::json::object());
+    s.turn_start = {turn_start.value("steps", int64_t{0}), turn_start.value("tokens", int64_t{0}),
+                    turn_start.value("toolCalls", int64_t{0}), 0};
+    s.token_buckets = j.value("tokenBuckets", std::map<int64_t, int64_t>{});
+    s.deferred_reason = j.value("deferredReason", "");
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

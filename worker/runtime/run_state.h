@@ -19,8 +19,10 @@
 namespace carapace {
 
 // Idle: a turn is done and the agent waits for a message or a scheduled wake-up. Paused: a
-// person stopped dispatching. Degraded: the crash-loop breaker stopped re-dispatching a step
-// that keeps taking the worker down; a person's Resume tries again. Cancelled: stopped for good.
+// person stopped dispatching. Degraded: the agent holds its turn until a person's Resume or a
+// spec revision: the crash-loop breaker stopped re-dispatching a step that keeps taking the
+// worker down, or the model service refused the request in a way no retry fixes (see
+// RunState::degraded_cause). Cancelled: stopped for good.
 enum class Phase {
   kPending,
   kRunning,
@@ -100,6 +102,20 @@ struct RunState {
   std::map<std::string, int64_t> cron_fired_ms;  // cron name -> the occurrence last fired
   std::vector<std::pair<int64_t, int64_t>> recoveries;  // (step, wall ms) of recent restarts mid-step
 
+  // A long life (docs/long-life.md).
+  int64_t revision = 0;            // the spec revision in force: 1 from run_started, +1 per spec_revised
+  std::string spec_hash;           // of that revision
+  bool degraded_hold = false;      // Degraded and holding until Resume or a revision
+  std::string degraded_cause;      // "crash_loop" | "model_refused" | "context_length" while held
+  int64_t model_failures = 0;      // model calls of this step that no endpoint answered, in a row
+  std::string model_error;         // the last such failure, quoted from the service
+  int64_t cut_replies = 0;         // replies of this step that stopped short (length, content filter)
+  BudgetUsed turn_start;           // `used` when the current turn started (per-turn budgets)
+  // Tokens spent per time bucket (bucket start, wall ms -> tokens), for per-period budgets;
+  // buckets older than the longest period are dropped, so this stays small.
+  std::map<int64_t, int64_t> token_buckets;
+  std::string deferred_reason;     // set while a period budget defers work
+
   CallState* FindCall(const std::string& call_id);
   const CallState* FindCall(const std::string& call_id) const;
   // The first call of the current step that is not done, or nullptr.
@@ -114,6 +130,12 @@ struct RunState {
 // Folds one event into the state. Errors: kCorruption when the event contradicts the state
 // (a result for a call that does not exist): the log is not what this runtime wrote.
 Status Apply(RunState* state, const Event& event);
+
+// The width of a token bucket: the period budget's window is summed from buckets this wide,
+// so the window moves in steps of a 120th of its length (at least a minute).
+int64_t TokenBucketMs(int64_t period_ms);
+// Tokens spent in the window (now - period, now], counted by whole buckets.
+int64_t TokensInWindow(const RunState& s, int64_t period_ms, int64_t now_ms);
 
 // The message content a tool result is shown to the model as.
 std::string ToolResultContent(const nlohmann::json& event_data);

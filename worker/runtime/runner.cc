@@ -67,12 +67,7 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
                                 identity->name + ", not " + run.metadata.ns + "/" + run.metadata.name +
                                 "; use another --state-dir");
     }
-    if (identity->spec_hash != spec_hash) {
-      return FailedPrecondition("state dir " + store->state_dir() + " holds a run of " + run.metadata.name +
-                                " with a different spec (sha256 " + identity->spec_hash.substr(0, 12) + ", the file has " +
-                                spec_hash.substr(0, 12) +
-                                "); resuming would mix two runs. Use a new --state-dir, or `carapace fork` to branch");
-    }
+    // Another spec is a new revision of this run, applied when Run() starts.
   }
 
   std::unique_ptr<Runner> r(new Runner(store, run, std::move(options)));
@@ -156,18 +151,20 @@ Result<uint64_t> AppendExternalEvent(RunStore* store, Event e) {
   return store->Commit(batch, true);
 }
 
-Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts) {
+Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts,
+                      std::vector<std::pair<std::string, std::string>> meta) {
   // Events others appended come first: the checkpoint below must cover every event up to
   // its sequence number, theirs included.
   auto lock = store_->WriteLock();
   CARAPACE_RETURN_IF_ERROR(SyncExternal());
   StoreBatch batch;
   batch.artifacts = std::move(artifacts);
+  batch.meta = std::move(meta);
   bool checkpoint = false;
   uint64_t seq = store_->last_seq();
   for (auto& e : events) {
     e.seq = ++seq;
-    e.ts_ms = WallNowMillis();
+    e.ts_ms = options_.wall_clock->NowMillis();
     if (e.type == event_type::kStepCompleted || e.type == event_type::kPhaseChanged) {
       e.data["activeMs"] = ActiveMsSinceAccounted();
     }
@@ -199,24 +196,6 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
   return Status::Ok();
 }
 
-std::optional<std::string> Runner::BudgetExhaustedReason(bool for_tool_call) const {
-  const BudgetSpec& b = run_.spec.budget;
-  const BudgetUsed& u = state_.used;
-  if (for_tool_call) {
-    if (u.tool_calls >= b.max_tool_calls) return "maxToolCalls (" + std::to_string(b.max_tool_calls) + ") reached";
-    return std::nullopt;
-  }
-  if (u.steps >= b.max_steps) return "maxSteps (" + std::to_string(b.max_steps) + ") reached";
-  if (u.tokens >= b.max_tokens) {
-    return "maxTokens (" + std::to_string(b.max_tokens) + ") reached: " + std::to_string(u.tokens) + " used";
-  }
-  int64_t wall = u.wall_ms + (options_.clock->NowMillis() - accounted_at_ms_);
-  if (wall >= b.max_wall_clock_seconds * 1000) {
-    return "maxWallClockSeconds (" + std::to_string(b.max_wall_clock_seconds) + ") reached";
-  }
-  return std::nullopt;
-}
-
 Status Runner::CheckCrashLoop() {
   crash_loop_checked_ = true;
   const bool mid_step = state_.phase == Phase::kRunning && (state_.awaiting_model || state_.NextOpenCall() != nullptr);
@@ -228,7 +207,7 @@ Status Runner::CheckCrashLoop() {
                                                                   {"afterShutdown", after_shutdown}})},
                                   true));
   if (after_shutdown) return Status::Ok();
-  const int64_t now = WallNowMillis();
+  const int64_t now = options_.wall_clock->NowMillis();
   int restarts = 0;
   for (const auto& [step, at] : state_.recoveries) restarts += step == state_.step && now - at <= kCrashLoopWindowMs;
   if (restarts < kCrashLoopRestarts) return Status::Ok();
@@ -247,6 +226,7 @@ Result<Phase> Runner::Run() {
     CARAPACE_RETURN_IF_ERROR(SyncExternal());
   }
   if (state_.phase == Phase::kPending) CARAPACE_RETURN_IF_ERROR(Start());
+  if (!revision_checked_) CARAPACE_RETURN_IF_ERROR(ApplySpecRevision());
   if (options_.persistent && !crash_loop_checked_) CARAPACE_RETURN_IF_ERROR(CheckCrashLoop());
   auto resume_to = [&](Phase phase, const std::string& reason) {
     return Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(phase)}, {"reason", reason}})}, true);
@@ -263,8 +243,8 @@ Result<Phase> Runner::Run() {
       continue;
     }
     if (state_.phase == Phase::kDegraded) {
-      if (!state_.recoveries.empty()) return Phase::kDegraded;  // Resume clears them
-      CARAPACE_RETURN_IF_ERROR(resume_to(Phase::kRunning, "resumed by a person after the crash-loop breaker"));
+      if (state_.degraded_hold) return Phase::kDegraded;  // Resume or a spec revision lets go
+      CARAPACE_RETURN_IF_ERROR(resume_to(Phase::kRunning, "resumed after " + state_.reason));
       continue;
     }
     if (state_.pause_requested) {
@@ -291,6 +271,9 @@ Result<Phase> Runner::Run() {
                                       true));
       continue;
     }
+    // A model that could not be reached, or a period budget, is waited out Running: the
+    // caller comes back at NextTryAtMs (or sooner, for a new event).
+    if (next_try_at_ms_ > options_.clock->NowMillis()) return state_.phase;
     if (state_.awaiting_model) {
       CARAPACE_RETURN_IF_ERROR(CallModel());
       continue;
@@ -320,7 +303,9 @@ Status Runner::Start() {
                                            {"goal", run_.spec.goal}});
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*store_));
   e.data["runId"] = identity ? identity->run_id : "";
-  return Record({e}, true);
+  // The spec the run starts with is the store's, in the same write: a worker killed between
+  // creating the store and this start may come back with another spec.
+  return Record({e}, true, {}, {{meta_key::kSpecHash, run_.SpecHash()}, {meta_key::kSpec, run_.SpecJson().dump()}});
 }
 
 Status Runner::Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before) {
@@ -334,8 +319,29 @@ Status Runner::Finish(Phase phase, const std::string& reason, const std::string&
   return IsTerminal(phase) ? store_->Flush() : Status::Ok();
 }
 
+Status Runner::EndTurn(Phase one_shot_phase, const std::string& reason, const std::string& result) {
+  std::vector<Event> events;
+  bool open = false;
+  for (const auto& c : state_.calls) {
+    if (c.status == CallStatus::kDone) continue;
+    open = true;
+    // A model API wants an answer for every call of an earlier turn.
+    events.push_back(Make(event_type::kToolResult, {{"callId", c.call.id}, {"tool", c.call.name}, {"ok", false},
+                                                    {"output", nullptr}, {"error", "not run: " + reason}}));
+  }
+  if (open || state_.awaiting_model) events.push_back(Make(event_type::kStepCompleted));
+  if (!options_.persistent) return Finish(one_shot_phase, reason, "", std::move(events));
+  return Finish(Phase::kIdle, "turn " + std::to_string(state_.turns) + " ended without an answer: " + reason, result,
+                std::move(events));
+}
+
 Status Runner::StartStep() {
   if (auto reason = BudgetExhaustedReason(false)) return Finish(Phase::kBudgetExhausted, *reason, "");
+  if (auto reason = TurnBudgetReason(false)) {
+    return EndTurn(Phase::kBudgetExhausted, *reason, "This turn was stopped before an answer: " + *reason + ".");
+  }
+  CARAPACE_ASSIGN_OR_RETURN(bool deferred, DeferForPeriodBudget());
+  if (deferred) return Status::Ok();
   Event e = Make(event_type::kModelRequest, {{"messages", state_.messages.size()}});
   e.step = state_.step + 1;
   // Not synced: a lost request is simply asked again. It reaches disk with the next sync.
@@ -343,8 +349,25 @@ Status Runner::StartStep() {
   return CallModel();
 }
 
+std::optional<int64_t> Runner::NextTryAtMs() const {
+  if (next_try_at_ms_ == 0) return std::nullopt;
+  return next_try_at_ms_;
+}
+
 Status Runner::CallModel() {
-  ModelRequest request{state_.step, &state_.messages, schemas_};
+  // The model sees the instructions of the revision in force: the transcript keeps the
+  // ones the run started with (history), so a revision's are put in their place here.
+  std::vector<Message> revised;
+  const std::vector<Message>* messages = &state_.messages;
+  const bool has_system = !state_.messages.empty() && state_.messages.front().role == "system";
+  const std::string& instructions = run_.spec.instructions;
+  if (has_system ? state_.messages.front().content != instructions : !instructions.empty()) {
+    revised = state_.messages;
+    if (has_system) revised.erase(revised.begin());
+    if (!instructions.empty()) revised.insert(revised.begin(), Message{"system", instructions, {}, "", ""});
+    messages = &revised;
+  }
+  ModelRequest request{state_.step, messages, schemas_};
   int64_t started = MonoNowMillis();
   // The model layer has already retried the endpoint and tried the fallbacks. A reply that
   // broke off after tokens arrived (kAborted) or ran past its deadline (a slow moment of
@@ -359,7 +382,11 @@ Status Runner::CallModel() {
                                                       {"attempt", attempt}, {"error", response.status().ToString()}});
     response = model_->Complete(request);
   }
-  if (!response.ok()) return Finish(Phase::kFailed, "model call failed: " + response.status().message(), "");
+  if (!response.ok()) return ModelCallFailed(response.status());
+  next_try_at_ms_ = 0;
+  model_unavailable_since_ms_ = 0;
+  CARAPACE_ASSIGN_OR_RETURN(bool cut, HandleCutReply(*response, MonoNowMillis() - started));
+  if (cut) return Status::Ok();
 
   nlohmann::json calls = nlohmann::json::array();
   for (size_t i = 0; i < response->tool_calls.size(); ++i) {
@@ -375,6 +402,7 @@ Status Runner::CallModel() {
                                               {"finishReason", response->finish_reason},
                                               {"answeredBy", response->answered_by},
                                               {"durationMs", MonoNowMillis() - started}});
+  AddTokenWindow(&e.data);
   if (calls.empty()) {
     return Finish(TurnDone(), "the model answered without tool calls", text, {e, Make(event_type::kStepCompleted)});
   }
@@ -428,6 +456,9 @@ Status Runner::HandleCall(CallState* call, size_t index) {
                       last && SyncStepBoundaries());
       }
       if (auto reason = BudgetExhaustedReason(true)) return Finish(Phase::kBudgetExhausted, *reason, "");
+      if (auto reason = TurnBudgetReason(true)) {
+        return EndTurn(Phase::kBudgetExhausted, *reason, "This turn was stopped before an answer: " + *reason + ".");
+      }
       std::string sig = name + " " + call->call.arguments.dump();
       if (sig == state_.last_call_signature && state_.repeat_count >= 4) {
         return Finish(Phase::kFailed, "loop detected: tool " + name + " was called 5 times in a row with the same arguments", "");
@@ -441,6 +472,12 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       return Execute(call, index, false);
     }
     case CallStatus::kApproved:
+      if (!tool_specs_.count(name)) {
+        // Approved under an earlier revision whose tool this one no longer has.
+        return Record(result_events(false, nullptr, "not run: the tool \"" + name + "\" is no longer in the spec (revision " +
+                                                        std::to_string(state_.revision) + ")"),
+                      true);
+      }
       return Execute(call, index, call->wait_reason == "outcome_unknown");
     case CallStatus::kDenied:
       return Record(result_events(false, nullptr,
@@ -450,8 +487,11 @@ Status Runner::HandleCall(CallState* call, size_t index) {
                                       : "a person denied this call"),
                     true);
     case CallStatus::kInFlight: {
-      // Only reachable after a restart: the intent is on disk, the result is not.
-      if (call->effect == EffectName(Effect::kReadOnly) || call->effect == EffectName(Effect::kIdempotent)) {
+      // Only reachable after a restart: the intent is on disk, the result is not. A call
+      // whose tool a spec revision removed cannot be re-run: its outcome is unknown, and
+      // recovery.unknownOutcome decides, as after a crash.
+      const bool repeatable = call->effect == EffectName(Effect::kReadOnly) || call->effect == EffectName(Effect::kIdempotent);
+      if (repeatable && tool_specs_.count(name)) {
         log::Info("re-running an interrupted call", {{"agentrun", run_.metadata.name}, {"call", id},
                                                      {"tool", name}, {"effect", call->effect}});
         return Execute(call, index, true);

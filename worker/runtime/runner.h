@@ -35,24 +35,35 @@ struct RunnerOptions {
   std::function<bool()> stop_requested;
   // The duration of each store write that carried a checkpoint (metrics).
   std::function<void(double seconds)> on_checkpoint_written;
+  // Unix ms: event times and the windows of period budgets. Tests pass a fake one.
+  Clock* wall_clock = SystemWallClock();
 };
 
 class Runner {
  public:
-  // Binds `run` to `store`. A store that holds another AgentRun, or this one with a changed
-  // spec, is refused with kFailedPrecondition: resuming it would mix two different runs.
+  // Binds `run` to `store`. A store that holds another AgentRun is refused with
+  // kFailedPrecondition. A store that holds this one under another spec continues it: the
+  // spec becomes a new revision of the same run when Run() next starts (spec_revision.cc).
   // Errors from building the model backend or tools are kInvalidArgument.
   static Result<std::unique_ptr<Runner>> Create(RunStore* store, const AgentRun& run, const ModelRegistry& models,
                                                 const ToolRegistry& tools, RunnerOptions options = {});
 
   // Runs until the run ends (Succeeded, Failed, BudgetExhausted, Cancelled) or waits: for a
-  // person (WaitingForApproval, Paused, Degraded) or, when persistent, for a message (Idle).
+  // person (WaitingForApproval, Paused, Degraded), when persistent for a message (Idle), or,
+  // still Running, for a time (NextTryAtMs: a model no endpoint answered, a period budget).
   // Call it again after new events were appended (AppendExternalEvent): it applies them
   // first. A finished run is returned as it is, with nothing redone.
   // Errors: kIoError / kCorruption from the store; after one, stop using this Runner.
   Result<Phase> Run();
 
   const RunState& state() const { return state_; }
+  // When Run() has something to do again without any new event, in options.clock ms: the
+  // next try of a model call that no endpoint answered, or the end of a period budget's
+  // wait. Empty when nothing is scheduled.
+  std::optional<int64_t> NextTryAtMs() const;
+  // options.clock ms since which the current model call has found no model; 0 when the
+  // last call was answered.
+  int64_t ModelUnavailableSinceMs() const { return model_unavailable_since_ms_; }
   // What the model is offered: the spec's tools as named to the model, then finish.
   const std::vector<ToolSchema>& tool_schemas() const { return schemas_; }
   // The model (with its fallbacks), for health checks from another thread.
@@ -75,12 +86,36 @@ class Runner {
   Status HandleCall(CallState* call, size_t index);
   Status Execute(CallState* call, size_t index, bool retry);
   Status Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before = {});
+  // Ends the current turn early: every open call of the step gets a result saying why it
+  // was not run, the step completes, and the run goes Idle (persistent) or to
+  // `one_shot_phase`. The turn's message is not asked again.
+  Status EndTurn(Phase one_shot_phase, const std::string& reason, const std::string& result);
+
+  // spec_revision.cc: the stored run has another spec than run_: record the new revision
+  // (and wake a run whose lifetime budget the new spec raised).
+  Status ApplySpecRevision();
+  // model_outcome.cc: a model call that no endpoint answered (after the model layer's
+  // retries and fallbacks) waits and is tried again, holds the turn (Degraded) or, for a
+  // backend that never will answer, fails the run.
+  Status ModelCallFailed(const Status& failure);
+  // model_outcome.cc: a reply that stopped short without a complete tool call is asked for
+  // once more, then ends the turn as failed. Returns false when `response` is an answer.
+  Result<bool> HandleCutReply(const ModelResponse& response, int64_t duration_ms);
+  // budgets.cc: the reason the run's lifetime budget is spent, else empty.
+  std::optional<std::string> BudgetExhaustedReason(bool for_tool_call) const;
+  // budgets.cc: the reason this turn's per-turn budget is spent, else empty.
+  std::optional<std::string> TurnBudgetReason(bool for_tool_call) const;
+  // budgets.cc: while the period budget allows no more tokens, records why (once) and
+  // returns true with next_try_at_ms_ set to when the window allows work again.
+  Result<bool> DeferForPeriodBudget();
+  // Data a reply's tokens are recorded with: the period budget's window, when there is one.
+  void AddTokenWindow(nlohmann::json* data) const;
 
   // Applies events to the state and writes them, with a checkpoint when the batch ends a
   // step, and any artifacts, in one atomic batch.
-  Status Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts = {});
+  Status Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts = {},
+                std::vector<std::pair<std::string, std::string>> meta = {});
   Event Make(const char* type, nlohmann::json data = nlohmann::json::object()) const;
-  std::optional<std::string> BudgetExhaustedReason(bool for_tool_call) const;
   int64_t ActiveMsSinceAccounted();
   bool SyncStepBoundaries() const { return run_.spec.durability == Durability::kSync; }
 
@@ -95,6 +130,9 @@ class Runner {
   std::vector<ToolSchema> schemas_;
   int64_t accounted_at_ms_ = 0;
   bool crash_loop_checked_ = false;
+  bool revision_checked_ = false;
+  int64_t next_try_at_ms_ = 0;              // options.clock ms; 0: nothing scheduled
+  int64_t model_unavailable_since_ms_ = 0;  // options.clock ms; 0: the model answered
 };
 
 // Appends one event written by someone other than the runner (the control API: a message,

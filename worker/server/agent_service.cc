@@ -81,11 +81,12 @@ void AgentService::OnEvent(const Event& e, const RunState& state) {
   if (metrics_) metrics_->OnEvent(e, state);
   std::lock_guard<std::mutex> lock(mu_);
   if (e.type == event_type::kMessageReceived && unapplied_messages_ > 0) --unapplied_messages_;
-  if (identity_.run_id.empty() && !state.run_id.empty()) {
+  if ((identity_.run_id.empty() && !state.run_id.empty()) || e.type == event_type::kSpecRevised) {
     if (auto id = LoadRunIdentity(*store_); id.ok() && *id) identity_ = **id;
   }
   // Per event: the budgets come from the parsed spec, not from parsing the stored one again.
   status_ = BuildRunStatus(identity_, state, &run_.spec.budget);
+  SetNextTry(&status_);
   if (metrics_) metrics_->SetInboxDepth(status_.inbox_depth() + unapplied_messages_);
   changed_.notify_all();
 }
@@ -144,6 +145,10 @@ bool AgentService::CronActive(const CronSpec& spec) const {
 std::chrono::steady_clock::time_point AgentService::NextWake(int64_t now_ms) const {
   const auto now = std::chrono::steady_clock::now();
   auto at = now + std::chrono::hours(1);
+  if (auto next = runner_->NextTryAtMs()) {
+    // A model call waiting out an outage, or a period budget: the runner's clock is RealClock.
+    at = std::min(at, now + std::chrono::milliseconds(std::max<int64_t>(0, *next - RealClock()->NowMillis())));
+  }
   if (run_.spec.schedule && run_.spec.schedule->heartbeat_seconds > 0) {
     at = std::min(at, now + std::chrono::seconds(run_.spec.schedule->heartbeat_seconds));
   }
@@ -213,6 +218,14 @@ bool AgentService::Shutdown(std::chrono::milliseconds grace) {
   if (!stopped) thread_.detach();  // the process exits next; the call's thread goes with it
   (void)store_->Flush();
   return stopped;
+}
+
+void AgentService::SetNextTry(worker::v1::RunStatus* status) const {
+  // Read on the agent thread only (OnEvent), where the runner is not running concurrently.
+  if (status->waiting_for().empty()) return;
+  if (auto next = runner_->NextTryAtMs()) {
+    status->set_next_try_at_ms(WallNowMillis() + std::max<int64_t>(0, *next - RealClock()->NowMillis()));
+  }
 }
 
 worker::v1::RunStatus AgentService::Snapshot() const {
@@ -308,7 +321,7 @@ bool AgentService::Ready(std::string* why) const {
     *why = "the store failed: " + loop_error_;
     return false;
   }
-  if (status_.phase() == worker::v1::PHASE_DEGRADED) {
+  if (status_.phase() == worker::v1::PHASE_DEGRADED && status_.degraded_cause() == "crash_loop") {
     *why = "crash loop: " + status_.reason();
     return false;
   }

@@ -76,6 +76,8 @@ class AgentService {
   // When the agent should next wake on its own: the next cron occurrence or heartbeat.
   std::chrono::steady_clock::time_point NextWake(int64_t now_ms) const;
   void OnEvent(const Event& e, const RunState& state);
+  // While the runner waits for a time (a model outage, a period budget): when, in Unix ms.
+  void SetNextTry(worker::v1::RunStatus* status) const;
   Status CheckNotEnded(const char* what) const;
   // Appends a control event (pause, resume, cancel), wakes the agent and waits briefly for it.
   Status Control(const char* what, const char* type, nlohmann::json data = nlohmann::json::object());

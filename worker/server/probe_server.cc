@@ -1,6 +1,8 @@
 // Probes and metrics over HTTP (common/http_endpoints).
 #include "worker/server/probe_server.h"
 
+#include "common/time.h"
+
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
@@ -24,6 +26,13 @@ Status ProbeServer::Start(const std::string& address) {
                            {"store", "open"},
                            {"model", {{"ok", model.ok()}, {"detail", model.ok() ? "" : model.message()}}}};
     if (!ready) body["reason"] = why;
+    // Ready all the same: the worker works and takes messages; the turn waits for the model.
+    if (!status.waiting_for().empty()) {
+      body["waitingFor"] = status.waiting_for();
+      body["detail"] = status.waiting_detail();
+      if (status.next_try_at_ms() > 0) body["nextTryAt"] = FormatRfc3339Millis(status.next_try_at_ms());
+    }
+    if (!status.degraded_cause().empty()) body["heldBy"] = status.degraded_cause();
     return HttpReply{ready ? 200 : 503, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n",
                      "application/json"};
   });

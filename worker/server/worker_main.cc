@@ -18,6 +18,7 @@
 #include "common/log.h"
 #include "common/redact.h"
 #include "common/process_setup.h"
+#include "worker/runtime/run_dirs.h"
 #include "worker/server/agent_service.h"
 #include "worker/server/control_service.h"
 #include "worker/server/probe_server.h"
@@ -35,6 +36,8 @@ constexpr const char* kUsage = R"(usage: carapace-worker [flags]
   --insecure-no-auth   serve the control API without a token (local development only)
   --grace-seconds N    on SIGTERM, how long an action in progress may take to finish (env CARAPACE_GRACE_SECONDS, default 5)
   --tmp-dir DIR        where libraries may write temporary files (sets TMPDIR); the root fs may be read-only
+  --adopt-from DIR     when --state-dir holds no run, move the newest run found in DIR (one state dir
+                       per spec hash, as operators before spec revisions laid out the volume) into it
 flags take their value as `--flag VALUE` or `--flag=VALUE`
 exit codes: 0 after SIGTERM/SIGINT, 1 on a store or runtime error, 2 on bad flags or a bad manifest
 )";
@@ -63,7 +66,7 @@ int Main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   auto parsed = ParseFlags(argc, argv,
                            {"--spec", "--state-dir", "--grpc-listen", "--http-listen", "--token-file",
-                            "--grace-seconds", "--tmp-dir"},
+                            "--grace-seconds", "--tmp-dir", "--adopt-from"},
                            {"--insecure-no-auth"});
   if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
   if (parsed->help) {
@@ -100,6 +103,10 @@ int Main(int argc, char** argv) {
 
   auto run = LoadAgentRunFile(spec_path);
   if (!run.ok()) return Fail(2, run.status().message());
+  if (auto it = flags.find("--adopt-from"); it != flags.end()) {
+    auto adopted = AdoptNewestRun(it->second, state_dir);
+    if (!adopted.ok()) return Fail(1, "adopting a run from " + it->second + ": " + adopted.status().ToString());
+  }
 
   prometheus::Registry metrics;
   auto agent = AgentService::Open(*run, state_dir, &metrics);

@@ -52,7 +52,18 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const AgentRun& run)
                       .Help("Times a worker started while a step was in progress and resumed it.")
                       .Register(r)
                       .Add({})),
-      inbox_depth_(prometheus::BuildGauge().Name("carapace_inbox_depth").Help("Messages waiting in the inbox.").Register(r).Add({})) {
+      inbox_depth_(prometheus::BuildGauge().Name("carapace_inbox_depth").Help("Messages waiting in the inbox.").Register(r).Add({})),
+      model_unavailable_(prometheus::BuildGauge()
+                             .Name("carapace_model_unavailable")
+                             .Help("1 while the current turn waits for a model service that no endpoint could reach; "
+                                   "it is tried again with backoff.")
+                             .Register(r)
+                             .Add({})),
+      revision_(prometheus::BuildGauge()
+                    .Name("carapace_spec_revision")
+                    .Help("The spec revision in force: 1 at the start, +1 for each applied spec change.")
+                    .Register(r)
+                    .Add({})) {
   for (Phase p : kPhases) phase_.Add({{"phase", PhaseName(p)}}).Set(0);
   for (const char* b : {"steps", "tokens", "tool_calls", "wall_clock"}) budget_ratio_.Add({{"budget", b}}).Set(0);
   phase_.Add({{"phase", PhaseName(Phase::kPending)}}).Set(1);
@@ -83,6 +94,8 @@ void WorkerMetrics::OnEvent(const Event& e, const RunState& s) {
     phase_.Add({{"phase", PhaseName(s.phase)}}).Set(1);
     last_phase_ = s.phase;
   }
+  model_unavailable_.Set(s.phase == Phase::kRunning && s.awaiting_model && s.model_failures > 0 ? 1 : 0);
+  revision_.Set(static_cast<double>(s.revision));
   budget_ratio_.Add({{"budget", "steps"}}).Set(Ratio(s.used.steps, budget_.max_steps));
   budget_ratio_.Add({{"budget", "tokens"}}).Set(Ratio(s.used.tokens, budget_.max_tokens));
   budget_ratio_.Add({{"budget", "tool_calls"}}).Set(Ratio(s.used.tool_calls, budget_.max_tool_calls));

@@ -46,6 +46,8 @@ class WorkerMetrics {
   prometheus::Family<prometheus::Gauge>& budget_ratio_;
   prometheus::Counter& recoveries_;
   prometheus::Gauge& inbox_depth_;
+  prometheus::Gauge& model_unavailable_;
+  prometheus::Gauge& revision_;
   std::chrono::steady_clock::time_point step_started_;
   bool step_open_ = false;
   Phase last_phase_ = Phase::kPending;

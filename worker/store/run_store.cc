@@ -50,33 +50,6 @@ const char* kColumnFamilies[] = {"events", "checkpoints", "transcript", "artifac
 // Column families a store must already have to be ours; later ones are added on open.
 const char* kOriginalColumnFamilies[] = {"events", "checkpoints", "transcript", "artifacts", "meta"};
 
-// Takes an exclusive, non-blocking flock on DIR/carapace.lock and writes our pid into it.
-// The lock dies with the process, so a kill -9 never leaves a stale lock behind.
-Result<int> LockStateDir(const std::string& dir) {
-  std::string path = dir + "/carapace.lock";
-  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-  if (fd < 0) return IoError("cannot open " + path + ": " + std::strerror(errno));
-  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
-    int err = errno;
-    char buf[32] = {0};
-    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
-    ::close(fd);
-    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
-    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
-    if (err == EWOULDBLOCK) {
-      return Busy("state dir " + dir + " is in use by another carapace process (pid " + holder +
-                  "); only one process may write a state dir at a time");
-    }
-    return IoError("cannot lock " + path + ": " + std::strerror(err));
-  }
-  std::string pid = std::to_string(::getpid()) + "\n";
-  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
-    // The lock is held; the pid is only informational.
-  }
-  return fd;
-}
-
-
 rocksdb::Options StoreOptions() {
   rocksdb::Options options;
   options.create_if_missing = false;
@@ -152,6 +125,30 @@ Status CreateStore(const std::string& state_dir, rocksdb::Options options,
 }
 
 }  // namespace
+
+Result<int> LockStateDir(const std::string& dir) {
+  std::string path = dir + "/carapace.lock";
+  int fd = ::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0) return IoError("cannot open " + path + ": " + std::strerror(errno));
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0) {
+    int err = errno;
+    char buf[32] = {0};
+    ssize_t n = ::pread(fd, buf, sizeof buf - 1, 0);
+    ::close(fd);
+    std::string holder = n > 0 ? std::string(buf, static_cast<size_t>(n)) : "unknown";
+    while (!holder.empty() && (holder.back() == '\n' || holder.back() == ' ')) holder.pop_back();
+    if (err == EWOULDBLOCK) {
+      return Busy("state dir " + dir + " is in use by another carapace process (pid " + holder +
+                  "); only one process may write a state dir at a time");
+    }
+    return IoError("cannot lock " + path + ": " + std::strerror(err));
+  }
+  std::string pid = std::to_string(::getpid()) + "\n";
+  if (::ftruncate(fd, 0) != 0 || ::pwrite(fd, pid.data(), pid.size(), 0) < 0) {
+    // The lock is held; the pid is only informational.
+  }
+  return fd;
+}
 
 Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, OpenMode mode) {
   std::unique_ptr<RunStore> store(new RunStore());

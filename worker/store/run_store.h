@@ -115,6 +115,11 @@ class RunStore {
   rocksdb::ColumnFamilyHandle* memory_ = nullptr;
 };
 
+// Takes an exclusive, non-blocking flock on DIR/carapace.lock and writes our pid into it;
+// returns the lock's fd (close it to let go). The lock dies with the process, so a kill -9
+// never leaves a stale lock behind. Errors: kBusy (another process holds it), kIoError.
+Result<int> LockStateDir(const std::string& dir);
+
 // Key of a state dir's format marker in meta, and its value for this version.
 inline constexpr const char* kFormatKey = "format";
 inline constexpr const char* kFormatValue = "carapace.state/v1";
