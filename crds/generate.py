@@ -496,8 +496,9 @@ def storage():
 def spec():
     return obj(
         "What the agent is to do and how it runs. Everything but suspend, idleTimeoutSeconds, "
-        "image, resources and storage is the agent's spec: changing it starts a new run on the "
-        "same volume (the old run's log stays readable).",
+        "image, resources, storage and restartGeneration is the agent's spec: changing it makes a "
+        "new revision of the same run (its conversation, memory, inbox and budgets used carry over). "
+        "Only a raised restartGeneration starts a fresh run.",
         {
             "instructions": string("Standing orders: the system prompt."),
             "goal": string("The first task. The run works on it until it is reached or a budget ends.",
@@ -507,7 +508,9 @@ def spec():
             "tools": tools(),
             "budget": obj(
                 "Limits checked before every model call (steps, tokens, wall clock) and every tool "
-                "call; an exhausted budget ends the run as BudgetExhausted.",
+                "call. The max* totals are for the run's whole life: an exhausted one ends the run as "
+                "BudgetExhausted, and a revision that raises it wakes the run. perTurn ends only one "
+                "turn; perPeriod defers work until its window allows.",
                 {
                     "maxSteps": integer("Model calls in all. Default 50.", 1, 1000000, default=50),
                     "maxTokens": integer("Tokens in and out, summed over the run. Default 200000.",
@@ -517,6 +520,23 @@ def spec():
                         "Seconds spent running, summed over every process that worked on the run "
                         "(stopped or waiting for a person does not count). Default 3600.",
                         1, 365 * 24 * 3600, default=3600),
+                    "perTurn": obj(
+                        "Limits for one turn (the goal, one message, one cron prompt). A spent one "
+                        "ends that turn with an answer saying so; the agent goes back to Idle.",
+                        {
+                            "maxSteps": integer("Model calls in one turn.", 1, 1000000),
+                            "maxTokens": integer("Tokens in and out in one turn.", 1, 1 << 40),
+                            "maxToolCalls": integer("Tool calls in one turn.", 1, 10000000),
+                        }),
+                    "perPeriod": obj(
+                        "Tokens in a rolling window (e.g. a day). A spent one defers work until the "
+                        "window allows it again; nothing is dropped.",
+                        {
+                            "seconds": integer("The window's length. Default 86400.", 60, 31 * 24 * 3600,
+                                               default=86400),
+                            "maxTokens": integer("Tokens in and out within the window.", 1, 1 << 40),
+                        },
+                        required=["maxTokens"]),
                 },
                 default={}),
             "recovery": obj(
@@ -527,6 +547,10 @@ def spec():
                         "repeated blindly: ask (wait for a person, default), tell_model (the model "
                         "is told and decides) or fail (the run fails).",
                         enum=["ask", "tell_model", "fail"], default="ask"),
+                    "modelUnavailableSeconds": integer(
+                        "How long a one-shot `carapace run` waits for a model service no endpoint "
+                        "reaches before it exits (code 6) with the turn kept. The worker in a cluster "
+                        "waits for as long as it takes. Unset: 300.", 0, 7 * 24 * 3600),
                 },
                 default={}),
             "durability": string("sync (default): every event is synced to disk before the action it "
@@ -545,6 +569,10 @@ def spec():
                 "limits": quantities("The most the container may use"),
             }),
             "storage": storage(),
+            "restartGeneration": integer(
+                "Raise it to start the agent afresh from its goal, in a new state directory on the same "
+                "volume; the old run stays there, readable and forkable. Any other spec change is a "
+                "revision of the same run. Default 0.", 0, 1000000, default=0),
         },
         required=["goal", "model"])
 
@@ -580,7 +608,10 @@ def status():
             "lastCheckpointStep": {"type": "integer", "format": "int64",
                                    "description": "The step of the newest checkpoint."},
             "runID": string("The run's id on its volume."),
-            "specHash": string("SHA-256 of the canonical agent spec; a new hash is a new run."),
+            "revision": {"type": "integer", "format": "int64",
+                         "description": "The spec revision the worker runs: 1 at the start, +1 for each "
+                                        "applied spec change (the same run, its history kept)."},
+            "specHash": string("SHA-256 of the canonical agent spec; a new hash is a new revision of the same run."),
             "budget": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
                        "description": "Budget used and limits: steps, maxSteps, tokens, maxTokens, "
                                       "toolCalls, maxToolCalls, wallClockSeconds."},
@@ -636,6 +667,7 @@ def crd():
                 "additionalPrinterColumns": [
                     {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
                     {"name": "Step", "type": "integer", "jsonPath": ".status.step"},
+                    {"name": "Revision", "type": "integer", "jsonPath": ".status.revision"},
                     {"name": "Model", "type": "string", "jsonPath": ".spec.model.name"},
                     {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
                     {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},

@@ -1,6 +1,8 @@
 // Computing an AgentRun's status from observations (see agentrun_status.h).
 #include "operator/controller/agentrun_status.h"
 
+#include "common/time.h"
+
 namespace carapace::controller {
 
 using nlohmann::json;
@@ -66,6 +68,7 @@ void AddWorkerReport(const v1::RunStatus& w, json* status) {
   (*status)["step"] = w.step();
   (*status)["lastCheckpointStep"] = w.last_checkpoint_step();
   (*status)["runID"] = w.run_id();
+  if (w.revision() > 0) (*status)["revision"] = w.revision();
   const v1::BudgetUsage& b = w.budget();
   (*status)["budget"] = {{"steps", b.steps()}, {"maxSteps", b.max_steps()},
                          {"tokens", b.tokens()}, {"maxTokens", b.max_tokens()},
@@ -104,7 +107,7 @@ json ComputeStatus(const Observation& o) {
 
   // Carry the last worker report over while the worker cannot be asked (restart,
   // hibernation), so `kubectl get ar` keeps the step and the result.
-  for (const char* key : {"step", "lastCheckpointStep", "runID", "budget", "result", "message", "idleSinceMs"}) {
+  for (const char* key : {"step", "lastCheckpointStep", "runID", "revision", "budget", "result", "message", "idleSinceMs"}) {
     if (old.contains(key) && old.value("specHash", "") == o.spec_hash) status[key] = old[key];
   }
   std::string last_worker_phase = old.value("specHash", "") == o.spec_hash ? old.value("workerPhase", "") : "";
@@ -146,8 +149,18 @@ json ComputeStatus(const Observation& o) {
     phase = o.worker ? worker_phase : (keep_last ? last_worker_phase : "Pending");
     if (pod_ready) set("Ready", "True", "WorkerReady", "");
     else set("Ready", "False", "WorkerNotReady", "waiting for pod " + o.statefulset->value("/metadata/name"_json_pointer, std::string()) + "-0 to be ready");
-    if (RollingOut(*o.statefulset)) set("Progressing", "True", "RollingOut", "the worker pod is starting or being replaced");
-    else set("Progressing", "False", Terminal(phase) ? "Finished" : "RolledOut", "");
+    if (RollingOut(*o.statefulset)) {
+      set("Progressing", "True", "RollingOut", "the worker pod is starting or being replaced");
+    } else if (o.worker && o.worker->waiting_for() == "ModelUnavailable") {
+      // The agent is fine and keeps its turn; the model service is not answering.
+      set("Progressing", "False", "ModelUnavailable",
+          "no model endpoint answered: " + o.worker->waiting_detail() +
+              (o.worker->next_try_at_ms() > 0 ? "; next try at " + FormatRfc3339Millis(o.worker->next_try_at_ms()) : ""));
+    } else if (o.worker && o.worker->waiting_for() == "PeriodBudget") {
+      set("Progressing", "False", "PeriodBudgetExhausted", o.worker->waiting_detail());
+    } else {
+      set("Progressing", "False", Terminal(phase) ? "Finished" : "RolledOut", "");
+    }
   }
   status["phase"] = phase;
 
@@ -160,7 +173,12 @@ json ComputeStatus(const Observation& o) {
       }
     }
   }
-  if (worker_phase == "Degraded") set("Degraded", "True", "CrashLoopBreaker", status.value("message", ""));
+  const std::string held_by = o.worker ? o.worker->degraded_cause() : "";
+  if (worker_phase == "Degraded" && held_by == "model_refused") {
+    set("Degraded", "True", "ModelRefused", status.value("message", ""));
+  } else if (worker_phase == "Degraded" && held_by == "context_length") {
+    set("Degraded", "True", "ContextLengthExceeded", status.value("message", ""));
+  } else if (worker_phase == "Degraded") set("Degraded", "True", "CrashLoopBreaker", status.value("message", ""));
   else if (!crash.empty()) set("Degraded", "True", "CrashLoopBackOff", crash);
   else if (worker_phase == "Failed") set("Degraded", "True", "RunFailed", status.value("message", ""));
   else set("Degraded", "False", "AsExpected", "");

@@ -37,8 +37,11 @@ json OwnerReference(const Owner& owner) {
 }
 
 std::string StateDir(const AgentRun& run) {
-  return std::string(kStateMountDir) + "/runs/" + run.SpecHash().substr(0, 12);
+  const int64_t generation = run.spec.deployment.restart_generation;
+  return std::string(kStateMountDir) + "/agent" + (generation == 0 ? "" : "-restart-" + std::to_string(generation));
 }
+
+std::string LegacyRunsDir() { return std::string(kStateMountDir) + "/runs"; }
 
 namespace {
 
@@ -115,6 +118,9 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
                     {{"name", "tmp"}, {"mountPath", "/tmp"}}})},
   };
   // Omitted when empty, as the API server omits it: an empty list would read as drift.
+  // The first generation's state dir takes over a volume laid out by spec hash (runs/<hash>/,
+  // operators before spec revisions): the newest run there continues.
+  if (run.spec.deployment.restart_generation == 0) container["args"].push_back("--adopt-from=" + LegacyRunsDir());
   if (json env = SecretEnv(run.spec); !env.empty()) container["env"] = env;
   return container;
 }

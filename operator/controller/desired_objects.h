@@ -53,10 +53,13 @@ nlohmann::json Labels(const std::string& agentrun);
 nlohmann::json SelectorLabels(const std::string& agentrun);
 nlohmann::json OwnerReference(const Owner& owner);
 
-// The worker's state directory for this spec: a changed agent spec starts a new run beside
-// the old one on the same volume (runs/<first 12 hex digits of the spec hash>), so nothing
-// already stored is lost or mixed with a different spec.
+// The worker's state directory: one per AgentRun and restart generation. A changed agent
+// spec is a new revision of the run in it (the worker records it); only a raised
+// spec.restartGeneration starts a fresh run, in agent-restart-<N>, leaving the old one on the
+// volume, readable and forkable.
 std::string StateDir(const AgentRun& run);
+// Where operators before spec revisions kept one state dir per spec hash.
+std::string LegacyRunsDir();
 
 nlohmann::json DesiredConfigMap(const AgentRun& run, const Owner& owner);
 // `token` is the control-API token: random when first created, then kept.

@@ -18,6 +18,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "operator/kube/config.h"
 #include "tests/e2e/e2e_cluster.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
@@ -52,6 +53,23 @@ std::string LedgerAgent(const std::string& name, const std::string& ledger_url, 
          "    - {name: orders, kind: http, effect: side_effecting, http: {allowedHosts: [\"" + host + "\"]}}\n"
          "    - {name: items, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n"
          "  recovery: {unknownOutcome: tell_model}\n" + extra;
+}
+
+// `carapace CMD --worker POD_IP:7070` with the AgentRun's control token, as a user with
+// kubectl port-forward would run it.
+CommandResult WorkerCli(Cluster& cluster, const std::string& name, const std::vector<std::string>& args) {
+  auto pod = cluster.api().Get("v1", "pods", "default", name + "-0");
+  REQUIRE(pod.ok());
+  const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
+  auto secret = cluster.api().Get("v1", "secrets", "default", name + "-control");
+  REQUIRE(secret.ok());
+  auto token = carapace::kube::DecodeBase64((*secret)["data"]["token"].get<std::string>());
+  REQUIRE(token.ok());
+  const std::string token_file = cluster.dir().Sub(name + ".token");
+  std::ofstream(token_file) << *token;
+  std::vector<std::string> argv = {CARAPACE_BIN, args[0], "--worker", ip + ":7070", "--token-file", token_file};
+  argv.insert(argv.end(), args.begin() + 1, args.end());
+  return RunCommand(argv);
 }
 
 int CountPaths(const LedgerServer& ledger, const std::string& method, const std::string& path) {
@@ -382,4 +400,76 @@ TEST_CASE("a hibernating agent is woken for its next cron prompt", "[e2e]") {
   // At the next whole minute the operator scales it back up, and the worker takes the prompt.
   REQUIRE(WaitFor([&] { return cluster.kubelet().Starts("default", "minutely-0") > starts; }, 75000));
   CHECK(WaitFor([&] { return cluster.GetAr("minutely").value("/status/step"_json_pointer, 0) >= 2; }, 30000));
+}
+
+TEST_CASE("an edited AgentRun is a new revision of the same agent: memory, queued message and run id kept, new tool used",
+          "[e2e][revision]") {
+  Cluster cluster;
+  // Long-lived (a schedule): the goal stores a memory, then the agent waits for messages.
+  const std::string head = "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: keeper}\nspec:\n";
+  const std::string script =
+      "  model:\n    backend: scripted\n    script:\n"
+      "      - toolCalls: [{name: memory_store, arguments: {text: the customer prefers invoices by email}}]\n"
+      "      - text: ready\n"
+      "      - toolCalls: [{name: memory_search, arguments: {query: invoices}}]\n"
+      "      - toolCalls: [{name: notes, arguments: {op: write, path: reply.md, content: invoice sent by email}}]\n"
+      "      - text: done\n";
+  const std::string v1 = head + "  instructions: You keep accounts.\n  goal: remember the customer\n" + script +
+                         "  tools: [{name: memory, kind: memory}]\n  budget: {maxSteps: 3}\n"
+                         "  schedule: {heartbeatSeconds: 3600}\n";
+  cluster.Apply(v1);
+  REQUIRE(cluster.WaitForPhase("keeper", "Idle"));
+  const std::string run_id = cluster.GetAr("keeper")["status"]["runID"];
+  // A message queued while the agent is paused stays in its inbox through the edit.
+  CommandResult pause = WorkerCli(cluster, "keeper", {"pause"});
+  INFO(pause.out << pause.err);
+  REQUIRE(pause.exit_code == 0);
+  CommandResult send = WorkerCli(cluster, "keeper", {"send", "send the invoice"});
+  INFO(send.out << send.err);
+  REQUIRE(send.exit_code == 0);
+  REQUIRE(cluster.WaitForPhase("keeper", "Paused"));
+
+  // The edit: new instructions, a tool added, the budget raised.
+  const std::string v2 = head + "  instructions: You keep accounts, tersely.\n  goal: remember the customer\n" + script +
+                         "  tools: [{name: memory, kind: memory}, {name: notes, kind: workspace}]\n"
+                         "  budget: {maxSteps: 10}\n  schedule: {heartbeatSeconds: 3600}\n";
+  cluster.Apply(v2);
+  REQUIRE(WaitFor([&] { return cluster.GetAr("keeper").value("/status/revision"_json_pointer, 0) == 2; }, 60000));
+  json ar = cluster.GetAr("keeper");
+  CHECK(ar["status"]["runID"] == run_id);
+  CHECK(ar["status"]["phase"] == "Paused");
+  CommandResult resume = WorkerCli(cluster, "keeper", {"resume"});
+  INFO(resume.out << resume.err);
+  REQUIRE(resume.exit_code == 0);
+  REQUIRE(cluster.WaitForPhase("keeper", "Idle"));
+  ar = cluster.GetAr("keeper");
+  CHECK(ar["status"]["runID"] == run_id);
+  CHECK(ar["status"]["result"] == "done");
+  CHECK(cluster.kubelet().Starts("default", "keeper-0") == 2);
+  CommandResult get = cluster.Kubectl({"get", "ar", "keeper"});
+  CHECK_THAT(get.out, Catch::Matchers::ContainsSubstring("REVISION"));
+
+  // Suspended, the worker lets go of its state dir: the log is read from the volume itself.
+  cluster.Apply(v2 + "  suspend: true\n");
+  REQUIRE(cluster.WaitForPhase("keeper", "Suspended"));
+  REQUIRE(WaitFor([&] { return cluster.kubelet().WorkerPid("default", "keeper-0") < 0; }));
+  const std::string claim = cluster.kubelet().ClaimDir("default", "state-keeper-0");
+  CommandResult inspect = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", claim + "/agent", "--json"});
+  INFO(inspect.err);
+  REQUIRE(inspect.exit_code == 0);
+  const json log = json::parse(inspect.out);
+  int run_starts = 0, revisions = 0;
+  std::string found;
+  for (const auto& e : log["events"]) {
+    run_starts += e["type"] == "run_started";
+    revisions += e["type"] == "spec_revised";
+    // The queued message was answered with the memory of revision 1 ...
+    if (e["type"] == "tool_result" && e["data"]["tool"] == "memory_search") found = e["data"]["output"].dump();
+  }
+  CHECK(run_starts == 1);
+  CHECK(revisions == 1);
+  CHECK_THAT(found, Catch::Matchers::ContainsSubstring("the customer prefers invoices by email"));
+  std::ifstream reply(claim + "/agent/workspace/reply.md");
+  std::string text((std::istreambuf_iterator<char>(reply)), {});
+  CHECK(text == "invoice sent by email");  // ... and the tool of revision 2
 }

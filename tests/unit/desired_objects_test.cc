@@ -83,7 +83,7 @@ TEST_CASE("model and tool credentials reach the worker only as Secret references
   CHECK(spec_text.find("secretKeyRef") != std::string::npos);
 }
 
-TEST_CASE("a spec change changes the pod template and the state directory; deployment fields do not", "[operator]") {
+TEST_CASE("a spec change changes the pod template but not the state directory; only restartGeneration does", "[operator]") {
   AgentRun a = GoldenRun();
   AgentRun b = a;
   b.spec.goal = "Something else.";
@@ -91,7 +91,19 @@ TEST_CASE("a spec change changes the pod template and the state directory; deplo
   const json sb = DesiredStatefulSet(b, kOwner, OperatorSettings{}, 1);
   CHECK(sa["spec"]["template"]["metadata"]["annotations"][kSpecHashAnnotation] == a.SpecHash());
   CHECK(sa["spec"]["template"] != sb["spec"]["template"]);
-  CHECK(StateDir(a) != StateDir(b));
+  // One state directory per AgentRun: the worker records the new spec as a revision.
+  CHECK(StateDir(a) == StateDir(b));
+  CHECK(StateDir(a) == "/var/lib/carapace/agent");
+  AgentRun restarted = a;
+  restarted.spec.deployment.restart_generation = 2;
+  CHECK(StateDir(restarted) == "/var/lib/carapace/agent-restart-2");
+  const json sr = DesiredStatefulSet(restarted, kOwner, OperatorSettings{}, 1);
+  const json args = sr["spec"]["template"]["spec"]["containers"][0]["args"];
+  CHECK(std::find(args.begin(), args.end(), "--state-dir=/var/lib/carapace/agent-restart-2") != args.end());
+  // Only the first generation adopts a volume laid out by spec hash.
+  CHECK(std::find(args.begin(), args.end(), "--adopt-from=/var/lib/carapace/runs") == args.end());
+  const json a_args = sa["spec"]["template"]["spec"]["containers"][0]["args"];
+  CHECK(std::find(a_args.begin(), a_args.end(), "--adopt-from=/var/lib/carapace/runs") != a_args.end());
   AgentRun c = a;
   c.spec.deployment.suspend = true;
   c.spec.deployment.image = "";
