@@ -454,9 +454,12 @@ TEST_CASE("an edited AgentRun is a new revision of the same agent: memory, queue
   REQUIRE(cluster.WaitForPhase("keeper", "Suspended"));
   REQUIRE(WaitFor([&] { return cluster.kubelet().WorkerPid("default", "keeper-0") < 0; }));
   const std::string claim = cluster.kubelet().ClaimDir("default", "state-keeper-0");
-  CommandResult inspect = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", claim + "/agent", "--json"});
-  INFO(inspect.err);
-  REQUIRE(inspect.exit_code == 0);
+  CommandResult inspect;
+  // The pod is gone once the worker has been told to stop; its process may still be draining.
+  REQUIRE(WaitFor([&] {
+    inspect = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", claim + "/agent", "--json"});
+    return inspect.exit_code == 0;
+  }, 30000));
   const json log = json::parse(inspect.out);
   int run_starts = 0, revisions = 0;
   std::string found;

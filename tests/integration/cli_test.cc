@@ -342,7 +342,7 @@ TEST_CASE("carapace run waits for a model no endpoint reaches, then exits 6 with
   CHECK(r.exit_code == 6);
   CHECK_THAT(r.out, ContainsSubstring("no model answered (attempt 1)"));
   CHECK_THAT(r.err, ContainsSubstring("no model answered for 3 s (recovery.modelUnavailableSeconds)"));
-  CHECK_THAT(r.err, ContainsSubstring("run again to resume"));
+  CHECK_THAT(r.err, ContainsSubstring("again to resume it"));
   CommandResult inspect = Carapace({"inspect", "--state-dir", tmp.Sub("s")});
   CHECK_THAT(inspect.out, ContainsSubstring("phase:   Running"));
   CHECK_THAT(inspect.out, ContainsSubstring("waiting for: ModelUnavailable"));
