@@ -588,3 +588,62 @@ TEST_CASE("a full inbox refuses more messages instead of growing without end", "
   CHECK_THAT(refused.status().message(), ContainsSubstring("the inbox holds 10000 messages"));
   CHECK((*agent)->InboxDepth() == 10000);
 }
+
+TEST_CASE("a worker whose model service is down waits and says why; messages wait; the same run goes on when it is back",
+          "[worker][outage]") {
+  TempDir dir;
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  const int port = model.port();
+  model.Stop();  // down before the agent starts, as when agents start before the model service
+  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url(),
+                                                          "    retry: {maxAttempts: 1}\n"
+                                                          "    circuitBreaker: {failureThreshold: 1000}\n"
+                                                          "  schedule: {heartbeatSeconds: 3600}\n"));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  v1::RunStatus s = WaitFor(w, [](auto& s) { return s.waiting_for() == "ModelUnavailable"; });
+  CHECK(s.phase() == v1::PHASE_RUNNING);
+  CHECK_THAT(s.waiting_detail(), ContainsSubstring("Failed to connect"));
+  CHECK(s.next_try_at_ms() > 0);
+  const std::string run_id = s.run_id();
+  // Ready all the same (it works and takes messages), and it says what it waits for.
+  auto [code, body] = HttpGet(w.http_port(), "/readyz");
+  CHECK(code == 200);
+  auto ready = nlohmann::json::parse(body);
+  CHECK(ready["waitingFor"] == "ModelUnavailable");
+  CHECK(ready.contains("nextTryAt"));
+  auto [mcode, metrics] = HttpGet(w.http_port(), "/metrics");
+  REQUIRE(mcode == 200);
+  CHECK_THAT(metrics, ContainsSubstring("carapace_model_unavailable 1"));
+  const uint64_t a = Send(w, "first");
+  const uint64_t b = Send(w, "second");
+
+  // The service comes back at the same address: the waiting turn is tried again, then each
+  // message in order.
+  for (const char* text : {"ready", "one", "two"}) {
+    FakeCompletion c;
+    c.content = {text};
+    model.Push(c);
+  }
+  REQUIRE(model.Start(port));
+  s = WaitFor(w, [](auto& s) { return IdleAfter(s, 3); }, 30000);
+  CHECK(s.run_id() == run_id);
+  CHECK(s.result() == "two");
+  CHECK(s.waiting_for().empty());
+  std::vector<uint64_t> taken;
+  std::vector<std::string> replies;
+  int waits = 0;
+  for (const auto& e : Events(w)) {
+    if (e.type() == "turn_started") taken.push_back(Data(e)["messageSeq"]);
+    if (e.type() == "model_response") replies.push_back(Data(e)["text"]);
+    waits += e.type() == "model_unavailable";
+    if (e.type() == "run_started") CHECK(Data(e)["runId"] == run_id);
+  }
+  CHECK(taken == std::vector<uint64_t>{a, b});
+  CHECK(replies == std::vector<std::string>{"ready", "one", "two"});
+  CHECK(waits >= 1);
+  auto [mcode2, metrics2] = HttpGet(w.http_port(), "/metrics");
+  CHECK_THAT(metrics2, ContainsSubstring("carapace_model_unavailable 0"));
+  CHECK(w.Stop().exit_code == 0);
+}

@@ -122,3 +122,39 @@ TEST_CASE("drift is found by comparing only the fields we set, and quantities ar
   CHECK(QuantityBytes("lots") == -1);
   CHECK(QuantityBytes("1Zi") == -1);
 }
+
+TEST_CASE("a worker waiting for its model, or held by a refusal, says so in its conditions; the revision is shown",
+          "[operator][status]") {
+  Observation o = Base();
+  v1::RunStatus w;
+  w.set_phase(v1::PHASE_RUNNING);
+  w.set_spec_hash("abc");
+  w.set_revision(3);
+  w.set_waiting_for("ModelUnavailable");
+  w.set_waiting_detail("openai llm@http://vllm:8000/v1: Failed to connect");
+  w.set_next_try_at_ms(1795000000000);
+  o.worker = w;
+  json s = ComputeStatus(o);
+  CHECK(s["phase"] == "Running");
+  CHECK(s["revision"] == 3);
+  json progressing = Condition(s, "Progressing");
+  CHECK(progressing["status"] == "False");
+  CHECK(progressing["reason"] == "ModelUnavailable");
+  CHECK(progressing["message"].get<std::string>().find("Failed to connect; next try at 2026-11-18T") != std::string::npos);
+  CHECK(Condition(s, "Degraded")["status"] == "False");
+
+  w.clear_waiting_for();
+  w.set_phase(v1::PHASE_DEGRADED);
+  w.set_degraded_cause("model_refused");
+  w.set_reason("ModelRefused: the model service refused the request: HTTP 401");
+  o.worker = w;
+  s = ComputeStatus(o);
+  CHECK(Condition(s, "Degraded")["reason"] == "ModelRefused");
+  CHECK(Condition(s, "Degraded")["message"] == "ModelRefused: the model service refused the request: HTTP 401");
+  w.set_degraded_cause("context_length");
+  o.worker = w;
+  CHECK(Condition(ComputeStatus(o), "Degraded")["reason"] == "ContextLengthExceeded");
+  w.set_degraded_cause("crash_loop");
+  o.worker = w;
+  CHECK(Condition(ComputeStatus(o), "Degraded")["reason"] == "CrashLoopBreaker");
+}
