@@ -476,3 +476,38 @@ TEST_CASE("an edited AgentRun is a new revision of the same agent: memory, queue
   std::string text((std::istreambuf_iterator<char>(reply)), {});
   CHECK(text == "invoice sent by email");  // ... and the tool of revision 2
 }
+
+TEST_CASE("a volume laid out by spec hash is adopted: the newest run continues, the others stay", "[e2e][revision]") {
+  Cluster cluster;
+  // Before revisions, the operator gave each spec its own state dir, runs/<12 hex>/. Two old
+  // runs of this AgentRun on its volume: the newer one is the agent's life so far.
+  // The claim is there from the old operator's StatefulSet (a real one keeps it: Retain).
+  cluster.Apply("apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: state-veteran-0, namespace: default}\n"
+                "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n");
+  const std::string claim = cluster.kubelet().ClaimDir("default", "state-veteran-0");
+  const std::string manifest = "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: veteran}\nspec:\n"
+                               "  goal: say hello\n  model:\n    backend: scripted\n    script:\n      - text: hello\n";
+  const std::string old_spec = cluster.dir().Sub("old.yaml");
+  std::ofstream(old_spec) << manifest;
+  fs::create_directories(claim + "/runs");
+  for (const char* dir : {"/runs/0123456789ab", "/runs/ba9876543210"}) {
+    CommandResult r = RunCommand({CARAPACE_BIN, "run", old_spec, "--state-dir", claim + dir});
+    INFO(r.out << r.err);
+    REQUIRE(r.exit_code == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // the second one is newer
+  }
+  CommandResult newest = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", claim + "/runs/ba9876543210", "--json"});
+  REQUIRE(newest.exit_code == 0);
+  const std::string run_id = json::parse(newest.out)["status"]["runId"];
+
+  // The spec as it is now (its instructions edited since): a revision of that run.
+  cluster.Apply(manifest + "  instructions: be kind\n");
+  REQUIRE(cluster.WaitForPhase("veteran", "Succeeded"));
+  REQUIRE(WaitFor([&] { return cluster.GetAr("veteran").value("/status/revision"_json_pointer, 0) == 2; }));
+  json ar = cluster.GetAr("veteran");
+  CHECK(ar["status"]["runID"] == run_id);
+  CHECK(ar["status"]["result"] == "hello");
+  CHECK(fs::exists(claim + "/agent/store"));
+  CHECK(fs::exists(claim + "/runs/0123456789ab/store"));
+  CHECK_FALSE(fs::exists(claim + "/runs/ba9876543210"));
+}
