@@ -33,26 +33,24 @@ std::string FormatRfc3339Millis(int64_t unix_millis) {
 }
 
 namespace {
-class SteadyClock : public Clock {
+// A Clock that reads one of the process's clocks.
+class ProcessClock : public Clock {
  public:
-  int64_t NowMillis() override { return MonoNowMillis(); }
+  explicit ProcessClock(int64_t (*now)()) : now_(now) {}
+  int64_t NowMillis() override { return now_(); }
+
+ private:
+  int64_t (*now_)();
 };
 }  // namespace
 
 Clock* RealClock() {
-  static SteadyClock clock;
+  static ProcessClock clock(MonoNowMillis);
   return &clock;
 }
 
-namespace {
-class WallClock : public Clock {
- public:
-  int64_t NowMillis() override { return WallNowMillis(); }
-};
-}  // namespace
-
 Clock* SystemWallClock() {
-  static WallClock clock;
+  static ProcessClock clock(WallNowMillis);
   return &clock;
 }
 

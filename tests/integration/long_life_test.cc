@@ -9,6 +9,7 @@
 #include <filesystem>
 
 #include "tests/support/child_process.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/fake_openai.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/run_dirs.h"
@@ -17,6 +18,7 @@
 #include "worker/runtime/spec_revision.h"
 
 using namespace carapace;
+using carapace::testing::FakeClock;
 using carapace::testing::FakeCompletion;
 using carapace::testing::FakeOpenAiServer;
 using carapace::testing::TempDir;
@@ -24,13 +26,6 @@ using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
 
 namespace {
-
-class FakeClock : public Clock {
- public:
-  explicit FakeClock(int64_t now) : now(now) {}
-  int64_t NowMillis() override { return now; }
-  int64_t now;
-};
 
 // What the recording backend was sent, and what it answers (in order; "" answers with a
 // call of the tool named in `call_tool`).

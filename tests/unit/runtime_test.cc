@@ -11,11 +11,13 @@
 
 #include "common/redact.h"
 #include "tests/support/child_process.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/ledger_server.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 
 using namespace carapace;
+using carapace::testing::FakeClock;
 using carapace::testing::TempDir;
 using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
@@ -23,12 +25,6 @@ using nlohmann::json;
 namespace {
 
 struct SimulatedCrash {};
-
-class FakeClock : public Clock {
- public:
-  int64_t NowMillis() override { return now; }
-  int64_t now = 1000;
-};
 
 // What the outside world saw: every call that reached the probe, by idempotency key.
 struct World {
