@@ -120,7 +120,7 @@ Result<bool> Runner::HandleCutReply(const ModelResponse& response, int64_t durat
   CARAPACE_RETURN_IF_ERROR(Record({cut}, false));
   const std::string reason = "the model's reply was cut short twice (finish_reason \"" + response.finish_reason +
                              "\") before a complete answer or tool call";
-  CARAPACE_RETURN_IF_ERROR(EndTurn(Phase::kFailed, reason, ""));
+  CARAPACE_RETURN_IF_ERROR(EndTurn(Phase::kFailed, reason));
   return true;
 }
 

@@ -319,7 +319,7 @@ Status Runner::Finish(Phase phase, const std::string& reason, const std::string&
   return IsTerminal(phase) ? store_->Flush() : Status::Ok();
 }
 
-Status Runner::EndTurn(Phase one_shot_phase, const std::string& reason, const std::string& result) {
+Status Runner::EndTurn(Phase one_shot_phase, const std::string& reason) {
   std::vector<Event> events;
   bool open = false;
   for (const auto& c : state_.calls) {
@@ -331,14 +331,16 @@ Status Runner::EndTurn(Phase one_shot_phase, const std::string& reason, const st
   }
   if (open || state_.awaiting_model) events.push_back(Make(event_type::kStepCompleted));
   if (!options_.persistent) return Finish(one_shot_phase, reason, "", std::move(events));
-  return Finish(Phase::kIdle, "turn " + std::to_string(state_.turns) + " ended without an answer: " + reason, result,
+  // No result: the turn has no answer, and an agent whose goal turn ends so is not shown as
+  // having reached it. The reason says why.
+  return Finish(Phase::kIdle, "turn " + std::to_string(state_.turns) + " ended without an answer: " + reason, "",
                 std::move(events));
 }
 
 Status Runner::StartStep() {
   if (auto reason = BudgetExhaustedReason(false)) return Finish(Phase::kBudgetExhausted, *reason, "");
   if (auto reason = TurnBudgetReason(false)) {
-    return EndTurn(Phase::kBudgetExhausted, *reason, "This turn was stopped before an answer: " + *reason + ".");
+    return EndTurn(Phase::kBudgetExhausted, *reason);
   }
   CARAPACE_ASSIGN_OR_RETURN(bool deferred, DeferForPeriodBudget());
   if (deferred) return Status::Ok();
@@ -457,7 +459,7 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       }
       if (auto reason = BudgetExhaustedReason(true)) return Finish(Phase::kBudgetExhausted, *reason, "");
       if (auto reason = TurnBudgetReason(true)) {
-        return EndTurn(Phase::kBudgetExhausted, *reason, "This turn was stopped before an answer: " + *reason + ".");
+        return EndTurn(Phase::kBudgetExhausted, *reason);
       }
       std::string sig = name + " " + call->call.arguments.dump();
       if (sig == state_.last_call_signature && state_.repeat_count >= 4) {

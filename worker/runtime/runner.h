@@ -86,10 +86,10 @@ class Runner {
   Status HandleCall(CallState* call, size_t index);
   Status Execute(CallState* call, size_t index, bool retry);
   Status Finish(Phase phase, const std::string& reason, const std::string& result, std::vector<Event> before = {});
-  // Ends the current turn early: every open call of the step gets a result saying why it
-  // was not run, the step completes, and the run goes Idle (persistent) or to
-  // `one_shot_phase`. The turn's message is not asked again.
-  Status EndTurn(Phase one_shot_phase, const std::string& reason, const std::string& result);
+  // Ends the current turn early, without an answer: every open call of the step gets a
+  // result saying why it was not run, the step completes, and the run goes Idle with the
+  // reason (persistent) or to `one_shot_phase`. The turn's message is not asked again.
+  Status EndTurn(Phase one_shot_phase, const std::string& reason);
 
   // spec_revision.cc: the stored run has another spec than run_: record the new revision
   // (and wake a run whose lifetime budget the new spec raised).
