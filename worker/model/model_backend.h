@@ -85,7 +85,8 @@ class ModelBackend {
   // service could not answer now (may be retried), kDeadlineExceeded when the call's
   // deadline passed, kAborted when the stream broke after tokens arrived (ask again whole),
   // kPermissionDenied when the service refused the credentials, kInvalidArgument when it
-  // refused the request, kFailedPrecondition when it never will answer (a script ran out).
+  // refused the request, kFailedPrecondition only when it never will answer (a script ran
+  // out): the runtime fails the run for that alone (worker/runtime/model_outcome.h).
   virtual Status Chat(const ModelRequest& request, ChatStream* out) = 0;
 
   // Chat, collected: the complete reply.

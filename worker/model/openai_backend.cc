@@ -206,7 +206,8 @@ class OpenAiBackend : public ModelBackend {
       if (response.headers().content_type().find("text/event-stream") == std::string::npos) {
         auto j = nlohmann::json::parse(ReadAll(response), nullptr, false);
         if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) {
-          return FailedPrecondition(what + ": the response is not a chat completion");
+          // Something else answers at that address (a proxy page, another API): a person fixes it.
+          return InvalidArgument(what + ": the response is not a chat completion");
         }
         const auto& choice = j["choices"][0];
         const nlohmann::json message = choice.is_object() ? choice.value("message", nlohmann::json::object()) : nlohmann::json::object();
@@ -272,7 +273,9 @@ class OpenAiBackend : public ModelBackend {
       }
       if (deadline.expired()) return FromException(std::runtime_error("cancelled"), what, &deadline);
       if (!stream_error.empty()) {
-        return AfterStart(*out, FailedPrecondition(what + ": the service sent an error in the stream: " + stream_error));
+        // The engine failed mid-reply (vLLM sends its error as an SSE data line): the
+        // service's trouble, tried again; a context-length error is told by its wording.
+        return AfterStart(*out, Unavailable(what + ": the service sent an error in the stream: " + stream_error));
       }
       if (!done && finish_reason.empty()) {
         return AfterStart(*out, Unavailable(what + ": the stream ended before the reply was complete"));

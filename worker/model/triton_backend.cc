@@ -96,7 +96,7 @@ class TritonBackend : public ModelBackend {
           // Triton reports refused requests here (unknown model, bad shape, prompt too
           // long): asking again would get the same answer.
           ctx.TryCancel();
-          return AfterStart(*out, FailedPrecondition(what + ": the server refused the request: " + response.error_message()));
+          return AfterStart(*out, InvalidArgument(what + ": the server refused the request: " + response.error_message()));
         }
         if (auto text = OutputText(response.infer_response(), spec_.triton.tensors.text_output)) feed(*text);
         final_seen = IsFinal(response.infer_response());
