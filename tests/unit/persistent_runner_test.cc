@@ -165,3 +165,27 @@ TEST_CASE("calls after finish in the same reply are answered, not run", "[runtim
   CHECK(calls[1].status == CallStatus::kDone);
   CHECK(p.runner->state().messages.back().content.find("not run: the agent called finish first") != std::string::npos);
 }
+
+TEST_CASE("a stray Resume of a run that is not held leaves the crash-loop count alone", "[runtime][worker]") {
+  RunState s;
+  auto apply = [&](const char* type, int64_t step, nlohmann::json data = nlohmann::json::object()) {
+    Event e;
+    e.seq = s.last_seq + 1;
+    e.type = type;
+    e.step = step;
+    e.ts_ms = 1000 * static_cast<int64_t>(e.seq);
+    e.data = std::move(data);
+    REQUIRE(Apply(&s, e).ok());
+  };
+  apply(event_type::kRunStarted, 0, {{"runId", "r"}, {"goal", "g"}});
+  apply(event_type::kRecovered, 1);
+  apply(event_type::kRecovered, 1);
+  apply(event_type::kResumeRequested, 1);
+  CHECK(s.recoveries.size() == 2);  // Running: nothing was held, so nothing is forgiven
+  apply(event_type::kPhaseChanged, 1, {{"phase", "Degraded"}, {"reason", "crash loop"}});
+  CHECK(s.degraded_hold);
+  CHECK(s.degraded_cause == "crash_loop");
+  apply(event_type::kResumeRequested, 1);
+  CHECK(s.recoveries.empty());
+  CHECK_FALSE(s.degraded_hold);
+}
