@@ -10,8 +10,8 @@
 
 #include "common/agentrun/spec.h"
 #include "common/log.h"
-#include "worker/cli/status_view.h"
 #include "common/time.h"
+#include "worker/cli/status_view.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/run_dirs.h"
 #include "worker/runtime/run_loader.h"

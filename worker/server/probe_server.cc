@@ -1,11 +1,10 @@
 // Probes and metrics over HTTP (common/http_endpoints).
 #include "worker/server/probe_server.h"
 
-#include "common/time.h"
-
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
+#include "common/time.h"
 #include "worker/cli/status_view.h"
 
 namespace carapace {
