@@ -606,3 +606,61 @@ TEST_CASE("carapace run works end to end on the triton and openai examples", "[m
   CHECK(o.err.find("sk-example-key-42") == std::string::npos);
   CHECK(o.out.find("sk-example-key-42") == std::string::npos);
 }
+
+TEST_CASE("triton: a reply the vLLM backend cut at max_tokens is not an answer; older servers are not sent the input",
+          "[model][triton][cut]") {
+  SECTION("the model declares return_finish_reason: asked for it, and a cut reply is asked again") {
+    FakeTritonServer server;
+    server.DeclareFinishReason();
+    REQUIRE(server.Start());
+    FakeTritonReply cut = Reply("I will write the file <tool_call>\n{\"name\": \"no");
+    cut.finish_reason = "length";
+    server.Push(cut);
+    server.Push(Reply("All written."));
+    TempDir dir;
+    Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"));
+    INFO(o.status.ToString() << " " << o.state.reason);
+    CHECK(o.state.phase == Phase::kSucceeded);
+    CHECK(o.state.result == "All written.");
+    CHECK(o.Of(event_type::kModelReplyCut).size() == 1);
+    REQUIRE(server.requests().size() == 2);
+    CHECK(server.requests()[0].return_finish_reason);
+  }
+  SECTION("cut twice: the run fails, never succeeds with the fragment") {
+    FakeTritonServer server;
+    server.DeclareFinishReason();
+    REQUIRE(server.Start());
+    for (int i = 0; i < 2; ++i) {
+      FakeTritonReply cut = Reply("The answer is");
+      cut.finish_reason = "length";
+      server.Push(cut);
+    }
+    TempDir dir;
+    Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"));
+    CHECK(o.state.phase == Phase::kFailed);
+    CHECK_THAT(o.state.reason, ContainsSubstring("cut short twice (finish_reason \"length\")"));
+  }
+  SECTION("unary ModelInfer too") {
+    FakeTritonServer server;
+    server.DeclareFinishReason();
+    REQUIRE(server.Start());
+    FakeTritonReply cut = Reply("The answer is");
+    cut.finish_reason = "length";
+    server.Push(cut);
+    server.Push(Reply("The answer is 42."));
+    TempDir dir;
+    Outcome o = Run(Manifest(TritonModel(server.target(), "    triton: {stream: false}\n")), dir.Sub("s"));
+    CHECK(o.state.phase == Phase::kSucceeded);
+    CHECK(o.state.result == "The answer is 42.");
+  }
+  SECTION("a model that does not declare it (before r24.12) is not sent the input, which it would refuse") {
+    FakeTritonServer server;
+    REQUIRE(server.Start());
+    server.Push(Reply("Done."));
+    TempDir dir;
+    Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"));
+    CHECK(o.state.phase == Phase::kSucceeded);
+    REQUIRE(server.requests().size() == 1);
+    CHECK_FALSE(server.requests()[0].return_finish_reason_sent);
+  }
+}

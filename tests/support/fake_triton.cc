@@ -54,7 +54,43 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     out->set_name(q->name() == model_ ? "text_output" : "embedding");
     out->set_datatype(q->name() == model_ ? "BYTES" : "FP32");
     out->add_shape(-1);
+    if (q->name() == model_ && finish_reason_) {
+      // As the vLLM backend's auto-completed config declares them (r24.12 on).
+      auto* ask = r->add_inputs();
+      ask->set_name("return_finish_reason");
+      ask->set_datatype("BOOL");
+      ask->add_shape(1);
+      auto* reason = r->add_outputs();
+      reason->set_name("finish_reason");
+      reason->set_datatype("BYTES");
+      reason->add_shape(-1);
+    }
     return grpc::Status::OK;
+  }
+
+  // Triton refuses an input the model does not declare (core's InferenceRequest
+  // normalisation: "unexpected inference input '<name>' for model '<model>'").
+  std::string Undeclared(const FakeTritonRequest& seen) const {
+    if (seen.return_finish_reason_sent && !finish_reason_) {
+      return "[request id: <id_unknown>] unexpected inference input 'return_finish_reason' for model '" + model_ + "'";
+    }
+    return "";
+  }
+
+  // One BYTES element in raw form, as Triton sends them: a 4-byte little-endian length, then the bytes.
+  static std::string RawBytes(const std::string& s) {
+    std::string raw(4, '\0');
+    const uint32_t n = static_cast<uint32_t>(s.size());
+    for (int i = 0; i < 4; ++i) raw[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+    return raw + s;
+  }
+
+  static void AddFinishReason(ModelInferResponse* r, const std::string& reason) {
+    auto* o = r->add_outputs();
+    o->set_name("finish_reason");
+    o->set_datatype("BYTES");
+    o->add_shape(1);
+    r->add_raw_output_contents(RawBytes(reason));
   }
 
   grpc::Status ModelInfer(grpc::ServerContext* ctx, const ModelInferRequest* q, ModelInferResponse* r) override {
@@ -76,6 +112,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
       return grpc::Status::OK;
     }
     if (q->model_name() != model_) return {grpc::StatusCode::NOT_FOUND, "unknown model " + q->model_name()};
+    if (std::string refused = Undeclared(seen); !refused.empty()) return {grpc::StatusCode::INVALID_ARGUMENT, refused};
     FakeTritonReply reply;
     if (!Take(&reply)) return {grpc::StatusCode::FAILED_PRECONDITION, "the double has no scripted reply left"};
     if (reply.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(reply.delay_ms));
@@ -88,6 +125,13 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     o->set_datatype("BYTES");
     o->add_shape(1);
     o->mutable_contents()->add_bytes_contents(text);
+    if (seen.return_finish_reason) {
+      auto* reason = r->add_outputs();
+      reason->set_name("finish_reason");
+      reason->set_datatype("BYTES");
+      reason->add_shape(1);
+      reason->mutable_contents()->add_bytes_contents(reply.finish_reason);
+    }
     return grpc::Status::OK;
   }
 
@@ -99,6 +143,12 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
       if (q.model_name() != model_) {
         inference::ModelStreamInferResponse r;
         r.set_error_message("unknown model " + q.model_name());
+        stream->Write(r);
+        continue;
+      }
+      if (std::string refused = Undeclared(seen); !refused.empty()) {
+        inference::ModelStreamInferResponse r;
+        r.set_error_message(refused);
         stream->Write(r);
         continue;
       }
@@ -114,11 +164,11 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         o->set_name("text_output");
         o->set_datatype("BYTES");
         o->add_shape(1);
-        // BYTES in raw form, as Triton sends them: a 4-byte little-endian length, then the bytes.
-        std::string raw(4, '\0');
-        const uint32_t n = static_cast<uint32_t>(chunk.size());
-        for (int i = 0; i < 4; ++i) raw[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-        r.mutable_infer_response()->add_raw_output_contents(raw + chunk);
+        r.mutable_infer_response()->add_raw_output_contents(RawBytes(chunk));
+        if (seen.return_finish_reason) {
+          const bool last = sent + 1 == static_cast<int>(reply.chunks.size());
+          AddFinishReason(r.mutable_infer_response(), last ? reply.finish_reason : "None");
+        }
         (*r.mutable_infer_response()->mutable_parameters())["triton_final_response"].set_bool_param(false);
         if (!stream->Write(r)) return grpc::Status::CANCELLED;
         ++sent;
@@ -163,6 +213,9 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         if (!seen.texts.empty()) seen.prompt = seen.texts.front();
       } else if (in.name() == "stream" && c.bool_contents_size() > 0) {
         seen.stream = c.bool_contents(0);
+      } else if (in.name() == "return_finish_reason") {
+        seen.return_finish_reason_sent = true;
+        seen.return_finish_reason = c.bool_contents_size() > 0 && c.bool_contents(0);
       } else if (in.name() == "sampling_parameters" && c.bytes_contents_size() > 0) {
         seen.sampling = nlohmann::json::parse(c.bytes_contents(0), nullptr, false);
       } else if (c.int_contents_size() > 0) {
@@ -178,6 +231,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
 
   std::string model_, embedder_;
   int dims_;
+  bool finish_reason_ = false;  // set before the server starts (DeclareFinishReason)
   mutable std::mutex mu_;
   std::deque<FakeTritonReply> replies_;
   std::vector<FakeTritonRequest> requests_;
@@ -199,6 +253,7 @@ bool FakeTritonServer::Start(const FakeTritonTls* tls) {
     ssl.pem_key_cert_pairs.push_back({tls->key_pem, tls->cert_pem});
     creds = grpc::SslServerCredentials(ssl);
   }
+  service_->finish_reason_ = declare_finish_reason_;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", creds, &port_);
   builder.RegisterService(service_.get());

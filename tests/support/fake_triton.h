@@ -24,6 +24,9 @@ struct FakeTritonReply {
   int delay_ms = 0;                 // wait before the first chunk
   std::string stream_error;         // answer with ModelStreamInferResponse.error_message
   bool no_final = false;            // end the stream cleanly without the final response
+  // vLLM's finish reason, sent in `finish_reason` when the request asked for it (the last
+  // response of a stream has it; the ones before say "None").
+  std::string finish_reason = "stop";
 };
 
 struct FakeTritonRequest {
@@ -35,6 +38,8 @@ struct FakeTritonRequest {
   nlohmann::json sampling;        // sampling_parameters (vllm preset), or the separate tensors
   std::string authorization;
   bool streaming_rpc = false;     // came through ModelStreamInfer
+  bool return_finish_reason = false;       // the request asked for `finish_reason`
+  bool return_finish_reason_sent = false;  // it sent the input at all (true or false)
 };
 
 struct FakeTritonTls {
@@ -54,6 +59,12 @@ class FakeTritonServer {
   void Stop();
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
 
+  // The chat model's config declares vLLM's additional output `finish_reason` (the input
+  // `return_finish_reason`), as Triton's vLLM backend does from r24.12. Without it, a request
+  // that sends that input is refused, as Triton refuses any input a model does not declare.
+  // Call before Start.
+  void DeclareFinishReason() { declare_finish_reason_ = true; }
+
   void Push(FakeTritonReply reply);
   // Replies no chat request has taken yet.
   size_t pending() const;
@@ -64,6 +75,7 @@ class FakeTritonServer {
 
  private:
   std::unique_ptr<Service> service_;
+  bool declare_finish_reason_ = false;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

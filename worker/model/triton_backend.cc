@@ -3,6 +3,8 @@
 
 #include <chrono>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include <grpcpp/client_context.h>
 
@@ -49,6 +51,15 @@ std::optional<std::string> OutputText(const ModelInferResponse& r, const std::st
   return std::nullopt;
 }
 
+// The finish reason Triton's vLLM backend sends when asked (docs/additional_outputs.md of
+// triton-inference-server/vllm_backend, r24.12 on): the input `return_finish_reason` (BOOL)
+// asks for it, the output `finish_reason` (BYTES) carries vLLM's reason on every response,
+// "None" until the sequence has finished, then "stop", "length" or "abort". A model whose
+// config does not declare the input (older servers, other backends) is not sent it: Triton
+// refuses an input a model does not declare.
+inline constexpr char kReturnFinishReason[] = "return_finish_reason";
+inline constexpr char kFinishReason[] = "finish_reason";
+
 bool IsFinal(const ModelInferResponse& r) {
   auto it = r.parameters().find("triton_final_response");
   return it != r.parameters().end() && it->second.bool_param();
@@ -68,12 +79,18 @@ class TritonBackend : public ModelBackend {
   Status Chat(const ModelRequest& request, ChatStream* out) override {
     static const std::vector<Message> kNone;
     const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
-    ModelInferRequest infer = BuildChatRequest(prompt);
+    ModelInferRequest infer = BuildChatRequest(prompt, DeclaresFinishReason());
     ReplyParser parser(template_.tool_call_format, template_.stop);
     size_t generated = 0;  // bytes, for the usage estimate
-    auto feed = [&](const std::string& text) {
-      generated += text.size();
-      parser.Feed(text, out);
+    std::string finish_reason;  // the server's, when it sends one
+    auto take = [&](const ModelInferResponse& response) {
+      if (auto text = OutputText(response, spec_.triton.tensors.text_output)) {
+        generated += text->size();
+        parser.Feed(*text, out);
+      }
+      if (auto reason = OutputText(response, kFinishReason); reason && *reason != "None" && !reason->empty()) {
+        finish_reason = *reason;
+      }
     };
     grpc::ClientContext ctx;
     Prepare(&ctx);
@@ -82,9 +99,10 @@ class TritonBackend : public ModelBackend {
       ModelInferResponse response;
       grpc::Status s = stub_->ModelInfer(&ctx, infer, &response);
       if (!s.ok()) return FromGrpcStatus(s, what);
-      auto text = OutputText(response, spec_.triton.tensors.text_output);
-      if (!text) return InvalidArgument(what + ": the response has no output \"" + spec_.triton.tensors.text_output + "\"");
-      feed(*text);
+      if (!OutputText(response, spec_.triton.tensors.text_output)) {
+        return InvalidArgument(what + ": the response has no output \"" + spec_.triton.tensors.text_output + "\"");
+      }
+      take(response);
     } else {
       auto stream = stub_->ModelStreamInfer(&ctx);
       if (!stream->Write(infer)) return StreamFailed(stream->Finish(), *out, what);
@@ -98,7 +116,7 @@ class TritonBackend : public ModelBackend {
           ctx.TryCancel();
           return AfterStart(*out, InvalidArgument(what + ": the server refused the request: " + response.error_message()));
         }
-        if (auto text = OutputText(response.infer_response(), spec_.triton.tensors.text_output)) feed(*text);
+        take(response.infer_response());
         final_seen = IsFinal(response.infer_response());
       }
       if (final_seen) ctx.TryCancel();  // the server may keep the stream open for more requests
@@ -109,7 +127,9 @@ class TritonBackend : public ModelBackend {
     parser.End(out);
     // Prompt servers report no usage here: estimate, so the token budget still holds.
     out->Usage(EstimateTokens(prompt.size()), EstimateTokens(generated));
-    out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
+    // "length" tells the runtime the reply was cut short (it is then not an answer).
+    if (finish_reason == "length") out->Finish("length");
+    else out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
     return Status::Ok();
   }
 
@@ -199,7 +219,24 @@ class TritonBackend : public ModelBackend {
     set(t->mutable_contents());
   }
 
-  ModelInferRequest BuildChatRequest(const std::string& prompt) const {
+  // Whether the model's config declares `return_finish_reason`, asked once of ModelMetadata
+  // (a failed look-up is asked again next time, and meanwhile counts as no).
+  bool DeclaresFinishReason() {
+    std::lock_guard<std::mutex> lock(metadata_mu_);
+    if (declares_finish_reason_) return *declares_finish_reason_;
+    grpc::ClientContext ctx;
+    Prepare(&ctx, std::chrono::seconds(5));
+    inference::ModelMetadataRequest req;
+    req.set_name(spec_.name);
+    inference::ModelMetadataResponse r;
+    if (!stub_->ModelMetadata(&ctx, req, &r).ok()) return false;
+    bool declared = false;
+    for (const auto& in : r.inputs()) declared = declared || in.name() == kReturnFinishReason;
+    declares_finish_reason_ = declared;
+    return declared;
+  }
+
+  ModelInferRequest BuildChatRequest(const std::string& prompt, bool finish_reason) const {
     const TritonTensorNames& n = spec_.triton.tensors;
     // The TensorRT-LLM ensemble is a batching model ([batch, 1] tensors); the vLLM backend
     // model takes [1].
@@ -228,6 +265,10 @@ class TritonBackend : public ModelBackend {
       AddScalar(&r, n.sampling_parameters, "BYTES", trt, [&](auto* c) { c->add_bytes_contents(sampling.dump()); });
     }
     r.add_outputs()->set_name(n.text_output);
+    if (finish_reason) {
+      AddScalar(&r, kReturnFinishReason, "BOOL", trt, [&](auto* c) { c->add_bool_contents(true); });
+      r.add_outputs()->set_name(kFinishReason);
+    }
     if (spec_.triton.stream) (*r.mutable_parameters())["triton_enable_empty_final_response"].set_bool_param(true);
     return r;
   }
@@ -238,6 +279,8 @@ class TritonBackend : public ModelBackend {
   std::unique_ptr<GRPCInferenceService::Stub> stub_;
   std::string token_;
   int64_t dimensions_;
+  std::mutex metadata_mu_;
+  std::optional<bool> declares_finish_reason_;
 };
 
 }  // namespace

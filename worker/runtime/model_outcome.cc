@@ -101,7 +101,10 @@ Status Runner::ModelCallFailed(const Status& failure) {
 }
 
 Result<bool> Runner::HandleCutReply(const ModelResponse& response, int64_t duration_ms) {
-  if (!response.tool_calls.empty() || !IsCutShortFinish(response.finish_reason)) return false;
+  // A call the cut broke off mid-way parses as malformed: it is no more complete than text.
+  const bool complete_call = std::any_of(response.tool_calls.begin(), response.tool_calls.end(),
+                                         [](const ToolCall& c) { return c.malformed.empty(); });
+  if (complete_call || !IsCutShortFinish(response.finish_reason)) return false;
   // The text before the cut is kept in the log for people, never taken as the answer or
   // shown to the model as its own words.
   Event cut = Make(event_type::kModelReplyCut, {{"finishReason", response.finish_reason},
