@@ -323,15 +323,27 @@ TEST_CASE("a model service that refuses the turn holds it (Degraded); resume or 
     CHECK(w.Run() == Phase::kDegraded);  // held: not asked again on its own
     CHECK(server.requests().size() == 1);
   }
-  // The key is fixed outside the spec (the Secret); a person resumes: the same turn goes on.
-  ::setenv("CARAPACE_TEST_LONG_LIFE_KEY", "right-key", 1);
   server.Push(Says("hello after all"));
-  Worker w(dir.Sub("s"), run, &unused);
-  w.Append(event_type::kResumeRequested);
-  REQUIRE(w.Run() == Phase::kIdle);
-  CHECK(w.runner->state().result == "hello after all");
-  CHECK(w.runner->state().turns == 1);
-  CHECK(w.runner->state().step == 1);
+  SECTION("the key is fixed outside the spec (its Secret); a person resumes: the same turn goes on") {
+    ::setenv("CARAPACE_TEST_LONG_LIFE_KEY", "right-key", 1);
+    Worker w(dir.Sub("s"), run, &unused);
+    w.Append(event_type::kResumeRequested);
+    REQUIRE(w.Run() == Phase::kIdle);
+    CHECK(w.runner->state().result == "hello after all");
+    CHECK(w.runner->state().turns == 1);
+    CHECK(w.runner->state().step == 1);
+  }
+  SECTION("a spec revision that names the right key continues the same turn, without a resume") {
+    ::setenv("CARAPACE_TEST_LONG_LIFE_KEY_2", "right-key", 1);
+    AgentRun fixed = run;
+    fixed.spec.model.api_key->from_env = "CARAPACE_TEST_LONG_LIFE_KEY_2";
+    Worker w(dir.Sub("s"), fixed, &unused);
+    REQUIRE(w.Run() == Phase::kIdle);
+    CHECK(w.runner->state().revision == 2);
+    CHECK(w.runner->state().result == "hello after all");
+    CHECK(w.runner->state().step == 1);
+    ::unsetenv("CARAPACE_TEST_LONG_LIFE_KEY_2");
+  }
   ::unsetenv("CARAPACE_TEST_LONG_LIFE_KEY");
 }
 
