@@ -9,6 +9,7 @@
 
 #include "common/redact.h"
 #include "tests/support/child_process.h"
+#include "tests/support/loopback_listener.h"
 #include "worker/tools/address_policy.h"
 #include "worker/tools/http_tool.h"
 
@@ -312,4 +313,43 @@ TEST_CASE("a secret that is not valid UTF-8 is refused at start", "[tools][http]
   auto tool = HttpTool::Create("api", opts);
   REQUIRE_FALSE(tool.ok());
   CHECK_THAT(tool.status().message(), ContainsSubstring("the secret is not valid UTF-8"));
+}
+
+TEST_CASE("a small text body comes back whole and exact, under any limit that holds it", "[tools][http]") {
+  // A server that answers GET /text with 11 bytes of text/plain: with Content-Length, or
+  // chunked (no length known before the body), as real servers do both.
+  int port = 0;
+  auto listener = carapace::testing::ListenOnLoopback(0, "/", [](auto& l) {
+    l.support(web::http::methods::GET, [](web::http::http_request req) {
+      web::http::http_response r(web::http::status_codes::OK);
+      if (req.relative_uri().path() == "/chunked") {
+        // A body of unknown length: cpprest sends it chunked.
+        auto body = concurrency::streams::bytestream::open_istream(std::string("hello world"));
+        r.set_body(body, "text/plain");
+      } else {
+        r.set_body(std::string("hello world"), "text/plain");
+      }
+      req.reply(r).wait();
+    });
+  }, &port);
+  REQUIRE(listener);
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"127.0.0.1:" + std::to_string(port)};
+  for (const char* path : {"/text", "/chunked"}) {
+    for (int64_t limit : {int64_t{11}, int64_t{100}, int64_t{1} << 20}) {
+      INFO(path << " with maxResponseBytes " << limit);
+      opts.max_response_bytes = limit;
+      HttpTool tool("api", opts);
+      auto r = tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1:" + std::to_string(port) + path}}, ToolContext{"c", "k"});
+      INFO(r.error);
+      REQUIRE(r.ok);
+      CHECK(r.output["body"] == "hello world");  // no padding of NUL bytes after it
+    }
+    opts.max_response_bytes = 10;  // one byte short
+    HttpTool tool("api", opts);
+    auto r = tool.Call({{"method", "GET"}, {"url", "http://127.0.0.1:" + std::to_string(port) + path}}, ToolContext{"c", "k"});
+    CHECK_FALSE(r.ok);
+    CHECK_THAT(r.error, ContainsSubstring("over the limit of 10"));
+  }
+  listener->close().wait();
 }

@@ -248,17 +248,21 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
         return abandon("response of " + std::to_string(response.headers().content_length()) +
                        " bytes is over the limit of " + std::to_string(limit));
       }
-      // Read in chunks so a body without Content-Length cannot grow past the limit.
+      // Read in chunks so a body without Content-Length cannot grow past the limit. The
+      // buffer's vector is grown ahead of each read, so its size is not what was read: the
+      // bytes read are counted, and only they are taken.
       concurrency::streams::container_buffer<std::vector<uint8_t>> buf;
       auto stream = response.body();
+      size_t read = 0;
       for (;;) {
-        size_t n = stream.read(buf, 64 * 1024).get();
+        const size_t n = stream.read(buf, 64 * 1024).get();
         if (n == 0) break;
-        if (buf.collection().size() > limit) {
-          return abandon("response is over the limit of " + std::to_string(limit) + " bytes");
-        }
+        read += n;
+        if (read > limit) return abandon("response is over the limit of " + std::to_string(limit) + " bytes");
       }
-      const auto& bytes = buf.collection();
+      const auto& collected = buf.collection();
+      const std::vector<uint8_t> bytes(collected.begin(), collected.begin() + static_cast<std::ptrdiff_t>(
+                                                                            std::min(read, collected.size())));
       std::string text(bytes.begin(), bytes.end());
       std::string type = response.headers().content_type();
       nlohmann::json out = {{"status", status}, {"contentType", type}};
