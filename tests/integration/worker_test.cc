@@ -18,6 +18,8 @@
 #include <set>
 #include <thread>
 
+#include <sstream>
+
 #include <prometheus/registry.h>
 
 #include "tests/support/child_process.h"
@@ -243,8 +245,37 @@ TEST_CASE("the control API refuses a missing or wrong token, and bad requests sa
     CHECK(st.error_code() == grpc::StatusCode::FAILED_PRECONDITION);
     CHECK_THAT(st.error_message(), ContainsSubstring("not waiting for approval"));
   }
+  {
+    // Text that is not UTF-8 is refused by name, not lost in a parse error (INTERNAL).
+    auto ctx = w.Context();
+    v1::SendMessageRequest req;
+    req.set_text("caf\xe9 \xff");
+    v1::SendMessageResponse r;
+    grpc::Status st = w.stub().SendMessage(ctx.get(), req, &r);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK(st.error_message() == "text is not valid UTF-8");
+    auto ctx2 = w.Context();
+    req.set_text("fine");
+    req.set_from("\xc3\x28");
+    st = w.stub().SendMessage(ctx2.get(), req, &r);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(st.error_message(), ContainsSubstring("from must be valid UTF-8"));
+    auto ctx3 = w.Context();
+    v1::DecisionRequest decision;
+    decision.set_call_id("s1\xff");
+    st = w.stub().Approve(ctx3.get(), decision, &out);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(st.error_message(), ContainsSubstring("call_id must be valid UTF-8"));
+    auto ctx4 = w.Context();
+    v1::CancelRequest cancel;
+    cancel.set_reason("\xff");
+    st = w.stub().Cancel(ctx4.get(), cancel, &out);
+    CHECK(st.error_code() == grpc::StatusCode::INVALID_ARGUMENT);
+    CHECK_THAT(st.error_message(), ContainsSubstring("reason must be valid UTF-8"));
+  }
   // Nothing was stored by the refused calls.
   for (const auto& e : Events(w)) CHECK(e.type() != "message_received");
+  for (const auto& e : Events(w)) CHECK(e.type() != "cancel_requested");
   // The CLI says the same.
   auto cli = RunCommand({CARAPACE_BIN, "status", "--worker", w.address()});
   CHECK(cli.exit_code == 2);
@@ -252,7 +283,13 @@ TEST_CASE("the control API refuses a missing or wrong token, and bad requests sa
   auto ok = RunCommand({CARAPACE_BIN, "status", "--worker", w.address(), "--token-file", dir.Sub("token")});
   CHECK(ok.exit_code == 0);
   CHECK_THAT(ok.out, ContainsSubstring("phase:   IDLE"));
-  w.Stop();
+  // Every line the worker logged is one JSON object: no library's own error lines.
+  carapace::testing::CommandResult stopped = w.Stop();
+  std::istringstream log(stopped.err);
+  for (std::string line; std::getline(log, line);) {
+    INFO(line);
+    CHECK(nlohmann::json::parse(line, nullptr, false).is_object());
+  }
 
   // A worker with neither a token nor --insecure-no-auth does not start.
   auto refused = RunCommand({WORKER_BIN, "--spec", spec, "--state-dir", dir.Sub("other")});

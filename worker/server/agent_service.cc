@@ -274,6 +274,8 @@ Result<uint64_t> AgentService::SendMessage(const std::string& text, const std::s
 
 Status AgentService::Decide(const std::string& call_id, bool approve, const std::string& by) {
   if (call_id.empty()) return InvalidArgument("call_id is empty");
+  if (call_id.size() > 256 || !IsValidUtf8(call_id)) return InvalidArgument("call_id must be valid UTF-8, at most 256 bytes");
+  if (by.size() > 256 || !IsValidUtf8(by)) return InvalidArgument("by must be valid UTF-8, at most 256 bytes");
   CARAPACE_RETURN_IF_ERROR(SettleWaitingCall(store_.get(), call_id, approve, by.empty() ? "api" : by));
   const uint64_t seq = store_->last_seq();
   Wake();
