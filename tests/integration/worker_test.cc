@@ -462,6 +462,7 @@ TEST_CASE("pause, resume and cancel", "[worker]") {
   v1::RunStatus out;
   auto ctx = w.Context();
   REQUIRE(w.stub().Pause(ctx.get(), v1::PauseRequest(), &out).ok());
+  CHECK(out.phase() == v1::PHASE_PAUSED);  // the reply shows what the call did, not the phase before
   WaitFor(w, [](auto& s) { return s.phase() == v1::PHASE_PAUSED; });
   Send(w, "queued while paused");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
@@ -470,6 +471,7 @@ TEST_CASE("pause, resume and cancel", "[worker]") {
   CHECK(paused.inbox_depth() == 1);  // kept, not taken
   auto resume = RunCommand({CARAPACE_BIN, "resume", "--worker", w.address(), "--token-file", dir.Sub("token")});
   CHECK(resume.exit_code == 0);
+  CHECK_THAT(resume.out, !ContainsSubstring("PAUSED"));  // the phase after the resume
   CHECK(WaitFor(w, [](auto& s) { return IdleAfter(s, 2); }).result() == "after resume");
   auto cancel = RunCommand({CARAPACE_BIN, "cancel", "--worker", w.address(), "--token-file", dir.Sub("token"), "--reason", "done here"});
   CHECK(cancel.exit_code == 0);
@@ -524,6 +526,7 @@ TEST_CASE("a step that keeps taking the worker down trips the crash-loop breaker
   CHECK(ChatCalls(model) == 4);  // not re-dispatched
   auto resume = RunCommand({CARAPACE_BIN, "resume", "--worker", w.address(), "--token-file", dir.Sub("token")});
   CHECK(resume.exit_code == 0);
+  CHECK_THAT(resume.out, !ContainsSubstring("PAUSED"));  // the phase after the resume
   CHECK(WaitFor(w, [](auto& s) { return IdleAfter(s, 2); }).result() == "fixed");
   CHECK(HttpGet(w.http_port(), "/readyz").first == 200);
 }

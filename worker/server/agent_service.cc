@@ -101,10 +101,19 @@ void AgentService::Loop() {
   bool ended_logged = false;
   while (!stopping_) {
     Result<Phase> phase = Internal("not run");
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_run_ = true;
+    }
     try {
       phase = runner_->Run();
     } catch (const std::exception& e) {
       phase = Internal(std::string("unexpected error: ") + e.what());
+    }
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      in_run_ = false;
+      changed_.notify_all();
     }
     if (!phase.ok()) {
       // The store failed (I/O, corruption): nothing more can be recorded safely.
@@ -309,7 +318,10 @@ Status AgentService::Cancel(const std::string& reason) {
 
 void AgentService::WaitApplied(uint64_t seq, std::chrono::milliseconds timeout) const {
   std::unique_lock<std::mutex> lock(mu_);
-  changed_.wait_for(lock, timeout, [&] { return status_.last_event_seq() >= seq || loop_done_.load(); });
+  // Applied, and the runner's pass that applied it is over: what it changed (a resume's new
+  // phase, a pause) is in the status too. A pass that goes on working (a resumed turn) ends
+  // the wait at `timeout`, with the status as it is by then.
+  changed_.wait_for(lock, timeout, [&] { return (status_.last_event_seq() >= seq && !in_run_) || loop_done_.load(); });
 }
 
 void AgentService::WaitForEventAfter(uint64_t seq, std::chrono::milliseconds timeout) const {

@@ -52,8 +52,9 @@ class AgentService {
   Status Resume();
   Status Cancel(const std::string& reason);
 
-  // Blocks until the runner has applied event `seq` (the snapshot shows it), or `timeout`
-  // passes: control calls answer with the status their request produced when they can.
+  // Blocks until the runner has applied event `seq` and finished the pass that applied it
+  // (the snapshot shows what it changed), or `timeout` passes: control calls answer with the
+  // status their request produced when they can.
   void WaitApplied(uint64_t seq, std::chrono::milliseconds timeout) const;
   // Blocks until an event after `seq` is stored, `timeout` passes or the service stops.
   void WaitForEventAfter(uint64_t seq, std::chrono::milliseconds timeout) const;
@@ -96,6 +97,7 @@ class AgentService {
   worker::v1::RunStatus status_;
   int64_t unapplied_messages_ = 0;  // stored, not yet applied by the runner
   bool wake_ = false;
+  bool in_run_ = false;  // the agent thread is inside runner_->Run()
   bool loop_failed_ = false;
   std::string loop_error_;
   std::atomic<bool> stopping_{false};
