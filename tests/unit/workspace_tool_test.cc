@@ -118,3 +118,25 @@ TEST_CASE("deleting a symlink removes the link, not what it points to", "[tools]
   CHECK_FALSE(std::filesystem::is_symlink(tmp.Sub("ws/alias.md")));
   CHECK(std::filesystem::exists(tmp.Sub("ws/real.md")));
 }
+
+TEST_CASE("a hard link planted in the workspace to a file outside it is not read", "[tools][workspace]") {
+  TempDir tmp;
+  std::filesystem::create_directories(tmp.Sub("ws"));
+  std::ofstream(tmp.Sub("secret.txt")) << "the secret outside";
+  REQUIRE(::link(tmp.Sub("secret.txt").c_str(), tmp.Sub("ws/innocent.txt").c_str()) == 0);
+  WorkspaceTool tool("notes", tmp.Sub("ws"));
+  ToolContext ctx{"c1", "k"};
+  auto r = tool.Call({{"op", "read"}, {"path", "innocent.txt"}}, ctx);
+  CHECK_FALSE(r.ok);
+  CHECK_THAT(r.error, ContainsSubstring("innocent.txt has 2 hard links"));
+  CHECK(r.output.dump().find("the secret outside") == std::string::npos);
+  // Writing replaces the name in the workspace; the file outside is not written through it.
+  auto w = tool.Call({{"op", "write"}, {"path", "innocent.txt"}, {"content", "mine"}}, ctx);
+  REQUIRE(w.ok);
+  std::ifstream outside(tmp.Sub("secret.txt"));
+  std::string kept((std::istreambuf_iterator<char>(outside)), {});
+  CHECK(kept == "the secret outside");
+  auto again = tool.Call({{"op", "read"}, {"path", "innocent.txt"}}, ctx);
+  REQUIRE(again.ok);  // now a file of its own, with one link
+  CHECK(again.output["content"] == "mine");
+}

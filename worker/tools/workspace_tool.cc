@@ -3,6 +3,7 @@
 #include "worker/tools/workspace_tool.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -102,16 +103,39 @@ ToolResult WorkspaceTool::Call(const nlohmann::json& args, const ToolContext&) {
     auto status = fs::status(path, ec);
     if (ec || !fs::exists(status)) return ToolResult::Fail("no such file: " + rel);
     if (fs::is_directory(status)) return ToolResult::Fail(rel + " is a directory");
+    // What is checked is what is read: the open file itself. O_NONBLOCK so that a FIFO put
+    // there in the meantime cannot block the open.
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+    if (fd < 0) return ToolResult::Fail("cannot read " + rel + ": " + std::strerror(errno));
+    struct stat st {};
+    const bool stat_ok = ::fstat(fd, &st) == 0;
+    std::string refused;
     // Only regular files: a FIFO or device would block or never end.
-    if (!fs::is_regular_file(status)) return ToolResult::Fail(rel + " is not a regular file");
-    auto size = fs::file_size(path, ec);
-    if (ec) return ToolResult::Fail("cannot read " + rel + ": " + ec.message());
-    if (size > kMaxFileBytes) return ToolResult::Fail(rel + " is larger than 1 MiB");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) return ToolResult::Fail("cannot read " + rel);
-    std::ostringstream buf;
-    buf << in.rdbuf();
-    std::string content = buf.str();
+    if (!stat_ok || !S_ISREG(st.st_mode)) refused = rel + " is not a regular file";
+    // A second name for a file can be a hard link planted from outside the workspace: its
+    // path says nothing of where its data lives, so such a file is not read.
+    else if (st.st_nlink > 1) refused = rel + " has " + std::to_string(st.st_nlink) + " hard links; a file with more than one is not read (it may be a link to a file outside the workspace)";
+    else if (static_cast<uint64_t>(st.st_size) > kMaxFileBytes) refused = rel + " is larger than 1 MiB";
+    std::string content;
+    if (refused.empty()) {
+      char chunk[64 * 1024];
+      for (;;) {
+        const ssize_t n = ::read(fd, chunk, sizeof chunk);
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0) {
+          refused = "cannot read " + rel + ": " + std::strerror(errno);
+          break;
+        }
+        if (n == 0) break;
+        content.append(chunk, static_cast<size_t>(n));
+        if (content.size() > kMaxFileBytes) {
+          refused = rel + " is larger than 1 MiB";
+          break;
+        }
+      }
+    }
+    ::close(fd);
+    if (!refused.empty()) return ToolResult::Fail(refused);
     if (!IsValidUtf8(content)) {
       return ToolResult::Ok({{"path", rel}, {"binary", true}, {"bytes", content.size()},
                              {"content", "(binary file of " + std::to_string(content.size()) + " bytes; not shown)"}});
