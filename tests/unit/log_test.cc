@@ -87,3 +87,24 @@ TEST_CASE("redaction covers overlapping secrets, numbers and secrets with charac
   CHECK(nlohmann::json::parse(out)["password"] == "[REDACTED]");
   ClearSecretsForTesting();
 }
+
+TEST_CASE("a secret written with JSON escapes inside any text is redacted too", "[log][secrets]") {
+  ClearSecretsForTesting();
+  REQUIRE(RegisterSecret("sk-live-123456"));
+  // An NDJSON echo with every character \u-escaped, upper- and lower-case hex mixed.
+  const std::string all = "{\"echo\":\"\\u0073\\u006B\\u002d\\u006c\\u0069\\u0076\\u0065\\u002D123456\"}\n{\"next\":1}";
+  const std::string redacted = Redact(all);
+  CHECK(redacted == "{\"echo\":\"[REDACTED]\"}\n{\"next\":1}");
+  // Only some characters escaped, as Go escapes "<", ">" and "&", or PHP "/".
+  REQUIRE(RegisterSecret("a<b>c&d/e-secret"));
+  CHECK(Redact("x=\"a\\u003cb\\u003ec\\u0026d\\/e-secret\" y") == "x=\"[REDACTED]\" y");
+  // Python's ensure_ascii: a non-ASCII secret as \u escapes, a character outside the BMP as a
+  // surrogate pair.
+  REQUIRE(RegisterSecret("pässwörd-\xF0\x9F\x94\x91"));
+  CHECK(Redact("{\"k\": \"p\\u00e4ssw\\u00f6rd-\\ud83d\\udd11\"}") == "{\"k\": \"[REDACTED]\"}");
+  // Escapes that do not spell a secret are left as they are, bad ones included.
+  CHECK(Redact("line\\nnext \\u00zz \\") == "line\\nnext \\u00zz \\");
+  // Through RedactJson too: a tool's text output that merely contains such an echo.
+  CHECK(RedactJson(nlohmann::json{{"body", all}})["body"] == redacted);
+  ClearSecretsForTesting();
+}
