@@ -294,7 +294,22 @@ ApiResult<nlohmann::json> RestClient::Get(const Resource& r, const std::string& 
 ApiResult<nlohmann::json> RestClient::List(const Resource& r, const std::string& ns, const ListOptions& options) {
   ListOptions o = options;
   o.watch = false;
-  return impl_->Call(http::methods::GET, ResourcePath(r, ns) + ListQuery(o));
+  auto listed = impl_->Call(http::methods::GET, ResourcePath(r, ns) + ListQuery(o));
+  // The API server leaves apiVersion and kind off the items of a list of built-in types
+  // (kubernetes/kubernetes#3030); watch events and GETs carry them. Each item gets the
+  // list's, so an object looks the same whichever way it was read, and a comparison with
+  // what we want (which has them) does not see a difference that is not there.
+  if (listed.ok() && listed.value.is_object() && listed.value.contains("items") && listed.value["items"].is_array()) {
+    const std::string list_kind = listed.value.value("kind", "");
+    const std::string api_version = listed.value.value("apiVersion", "");
+    const bool is_list = list_kind.size() > 4 && list_kind.compare(list_kind.size() - 4, 4, "List") == 0;
+    for (auto& item : listed.value["items"]) {
+      if (!item.is_object()) continue;
+      if (!item.contains("kind") && is_list) item["kind"] = list_kind.substr(0, list_kind.size() - 4);
+      if (!item.contains("apiVersion") && !api_version.empty()) item["apiVersion"] = api_version;
+    }
+  }
+  return listed;
 }
 
 ApiResult<nlohmann::json> RestClient::ListAll(const Resource& r, const std::string& ns, ListOptions options) {

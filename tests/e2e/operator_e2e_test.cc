@@ -511,3 +511,39 @@ TEST_CASE("a volume laid out by spec hash is adopted: the newest run continues, 
   CHECK(fs::exists(claim + "/runs/0123456789ab/store"));
   CHECK_FALSE(fs::exists(claim + "/runs/ba9876543210"));
 }
+
+TEST_CASE("after an operator restart or a relist, objects that are as they should be are not written again", "[e2e][writes]") {
+  Cluster cluster;
+  // Long-lived: the worker stays up, Idle, and the operator keeps looking at it.
+  cluster.Apply("apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: steady}\nspec:\n"
+                "  goal: say hello\n  model:\n    backend: scripted\n    script:\n      - text: hello\n"
+                "  schedule: {heartbeatSeconds: 3600}\n"
+                "  resources: {requests: {cpu: \"0.5\", memory: 1024Mi}, limits: {memory: 1.5Gi}}\n");
+  REQUIRE(cluster.WaitForPhase("steady", "Idle"));
+  auto writes = [&] {
+    return cluster.api().Requests("POST") + cluster.api().Requests("PUT") + cluster.api().Requests("PATCH") +
+           cluster.api().Requests("DELETE");
+  };
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  cluster.api().ResetCounters();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(writes() == 0);  // steady state
+
+  // A relist: every watch dropped and the history gone (410 Gone), as after an API server
+  // restart. The objects come back from a list, whose items carry no apiVersion and kind.
+  cluster.api().DropWatches();
+  cluster.api().ExpireHistory();
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  CHECK(writes() == 0);
+
+  // The operator restarted (an upgrade, a failover): it starts from a list too.
+  cluster.operator_process(0).Kill(SIGTERM);
+  cluster.operator_process(0).Wait(15000);
+  cluster.StartOperator();
+  REQUIRE(WaitFor([&] { return cluster.Leader(1) == 1; }, 20000));
+  cluster.api().ResetCounters();
+  std::this_thread::sleep_for(std::chrono::seconds(5));
+  INFO("operator log: " << cluster.OperatorLog(1).substr(0, 4000));
+  CHECK(writes() == 0);
+  CHECK(cluster.Phase("steady") == "Idle");
+}

@@ -1354,7 +1354,17 @@ Answer KubeApiDouble::Impl::ServeList(const kd::HttpRequest& req, const Resource
     return {200, ToTable(t, page.items, meta, req.Query("includeObject")), {}};
   }
   json items = json::array();
-  for (const auto& object : page.items) items.push_back(*object);
+  for (const auto& object : page.items) {
+    json item = *object;
+    // The real server sends the items of a list of built-in types without apiVersion and
+    // kind (kubernetes/kubernetes#3030: the list's own carry them); custom resources, which
+    // it serves unstructured, keep theirs.
+    if (t.crd_name.empty()) {
+      item.erase("apiVersion");
+      item.erase("kind");
+    }
+    items.push_back(std::move(item));
+  }
   return {
       200,
       {{"kind", t.kind + "List"}, {"apiVersion", t.GroupVersion()}, {"metadata", meta}, {"items", std::move(items)}},
