@@ -96,7 +96,7 @@ Decoded DecodeJsonEscapes(std::string_view text) {
   Decoded d;
   d.text.reserve(text.size());
   d.from.reserve(text.size());
-  auto emit = [&](const std::string& bytes, size_t begin, size_t end) {
+  auto emit = [&](std::string_view bytes, size_t begin, size_t end) {
     for (char c : bytes) {
       d.text.push_back(c);
       d.from.emplace_back(begin, end);
@@ -104,21 +104,22 @@ Decoded DecodeJsonEscapes(std::string_view text) {
   };
   for (size_t i = 0; i < text.size();) {
     if (text[i] != '\\' || i + 1 >= text.size()) {
-      emit(std::string(1, text[i]), i, i + 1);
+      emit(text.substr(i, 1), i, i + 1);
       ++i;
       continue;
     }
     const char c = text[i + 1];
-    const char* simple = std::strchr("\"\\/bfnrt", c);
-    if (simple && c != '\0') {
-      static const char kDecoded[] = "\"\\/\b\f\n\r\t";
-      emit(std::string(1, kDecoded[simple - "\"\\/bfnrt"]), i, i + 2);
+    static const char kEscapes[] = "\"\\/bfnrt";
+    static const char kDecoded[] = "\"\\/\b\f\n\r\t";
+    const char* simple = c == '\0' ? nullptr : std::strchr(kEscapes, c);
+    if (simple) {
+      emit(std::string_view(&kDecoded[simple - kEscapes], 1), i, i + 2);
       i += 2;
       continue;
     }
     const int unit = c == 'u' ? CodeUnit(text, i + 2) : -1;
     if (unit < 0) {
-      emit(std::string(1, text[i]), i, i + 1);
+      emit(text.substr(i, 1), i, i + 1);
       ++i;
       continue;
     }
