@@ -607,15 +607,22 @@ TEST_CASE("carapace run works end to end on the triton and openai examples", "[m
   CHECK(o.out.find("sk-example-key-42") == std::string::npos);
 }
 
+namespace {
+// A reply the vLLM backend stopped at max_tokens: its finish_reason says "length".
+FakeTritonReply CutAtMaxTokens(const std::string& text) {
+  FakeTritonReply r = Reply(text);
+  r.finish_reason = "length";
+  return r;
+}
+}  // namespace
+
 TEST_CASE("triton: a reply the vLLM backend cut at max_tokens is not an answer; older servers are not sent the input",
           "[model][triton][cut]") {
   SECTION("the model declares return_finish_reason: asked for it, and a cut reply is asked again") {
     FakeTritonServer server;
     server.DeclareFinishReason();
     REQUIRE(server.Start());
-    FakeTritonReply cut = Reply("I will write the file <tool_call>\n{\"name\": \"no");
-    cut.finish_reason = "length";
-    server.Push(cut);
+    server.Push(CutAtMaxTokens("I will write the file <tool_call>\n{\"name\": \"no"));
     server.Push(Reply("All written."));
     TempDir dir;
     Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"));
@@ -630,11 +637,8 @@ TEST_CASE("triton: a reply the vLLM backend cut at max_tokens is not an answer; 
     FakeTritonServer server;
     server.DeclareFinishReason();
     REQUIRE(server.Start());
-    for (int i = 0; i < 2; ++i) {
-      FakeTritonReply cut = Reply("The answer is");
-      cut.finish_reason = "length";
-      server.Push(cut);
-    }
+    server.Push(CutAtMaxTokens("The answer is"));
+    server.Push(CutAtMaxTokens("The answer is"));
     TempDir dir;
     Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"));
     CHECK(o.state.phase == Phase::kFailed);
@@ -644,9 +648,7 @@ TEST_CASE("triton: a reply the vLLM backend cut at max_tokens is not an answer; 
     FakeTritonServer server;
     server.DeclareFinishReason();
     REQUIRE(server.Start());
-    FakeTritonReply cut = Reply("The answer is");
-    cut.finish_reason = "length";
-    server.Push(cut);
+    server.Push(CutAtMaxTokens("The answer is"));
     server.Push(Reply("The answer is 42."));
     TempDir dir;
     Outcome o = Run(Manifest(TritonModel(server.target(), "    triton: {stream: false}\n")), dir.Sub("s"));

@@ -62,7 +62,7 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
   s.set_inbox_depth(static_cast<int64_t>(state.inbox.size()));
   s.set_turns(state.turns);
   s.set_revision(state.revision);
-  if (state.phase == Phase::kRunning && state.awaiting_model && state.model_failures > 0) {
+  if (state.WaitingForModel()) {
     s.set_waiting_for("ModelUnavailable");
     s.set_waiting_detail(state.model_error);
   } else if (state.phase == Phase::kRunning && !state.deferred_reason.empty()) {

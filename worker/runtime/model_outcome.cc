@@ -65,12 +65,13 @@ bool IsCutShortFinish(const std::string& finish_reason) {
 
 Status Runner::ModelCallFailed(const Status& failure) {
   const std::string error = ValidUtf8(failure.message()).get<std::string>();
-  switch (ClassifyModelFailure(failure)) {
+  const ModelFailure kind = ClassifyModelFailure(failure);
+  switch (kind) {
     case ModelFailure::kNeverAnswers:
       return Finish(Phase::kFailed, "model call failed: " + error, "");
     case ModelFailure::kContextLength:
     case ModelFailure::kRefused: {
-      const bool context = ClassifyModelFailure(failure) == ModelFailure::kContextLength;
+      const bool context = kind == ModelFailure::kContextLength;
       next_try_at_ms_ = 0;
       model_unavailable_since_ms_ = 0;
       const std::string reason =

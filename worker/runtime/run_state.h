@@ -121,6 +121,8 @@ struct RunState {
   // The first call of the current step that is not done, or nullptr.
   CallState* NextOpenCall();
   std::vector<const CallState*> WaitingCalls() const;
+  // The current turn waits for a model call that no endpoint answered (it is tried again).
+  bool WaitingForModel() const { return phase == Phase::kRunning && awaiting_model && model_failures > 0; }
 
   // Checkpoint form: the state without its messages (they live in the transcript).
   nlohmann::json ToCheckpointJson() const;

@@ -319,17 +319,21 @@ Status Runner::Finish(Phase phase, const std::string& reason, const std::string&
   return IsTerminal(phase) ? store_->Flush() : Status::Ok();
 }
 
-Status Runner::EndTurn(Phase one_shot_phase, const std::string& reason) {
+std::vector<Event> Runner::NotRunResults(size_t from, const std::string& why) const {
+  // A model API wants an answer for every call of an earlier turn, run or not.
   std::vector<Event> events;
-  bool open = false;
-  for (const auto& c : state_.calls) {
+  for (size_t i = from; i < state_.calls.size(); ++i) {
+    const CallState& c = state_.calls[i];
     if (c.status == CallStatus::kDone) continue;
-    open = true;
-    // A model API wants an answer for every call of an earlier turn.
     events.push_back(Make(event_type::kToolResult, {{"callId", c.call.id}, {"tool", c.call.name}, {"ok", false},
-                                                    {"output", nullptr}, {"error", "not run: " + reason}}));
+                                                    {"output", nullptr}, {"error", "not run: " + why}}));
   }
-  if (open || state_.awaiting_model) events.push_back(Make(event_type::kStepCompleted));
+  return events;
+}
+
+Status Runner::EndTurn(Phase one_shot_phase, const std::string& reason) {
+  std::vector<Event> events = NotRunResults(0, reason);
+  if (!events.empty() || state_.awaiting_model) events.push_back(Make(event_type::kStepCompleted));
   if (!options_.persistent) return Finish(one_shot_phase, reason, "", std::move(events));
   // No result: the turn has no answer, and an agent whose goal turn ends so is not shown as
   // having reached it. The reason says why.
@@ -439,14 +443,8 @@ Status Runner::HandleCall(CallState* call, size_t index) {
         std::string result = r.is_string() ? r.get<std::string>() : r.dump();
         std::vector<Event> events = {
             Make(event_type::kToolResult, {{"callId", id}, {"tool", name}, {"ok", true}, {"output", {{"finished", true}}}})};
-        // Calls after finish are not run (the turn is over), but each gets its result: a
-        // model API wants an answer for every call of an earlier turn.
-        for (size_t i = index + 1; i < state_.calls.size(); ++i) {
-          const CallState& later = state_.calls[i];
-          if (later.status == CallStatus::kDone) continue;
-          events.push_back(Make(event_type::kToolResult, {{"callId", later.call.id}, {"tool", later.call.name}, {"ok", false},
-                                                          {"output", nullptr}, {"error", "not run: the agent called finish first"}}));
-        }
+        // Calls after finish are not run (the turn is over).
+        for (auto& e : NotRunResults(index + 1, "the agent called finish first")) events.push_back(std::move(e));
         events.push_back(Make(event_type::kStepCompleted));
         return Finish(TurnDone(), "the agent called finish", result, std::move(events));
       }

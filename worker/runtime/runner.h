@@ -90,6 +90,8 @@ class Runner {
   // result saying why it was not run, the step completes, and the run goes Idle with the
   // reason (persistent) or to `one_shot_phase`. The turn's message is not asked again.
   Status EndTurn(Phase one_shot_phase, const std::string& reason);
+  // A failed result ("not run: <why>") for each call of the step from `from` on that has none.
+  std::vector<Event> NotRunResults(size_t from, const std::string& why) const;
 
   // spec_revision.cc: the stored run has another spec than run_: record the new revision
   // (and wake a run whose lifetime budget the new spec raised).

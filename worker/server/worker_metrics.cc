@@ -94,7 +94,7 @@ void WorkerMetrics::OnEvent(const Event& e, const RunState& s) {
     phase_.Add({{"phase", PhaseName(s.phase)}}).Set(1);
     last_phase_ = s.phase;
   }
-  model_unavailable_.Set(s.phase == Phase::kRunning && s.awaiting_model && s.model_failures > 0 ? 1 : 0);
+  model_unavailable_.Set(s.WaitingForModel() ? 1 : 0);
   revision_.Set(static_cast<double>(s.revision));
   budget_ratio_.Add({{"budget", "steps"}}).Set(Ratio(s.used.steps, budget_.max_steps));
   budget_ratio_.Add({{"budget", "tokens"}}).Set(Ratio(s.used.tokens, budget_.max_tokens));
