@@ -7,6 +7,7 @@
 
 #include "common/cron.h"
 #include "common/log.h"
+#include "common/quantity.h"
 #include "common/time.h"
 #include "operator/controller/agentrun_status.h"
 
@@ -151,21 +152,6 @@ bool IsSubset(const json& desired, const json& actual) {
   return desired == actual;
 }
 
-int64_t QuantityBytes(const std::string& q) {
-  size_t digits = 0;
-  while (digits < q.size() && std::isdigit(static_cast<unsigned char>(q[digits]))) ++digits;
-  if (digits == 0 || digits > 15) return -1;
-  const int64_t n = std::stoll(q.substr(0, digits));
-  const std::string unit = q.substr(digits);
-  static const std::pair<const char*, int64_t> kUnits[] = {
-      {"", 1}, {"k", 1000}, {"M", 1000000}, {"G", 1000000000}, {"T", 1000000000000}, {"P", 1000000000000000},
-      {"Ki", 1024}, {"Mi", 1 << 20}, {"Gi", 1 << 30}, {"Ti", int64_t{1} << 40}, {"Pi", int64_t{1} << 50}};
-  for (const auto& [name, factor] : kUnits) {
-    if (unit == name) return n > INT64_MAX / factor ? -1 : n * factor;
-  }
-  return -1;
-}
-
 AgentRunReconciler::AgentRunReconciler(kube::RestClient* client, Caches caches, WorkerStatusReader* workers,
                                        kube::EventRecorder* events, ReconcilerOptions options)
     : client_(client), caches_(caches), workers_(workers), events_(events), options_(std::move(options)) {}
@@ -280,6 +266,10 @@ ReconcileOutcome AgentRunReconciler::Finalize(Context& c) {
     std::lock_guard<std::mutex> lock(tokens_mu_);
     tokens_.erase(c.owner.uid);
   }
+  {
+    std::lock_guard<std::mutex> lock(claims_mu_);
+    settled_claim_sizes_.erase(c.owner.uid);
+  }
   log::Info("agentrun deleted", {{"agentrun", c.ns + "/" + c.name}});
   return {};
 }
@@ -350,12 +340,13 @@ Status AgentRunReconciler::ReadOrCreateSecret(Context& c) {
 }
 
 Status AgentRunReconciler::CreateOrAdopt(Context& c, const kube::Resource& resource, kube::Informer* cache,
-                                         const json& desired, json* created) {
+                                         const json& desired, json* found, bool* created) {
   const std::string name = desired["metadata"]["name"];
   auto r = client_->Create(resource, c.ns, desired);
   if (r.ok()) {
     cache->Observe(r.value);
-    if (created) *created = r.value;
+    *found = r.value;
+    *created = true;
     return Status::Ok();
   }
   if (r.error.code != 409) return r.status();
@@ -370,18 +361,31 @@ Status AgentRunReconciler::CreateOrAdopt(Context& c, const kube::Resource& resou
   if (got.value.value("metadata", json::object()).contains("deletionTimestamp")) {
     return Unavailable(desired.value("kind", "") + " " + name + " is being deleted; waiting to create it again");
   }
-  auto patched = client_->Patch(resource, c.ns, name, DriftPatch(desired, got.value));
+  // Taken back by its labels alone: the caller then compares the rest as for any object, so
+  // fields the server will not change (a grown StatefulSet's claim template) are never sent.
+  json patch = {{"metadata",
+                 {{"labels", desired["metadata"]["labels"]},
+                  {"resourceVersion", got.value.value("/metadata/resourceVersion"_json_pointer, std::string())}}}};
+  auto patched = client_->Patch(resource, c.ns, name, patch);
   if (!patched.ok()) return patched.status();
+  log::Info("took back an object that had lost its labels",
+            {{"agentrun", c.ns + "/" + c.name}, {"object", desired.value("kind", "") + "/" + name}});
   cache->Observe(patched.value);
-  if (created) *created = patched.value;
+  *found = patched.value;
+  *created = false;
   return Status::Ok();
 }
 
 Status AgentRunReconciler::EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache,
                                         const json& desired) {
   const std::string name = desired["metadata"]["name"];
-  auto existing = cache->Get(c.ns + "/" + name);
-  if (!existing) return CreateOrAdopt(c, resource, cache, desired, nullptr);
+  std::optional<json> existing = cache->Get(c.ns + "/" + name);
+  if (!existing) {
+    json found;
+    bool created = false;
+    if (Status s = CreateOrAdopt(c, resource, cache, desired, &found, &created); !s.ok() || created) return s;
+    existing = found;
+  }
   if (!OwnedBy(*existing, c.owner.uid)) {
     c.seen.conflict = desired.value("kind", "") + " " + name + " exists and does not belong to this AgentRun";
     return FailedPrecondition(c.seen.conflict);
@@ -397,26 +401,40 @@ Status AgentRunReconciler::EnsureObject(Context& c, const kube::Resource& resour
 Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
   json desired = DesiredStatefulSet(*c.run, c.owner, options_.settings, replicas);
   const std::string name = StatefulSetName(c.name);
-  auto existing = caches_.statefulsets->Get(c.ns + "/" + name);
-  if (existing && !OwnedBy(*existing, c.owner.uid)) {
+  std::optional<json> existing = caches_.statefulsets->Get(c.ns + "/" + name);
+  if (!existing) {
+    json found;
+    bool created = false;
+    Status s = CreateOrAdopt(c, kube::StatefulSets(), caches_.statefulsets, desired, &found, &created);
+    if (!s.ok()) return s;
+    c.seen.statefulset = found;
+    if (created) return s;
+    existing = found;  // taken back: compared below like any other
+  }
+  if (!OwnedBy(*existing, c.owner.uid)) {
     c.seen.conflict = "StatefulSet " + name + " exists and does not belong to this AgentRun";
     return FailedPrecondition(c.seen.conflict);
-  }
-  if (!existing) {
-    json created;
-    Status s = CreateOrAdopt(c, kube::StatefulSets(), caches_.statefulsets, desired, &created);
-    if (s.ok()) c.seen.statefulset = created;
-    return s;
   }
   c.seen.statefulset = *existing;
   if (existing->value("metadata", json::object()).contains("deletionTimestamp")) {
     return Unavailable("StatefulSet " + name + " is being deleted; waiting to create it again");
   }
-  // Only a size other than the template's can need the claim changed (one read when so).
-  if (ClaimSize(desired) != ClaimSize(*existing)) GrowClaim(c, ClaimSize(desired));
-  // The claim template keeps the size it was created with; compare everything else.
+  // The claim template keeps the size it was created with (a real server refuses to change
+  // it); a larger spec.storage.size grows the claim itself.
+  const std::string want_size = ClaimSize(desired);
+  if (QuantityValue(want_size) != QuantityValue(ClaimSize(*existing))) GrowClaim(c, want_size);
   json comparable = desired;
   comparable["spec"]["volumeClaimTemplates"][0]["spec"]["resources"]["requests"]["storage"] = ClaimSize(*existing);
+  // A server with the StatefulSetAutoDeletePVC feature off drops the retention policy; asking
+  // for it again would be a write on every pass that changes nothing.
+  if (!existing->contains("/spec/persistentVolumeClaimRetentionPolicy"_json_pointer)) {
+    comparable["spec"].erase("persistentVolumeClaimRetentionPolicy");
+    static std::once_flag warned;
+    std::call_once(warned, [] {
+      log::Warn("the API server does not keep persistentVolumeClaimRetentionPolicy (StatefulSetAutoDeletePVC off); "
+                "volumes are kept when an AgentRun is deleted or suspended, whatever spec.storage says");
+    });
+  }
 
   if (!IsSubset(ImmutableParts(comparable), ImmutableParts(*existing))) {
     // Fields a StatefulSet cannot change: delete it but not its pod's volume (orphan), and
@@ -438,26 +456,45 @@ Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
 }
 
 void AgentRunReconciler::GrowClaim(Context& c, const std::string& want_size) {
-  // Compared with the claim itself (the StatefulSet's template never changes). Failures are
-  // reported as events and never stop the reconcile: suspend and status must go on.
+  // Each size asked for is settled once per AgentRun (grown, already that large, refused as
+  // a shrink, or refused by the server): the template keeps differing from the spec for the
+  // rest of the claim's life, and that must not cost a read or a write on every pass.
+  {
+    std::lock_guard<std::mutex> lock(claims_mu_);
+    auto it = settled_claim_sizes_.find(c.owner.uid);
+    if (it != settled_claim_sizes_.end() && it->second == want_size) return;
+  }
+  auto settle = [&] {
+    std::lock_guard<std::mutex> lock(claims_mu_);
+    settled_claim_sizes_[c.owner.uid] = want_size;
+  };
+  // Compared with the claim itself. Failures are reported as events and never stop the
+  // reconcile: suspend and status must go on.
   auto pvc = client_->Get(kube::PersistentVolumeClaims(), c.ns, ClaimName(c.name));
   if (!pvc.ok()) return;  // not made yet (the pod has not started): it gets the template's size
   const std::string have_size = pvc.value.value("/spec/resources/requests/storage"_json_pointer, std::string());
-  const int64_t want = QuantityBytes(want_size), have = QuantityBytes(have_size);
-  if (want < 0 || have < 0 || want == have) return;
-  if (want < have) {
-    events_->Warning(c.ar, "StorageShrinkRefused", "spec.storage.size " + want_size + " is smaller than the volume's " +
-                                                       have_size + "; a volume cannot shrink, it stays " + have_size);
+  const auto want = QuantityValue(want_size), have = QuantityValue(have_size);
+  if (!want || !have) return;
+  if (*want <= *have) {
+    if (*want < *have) {
+      events_->Warning(c.ar, "StorageShrinkRefused", "spec.storage.size " + want_size + " is smaller than the volume's " +
+                                                         have_size + "; a volume cannot shrink, it stays " + have_size);
+    }
+    settle();
     return;
   }
   json patch = {{"spec", {{"resources", {{"requests", {{"storage", want_size}}}}}}}};
   auto r = client_->Patch(kube::PersistentVolumeClaims(), c.ns, ClaimName(c.name), patch);
   if (r.ok()) {
     events_->Normal(c.ar, "StorageResized", "volume claim " + ClaimName(c.name) + " grown from " + have_size + " to " + want_size);
-  } else {
-    events_->Warning(c.ar, "StorageResizeFailed", "volume claim " + ClaimName(c.name) + " could not grow to " + want_size +
-                                                      " (does its storage class allow expansion?): " + r.error.message);
+    settle();
+    return;
   }
+  events_->Warning(c.ar, "StorageResizeFailed", "volume claim " + ClaimName(c.name) + " could not grow to " + want_size +
+                                                    " (does its storage class allow expansion?): " + r.error.message);
+  // Refused (403 by the resize admission, 422 by validation): asked again only when the
+  // size changes or the operator restarts. Anything else (429, 5xx, a timeout) is retried.
+  if (r.error.code == 403 || r.error.code == 422) settle();
 }
 
 Status AgentRunReconciler::ReplaceStuckPod(Context& c) {

@@ -62,10 +62,11 @@ class AgentRunReconciler {
   Status EnsureSecret(Context& c);
   Status ReadOrCreateSecret(Context& c);
   Status EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired);
-  // Creates `desired`; when it exists already but is not cached (not labelled as ours),
-  // takes it back if it is ours, else records a name conflict.
+  // Creates `desired` (*created = true); when it exists already but is not cached (not
+  // labelled as ours), takes it back by its labels if it is ours (*created = false), else
+  // records a name conflict. *found is the object as the server now has it.
   Status CreateOrAdopt(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired,
-                       nlohmann::json* created);
+                       nlohmann::json* found, bool* created);
   Status EnsureStatefulSet(Context& c, int replicas);
   void GrowClaim(Context& c, const std::string& want_size);
   Status ReplaceStuckPod(Context& c);
@@ -86,12 +87,13 @@ class AgentRunReconciler {
   };
   std::mutex tokens_mu_;
   std::map<std::string, CachedToken> tokens_;
+  // By AgentRun uid, the claim size last settled (see GrowClaim).
+  std::mutex claims_mu_;
+  std::map<std::string, std::string> settled_claim_sizes_;
 };
 
 // Helpers the reconciler is built from, exposed for tests.
 // Every field of `desired` is in `actual` with the same value (the server may add more).
 bool IsSubset(const nlohmann::json& desired, const nlohmann::json& actual);
-// Bytes of a storage quantity ("1Gi", "500M"); -1 when it cannot be read.
-int64_t QuantityBytes(const std::string& quantity);
 
 }  // namespace carapace::controller

@@ -5,6 +5,7 @@
 
 #include <map>
 
+#include "common/quantity.h"
 #include "operator/kube/config.h"
 
 namespace carapace::controller {
@@ -74,7 +75,9 @@ json SecretEnv(const AgentRunSpec& spec) {
 }
 
 json Resources(const DeploymentSpec& d) {
-  if (d.resources.is_object() && !d.resources.empty()) return d.resources;
+  // As the server will store them (canonical quantities, no empty maps): a literal "0.5" or
+  // 1 would differ from the stored "500m" or "1" on every pass and be written forever.
+  if (d.resources.is_object() && !d.resources.empty()) return CanonicalResources(d.resources);
   // A worker idles at about 32 MiB; the limit leaves room for large tool outputs.
   return {{"requests", {{"cpu", "50m"}, {"memory", "64Mi"}}}, {"limits", {{"memory", "512Mi"}}}};
 }
@@ -161,7 +164,7 @@ json DesiredService(const AgentRun& /*run*/, const Owner& owner, const OperatorS
 json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorSettings& settings, int replicas) {
   const StorageSpec& storage = run.spec.deployment.storage;
   json claim_spec = {{"accessModes", json::array({"ReadWriteOnce"})},
-                     {"resources", {{"requests", {{"storage", storage.size}}}}}};
+                     {"resources", {{"requests", {{"storage", CanonicalQuantity(storage.size).value_or(storage.size)}}}}}};
   if (!storage.storage_class.empty()) claim_spec["storageClassName"] = storage.storage_class;
 
   json pod_spec = {
