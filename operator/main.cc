@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <iostream>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <string>
@@ -43,7 +44,8 @@ constexpr const char* kUsage = R"(usage: carapace-operator [flags]
   --qps Q --burst B         client-side API rate limit (default 20/30; --qps 0 turns it off)
   --no-queue-rate-limit     no overall token bucket on the work queue (benchmarks)
 flags take their value as `--flag VALUE` or `--flag=VALUE`
-exit codes: 0 after SIGTERM/SIGINT, 1 when leadership is lost or the API cannot be reached, 2 on bad flags
+exit codes: 0 after SIGTERM/SIGINT, 1 when leadership is lost or the controller cannot start (its caches did
+not fill within 60 s), 2 on bad flags
 )";
 
 int Fail(int code, const std::string& message) {
@@ -60,6 +62,34 @@ std::optional<int> IntFlag(const std::map<std::string, std::string>& flags, cons
   if (it->second.empty() || *end != '\0' || v < min || v > max) return std::nullopt;
   return static_cast<int>(v);
 }
+
+// Why the operator stops when it stops on its own: set before SIGUSR1 wakes the main thread,
+// so its log line names the cause, never a signal nobody sent.
+class StopRequest {
+ public:
+  void Request(int code, const std::string& reason) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (!reason_.empty()) return;  // the first cause is the one to report
+      code_ = code;
+      reason_ = reason;
+    }
+    kill(getpid(), SIGUSR1);
+  }
+  int code() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return code_;
+  }
+  std::string reason() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return reason_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  int code_ = 0;
+  std::string reason_;
+};
 
 int Main(int argc, char** argv, const sigset_t& signals) {
   auto parsed = ParseFlags(argc, argv,
@@ -116,26 +146,32 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   options.reconciler.status_interval = std::chrono::seconds(*status_interval);
   if (flags.count("--worker-image")) options.reconciler.settings.worker_image = get("--worker-image", "");
   controller::AgentRunController controller(client->get(), &metrics, &events, &worker_reader, options);
-  // Ready once this replica is useful: the leader when its caches are filled; a standby at
-  // once (it is ready to take over).
+  // Ready once this replica is useful: the leader when its caches are filled; a standby when
+  // it can reach the API server (it could take over).
+  std::unique_ptr<kube::LeaderElector> elector;
   endpoints.Handle("/readyz", [&] {
-    const bool ready = !leading.load() || controller.Synced();
-    return HttpReply{ready ? 200 : 503, ready ? "ok\n" : "caches are filling\n"};
+    if (leading.load()) {
+      const bool synced = controller.Synced();
+      return HttpReply{synced ? 200 : 503, synced ? "ok\n" : "caches are filling\n"};
+    }
+    std::string error;
+    if (elector && !elector->Reachable(&error)) return HttpReply{503, "cannot reach the API server: " + error + "\n"};
+    return HttpReply{200, "ok\n"};
   });
   if (Status s = endpoints.Start(get("--http-listen", "0.0.0.0:8081")); !s.ok()) return Fail(1, s.message());
 
-  std::atomic<int> exit_code{-1};
+  StopRequest stop;
   auto start_controller = [&] {
     if (started.exchange(true)) return;
     if (Status s = controller.Start(); !s.ok() && s.code() != StatusCode::kAborted) {  // aborted: stopping
       log::Error("controller did not start", {{"error", s.message()}});
-      exit_code = 1;
-      kill(getpid(), SIGTERM);
+      stop.Request(1, "the controller did not start: " + s.message());
     }
   };
-  std::thread starter;  // the controller starts here, off the elector's thread
+  // The controller starts on a thread of its own (never the main thread, which must stay
+  // free to take SIGTERM while caches fill; never the elector's, which must keep renewing).
+  std::thread starter;
   std::unique_ptr<kube::RestClient> lease_client_owned;
-  std::unique_ptr<kube::LeaderElector> elector;
   if (flags.count("--leader-elect")) {
     char host[256] = {};
     gethostname(host, sizeof host - 1);
@@ -158,8 +194,7 @@ int Main(int argc, char** argv, const sigset_t& signals) {
       if (!leading.exchange(false)) return;
       // Never reconcile beside a new leader: stop, and let the pod restart as a standby.
       log::Error("lost the lease; exiting", {{"lease", lease}});
-      exit_code = 1;
-      kill(getpid(), SIGTERM);
+      stop.Request(1, "lost the lease " + lease);
     };
     // The lease has its own client: no shared rate limit, no 429 retries, and a request
     // timeout well inside the renew deadline, so a slow API server cannot keep a replica
@@ -177,19 +212,24 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   } else {
     leading = true;
     metrics.SetLeader(true);
-    start_controller();
+    starter = std::thread(start_controller);
   }
 
   int sig = 0;
   sigwait(&signals, &sig);
-  log::Info("carapace-operator stopping", {{"signal", sig}});
+  if (sig == SIGUSR1) {
+    log::Info("carapace-operator stopping", {{"reason", stop.reason()}});
+  } else {
+    log::Info("carapace-operator stopping", {{"reason", std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " received"}});
+  }
   controller.Stop();  // before the lease goes: never two replicas reconciling
   if (elector) elector->Stop();  // releases the lease: a standby takes over at once
   if (starter.joinable()) starter.join();
   leading = false;
   client->get()->CancelWatches();
   endpoints.Stop();
-  return exit_code.load() < 0 ? 0 : exit_code.load();
+  log::Info("carapace-operator stopped");
+  return sig == SIGUSR1 ? stop.code() : 0;
 }
 
 }  // namespace
@@ -201,6 +241,7 @@ int main(int argc, char** argv) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // the operator's own stop (StopRequest)
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   // glibc gives each thread that allocates its own arena; with informers, workers and
   // HTTP threads that multiplies freed-but-kept memory. Two arenas keep the footprint flat.

@@ -7,6 +7,8 @@
 #include <ctime>
 #include <random>
 
+#include "common/log.h"
+
 namespace carapace::kube {
 
 namespace {
@@ -77,6 +79,34 @@ bool LeaderElector::Wait(std::chrono::milliseconds d) {
   return !cv_.wait_for(lock, d, [this] { return stop_; });
 }
 
+bool LeaderElector::Reachable(std::string* error) const {
+  std::lock_guard<std::mutex> lock(reach_mu_);
+  if (error) *error = last_error_;
+  return reached_;
+}
+
+void LeaderElector::Note(bool reached, const std::string& error) {
+  std::lock_guard<std::mutex> lock(reach_mu_);
+  const std::string lease = options_.ns + "/" + options_.name;
+  if (reached) {
+    if (failures_in_a_row_ > 0) {
+      log::Info("the API server answers again", {{"lease", lease}, {"failed_tries", failures_in_a_row_}});
+    }
+    failures_in_a_row_ = 0;
+    reached_ = true;
+    last_error_.clear();
+    return;
+  }
+  ++failures_in_a_row_;
+  reached_ = false;
+  last_error_ = error;
+  // 1, 2, 4, 8, ... failures in a row: a line soon, then ever fewer while it lasts.
+  if ((failures_in_a_row_ & (failures_in_a_row_ - 1)) == 0) {
+    log::Warn("cannot take or renew the lease",
+              {{"lease", lease}, {"error", error}, {"failed_tries", failures_in_a_row_}});
+  }
+}
+
 void LeaderElector::Release() {
   auto got = client_->Get(Leases(), options_.ns, options_.name);
   if (!got.ok()) return;
@@ -106,7 +136,10 @@ void LeaderElector::Run() {
     const auto now = std::chrono::steady_clock::now();
     const std::string stamp = MicroTimeNow();
     if (!got.ok()) {
-      if (got.error.code != 404) return Outcome::kFailed;
+      if (got.error.code != 404) {
+        Note(false, got.error.message.empty() ? "HTTP " + std::to_string(got.error.code) : got.error.message);
+        return Outcome::kFailed;
+      }
       nlohmann::json lease = {
           {"apiVersion", "coordination.k8s.io/v1"},
           {"kind", "Lease"},
@@ -118,11 +151,16 @@ void LeaderElector::Run() {
             {"renewTime", stamp},
             {"leaseTransitions", 0}}}};
       auto created = client_->Create(Leases(), options_.ns, lease);
-      if (!created.ok()) return Outcome::kFailed;  // 409: another replica created it first
+      if (!created.ok()) {  // 409: another replica created it first
+        Note(created.error.code == 409, created.error.message);
+        return Outcome::kFailed;
+      }
+      Note(true, "");
       observed_spec_ = created.value.value("spec", nlohmann::json::object());
       observed_time_ = now;
       return Outcome::kHeld;
     }
+    Note(true, "");
     nlohmann::json lease = got.value;
     nlohmann::json spec = lease.contains("spec") && lease["spec"].is_object() ? lease["spec"] : nlohmann::json::object();
     if (spec != observed_spec_) {

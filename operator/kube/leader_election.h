@@ -46,10 +46,17 @@ class LeaderElector {
   // take over only once the lease has expired. Does not call on_stopped_leading.
   void Abandon();
   bool IsLeader() const { return leader_.load(); }
+  // Whether the last try reached the API server and got an answer it could act on (the
+  // lease held, by us or another replica). A standby that cannot reach the API server
+  // could not take over, so it is not ready. `error` gets the last failure when not.
+  bool Reachable(std::string* error = nullptr) const;
 
  private:
   void Run();
   void Release();
+  // Records a try's result; failures are logged with backoff (the first, then after 2, 4,
+  // 8... failures in a row), and once more when the API server answers again.
+  void Note(bool reached, const std::string& error);
   // Sleeps for `d` or until Stop; returns false when stopping.
   bool Wait(std::chrono::milliseconds d);
 
@@ -65,6 +72,10 @@ class LeaderElector {
   // is expired when it has not changed for its duration by our clock, so clock skew
   // between replicas never matters (as in client-go).
   nlohmann::json observed_spec_;
+  mutable std::mutex reach_mu_;
+  bool reached_ = false;
+  std::string last_error_ = "no attempt yet";
+  int64_t failures_in_a_row_ = 0;
   std::chrono::steady_clock::time_point observed_time_{};
 };
 
