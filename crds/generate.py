@@ -28,6 +28,11 @@ OUTPUT = os.path.join(HERE, "carapace.dev_agentruns.yaml")
 # SPACE (crd_validate.py --lint refuses the shorthands).
 SPACE = r"\t\n\f\r "
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+# An AgentRun's name names its headless Service, which must be a DNS-1035 label (a leading
+# letter: k8s.io/apimachinery/pkg/util/validation, IsDNS1035Label), and its StatefulSet,
+# whose pods carry "controller-revision-hash: NAME-<10 characters>" in a 63-character label.
+AGENTRUN_NAME = r"^[a-z]([-a-z0-9]*[a-z0-9])?$"
+AGENTRUN_NAME_MAX = 52
 DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 SECRET_KEY = r"^[-._a-zA-Z0-9]+$"
 HTTP_TOKEN = r"^[-!#$%&'*+.^_`|~0-9A-Za-z]+$"
@@ -640,8 +645,9 @@ def root():
             "kind": string("AgentRun."),
             # The API server allows nothing here but name and generateName, and no description.
             "metadata": {"type": "object", "properties": {
-                "name": {"type": "string", "maxLength": 63, "pattern": DNS_LABEL,
-                         "description": "A DNS label: it names the StatefulSet, the Service and the pod."},
+                "name": {"type": "string", "maxLength": AGENTRUN_NAME_MAX, "pattern": AGENTRUN_NAME,
+                         "description": "A DNS-1035 label of at most 52 characters (a leading letter): it "
+                                        "names the StatefulSet, the Service and the pod."},
             }},
             "spec": spec(),
             "status": status(),

@@ -61,6 +61,10 @@ const std::vector<std::string> kToolKinds = {"workspace", "http", "memory", "mcp
 const std::vector<std::string> kEffects = {"read_only", "idempotent", "side_effecting"};
 
 const std::regex kDnsLabel("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
+// An AgentRun's name (crds/generate.py, AGENTRUN_NAME): a DNS-1035 label, since it names a
+// Service, of at most 52 characters, since its pods carry NAME-<10-character hash> in a label.
+const std::regex kAgentRunName("^[a-z]([-a-z0-9]*[a-z0-9])?$");
+constexpr size_t kMaxAgentRunName = 52;
 const std::regex kDnsSubdomain("^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$");
 const std::regex kSecretKey("^[-._a-zA-Z0-9]+$");
 // A Kubernetes quantity such as 1Gi, 500M or 10G (no fractions or exponents: storage).
@@ -90,8 +94,9 @@ void CheckLength(ObjectReader& r, const char* key, const std::string& v, size_t 
 
 void ParseMetadata(ObjectReader& r, ObjectMeta* meta, ManifestErrors* errs) {
   if (auto name = r.String("name", true)) {
-    if (name->size() > 63 || !std::regex_match(*name, kDnsLabel)) {
-      r.Error("name", "must be a DNS label: lower-case letters, digits and '-', at most 63 characters");
+    if (name->size() > kMaxAgentRunName || !std::regex_match(*name, kAgentRunName)) {
+      r.Error("name", "must start with a lower-case letter and hold only lower-case letters, digits and '-' "
+                      "(it names a Service), at most 52 characters (its pods' labels need the rest)");
     } else {
       meta->name = *name;
     }

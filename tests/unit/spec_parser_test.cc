@@ -213,7 +213,7 @@ spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "kind: must
       {R"(apiVersion: carapace.dev/v1alpha1
 kind: AgentRun
 metadata: {name: Not_A_Name}
-spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "metadata.name: must be a DNS label"},
+spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "metadata.name: must start with a lower-case letter"},
       {R"(apiVersion: carapace.dev/v1alpha1
 kind: AgentRun
 spec: {goal: g, model: {backend: scripted, script: [{text: hi}]}})", "metadata: is required"},
