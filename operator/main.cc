@@ -222,11 +222,13 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   } else {
     log::Info("carapace-operator stopping", {{"reason", std::string(sig == SIGINT ? "SIGINT" : "SIGTERM") + " received"}});
   }
+  // No request of this replica waits out its timeout any more; a reconcile in flight fails
+  // (the next leader does it again).
+  client->get()->Shutdown();
   controller.Stop();  // before the lease goes: never two replicas reconciling
   if (elector) elector->Stop();  // releases the lease: a standby takes over at once
   if (starter.joinable()) starter.join();
   leading = false;
-  client->get()->CancelWatches();
   endpoints.Stop();
   log::Info("carapace-operator stopped");
   return sig == SIGUSR1 ? stop.code() : 0;

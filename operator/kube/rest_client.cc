@@ -3,6 +3,7 @@
 #include "operator/kube/rest_client.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <exception>
 #include <thread>
@@ -132,6 +133,9 @@ struct RestClient::Impl {
   std::mutex watches_mu;
   int next_watch = 0;
   std::map<int, pplx::cancellation_token_source> watches;  // open ones, for CancelWatches
+  // Cancels every call in flight at Shutdown; later calls fail at once.
+  pplx::cancellation_token_source shutdown;
+  std::atomic<bool> shut_down{false};
 
   http::client::http_client_config ClientConfig(std::chrono::seconds timeout) const {
     http::client::http_client_config c;
@@ -180,6 +184,10 @@ struct RestClient::Impl {
   Reply Send(const http::method& method, const std::string& path_and_query, const std::string& body,
              const std::string& content_type) {
     Reply out;
+    if (shut_down) {
+      out.transport = NoReply(method + " " + path_and_query + ": the client is shutting down");
+      return out;
+    }
     Throttle();
     auto request = Request(method, path_and_query, body, content_type);
     if (!request.ok()) {
@@ -189,7 +197,7 @@ struct RestClient::Impl {
       return out;
     }
     try {
-      http::http_response response = client->request(*request).get();
+      http::http_response response = client->request(*request, shutdown.get_token()).get();
       std::vector<unsigned char> raw = response.extract_vector().get();
       out.code = response.status_code();
       out.body.assign(raw.begin(), raw.end());
@@ -483,6 +491,12 @@ ApiResult<bool> RestClient::Watch(const Resource& r, const std::string& ns, cons
     result.error = NoReply("watch " + path + ": " + ExceptionText(e));
     return result;
   }
+}
+
+void RestClient::Shutdown() {
+  impl_->shut_down = true;
+  impl_->shutdown.cancel();
+  CancelWatches();
 }
 
 void RestClient::CancelWatches() {

@@ -111,7 +111,11 @@ class RestClient {
   // The same, ended early by `cancel` (may be null).
   ApiResult<bool> Watch(const Resource& r, const std::string& ns, const ListOptions& options,
                         const std::function<bool(const WatchEvent&)>& on_event, WatchCanceller* cancel);
-  // Closes every watch stream open now (shutdown); later watches are not affected.
+  // Cancels every request in flight (it fails with a transport error) and every watch;
+  // every later call fails at once. For a process that is stopping: nothing waits out a
+  // request timeout against an API server that does not answer.
+  void Shutdown();
+  // Closes every watch stream open now; later watches are not affected.
   void CancelWatches();
 
   const KubeConfig& config() const;
