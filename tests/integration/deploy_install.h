@@ -32,6 +32,7 @@ class InstallCluster {
     KubeApiDoubleOptions options;
     options.rbac_files = std::move(rbac_files);
     options.operator_namespace = ns;
+    options.crd_validator = DefaultCrdValidator();  // AgentRuns checked against the CRD, as a real server does
     operator_token_ = options.operator_token;
     api_ = std::make_unique<KubeApiDouble>(options);
     REQUIRE(api_->Start().ok());

@@ -4,9 +4,12 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <mutex>
@@ -43,11 +46,24 @@ namespace {
 constexpr const char* kOperatorToken = "carapace-operator-token";
 constexpr const char* kNs = "agents";
 
+// The client's every verb is exercised on ConfigMaps, some of which (update) the operator's
+// least-privilege role does not grant: a test role adds them.
+std::string ClientTestRole() {
+  static const std::string path = [] {
+    const std::string p = std::filesystem::temp_directory_path().string() + "/carapace-client-test-role-" +
+                          std::to_string(getpid()) + ".yaml";
+    std::ofstream(p) << "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata: {name: client-test}\n"
+                        "rules: [{apiGroups: [\"\"], resources: [configmaps], verbs: [\"*\"]}]\n";
+    return p;
+  }();
+  return path;
+}
+
 KubeApiDoubleOptions DoubleOptions() {
   KubeApiDoubleOptions o;
   o.operator_token = kOperatorToken;
   o.rbac_files = {std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/cluster_role.yaml",
-                  std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/leader_election_role.yaml"};
+                  std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/leader_election_role.yaml", ClientTestRole()};
   return o;
 }
 

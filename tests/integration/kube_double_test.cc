@@ -12,6 +12,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -273,6 +274,17 @@ json StatefulSet(const std::string& name, const std::string& when_deleted, int r
   return {{"apiVersion", "apps/v1"}, {"kind", "StatefulSet"}, {"metadata", {{"name", name}}}, {"spec", spec}};
 }
 
+// Polls `done` until it holds or `timeout_ms` pass: for what the double's controllers do
+// a little after the request that wakes them, as the real ones do.
+bool Eventually(const std::function<bool()>& done, int timeout_ms = 5000) {
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
+  while (!done()) {
+    if (std::chrono::steady_clock::now() > deadline) return false;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return true;
+}
+
 // ---- kubectl ----
 
 struct Kubectl {
@@ -504,9 +516,11 @@ TEST_CASE("metadata.generation changes with the spec, not with metadata or statu
   object = Http(server.port(), "PUT", kAgentRuns + "/a", object.dump()).Json();
   CHECK(object["metadata"]["generation"] == 2);
 
+  // Only kinds whose registry strategy keeps a generation have one (a ConfigMap's strategy does not).
   json config = Http(server.port(), "POST", kConfigMaps, ConfigMap("c").dump()).Json();
+  CHECK_FALSE(config["metadata"].contains("generation"));
   config["data"]["k"] = "changed";
-  CHECK(Http(server.port(), "PUT", kConfigMaps + "/c", config.dump()).Json()["metadata"]["generation"] == 2);
+  CHECK_FALSE(Http(server.port(), "PUT", kConfigMaps + "/c", config.dump()).Json()["metadata"].contains("generation"));
 }
 
 TEST_CASE("the status subresource and the main resource each change only their part", "[rest]") {
@@ -772,6 +786,11 @@ TEST_CASE("deleting an owner deletes its dependents, and Orphan propagation keep
           Http(server.port(), "DELETE", kAgentRuns + "/owner",
                json({{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", propagation}}).dump());
       REQUIRE(deleted.code == 200);
+      if (propagation == "Background") {  // the garbage collector comes a little later
+        CHECK(server.api.Get("v1", "configmaps", "default", "dependent").ok());
+        CHECK(Eventually([&] { return !server.api.Get("v1", "configmaps", "default", "dependent").ok(); }));
+        CHECK(Eventually([&] { return !server.api.Get("apps/v1", "statefulsets", "default", "dependent-sts").ok(); }));
+      }
       auto config_after = server.api.Get("v1", "configmaps", "default", "dependent");
       auto sts_after = server.api.Get("apps/v1", "statefulsets", "default", "dependent-sts");
       if (propagation == "Orphan") {
@@ -804,10 +823,10 @@ TEST_CASE("a StatefulSet gets claims from its templates, deleted with it only wh
 
   REQUIRE(server.api.Delete("apps/v1", "statefulsets", "default", "keep").ok());
   REQUIRE(Http(server.port(), "DELETE", kStatefulSets + "/drop").code == 200);
+  CHECK(Eventually(
+      [&] { return !server.api.Get("v1", "persistentvolumeclaims", "default", "state-drop-0").ok(); }));
   CHECK(server.api.Get("v1", "persistentvolumeclaims", "default", "state-keep-0").ok());
   CHECK(server.api.Get("v1", "persistentvolumeclaims", "default", "state-keep-1").ok());
-  CHECK(server.api.Get("v1", "persistentvolumeclaims", "default", "state-drop-0").status().code() ==
-        carapace::StatusCode::kNotFound);
 }
 
 TEST_CASE("the operator's token is held to its RBAC rules with the real server's messages", "[rbac]") {
@@ -976,4 +995,403 @@ TEST_CASE("a thousand AgentRuns are created, listed, and seen by each of twenty 
   }
   for (auto& r : readers) r.join();
   for (int n : added) CHECK(n == 1000);
+}
+
+// ---- What the real server adds to a write: defaults, canonical forms, admission, validation ----
+
+namespace {
+
+const char kStatefulSetYaml[] = R"(apiVersion: apps/v1
+kind: StatefulSet
+metadata:
+  name: web
+spec:
+  serviceName: web
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+        - name: worker
+          image: carapace-worker
+          ports: [{containerPort: 8080}]
+          readinessProbe:
+            httpGet: {port: 8080}
+          env:
+            - name: POD
+              valueFrom: {fieldRef: {fieldPath: metadata.name}}
+          resources:
+            requests: {cpu: "0.5", memory: 1024Mi}
+            limits: {}
+        - name: side
+          image: busybox:1.36
+          resources: {}
+      volumes:
+        - name: config
+          configMap: {name: web}
+        - name: scratch
+          emptyDir: {sizeLimit: 1024Mi}
+  volumeClaimTemplates:
+    - metadata: {name: state}
+      spec:
+        accessModes: [ReadWriteOnce]
+        resources:
+          requests: {storage: 1024Mi}
+)";
+
+void WriteFile(const std::string& path, const std::string& text) { std::ofstream(path) << text; }
+
+std::string Replaced(std::string text, const std::string& from, const std::string& to) {
+  size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+json KubectlJson(const Kubectl& kubectl, const std::vector<std::string>& args) {
+  std::vector<std::string> all = {"get"};
+  all.insert(all.end(), args.begin(), args.end());
+  all.insert(all.end(), {"-o", "json"});
+  auto got = kubectl.Run(all);
+  REQUIRE(got.exit_code == 0);
+  return json::parse(got.out);
+}
+
+const std::string kClaims = "/api/v1/namespaces/default/persistentvolumeclaims";
+const std::string kServices = "/api/v1/namespaces/default/services";
+
+}  // namespace
+
+TEST_CASE("kubectl apply stores a StatefulSet with the real server's defaults and canonical quantities",
+          "[kubectl][semantics]") {
+  ApiServer server;
+  Kubectl kubectl(server.api);
+  WriteFile(kubectl.dir.Sub("sts.yaml"), kStatefulSetYaml);
+  REQUIRE(kubectl.Run({"apply", "-f", kubectl.dir.Sub("sts.yaml")}).exit_code == 0);
+
+  json sts = KubectlJson(kubectl, {"statefulset", "web"});
+  const json& spec = sts["spec"];
+  CHECK(spec["replicas"] == 1);
+  CHECK(spec["podManagementPolicy"] == "OrderedReady");
+  CHECK(spec["updateStrategy"] == json({{"type", "RollingUpdate"}, {"rollingUpdate", {{"partition", 0}}}}));
+  CHECK(spec["revisionHistoryLimit"] == 10);
+  CHECK(spec["persistentVolumeClaimRetentionPolicy"] == json({{"whenDeleted", "Retain"}, {"whenScaled", "Retain"}}));
+  const json& claim = spec["volumeClaimTemplates"][0];
+  CHECK(claim["spec"]["volumeMode"] == "Filesystem");
+  CHECK(claim["spec"]["resources"]["requests"]["storage"] == "1Gi");
+  CHECK(claim["status"] == json({{"phase", "Pending"}}));
+
+  const json& pod = spec["template"]["spec"];
+  CHECK(pod["restartPolicy"] == "Always");
+  CHECK(pod["terminationGracePeriodSeconds"] == 30);
+  CHECK(pod["dnsPolicy"] == "ClusterFirst");
+  CHECK(pod["schedulerName"] == "default-scheduler");
+  CHECK(pod["securityContext"] == json::object());
+  const json& worker = pod["containers"][0];
+  CHECK(worker["imagePullPolicy"] == "Always");  // no tag: latest
+  CHECK(pod["containers"][1]["imagePullPolicy"] == "IfNotPresent");
+  CHECK(worker["terminationMessagePath"] == "/dev/termination-log");
+  CHECK(worker["terminationMessagePolicy"] == "File");
+  CHECK(worker["ports"][0]["protocol"] == "TCP");
+  CHECK(worker["readinessProbe"] == json({{"httpGet", {{"port", 8080}, {"path", "/"}, {"scheme", "HTTP"}}},
+                                          {"timeoutSeconds", 1},
+                                          {"periodSeconds", 10},
+                                          {"successThreshold", 1},
+                                          {"failureThreshold", 3}}));
+  CHECK(worker["env"][0]["valueFrom"]["fieldRef"]["apiVersion"] == "v1");
+  // Quantities as resource.Quantity writes them; an empty map is dropped, an empty struct kept.
+  CHECK(worker["resources"] == json({{"requests", {{"cpu", "500m"}, {"memory", "1Gi"}}}}));
+  CHECK(pod["containers"][1]["resources"] == json::object());
+  CHECK(pod["volumes"][0]["configMap"]["defaultMode"] == 420);
+  CHECK(pod["volumes"][1]["emptyDir"] == json({{"sizeLimit", "1Gi"}}));
+  CHECK(sts["metadata"]["generation"] == 1);
+
+  // Applying the same file again changes nothing: what is stored is what a real server stores.
+  // (kubectl still says "configured": its patch re-sends "0.5", which the server stores as 500m.)
+  REQUIRE(kubectl.Run({"apply", "-f", kubectl.dir.Sub("sts.yaml")}).exit_code == 0);
+  CHECK(KubectlJson(kubectl, {"statefulset", "web"})["metadata"]["generation"] == 1);
+  // The same claim size in another spelling is the same claim.
+  WriteFile(kubectl.dir.Sub("sts.yaml"), Replaced(kStatefulSetYaml, "storage: 1024Mi", "storage: 1Gi"));
+  CHECK(kubectl.Run({"apply", "-f", kubectl.dir.Sub("sts.yaml")}).exit_code == 0);
+}
+
+TEST_CASE("a StatefulSet update may change replicas, template and policies only, and quantities must parse",
+          "[kubectl][semantics]") {
+  ApiServer server;
+  Kubectl kubectl(server.api);
+  WriteFile(kubectl.dir.Sub("sts.yaml"), kStatefulSetYaml);
+  REQUIRE(kubectl.Run({"apply", "-f", kubectl.dir.Sub("sts.yaml")}).exit_code == 0);
+
+  WriteFile(kubectl.dir.Sub("bigger.yaml"), Replaced(kStatefulSetYaml, "storage: 1024Mi", "storage: 2Gi"));
+  auto bigger = kubectl.Run({"apply", "-f", kubectl.dir.Sub("bigger.yaml")});
+  CHECK(bigger.exit_code != 0);
+  CHECK_THAT(bigger.err, Catch::Matchers::ContainsSubstring(
+                             "The StatefulSet \"web\" is invalid: spec: Forbidden: updates to statefulset spec for "
+                             "fields other than 'replicas', 'ordinals', 'template', 'updateStrategy', "
+                             "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden"));
+
+  auto scaled = kubectl.Run({"patch", "statefulset", "web", "-p", R"({"spec":{"replicas":3}})"});
+  CHECK(scaled.exit_code == 0);
+  auto patched = kubectl.Run({"patch", "statefulset", "web", "--type=merge", "-p",
+                              R"({"spec":{"template":{"spec":{"containers":[{"name":"worker","image":"w:2"}]}}}})"});
+  CHECK(patched.exit_code == 0);
+  json sts = KubectlJson(kubectl, {"statefulset", "web"});
+  CHECK(sts["spec"]["replicas"] == 3);
+  CHECK(sts["metadata"]["generation"] == 3);
+  // The replaced container list got its defaults too.
+  CHECK(sts["spec"]["template"]["spec"]["containers"][0]["imagePullPolicy"] == "IfNotPresent");
+
+  // A malformed quantity fails decoding, as resource.Quantity's UnmarshalJSON does: 400.
+  WriteFile(kubectl.dir.Sub("bad.yaml"), Replaced(Replaced(kStatefulSetYaml, "name: web", "name: bad"),
+                                                  "cpu: \"0.5\"", "cpu: lots"));
+  auto bad = kubectl.Run({"apply", "-f", kubectl.dir.Sub("bad.yaml")});
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, Catch::Matchers::ContainsSubstring(
+                          "StatefulSet in version \"v1\" cannot be handled as a StatefulSet: quantities must match "
+                          "the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'"));
+  CHECK_FALSE(server.api.Get("apps/v1", "statefulsets", "default", "bad").ok());
+}
+
+TEST_CASE("a Service gets its defaults and a cluster IP that never changes, and a DNS-1035 name",
+          "[kubectl][semantics]") {
+  ApiServer server;
+  Kubectl kubectl(server.api);
+  WriteFile(kubectl.dir.Sub("svc.yaml"), R"(apiVersion: v1
+kind: Service
+metadata: {name: api}
+spec:
+  selector: {app: api}
+  ports: [{name: http, port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: headless}
+spec:
+  clusterIP: None
+  selector: {app: api}
+  ports: [{port: 8080, targetPort: http}]
+)");
+  REQUIRE(kubectl.Run({"apply", "-f", kubectl.dir.Sub("svc.yaml")}).exit_code == 0);
+  json svc = KubectlJson(kubectl, {"service", "api"});
+  const json& spec = svc["spec"];
+  CHECK(spec["type"] == "ClusterIP");
+  CHECK(spec["sessionAffinity"] == "None");
+  CHECK(spec["ports"][0]["protocol"] == "TCP");
+  CHECK(spec["ports"][0]["targetPort"] == 80);
+  REQUIRE(spec["clusterIP"].is_string());
+  CHECK(spec["clusterIP"].get<std::string>().rfind("10.96.", 0) == 0);
+  CHECK(spec["clusterIPs"] == json::array({spec["clusterIP"]}));
+  CHECK(spec["ipFamilies"] == json::array({"IPv4"}));
+  CHECK(spec["ipFamilyPolicy"] == "SingleStack");
+  CHECK(spec["internalTrafficPolicy"] == "Cluster");
+  CHECK_FALSE(svc["metadata"].contains("generation"));
+  json headless = KubectlJson(kubectl, {"service", "headless"});
+  CHECK(headless["spec"]["clusterIP"] == "None");
+  CHECK(headless["spec"]["clusterIPs"] == json::array({"None"}));
+  CHECK(headless["spec"]["ports"][0]["targetPort"] == "http");
+
+  // Re-applying (the file has no clusterIP) keeps the allocated one.
+  auto again = kubectl.Run({"apply", "-f", kubectl.dir.Sub("svc.yaml")});
+  CHECK(again.exit_code == 0);
+  CHECK(KubectlJson(kubectl, {"service", "api"})["spec"]["clusterIP"] == spec["clusterIP"]);
+  auto moved = kubectl.Run({"patch", "service", "headless", "--type=merge", "-p",
+                            R"({"spec":{"clusterIP":"10.96.9.9","clusterIPs":["10.96.9.9"]}})"});
+  CHECK(moved.exit_code != 0);
+  CHECK_THAT(moved.err, Catch::Matchers::ContainsSubstring(
+                            "The Service \"headless\" is invalid: spec.clusterIPs[0]: Invalid value: "
+                            "[]string{\"10.96.9.9\"}: may not change once set"));
+
+  json first = {{"apiVersion", "v1"}, {"kind", "Service"}, {"metadata", {{"name", "1st"}}}, {"spec", json::object()}};
+  auto refused = Http(server.port(), "POST", kServices, first.dump());
+  CHECK(refused.code == 422);
+  CHECK(refused.Json()["message"] ==
+        "Service \"1st\" is invalid: metadata.name: Invalid value: \"1st\": a DNS-1035 label must consist of lower "
+        "case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric "
+        "character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')");
+  json long_label = ConfigMap("labelled", {{"app", std::string(64, 'a')}});
+  auto label = Http(server.port(), "POST", kConfigMaps, long_label.dump());
+  CHECK(label.code == 422);
+  CHECK(label.Json()["message"] == "ConfigMap \"labelled\" is invalid: metadata.labels: Invalid value: \"" +
+                                      std::string(64, 'a') + "\": must be no more than 63 characters");
+}
+
+TEST_CASE("claims get the default storage class, grow only where their class allows it, and never shrink",
+          "[kubectl][semantics]") {
+  ApiServer server;
+  Kubectl kubectl(server.api);
+  WriteFile(kubectl.dir.Sub("classes.yaml"), R"(apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations: {storageclass.kubernetes.io/is-default-class: "true"}
+provisioner: example.com/disk
+---
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata: {name: expandable}
+provisioner: example.com/disk
+allowVolumeExpansion: true
+)");
+  REQUIRE(kubectl.Run({"apply", "-f", kubectl.dir.Sub("classes.yaml")}).exit_code == 0);
+  CHECK(KubectlJson(kubectl, {"sc", "standard"})["reclaimPolicy"] == "Delete");
+
+  json claim = {{"apiVersion", "v1"},
+                {"kind", "PersistentVolumeClaim"},
+                {"metadata", {{"name", "plain"}}},
+                {"spec", {{"accessModes", {"ReadWriteOnce"}}, {"resources", {{"requests", {{"storage", "0.5Gi"}}}}}}}};
+  auto created = Http(server.port(), "POST", kClaims, claim.dump());
+  REQUIRE(created.code == 201);
+  CHECK(created.Json()["spec"]["storageClassName"] == "standard");
+  CHECK(created.Json()["spec"]["volumeMode"] == "Filesystem");
+  CHECK(created.Json()["spec"]["resources"]["requests"]["storage"] == "512Mi");
+  CHECK(created.Json()["status"] == json({{"phase", "Pending"}}));
+  CHECK_FALSE(created.Json()["metadata"].contains("generation"));
+  claim["metadata"]["name"] = "classless";
+  claim["spec"]["storageClassName"] = "";
+  CHECK(Http(server.port(), "POST", kClaims, claim.dump()).Json()["spec"]["storageClassName"] == "");
+
+  // The StatefulSet's claims (bound, as a provisioner would leave them) take the same path.
+  json sts = StatefulSet("db", "Retain");
+  REQUIRE(server.api.Create("apps/v1", "statefulsets", "default", sts).ok());
+  sts = StatefulSet("fast", "Retain");
+  sts["spec"]["volumeClaimTemplates"][0]["spec"]["storageClassName"] = "expandable";
+  REQUIRE(server.api.Create("apps/v1", "statefulsets", "default", sts).ok());
+  json bound = KubectlJson(kubectl, {"pvc", "state-db-0"});
+  CHECK(bound["spec"]["storageClassName"] == "standard");
+  CHECK(bound["spec"]["volumeMode"] == "Filesystem");
+
+  auto grow = [&](const std::string& name, const std::string& size) {
+    return kubectl.Run({"patch", "pvc", name, "-p",
+                        R"({"spec":{"resources":{"requests":{"storage":")" + size + R"("}}}})"});
+  };
+  auto refused = grow("state-db-0", "2Gi");
+  CHECK(refused.exit_code != 0);
+  CHECK_THAT(refused.err, Catch::Matchers::ContainsSubstring(
+                              "persistentvolumeclaims \"state-db-0\" is forbidden: only dynamically provisioned pvc "
+                              "can be resized and the storageclass that provisions the pvc must support resize"));
+  CHECK(grow("state-fast-0", "2Gi").exit_code == 0);
+  CHECK(Eventually([&] {
+    auto c = server.api.Get("v1", "persistentvolumeclaims", "default", "state-fast-0");
+    return c.ok() && (*c)["status"]["capacity"]["storage"] == "2Gi";
+  }));
+  auto shrink = grow("state-fast-0", "1Gi");
+  CHECK(shrink.exit_code != 0);
+  CHECK_THAT(shrink.err, Catch::Matchers::ContainsSubstring(
+                             "spec.resources.requests.storage: Forbidden: field can not be less than previous value"));
+  auto modes = kubectl.Run({"patch", "pvc", "state-fast-0", "-p", R"({"spec":{"accessModes":["ReadWriteMany"]}})"});
+  CHECK(modes.exit_code != 0);
+  CHECK_THAT(modes.err, Catch::Matchers::ContainsSubstring(
+                            "spec: Forbidden: spec is immutable after creation except resources.requests"));
+}
+
+TEST_CASE("whenScaled: Delete removes the claims of the ordinals a scale-down drops", "[gc][semantics]") {
+  ApiServer server;
+  json sts = StatefulSet("scaled", "Retain", 3);
+  sts["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"] = "Delete";
+  REQUIRE(server.api.Create("apps/v1", "statefulsets", "default", sts).ok());
+  auto claim = [&](int i) {
+    return server.api.Get("v1", "persistentvolumeclaims", "default", "state-scaled-" + std::to_string(i)).ok();
+  };
+  REQUIRE((claim(0) && claim(1) && claim(2)));
+  auto scaled = Http(server.port(), "PATCH", kStatefulSets + "/scaled", R"({"spec":{"replicas":1}})",
+                     "application/merge-patch+json");
+  REQUIRE(scaled.code == 200);
+  CHECK(Eventually([&] { return !claim(1) && !claim(2); }));
+  CHECK(claim(0));
+}
+
+TEST_CASE("garbage collection is asynchronous, and Foreground deletes the dependents before the owner", "[gc]") {
+  ApiServer server;
+  auto owner = server.api.Create("v1", "configmaps", "default", ConfigMap("owner"));
+  REQUIRE(owner.ok());
+  auto other = server.api.Create("v1", "configmaps", "default", ConfigMap("other-owner"));
+  REQUIRE(other.ok());
+  auto ref = [](const json& o) {
+    return json({{"apiVersion", "v1"}, {"kind", "ConfigMap"}, {"name", o["metadata"]["name"]},
+                 {"uid", o["metadata"]["uid"]}, {"blockOwnerDeletion", true}});
+  };
+  json dependent = ConfigMap("dependent");
+  dependent["metadata"]["ownerReferences"] = json::array({ref(*owner)});
+  REQUIRE(server.api.Create("v1", "configmaps", "default", dependent).ok());
+  json shared = ConfigMap("shared");
+  shared["metadata"]["ownerReferences"] = json::array({ref(*owner), ref(*other)});
+  REQUIRE(server.api.Create("v1", "configmaps", "default", shared).ok());
+
+  auto deleted = Http(server.port(), "DELETE", kConfigMaps + "/owner",
+                      json({{"kind", "DeleteOptions"}, {"apiVersion", "v1"}, {"propagationPolicy", "Foreground"}}).dump());
+  REQUIRE(deleted.code == 200);
+  // The owner waits, marked, while the collector deletes what depends on it alone.
+  CHECK(deleted.Json()["metadata"]["finalizers"] == json::array({"foregroundDeletion"}));
+  CHECK(deleted.Json()["metadata"].contains("deletionTimestamp"));
+  CHECK(server.api.Get("v1", "configmaps", "default", "dependent").ok());
+  CHECK(Eventually([&] { return !server.api.Get("v1", "configmaps", "default", "owner").ok(); }));
+  CHECK_FALSE(server.api.Get("v1", "configmaps", "default", "dependent").ok());
+  // A dependent with another owner that lives only loses the dangling reference.
+  auto kept = server.api.Get("v1", "configmaps", "default", "shared");
+  REQUIRE(kept.ok());
+  CHECK((*kept)["metadata"]["ownerReferences"] == json::array({ref(*other)}));
+}
+
+TEST_CASE("AgentRuns are pruned, defaulted and validated against the CRD's schema and CEL rules",
+          "[kubectl][crd][semantics]") {
+  KubeApiDoubleOptions options = TestOptions();
+  options.crd_validator = carapace::testing::DefaultCrdValidator();
+  ApiServer server(options);
+  server.InstallCrd();
+  Kubectl kubectl(server.api);
+
+  // kubectl asks for strict field validation: an undeclared field is refused.
+  std::string manifest = ReadText(kSource + "/examples/hello.yaml");
+  WriteFile(kubectl.dir.Sub("unknown.yaml"), Replaced(manifest, "  durability: sync", "  durability: sync\n  foo: 1"));
+  auto strict = kubectl.Run({"apply", "-f", kubectl.dir.Sub("unknown.yaml")});
+  CHECK(strict.exit_code != 0);
+  CHECK_THAT(strict.err, Catch::Matchers::ContainsSubstring(
+                             "AgentRun in version \"v1alpha1\" cannot be handled as a AgentRun: strict decoding "
+                             "error: unknown field \"spec.foo\""));
+  // Without it (the server's default, Warn) the field is dropped with a warning.
+  json run = LoadYamlAsJson(kSource + "/examples/hello.yaml");
+  run["spec"]["foo"] = 1;
+  auto warned = Http(server.port(), "POST", kAgentRuns, run.dump());
+  REQUIRE(warned.code == 201);
+  CHECK(warned.headers["warning"] == "299 - \"unknown field \\\"spec.foo\\\"\"");
+  CHECK_FALSE(warned.Json()["spec"].contains("foo"));
+  CHECK(warned.Json()["spec"]["storage"]["size"] == "1Gi");  // the schema's default
+
+  // The schema and the CEL rules, with the server's wording.
+  json bad = run;
+  bad["metadata"]["name"] = "bad";
+  bad["spec"]["model"]["name"] = "m1";  // the scripted backend takes no model name
+  auto refused = Http(server.port(), "POST", kAgentRuns, bad.dump());
+  CHECK(refused.code == 422);
+  CHECK(refused.Json()["message"] ==
+        "AgentRun.carapace.dev \"bad\" is invalid: spec.model.name: Invalid value: \"object\": name is only valid "
+        "with backend openai or triton");
+  CHECK(refused.Json()["details"]["causes"][0]["field"] == "spec.model.name");
+  bad["metadata"]["name"] = "1bad";
+  auto named = Http(server.port(), "POST", kAgentRuns, bad.dump());
+  CHECK(named.code == 422);
+  CHECK_THAT(named.Json()["message"].get<std::string>(),
+             Catch::Matchers::ContainsSubstring("metadata.name: Invalid value: \"1bad\": metadata.name in body should "
+                                                "match '^[a-z]([-a-z0-9]*[a-z0-9])?$'"));
+
+  // Transition rules compare with the stored object.
+  REQUIRE(kubectl.Run({"apply", "-f", kSource + "/examples/hello.yaml"}).exit_code == 0);
+  auto moved = kubectl.Run({"patch", "ar", "hello", "--type=merge", "-p",
+                            R"({"spec":{"storage":{"storageClassName":"fast"}}})"});
+  CHECK(moved.exit_code != 0);
+  CHECK_THAT(moved.err, Catch::Matchers::ContainsSubstring(
+                            "The AgentRun \"hello\" is invalid: spec.storage.storageClassName: Invalid "
+                            "value: \"object\": storageClassName is immutable: the volume was made with its class"));
+  auto shrunk = kubectl.Run({"patch", "ar", "hello", "--type=merge", "-p", R"({"spec":{"storage":{"size":"512Mi"}}})"});
+  CHECK(shrunk.exit_code != 0);
+  CHECK_THAT(shrunk.err, Catch::Matchers::ContainsSubstring("may only grow: a volume claim cannot shrink"));
+  CHECK(kubectl.Run({"patch", "ar", "hello", "--type=merge", "-p", R"({"spec":{"storage":{"size":"2Gi"}}})"})
+            .exit_code == 0);
+  // Status and finalizer writes are not validated again (nothing the rules see changed).
+  auto current = server.api.Get("carapace.dev/v1alpha1", "agentruns", "default", "hello");
+  REQUIRE(current.ok());
+  json with_status = *current;
+  with_status["status"] = {{"phase", "Running"}};
+  CHECK(server.api.UpdateStatus("carapace.dev/v1alpha1", "agentruns", "default", with_status).ok());
 }

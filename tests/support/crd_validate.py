@@ -21,6 +21,8 @@ error, as the parser makes it one, since the API server would get another value.
 
   crd_validate.py CRD MANIFEST [--old OLD]     errors as "path: message"; exit 0 valid, 1 invalid
   crd_validate.py CRD --json MANIFEST...        one JSON result per manifest (valid, errors, defaulted)
+  crd_validate.py --serve                       the API double's validator: JSON requests on stdin,
+                                                answers on stdout, one a line (see serve())
   crd_validate.py CRD --lint [--chart CHART]    structural and documentation checks of the CRD itself,
                                                 and that every CEL function it calls exists in the
                                                 oldest Kubernetes the chart's kubeVersion allows
@@ -733,6 +735,7 @@ def to_json_schema(node, junctor=False):
     out = {k: node[k] for k in VALUE_KEYWORDS if k in node}
     if "pattern" in node:
         out["pattern"] = go_to_python_regex(node["pattern"])
+        out["x-go-pattern"] = node["pattern"]  # as written, for messages
     if node.get("x-kubernetes-int-or-string"):
         out["anyOf"] = [{"type": "integer"}, {"type": "string"}]
     elif "type" in node:
@@ -868,7 +871,7 @@ def _rule_uses_old(rule):
     return any(t == ("id", "oldSelf") for t in tokenize(rule))
 
 
-def cel_errors(schema, value, path, old=None, has_old=False, in_list=False):
+def cel_errors(schema, value, path, old=None, has_old=False, in_list=False, fmt=lambda node, rule, msg: msg):
     """Evaluates every rule where its schema node has a value; transition rules where the old
     object has a value at the same place (lists: only list-maps correlate, not modelled)."""
     errs = []
@@ -887,17 +890,18 @@ def cel_errors(schema, value, path, old=None, has_old=False, in_list=False):
             if not isinstance(ok, bool):
                 raise Unsupported(f"rule does not give a bool: {r['rule']}")
             if not ok:
-                errs.append((fmt_path(where), r.get("message", "failed rule: " + r["rule"])))
+                errs.append((fmt_path(where), fmt(schema, r, r.get("message", "failed rule: " + r["rule"]))))
         except CelError as e:
-            errs.append((fmt_path(where), f"rule {r['rule']!r}: {e}"))
+            errs.append((fmt_path(where), fmt(schema, r, f"rule {r['rule']!r}: {e}")))
     if isinstance(value, dict):
         for k, sub in schema.get("properties", {}).items():
             if k in value:
                 sub_has_old = has_old and isinstance(old, dict) and k in old
-                errs += cel_errors(sub, value[k], path + [k], old[k] if sub_has_old else None, sub_has_old, in_list)
+                errs += cel_errors(sub, value[k], path + [k], old[k] if sub_has_old else None, sub_has_old, in_list,
+                                   fmt)
     elif isinstance(value, list) and "items" in schema:
         for i, item in enumerate(value):
-            errs += cel_errors(schema["items"], item, path + [i], None, False, True)
+            errs += cel_errors(schema["items"], item, path + [i], None, False, True, fmt)
     return errs
 
 
@@ -978,6 +982,153 @@ def validate(schema, manifest, old_manifest=None, yaml_errors=()):
         old = prepare(schema, old_manifest) if old_manifest is not None else None
         errs += cel_errors(schema, obj, [], old, old is not None)
     return sorted(set(errs) | set(yaml_errors)), obj
+
+
+# ---------------------------------------------------------------------------------------
+# --serve: the Kubernetes API double's validator (tests/support/kube_api_double_crd_validator.cc).
+# What the apiextensions-apiserver does to a custom resource on create and update, with its
+# messages: structural pruning of undeclared fields (pkg/apiserver/schema/pruning), nulls
+# pruned, defaults (pkg/apiserver/schema/defaulting), the OpenAPI schema checks
+# (kube-openapi validate errors as apiextensions turns them into field errors), list-map
+# keys, and the x-kubernetes-validations rules (pkg/apiserver/schema/cel/validation.go),
+# transition rules against the stored object.
+
+
+def prune_unknown(schema, value, path, unknown, root=False):
+    """Drops the fields the schema does not declare; their paths go to `unknown`."""
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        preserve = schema.get("x-kubernetes-preserve-unknown-fields")
+        for k in list(value):
+            if root and k in ("apiVersion", "kind"):
+                continue
+            if root and k == "metadata":  # ObjectMeta: only its own fields survive decoding
+                if isinstance(value[k], dict):
+                    for mk in list(value[k]):
+                        if mk not in OBJECT_META:
+                            unknown.append(fmt_path(path + ["metadata", mk]))
+                            del value[k][mk]
+                continue
+            if k in props:
+                prune_unknown(props[k], value[k], path + [k], unknown)
+            elif isinstance(extra, dict):
+                prune_unknown(extra, value[k], path + [k], unknown)
+            elif not preserve and extra is not True:
+                unknown.append(fmt_path(path + [k]))
+                del value[k]
+    elif isinstance(value, list) and "items" in schema:
+        for i, item in enumerate(value):
+            prune_unknown(schema["items"], item, path + [i], unknown)
+
+
+def _go_type(v):
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, int) or (isinstance(v, float) and v.is_integer()):
+        return "integer"
+    return {float: "number", str: "string", dict: "object", list: "array", type(None): "null"}[type(v)]
+
+
+def _go_value(v):
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    return json.dumps(v) if isinstance(v, (str, int, float, bool)) or v is None else f'"{_go_type(v)}"'
+
+
+def k8s_schema_errors(schema, value):
+    js = to_json_schema(schema)
+    if "metadata" in js.get("properties", {}):
+        js["properties"]["metadata"].pop("additionalProperties", None)
+    out = []
+    for e in Validator(js).iter_errors(value):
+        parts = list(e.absolute_path)
+        path = fmt_path(parts) or "<root>"
+        v, want, got = e.validator, e.validator_value, e.instance
+        if v == "required":
+            m = re.match(r"^'(.*)' is a required property$", e.message)
+            out.append(f"{fmt_path(parts + [m.group(1)] if m else parts)}: Required value")
+        elif v == "enum":
+            out.append(f"{path}: Unsupported value: {_go_value(got)}: supported values: " +
+                       ", ".join(json.dumps(x) for x in want))
+        elif v == "type":
+            want = want[0] if isinstance(want, list) else want
+            out.append(f'{path}: Invalid value: "{_go_type(got)}": {path} in body must be of type {want}: '
+                       f'"{_go_type(got)}"')
+        elif v == "pattern":
+            out.append(f"{path}: Invalid value: {_go_value(got)}: {path} in body should match "
+                       f"'{e.schema.get('x-go-pattern', want)}'")
+        elif v == "maxLength":
+            out.append(f"{path}: Too long: may not be more than {want} bytes")
+        elif v == "minLength":
+            out.append(f"{path}: Invalid value: {_go_value(got)}: {path} in body should be at least {want} chars long")
+        elif v == "minimum":
+            out.append(f"{path}: Invalid value: {_go_value(got)}: {path} in body should be greater than or equal "
+                       f"to {want}")
+        elif v == "maximum":
+            out.append(f"{path}: Invalid value: {_go_value(got)}: {path} in body should be less than or equal to "
+                       f"{want}")
+        elif v == "maxItems":
+            out.append(f"{path}: Too many: {len(got)}: must have at most {want} items")
+        elif v == "minItems":
+            out.append(f"{path}: Invalid value: {len(got)}: {path} in body should have at least {want} items")
+        elif v == "maxProperties":
+            out.append(f"{path}: Too many: {len(got)}: must have at most {want} items")
+        else:
+            out.append(f"{path}: Invalid value: {_go_value(got)}: {e.message}")
+    return out
+
+
+_REASONS = {"FieldValueRequired": "Required value", "FieldValueForbidden": "Forbidden",
+            "FieldValueDuplicate": "Duplicate value"}
+
+
+def _k8s_rule_message(node, rule, message):
+    reason = rule.get("reason", "FieldValueInvalid")
+    if reason in _REASONS:
+        return f"{_REASONS[reason]}: {message}"
+    return f'Invalid value: "{node.get("type", "object")}": {message}'
+
+
+def serve_validate(schema, manifest, old_manifest=None):
+    """(errors, unknown field paths, the object to store); errors as the server words them."""
+    obj = copy.deepcopy(manifest)
+    obj.pop("status", None)
+    unknown = []
+    prune_unknown(schema, obj, [], unknown, root=True)
+    prune_nulls(schema, obj)
+    apply_defaults(schema, obj)
+    errs = k8s_schema_errors(schema, obj)
+    errs += [f"{p}: {m}" for p, m in list_map_errors(schema, obj, [])]
+    if not errs:
+        old = prepare(schema, old_manifest) if old_manifest is not None else None
+        errs += [f"{p}: {m}" for p, m in cel_errors(schema, obj, [], old, old is not None, fmt=_k8s_rule_message)]
+    return errs, unknown, obj
+
+
+def serve(stdin, stdout):
+    """One JSON request a line: {"schema_id", "schema" (once per id), "object", "old"};
+    one JSON answer a line: {"errors", "unknown", "object"}, or {"fatal"} when this tool
+    cannot judge, or {"unknown_schema": true} when the schema must be sent again."""
+    schemas = {}
+    for line in stdin:
+        try:
+            req = json.loads(line)
+            if "schema" in req:
+                _compile_all(req["schema"])
+                schemas[req["schema_id"]] = req["schema"]
+            if req.get("schema_id") not in schemas:
+                answer = {"unknown_schema": True}
+            else:
+                errs, unknown, obj = serve_validate(schemas[req["schema_id"]], req["object"], req.get("old"))
+                answer = {"errors": errs, "unknown": unknown, "object": obj}
+        except Unsupported as e:
+            answer = {"fatal": f"crd_validate: cannot judge: {e}"}
+        except Exception as e:  # a failure of this tool, told to the double rather than dying
+            answer = {"fatal": f"crd_validate: {type(e).__name__}: {e}"}
+        stdout.write(json.dumps(answer) + "\n")
+        stdout.flush()
+    return 0
 
 
 # ---------------------------------------------------------------------------------------
@@ -1140,6 +1291,8 @@ def lint(schema, min_kube=None):
 
 def main(argv):
     args = argv[1:]
+    if args == ["--serve"]:
+        return serve(sys.stdin, sys.stdout)
     if not args:
         print(__doc__, file=sys.stderr)
         return 2

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstring>
 #include <condition_variable>
 #include <ctime>
 #include <deque>
@@ -18,10 +19,14 @@
 #include <sstream>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
+#include "common/quantity.h"
+#include "tests/support/kube_api_double_crd_validator.h"
 #include "tests/support/kube_api_double_http.h"
 #include "tests/support/kube_api_double_objects.h"
 #include "tests/support/kube_api_double_rbac.h"
+#include "tests/support/kube_api_double_semantics.h"
 
 namespace carapace::testing {
 
@@ -45,6 +50,7 @@ struct ResourceType {
   json printer_columns = json::array();  // a CRD's additionalPrinterColumns
   json schema;                           // a CRD version's openAPIV3Schema (kubectl explain)
   std::string crd_name;                  // set for custom resources
+  std::string schema_id;                 // names `schema` to the CRD validator
 
   std::string GroupVersion() const { return group.empty() ? version : group + "/" + version; }
   std::string StoreKey() const { return group + "/" + plural; }
@@ -52,6 +58,7 @@ struct ResourceType {
   std::string Qualified() const { return group.empty() ? plural : plural + "." + group; }
   // "AgentRun.carapace.dev", "ConfigMap": how it names a kind in Invalid errors.
   std::string QualifiedKind() const { return group.empty() ? kind : kind + "." + group; }
+  bool KeepsGeneration() const { return kube_double::KeepsGeneration(group, kind, !crd_name.empty()); }
 };
 
 // An API answer: the object (or list) or a Status, with its HTTP code.
@@ -174,8 +181,38 @@ Answer NotFoundAnswer(const ResourceType& type, const std::string& name) {
   return Failure(404, "NotFound", type.Qualified() + " \"" + name + "\" not found", &type, name);
 }
 
+// A 422 as errors.NewInvalid makes it: the field errors joined in the message, and each as a
+// cause (field, reason, body) in details, whose kind is the Kind: kubectl prints the causes.
+Answer InvalidAnswer(const ResourceType& type, const std::string& name, const std::vector<std::string>& errors) {
+  static const std::pair<const char*, const char*> kReasons[] = {
+      {"Invalid value", "FieldValueInvalid"},       {"Forbidden", "FieldValueForbidden"},
+      {"Required value", "FieldValueRequired"},     {"Unsupported value", "FieldValueNotSupported"},
+      {"Duplicate value", "FieldValueDuplicate"},   {"Too long", "FieldValueTooLong"},
+      {"Too many", "FieldValueTooMany"},            {"Not found", "FieldValueNotFound"}};
+  json causes = json::array();
+  std::string joined;
+  for (const auto& e : errors) {
+    joined += (joined.empty() ? "" : ", ") + e;
+    size_t colon = e.find(": ");
+    json cause = {{"message", colon == std::string::npos ? e : e.substr(colon + 2)}};
+    if (colon != std::string::npos) {
+      cause["field"] = e.substr(0, colon);
+      for (const auto& [body, reason] : kReasons) {
+        if (e.compare(colon + 2, std::strlen(body), body) == 0) cause["reason"] = reason;
+      }
+    }
+    causes.push_back(cause);
+  }
+  if (errors.size() > 1) joined = "[" + joined + "]";
+  Answer answer =
+      Failure(422, "Invalid", type.QualifiedKind() + " \"" + name + "\" is invalid: " + joined, &type, name);
+  answer.body["details"]["kind"] = type.kind;
+  answer.body["details"]["causes"] = causes;
+  return answer;
+}
+
 Answer InvalidAnswer(const ResourceType& type, const std::string& name, const std::string& what) {
-  return Failure(422, "Invalid", type.QualifiedKind() + " \"" + name + "\" is invalid: " + what, &type, name);
+  return InvalidAnswer(type, name, std::vector<std::string>{what});
 }
 
 Answer ConflictAnswer(const ResourceType& type, const std::string& name) {
@@ -260,6 +297,7 @@ std::vector<ResourceType> BuiltinTypes() {
       Builtin("apps", "v1", "statefulsets", "StatefulSet", true, true, {"sts"}),
       Builtin("apps", "v1", "deployments", "Deployment", true, true, {"deploy"}),  // the operator's own
       Builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
+      Builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, false, {"sc"}),
       Builtin("events.k8s.io", "v1", "events", "Event", true, false, {"ev"}),
       Builtin("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", false, true,
               {"crd", "crds"}),
@@ -276,6 +314,21 @@ bool IsCrdType(const ResourceType& t) {
 bool IsStatefulSetType(const ResourceType& t) { return t.group == "apps" && t.plural == "statefulsets"; }
 bool IsNamespaceType(const ResourceType& t) { return t.group.empty() && t.plural == "namespaces"; }
 bool IsSecretType(const ResourceType& t) { return t.group.empty() && t.plural == "secrets"; }
+bool IsClaimType(const ResourceType& t) { return t.group.empty() && t.plural == "persistentvolumeclaims"; }
+bool IsServiceType(const ResourceType& t) { return t.group.empty() && t.plural == "services"; }
+
+std::string AnnotationOf(const json& object, const std::string& key) {
+  const json& meta = Meta(object);
+  auto annotations = meta.find("annotations");
+  if (annotations == meta.end() || !annotations->is_object()) return "";
+  auto it = annotations->find(key);
+  return it != annotations->end() && it->is_string() ? it->get<std::string>() : "";
+}
+
+std::optional<int64_t> StorageRequest(const json& claim) {
+  const json q = claim.value("/spec/resources/requests/storage"_json_pointer, json());
+  return q.is_string() ? QuantityValue(q.get<std::string>()) : std::nullopt;
+}
 
 bool IsTrue(const std::string& value) { return value == "true" || value == "1"; }
 
@@ -331,10 +384,18 @@ struct KubeApiDouble::Impl {
       (void)CreateLocked(*FindTypeLocked("v1", "namespaces"), "", {{"metadata", {{"name", ns}}}});
     }
     notifications.clear();  // subscribers hear of changes made after construction only
+    if (!options.crd_validator.empty()) validator = std::make_unique<kd::CrdValidator>(options.crd_validator);
     dispatcher = std::thread([this] { DispatchLoop(); });
+    controllers = std::thread([this] { ControllerLoop(); });
   }
 
   ~Impl() {
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      controllers_stopping = true;
+    }
+    tasks_cv.notify_all();
+    controllers.join();
     {
       std::lock_guard<std::mutex> lock(notify_mu);
       dispatcher_stopping = true;
@@ -392,6 +453,7 @@ struct KubeApiDouble::Impl {
       t.printer_columns = v.value("additionalPrinterColumns", json::array());
       t.schema = v.value("/schema/openAPIV3Schema"_json_pointer, json());
       t.crd_name = name;
+      t.schema_id = name + "/" + t.version + "/" + std::to_string(std::hash<std::string>{}(t.schema.dump()));
       if (t.version.empty() || t.plural.empty() || t.kind.empty()) continue;
       types[t.GroupVersion()][t.plural] = t;
     }
@@ -470,7 +532,9 @@ struct KubeApiDouble::Impl {
     if (previous) IndexOwnersLocked(t, *previous, false);
     if (event_type == "DELETED") {
       store.erase(key);
+      live_uids.erase(MetaString(*ptr, "uid"));
     } else {
+      live_uids.insert(MetaString(*ptr, "uid"));
       Entry& entry = store[key];
       entry.object = ptr;
       IndexOwnersLocked(t, *ptr, true);
@@ -554,7 +618,11 @@ struct KubeApiDouble::Impl {
     }
     meta["uid"] = NewUid();
     meta["creationTimestamp"] = NowRfc3339();
-    meta["generation"] = 1;
+    if (t.KeepsGeneration()) {
+      meta["generation"] = 1;
+    } else {
+      meta.erase("generation");
+    }
     meta.erase("deletionTimestamp");
     meta.erase("deletionGracePeriodSeconds");
     meta.erase("managedFields");
@@ -562,7 +630,8 @@ struct KubeApiDouble::Impl {
     return {201, json(), {}};
   }
 
-  Answer CreateLocked(const ResourceType& t, const std::string& ns, json object, bool keep_status = false) {
+  Answer CreateLocked(const ResourceType& t, const std::string& ns, json object, bool keep_status = false,
+                      const std::string& field_validation = "") {
     Answer prepared = PrepareNewLocked(t, ns, &object);
     if (!prepared.ok()) return prepared;
     std::string name = MetaString(object, "name");
@@ -573,6 +642,8 @@ struct KubeApiDouble::Impl {
     if (IsSecretType(t)) FoldStringData(&object);
     if (IsNamespaceType(t)) object["status"] = {{"phase", "Active"}};
     if (IsStatefulSetType(t) && !keep_status) object["status"] = {{"replicas", 0}, {"availableReplicas", 0}};
+    Answer admitted = AdmitLocked(t, nullptr, &object, field_validation);
+    if (!admitted.ok()) return admitted;
     if (IsCrdType(t)) {
       const json spec = object.value("spec", json::object());
       std::string expected = spec.value("names", json::object()).value("plural", "") + "." + spec.value("group", "");
@@ -585,7 +656,7 @@ struct KubeApiDouble::Impl {
     }
     ObjectPtr stored = CommitLocked(t, std::move(object), "ADDED", nullptr);
     if (IsStatefulSetType(t)) CreateClaimsLocked(*stored);
-    return {201, *stored, {}};
+    return {201, *stored, admitted.headers};
   }
 
   // Secrets take stringData as plain text and keep it base64-encoded in data.
@@ -603,7 +674,7 @@ struct KubeApiDouble::Impl {
   // ---- Update ----
 
   Answer UpdateLocked(const ResourceType& t, const std::string& ns, const std::string& name, json object,
-                      bool status_only) {
+                      bool status_only, const std::string& field_validation = "") {
     if (!object.is_object()) return Failure(400, "BadRequest", "the body of the request was not a JSON object");
     std::string body_name = MetaString(object, "name");
     if (!body_name.empty() && body_name != name) {
@@ -653,12 +724,17 @@ struct KubeApiDouble::Impl {
       }
     }
     if (IsSecretType(t)) FoldStringData(&updated);
-    if (!status_only && SpecPart(updated) != SpecPart(*old)) {
+    Answer admitted;
+    if (!status_only) {
+      admitted = AdmitLocked(t, old.get(), &updated, field_validation);
+      if (!admitted.ok()) return admitted;
+    }
+    if (!status_only && t.KeepsGeneration() && SpecPart(updated) != SpecPart(*old)) {
       updated["metadata"]["generation"] = Meta(*old).value("generation", 1) + 1;
     }
     json unchanged_check = updated;
     unchanged_check["metadata"]["resourceVersion"] = MetaString(*old, "resourceVersion");
-    if (unchanged_check == *old) return {200, *old, {}};  // a no-op write changes nothing, as in the real server
+    if (unchanged_check == *old) return {200, *old, admitted.headers};  // a no-op write changes nothing, as in the real server
     if (Meta(updated).contains("deletionTimestamp") && Finalizers(updated).empty()) {
       // The real server does not write this update: it deletes the object instead.
       const std::string propagation = entry->propagation;  // a copy: the removal erases the entry
@@ -669,8 +745,12 @@ struct KubeApiDouble::Impl {
       RegisterCrdLocked(updated);
     }
     ObjectPtr stored = CommitLocked(t, std::move(updated), "MODIFIED", old);
-    if (IsStatefulSetType(t) && !status_only) CreateClaimsLocked(*stored);
-    return {200, *stored, {}};
+    if (IsStatefulSetType(t) && !status_only) {
+      CreateClaimsLocked(*stored);
+      DeleteScaledDownClaimsLocked(*old, *stored);
+    }
+    if (IsClaimType(t) && !status_only) ExpandClaimLocked(*old, *stored);
+    return {200, *stored, admitted.headers};
   }
 
   // A write through the main resource cannot change what the server owns.
@@ -699,7 +779,7 @@ struct KubeApiDouble::Impl {
   }
 
   Answer PatchLocked(const ResourceType& t, const std::string& ns, const std::string& name, const std::string& body,
-                     const std::string& content_type, bool status_only) {
+                     const std::string& content_type, bool status_only, const std::string& field_validation = "") {
     const Entry* entry = FindLocked(t, ns, name);
     if (!entry) return NotFoundAnswer(t, name);
     std::string media = content_type.substr(0, content_type.find(';'));
@@ -730,7 +810,7 @@ struct KubeApiDouble::Impl {
                      name);
     }
     if (!patched.is_object()) return InvalidAnswer(t, name, "the patch made the object something other than an object");
-    return UpdateLocked(t, ns, name, std::move(patched), status_only);
+    return UpdateLocked(t, ns, name, std::move(patched), status_only, field_validation);
   }
 
   // ---- Delete, finalizers, garbage collection ----
@@ -748,6 +828,19 @@ struct KubeApiDouble::Impl {
       }
     }
     if (Meta(*old).contains("deletionTimestamp")) return {200, *old, {}};
+    const std::string uid = MetaString(*old, "uid");
+    if (propagation == "Foreground" && dependents.count(uid)) {
+      // The server marks the owner with the foregroundDeletion finalizer; the garbage
+      // collector deletes the dependents, then the finalizer (garbagecollector.go).
+      json marked = *old;
+      marked["metadata"]["finalizers"].push_back("foregroundDeletion");
+      marked["metadata"]["deletionTimestamp"] = NowRfc3339();
+      marked["metadata"]["deletionGracePeriodSeconds"] = 0;
+      ObjectPtr stored = CommitLocked(t, std::move(marked), "MODIFIED", old);
+      StoreOf(t)[{t.namespaced ? ns : "", name}].propagation = propagation;
+      ScheduleLocked([this, t, ns, name, uid] { FinishForegroundLocked(t, ns, name, uid); });
+      return {200, *stored, {}};
+    }
     if (!Finalizers(*old).empty()) {
       json marked = *old;
       marked["metadata"]["deletionTimestamp"] = NowRfc3339();
@@ -768,11 +861,17 @@ struct KubeApiDouble::Impl {
     const json& removed = *gone;
     std::string uid = MetaString(removed, "uid");
     bool orphan = propagation == "Orphan";
-    if (auto it = dependents.find(uid); it != dependents.end()) {
-      std::set<std::string> refs = it->second;
-      for (const auto& ref : refs) CollectDependentLocked(ref, uid, orphan);
+    if (orphan) {
+      if (auto it = dependents.find(uid); it != dependents.end()) {
+        std::set<std::string> refs = it->second;
+        for (const auto& ref : refs) CollectDependentLocked(ref, uid, true);
+      }
+    } else {
+      // The garbage collector notices the owner is gone a little later and deletes its
+      // dependents then (pkg/controller/garbagecollector); the delete has already returned.
+      if (dependents.count(uid)) ScheduleLocked([this, uid] { CollectDependentsLocked(uid); });
+      if (IsStatefulSetType(t)) ScheduleLocked([this, sts = removed] { DeleteRetainedClaimsLocked(sts); });
     }
-    if (IsStatefulSetType(t) && !orphan) DeleteRetainedClaimsLocked(removed);
     if (IsCrdType(t)) RemoveCustomResourcesLocked(MetaString(removed, "name"));
     if (IsNamespaceType(t)) RemoveNamespaceContentsLocked(MetaString(removed, "name"));
     return gone;
@@ -794,7 +893,12 @@ struct KubeApiDouble::Impl {
     std::string ns = ref.substr(first + 1, second - first - 1), name = ref.substr(second + 1);
     const Entry* entry = FindLocked(*t, ns, name);
     if (!entry) return;
-    if (!orphan) {
+    bool other_owner = false;  // a dependent with another live owner only loses the dangling reference
+    for (const auto& r : Meta(*entry->object).value("ownerReferences", json::array())) {
+      std::string other = r.is_object() ? r.value("uid", "") : "";
+      other_owner = other_owner || (other != owner_uid && live_uids.count(other));
+    }
+    if (!orphan && !other_owner) {
       (void)DeleteLocked(*t, ns, name, "Background");
       return;
     }
@@ -889,6 +993,28 @@ struct KubeApiDouble::Impl {
     return claim;
   }
 
+  // persistentVolumeClaimRetentionPolicy.whenScaled: Delete: the StatefulSet controller
+  // deletes the claims of the ordinals a scale-down removed (pkg/controller/statefulset/
+  // stateful_set_utils.go), once their pods are gone: a little later.
+  void DeleteScaledDownClaimsLocked(const json& old, const json& sts) {
+    const int64_t before = kd::StatefulSetReplicas(old), after = kd::StatefulSetReplicas(sts);
+    const json policy = sts.value("/spec/persistentVolumeClaimRetentionPolicy/whenScaled"_json_pointer, json());
+    if (after >= before || policy != "Delete") return;
+    ScheduleLocked([this, sts, before] {
+      const std::string sts_name = MetaString(sts, "name"), ns = MetaString(sts, "namespace");
+      const Entry* current = FindLocked(*FindTypeLocked("apps/v1", "statefulsets"), ns, sts_name);
+      if (!current || MetaString(*current->object, "uid") != MetaString(sts, "uid")) return;
+      const int64_t replicas = kd::StatefulSetReplicas(*current->object);  // it may have grown again
+      ResourceType claims = *FindTypeLocked("v1", "persistentvolumeclaims");
+      for (const auto& tmpl : sts.value("spec", json::object()).value("volumeClaimTemplates", json::array())) {
+        for (int64_t i = replicas; i < before; ++i) {
+          (void)DeleteLocked(claims, ns, MetaString(tmpl, "name") + "-" + sts_name + "-" + std::to_string(i),
+                             "Background");
+        }
+      }
+    });
+  }
+
   void DeleteRetainedClaimsLocked(const json& sts) {
     if (WhenDeleted(sts) != "Delete") return;
     std::string sts_name = MetaString(sts, "name"), ns = MetaString(sts, "namespace");
@@ -905,6 +1031,199 @@ struct KubeApiDouble::Impl {
       }
       for (const auto& name : names) (void)DeleteLocked(claims, ns, name, "Background");
     }
+  }
+
+  // ---- Admission: what the server does between decoding a write and storing it ----
+
+  // Defaults and canonical quantities, admission plugins, name/label and update validation
+  // (kube_api_double_semantics.h), and a custom resource's CRD schema. `old` is null on
+  // create. On success the answer's headers carry the warnings a real server sends.
+  Answer AdmitLocked(const ResourceType& t, const json* old, json* object, const std::string& field_validation) {
+    const std::string name = MetaString(*object, "name");
+    if (auto decode_error = t.crd_name.empty() ? kd::DefaultAndCanonicalise(t.kind, object) : std::nullopt) {
+      return Failure(400, "BadRequest",
+                     t.kind + " in version \"" + t.version + "\" cannot be handled as a " + t.kind + ": " + *decode_error);
+    }
+    if (IsServiceType(t)) {
+      if (old) kd::KeepAllocatedServiceFields(*old, object);
+      kd::AllocateServiceIps([this] { return NextServiceIpLocked(); }, object);
+    }
+    if (IsClaimType(t) && !old) DefaultStorageClassLocked(object);
+    std::vector<std::string> errors = kd::ValidateNameAndLabels(t.crd_name.empty() ? t.kind : "", *object);
+    if (old && t.crd_name.empty()) {
+      for (auto& e : kd::ValidateUpdate(t.kind, *old, *object)) errors.push_back(std::move(e));
+    }
+    Answer admitted{200, json(), {}};
+    if (!t.crd_name.empty()) {
+      admitted = ValidateCustomLocked(t, old, object, field_validation, &errors);
+      if (!admitted.ok()) return admitted;
+    }
+    if (!errors.empty()) return InvalidAnswer(t, name, errors);
+    if (IsClaimType(t) && old) return ResizeAdmissionLocked(t, *old, *object);
+    return admitted;
+  }
+
+  // A custom resource through its CRD's structural schema: undeclared fields pruned (with a
+  // warning; refused under fieldValidation=Strict), defaults, then the schema and the
+  // x-kubernetes-validations rules. Validation ratchets: an update that leaves everything but
+  // metadata and status as it was is not validated again.
+  Answer ValidateCustomLocked(const ResourceType& t, const json* old, json* object, const std::string& field_validation,
+                              std::vector<std::string>* errors) {
+    if (!validator || !t.schema.is_object() || (old && SpecPart(*old) == SpecPart(*object))) return {200, json(), {}};
+    auto verdict = validator->Validate(t.schema_id, t.schema, *object, old ? *old : json());
+    if (!verdict.ok()) return Failure(500, "InternalError", verdict.status().message());
+    Answer admitted{200, json(), {}};
+    if (!verdict->unknown.empty() && field_validation == "Strict") {
+      std::string list;
+      for (const auto& path : verdict->unknown) list += (list.empty() ? "" : ", ") + ("unknown field \"" + path + "\"");
+      return Failure(400, "BadRequest",
+                     t.kind + " in version \"" + t.version + "\" cannot be handled as a " + t.kind +
+                         ": strict decoding error: " + list);
+    }
+    if (field_validation != "Ignore") {
+      for (const auto& path : verdict->unknown) {
+        admitted.headers.push_back({"Warning", "299 - " + json("unknown field \"" + path + "\"").dump()});
+      }
+    }
+    for (auto& e : verdict->errors) errors->push_back(std::move(e));
+    json stored = std::move(verdict->object);
+    if (object->contains("status")) stored["status"] = (*object)["status"];
+    *object = std::move(stored);
+    return admitted;
+  }
+
+  std::string NextServiceIpLocked() {
+    int64_t n = ++service_ips;  // from 10.96.0.10: .1 is the kubernetes Service's
+    return "10.96." + std::to_string((n / 256) % 256) + "." + std::to_string(n % 256);
+  }
+
+  // DefaultStorageClass admission (plugin/pkg/admission/storage/storageclass/setdefault/
+  // admission.go): a claim that names no class gets the default one, the newest if several
+  // (pkg/volume/util/storageclass.go, GetDefaultClass).
+  void DefaultStorageClassLocked(json* claim) {
+    if (!claim->contains("spec") || !(*claim)["spec"].is_object()) return;
+    json& spec = (*claim)["spec"];
+    if (spec.contains("storageClassName") && !spec["storageClassName"].is_null()) return;
+    if (!AnnotationOf(*claim, "volume.beta.kubernetes.io/storage-class").empty()) return;
+    const json* chosen = nullptr;
+    for (const auto& [key, entry] : StoreOf(*FindTypeLocked("storage.k8s.io/v1", "storageclasses"))) {
+      const json& sc = *entry.object;
+      if (AnnotationOf(sc, "storageclass.kubernetes.io/is-default-class") != "true" &&
+          AnnotationOf(sc, "storageclass.beta.kubernetes.io/is-default-class") != "true") {
+        continue;
+      }
+      auto newer = [](const json& a, const json& b) {
+        std::string ta = MetaString(a, "creationTimestamp"), tb = MetaString(b, "creationTimestamp");
+        return ta != tb ? ta > tb : MetaString(a, "name") < MetaString(b, "name");
+      };
+      if (chosen == nullptr || newer(sc, *chosen)) chosen = &sc;
+    }
+    if (chosen != nullptr) spec["storageClassName"] = MetaString(*chosen, "name");
+  }
+
+  // PersistentVolumeClaimResize admission (plugin/pkg/admission/storage/persistentvolume/
+  // resize/admission.go): a claim grows only when bound and its class allows expansion.
+  Answer ResizeAdmissionLocked(const ResourceType& t, const json& old, const json& claim) {
+    auto before = StorageRequest(old), after = StorageRequest(claim);
+    if (!after || *after <= before.value_or(0)) return {200, json(), {}};
+    const std::string name = MetaString(claim, "name");
+    auto forbidden = [&](const std::string& why) {
+      return Failure(403, "Forbidden", t.Qualified() + " \"" + name + "\" is forbidden: " + why, &t, name);
+    };
+    if (old.value("/status/phase"_json_pointer, json()) != "Bound") {
+      return forbidden("Only bound persistent volume claims can be expanded");
+    }
+    json class_name = old.value("/spec/storageClassName"_json_pointer, json());
+    std::string cls = class_name.is_string() ? class_name.get<std::string>()
+                                             : AnnotationOf(old, "volume.beta.kubernetes.io/storage-class");
+    const Entry* sc = cls.empty() ? nullptr : FindLocked(*FindTypeLocked("storage.k8s.io/v1", "storageclasses"), "", cls);
+    if (sc == nullptr || sc->object->value("allowVolumeExpansion", false) != true) {
+      return forbidden(
+          "only dynamically provisioned pvc can be resized and the storageclass that provisions the pvc must "
+          "support resize");
+    }
+    return {200, json(), {}};
+  }
+
+  // The volume expansion a real cluster's resizer and kubelet carry out after an admitted
+  // resize: a little later, status.capacity reports the new size.
+  void ExpandClaimLocked(const json& old, const json& claim) {
+    auto before = StorageRequest(old), after = StorageRequest(claim);
+    if (!after || *after <= before.value_or(0)) return;
+    std::string ns = MetaString(claim, "namespace"), name = MetaString(claim, "name"), uid = MetaString(claim, "uid");
+    ScheduleLocked([this, ns, name, uid] {
+      ResourceType claims = *FindTypeLocked("v1", "persistentvolumeclaims");
+      const Entry* entry = FindLocked(claims, ns, name);
+      if (!entry || MetaString(*entry->object, "uid") != uid) return;
+      json resized = *entry->object;
+      json request = resized.value("/spec/resources/requests/storage"_json_pointer, json());
+      if (request.is_null() || resized.value("/status/capacity/storage"_json_pointer, json()) == request) return;
+      resized["status"]["capacity"]["storage"] = request;
+      CommitLocked(claims, std::move(resized), "MODIFIED", entry->object);
+    });
+  }
+
+  // ---- The controllers the double plays, acting a little after what wakes them ----
+
+  void ScheduleLocked(std::function<void()> task) {
+    tasks.emplace(std::chrono::steady_clock::now() + std::chrono::milliseconds(std::max(options.controller_delay_ms, 0)),
+                  std::move(task));
+    tasks_cv.notify_all();
+  }
+
+  void ControllerLoop() {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!controllers_stopping) {
+      if (tasks.empty()) {
+        tasks_cv.wait(lock);
+        continue;
+      }
+      auto due = tasks.begin()->first;
+      if (std::chrono::steady_clock::now() < due) {
+        tasks_cv.wait_until(lock, due);
+        continue;
+      }
+      std::function<void()> task = std::move(tasks.begin()->second);
+      tasks.erase(tasks.begin());
+      try {
+        task();
+      } catch (const std::exception&) {  // a bug in the double must not take the test process down
+      }
+    }
+  }
+
+  // The garbage collector's pass over an owner that is gone.
+  void CollectDependentsLocked(const std::string& owner_uid) {
+    auto it = dependents.find(owner_uid);
+    if (it == dependents.end()) return;
+    std::set<std::string> refs = it->second;
+    for (const auto& ref : refs) CollectDependentLocked(ref, owner_uid, false);
+  }
+
+  // Foreground deletion: the dependents go first; once none is left, the owner's
+  // foregroundDeletion finalizer is removed, and with the last finalizer the owner.
+  void FinishForegroundLocked(const ResourceType& t, const std::string& ns, const std::string& name,
+                              const std::string& uid) {
+    CollectDependentsLocked(uid);
+    if (dependents.count(uid)) {  // dependents still finalizing: look again later
+      ScheduleLocked([this, t, ns, name, uid] { FinishForegroundLocked(t, ns, name, uid); });
+      return;
+    }
+    const Entry* entry = FindLocked(t, ns, name);
+    if (!entry || MetaString(*entry->object, "uid") != uid) return;
+    json updated = *entry->object;
+    json kept = json::array();
+    for (const auto& f : Finalizers(updated)) {
+      if (f != "foregroundDeletion") kept.push_back(f);
+    }
+    if (kept.empty()) {
+      updated["metadata"].erase("finalizers");
+      const std::string propagation = entry->propagation;
+      RemoveLocked(t, std::move(updated), propagation, entry->object);
+      return;
+    }
+    updated["metadata"]["finalizers"] = kept;
+    CommitLocked(t, std::move(updated), "MODIFIED", entry->object);
   }
 
   // ---- Reads ----
@@ -968,6 +1287,8 @@ struct KubeApiDouble::Impl {
   Answer ServeList(const kd::HttpRequest& req, const ResourceType& t, const std::string& ns);
   Answer ForbiddenAnswer(const ResourceType& t, const std::string& verb, const std::string& resource,
                          const std::string& ns, const std::string& name) const;
+  std::optional<Answer> OwnerReferenceAdmission(const kd::HttpRequest& req, const ResourceType& t, const ApiPath& p,
+                                                const std::string& verb);
   json ToTable(const ResourceType& t, const std::vector<ObjectPtr>& objects, const json& list_meta,
                const std::string& include) const;
   std::optional<Answer> TakeFault(const kd::HttpRequest& req);
@@ -989,6 +1310,13 @@ struct KubeApiDouble::Impl {
   std::unordered_map<std::string, std::set<std::string>> dependents;  // owner uid -> "store\nns\nname"
   std::list<std::shared_ptr<Watcher>> watchers;
   bool stopping = false;
+  std::unordered_set<std::string> live_uids;  // of every stored object: owners the GC must not collect for
+  int64_t service_ips = 9;
+  std::unique_ptr<kd::CrdValidator> validator;  // null: custom resources are stored as sent
+  std::multimap<std::chrono::steady_clock::time_point, std::function<void()>> tasks;  // run under mu
+  std::condition_variable tasks_cv;
+  bool controllers_stopping = false;
+  std::thread controllers;  // runs `tasks`: garbage collection and the controllers' work
 
   std::mutex faults_mu;
   std::deque<Fault> faults;
@@ -1255,6 +1583,9 @@ std::optional<Answer> KubeApiDouble::Impl::Route(const kd::HttpRequest& req, boo
   if (is_operator && !rbac.Allows(verb, t->group, resource, p.ns, p.name)) {
     return ForbiddenAnswer(*t, verb, resource, p.ns, p.name);
   }
+  if (is_operator && (verb == "create" || verb == "update" || verb == "patch")) {
+    if (auto refused = OwnerReferenceAdmission(req, *t, p, verb)) return *refused;
+  }
   if (req.HasQuery("dryRun") && verb != "get" && verb != "list" && verb != "watch") {
     // Refused rather than carried out: a dry run that changed the store would mislead a test.
     return Failure(400, "BadRequest", "dryRun is not supported by the Kubernetes API double");
@@ -1264,6 +1595,73 @@ std::optional<Answer> KubeApiDouble::Impl::Route(const kd::HttpRequest& req, boo
     return std::nullopt;
   }
   return ServeResource(req, *t, p, verb);
+}
+
+// The OwnerReferencesPermissionEnforcement admission plugin (plugin/pkg/admission/gc/
+// gc_admission.go): whoever changes an object's owner references (a create with any counts)
+// must be allowed to delete the object, and whoever sets blockOwnerDeletion on a reference
+// must be allowed to update the owner's finalizers subresource. Many production clusters
+// (OpenShift among them) enable it; the operator's role must pass it.
+std::optional<Answer> KubeApiDouble::Impl::OwnerReferenceAdmission(const kd::HttpRequest& req, const ResourceType& t,
+                                                                   const ApiPath& p, const std::string& verb) {
+  json body = json::parse(req.body.empty() ? "{}" : req.body, nullptr, false);
+  if (body.is_discarded()) return std::nullopt;  // the write itself answers 400
+  json old_refs = json::array();
+  std::string name = p.name.empty() ? MetaString(body, "name") : p.name;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    if (verb != "create") {
+      const Entry* entry = FindLocked(t, p.ns, p.name);
+      if (!entry) return std::nullopt;  // the write answers 404
+      old_refs = Meta(*entry->object).value("ownerReferences", json::array());
+    }
+  }
+  json new_refs;
+  if (body.is_array()) {  // a JSON patch: any operation on the references is a change
+    for (const auto& op : body) {
+      if (op.is_object() && op.value("path", "").rfind("/metadata/ownerReferences", 0) == 0) new_refs = json::array();
+    }
+    if (new_refs.is_null()) return std::nullopt;
+  } else if (body.is_object() && body.contains("metadata") && body["metadata"].is_object() &&
+             body["metadata"].contains("ownerReferences")) {
+    new_refs = body["metadata"]["ownerReferences"];
+  } else {
+    if (verb == "create" || verb == "patch") return std::nullopt;  // none set, or none changed
+    new_refs = json::array();                                       // an update without them removes them
+  }
+  if (!new_refs.is_array()) new_refs = json::array();
+  if (new_refs == old_refs) return std::nullopt;
+  const std::string user = "system:serviceaccount:" + options.operator_namespace + ":carapace-operator";
+  if (!rbac.Allows("delete", t.group, t.plural, p.ns, name)) {
+    return Failure(403, "Forbidden",
+                   t.Qualified() + " \"" + name + "\" is forbidden: cannot set an ownerRef on a resource you can't delete: " +
+                       t.plural + ", " + name + " (user " + user + ")",
+                   &t, name);
+  }
+  for (const auto& ref : new_refs) {
+    if (!ref.is_object() || !ref.value("blockOwnerDeletion", false)) continue;
+    bool already = false;
+    for (const auto& o : old_refs) already = already || (o.value("uid", "") == ref.value("uid", "") && o.value("blockOwnerDeletion", false));
+    if (already) continue;
+    std::optional<ResourceType> owner;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      auto g = types.find(ref.value("apiVersion", ""));
+      if (g != types.end()) {
+        for (const auto& [plural, ot] : g->second) {
+          if (ot.kind == ref.value("kind", "")) owner = ot;
+        }
+      }
+    }
+    if (!owner || !rbac.Allows("update", owner->group, owner->plural + "/finalizers", p.ns, ref.value("name", ""))) {
+      return Failure(403, "Forbidden",
+                     t.Qualified() + " \"" + name + "\" is forbidden: cannot set blockOwnerDeletion if an ownerReference "
+                                                 "refers to a resource you can't set finalizers on: " +
+                         ref.value("kind", "") + " " + ref.value("name", "") + " (user " + user + ")",
+                     &t, name);
+    }
+  }
+  return std::nullopt;
 }
 
 Answer KubeApiDouble::Impl::ForbiddenAnswer(const ResourceType& t, const std::string& verb, const std::string& resource,
@@ -1298,12 +1696,14 @@ Answer KubeApiDouble::Impl::ServeResource(const kd::HttpRequest& req, const Reso
     if (body.is_discarded() || !body.is_object())
       return Failure(400, "BadRequest", "the request body is not a JSON object");
     std::lock_guard<std::mutex> lock(mu);
-    return verb == "create" ? CreateLocked(t, p.ns, std::move(body))
-                            : UpdateLocked(t, p.ns, p.name, std::move(body), p.sub == "status");
+    return verb == "create" ? CreateLocked(t, p.ns, std::move(body), false, req.Query("fieldValidation"))
+                            : UpdateLocked(t, p.ns, p.name, std::move(body), p.sub == "status",
+                                           req.Query("fieldValidation"));
   }
   if (verb == "patch") {
     std::lock_guard<std::mutex> lock(mu);
-    return PatchLocked(t, p.ns, p.name, req.body, req.Header("content-type"), p.sub == "status");
+    return PatchLocked(t, p.ns, p.name, req.body, req.Header("content-type"), p.sub == "status",
+                       req.Query("fieldValidation"));
   }
   // delete and deletecollection: the policy comes from DeleteOptions in the body or the query.
   json options_body = body_json();
@@ -1591,6 +1991,9 @@ void KubeApiDouble::Stop() {
   }
   impl_->server->Stop();
   impl_->server.reset();
+  // The e2e suite's least-privilege audit (tests/e2e/rbac_audit_test.cc) collects what the
+  // operator asked of every double the suite ran.
+  if (const char* dir = std::getenv("CARAPACE_RBAC_AUDIT_DIR"); dir && *dir) (void)impl_->rbac.WriteAudit(dir);
 }
 
 int KubeApiDouble::port() const { return impl_->server ? impl_->server->port() : 0; }
@@ -1614,6 +2017,8 @@ Status KubeApiDouble::WriteKubeconfig(const std::string& path, const std::string
   out.close();
   return out ? Status::Ok() : IoError("cannot write kubeconfig " + path);
 }
+
+std::string DefaultCrdValidator() { return CARAPACE_CRD_VALIDATOR; }
 
 namespace {
 std::string NamespaceOf(const std::string& ns, const nlohmann::json& object) {

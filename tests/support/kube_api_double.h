@@ -1,9 +1,11 @@
 // A Kubernetes API server double for tests, on loopback (plain HTTP, HTTP/1.1): discovery,
 // CRUD with resourceVersion and optimistic concurrency, metadata.generation, the status
 // subresource, merge/JSON/strategic patches, watch streams with bookmarks and 410 Gone past
-// a history window, deletionTimestamp with finalizers, owner-reference garbage collection,
-// label and field selectors, fault injection, and RBAC checked against the operator's role
-// in deploy/rbac/. Real kubectl works against it. Test code only; never shipped.
+// a history window, deletionTimestamp with finalizers, asynchronous owner-reference garbage
+// collection, label and field selectors, fault injection, and RBAC checked against the
+// operator's role in deploy/rbac/. Writes get the real server's defaults, canonical
+// quantities, admission and validation (kube_api_double_semantics.h; custom resources:
+// their CRD's schema and CEL rules). Real kubectl works against it. Test code only; never shipped.
 //
 // Thread-safety: every method may be called from any thread while the server runs.
 #pragma once
@@ -30,7 +32,18 @@ struct KubeApiDoubleOptions {
   int64_t watch_history = 10000;  // changes kept for watches; older resourceVersions get 410
   int bookmark_interval_ms = 1000;
   int port = 0;  // the port Start() listens on; 0: a free one
+  // Custom resources are pruned, defaulted and validated against their CRD's schema and
+  // x-kubernetes-validations rules by this script (tests/support/crd_validate.py, run with
+  // /usr/bin/python3 --serve; DefaultCrdValidator() names it); empty: stored as sent.
+  std::string crd_validator;
+  // How long the garbage collector and the controllers the double plays (StatefulSet claims,
+  // volume expansion) take to act after the change that wakes them, as the real ones do
+  // asynchronously.
+  int controller_delay_ms = 100;
 };
+
+// The path of tests/support/crd_validate.py in this source tree.
+std::string DefaultCrdValidator();
 
 class KubeApiDouble {
  public:

@@ -13,7 +13,7 @@ namespace {
 
 int Usage() {
   std::cerr << "usage: carapace-test-kube-apiserver [--port N] [--rbac FILE]... "
-               "[--kubeconfig-out PATH --token T]\n";
+               "[--kubeconfig-out PATH --token T] [--crd-validator PATH (\"\": off)]\n";
   return 2;
 }
 
@@ -21,6 +21,7 @@ int Usage() {
 
 int main(int argc, char** argv) {
   carapace::testing::KubeApiDoubleOptions options;
+  options.crd_validator = carapace::testing::DefaultCrdValidator();
   std::string kubeconfig_out, token;
   for (int i = 1; i < argc; ++i) {
     std::string arg = argv[i];
@@ -34,6 +35,8 @@ int main(int argc, char** argv) {
       kubeconfig_out = value;
     } else if (arg == "--token") {
       token = value;
+    } else if (arg == "--crd-validator") {
+      options.crd_validator = value;
     } else {
       return Usage();
     }

@@ -4,8 +4,12 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
+#include <fstream>
 
 namespace carapace::testing::kube_double {
 
@@ -53,14 +57,39 @@ Status RbacRules::Load(const std::vector<std::string>& files, const std::string&
 
 bool RbacRules::Allows(const std::string& verb, const std::string& group, const std::string& resource,
                        const std::string& ns, const std::string& name) const {
+  bool allowed = false;
   for (const auto& rule : rules_) {
     if (!rule.ns.empty() && rule.ns != ns) continue;
     if (!Contains(rule.verbs, verb) || !Contains(rule.groups, group) || !Contains(rule.resources, resource)) continue;
     // resourceNames restrict by name, so they never allow a list, watch or create.
     if (!rule.names.empty() && (name.empty() || !Contains(rule.names, name))) continue;
-    return true;
+    allowed = true;
+    break;
   }
-  return false;
+  std::lock_guard<std::mutex> lock(asked_mu_);
+  asked_.insert({verb, group, resource, allowed});
+  return allowed;
+}
+
+std::set<RbacRules::Decision> RbacRules::Asked() const {
+  std::lock_guard<std::mutex> lock(asked_mu_);
+  return asked_;
+}
+
+Status RbacRules::WriteAudit(const std::string& dir) const {
+  const std::set<Decision> asked = Asked();
+  if (asked.empty()) return Status::Ok();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  static std::atomic<int> sequence{0};
+  const std::string path = dir + "/" + std::to_string(getpid()) + "-" + std::to_string(++sequence) + ".txt";
+  std::ofstream out(path);
+  for (const auto& [verb, group, resource, allowed] : asked) {
+    out << verb << " " << (group.empty() ? "core" : group) << " " << resource << " " << (allowed ? "allowed" : "denied")
+        << "\n";
+  }
+  out.close();
+  return out ? Status::Ok() : Unavailable("cannot write the RBAC audit " + path);
 }
 
 }  // namespace carapace::testing::kube_double
