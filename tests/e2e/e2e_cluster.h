@@ -31,6 +31,7 @@ class Cluster {
   explicit Cluster(int operators = 1) {
     KubeApiDoubleOptions o;
     o.rbac_files = {std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/cluster_role.yaml", std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/leader_election_role.yaml"};
+    o.crd_validator = DefaultCrdValidator();  // the CRD's schema, defaults and CEL rules, as a real server
     api_ = std::make_unique<KubeApiDouble>(o);
     REQUIRE(api_->Start().ok());
     admin_ = dir_.Sub("admin.kubeconfig");
@@ -67,11 +68,16 @@ class Cluster {
     return RunCommand(args, timeout_ms);
   }
 
-  // Applies a manifest given as text.
-  void Apply(const std::string& manifest) {
+  // kubectl apply of a manifest given as text; the result, for a test that expects a refusal.
+  CommandResult TryApply(const std::string& manifest) {
     const std::string file = dir_.Sub("manifest-" + std::to_string(applied_++) + ".yaml");
     std::ofstream(file) << manifest;
-    CommandResult r = Kubectl({"apply", "-f", file});
+    return Kubectl({"apply", "-f", file});
+  }
+
+  // Applies a manifest given as text.
+  void Apply(const std::string& manifest) {
+    CommandResult r = TryApply(manifest);
     INFO(r.out << r.err);
     REQUIRE(r.exit_code == 0);
   }
