@@ -5,6 +5,8 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -686,4 +688,77 @@ TEST_CASE("a worker whose model service is down waits and says why; messages wai
   auto [mcode2, metrics2] = HttpGet(w.http_port(), "/metrics");
   CHECK_THAT(metrics2, ContainsSubstring("carapace_model_unavailable 0"));
   CHECK(w.Stop().exit_code == 0);
+}
+
+namespace {
+
+int64_t ProcKib(pid_t pid, const std::string& field) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) return std::stoll(line.substr(field.size() + 1));
+  }
+  return -1;
+}
+
+// Sends a request head that never ends, `bytes` long, as fast as the server takes it, then
+// reads whatever it answered.
+std::string FloodHeader(int port, size_t bytes) {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    close(fd);
+    return "";
+  }
+  timeval tv{10, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const std::string start = "GET /metrics HTTP/1.1\r\nX-Flood: ";
+  (void)!send(fd, start.data(), start.size(), MSG_NOSIGNAL);
+  const std::string chunk(1 << 16, 'a');
+  for (size_t sent = 0; sent < bytes;) {
+    ssize_t n = send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+    if (n <= 0) break;  // refused and closed
+    sent += static_cast<size_t>(n);
+  }
+  std::string reply;
+  char buf[1024];
+  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  close(fd);
+  return reply;
+}
+
+}  // namespace
+
+TEST_CASE("the probe port holds many concurrent oversized requests to its memory bound", "[worker][limits]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"done"}));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  REQUIRE(HttpGet(w.http_port(), "/healthz").first == 200);
+  const pid_t pid = w.child()->pid();
+  const int64_t peak_before = ProcKib(pid, "VmHWM");
+  REQUIRE(peak_before > 0);
+  // 48 peers at once, each sending a 32 MiB header (1.5 GiB in all; one such request
+  // used to cost the worker hundreds of MiB).
+  std::vector<std::thread> peers;
+  std::atomic<int> refused{0}, answered{0};
+  for (int i = 0; i < 48; ++i) {
+    peers.emplace_back([&] {
+      const std::string reply = FloodHeader(w.http_port(), size_t{32} << 20);
+      if (!reply.empty()) ++answered;
+      if (reply.rfind("HTTP/1.1 431", 0) == 0 || reply.rfind("HTTP/1.1 503", 0) == 0) ++refused;
+    });
+  }
+  for (auto& t : peers) t.join();
+  const int64_t peak_after = ProcKib(pid, "VmHWM");
+  INFO("peak RSS before " << peak_before << " KiB, after " << peak_after << " KiB");
+  CHECK(refused.load() == answered.load());  // every peer that got an answer was refused, none served
+  CHECK(answered.load() > 0);
+  // Bound: 128 connections of at most 16 KiB of head each, and the buffers around them.
+  CHECK(peak_after - peak_before < 16 * 1024);
+  CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
 }
