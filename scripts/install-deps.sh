@@ -6,6 +6,7 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake ccache pkg-config git make
   libcpprest-dev libssl-dev zlib1g-dev
+  libcurl4-openssl-dev  # the http tool (connects to the address it checked: CURLOPT_RESOLVE)
   libyaml-cpp-dev nlohmann-json3-dev
   libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc

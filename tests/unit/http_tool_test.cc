@@ -3,10 +3,15 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
-#include "tests/support/ledger_server.h"
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cstdlib>
 #include <fstream>
 
+#include "tests/support/ledger_server.h"
 #include "common/redact.h"
 #include "tests/support/child_process.h"
 #include "tests/support/loopback_listener.h"
@@ -352,4 +357,43 @@ TEST_CASE("a small text body comes back whole and exact, under any limit that ho
     CHECK_THAT(r.error, ContainsSubstring("over the limit of 10"));
   }
   listener->close().wait();
+}
+
+TEST_CASE("with \"*\", the connection goes to the address checked, over http and https alike (no DNS rebinding)",
+          "[tools][http]") {
+  // A listener on 127.0.0.1 that counts who connects. "localhost" reaches it through the
+  // system's resolver (/etc/hosts); the tool's own lookup, as a hostile DNS server would
+  // answer it, says a public address. The check passes on that answer, so the connection
+  // must go to that public address, never to a second lookup's 127.0.0.1.
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(listen(fd, 16) == 0);
+  socklen_t len = sizeof addr;
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  fcntl(fd, F_SETFL, O_NONBLOCK);
+
+  HttpToolOptions opts;
+  opts.allowed_hosts = {"*"};
+  opts.timeout_seconds = 2;
+  HttpTool tool("web", opts);
+  int lookups = 0;
+  tool.SetResolver([&](const std::string& host) -> Result<std::vector<std::string>> {
+    ++lookups;
+    CHECK(host == "localhost");
+    return std::vector<std::string>{"192.0.2.1"};  // TEST-NET-1: public by class, routed nowhere here
+  });
+  REQUIRE(*ClassifyAddress("192.0.2.1") == AddressClass::kPublic);
+  for (const char* scheme : {"http", "https"}) {
+    INFO(scheme);
+    auto r = tool.Call({{"method", "GET"}, {"url", std::string(scheme) + "://localhost:" + std::to_string(port) + "/x"}},
+                       ToolContext{"c", "k"});
+    CHECK_FALSE(r.ok);
+  }
+  CHECK(lookups == 2);
+  CHECK(accept(fd, nullptr, nullptr) < 0);  // nothing ever connected to 127.0.0.1
+  close(fd);
 }

@@ -6,17 +6,14 @@
 #include <cctype>
 #include <cstring>
 
-#include <cpprest/containerstream.h>
-#include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
 #include "common/text.h"
 #include "worker/tools/address_policy.h"
 #include "worker/tools/header_values.h"
+#include "worker/tools/http_fetch.h"
 
 namespace carapace {
-
-namespace http = web::http;
 
 namespace {
 
@@ -108,13 +105,13 @@ Result<HttpTool::Destination> HttpTool::CheckDestination(const web::uri& uri) co
   const int port = uri.port() > 0 ? uri.port() : (uri.scheme() == "https" ? 443 : 80);
   const std::string hostport = uri.host() + ":" + std::to_string(port);
   Destination d;
-  d.connect_base = uri.scheme() + "://" + uri.host() + ":" + std::to_string(port);
   // Listed explicitly: the spec's author chose this host, internal or not.
   if (HostAllowed(uri.host(), port)) return d;
   const bool any_public = std::find(options_.allowed_hosts.begin(), options_.allowed_hosts.end(), "*") !=
                           options_.allowed_hosts.end();
   if (!any_public) return PermissionDenied("host " + hostport + " is not in this tool's allowedHosts");
-  CARAPACE_ASSIGN_OR_RETURN(auto addresses, ResolveHost(uri.host()));
+  CARAPACE_ASSIGN_OR_RETURN(auto addresses, resolve_ ? resolve_(uri.host()) : ResolveHost(uri.host()));
+  if (addresses.empty()) return Unavailable("cannot resolve " + uri.host() + ": no addresses");
   for (const auto& ip : addresses) {
     CARAPACE_ASSIGN_OR_RETURN(AddressClass c, ClassifyAddress(ip));
     if (c != AddressClass::kPublic) {
@@ -122,14 +119,9 @@ Result<HttpTool::Destination> HttpTool::CheckDestination(const web::uri& uri) co
                               "), which is refused unless allowedHosts lists the host");
     }
   }
-  if (uri.scheme() == "http") {
-    // Connect to the address just checked, not to a second lookup a DNS server could answer
-    // differently. (For https the name is needed for the certificate: checked, not pinned.)
-    const std::string& ip = addresses.front();
-    std::string literal = ip.find(':') != std::string::npos ? "[" + ip + "]" : ip;
-    d.connect_base = "http://" + literal + ":" + std::to_string(port);
-    d.host_header = uri.port() > 0 ? hostport : uri.host();
-  }
+  // Connect to the address just checked, not to a second lookup a DNS server could answer
+  // differently; for https the name still goes in SNI and is what the certificate must name.
+  d.pinned_address = addresses.front();
   return d;
 }
 
@@ -176,15 +168,13 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       return ToolResult::Fail(hop == 0 ? dest.status().message()
                                        : "redirect to " + url + " refused: " + dest.status().message());
     }
-    http::client::http_client_config config;
-    config.set_timeout(std::chrono::seconds(options_.timeout_seconds));
-    // cpprestsdk follows up to 10 redirects on its own, to anywhere: off, so that every hop
-    // passes CheckDestination above.
-    config.set_max_redirects(0);
-    http::http_request request(method);
-    request.set_request_uri(uri.resource());
-    request.headers().add("Idempotency-Key", context.idempotency_key);
-    if (!dest->host_header.empty()) request.headers().add("Host", dest->host_header);
+    HttpFetchRequest request;
+    request.method = method;
+    request.url = url;
+    request.pinned_address = dest->pinned_address;
+    request.timeout_seconds = static_cast<int>(options_.timeout_seconds);
+    request.max_body_bytes = limit;
+    request.headers.emplace_back("Idempotency-Key", context.idempotency_key);
     bool has_content_type = false;
     auto add = [&](const std::string& k, const std::string& v) {
       std::string lower = AsciiLower(k);
@@ -193,7 +183,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
         return;  // credentials and secret headers stay with their origin
       }
       has_content_type = has_content_type || lower == "content-type";
-      request.headers().add(k, v);
+      request.headers.emplace_back(k, v);
     };
     for (const auto& [k, v] : configured_headers_) add(k, v);
     for (const auto& [k, v] : headers) {
@@ -203,98 +193,59 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       if (!configured) add(k, v);
     }
     if (has_body) {
-      // Bodies go through byte vectors: cpprest's std::string stream buffers trip UBSan and
-      // leak under ASan (DESIGN.md, build facts).
-      request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
-      if (!has_content_type) request.headers().set_content_type("application/json");
+      request.body = body;
+      if (!has_content_type) request.headers.emplace_back("Content-Type", "application/json");
     }
-    pplx::cancellation_token_source cancel;
-    try {
-      http::client::http_client client(dest->connect_base, config);
-      http::http_response response = client.request(request, cancel.get_token()).get();
-      // Stops a download and waits for cpprest to finish with it, so no transfer outlives
-      // the call (it would keep writing into a body nobody reads).
-      auto abandon = [&](const std::string& why) {
-        cancel.cancel();
-        try {
-          response.content_ready().wait();
-        } catch (...) {
-          // cancelled, as asked
-        }
-        return ToolResult::Fail(why);
-      };
-      const int status = response.status_code();
-      if (IsRedirect(status) && response.headers().has("Location")) {
-        if (hop >= options_.max_redirects) {
-          return abandon("more than " + std::to_string(options_.max_redirects) + " redirects, last to " +
-                         response.headers()["Location"]);
-        }
-        std::string location = response.headers()["Location"];
-        abandon("");
-        auto next = ResolveLocation(uri, location);
-        if (!next.ok()) return ToolResult::Fail(next.status().message());
-        if (uri.scheme() == "https" && AsciiLower(next->substr(0, 7)) == "http://") {
-          return ToolResult::Fail("redirect from https to " + *next + " refused: it would send the request in clear text");
-        }
-        url = *next;
-        // 303, and 301/302 after a POST, continue as GET without a body, as browsers do.
-        if (status == 303 || ((status == 301 || status == 302) && method == "POST")) {
-          method = "GET";
-          has_body = false;
-        }
-        continue;
-      }
-      if (response.headers().content_length() > limit) {
-        return abandon("response of " + std::to_string(response.headers().content_length()) +
-                       " bytes is over the limit of " + std::to_string(limit));
-      }
-      // Read in chunks so a body without Content-Length cannot grow past the limit. The
-      // buffer's vector is grown ahead of each read, so its size is not what was read: the
-      // bytes read are counted, and only they are taken.
-      concurrency::streams::container_buffer<std::vector<uint8_t>> buf;
-      auto stream = response.body();
-      size_t read = 0;
-      for (;;) {
-        const size_t n = stream.read(buf, 64 * 1024).get();
-        if (n == 0) break;
-        read += n;
-        if (read > limit) return abandon("response is over the limit of " + std::to_string(limit) + " bytes");
-      }
-      const auto& collected = buf.collection();
-      const std::vector<uint8_t> bytes(collected.begin(), collected.begin() + static_cast<std::ptrdiff_t>(
-                                                                            std::min(read, collected.size())));
-      std::string text(bytes.begin(), bytes.end());
-      std::string type = response.headers().content_type();
-      nlohmann::json out = {{"status", status}, {"contentType", type}};
-      if (hop > 0) {
-        out["url"] = url;
-        out["redirects"] = hop;
-      }
-      if (type.find("json") != std::string::npos) {
-        auto parsed = nlohmann::json::parse(text, nullptr, false);
-        out["body"] = parsed.is_discarded() ? nlohmann::json(text) : parsed;
-      } else if (type.empty() || type.rfind("text/", 0) == 0 || type.find("xml") != std::string::npos) {
-        out["body"] = text;
-      } else {
-        out["body"] = "(" + std::to_string(bytes.size()) + " bytes of " + type + ")";
-      }
-      ToolResult result = ToolResult::Ok(out);
-      if (status >= 400) {
-        result.ok = false;
-        result.error = "HTTP " + std::to_string(status);
-      }
-      return result;
-    } catch (const std::exception& e) {
-      // A failed request leaves cpprest's continuations registered on the token; cancelling
-      // it lets them finish instead of outliving the call (LeakSanitizer saw them).
-      cancel.cancel();
+    auto fetched = HttpFetch(request);
+    if (!fetched.ok()) {
+      if (fetched.status().code() == StatusCode::kResourceExhausted) return ToolResult::Fail(fetched.status().message());
       if (!HostAllowed(uri.host(), port)) {
         // Reached through "*": say no more than that it failed, so that connection errors
         // cannot be used to map what answers on which internal port.
         return ToolResult::Fail(method + " " + url + " failed");
       }
-      return ToolResult::Fail(method + " " + url + " failed: " + e.what());
+      return ToolResult::Fail(method + " " + url + " failed: " + fetched.status().message());
     }
+    HttpFetchResponse& response = *fetched;
+    const int status = response.status;
+    if (IsRedirect(status) && response.location) {
+      if (hop >= options_.max_redirects) {
+        return ToolResult::Fail("more than " + std::to_string(options_.max_redirects) + " redirects, last to " +
+                                *response.location);
+      }
+      auto next = ResolveLocation(uri, *response.location);
+      if (!next.ok()) return ToolResult::Fail(next.status().message());
+      if (uri.scheme() == "https" && AsciiLower(next->substr(0, 7)) == "http://") {
+        return ToolResult::Fail("redirect from https to " + *next + " refused: it would send the request in clear text");
+      }
+      url = *next;
+      // 303, and 301/302 after a POST, continue as GET without a body, as browsers do.
+      if (status == 303 || ((status == 301 || status == 302) && method == "POST")) {
+        method = "GET";
+        has_body = false;
+      }
+      continue;
+    }
+    const std::string& type = response.content_type;
+    nlohmann::json out = {{"status", status}, {"contentType", type}};
+    if (hop > 0) {
+      out["url"] = url;
+      out["redirects"] = hop;
+    }
+    if (type.find("json") != std::string::npos) {
+      auto parsed = nlohmann::json::parse(response.body, nullptr, false);
+      out["body"] = parsed.is_discarded() ? nlohmann::json(response.body) : parsed;
+    } else if (type.empty() || type.rfind("text/", 0) == 0 || type.find("xml") != std::string::npos) {
+      out["body"] = response.body;
+    } else {
+      out["body"] = "(" + std::to_string(response.body.size()) + " bytes of " + type + ")";
+    }
+    ToolResult result = ToolResult::Ok(out);
+    if (status >= 400) {
+      result.ok = false;
+      result.error = "HTTP " + std::to_string(status);
+    }
+    return result;
   }
 }
 

@@ -1,13 +1,16 @@
-// The http tool: GET/POST/PUT/DELETE through cpprestsdk to the hosts the spec allows.
+// The http tool: GET/POST/PUT/DELETE through libcurl (http_fetch.h) to the hosts the spec allows.
 // allowedHosts lists "host:port" or "host" entries, which may be internal; "*" also allows
 // any host whose every address is public (loopback, link-local such as the cloud metadata
-// service, private and unique-local addresses are refused after DNS resolution). Redirects
+// service, private and unique-local addresses are refused after DNS resolution), and the
+// connection goes to the address checked, for http and https alike. Redirects
 // are followed up to maxRedirects, each hop checked again. Every request carries the call's
 // idempotency key as an Idempotency-Key header, so a service that honours it can make a
 // retried call harmless.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "worker/tools/tool.h"
 
@@ -34,10 +37,14 @@ class HttpTool : public Tool {
   // ok when `host` and `port` match an allowed entry ("host:port", or "host" for any port).
   bool HostAllowed(const std::string& host, int port) const;
 
+  // The DNS lookup the checks use (ResolveHost by default). Tests give one that answers as
+  // a hostile DNS server would.
+  using Resolver = std::function<Result<std::vector<std::string>>(const std::string& host)>;
+  void SetResolver(Resolver resolve) { resolve_ = std::move(resolve); }
+
  private:
   struct Destination {
-    std::string connect_base;  // scheme://host-or-checked-address:port
-    std::string host_header;   // set when connecting to a pinned address
+    std::string pinned_address;  // the address checked, connected to; "" for a listed host
   };
   // Where a request to `uri` may go, or kPermissionDenied saying why not.
   Result<Destination> CheckDestination(const web::uri& uri) const;
@@ -46,6 +53,7 @@ class HttpTool : public Tool {
   HttpToolOptions options_;
   std::vector<std::pair<std::string, std::string>> configured_headers_;  // (name, value), loaded
   std::vector<std::string> secret_headers_;                              // lower-case names
+  Resolver resolve_;
 };
 
 }  // namespace carapace
