@@ -2,6 +2,8 @@
 // kinds the double serves, each rule after the Kubernetes source named next to it.
 #include "tests/support/kube_api_double_semantics.h"
 
+#include <map>
+#include <mutex>
 #include <regex>
 
 #include "common/quantity.h"
@@ -296,7 +298,20 @@ const char kQualifiedNameMessage[] =
     "alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is "
     "'([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]')";
 
-bool Matches(const std::string& text, const char* pattern) { return std::regex_match(text, std::regex(pattern)); }
+// Each pattern compiled once: compiling one per label of every write made the double's
+// single lock the benchmark's bottleneck.
+bool Matches(const std::string& text, const char* pattern) {
+  static std::mutex mu;
+  static std::map<std::string, std::regex> compiled;  // nodes never move: pointers stay valid
+  const std::regex* re;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = compiled.find(pattern);
+    if (it == compiled.end()) it = compiled.emplace(pattern, std::regex(pattern)).first;
+    re = &it->second;
+  }
+  return std::regex_match(text, *re);
+}
 
 // IsQualifiedName: [prefix/]name, the prefix an RFC 1123 subdomain.
 std::vector<std::string> QualifiedNameErrors(const std::string& key) {
