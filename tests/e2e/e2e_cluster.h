@@ -10,6 +10,7 @@
 #include <signal.h>
 
 #include <fstream>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <string>
@@ -28,10 +29,12 @@ namespace carapace::testing {
 // One cluster: the API double, the operator, a kubelet, and kubectl as cluster admin.
 class Cluster {
  public:
-  explicit Cluster(int operators = 1) {
+  // `configure`, when given, changes the API double's options (a feature gate, say).
+  explicit Cluster(int operators = 1, const std::function<void(KubeApiDoubleOptions&)>& configure = nullptr) {
     KubeApiDoubleOptions o;
     o.rbac_files = {std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/cluster_role.yaml", std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/leader_election_role.yaml"};
     o.crd_validator = DefaultCrdValidator();  // the CRD's schema, defaults and CEL rules, as a real server
+    if (configure) configure(o);
     api_ = std::make_unique<KubeApiDouble>(o);
     REQUIRE(api_->Start().ok());
     admin_ = dir_.Sub("admin.kubeconfig");

@@ -130,3 +130,22 @@ TEST_CASE("a grown volume, a refused resize and a StatefulSet that lost its labe
   std::this_thread::sleep_for(std::chrono::seconds(1));
   CHECK(WritesIn(cluster, 4) == 0);
 }
+
+TEST_CASE("a server that drops the volume retention policy (StatefulSetAutoDeletePVC off) starts no write loop",
+          "[e2e][writes]") {
+  Cluster cluster(1, [](KubeApiDoubleOptions& o) { o.statefulset_auto_delete_pvc = false; });
+  cluster.Apply(LongLived("kept", "  storage: {retention: {whenDeleted: Delete}}\n"));
+  REQUIRE(cluster.WaitForPhase("kept", "Idle"));
+  auto sts = cluster.api().Get("apps/v1", "statefulsets", "default", "kept");
+  REQUIRE(sts.ok());
+  REQUIRE_FALSE(sts->contains("/spec/persistentVolumeClaimRetentionPolicy"_json_pointer));  // dropped, as asked
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  CHECK(WritesIn(cluster, 5) == 0);
+  const std::string log = cluster.OperatorLog(0);
+  size_t warnings = 0;
+  for (size_t at = log.find("does not keep persistentVolumeClaimRetentionPolicy"); at != std::string::npos;
+       at = log.find("does not keep persistentVolumeClaimRetentionPolicy", at + 1)) {
+    ++warnings;
+  }
+  CHECK(warnings == 1);
+}

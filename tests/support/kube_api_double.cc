@@ -1044,6 +1044,10 @@ struct KubeApiDouble::Impl {
       return Failure(400, "BadRequest",
                      t.kind + " in version \"" + t.version + "\" cannot be handled as a " + t.kind + ": " + *decode_error);
     }
+    if (IsStatefulSetType(t) && !options.statefulset_auto_delete_pvc && (*object).contains("spec") &&
+        (*object)["spec"].is_object()) {
+      (*object)["spec"].erase("persistentVolumeClaimRetentionPolicy");  // a disabled feature's field
+    }
     if (IsServiceType(t)) {
       if (old) kd::KeepAllocatedServiceFields(*old, object);
       kd::AllocateServiceIps([this] { return NextServiceIpLocked(); }, object);

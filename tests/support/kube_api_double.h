@@ -40,6 +40,10 @@ struct KubeApiDoubleOptions {
   // volume expansion) take to act after the change that wakes them, as the real ones do
   // asynchronously.
   int controller_delay_ms = 100;
+  // The StatefulSetAutoDeletePVC feature gate (on by default since Kubernetes 1.27). Off, the
+  // server drops spec.persistentVolumeClaimRetentionPolicy from what it stores
+  // (pkg/registry/apps/statefulset/strategy.go, dropStatefulSetDisabledFields).
+  bool statefulset_auto_delete_pvc = true;
 };
 
 // The path of tests/support/crd_validate.py in this source tree.
