@@ -603,3 +603,28 @@ TEST_CASE("a ConfigMap, Service or Secret that lost its labels or drifted is tak
   CHECK(cluster.api().Get("v1", "secrets", "default", "owned-control")->value("/data/token"_json_pointer, json()) == token);
   CHECK(cluster.Phase("owned") == "Idle");
 }
+
+TEST_CASE("an AgentRun name at the limit gets every object; past it, or with a leading digit, it is refused at apply",
+          "[e2e]") {
+  Cluster cluster;
+  const std::string longest = "a1-" + std::string(48, 'b') + "9";  // 52 characters
+  REQUIRE(longest.size() == 52);
+  auto manifest = [](const std::string& name) {
+    return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: " + name + "}\nspec:\n"
+           "  goal: say hello\n  model:\n    backend: scripted\n    script:\n      - text: hello\n"
+           "  schedule: {heartbeatSeconds: 3600}\n";
+  };
+  cluster.Apply(manifest(longest));
+  REQUIRE(cluster.WaitForPhase(longest, "Idle"));
+  CHECK(cluster.api().Get("v1", "services", "default", longest).ok());  // a DNS-1035 label
+  auto pod = cluster.api().Get("v1", "pods", "default", longest + "-0");
+  REQUIRE(pod.ok());
+  // The StatefulSet's revision label, NAME-<10-character hash>, fits its 63 characters.
+  CHECK(pod->value("/metadata/labels"_json_pointer, json::object()).value("controller-revision-hash", "").size() == 63);
+  for (const std::string& bad : {std::string(53, 'a'), std::string("1st-researcher")}) {
+    INFO(bad);
+    CommandResult r = cluster.TryApply(manifest(bad));
+    CHECK(r.exit_code != 0);
+    CHECK_THAT(r.err, Catch::Matchers::ContainsSubstring("metadata.name"));
+  }
+}
