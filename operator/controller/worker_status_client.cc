@@ -4,6 +4,7 @@
 #include <grpcpp/grpcpp.h>
 
 #include "carapace/worker/v1/control.grpc.pb.h"
+#include "common/control_channel.h"
 
 namespace carapace::controller {
 
@@ -12,7 +13,7 @@ Result<worker::v1::RunStatus> GrpcWorkerStatusReader::Read(const std::string& ad
   {
     std::lock_guard<std::mutex> lock(mu_);
     auto& c = channels_[address];
-    if (!c) c = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+    if (!c) c = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ControlChannelArguments());
     channel = c;
   }
   auto stub = worker::v1::WorkerControl::NewStub(channel);

@@ -12,6 +12,9 @@
 #include <boost/asio/ssl.hpp>
 #include <cpprest/http_client.h>
 
+#include "common/http_body.h"
+#include "common/json_text.h"
+#include "common/limits.h"
 #include "operator/kube/rate_limiter.h"
 
 namespace carapace::kube {
@@ -196,11 +199,19 @@ struct RestClient::Impl {
       Count(method, 0);
       return out;
     }
+    // Its own source, linked to the client's: a reply over the limit is cancelled alone.
+    pplx::cancellation_token shutdown_token = shutdown.get_token();
+    auto cancel = pplx::cancellation_token_source::create_linked_source(shutdown_token);
     try {
-      http::http_response response = client->request(*request, shutdown.get_token()).get();
-      std::vector<unsigned char> raw = response.extract_vector().get();
+      http::http_response response = client->request(*request, cancel.get_token()).get();
+      auto body = ReadBody(response, limits::kApiReplyBytes, &cancel);
+      if (!body.ok()) {
+        out.transport = NoReply(method + " " + path_and_query + ": " + body.status().message());
+        Count(method, 0);
+        return out;
+      }
       out.code = response.status_code();
-      out.body.assign(raw.begin(), raw.end());
+      out.body = std::move(*body);
       auto it = response.headers().find("Retry-After");
       if (it != response.headers().end()) {
         try {
@@ -236,7 +247,7 @@ struct RestClient::Impl {
         result.error = ParseApiError(reply.code, reply.body);
         return result;
       }
-      result.value = nlohmann::json::parse(reply.body, nullptr, false);
+      result.value = ParsePeerJson(reply.body);
       if (result.value.is_discarded()) {
         result.value = nullptr;
         result.error = NoReply(method + " " + path_and_query + ": the reply is not JSON");
@@ -455,11 +466,22 @@ ApiResult<bool> RestClient::Watch(const Resource& r, const std::string& ns, cons
       const size_t n = stream.getn(buf.data(), want).get();
       if (n == 0) break;  // the server ended the stream
       pending.append(reinterpret_cast<const char*>(buf.data()), n);
+      if (pending.find('\n') == std::string::npos && pending.size() > limits::kWatchEventBytes) {
+        // One event larger than any object the API server stores: not a watch stream.
+        result.error = NoReply("watch " + path + ": an event over the limit of " +
+                               std::to_string(limits::kWatchEventBytes) + " bytes");
+        return result;
+      }
       size_t start = 0;
       for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
         std::string_view line(pending.data() + start, nl - start);
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        auto j = nlohmann::json::parse(line, nullptr, false);
+        if (line.size() > limits::kWatchEventBytes) {
+          result.error = NoReply("watch " + path + ": an event over the limit of " +
+                                 std::to_string(limits::kWatchEventBytes) + " bytes");
+          return result;
+        }
+        auto j = ParsePeerJson(line);
         if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
           result.error = NoReply("watch " + path + ": a line that is not a watch event");
           return result;

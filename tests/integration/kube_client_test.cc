@@ -4,6 +4,8 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -922,4 +924,88 @@ TEST_CASE("a leader that cannot renew before the deadline stops leading", "[oper
   a.Stop();
   CHECK(stopped == 1);
   CHECK(started == 1);  // it does not try again: the operator exits
+}
+
+namespace {
+
+// An "API server" on loopback that answers every request with `head` and then streams
+// `filler` bytes without end (until the client hangs up): a peer that sends too much.
+class FloodingServer {
+ public:
+  FloodingServer(std::string head, char filler) : head_(std::move(head)), filler_(filler) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(listen(fd_, 4) == 0);
+    socklen_t len = sizeof addr;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    thread_ = std::thread([this] {
+      int c = accept(fd_, nullptr, nullptr);
+      if (c < 0) return;
+      char buf[4096];
+      (void)!recv(c, buf, sizeof buf, 0);
+      (void)!send(c, head_.data(), head_.size(), MSG_NOSIGNAL);
+      const std::string chunk(1 << 16, filler_);
+      while (!stop_ && send(c, chunk.data(), chunk.size(), MSG_NOSIGNAL) > 0) sent_ += chunk.size();
+      close(c);
+    });
+  }
+  ~FloodingServer() {
+    stop_ = true;
+    shutdown(fd_, SHUT_RDWR);
+    close(fd_);
+    thread_.join();
+  }
+  int port() const { return port_; }
+  size_t sent() const { return sent_; }
+
+ private:
+  std::string head_;
+  char filler_;
+  int fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::atomic<size_t> sent_{0};
+  std::thread thread_;
+};
+
+std::unique_ptr<RestClient> ClientAt(int port) {
+  KubeConfig c;
+  c.server = "http://127.0.0.1:" + std::to_string(port);
+  c.token = "t";
+  c.ns = kNs;
+  c.source = "test";
+  RestClientOptions o;
+  o.qps = 0;
+  o.max_read_retries = 0;
+  auto client = RestClient::Create(c, o);
+  REQUIRE(client.ok());
+  return std::move(client).value();
+}
+
+}  // namespace
+
+TEST_CASE("a watch event over the limit ends the watch with an error, holding no more than the limit", "[kube][limits]") {
+  FloodingServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"type\":\"ADDED\",\"object\":\"",
+                        'a');
+  auto client = ClientAt(server.port());
+  int events = 0;
+  auto r = client->Watch(ConfigMaps(), kNs, {}, [&](const WatchEvent&) {
+    ++events;
+    return true;
+  });
+  CHECK_FALSE(r.ok());
+  CHECK_THAT(r.error.message, ContainsSubstring("an event over the limit"));
+  CHECK(events == 0);
+}
+
+TEST_CASE("an API reply over the limit is refused, not read to its end", "[kube][limits]") {
+  FloodingServer server("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n[", '1');
+  auto client = ClientAt(server.port());
+  auto r = client->Get(ConfigMaps(), kNs, "x");
+  CHECK_FALSE(r.ok());
+  CHECK_THAT(r.error.message, ContainsSubstring("over the limit"));
 }

@@ -175,7 +175,9 @@ TEST_CASE("an unreachable MCP server is reported when the run starts", "[mcp]") 
 }
 
 TEST_CASE("server-sent events are split into their data", "[mcp]") {
-  auto events = ParseSseData("id: 1\ndata: \n\nevent: message\ndata: {\"a\":1}\n\ndata: line1\r\ndata: line2\r\n\r\n");
+  auto parsed = ParseSseData("id: 1\ndata: \n\nevent: message\ndata: {\"a\":1}\n\ndata: line1\r\ndata: line2\r\n\r\n");
+  REQUIRE(parsed.has_value());
+  const auto& events = *parsed;
   REQUIRE(events.size() == 3);
   CHECK(events[0] == "");
   CHECK(events[1] == "{\"a\":1}");

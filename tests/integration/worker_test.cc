@@ -762,3 +762,20 @@ TEST_CASE("the probe port holds many concurrent oversized requests to its memory
   CHECK(peak_after - peak_before < 16 * 1024);
   CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
 }
+
+TEST_CASE("a control request over the API's message limit is refused RESOURCE_EXHAUSTED, and the worker goes on",
+          "[worker][limits]") {
+  TempDir dir;
+  const std::string spec = Write(dir, "spec.yaml", Scripted({"done"}, "  schedule: {heartbeatSeconds: 3600}\n"));
+  WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+  REQUIRE(w.Start());
+  v1::SendMessageRequest req;
+  req.set_text(std::string(2 << 20, 'a'));  // 2 MiB: over the 1 MiB a control request may be
+  v1::SendMessageResponse out;
+  auto ctx = w.Context();
+  grpc::Status st = w.stub().SendMessage(ctx.get(), req, &out);
+  CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+  INFO(st.error_message());
+  CHECK(GetStatus(w).inbox_depth() == 0);  // nothing of it was queued
+  CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
+}

@@ -6,6 +6,7 @@
 #include <fstream>
 #include <set>
 
+#include "common/json_text.h"
 #include "common/sse.h"
 #include "tests/support/child_process.h"
 #include "worker/model/chat_template.h"
@@ -212,7 +213,7 @@ TEST_CASE("messages go to the OpenAI API with tool calls and results linked by i
 TEST_CASE("server-sent events decode the same whatever the network splits", "[model]") {
   const std::string body = ": comment\ndata: {\"a\":1}\n\ndata: two\r\ndata: lines\r\n\r\nevent: x\ndata: [DONE]\n\n";
   const std::vector<std::string> expected = {"{\"a\":1}", "two\nlines", "[DONE]"};
-  CHECK(ParseSseData(body) == expected);
+  CHECK(ParseSseData(body) == std::optional<std::vector<std::string>>(expected));
   for (size_t cut = 0; cut <= body.size(); ++cut) {
     SseDecoder d;
     auto events = d.Feed(body.substr(0, cut));
@@ -221,6 +222,30 @@ TEST_CASE("server-sent events decode the same whatever the network splits", "[mo
     INFO("split at " << cut);
     CHECK(events == expected);
   }
+}
+
+TEST_CASE("an event or a line over the limit stops the decoder, holding no more than the limit", "[model][limits]") {
+  SseDecoder d(1024);
+  CHECK(d.Feed("data: small\n\n") == std::vector<std::string>{"small"});
+  // A line that never ends, fed in pieces: refused once it passes the limit.
+  for (int i = 0; i < 100 && !d.overflowed(); ++i) d.Feed("data: " + std::string(100, 'x'));
+  CHECK(d.overflowed());
+  CHECK(d.Feed("\n\ndata: later\n\n").empty());  // nothing more is decoded
+  // Many short lines that make one long event.
+  SseDecoder e(1024);
+  for (int i = 0; i < 200 && !e.overflowed(); ++i) e.Feed("data: " + std::string(10, 'y') + "\n");
+  CHECK(e.overflowed());
+  CHECK_FALSE(ParseSseData("data: " + std::string(2000, 'z') + "\n\n", 1024).has_value());
+}
+
+TEST_CASE("JSON from a peer nested past the limit is refused before it is parsed", "[model][limits]") {
+  CHECK(JsonNestingDepth("{\"a\": [1, {\"b\": \"[[[[\"}]}") == 3);  // brackets in strings do not count
+  CHECK(JsonNestingDepth("\"\\\"[\"") == 0);                        // nor after an escaped quote
+  CHECK(ParsePeerJson(std::string(100, '[') + std::string(100, ']')).is_array());
+  CHECK(ParsePeerJson(std::string(129, '[') + std::string(129, ']')).is_discarded());
+  CHECK(ParsePeerJson(std::string(100000, '[')).is_discarded());  // would cost the stack to dump or compare
+  CHECK(ParsePeerJson("{\"a\":1}") == nlohmann::json{{"a", 1}});
+  CHECK(ParsePeerJson("not json").is_discarded());
 }
 
 TEST_CASE("the circuit breaker opens after repeated failures and lets one trial through later", "[model]") {

@@ -9,6 +9,7 @@
 #include <grpcpp/security/credentials.h>
 
 #include "carapace/worker/v1/control.grpc.pb.h"
+#include "common/control_channel.h"
 #include "common/file.h"
 #include "worker/cli/commands.h"
 #include "worker/cli/status_view.h"
@@ -39,7 +40,8 @@ bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::s
 namespace {
 
 std::unique_ptr<v1::WorkerControl::Stub> Connect(const WorkerTarget& w) {
-  return v1::WorkerControl::NewStub(grpc::CreateChannel(w.address, grpc::InsecureChannelCredentials()));
+  return v1::WorkerControl::NewStub(
+      grpc::CreateCustomChannel(w.address, grpc::InsecureChannelCredentials(), ControlChannelArguments()));
 }
 
 void Prepare(const WorkerTarget& w, grpc::ClientContext* ctx, bool streaming = false) {

@@ -2,6 +2,7 @@
 #include "worker/model/grpc_channels.h"
 
 #include "common/file.h"
+#include "common/limits.h"
 
 #include <map>
 #include <mutex>
@@ -51,7 +52,8 @@ Result<std::shared_ptr<grpc::Channel>> ModelChannel(const std::string& target, c
   args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 2);
   args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 10000);
   args.SetInt(GRPC_ARG_KEEPALIVE_PERMIT_WITHOUT_CALLS, 0);
-  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, 64 << 20);
+  args.SetInt(GRPC_ARG_MAX_RECEIVE_MESSAGE_LENGTH, limits::kModelGrpcReplyBytes);
+  args.SetInt(GRPC_ARG_MAX_SEND_MESSAGE_LENGTH, limits::kModelGrpcReplyBytes);
   // Reconnect quickly after a server restart; the retry layer adds its own backoff.
   args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 200);
   args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 5000);

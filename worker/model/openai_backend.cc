@@ -11,7 +11,9 @@
 #include <boost/asio/ssl.hpp>
 #include <cpprest/http_client.h>
 
+#include "common/http_body.h"
 #include "common/json_text.h"
+#include "common/limits.h"
 #include "common/sse.h"
 #include "worker/tools/header_values.h"
 
@@ -74,7 +76,7 @@ std::vector<ToolCall> ToolCallFragments::Finish() const {
     ToolCall c;
     c.name = s.name;
     const std::string args = s.arguments.empty() ? "{}" : s.arguments;
-    nlohmann::json parsed = nlohmann::json::parse(args, nullptr, false);
+    nlohmann::json parsed = ParsePeerJson(args);
     if (s.name.empty()) {
       c.arguments = args;
       c.malformed = "the tool call has no function name";
@@ -97,7 +99,7 @@ std::string Body(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 // else the start of the body; cut short and cleaned to UTF-8 (it ends up in the event log).
 std::string ErrorDetail(const std::string& body) {
   std::string detail = body.substr(0, 300);
-  auto j = nlohmann::json::parse(body, nullptr, false);
+  auto j = ParsePeerJson(body);
   if (j.is_object() && j.contains("error")) {
     const auto& e = j["error"];
     if (e.is_object() && e.contains("message") && e["message"].is_string()) detail = e["message"].get<std::string>().substr(0, 300);
@@ -148,6 +150,7 @@ class Deadline {
     source_.cancel();  // an early return stops the server's generation too
   }
   pplx::cancellation_token token() const { return source_.get_token(); }
+  pplx::cancellation_token_source* source() { return &source_; }
   bool expired() const {
     std::lock_guard<std::mutex> lock(mu_);
     return expired_;
@@ -197,14 +200,16 @@ class OpenAiBackend : public ModelBackend {
       http::http_response response =
           client_.request(Request(http::methods::POST, "chat/completions", Body(body)), deadline.token()).get();
       if (response.status_code() != http::status_codes::OK) {
-        return HttpError(response.status_code(), ReadAll(response), what);
+        return HttpError(response.status_code(), ErrorBody(response, deadline), what);
       }
       ToolCallFragments fragments;
       size_t generated = 0;
       bool done = false;
       // A server that ignores "stream" answers with one JSON document.
       if (response.headers().content_type().find("text/event-stream") == std::string::npos) {
-        auto j = nlohmann::json::parse(ReadAll(response), nullptr, false);
+        auto whole = ReadAll(response, deadline);
+        if (!whole.ok()) return ResourceExhausted(what + ": " + whole.status().message());
+        auto j = ParsePeerJson(*whole);
         if (!j.is_object() || !j.contains("choices") || !j["choices"].is_array() || j["choices"].empty()) {
           // Something else answers at that address (a proxy page, another API): a person fixes it.
           return InvalidArgument(what + ": the response is not a chat completion");
@@ -237,7 +242,7 @@ class OpenAiBackend : public ModelBackend {
           done = true;
           return;
         }
-        auto j = nlohmann::json::parse(data, nullptr, false);
+        auto j = ParsePeerJson(data);
         if (!j.is_object()) return;
         if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
         if (j.contains("error")) {
@@ -267,6 +272,11 @@ class OpenAiBackend : public ModelBackend {
         size_t n = stream.getn(buf.data(), want).get();
         if (n == 0) break;
         for (const auto& data : sse.Feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n))) handle(data);
+        if (sse.overflowed()) {
+          deadline.source()->cancel();  // stop the download: nothing more of it is read
+          return AfterStart(*out, ResourceExhausted(what + ": a stream event is over the limit of " +
+                                                    std::to_string(sse.max_event_bytes()) + " bytes"));
+        }
       }
       if (!done) {
         for (const auto& data : sse.Finish()) handle(data);
@@ -295,9 +305,10 @@ class OpenAiBackend : public ModelBackend {
     try {
       http::http_response response =
           client_.request(Request(http::methods::POST, "embeddings", Body(body)), deadline.token()).get();
-      std::string text = ReadAll(response);
-      if (response.status_code() != http::status_codes::OK) return HttpError(response.status_code(), text, what);
-      auto j = nlohmann::json::parse(text, nullptr, false);
+      auto text = ReadAll(response, deadline);
+      if (!text.ok()) return ResourceExhausted(what + ": " + text.status().message());
+      if (response.status_code() != http::status_codes::OK) return HttpError(response.status_code(), *text, what);
+      auto j = ParsePeerJson(*text);
       if (!j.is_object() || !j.contains("data") || !j["data"].is_array() || j["data"].size() != texts.size()) {
         return FailedPrecondition(what + ": the response is not one embedding per input");
       }
@@ -327,7 +338,7 @@ class OpenAiBackend : public ModelBackend {
     Deadline deadline{std::chrono::seconds(2)};  // a probe, not a generation
     try {
       http::http_response response = client_.request(Request(http::methods::GET, "models", ""), deadline.token()).get();
-      ReadAll(response);
+      (void)ReadAll(response, deadline);  // drained (and held to the limit): the answer is the status
       if (response.status_code() != http::status_codes::OK) {
         return HttpError(response.status_code(), "", spec_.Describe() + " GET /models");
       }
@@ -374,9 +385,14 @@ class OpenAiBackend : public ModelBackend {
     return r;
   }
 
-  static std::string ReadAll(http::http_response& response) {
-    std::vector<unsigned char> raw = response.extract_vector().get();
-    return std::string(raw.begin(), raw.end());
+  // A whole reply body, held to limits::kModelHttpReplyBytes.
+  static Result<std::string> ReadAll(http::http_response& response, Deadline& deadline) {
+    return ReadBody(response, limits::kModelHttpReplyBytes, deadline.source());
+  }
+  // An error reply's body, for its message: what fits the limit, or why it did not.
+  static std::string ErrorBody(http::http_response& response, Deadline& deadline) {
+    auto body = ReadAll(response, deadline);
+    return body.ok() ? *body : body.status().message();
   }
 
   void Finish(const nlohmann::json& whole, const nlohmann::json& choice, const ToolCallFragments& fragments,

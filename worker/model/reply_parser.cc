@@ -3,6 +3,8 @@
 
 #include <algorithm>
 
+#include "common/json_text.h"
+
 namespace carapace {
 
 namespace {
@@ -65,7 +67,7 @@ size_t ObjectEnd(const std::string& text, size_t start) {
 
 ToolCall ParseToolCallJson(const std::string& raw) {
   const std::string body = Trim(raw);
-  nlohmann::json j = nlohmann::json::parse(body, nullptr, false);
+  nlohmann::json j = ParsePeerJson(body);
   if (j.is_discarded()) return Malformed(body, "the tool call is not valid JSON");
   if (!j.is_object()) return Malformed(body, "the tool call must be a JSON object with name and arguments");
   if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty()) {
@@ -76,7 +78,7 @@ ToolCall ParseToolCallJson(const std::string& raw) {
   for (const char* key : {"arguments", "parameters"}) {
     if (!j.contains(key)) continue;
     args = j[key];
-    if (args.is_string()) args = nlohmann::json::parse(args.get<std::string>(), nullptr, false);
+    if (args.is_string()) args = ParsePeerJson(args.get<std::string>());
     break;
   }
   if (!args.is_object()) return Malformed(body, "the arguments of \"" + name + "\" must be a JSON object", name);

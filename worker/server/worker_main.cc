@@ -15,6 +15,7 @@
 
 #include "common/file.h"
 #include "common/flags.h"
+#include "common/limits.h"
 #include "common/log.h"
 #include "common/redact.h"
 #include "common/process_setup.h"
@@ -120,6 +121,10 @@ int Main(int argc, char** argv) {
   int grpc_port = 0;
   builder.AddListeningPort(grpc_addr, grpc::InsecureServerCredentials(), &grpc_port);
   builder.RegisterService(&control);
+  // Set, not left to gRPC's defaults: a request past the limit is refused RESOURCE_EXHAUSTED
+  // before it is read whole (docs/limits.md).
+  builder.SetMaxReceiveMessageSize(limits::kControlRequestBytes);
+  builder.SetMaxSendMessageSize(limits::kControlReplyBytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) return Fail(1, "cannot listen for the control API on " + grpc_addr);
   ProbeServer probes(agent->get(), &metrics);

@@ -5,6 +5,9 @@
 #include <cpprest/http_client.h>
 #include <cpprest/uri.h>
 
+#include "common/http_body.h"
+#include "common/json_text.h"
+#include "common/limits.h"
 #include "common/sse.h"
 
 namespace carapace {
@@ -33,22 +36,29 @@ Result<McpClient::Reply> McpClient::Post(const nlohmann::json& message, const st
   std::string body = message.dump();
   request.set_body(std::vector<unsigned char>(body.begin(), body.end()));
   request.headers().set_content_type("application/json");
+  pplx::cancellation_token_source cancel;
   try {
     http::client::http_client client(url_, config);
-    http::http_response response = client.request(request).get();
-    std::vector<unsigned char> raw = response.extract_vector().get();
-    std::string text(raw.begin(), raw.end());
+    http::http_response response = client.request(request, cancel.get_token()).get();
+    auto body = ReadBody(response, limits::kMcpReplyBytes, &cancel);
+    if (!body.ok()) return ResourceExhausted("MCP server " + url_ + " answered " + method + ": " + body.status().message());
+    const std::string& text = *body;
     Reply reply;
     reply.http_status = response.status_code();
     if (response.headers().has("Mcp-Session-Id")) reply.session_id = response.headers()["Mcp-Session-Id"];
     std::vector<std::string> payloads;
     if (response.headers().content_type().find("text/event-stream") != std::string::npos) {
-      payloads = ParseSseData(text);
+      auto events = ParseSseData(text);
+      if (!events) {
+        return ResourceExhausted("MCP server " + url_ + " answered " + method + " with an event over the limit of " +
+                                 std::to_string(limits::kSseEventBytes) + " bytes");
+      }
+      payloads = std::move(*events);
     } else if (!text.empty()) {
       payloads.push_back(text);
     }
     for (const auto& p : payloads) {
-      auto j = nlohmann::json::parse(p, nullptr, false);
+      auto j = ParsePeerJson(p);
       // The stream may carry notifications and progress before the response: skip them.
       if (j.is_object() && (j.contains("result") || j.contains("error")) &&
           (!message.contains("id") || j.value("id", nlohmann::json()) == message["id"] || j["id"].is_null())) {
@@ -58,6 +68,7 @@ Result<McpClient::Reply> McpClient::Post(const nlohmann::json& message, const st
     }
     return reply;
   } catch (const std::exception& e) {
+    cancel.cancel();  // no continuation of the failed request outlives the call
     return Unavailable("MCP server " + url_ + " did not answer " + method + ": " + e.what());
   }
 }
