@@ -3,7 +3,7 @@ BUILD_DIR ?= build
 JOBS ?= 2
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build demo test bench sanitize clean
+.PHONY: all deps build demo test bench sanitize fuzz clean
 
 all: build
 
@@ -35,5 +35,13 @@ bench: build
 sanitize:
 	$(MAKE) test BUILD_DIR=build-asan CMAKE_FLAGS="-DCMAKE_BUILD_TYPE=Debug -DCARAPACE_SANITIZE=ON -DCARAPACE_BUILD_BENCH=OFF"
 
+# libFuzzer (clang) on every harness of tests/fuzz for FUZZ_SECONDS each, from its seed
+# corpus; what it finds new is kept in build-fuzz/corpus, crashes in build-fuzz/artifacts.
+FUZZ_SECONDS ?= 60
+fuzz:
+	@CARAPACE_FUZZ_DEPS=1 bash scripts/install-deps.sh
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCARAPACE_FUZZ=ON -DCARAPACE_BUILD_TESTS=OFF -DCARAPACE_BUILD_BENCH=OFF
+	bash scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS) $(JOBS)
+
 clean:
-	rm -rf $(BUILD_DIR) build-asan
+	rm -rf $(BUILD_DIR) build-asan build-fuzz

@@ -65,6 +65,58 @@ std::string Refusal(int code, const std::string& why, const std::string& extra_h
 
 }  // namespace
 
+HttpRequestHead ParseRequestHead(std::string_view head, const HttpLimits& limits) {
+  HttpRequestHead out;
+  auto refuse = [&](int code, std::string why) {
+    out.refusal = code;
+    out.reason = std::move(why);
+    return out;
+  };
+  if (head.size() > limits.max_header_bytes) {
+    return refuse(431, "the request head is over " + std::to_string(limits.max_header_bytes) + " bytes");
+  }
+  const size_t line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos) return refuse(400, "malformed request line");
+  if (line_end > limits.max_request_line) {
+    return refuse(414, "the request line is over " + std::to_string(limits.max_request_line) + " bytes");
+  }
+  const std::string_view request_line = head.substr(0, line_end);
+  const size_t sp1 = request_line.find(' ');
+  const size_t sp2 = sp1 == std::string_view::npos ? std::string_view::npos : request_line.find(' ', sp1 + 1);
+  if (sp1 == std::string_view::npos || sp2 == std::string_view::npos ||
+      request_line.find(' ', sp2 + 1) != std::string_view::npos) {
+    return refuse(400, "malformed request line");
+  }
+  const std::string method(request_line.substr(0, sp1));
+  const std::string_view target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
+  const std::string_view version = request_line.substr(sp2 + 1);
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") return refuse(505, "only HTTP/1.0 and HTTP/1.1 are served");
+  size_t headers = 0;
+  for (size_t at = line_end + 2; at < head.size();) {
+    const size_t end = head.find("\r\n", at);
+    if (end == std::string_view::npos) return refuse(400, "malformed header line");
+    if (end == at) break;  // the blank line
+    const std::string_view line = head.substr(at, end - at);
+    at = end + 2;
+    if (++headers > limits.max_headers) {
+      return refuse(431, "more than " + std::to_string(limits.max_headers) + " header lines");
+    }
+    const size_t colon = line.find(':');
+    if (colon == std::string_view::npos || colon == 0 || line[0] == ' ' || line[0] == '\t') {
+      return refuse(400, "malformed header line");
+    }
+    const std::string name = Lower(std::string(line.substr(0, colon)));
+    const std::string value = Trim(std::string(line.substr(colon + 1)));
+    if (name == "transfer-encoding" || (name == "content-length" && value != "0")) {
+      return refuse(413, "these endpoints take no request body");
+    }
+  }
+  if (method != "GET" && method != "HEAD") return refuse(405, "only GET and HEAD are served");
+  out.method = method;
+  out.path = std::string(target.substr(0, target.find('?')));
+  return out;
+}
+
 struct HttpEndpoints::Server {
   struct Connection {
     int fd = -1;
@@ -105,47 +157,20 @@ struct HttpEndpoints::Server {
 
   // The whole head is in `c.in` (up to and including the blank line): answer it.
   std::string Answer(const std::string& head) {
-    size_t line_end = head.find("\r\n");
-    const std::string request_line = head.substr(0, line_end);
-    size_t sp1 = request_line.find(' ');
-    size_t sp2 = sp1 == std::string::npos ? std::string::npos : request_line.find(' ', sp1 + 1);
-    if (sp1 == std::string::npos || sp2 == std::string::npos || request_line.find(' ', sp2 + 1) != std::string::npos) {
-      return Refusal(400, "malformed request line");
+    const HttpRequestHead request = ParseRequestHead(head, limits);
+    if (request.refusal != 0) {
+      return Refusal(request.refusal, request.reason, request.refusal == 405 ? "Allow: GET, HEAD\r\n" : "");
     }
-    const std::string method = request_line.substr(0, sp1);
-    const std::string target = request_line.substr(sp1 + 1, sp2 - sp1 - 1);
-    const std::string version = request_line.substr(sp2 + 1);
-    if (version != "HTTP/1.1" && version != "HTTP/1.0") return Refusal(505, "only HTTP/1.0 and HTTP/1.1 are served");
-    size_t headers = 0;
-    for (size_t at = line_end + 2; at < head.size();) {
-      size_t end = head.find("\r\n", at);
-      if (end == at) break;  // the blank line
-      const std::string line = head.substr(at, end - at);
-      at = end + 2;
-      if (++headers > limits.max_headers) {
-        return Refusal(431, "more than " + std::to_string(limits.max_headers) + " header lines");
-      }
-      size_t colon = line.find(':');
-      if (colon == std::string::npos || colon == 0 || line[0] == ' ' || line[0] == '\t') {
-        return Refusal(400, "malformed header line");
-      }
-      const std::string name = Lower(line.substr(0, colon));
-      const std::string value = Trim(line.substr(colon + 1));
-      if (name == "transfer-encoding" || (name == "content-length" && value != "0")) {
-        return Refusal(413, "these endpoints take no request body");
-      }
-    }
-    if (method != "GET" && method != "HEAD") return Refusal(405, "only GET and HEAD are served", "Allow: GET, HEAD\r\n");
-    const std::string path = target.substr(0, target.find('?'));
-    auto it = handlers.find(path);
-    if (it == handlers.end()) return Response(404, "text/plain", "not found: " + path + "\n", method == "HEAD");
+    const bool head_only = request.method == "HEAD";
+    auto it = handlers.find(request.path);
+    if (it == handlers.end()) return Response(404, "text/plain", "not found: " + request.path + "\n", head_only);
     HttpReply reply;
     try {
       reply = it->second();
     } catch (const std::exception& e) {
       reply = {500, std::string("the handler failed: ") + e.what() + "\n"};
     }
-    return Response(reply.code, reply.content_type, reply.body, method == "HEAD");
+    return Response(reply.code, reply.content_type, reply.body, head_only);
   }
 
   // Reads what is there; answers once the head is complete, or refuses it once it is over

@@ -23,6 +23,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 #include "common/status.h"
 
@@ -45,6 +46,16 @@ struct HttpLimits {
   std::chrono::milliseconds read_timeout{10000};   // for the whole request head (slow senders)
   std::chrono::milliseconds write_timeout{10000};  // for the whole reply (slow readers)
 };
+
+// A request head (request line, headers, the blank line) as the server reads it: the
+// method and path asked for, or the refusal it gets. Exposed for tests and the fuzz harness.
+struct HttpRequestHead {
+  int refusal = 0;     // 0: a request to answer; else the status it is refused with
+  std::string reason;  // why, when refused
+  std::string method;  // GET or HEAD
+  std::string path;    // the target without its query
+};
+HttpRequestHead ParseRequestHead(std::string_view head, const HttpLimits& limits);
 
 class HttpEndpoints {
  public:

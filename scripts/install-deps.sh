@@ -92,6 +92,10 @@ install_k8s_tools() {
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
   PACKAGES+=(nodejs npm)
 fi
+# `make fuzz` only: clang and its libFuzzer runtime (make test replays the corpora with gcc).
+if [ "${CARAPACE_FUZZ_DEPS:-0}" = 1 ]; then
+  PACKAGES+=(clang libclang-rt-14-dev)
+fi
 
 need=$(missing "${PACKAGES[@]}")
 need_bp=$(missing "${BACKPORT_PACKAGES[@]}")

@@ -122,8 +122,9 @@ Result<KubeConfig> LoadInClusterConfig(const std::string& root) {
   return c;
 }
 
-Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& wanted_context) {
-  CARAPACE_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlFile(path));
+namespace {
+
+Result<KubeConfig> KubeconfigFromYaml(const YAML::Node& root, const std::string& path, const std::string& wanted_context) {
   auto bad = [&](const std::string& field, const std::string& why) { return InvalidArgument(path + ": " + field + ": " + why); };
   if (!root.IsMap()) return bad("", "a kubeconfig must be a mapping");
   std::string context = wanted_context;
@@ -192,6 +193,18 @@ Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& wa
     if (user["username"] || user["password"]) return bad(upath + ".username", "basic authentication is not supported");
   }
   return c;
+}
+
+}  // namespace
+
+Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& wanted_context) {
+  CARAPACE_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlFile(path));
+  return KubeconfigFromYaml(root, path, wanted_context);
+}
+
+Result<KubeConfig> ParseKubeconfig(const std::string& text, const std::string& path, const std::string& wanted_context) {
+  CARAPACE_ASSIGN_OR_RETURN(YAML::Node root, ParseYaml(text, path));
+  return KubeconfigFromYaml(root, path, wanted_context);
 }
 
 }  // namespace carapace::kube

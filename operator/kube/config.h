@@ -47,6 +47,9 @@ Result<KubeConfig> LoadInClusterConfig(const std::string& root = "/var/run/secre
 // A kubeconfig file; `context` empty: its current-context. Errors: kInvalidArgument naming
 // the file and the field (`users[0].user.exec: ...`), kNotFound for a missing file.
 Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& context = "");
+// The same from a kubeconfig's text (`path` names it in errors and anchors relative file
+// paths); for tests and the fuzz harness.
+Result<KubeConfig> ParseKubeconfig(const std::string& text, const std::string& path, const std::string& context = "");
 
 // Decodes standard base64 (kubeconfig *-data fields). Errors: kInvalidArgument.
 Result<std::string> DecodeBase64(const std::string& text);

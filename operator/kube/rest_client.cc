@@ -318,17 +318,45 @@ ApiResult<nlohmann::json> RestClient::List(const Resource& r, const std::string&
   // (kubernetes/kubernetes#3030); watch events and GETs carry them. Each item gets the
   // list's, so an object looks the same whichever way it was read, and a comparison with
   // what we want (which has them) does not see a difference that is not there.
-  if (listed.ok() && listed.value.is_object() && listed.value.contains("items") && listed.value["items"].is_array()) {
-    const std::string list_kind = listed.value.value("kind", "");
-    const std::string api_version = listed.value.value("apiVersion", "");
-    const bool is_list = list_kind.size() > 4 && list_kind.compare(list_kind.size() - 4, 4, "List") == 0;
-    for (auto& item : listed.value["items"]) {
-      if (!item.is_object()) continue;
-      if (!item.contains("kind") && is_list) item["kind"] = list_kind.substr(0, list_kind.size() - 4);
-      if (!item.contains("apiVersion") && !api_version.empty()) item["apiVersion"] = api_version;
-    }
-  }
+  if (listed.ok()) GiveListItemsTheirType(&listed.value);
   return listed;
+}
+
+void GiveListItemsTheirType(nlohmann::json* list) {
+  if (!list->is_object() || !list->contains("items") || !(*list)["items"].is_array()) return;
+  const nlohmann::json& kind = (*list)["kind"];
+  const nlohmann::json& version = (*list)["apiVersion"];
+  const std::string list_kind = kind.is_string() ? kind.get<std::string>() : "";
+  const std::string api_version = version.is_string() ? version.get<std::string>() : "";
+  const bool is_list = list_kind.size() > 4 && list_kind.compare(list_kind.size() - 4, 4, "List") == 0;
+  for (auto& item : (*list)["items"]) {
+    if (!item.is_object()) continue;
+    if (!item.contains("kind") && is_list) item["kind"] = list_kind.substr(0, list_kind.size() - 4);
+    if (!item.contains("apiVersion") && !api_version.empty()) item["apiVersion"] = api_version;
+  }
+}
+
+ApiResult<WatchEvent> DecodeWatchLine(std::string_view line) {
+  ApiResult<WatchEvent> out;
+  if (line.size() > limits::kWatchEventBytes) {
+    out.error = NoReply("an event over the limit of " + std::to_string(limits::kWatchEventBytes) + " bytes");
+    return out;
+  }
+  auto j = ParsePeerJson(line);
+  if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
+    out.error = NoReply("a line that is not a watch event");
+    return out;
+  }
+  out.value = {j["type"].get<std::string>(), j.contains("object") ? j["object"] : nlohmann::json()};
+  if (out.value.type == "ERROR") {
+    const nlohmann::json& status = out.value.object;
+    const int code = status.is_object() && status.contains("code") && status["code"].is_number_integer() &&
+                             status["code"].get<int64_t>() >= 100 && status["code"].get<int64_t>() <= 599
+                         ? status["code"].get<int>()
+                         : 500;
+    out.error = ParseApiError(code, status.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  }
+  return out;
 }
 
 ApiResult<nlohmann::json> RestClient::ListAll(const Resource& r, const std::string& ns, ListOptions options) {
@@ -476,24 +504,13 @@ ApiResult<bool> RestClient::Watch(const Resource& r, const std::string& ns, cons
       for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
         std::string_view line(pending.data() + start, nl - start);
         if (line.find_first_not_of(" \t\r") == std::string_view::npos) continue;
-        if (line.size() > limits::kWatchEventBytes) {
-          result.error = NoReply("watch " + path + ": an event over the limit of " +
-                                 std::to_string(limits::kWatchEventBytes) + " bytes");
+        auto decoded = DecodeWatchLine(line);
+        if (!decoded.ok()) {
+          result.error = decoded.error;
+          if (result.error.code == -1) result.error.message = "watch " + path + ": " + result.error.message;
           return result;
         }
-        auto j = ParsePeerJson(line);
-        if (!j.is_object() || !j.contains("type") || !j["type"].is_string()) {
-          result.error = NoReply("watch " + path + ": a line that is not a watch event");
-          return result;
-        }
-        WatchEvent event{j["type"].get<std::string>(), j.contains("object") ? j["object"] : nlohmann::json()};
-        if (event.type == "ERROR") {
-          const int code = event.object.is_object() && event.object.contains("code") && event.object["code"].is_number_integer()
-                               ? event.object["code"].get<int>()
-                               : 500;
-          result.error = ParseApiError(code, event.object.dump());
-          return result;
-        }
+        const WatchEvent& event = decoded.value;
         if (!on_event(event)) {
           result.value = true;
           return result;

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -76,6 +77,14 @@ struct WatchEvent {
   std::string type;      // ADDED, MODIFIED, DELETED, BOOKMARK, ERROR
   nlohmann::json object; // the object, or a Status for ERROR
 };
+
+// One line of a watch stream (without its newline), decoded as Watch does: the event, or
+// the error that ends the watch (a line over limits::kWatchEventBytes or nested too deep,
+// one that is not an event, an ERROR event's Status). Exposed for the fuzz harness.
+ApiResult<WatchEvent> DecodeWatchLine(std::string_view line);
+// A list reply's items get the list's apiVersion and kind where they have none (the API
+// server leaves them off the items of built-in types). Exposed for the fuzz harness.
+void GiveListItemsTheirType(nlohmann::json* list);
 
 class RestClient {
  public:

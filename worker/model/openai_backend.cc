@@ -108,6 +108,39 @@ std::string ErrorDetail(const std::string& body) {
   return ValidUtf8(detail).get<std::string>();
 }
 
+}  // namespace
+
+void OpenAiStreamChunks::Handle(const std::string& data) {
+  if (data == "[DONE]") {
+    done = true;
+    return;
+  }
+  auto j = ParsePeerJson(data);
+  if (!j.is_object()) return;
+  if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
+  if (j.contains("error")) {
+    stream_error = ErrorDetail(data);
+    done = true;
+    return;
+  }
+  if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() || !j["choices"][0].is_object()) return;
+  const auto& choice = j["choices"][0];
+  if (choice.contains("delta") && choice["delta"].is_object()) {
+    const auto& delta = choice["delta"];
+    if (delta.contains("content") && delta["content"].is_string()) {
+      const std::string text = delta["content"];
+      generated += text.size();
+      out_->Text(text);
+    }
+    if (delta.contains("tool_calls") && delta["tool_calls"].is_array()) {
+      for (const auto& f : delta["tool_calls"]) fragments.Add(f);
+    }
+  }
+  if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) finish_reason = choice["finish_reason"];
+}
+
+namespace {
+
 // A service's error reply as ours. 429, 5xx and the gateway errors may pass and fall over;
 // a refused key or an unknown model is this endpoint's (the next may have its own); a
 // refused request would be refused everywhere.
@@ -204,7 +237,6 @@ class OpenAiBackend : public ModelBackend {
       }
       ToolCallFragments fragments;
       size_t generated = 0;
-      bool done = false;
       // A server that ignores "stream" answers with one JSON document.
       if (response.headers().content_type().find("text/event-stream") == std::string::npos) {
         auto whole = ReadAll(response, deadline);
@@ -232,66 +264,38 @@ class OpenAiBackend : public ModelBackend {
         return Status::Ok();
       }
       SseDecoder sse;
+      OpenAiStreamChunks chunks(out);
       auto stream = response.body().streambuf();
       std::vector<uint8_t> buf(16 * 1024);
-      std::string finish_reason;
-      std::string stream_error;  // an error the server sent inside the stream
-      nlohmann::json usage;
-      auto handle = [&](const std::string& data) {
-        if (data == "[DONE]") {
-          done = true;
-          return;
-        }
-        auto j = ParsePeerJson(data);
-        if (!j.is_object()) return;
-        if (j.contains("usage") && j["usage"].is_object()) usage = j["usage"];
-        if (j.contains("error")) {
-          stream_error = ErrorDetail(data);
-          done = true;
-          return;
-        }
-        if (!j.contains("choices") || !j["choices"].is_array() || j["choices"].empty() || !j["choices"][0].is_object()) return;
-        const auto& choice = j["choices"][0];
-        if (choice.contains("delta") && choice["delta"].is_object()) {
-          const auto& delta = choice["delta"];
-          if (delta.contains("content") && delta["content"].is_string()) {
-            const std::string text = delta["content"];
-            generated += text.size();
-            out->Text(text);
-          }
-          if (delta.contains("tool_calls") && delta["tool_calls"].is_array()) {
-            for (const auto& f : delta["tool_calls"]) fragments.Add(f);
-          }
-        }
-        if (choice.contains("finish_reason") && choice["finish_reason"].is_string()) finish_reason = choice["finish_reason"];
-      };
-      while (!done) {
+      while (!chunks.done) {
         // What has arrived, or wait for at least one byte: asking for a full buffer would
         // hold every token back until 16 KiB had come.
         const size_t want = std::max<size_t>(1, std::min(stream.in_avail(), buf.size()));
         size_t n = stream.getn(buf.data(), want).get();
         if (n == 0) break;
-        for (const auto& data : sse.Feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n))) handle(data);
+        for (const auto& data : sse.Feed(std::string_view(reinterpret_cast<const char*>(buf.data()), n))) {
+          chunks.Handle(data);
+        }
         if (sse.overflowed()) {
           deadline.source()->cancel();  // stop the download: nothing more of it is read
           return AfterStart(*out, ResourceExhausted(what + ": a stream event is over the limit of " +
                                                     std::to_string(sse.max_event_bytes()) + " bytes"));
         }
       }
-      if (!done) {
-        for (const auto& data : sse.Finish()) handle(data);
+      if (!chunks.done) {
+        for (const auto& data : sse.Finish()) chunks.Handle(data);
       }
       if (deadline.expired()) return FromException(std::runtime_error("cancelled"), what, &deadline);
-      if (!stream_error.empty()) {
+      if (!chunks.stream_error.empty()) {
         // The engine failed mid-reply (vLLM sends its error as an SSE data line): the
         // service's trouble, tried again; a context-length error is told by its wording.
-        return AfterStart(*out, Unavailable(what + ": the service sent an error in the stream: " + stream_error));
+        return AfterStart(*out, Unavailable(what + ": the service sent an error in the stream: " + chunks.stream_error));
       }
-      if (!done && finish_reason.empty()) {
+      if (!chunks.done && chunks.finish_reason.empty()) {
         return AfterStart(*out, Unavailable(what + ": the stream ended before the reply was complete"));
       }
-      nlohmann::json whole = {{"usage", usage}};
-      Finish(whole, {{"finish_reason", finish_reason}}, fragments, messages, generated, out);
+      nlohmann::json whole = {{"usage", chunks.usage}};
+      Finish(whole, {{"finish_reason", chunks.finish_reason}}, chunks.fragments, messages, chunks.generated, out);
       return Status::Ok();
     } catch (const std::exception& e) {
       return AfterStart(*out, FromException(e, what, &deadline));

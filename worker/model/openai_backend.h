@@ -36,4 +36,24 @@ class ToolCallFragments {
   std::vector<Slot> slots_;
 };
 
+// One chat-completion stream's chunks (the data of each server-sent event), as they come:
+// text goes to `out` as it arrives, tool-call fragments are gathered, and the usage, the
+// finish reason and an error sent inside the stream are kept. Exposed for tests and the
+// fuzz harness.
+class OpenAiStreamChunks {
+ public:
+  explicit OpenAiStreamChunks(ChatStream* out) : out_(out) {}
+  void Handle(const std::string& data);
+
+  bool done = false;  // [DONE], or an error in the stream
+  std::string finish_reason;
+  std::string stream_error;
+  nlohmann::json usage;
+  size_t generated = 0;  // bytes of text, for the usage estimate
+  ToolCallFragments fragments;
+
+ private:
+  ChatStream* out_;
+};
+
 }  // namespace carapace

@@ -57,20 +57,27 @@ Result<McpClient::Reply> McpClient::Post(const nlohmann::json& message, const st
     } else if (!text.empty()) {
       payloads.push_back(text);
     }
-    for (const auto& p : payloads) {
-      auto j = ParsePeerJson(p);
-      // The stream may carry notifications and progress before the response: skip them.
-      if (j.is_object() && (j.contains("result") || j.contains("error")) &&
-          (!message.contains("id") || j.value("id", nlohmann::json()) == message["id"] || j["id"].is_null())) {
-        reply.message = j;
-        if (j.contains("id") && !j["id"].is_null()) break;
-      }
-    }
+    reply.message = PickJsonRpcResponse(
+        payloads, message.contains("id") ? std::optional<nlohmann::json>(message["id"]) : std::nullopt);
     return reply;
   } catch (const std::exception& e) {
     cancel.cancel();  // no continuation of the failed request outlives the call
     return Unavailable("MCP server " + url_ + " did not answer " + method + ": " + e.what());
   }
+}
+
+nlohmann::json PickJsonRpcResponse(const std::vector<std::string>& payloads, const std::optional<nlohmann::json>& id) {
+  nlohmann::json picked;
+  for (const auto& p : payloads) {
+    const nlohmann::json j = ParsePeerJson(p);
+    // The stream may carry notifications and progress before the response: skip them.
+    if (!j.is_object() || !(j.contains("result") || j.contains("error"))) continue;
+    const nlohmann::json their_id = j.contains("id") ? j["id"] : nlohmann::json();
+    if (id && their_id != *id && !their_id.is_null()) continue;
+    picked = j;
+    if (!their_id.is_null()) break;  // the answer to this request: nothing after it matters
+  }
+  return picked;
 }
 
 Result<nlohmann::json> McpClient::Request(const std::string& method, nlohmann::json params, const std::string& name) {

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,11 @@ struct McpToolInfo {
   nlohmann::json input_schema = nlohmann::json::object();
   nlohmann::json annotations = nlohmann::json::object();  // readOnlyHint, idempotentHint, destructiveHint
 };
+
+// The JSON-RPC response among the messages a server sent for one request (a stream may
+// carry notifications and progress first): the one whose id is `id` (any id when none was
+// sent), else one with a null id; null when there is none. Exposed for the fuzz harness.
+nlohmann::json PickJsonRpcResponse(const std::vector<std::string>& payloads, const std::optional<nlohmann::json>& id);
 
 class McpClient {
  public:
