@@ -32,7 +32,7 @@ for n in "${harnesses[@]}"; do
     >"$log" 2>&1
   rc=$?
   runs=$(grep -o 'stat::number_of_executed_units: [0-9]*' "$log" | awk '{print $2}' | tail -1)
-  speed=$(grep -o 'stat::average_exec_per_sec: [0-9]*' "$log" | awk '{print $2}' | tail -1)
+  speed=$(( ${runs:-0} / seconds ))
   size=$(ls "$corpus" | wc -l)
   found="nothing"
   if [ $rc -ne 0 ]; then

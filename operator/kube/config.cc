@@ -21,7 +21,8 @@ Result<std::string> ReadNamedFile(const std::string& path, const std::string& wh
 
 // The entry of a named list (clusters, users, contexts) with this name: its inner mapping.
 YAML::Node Find(const YAML::Node& list, const std::string& name, const char* inner, int* index) {
-  if (!list.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
+  // A missing key of a const map is an invalid node whose type cannot be asked: test first.
+  if (!list || !list.IsSequence()) return YAML::Node(YAML::NodeType::Undefined);
   for (size_t i = 0; i < list.size(); ++i) {
     if (list[i].IsMap() && list[i]["name"] && list[i]["name"].Scalar() == name) {
       *index = static_cast<int>(i);
@@ -33,7 +34,7 @@ YAML::Node Find(const YAML::Node& list, const std::string& name, const char* inn
 
 std::string Names(const YAML::Node& list) {
   std::string out;
-  if (list.IsSequence()) {
+  if (list && list.IsSequence()) {
     for (const auto& e : list) {
       if (e.IsMap() && e["name"]) out += (out.empty() ? "" : ", ") + e["name"].Scalar();
     }
@@ -195,16 +196,26 @@ Result<KubeConfig> KubeconfigFromYaml(const YAML::Node& root, const std::string&
   return c;
 }
 
+// Whatever shape the file has, an error that names it, never an exception (a field of the
+// wrong kind makes yaml-cpp throw when it is read).
+Result<KubeConfig> FromYaml(const YAML::Node& root, const std::string& path, const std::string& wanted_context) {
+  try {
+    return KubeconfigFromYaml(root, path, wanted_context);
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(path + ": not a kubeconfig this client can read: " + e.what());
+  }
+}
+
 }  // namespace
 
 Result<KubeConfig> LoadKubeconfig(const std::string& path, const std::string& wanted_context) {
   CARAPACE_ASSIGN_OR_RETURN(YAML::Node root, LoadYamlFile(path));
-  return KubeconfigFromYaml(root, path, wanted_context);
+  return FromYaml(root, path, wanted_context);
 }
 
 Result<KubeConfig> ParseKubeconfig(const std::string& text, const std::string& path, const std::string& wanted_context) {
   CARAPACE_ASSIGN_OR_RETURN(YAML::Node root, ParseYaml(text, path));
-  return KubeconfigFromYaml(root, path, wanted_context);
+  return FromYaml(root, path, wanted_context);
 }
 
 }  // namespace carapace::kube

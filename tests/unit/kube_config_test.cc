@@ -99,6 +99,13 @@ TEST_CASE("kubeconfig: what cannot be used is a clear error naming the field", "
                                    "clusters: [{name: c, cluster: {server: 'https://h', certificate-authority-data: '%%%'}}]\n";
   CHECK_THAT(LoadKubeconfig(dir.Sub("bad")).status().message(),
              ContainsSubstring("clusters[0].cluster.certificate-authority-data: not valid base64"));
+  // Found by fuzzing: a kubeconfig without contexts (or of another shape) is an error, not
+  // an exception out of yaml-cpp that stopped the operator with "unexpected error".
+  auto no_contexts = ParseKubeconfig("current-context: c\nclusters: [{name: k, cluster: {server: 'https://h'}}]\n", "kc");
+  REQUIRE_FALSE(no_contexts.ok());
+  CHECK_THAT(no_contexts.status().message(), ContainsSubstring("no context \"c\" (available: none)"));
+  auto odd = ParseKubeconfig("current-context: c\ncontexts: {c: 1}\nclusters: 3\nusers: [[]]\n", "kc");
+  CHECK_FALSE(odd.ok());
 }
 
 TEST_CASE("base64 as kubeconfig data fields and Secret data use it", "[operator][kube]") {

@@ -186,11 +186,12 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       request.headers.emplace_back(k, v);
     };
     for (const auto& [k, v] : configured_headers_) add(k, v);
-    for (const auto& [k, v] : headers) {
+    for (const auto& header : headers) {
       // A header the spec configures is the operator's: the model cannot replace it.
+      const std::string name = AsciiLower(header.first);
       bool configured = std::any_of(configured_headers_.begin(), configured_headers_.end(),
-                                    [&](const auto& c) { return AsciiLower(c.first) == AsciiLower(k); });
-      if (!configured) add(k, v);
+                                    [&](const auto& c) { return AsciiLower(c.first) == name; });
+      if (!configured) add(header.first, header.second);
     }
     if (has_body) {
       request.body = body;
