@@ -347,3 +347,54 @@ TEST_CASE("carapace run waits for a model no endpoint reaches, then exits 6 with
   CHECK_THAT(inspect.out, ContainsSubstring("phase:   Running"));
   CHECK_THAT(inspect.out, ContainsSubstring("waiting for: ModelUnavailable"));
 }
+
+namespace {
+
+// A small tmpfs mounted for the test (root only: CI runs as root); unmounted on the way out.
+class SmallVolume {
+ public:
+  SmallVolume(const std::string& dir, const std::string& size) : dir_(dir) {
+    std::filesystem::create_directories(dir_);
+    mounted_ = RunCommand({"/usr/bin/mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", dir_}).exit_code == 0;
+  }
+  ~SmallVolume() {
+    if (mounted_) (void)RunCommand({"/usr/bin/umount", dir_});
+  }
+  bool mounted() const { return mounted_; }
+  bool Grow(const std::string& size) {
+    return RunCommand({"/usr/bin/mount", "-o", "remount,size=" + size, dir_}).exit_code == 0;
+  }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+};
+
+}  // namespace
+
+TEST_CASE("a full volume is refused with a clear error, never a store that aborts on open; it runs once space is added",
+          "[cli][limits]") {
+  TempDir dir;
+  SmallVolume volume(dir.Sub("vol"), "3m");
+  if (!volume.mounted()) SKIP("mounting a tmpfs needs root");
+  // 2.5 MB of instructions: its first write (the run's start) does not fit a 3 MiB volume.
+  const std::string spec = dir.Sub("big.yaml");
+  std::ofstream(spec) << "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: big}\nspec:\n"
+                         "  goal: say done\n  instructions: \"" << std::string(2500000, 'x') << "\"\n"
+                         "  model: {backend: scripted, script: [{text: done}]}\n";
+  const std::string state = dir.Sub("vol/agent");
+  for (int attempt = 0; attempt < 3; ++attempt) {
+    INFO("attempt " << attempt);
+    CommandResult r = RunCommand({CARAPACE_BIN, "run", spec, "--state-dir", state});
+    CHECK(r.signal == 0);        // never an abort inside RocksDB
+    CHECK(r.exit_code != 0);
+    CHECK(r.exit_code != 134);
+    CHECK_THAT(r.err, ContainsSubstring("is full"));
+    CHECK_THAT(r.err, ContainsSubstring("nothing was written"));
+  }
+  REQUIRE(volume.Grow("64m"));
+  CommandResult ok = RunCommand({CARAPACE_BIN, "run", spec, "--state-dir", state});
+  INFO(ok.err);
+  CHECK(ok.exit_code == 0);
+  CHECK_THAT(ok.out, ContainsSubstring("done"));
+}

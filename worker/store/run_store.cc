@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -150,6 +151,40 @@ Result<int> LockStateDir(const std::string& dir) {
   return fd;
 }
 
+namespace {
+
+// Room kept free beyond what a write needs: the MANIFEST, OPTIONS and LOG files RocksDB
+// writes besides the data.
+constexpr uint64_t kSpaceReserve = 1 << 20;
+
+// A write of `bytes` goes to the WAL now and to a table file when the memtable is flushed:
+// about twice its size. RocksDB is never let to meet ENOSPC itself (a failed WAL append left
+// stores that aborted on every later open, with RocksDB's assertions on), so the room is
+// checked first and a full volume is refused here, with nothing written. The check is as
+// good as statvfs; when it cannot tell, the write goes ahead.
+Status CheckSpace(const std::string& dir, uint64_t bytes, const std::string& what) {
+  struct statvfs vfs {};
+  if (::statvfs(dir.c_str(), &vfs) != 0) return Status::Ok();
+  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+  const uint64_t need = 2 * bytes + kSpaceReserve;
+  if (free_bytes >= need) return Status::Ok();
+  return ResourceExhausted("the volume of " + dir + " is full: " + std::to_string(free_bytes) + " bytes free, " + what +
+                           " needs about " + std::to_string(need) +
+                           "; nothing was written. Free space or grow the volume, then try again");
+}
+
+// The write-ahead logs a store's open replays (and may flush to table files).
+uint64_t WalBytes(const std::string& db_dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(db_dir, ec)) {
+    if (entry.path().extension() == ".log" && entry.is_regular_file(ec)) total += entry.file_size(ec);
+  }
+  return total;
+}
+
+}  // namespace
+
 Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, OpenMode mode) {
   std::unique_ptr<RunStore> store(new RunStore());
   store->dir_ = state_dir;
@@ -184,6 +219,7 @@ Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, O
 
   rocksdb::Options options = StoreOptions();
   auto cfs = ColumnFamilies(options);
+  CARAPACE_RETURN_IF_ERROR(CheckSpace(state_dir, has_store ? WalBytes(db_dir) : 0, "opening the store"));
   if (!has_store) {
     CARAPACE_RETURN_IF_ERROR(CreateStore(state_dir, options, cfs));
     store->created_ = true;
@@ -257,6 +293,7 @@ Result<uint64_t> RunStore::Commit(const StoreBatch& batch, bool sync) {
   for (const auto& [k, v] : batch.meta) wb.Put(meta_, k, v);
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  CARAPACE_RETURN_IF_ERROR(CheckSpace(dir_, wb.GetDataSize(), "this write"));
   CARAPACE_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &wb), "writing to the store in " + dir_));
   last_seq_ = seq;
   return first;
@@ -323,6 +360,7 @@ Status RunStore::PutMemory(const std::vector<std::pair<std::string, std::string>
   for (const auto& [k, v] : entries) wb.Put(memory_, k, v);
   rocksdb::WriteOptions wo;
   wo.sync = sync;
+  CARAPACE_RETURN_IF_ERROR(CheckSpace(dir_, wb.GetDataSize(), "writing memory"));
   return FromRocks(db_->Write(wo, &wb), "writing memory");
 }
 
