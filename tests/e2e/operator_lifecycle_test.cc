@@ -20,6 +20,7 @@
 
 #include "tests/e2e/e2e_cluster.h"
 #include "tests/support/child_process.h"
+#include "tests/support/socket_io.h"
 #include "tests/support/wait.h"
 #include "tests/support/worker_process.h"
 
@@ -34,15 +35,8 @@ namespace {
 class SilentServer {
  public:
   SilentServer() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(listen(fd_, 64) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = ListenOnLoopbackPort(&port_, 64);
+    REQUIRE(fd_ >= 0);
   }
   ~SilentServer() { close(fd_); }
   int port() const { return port_; }

@@ -28,6 +28,7 @@
 #include "operator/kube/rest_client.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
+#include "tests/support/socket_io.h"
 
 using namespace carapace;
 using namespace carapace::kube;
@@ -933,15 +934,8 @@ namespace {
 class FloodingServer {
  public:
   FloodingServer(std::string head, char filler) : head_(std::move(head)), filler_(filler) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    REQUIRE(bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-    REQUIRE(listen(fd_, 4) == 0);
-    socklen_t len = sizeof addr;
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
+    fd_ = carapace::testing::ListenOnLoopbackPort(&port_, 4);
+    REQUIRE(fd_ >= 0);
     thread_ = std::thread([this] {
       int c = accept(fd_, nullptr, nullptr);
       if (c < 0) return;

@@ -26,6 +26,7 @@
 
 #include "tests/support/child_process.h"
 #include "tests/support/fake_openai.h"
+#include "tests/support/socket_io.h"
 #include "tests/support/worker_process.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/server/agent_service.h"
@@ -35,6 +36,7 @@ using carapace::testing::FakeCompletion;
 using carapace::testing::FakeOpenAiServer;
 using carapace::testing::HttpGet;
 using carapace::testing::RunCommand;
+using carapace::testing::ConnectToLoopbackPort;
 using carapace::testing::TempDir;
 using carapace::testing::WorkerProcess;
 using Catch::Matchers::ContainsSubstring;
@@ -704,18 +706,8 @@ int64_t ProcKib(pid_t pid, const std::string& field) {
 // Sends a request head that never ends, `bytes` long, as fast as the server takes it, then
 // reads whatever it answered.
 std::string FloodHeader(int port, size_t bytes) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-    close(fd);
-    return "";
-  }
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  const int fd = ConnectToLoopbackPort(port);
+  if (fd < 0) return "";
   const std::string start = "GET /metrics HTTP/1.1\r\nX-Flood: ";
   (void)!send(fd, start.data(), start.size(), MSG_NOSIGNAL);
   const std::string chunk(1 << 16, 'a');

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/http_endpoints.h"
+#include "tests/support/socket_io.h"
 
 using carapace::HttpEndpoints;
 using carapace::HttpLimits;
@@ -24,14 +25,8 @@ using Catch::Matchers::StartsWith;
 namespace {
 
 int Connect(int port) {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  timeval tv{10, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const int fd = carapace::testing::ConnectToLoopbackPort(port);
+  REQUIRE(fd >= 0);
   return fd;
 }
 

@@ -15,6 +15,7 @@
 #include "common/redact.h"
 #include "tests/support/child_process.h"
 #include "tests/support/loopback_listener.h"
+#include "tests/support/socket_io.h"
 #include "worker/tools/address_policy.h"
 #include "worker/tools/http_tool.h"
 
@@ -365,15 +366,9 @@ TEST_CASE("with \"*\", the connection goes to the address checked, over http and
   // system's resolver (/etc/hosts); the tool's own lookup, as a hostile DNS server would
   // answer it, says a public address. The check passes on that answer, so the connection
   // must go to that public address, never to a second lookup's 127.0.0.1.
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
-  REQUIRE(listen(fd, 16) == 0);
-  socklen_t len = sizeof addr;
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
+  int port = 0;
+  const int fd = testing::ListenOnLoopbackPort(&port);
+  REQUIRE(fd >= 0);
   fcntl(fd, F_SETFL, O_NONBLOCK);
 
   HttpToolOptions opts;
