@@ -149,13 +149,15 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   // Ready once this replica is useful: the leader when its caches are filled; a standby when
   // it can reach the API server (it could take over).
   std::unique_ptr<kube::LeaderElector> elector;
+  std::atomic<kube::LeaderElector*> elector_for_probe{nullptr};  // set once it exists; read by /readyz
   endpoints.Handle("/readyz", [&] {
     if (leading.load()) {
       const bool synced = controller.Synced();
       return HttpReply{synced ? 200 : 503, synced ? "ok\n" : "caches are filling\n"};
     }
     std::string error;
-    if (elector && !elector->Reachable(&error)) return HttpReply{503, "cannot reach the API server: " + error + "\n"};
+    kube::LeaderElector* e = elector_for_probe.load();
+    if (e && !e->Reachable(&error)) return HttpReply{503, "cannot reach the API server: " + error + "\n"};
     return HttpReply{200, "ok\n"};
   });
   if (Status s = endpoints.Start(get("--http-listen", "0.0.0.0:8081")); !s.ok()) return Fail(1, s.message());
@@ -208,6 +210,7 @@ int Main(int argc, char** argv, const sigset_t& signals) {
     if (!lease_client.ok()) return Fail(2, lease_client.status().message());
     lease_client_owned = std::move(*lease_client);
     elector = std::make_unique<kube::LeaderElector>(lease_client_owned.get(), le);
+    elector_for_probe = elector.get();
     elector->Start();
   } else {
     leading = true;
