@@ -10,12 +10,13 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <list>
 #include <thread>
 #include <vector>
+
+#include "common/text.h"
 
 namespace carapace {
 
@@ -38,16 +39,6 @@ const char* Reason(int code) {
     case 505: return "HTTP Version Not Supported";
     default: return "Status";
   }
-}
-
-std::string Lower(std::string s) {
-  std::transform(s.begin(), s.end(), s.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-  return s;
-}
-
-std::string Trim(const std::string& s) {
-  size_t b = s.find_first_not_of(" \t"), e = s.find_last_not_of(" \t");
-  return b == std::string::npos ? "" : s.substr(b, e - b + 1);
 }
 
 std::string Response(int code, const std::string& content_type, const std::string& body, bool head_only,
@@ -105,8 +96,8 @@ HttpRequestHead ParseRequestHead(std::string_view head, const HttpLimits& limits
     if (colon == std::string_view::npos || colon == 0 || line[0] == ' ' || line[0] == '\t') {
       return refuse(400, "malformed header line");
     }
-    const std::string name = Lower(std::string(line.substr(0, colon)));
-    const std::string value = Trim(std::string(line.substr(colon + 1)));
+    const std::string name = AsciiLower(line.substr(0, colon));
+    const std::string_view value = TrimHttpSpace(line.substr(colon + 1));
     if (name == "transfer-encoding" || (name == "content-length" && value != "0")) {
       return refuse(413, "these endpoints take no request body");
     }
@@ -199,11 +190,7 @@ struct HttpEndpoints::Server {
         }
         continue;
       }
-      if (head_end + 4 > limits.max_header_bytes) {
-        Reply(c, Refusal(431, "the request head is over " + std::to_string(limits.max_header_bytes) + " bytes"));
-        return true;
-      }
-      Reply(c, Answer(c.in.substr(0, head_end + 4)));
+      Reply(c, Answer(c.in.substr(0, head_end + 4)));  // ParseRequestHead holds it to the limits
       return true;
     }
   }

@@ -7,14 +7,13 @@ namespace carapace {
 
 SseDecoder::SseDecoder(size_t max_event_bytes) : max_(max_event_bytes ? max_event_bytes : limits::kSseEventBytes) {}
 
-bool SseDecoder::Overflow() {
+void SseDecoder::Overflow() {
   overflowed_ = true;
   line_.clear();
   line_.shrink_to_fit();
   data_.clear();
   data_.shrink_to_fit();
   has_data_ = false;
-  return false;
 }
 
 void SseDecoder::Line(std::string_view line, std::vector<std::string>* out) {

@@ -25,7 +25,7 @@ class SseDecoder {
 
  private:
   void Line(std::string_view line, std::vector<std::string>* out);
-  bool Overflow();
+  void Overflow();
   size_t max_;
   std::string line_;
   std::string data_;

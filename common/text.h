@@ -14,6 +14,9 @@ std::vector<std::string> Tokenize(std::string_view text);
 // `s` with ASCII letters lower-cased (header names, hosts, schemes).
 std::string AsciiLower(std::string_view s);
 
+// `s` without the spaces, tabs, CRs and LFs around it (an HTTP header's value).
+std::string_view TrimHttpSpace(std::string_view s);
+
 // True when `s` is a non-empty RFC 9110 token (what an HTTP header name must be). Anything
 // else in a header name could be read differently by a lenient server (" Host" as Host).
 bool IsHttpToken(std::string_view s);

@@ -39,27 +39,18 @@ size_t OnHeader(char* data, size_t size, size_t count, void* user) {
     t->over_headers = true;
     return 0;
   }
-  std::string line(data, n);
-  if (line.rfind("HTTP/", 0) == 0) {  // a new reply's status line (after a 100 Continue, say)
+  const std::string_view line(data, n);
+  if (line.substr(0, 5) == "HTTP/") {  // a new reply's status line (after a 100 Continue, say)
     t->response.content_type.clear();
     t->response.location.reset();
-    t->response.content_length.reset();
     return n;
   }
   const size_t colon = line.find(':');
   if (colon == std::string::npos) return n;
   const std::string name = AsciiLower(line.substr(0, colon));
-  std::string value = line.substr(colon + 1);
-  const size_t b = value.find_first_not_of(" \t"), e = value.find_last_not_of(" \t\r\n");
-  value = b == std::string::npos ? "" : value.substr(b, e - b + 1);
+  const std::string value(TrimHttpSpace(line.substr(colon + 1)));
   if (name == "content-type") t->response.content_type = value;
   if (name == "location") t->response.location = value;
-  if (name == "content-length") {
-    try {
-      t->response.content_length = std::stoull(value);
-    } catch (const std::exception&) {
-    }
-  }
   return n;
 }
 

@@ -32,7 +32,6 @@ struct HttpFetchResponse {
   int status = 0;
   std::string content_type;
   std::optional<std::string> location;  // the Location header, for a redirect
-  std::optional<size_t> content_length;
   std::string body;
 };
 
