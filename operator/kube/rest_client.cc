@@ -63,6 +63,10 @@ std::string Body(const nlohmann::json& j) { return j.dump(-1, ' ', false, nlohma
 
 ApiError NoReply(const std::string& message) { return ApiError{-1, "Unavailable", message}; }
 
+std::string OverWatchEventLimit() {
+  return "an event over the limit of " + std::to_string(limits::kWatchEventBytes) + " bytes";
+}
+
 // Loads the config's PEM material into an OpenSSL context (from memory: an in-cluster CA
 // or kubeconfig *-data fields never touch the disk). Throws boost::system::system_error.
 void LoadTls(const KubeConfig& c, boost::asio::ssl::context& ctx) {
@@ -339,7 +343,7 @@ void GiveListItemsTheirType(nlohmann::json* list) {
 ApiResult<WatchEvent> DecodeWatchLine(std::string_view line) {
   ApiResult<WatchEvent> out;
   if (line.size() > limits::kWatchEventBytes) {
-    out.error = NoReply("an event over the limit of " + std::to_string(limits::kWatchEventBytes) + " bytes");
+    out.error = NoReply(OverWatchEventLimit());
     return out;
   }
   auto j = ParsePeerJson(line);
@@ -494,12 +498,6 @@ ApiResult<bool> RestClient::Watch(const Resource& r, const std::string& ns, cons
       const size_t n = stream.getn(buf.data(), want).get();
       if (n == 0) break;  // the server ended the stream
       pending.append(reinterpret_cast<const char*>(buf.data()), n);
-      if (pending.find('\n') == std::string::npos && pending.size() > limits::kWatchEventBytes) {
-        // One event larger than any object the API server stores: not a watch stream.
-        result.error = NoReply("watch " + path + ": an event over the limit of " +
-                               std::to_string(limits::kWatchEventBytes) + " bytes");
-        return result;
-      }
       size_t start = 0;
       for (size_t nl; (nl = pending.find('\n', start)) != std::string::npos; start = nl + 1) {
         std::string_view line(pending.data() + start, nl - start);
@@ -517,6 +515,12 @@ ApiResult<bool> RestClient::Watch(const Resource& r, const std::string& ns, cons
         }
       }
       pending.erase(0, start);
+      // What is left is the start of an event not yet ended: one larger than any object the
+      // API server stores is not a watch stream, and is not read further.
+      if (pending.size() > limits::kWatchEventBytes) {
+        result.error = NoReply("watch " + path + ": " + OverWatchEventLimit());
+        return result;
+      }
     }
     if (source.get_token().is_canceled()) result.value = true;
     return result;
