@@ -716,9 +716,7 @@ std::string FloodHeader(int port, size_t bytes) {
     if (n <= 0) break;  // refused and closed
     sent += static_cast<size_t>(n);
   }
-  std::string reply;
-  char buf[1024];
-  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  const std::string reply = carapace::testing::ReadUntilClosed(fd);
   close(fd);
   return reply;
 }

@@ -21,7 +21,6 @@
 #include <unordered_map>
 #include <unordered_set>
 
-#include "common/quantity.h"
 #include "tests/support/kube_api_double_crd_validator.h"
 #include "tests/support/kube_api_double_http.h"
 #include "tests/support/kube_api_double_objects.h"
@@ -323,11 +322,6 @@ std::string AnnotationOf(const json& object, const std::string& key) {
   if (annotations == meta.end() || !annotations->is_object()) return "";
   auto it = annotations->find(key);
   return it != annotations->end() && it->is_string() ? it->get<std::string>() : "";
-}
-
-std::optional<int64_t> StorageRequest(const json& claim) {
-  const json q = claim.value("/spec/resources/requests/storage"_json_pointer, json());
-  return q.is_string() ? QuantityValue(q.get<std::string>()) : std::nullopt;
 }
 
 bool IsTrue(const std::string& value) { return value == "true" || value == "1"; }
@@ -1128,7 +1122,7 @@ struct KubeApiDouble::Impl {
   // PersistentVolumeClaimResize admission (plugin/pkg/admission/storage/persistentvolume/
   // resize/admission.go): a claim grows only when bound and its class allows expansion.
   Answer ResizeAdmissionLocked(const ResourceType& t, const json& old, const json& claim) {
-    auto before = StorageRequest(old), after = StorageRequest(claim);
+    auto before = kd::ClaimStorageRequest(old), after = kd::ClaimStorageRequest(claim);
     if (!after || *after <= before.value_or(0)) return {200, json(), {}};
     const std::string name = MetaString(claim, "name");
     auto forbidden = [&](const std::string& why) {
@@ -1152,7 +1146,7 @@ struct KubeApiDouble::Impl {
   // The volume expansion a real cluster's resizer and kubelet carry out after an admitted
   // resize: a little later, status.capacity reports the new size.
   void ExpandClaimLocked(const json& old, const json& claim) {
-    auto before = StorageRequest(old), after = StorageRequest(claim);
+    auto before = kd::ClaimStorageRequest(old), after = kd::ClaimStorageRequest(claim);
     if (!after || *after <= before.value_or(0)) return;
     std::string ns = MetaString(claim, "namespace"), name = MetaString(claim, "name"), uid = MetaString(claim, "uid");
     ScheduleLocked([this, ns, name, uid] {

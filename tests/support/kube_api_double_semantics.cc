@@ -408,6 +408,12 @@ std::vector<std::string> ValidateNameAndLabels(const std::string& kind, const js
   return out;
 }
 
+std::optional<int64_t> ClaimStorageRequest(const json& claim) {
+  const json& spec = At(claim, "spec");
+  const json q = spec.is_object() ? spec.value("/resources/requests/storage"_json_pointer, json()) : json();
+  return q.is_string() ? QuantityValue(q.get<std::string>()) : std::nullopt;
+}
+
 std::vector<std::string> ValidateUpdate(const std::string& kind, const json& old, const json& updated) {
   std::vector<std::string> out;
   const json& old_spec = At(old, "spec");
@@ -457,11 +463,7 @@ std::vector<std::string> ValidateUpdate(const std::string& kind, const json& old
           "spec: Forbidden: spec is immutable after creation except resources.requests and "
           "volumeAttributesClassName for bound claims");
     }
-    auto size = [](const json& spec) -> std::optional<int64_t> {
-      const json q = spec.is_object() ? spec.value("/resources/requests/storage"_json_pointer, json()) : json();
-      return q.is_string() ? QuantityValue(q.get<std::string>()) : std::nullopt;
-    };
-    auto old_size = size(old_spec), new_size = size(new_spec);
+    auto old_size = ClaimStorageRequest(old), new_size = ClaimStorageRequest(updated);
     if (old_size && new_size && *new_size < *old_size) {
       out.push_back("spec.resources.requests.storage: Forbidden: field can not be less than previous value");
     }

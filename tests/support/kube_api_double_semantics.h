@@ -28,6 +28,10 @@ bool KeepsGeneration(const std::string& group, const std::string& kind, bool cus
 // 1123 label), and of labels (metadata.labels and a pod template's) on any object.
 std::vector<std::string> ValidateNameAndLabels(const std::string& kind, const nlohmann::json& object);
 
+// A PersistentVolumeClaim's spec.resources.requests.storage in bytes; nullopt when it has
+// none or it is not a quantity.
+std::optional<int64_t> ClaimStorageRequest(const nlohmann::json& claim);
+
 // Field errors of an update (old and updated both defaulted): the fields the kind's
 // ValidateXUpdate holds immutable (StatefulSet spec, PersistentVolumeClaim spec, Service
 // cluster IPs).

@@ -23,6 +23,14 @@ inline bool SendAll(int fd, const std::string& data) {
   return true;
 }
 
+// Everything the peer sends until it closes (or the socket's receive timeout passes).
+inline std::string ReadUntilClosed(int fd) {
+  std::string out;
+  char buf[4096];
+  for (ssize_t n; (n = ::recv(fd, buf, sizeof buf, 0)) > 0;) out.append(buf, static_cast<size_t>(n));
+  return out;
+}
+
 // A socket listening on 127.0.0.1 at a free port (*port); -1 when none could be opened.
 // Connections complete in the kernel's backlog whether or not anyone accepts them.
 inline int ListenOnLoopbackPort(int* port, int backlog = 16) {

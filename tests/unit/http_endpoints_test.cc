@@ -39,9 +39,7 @@ std::string Exchange(int port, const std::string& request) {
     if (n <= 0) break;  // the server answered and closed: read what it said
     sent += static_cast<size_t>(n);
   }
-  std::string reply;
-  char buf[4096];
-  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  const std::string reply = carapace::testing::ReadUntilClosed(fd);
   close(fd);
   return reply;
 }
@@ -99,9 +97,7 @@ TEST_CASE("a peer too slow with its request is answered 408 and let go", "[http_
   int fd = Connect(s.port());
   const std::string part = "GET /healthz HTTP/1.1\r\nX-Slow: ";
   REQUIRE(send(fd, part.data(), part.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(part.size()));
-  std::string reply;
-  char buf[1024];
-  for (ssize_t n; (n = recv(fd, buf, sizeof buf, 0)) > 0;) reply.append(buf, static_cast<size_t>(n));
+  const std::string reply = carapace::testing::ReadUntilClosed(fd);
   close(fd);
   CHECK_THAT(reply, StartsWith("HTTP/1.1 408"));
 }
