@@ -25,6 +25,7 @@ enum class StatusCode {
   kResourceExhausted,   // a size or count limit was hit
   kInternal,            // a bug: an invariant did not hold
   kAborted,             // an operation broke off part-way (a stream cut after data); redo it whole
+  kVolumeFull,          // no room on the volume for a write: nothing was written; the same write may be tried again
 };
 
 // Returns the stable lower_snake name of a code ("invalid_argument").
@@ -65,6 +66,7 @@ inline Status Unavailable(std::string m) { return {StatusCode::kUnavailable, std
 inline Status ResourceExhausted(std::string m) { return {StatusCode::kResourceExhausted, std::move(m)}; }
 inline Status Internal(std::string m) { return {StatusCode::kInternal, std::move(m)}; }
 inline Status Aborted(std::string m) { return {StatusCode::kAborted, std::move(m)}; }
+inline Status VolumeFull(std::string m) { return {StatusCode::kVolumeFull, std::move(m)}; }
 
 // Result<T> holds either a value or a non-ok Status.
 template <typename T>

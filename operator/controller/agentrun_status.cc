@@ -156,6 +156,8 @@ json ComputeStatus(const Observation& o) {
       set("Progressing", "False", "ModelUnavailable",
           "no model endpoint answered: " + o.worker->waiting_detail() +
               (o.worker->next_try_at_ms() > 0 ? "; next try at " + FormatRfc3339Millis(o.worker->next_try_at_ms()) : ""));
+    } else if (o.worker && o.worker->waiting_for() == "VolumeFull") {
+      set("Progressing", "False", "VolumeFull", o.worker->waiting_detail());
     } else if (o.worker && o.worker->waiting_for() == "PeriodBudget") {
       set("Progressing", "False", "PeriodBudgetExhausted", o.worker->waiting_detail());
     } else {
@@ -179,6 +181,9 @@ json ComputeStatus(const Observation& o) {
   } else if (worker_phase == "Degraded" && held_by == "context_length") {
     set("Degraded", "True", "ContextLengthExceeded", status.value("message", ""));
   } else if (worker_phase == "Degraded") set("Degraded", "True", "CrashLoopBreaker", status.value("message", ""));
+  // The agent waits for room on its volume (and refuses messages meanwhile): a person must
+  // free space or grow the claim.
+  else if (o.worker && o.worker->waiting_for() == "VolumeFull") set("Degraded", "True", "VolumeFull", o.worker->waiting_detail());
   else if (!crash.empty()) set("Degraded", "True", "CrashLoopBackOff", crash);
   else if (worker_phase == "Failed") set("Degraded", "True", "RunFailed", status.value("message", ""));
   else set("Degraded", "False", "AsExpected", "");

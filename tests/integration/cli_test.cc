@@ -14,11 +14,13 @@
 
 #include "tests/support/child_process.h"
 #include "tests/support/ledger_server.h"
+#include "tests/support/small_volume.h"
 
 using carapace::testing::ChildProcess;
 using carapace::testing::CommandResult;
 using carapace::testing::LedgerServer;
 using carapace::testing::RunCommand;
+using carapace::testing::SmallVolume;
 using carapace::testing::TempDir;
 using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
@@ -347,30 +349,6 @@ TEST_CASE("carapace run waits for a model no endpoint reaches, then exits 6 with
   CHECK_THAT(inspect.out, ContainsSubstring("phase:   Running"));
   CHECK_THAT(inspect.out, ContainsSubstring("waiting for: ModelUnavailable"));
 }
-
-namespace {
-
-// A small tmpfs mounted for the test (root only: CI runs as root); unmounted on the way out.
-class SmallVolume {
- public:
-  SmallVolume(const std::string& dir, const std::string& size) : dir_(dir) {
-    std::filesystem::create_directories(dir_);
-    mounted_ = RunCommand({"/usr/bin/mount", "-t", "tmpfs", "-o", "size=" + size, "tmpfs", dir_}).exit_code == 0;
-  }
-  ~SmallVolume() {
-    if (mounted_) (void)RunCommand({"/usr/bin/umount", dir_});
-  }
-  bool mounted() const { return mounted_; }
-  bool Grow(const std::string& size) {
-    return RunCommand({"/usr/bin/mount", "-o", "remount,size=" + size, dir_}).exit_code == 0;
-  }
-
- private:
-  std::string dir_;
-  bool mounted_ = false;
-};
-
-}  // namespace
 
 TEST_CASE("a full volume is refused with a clear error, never a store that aborts on open; it runs once space is added",
           "[cli][limits]") {

@@ -26,6 +26,7 @@
 
 #include "tests/support/child_process.h"
 #include "tests/support/fake_openai.h"
+#include "tests/support/small_volume.h"
 #include "tests/support/socket_io.h"
 #include "tests/support/worker_process.h"
 #include "worker/runtime/run_loader.h"
@@ -38,6 +39,7 @@ using carapace::testing::HttpGet;
 using carapace::testing::RunCommand;
 using carapace::testing::ConnectToLoopbackPort;
 using carapace::testing::TempDir;
+using carapace::testing::SmallVolume;
 using carapace::testing::WorkerProcess;
 using Catch::Matchers::ContainsSubstring;
 namespace v1 = carapace::worker::v1;
@@ -768,4 +770,145 @@ TEST_CASE("a control request over the API's message limit is refused RESOURCE_EX
   INFO(st.error_message());
   CHECK(GetStatus(w).inbox_depth() == 0);  // nothing of it was queued
   CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
+}
+
+namespace {
+
+FakeCompletion Says(const std::string& text) {
+  FakeCompletion c;
+  c.content = {text};
+  return c;
+}
+
+// Polls /readyz until its body holds `needle` (10 s at most); the last answer.
+std::pair<int, std::string> ReadyzSaying(WorkerProcess& w, const std::string& needle) {
+  std::pair<int, std::string> readyz = HttpGet(w.http_port(), "/readyz");
+  for (int i = 0; i < 500 && readyz.second.find(needle) == std::string::npos; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    readyz = HttpGet(w.http_port(), "/readyz");
+  }
+  return readyz;
+}
+
+grpc::Status SendRaw(WorkerProcess& w, const std::string& text) {
+  v1::SendMessageRequest req;
+  req.set_text(text);
+  v1::SendMessageResponse out;
+  auto ctx = w.Context();
+  return w.stub().SendMessage(ctx.get(), req, &out);
+}
+
+// The agent's turn waits for a model reply that comes `delay_ms` later; meanwhile the volume
+// is filled to below what a write needs, so the reply's write is refused.
+void FillWhileTheModelThinks(WorkerProcess& w, FakeOpenAiServer& model, SmallVolume& volume,
+                             const std::string& reply, const std::string& message) {
+  FakeCompletion slow;
+  slow.content = {reply};
+  slow.delay_ms = 3000;
+  model.Push(slow);
+  Send(w, message);
+  WaitFor(w, [](auto& s) { return s.phase() == v1::PHASE_RUNNING; });
+  REQUIRE(volume.FillLeaving(200 * 1024));  // a write needs its size twice and 1 MiB
+}
+
+}  // namespace
+
+TEST_CASE("a full volume is a state: the worker stays up, says so, takes no new work, and carries on by itself "
+          "once space is freed; it opens again after a stop or a kill -9 while full",
+          "[worker][limits]") {
+  TempDir dir;
+  SmallVolume volume(dir.Sub("vol"), "16m");
+  if (!volume.mounted()) SKIP("mounting a tmpfs needs root");
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  model.Push(Says("hello"));
+  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url()));
+  const std::string state = dir.Sub("vol/agent");
+  std::string run_id;
+  {
+    WorkerProcess w(WORKER_BIN, spec, state, dir.path());
+    REQUIRE(w.Start());
+    run_id = WaitFor(w, [](auto& s) { return IdleAfter(s, 1); }).run_id();
+
+    FillWhileTheModelThinks(w, model, volume, "written after all", "fill the volume");
+    v1::RunStatus s = WaitFor(w, [](auto& s) { return s.waiting_for() == "VolumeFull"; });
+    CHECK(s.phase() == v1::PHASE_RUNNING);
+    CHECK_THAT(s.waiting_detail(), ContainsSubstring("is full"));
+    CHECK_THAT(s.waiting_detail(), ContainsSubstring("nothing was written"));
+    // Reported: /readyz, the metric; alive for the kubelet.
+    auto [rcode, rbody] = HttpGet(w.http_port(), "/readyz");
+    CHECK(rcode == 503);
+    auto ready = nlohmann::json::parse(rbody);
+    CHECK(ready["store"] == "volume full");
+    CHECK(ready["waitingFor"] == "VolumeFull");
+    CHECK_THAT(ready.value("reason", ""), ContainsSubstring("is full"));
+    CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
+    CHECK_THAT(HttpGet(w.http_port(), "/metrics").second, ContainsSubstring("carapace_volume_full 1"));
+    // No new work that needs the disk: a message and a control are refused, saying why.
+    grpc::Status refused = SendRaw(w, "while full");
+    CHECK(refused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    CHECK_THAT(refused.error_message(), ContainsSubstring("is full"));
+    {
+      v1::PauseRequest req;
+      v1::RunStatus out;
+      auto ctx = w.Context();
+      grpc::Status paused = w.stub().Pause(ctx.get(), req, &out);
+      CHECK(paused.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
+    }
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    CHECK(w.child()->Running());
+
+    // Space freed: the turn goes on where it was, with the reply it had.
+    volume.Free();
+    s = WaitFor(w, [](auto& s) { return IdleAfter(s, 2); });
+    CHECK(s.result() == "written after all");
+    CHECK(s.waiting_for().empty());
+    CHECK(HttpGet(w.http_port(), "/readyz").first == 200);
+    CHECK_THAT(HttpGet(w.http_port(), "/metrics").second, ContainsSubstring("carapace_volume_full 0"));
+    CHECK(ChatCalls(model) == 2);  // the reply was not asked for again
+
+    // Stopped while full: the stop is clean, and the next start waits for room to open.
+    FillWhileTheModelThinks(w, model, volume, "lost with the stop", "stop while full");
+    WaitFor(w, [](auto& s) { return s.waiting_for() == "VolumeFull"; });
+    carapace::testing::CommandResult stopped = w.Stop();
+    INFO(stopped.err);
+    CHECK(stopped.exit_code == 0);
+    // What the stop released (the WAL RocksDB preallocates) is taken too.
+    REQUIRE(volume.FillLeaving(200 * 1024));
+  }
+  {
+    WorkerProcess w(WORKER_BIN, spec, state, dir.path());
+    REQUIRE(w.Start(20000, /*store_open=*/false));
+    auto [rcode, rbody] = ReadyzSaying(w, "is full");
+    CHECK(rcode == 503);
+    CHECK_THAT(rbody, ContainsSubstring("not open"));
+    CHECK_THAT(rbody, ContainsSubstring("is full"));
+    CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
+    CHECK_THAT(HttpGet(w.http_port(), "/metrics").second, ContainsSubstring("carapace_volume_full 1"));
+    std::this_thread::sleep_for(std::chrono::seconds(3));
+    REQUIRE(w.child()->Running());
+    model.Push(Says("asked again"));  // the reply lost with the stop was never stored
+    volume.Free();
+    ReadyzSaying(w, "\"phase\"");  // opened: the control API listens
+    v1::RunStatus s = WaitFor(w, [](auto& s) { return IdleAfter(s, 3); });
+    CHECK(s.run_id() == run_id);
+    CHECK(s.result() == "asked again");
+
+    // kill -9 while full: the store opens as it was left.
+    FillWhileTheModelThinks(w, model, volume, "lost with the kill", "kill while full");
+    WaitFor(w, [](auto& s) { return s.waiting_for() == "VolumeFull"; });
+    w.Kill();
+  }
+  volume.Free();
+  model.Push(Says("after the kill"));
+  WorkerProcess w(WORKER_BIN, spec, state, dir.path());
+  REQUIRE(w.Start());
+  v1::RunStatus s = WaitFor(w, [](auto& s) { return IdleAfter(s, 4); });
+  CHECK(s.run_id() == run_id);
+  CHECK(s.result() == "after the kill");
+  std::vector<std::string> replies;
+  for (const auto& e : Events(w)) {
+    if (e.type() == "model_response") replies.push_back(Data(e)["text"]);
+  }
+  CHECK(replies == std::vector<std::string>{"hello", "written after all", "asked again", "after the kill"});
 }

@@ -73,7 +73,7 @@ WorkerProcess::~WorkerProcess() {
   if (child_ && child_->Running()) Kill();
 }
 
-bool WorkerProcess::Start(int timeout_ms) {
+bool WorkerProcess::Start(int timeout_ms, bool store_open) {
   grpc_port_ = FreePort();
   http_port_ = FreePort();
   std::vector<std::string> argv = {bin_, "--spec", spec_, "--state-dir", state_dir_, "--token-file", dir_ + "/token",
@@ -84,7 +84,8 @@ bool WorkerProcess::Start(int timeout_ms) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {
     if (!child_->Running()) return false;
-    if (HttpGet(http_port_, "/readyz").first > 0) return true;
+    auto [code, body] = HttpGet(http_port_, "/readyz");
+    if (code > 0 && (!store_open || body.find("\"phase\"") != std::string::npos)) return true;
     std::this_thread::sleep_for(std::chrono::milliseconds(2));
   }
   return false;

@@ -29,8 +29,10 @@ class WorkerProcess {
                 std::vector<std::string> extra = {});
   ~WorkerProcess();
 
-  // Starts the process and waits until /readyz answers (200 or 503). False on timeout.
-  bool Start(int timeout_ms = 20000);
+  // Starts the process and waits until /readyz answers (200 or 503) about an open store,
+  // which the worker serves once its control API listens; with `store_open` false, any
+  // answer will do (a volume too full to open the store). False on timeout.
+  bool Start(int timeout_ms = 20000, bool store_open = true);
   // SIGTERM (or `signal`) and wait; the result holds the exit code and output.
   CommandResult Stop(int signal = 15, int timeout_ms = 20000);
   void Kill();  // SIGKILL, reaped

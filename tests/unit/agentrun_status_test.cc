@@ -153,3 +153,30 @@ TEST_CASE("a worker waiting for its model, or held by a refusal, says so in its 
   o.worker = w;
   CHECK(Condition(ComputeStatus(o), "Degraded")["reason"] == "CrashLoopBreaker");
 }
+
+TEST_CASE("a worker waiting for room on its volume is Degraded and not Progressing, with how much is free",
+          "[operator][status]") {
+  Observation o = Base();
+  v1::RunStatus w;
+  w.set_phase(v1::PHASE_RUNNING);
+  w.set_waiting_for("VolumeFull");
+  w.set_waiting_detail("the volume of /var/lib/carapace is full: 188416 bytes free, writing to the store needs about "
+                       "1049014; nothing was written");
+  o.worker = w;
+  json s = ComputeStatus(o);
+  CHECK(s["phase"] == "Running");
+  for (const char* type : {"Progressing", "Degraded"}) {
+    INFO(type);
+    json c = Condition(s, type);
+    CHECK(c["status"] == (std::string(type) == "Degraded" ? "True" : "False"));
+    CHECK(c["reason"] == "VolumeFull");
+    CHECK(c["message"].get<std::string>().find("188416 bytes free") != std::string::npos);
+  }
+  // Room again: the conditions say so.
+  w.clear_waiting_for();
+  w.clear_waiting_detail();
+  o.worker = w;
+  s = ComputeStatus(o);
+  CHECK(Condition(s, "Degraded")["status"] == "False");
+  CHECK(Condition(s, "Progressing")["reason"] != "VolumeFull");
+}

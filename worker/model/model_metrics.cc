@@ -22,7 +22,7 @@ const StatusCode kErrorCodes[] = {StatusCode::kInvalidArgument, StatusCode::kNot
                                   StatusCode::kIoError,         StatusCode::kPermissionDenied,
                                   StatusCode::kDeadlineExceeded, StatusCode::kUnavailable,
                                   StatusCode::kResourceExhausted, StatusCode::kInternal,
-                                  StatusCode::kAborted};
+                                  StatusCode::kAborted,         StatusCode::kVolumeFull};
 const prometheus::Histogram::BucketBoundaries kFirstTokenBuckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                                                     0.25,  0.5,    1,     2.5,  5,     10};
 

@@ -143,7 +143,7 @@ Status Runner::SyncExternal() {
 }
 
 Result<uint64_t> AppendExternalEvent(RunStore* store, Event e) {
-  auto lock = store->WriteLock();
+  CARAPACE_ASSIGN_OR_RETURN(auto lock, store->WriteLockUnlessFull());
   e.ts_ms = WallNowMillis();
   e.data = RedactJson(e.data);
   StoreBatch batch;
@@ -184,8 +184,14 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     state_.last_checkpoint_step = state_.step;
     batch.checkpoint = std::make_pair(state_.step, state_.ToCheckpointJson().dump());
   }
-  const int64_t commit_started = MonoNowNanos();
-  CARAPACE_RETURN_IF_ERROR(store_->Commit(batch, sync).status());
+  // state_ already holds these events: the write either lands or this Runner is done.
+  int64_t commit_started = MonoNowNanos();
+  Status written = store_->Commit(batch, sync).status();
+  while (IsVolumeFull(written) && options_.wait_for_space && options_.wait_for_space(written)) {
+    commit_started = MonoNowNanos();
+    written = store_->Commit(batch, sync).status();
+  }
+  CARAPACE_RETURN_IF_ERROR(written);
   if (checkpoint && options_.on_checkpoint_written) {
     options_.on_checkpoint_written(static_cast<double>(MonoNowNanos() - commit_started) / 1e9);
   }
@@ -573,7 +579,8 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
 }
 
 Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool approve, const std::string& who) {
-  auto lock = store->WriteLock();  // the check and the write, with no runner commit between
+  // The check and the write, with no runner commit between.
+  CARAPACE_ASSIGN_OR_RETURN(auto lock, store->WriteLockUnlessFull());
   CARAPACE_ASSIGN_OR_RETURN(RunState state, LoadRunState(*store));
   if (state.phase != Phase::kWaitingForApproval && state.phase != Phase::kPaused) {
     return FailedPrecondition(std::string("the run is not waiting for approval (phase ") + PhaseName(state.phase) + ")");

@@ -37,6 +37,12 @@ struct RunnerOptions {
   std::function<void(double seconds)> on_checkpoint_written;
   // Unix ms: event times and the windows of period budgets. Tests pass a fake one.
   Clock* wall_clock = SystemWallClock();
+  // A store write refused because the volume is full (IsVolumeFull): when set, it is called
+  // with the refusal, and the same write is tried again for as long as it returns true (it
+  // waits between tries). The write lock is held meanwhile, so the refused write is the next
+  // one stored and the run carries on from where it was, with nothing lost or done twice.
+  // When it returns false, or is unset, Run() returns the refusal (`carapace run` stops).
+  std::function<bool(const Status& refused)> wait_for_space;
 };
 
 class Runner {
@@ -53,7 +59,8 @@ class Runner {
   // still Running, for a time (NextTryAtMs: a model no endpoint answered, a period budget).
   // Call it again after new events were appended (AppendExternalEvent): it applies them
   // first. A finished run is returned as it is, with nothing redone.
-  // Errors: kIoError / kCorruption from the store; after one, stop using this Runner.
+  // Errors: kIoError / kCorruption from the store, or the volume full (IsVolumeFull) when
+  // options.wait_for_space let go; after one, stop using this Runner.
   Result<Phase> Run();
 
   const RunState& state() const { return state_; }

@@ -34,6 +34,7 @@ Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, co
   AgentService* self = s.get();
   options.stop_requested = [self] { return self->stopping_.load(); };
   options.on_event = [self](const Event& e, const RunState& state) { self->OnEvent(e, state); };
+  options.wait_for_space = [self](const Status& refused) { return self->WaitForSpace(refused); };
   options.on_checkpoint_written = [self](double seconds) {
     if (self->metrics_) self->metrics_->OnCheckpointWritten(seconds);
   };
@@ -71,6 +72,7 @@ void AgentService::Start() {
         std::lock_guard<std::mutex> h(health_mu_);
         health_ = s;
       }
+      ReportVolume();
       lock.lock();
       changed_.wait_for(lock, std::chrono::seconds(10), [&] { return stopping_.load(); });
     }
@@ -79,6 +81,12 @@ void AgentService::Start() {
 
 void AgentService::OnEvent(const Event& e, const RunState& state) {
   if (metrics_) metrics_->OnEvent(e, state);
+  if (waiting_for_space_) {
+    // The write that waited is stored: the turn goes on where it was.
+    waiting_for_space_ = false;
+    log::Info("the volume has room again; the agent carries on", {{"step", state.step}});
+    ReportVolume();
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (e.type == event_type::kMessageReceived && unapplied_messages_ > 0) --unapplied_messages_;
   if ((identity_.run_id.empty() && !state.run_id.empty()) || e.type == event_type::kSpecRevised) {
@@ -89,6 +97,25 @@ void AgentService::OnEvent(const Event& e, const RunState& state) {
   SetNextTry(&status_);
   if (metrics_) metrics_->SetInboxDepth(status_.inbox_depth() + unapplied_messages_);
   changed_.notify_all();
+}
+
+bool AgentService::WaitForSpace(const Status& refused) {
+  if (!waiting_for_space_) {
+    waiting_for_space_ = true;
+    log::Error("the volume is full: the agent waits for space and carries on by itself once there is room; "
+               "messages and controls are refused meanwhile",
+               {{"error", refused.message()}});
+    ReportVolume();
+    std::lock_guard<std::mutex> lock(mu_);
+    changed_.notify_all();  // control calls waiting for this pass see the status now
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  changed_.wait_for(lock, std::chrono::seconds(1), [&] { return stopping_.load(); });
+  return !stopping_;
+}
+
+void AgentService::ReportVolume() {
+  if (metrics_) metrics_->volume().Set(store_->VolumeFull().has_value(), store_->FreeBytes());
 }
 
 void AgentService::Wake() {
@@ -115,6 +142,9 @@ void AgentService::Loop() {
       in_run_ = false;
       changed_.notify_all();
     }
+    // A write still waiting for room when the worker stops: nothing was written; the next
+    // start carries on from the store.
+    if (!phase.ok() && IsVolumeFull(phase.status()) && stopping_) break;
     if (!phase.ok()) {
       // The store failed (I/O, corruption): nothing more can be recorded safely.
       log::Error("the agent stopped: the store failed", {{"error", phase.status().ToString()}});
@@ -187,8 +217,8 @@ int AgentService::FireDueCrons(int64_t now_ms) {
     e.type = event_type::kMessageReceived;
     e.step = s.step;
     e.data = {{"text", spec.prompt}, {"from", from}, {"cron", spec.name}, {"scheduledForMs", due}, {"occurrences", missed}};
-    auto store_lock = store_->WriteLock();  // the count and the event together (OnEvent decrements)
-    auto seq = AppendExternalEvent(store_.get(), e);
+    auto store_lock = store_->WriteLockUnlessFull();  // the count and the event together (OnEvent decrements)
+    auto seq = store_lock.ok() ? AppendExternalEvent(store_.get(), e) : Result<uint64_t>(store_lock.status());
     if (!seq.ok()) {
       log::Error("could not queue a scheduled prompt", {{"cron", spec.name}, {"error", seq.status().ToString()}});
       continue;
@@ -238,9 +268,18 @@ void AgentService::SetNextTry(worker::v1::RunStatus* status) const {
 }
 
 worker::v1::RunStatus AgentService::Snapshot() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  worker::v1::RunStatus s = status_;
-  s.set_inbox_depth(s.inbox_depth() + unapplied_messages_);
+  worker::v1::RunStatus s;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    s = status_;
+    s.set_inbox_depth(s.inbox_depth() + unapplied_messages_);
+  }
+  if (auto full = store_->VolumeFull()) {
+    // Whatever it was doing waits for room: the runner's next write, or a message refused.
+    s.set_waiting_for("VolumeFull");
+    s.set_waiting_detail(*full);
+    s.set_next_try_at_ms(0);
+  }
   return s;
 }
 
@@ -270,7 +309,8 @@ Result<uint64_t> AgentService::SendMessage(const std::string& text, const std::s
   Event e;
   e.type = event_type::kMessageReceived;
   e.data = {{"text", text}, {"from", from.empty() ? "api" : from}};
-  auto store_lock = store_->WriteLock();  // the count and the event together (OnEvent decrements)
+  // The count and the event together (OnEvent decrements).
+  CARAPACE_ASSIGN_OR_RETURN(auto store_lock, store_->WriteLockUnlessFull());
   CARAPACE_ASSIGN_OR_RETURN(uint64_t seq, AppendExternalEvent(store_.get(), e));
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -330,6 +370,10 @@ void AgentService::WaitForEventAfter(uint64_t seq, std::chrono::milliseconds tim
 }
 
 bool AgentService::Ready(std::string* why) const {
+  if (auto full = store_->VolumeFull()) {
+    *why = *full;
+    return false;
+  }
   std::lock_guard<std::mutex> lock(mu_);
   if (loop_failed_) {
     *why = "the store failed: " + loop_error_;

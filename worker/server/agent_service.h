@@ -61,7 +61,8 @@ class AgentService {
   const RunStore& store() const { return *store_; }
   bool stopping() const { return stopping_; }
 
-  // Ready: the store is open, the agent thread runs, and it is not in a crash loop.
+  // Ready: the store is open and has room, the agent thread runs, and it is not in a crash
+  // loop.
   bool Ready(std::string* why) const;
   // The model service's health as last checked (every 10 s, in the background).
   Status ModelHealth() const;
@@ -77,6 +78,11 @@ class AgentService {
   // When the agent should next wake on its own: the next cron occurrence or heartbeat.
   std::chrono::steady_clock::time_point NextWake(int64_t now_ms) const;
   void OnEvent(const Event& e, const RunState& state);
+  // RunnerOptions::wait_for_space: a write the volume had no room for. Reports it (status,
+  // /readyz, metric, log) and waits a little; false once the worker is stopping.
+  bool WaitForSpace(const Status& refused);
+  // The volume's metrics as they are now.
+  void ReportVolume();
   // While the runner waits for a time (a model outage, a period budget): when, in Unix ms.
   void SetNextTry(worker::v1::RunStatus* status) const;
   Status CheckNotEnded(const char* what) const;
@@ -99,6 +105,7 @@ class AgentService {
   bool wake_ = false;
   bool in_run_ = false;  // the agent thread is inside runner_->Run()
   bool loop_failed_ = false;
+  bool waiting_for_space_ = false;  // agent thread only: a runner write waits for room
   std::string loop_error_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> loop_done_{false};

@@ -16,7 +16,8 @@ grpc::Status ToGrpcStatus(const Status& s) {
     case StatusCode::kNotFound: return {grpc::StatusCode::NOT_FOUND, s.message()};
     case StatusCode::kFailedPrecondition: return {grpc::StatusCode::FAILED_PRECONDITION, s.message()};
     case StatusCode::kUnavailable: return {grpc::StatusCode::UNAVAILABLE, s.message()};
-    case StatusCode::kResourceExhausted: return {grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()};
+    case StatusCode::kResourceExhausted:
+    case StatusCode::kVolumeFull: return {grpc::StatusCode::RESOURCE_EXHAUSTED, s.message()};
     default: return {grpc::StatusCode::INTERNAL, s.ToString()};
   }
 }

@@ -9,20 +9,31 @@
 
 namespace carapace {
 
-ProbeServer::ProbeServer(AgentService* agent, prometheus::Registry* metrics) : agent_(agent), metrics_(metrics) {}
+ProbeServer::ProbeServer(prometheus::Registry* metrics) : metrics_(metrics) {}
+
+void ProbeServer::SetNotOpen(std::string why) {
+  std::lock_guard<std::mutex> lock(mu_);
+  not_open_ = std::move(why);
+}
 
 ProbeServer::~ProbeServer() { Stop(); }
 
 Status ProbeServer::Start(const std::string& address) {
   endpoints_.Handle("/healthz", [] { return HttpReply{200, "ok\n"}; });
   endpoints_.Handle("/readyz", [this] {
+    AgentService* agent = agent_.load();
+    if (agent == nullptr) {
+      std::lock_guard<std::mutex> lock(mu_);
+      nlohmann::json body = {{"ready", false}, {"store", "not open"}, {"reason", not_open_}};
+      return HttpReply{503, body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n", "application/json"};
+    }
     std::string why;
-    const bool ready = agent_->Ready(&why);
-    Status model = agent_->ModelHealth();
-    auto status = agent_->Snapshot();
+    const bool ready = agent->Ready(&why);
+    Status model = agent->ModelHealth();
+    auto status = agent->Snapshot();
     nlohmann::json body = {{"ready", ready},
                            {"phase", worker::v1::Phase_Name(status.phase())},
-                           {"store", "open"},
+                           {"store", status.waiting_for() == "VolumeFull" ? "volume full" : "open"},
                            {"model", {{"ok", model.ok()}, {"detail", model.ok() ? "" : model.message()}}}};
     if (!ready) body["reason"] = why;
     // Ready all the same: the worker works and takes messages; the turn waits for the model.

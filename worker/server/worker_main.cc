@@ -110,7 +110,27 @@ int Main(int argc, char** argv) {
   }
 
   prometheus::Registry metrics;
+  VolumeMetrics volume(metrics);
+  // Serving before the store opens: a volume too full to open it is reported, not a crash.
+  ProbeServer probes(&metrics);
+  if (Status s = probes.Start(http_addr); !s.ok()) return Fail(1, s.message());
+  const sigset_t signals = ShutdownSignals();
   auto agent = AgentService::Open(*run, state_dir, &metrics);
+  for (bool logged = false; !agent.ok() && IsVolumeFull(agent.status()); logged = true) {
+    if (!logged) {
+      log::Error("the volume is full: the store cannot be opened; the worker waits for space and opens it once "
+                 "there is room",
+                 {{"error", agent.status().message()}});
+    }
+    probes.SetNotOpen(agent.status().message());
+    volume.Set(true, VolumeFreeBytes(state_dir));
+    const timespec retry{2, 0};
+    if (int sig = sigtimedwait(&signals, nullptr, &retry); sig > 0) {
+      log::Info("stopped before the store could be opened", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}});
+      return 0;
+    }
+    agent = AgentService::Open(*run, state_dir, &metrics);
+  }
   if (!agent.ok()) {
     const StatusCode c = agent.status().code();
     return Fail(c == StatusCode::kInvalidArgument || c == StatusCode::kFailedPrecondition || c == StatusCode::kBusy ? 2 : 1,
@@ -127,8 +147,12 @@ int Main(int argc, char** argv) {
   builder.SetMaxSendMessageSize(limits::kControlReplyBytes);
   std::unique_ptr<grpc::Server> server = builder.BuildAndStart();
   if (!server || grpc_port == 0) return Fail(1, "cannot listen for the control API on " + grpc_addr);
-  ProbeServer probes(agent->get(), &metrics);
-  if (Status s = probes.Start(http_addr); !s.ok()) return Fail(1, s.message());
+  probes.SetAgent(agent->get());
+  // Declared after the agent, so gone before it: no probe reads an agent that is gone.
+  struct StopProbes {
+    ProbeServer& probes;
+    ~StopProbes() { probes.Stop(); }
+  } stop_probes{probes};
   (*agent)->Start();
   log::Info("carapace-worker ready",
             {{"agentrun", run->metadata.ns + "/" + run->metadata.name}, {"grpc", grpc_addr}, {"grpcPort", grpc_port},
@@ -136,7 +160,6 @@ int Main(int argc, char** argv) {
              {"startMs", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
 
   int sig = 0;
-  const sigset_t signals = ShutdownSignals();
   sigwait(&signals, &sig);
   log::Info("shutting down", {{"signal", sig == SIGTERM ? "SIGTERM" : "SIGINT"}, {"graceSeconds", grace}});
   const bool clean = (*agent)->Shutdown(std::chrono::seconds(grace));

@@ -21,6 +21,24 @@ double Ratio(int64_t used, int64_t max) { return max > 0 ? static_cast<double>(u
 
 }  // namespace
 
+VolumeMetrics::VolumeMetrics(prometheus::Registry& r)
+    : full_(prometheus::BuildGauge()
+                .Name("carapace_volume_full")
+                .Help("1 while the state volume has no room for the agent's next write: the agent waits for space "
+                      "and carries on by itself once there is room.")
+                .Register(r)
+                .Add({})),
+      available_bytes_(prometheus::BuildGauge()
+                           .Name("carapace_volume_available_bytes")
+                           .Help("Bytes free on the state volume for the worker (statvfs f_bavail).")
+                           .Register(r)
+                           .Add({})) {}
+
+void VolumeMetrics::Set(bool full, std::optional<uint64_t> free_bytes) {
+  full_.Set(full ? 1 : 0);
+  if (free_bytes) available_bytes_.Set(static_cast<double>(*free_bytes));
+}
+
 WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const AgentRun& run)
     : budget_(run.spec.budget),
       steps_(prometheus::BuildCounter().Name("carapace_agent_steps_total").Help("Agent steps completed.").Register(r).Add({})),
@@ -63,7 +81,8 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const AgentRun& run)
                     .Name("carapace_spec_revision")
                     .Help("The spec revision in force: 1 at the start, +1 for each applied spec change.")
                     .Register(r)
-                    .Add({})) {
+                    .Add({})),
+      volume_(r) {
   for (Phase p : kPhases) phase_.Add({{"phase", PhaseName(p)}}).Set(0);
   for (const char* b : {"steps", "tokens", "tool_calls", "wall_clock"}) budget_ratio_.Add({{"budget", b}}).Set(0);
   phase_.Add({{"phase", PhaseName(Phase::kPending)}}).Set(1);

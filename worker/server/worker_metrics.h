@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,19 @@ class Family;
 
 namespace carapace {
 
+// The state dir's volume. Apart from WorkerMetrics: the worker reports a full volume before
+// its store can be opened. Both register the same series (prometheus-cpp merges them).
+class VolumeMetrics {
+ public:
+  explicit VolumeMetrics(prometheus::Registry& registry);
+  // `free_bytes` empty: unknown, the gauge keeps its last value.
+  void Set(bool full, std::optional<uint64_t> free_bytes);
+
+ private:
+  prometheus::Gauge& full_;
+  prometheus::Gauge& available_bytes_;
+};
+
 class WorkerMetrics {
  public:
   WorkerMetrics(prometheus::Registry& registry, const AgentRun& run);
@@ -34,6 +48,7 @@ class WorkerMetrics {
   void OnCheckpointWritten(double seconds);
   // Messages stored but not yet taken into the state (the runner applies them later).
   void SetInboxDepth(int64_t depth);
+  VolumeMetrics& volume() { return volume_; }
 
  private:
   BudgetSpec budget_;
@@ -48,6 +63,7 @@ class WorkerMetrics {
   prometheus::Gauge& inbox_depth_;
   prometheus::Gauge& model_unavailable_;
   prometheus::Gauge& revision_;
+  VolumeMetrics volume_;
   std::chrono::steady_clock::time_point step_started_;
   bool step_open_ = false;
   Phase last_phase_ = Phase::kPending;

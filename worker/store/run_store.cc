@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstring>
 #include <algorithm>
 #include <filesystem>
@@ -151,6 +152,12 @@ Result<int> LockStateDir(const std::string& dir) {
   return fd;
 }
 
+std::optional<uint64_t> VolumeFreeBytes(const std::string& dir) {
+  struct statvfs vfs {};
+  if (::statvfs(dir.c_str(), &vfs) != 0) return std::nullopt;
+  return static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
+}
+
 namespace {
 
 // Room kept free beyond what a write needs: the MANIFEST, OPTIONS and LOG files RocksDB
@@ -158,19 +165,20 @@ namespace {
 constexpr uint64_t kSpaceReserve = 1 << 20;
 
 // A write of `bytes` goes to the WAL now and to a table file when the memtable is flushed:
-// about twice its size. RocksDB is never let to meet ENOSPC itself (a failed WAL append left
-// stores that aborted on every later open, with RocksDB's assertions on), so the room is
-// checked first and a full volume is refused here, with nothing written. The check is as
-// good as statvfs; when it cannot tell, the write goes ahead.
-Status CheckSpace(const std::string& dir, uint64_t bytes, const std::string& what) {
-  struct statvfs vfs {};
-  if (::statvfs(dir.c_str(), &vfs) != 0) return Status::Ok();
-  const uint64_t free_bytes = static_cast<uint64_t>(vfs.f_bavail) * vfs.f_frsize;
-  const uint64_t need = 2 * bytes + kSpaceReserve;
-  if (free_bytes >= need) return Status::Ok();
-  return ResourceExhausted("the volume of " + dir + " is full: " + std::to_string(free_bytes) + " bytes free, " + what +
-                           " needs about " + std::to_string(need) +
-                           "; nothing was written. Free space or grow the volume, then try again");
+// about twice its size, and the reserve.
+uint64_t RoomNeeded(uint64_t bytes) { return 2 * bytes + kSpaceReserve; }
+
+// RocksDB is never let to meet ENOSPC itself (a failed WAL append left stores that aborted
+// on every later open, with RocksDB's assertions on), so the room is checked first and a
+// full volume is refused, with nothing written. The check is as good as statvfs (or the
+// store's FreeSpaceProbe); when it cannot tell, the write goes ahead.
+Status CheckSpace(const std::optional<uint64_t>& free_bytes, uint64_t bytes, const std::string& dir,
+                  const std::string& what) {
+  const uint64_t need = RoomNeeded(bytes);
+  if (!free_bytes || *free_bytes >= need) return Status::Ok();
+  return VolumeFull("the volume of " + dir + " is full: " + std::to_string(*free_bytes) + " bytes free, " + what +
+                    " needs about " + std::to_string(need) +
+                    "; nothing was written. Free space or grow the volume, then try again");
 }
 
 // The write-ahead logs a store's open replays (and may flush to table files).
@@ -219,7 +227,8 @@ Result<std::unique_ptr<RunStore>> RunStore::Open(const std::string& state_dir, O
 
   rocksdb::Options options = StoreOptions();
   auto cfs = ColumnFamilies(options);
-  CARAPACE_RETURN_IF_ERROR(CheckSpace(state_dir, has_store ? WalBytes(db_dir) : 0, "opening the store"));
+  CARAPACE_RETURN_IF_ERROR(
+      CheckSpace(VolumeFreeBytes(state_dir), has_store ? WalBytes(db_dir) : 0, state_dir, "opening the store"));
   if (!has_store) {
     CARAPACE_RETURN_IF_ERROR(CreateStore(state_dir, options, cfs));
     store->created_ = true;
@@ -291,12 +300,65 @@ Result<uint64_t> RunStore::Commit(const StoreBatch& batch, bool sync) {
   for (const auto& [idx, msg] : batch.transcript) wb.Put(transcript_, EncodeKey(static_cast<uint64_t>(idx)), msg);
   for (const auto& [k, v] : batch.artifacts) wb.Put(artifacts_, k, v);
   for (const auto& [k, v] : batch.meta) wb.Put(meta_, k, v);
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  CARAPACE_RETURN_IF_ERROR(CheckSpace(dir_, wb.GetDataSize(), "this write"));
-  CARAPACE_RETURN_IF_ERROR(FromRocks(db_->Write(wo, &wb), "writing to the store in " + dir_));
+  CARAPACE_RETURN_IF_ERROR(WriteWithRoom(&wb, sync, "writing to the store"));
   last_seq_ = seq;
   return first;
+}
+
+std::optional<uint64_t> RunStore::FreeBytes() const {
+  return free_space_probe_ ? free_space_probe_() : VolumeFreeBytes(dir_);
+}
+
+Status RunStore::CheckRoomFor(uint64_t bytes, const std::string& what) {
+  Status room = CheckSpace(FreeBytes(), bytes, dir_, what);
+  std::lock_guard<std::mutex> lock(full_mu_);
+  full_need_ = room.ok() ? 0 : RoomNeeded(bytes);
+  if (!room.ok()) full_reason_ = room.message();
+  return room;
+}
+
+Status RunStore::WriteWithRoom(rocksdb::WriteBatch* wb, bool sync, const std::string& what) {
+  CARAPACE_RETURN_IF_ERROR(CheckRoomFor(wb->GetDataSize(), what));
+  if (resume_rocks_) {
+    CARAPACE_RETURN_IF_ERROR(FromRocks(db_->Resume(), "resuming the store in " + dir_ + " after the volume was full"));
+    resume_rocks_ = false;
+  }
+  rocksdb::WriteOptions wo;
+  wo.sync = sync;
+  rocksdb::Status s = db_->Write(wo, wb);
+  if (s.IsNoSpace()) {
+    // Filled by someone else between the check and the write. RocksDB keeps the write out
+    // of the database and refuses writes until DB::Resume().
+    resume_rocks_ = true;
+    std::lock_guard<std::mutex> lock(full_mu_);
+    full_need_ = RoomNeeded(wb->GetDataSize());
+    full_reason_ = "the volume of " + dir_ + " is full: " + what + " met \"" + s.ToString() +
+                   "\"; nothing was written. Free space or grow the volume, then try again";
+    return carapace::VolumeFull(full_reason_);
+  }
+  return FromRocks(s, what + " in " + dir_);
+}
+
+std::optional<std::string> RunStore::VolumeFull() const {
+  uint64_t need;
+  {
+    std::lock_guard<std::mutex> lock(full_mu_);
+    if (full_need_ == 0) return std::nullopt;
+    need = full_need_;
+  }
+  const std::optional<uint64_t> free_bytes = FreeBytes();
+  std::lock_guard<std::mutex> lock(full_mu_);
+  if (full_need_ == 0 || !free_bytes || *free_bytes >= need) return std::nullopt;
+  return full_reason_;
+}
+
+Result<RunStore::WriteGuard> RunStore::WriteLockUnlessFull() const {
+  WriteGuard guard(write_mu_, std::defer_lock);
+  // In slices: a runner that took the lock just before the volume filled is seen waiting.
+  while (!guard.try_lock_for(std::chrono::milliseconds(100))) {
+    if (auto full = VolumeFull()) return carapace::VolumeFull(*full);
+  }
+  return guard;
 }
 
 Status RunStore::ForEachEvent(uint64_t from, const std::function<bool(uint64_t, std::string_view)>& fn) const {
@@ -358,18 +420,15 @@ Result<std::optional<std::string>> RunStore::GetArtifact(const std::string& key)
 Status RunStore::PutMemory(const std::vector<std::pair<std::string, std::string>>& entries, bool sync) {
   rocksdb::WriteBatch wb;
   for (const auto& [k, v] : entries) wb.Put(memory_, k, v);
-  rocksdb::WriteOptions wo;
-  wo.sync = sync;
-  CARAPACE_RETURN_IF_ERROR(CheckSpace(dir_, wb.GetDataSize(), "writing memory"));
-  return FromRocks(db_->Write(wo, &wb), "writing memory");
+  auto lock = WriteLock();
+  return WriteWithRoom(&wb, sync, "writing memory");
 }
 
 Status RunStore::DeleteMemory(const std::vector<std::string>& keys) {
   rocksdb::WriteBatch wb;
   for (const auto& k : keys) wb.Delete(memory_, k);
-  rocksdb::WriteOptions wo;
-  wo.sync = true;
-  return FromRocks(db_->Write(wo, &wb), "deleting memory");
+  auto lock = WriteLock();
+  return WriteWithRoom(&wb, true, "deleting memory");
 }
 
 Status RunStore::ForEachMemory(const std::function<bool(std::string_view, std::string_view)>& fn) const {

@@ -6,7 +6,7 @@
 //   DIR/store/          RocksDB: column families events, checkpoints, transcript, artifacts, meta, memory
 //   DIR/workspace/      files the agent's workspace tool reads and writes
 //
-// A RunStore is used by one thread at a time (the runner); it is not internally locked.
+// Writes are serialised by the write lock; reads may come from any thread.
 #pragma once
 
 #include <atomic>
@@ -25,6 +25,7 @@
 namespace rocksdb {
 class DB;
 class ColumnFamilyHandle;
+class WriteBatch;
 }  // namespace rocksdb
 
 namespace carapace {
@@ -64,13 +65,32 @@ class RunStore {
   // Writes the batch atomically. With `sync`, the write is fdatasync'ed before returning,
   // and so is every earlier write (RocksDB's WAL is a single ordered log).
   // Returns the sequence number of the batch's first event (or of the next event when it
-  // has none). Errors: kIoError; the store must not be written again after one.
+  // has none). Errors: kVolumeFull when the volume has no room for the write
+  // (IsVolumeFull: nothing was written, the store is as before and the same write may be
+  // tried again); kIoError, after which the store must not be written again.
   // Thread-safe: commits are serialised.
   Result<uint64_t> Commit(const StoreBatch& batch, bool sync);
 
+  using WriteGuard = std::unique_lock<std::recursive_timed_mutex>;
   // Held by a writer that reads last_seq(), decides what to write and commits, so that no
   // other commit comes in between (the runner and the control API both append events).
-  std::unique_lock<std::recursive_mutex> WriteLock() const { return std::unique_lock<std::recursive_mutex>(write_mu_); }
+  WriteGuard WriteLock() const { return WriteGuard(write_mu_); }
+  // The write lock for writers other than the runner (the control API, schedules): while
+  // the volume is full the runner waits for space holding the lock, so that its refused
+  // write is the first one written when space is back; others get the refusal at once
+  // (kVolumeFull, as Commit's) instead of queueing behind it.
+  Result<WriteGuard> WriteLockUnlessFull() const;
+
+  // While the volume is too full for the last write it refused: why (the refusal's
+  // message). Empty once the volume has room for that write again (looked up on each call)
+  // or a write succeeded. Thread-safe.
+  std::optional<std::string> VolumeFull() const;
+  // Free bytes of the volume (statvfs), empty when it cannot tell. Thread-safe.
+  std::optional<uint64_t> FreeBytes() const;
+  // Tests: what the store takes for the free bytes of its volume, in place of statvfs, to
+  // fill the volume at a chosen write. Set before the store is shared with other threads.
+  using FreeSpaceProbe = std::function<std::optional<uint64_t>()>;
+  void SetFreeSpaceProbe(FreeSpaceProbe probe) { free_space_probe_ = std::move(probe); }
 
   // Sequence number of the newest event; 0 when there is none. Events are numbered from 1.
   uint64_t last_seq() const { return last_seq_.load(); }
@@ -99,12 +119,24 @@ class RunStore {
  private:
   RunStore() = default;
   Result<std::optional<std::string>> Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const;
+  // Refuses a write of `bytes` the volume has no room for (kVolumeFull) and
+  // remembers it for VolumeFull(); forgets it when there is room.
+  Status CheckRoomFor(uint64_t bytes, const std::string& what);
+  // Writes `wb` after CheckRoomFor; a RocksDB "no space" (another process filled the
+  // volume after the check) is a refusal too, and the next write first asks RocksDB to
+  // resume from it.
+  Status WriteWithRoom(rocksdb::WriteBatch* wb, bool sync, const std::string& what);
 
   std::string dir_;
   int lock_fd_ = -1;
   bool created_ = false;
   std::atomic<uint64_t> last_seq_{0};
-  mutable std::recursive_mutex write_mu_;
+  mutable std::recursive_timed_mutex write_mu_;
+  FreeSpaceProbe free_space_probe_;
+  mutable std::mutex full_mu_;
+  uint64_t full_need_ = 0;    // bytes the last refused write needed; 0 when none was refused
+  std::string full_reason_;   // its refusal
+  bool resume_rocks_ = false;  // RocksDB itself met ENOSPC; DB::Resume() before the next write
   std::unique_ptr<rocksdb::DB> db_;
   std::vector<rocksdb::ColumnFamilyHandle*> handles_;
   rocksdb::ColumnFamilyHandle* events_ = nullptr;
@@ -119,6 +151,13 @@ class RunStore {
 // returns the lock's fd (close it to let go). The lock dies with the process, so a kill -9
 // never leaves a stale lock behind. Errors: kBusy (another process holds it), kIoError.
 Result<int> LockStateDir(const std::string& dir);
+
+// Free bytes of the volume that holds `dir` (statvfs f_bavail), empty when it cannot tell.
+std::optional<uint64_t> VolumeFreeBytes(const std::string& dir);
+
+// A store write (or an open) refused because the volume is full: nothing was written and it
+// may be tried again once there is room.
+inline bool IsVolumeFull(const Status& s) { return s.code() == StatusCode::kVolumeFull; }
 
 // Key of a state dir's format marker in meta, and its value for this version.
 inline constexpr const char* kFormatKey = "format";
