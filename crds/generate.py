@@ -333,6 +333,15 @@ def model():
         obj("One fallback: the same fields as spec.model, without script, fallbacks, retry or "
             "circuitBreaker.", fprops, required=frequired, rules=frules),
         maxItems=MAX_FALLBACKS)
+    props["contextTokens"] = integer(
+        "The model's context window in tokens, prompt and reply together. Unset: what the service "
+        "says (vLLM's GET /v1/models max_model_len), else 8192 (docs/context.md).", 256, 1 << 24)
+    props["replyReserveTokens"] = integer(
+        "Tokens kept free for the reply, less than half of contextTokens. Unset: maxTokens when set, "
+        "else 1024.", 1, 1 << 20)
+    rules = (rules or []) + [rule("!has(self.contextTokens) || !has(self.replyReserveTokens) || "
+                                  "self.replyReserveTokens + self.replyReserveTokens < self.contextTokens",
+                                  "must be less than half of contextTokens", ".replyReserveTokens")]
     props["retry"] = obj(
         "Retries of one endpoint before its first token (UNAVAILABLE, RESOURCE_EXHAUSTED, HTTP "
         "429/503): exponential backoff with full jitter.",
@@ -544,6 +553,20 @@ def spec():
                         required=["maxTokens"]),
                 },
                 default={}),
+            "context": obj(
+                "How what the model sees is kept inside its window (docs/context.md). Older turns are "
+                "compacted into a summary before the prompt outgrows the window; the full history "
+                "stays in the event log and transcript.",
+                {
+                    "compactAtRatio": number("Compact when the next prompt is estimated above this share "
+                                             "of the window. Default 0.8.", 0.4, 0.95),
+                    "keepRecentRatio": number("The newest messages kept word for word at a compaction, as a "
+                                              "share of the window (always less than compactAtRatio). Default 0.3.",
+                                              0.05, 0.35),
+                    "pruneToolResultsOverBytes": integer(
+                        "Tool results older than the kept messages and larger than this are replaced by a "
+                        "short reference in what the model sees. Default 2048.", 256, 1 << 24),
+                }),
             "recovery": obj(
                 "What happens after a crash.",
                 {
@@ -698,6 +721,8 @@ def scalar(v):
         return "true" if v else "false"
     if isinstance(v, int):
         return str(v)
+    if isinstance(v, float):
+        return repr(v)
     if PLAIN.match(v) and not RESERVED.match(v) and not v.endswith(" ") and ": " not in v:
         return v
     return json.dumps(v, ensure_ascii=False)

@@ -375,6 +375,11 @@ void ParseEndpoint(ObjectReader& r, ModelEndpointSpec* m, bool chat, ManifestErr
 void ParseModel(ObjectReader& r, ModelSpec* model, ManifestErrors* errs) {
   if (!r.valid()) return;
   ParseEndpoint(r, model, true, errs);
+  model->context_tokens = r.Int("contextTokens", 256, 1 << 24);
+  model->reply_reserve_tokens = r.Int("replyReserveTokens", 1, 1 << 20);
+  if (model->context_tokens && model->reply_reserve_tokens && *model->reply_reserve_tokens * 2 >= *model->context_tokens) {
+    r.Error("replyReserveTokens", "must be less than half of contextTokens (" + std::to_string(*model->context_tokens) + ")");
+  }
   ObjectReader retry(r.Child("retry"), r.PathOf("retry"), errs);
   if (auto v = retry.Int("maxAttempts", 1, 10)) model->retry.max_attempts = *v;
   if (auto v = retry.Int("initialBackoffMs", 1, 60000)) model->retry.initial_backoff_ms = *v;
@@ -602,6 +607,17 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
     }
     budget.Finish();
 
+    ObjectReader context(spec.Child("context"), "spec.context", &errs);
+    if (context.valid()) {
+      ContextSpec ctx;
+      // Ranges that never meet: what a compaction keeps is always less than what starts one.
+      if (auto v = context.Number("compactAtRatio", 0.4, 0.95)) ctx.compact_at_ratio = *v;
+      if (auto v = context.Number("keepRecentRatio", 0.05, 0.35)) ctx.keep_recent_ratio = *v;
+      if (auto v = context.Int("pruneToolResultsOverBytes", 256, 1 << 24)) ctx.prune_tool_results_over_bytes = *v;
+      context.Finish();
+      s.context = ctx;
+    }
+
     ObjectReader recovery(spec.Child("recovery"), "spec.recovery", &errs);
     if (auto v = recovery.Enum("unknownOutcome", {"ask", "tell_model", "fail"})) {
       s.unknown_outcome = *v == "ask"          ? UnknownOutcomePolicy::kAsk
@@ -750,6 +766,14 @@ nlohmann::json AgentRun::SpecJson() const {
   if (!spec.model.fallbacks.empty()) {
     model["fallbacks"] = nlohmann::json::array();
     for (const auto& f : spec.model.fallbacks) model["fallbacks"].push_back(EndpointJson(f));
+  }
+  // Written only when set, so a spec without them keeps its hash.
+  if (spec.model.context_tokens) model["contextTokens"] = *spec.model.context_tokens;
+  if (spec.model.reply_reserve_tokens) model["replyReserveTokens"] = *spec.model.reply_reserve_tokens;
+  if (spec.context) {
+    j["context"] = {{"compactAtRatio", spec.context->compact_at_ratio},
+                    {"keepRecentRatio", spec.context->keep_recent_ratio},
+                    {"pruneToolResultsOverBytes", spec.context->prune_tool_results_over_bytes}};
   }
   if (spec.model.backend != "scripted") {
     model["retry"] = {{"maxAttempts", spec.model.retry.max_attempts},

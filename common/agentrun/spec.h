@@ -134,6 +134,11 @@ struct CircuitBreakerSpec {
 };
 
 struct ModelSpec : ModelEndpointSpec {
+  // The model's context window in tokens (prompt and reply together). Unset: what the service
+  // says (vLLM's GET /v1/models max_model_len), else kDefaultContextTokens (docs/context.md).
+  std::optional<int64_t> context_tokens;
+  // Tokens kept free for the reply. Unset: maxTokens when set, else kDefaultReplyReserveTokens.
+  std::optional<int64_t> reply_reserve_tokens;
   // Tried in order when the endpoint before could not answer (unavailable, deadline,
   // circuit open) or refused its own key or model name. A request the service found bad
   // would be bad everywhere, and does not fall over.
@@ -240,6 +245,21 @@ struct DeploymentSpec {
   int64_t restart_generation = 0;
 };
 
+inline constexpr int64_t kDefaultContextTokens = 8192;
+inline constexpr int64_t kDefaultReplyReserveTokens = 1024;
+
+// How the context the model sees is kept inside its window (docs/context.md).
+struct ContextSpec {
+  // Compact when the next prompt is estimated above this share of the window.
+  double compact_at_ratio = 0.8;
+  // The newest messages kept word for word at a compaction, as a share of the window
+  // (0.05..0.35: always less than compact_at_ratio's 0.4..0.95).
+  double keep_recent_ratio = 0.3;
+  // Tool results older than the kept messages and larger than this are replaced by a short
+  // reference in what the model sees (the log keeps them whole).
+  int64_t prune_tool_results_over_bytes = 2048;
+};
+
 struct AgentRunSpec {
   std::string instructions;
   std::string goal;
@@ -247,6 +267,7 @@ struct AgentRunSpec {
   std::optional<EmbeddingSpec> embedding;
   std::vector<ToolSpec> tools;
   BudgetSpec budget;
+  std::optional<ContextSpec> context;  // unset: ContextSpec's defaults
   UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;
   // recovery.modelUnavailableSeconds: how long a one-shot `carapace run` waits for a model
   // service that cannot be reached before it exits resumable. The long-lived worker waits

@@ -37,6 +37,26 @@ std::string ErrorBody(const std::string& message, const std::string& type) {
 
 }  // namespace
 
+void FakeOpenAiServer::SetMaxModelLen(int64_t tokens) { max_model_len_ = tokens; }
+
+void FakeOpenAiServer::SetResponder(Responder responder) {
+  std::lock_guard<std::mutex> lock(mu_);
+  responder_ = std::move(responder);
+}
+
+int64_t FakeOpenAiServer::CountPromptTokens(const nlohmann::json& messages) {
+  int64_t tokens = 0;
+  if (!messages.is_array()) return 0;
+  for (const auto& m : messages) {
+    if (!m.is_object()) continue;
+    size_t bytes = m.value("role", "").size();
+    if (m.contains("content") && m["content"].is_string()) bytes += m["content"].get<std::string>().size();
+    if (m.contains("tool_calls")) bytes += m["tool_calls"].dump().size();
+    tokens += static_cast<int64_t>(bytes / 4) + 4;
+  }
+  return tokens;
+}
+
 FakeOpenAiServer::FakeOpenAiServer(std::string api_key, int dimensions) : api_key_(std::move(api_key)), dimensions_(dimensions) {}
 
 FakeOpenAiServer::~FakeOpenAiServer() { Stop(); }
@@ -168,7 +188,10 @@ bool FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
     return SendAll(fd, Reply(401, "application/json", ErrorBody("Incorrect API key provided.", "invalid_request_error")));
   }
   if (request.method == "GET" && request.path == "/v1/models") {
-    return SendAll(fd, Reply(200, "application/json", R"({"object":"list","data":[{"id":"llm","object":"model"}]})"));
+    // vLLM's ModelCard (vllm/entrypoints/openai/protocol.py) carries max_model_len.
+    nlohmann::json card = {{"id", "llm"}, {"object", "model"}, {"owned_by", "vllm"}};
+    if (max_model_len_ > 0) card["max_model_len"] = max_model_len_.load();
+    return SendAll(fd, Reply(200, "application/json", nlohmann::json({{"object", "list"}, {"data", {card}}}).dump()));
   }
   if (request.method == "POST" && request.path == "/v1/embeddings") {
     nlohmann::json data = nlohmann::json::array();
@@ -182,21 +205,52 @@ bool FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
   if (request.method != "POST" || request.path != "/v1/chat/completions") {
     return SendAll(fd, Reply(404, "application/json", ErrorBody("no route " + request.path, "not_found")));
   }
+  // The tools' schemas are part of the prompt too (the chat template renders them).
+  const int64_t prompt_tokens = CountPromptTokens(request.body.value("messages", nlohmann::json::array())) +
+                                static_cast<int64_t>(request.body.value("tools", nlohmann::json::array()).dump().size() / 4);
+  if (const int64_t window = max_model_len_.load(); window > 0) {
+    // vllm/entrypoints/openai/serving_engine.py (_validate_input): the prompt and the
+    // requested completion together must fit max_model_len; 400, ErrorResponse.
+    const int64_t max_tokens = request.body.value("max_tokens", int64_t{0});
+    if (prompt_tokens + max_tokens > window || prompt_tokens >= window) {
+      const std::string message =
+          max_tokens > 0 ? "This model's maximum context length is " + std::to_string(window) +
+                               " tokens. However, you requested " + std::to_string(prompt_tokens + max_tokens) +
+                               " tokens (" + std::to_string(prompt_tokens) + " in the messages, " +
+                               std::to_string(max_tokens) +
+                               " in the completion). Please reduce the length of the messages or completion."
+                         : "This model's maximum context length is " + std::to_string(window) +
+                               " tokens. However, your request has " + std::to_string(prompt_tokens) +
+                               " input tokens. Please reduce the length of the input messages.";
+      nlohmann::json body = {{"object", "error"}, {"message", message}, {"type", "BadRequestError"},
+                             {"param", nullptr}, {"code", 400}};
+      return SendAll(fd, Reply(400, "application/json", body.dump()));
+    }
+    int64_t seen = max_prompt_tokens_.load();
+    while (prompt_tokens > seen && !max_prompt_tokens_.compare_exchange_weak(seen, prompt_tokens)) {
+    }
+  }
   FakeCompletion c;
   {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (completions_.empty()) {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (!completions_.empty()) {
+      c = std::move(completions_.front());
+      completions_.pop_front();
+    } else if (responder_) {
+      Responder responder = responder_;
+      lock.unlock();
+      c = responder(request.body);
+    } else {
       return SendAll(fd, Reply(500, "application/json", ErrorBody("the double has no scripted completion left", "server_error")));
     }
-    c = std::move(completions_.front());
-    completions_.pop_front();
   }
   if (c.delay_ms) std::this_thread::sleep_for(std::chrono::milliseconds(c.delay_ms));
   if (c.status != 200) {
     return SendAll(fd, Reply(c.status, "application/json", ErrorBody(c.error_message, "server_error")));
   }
   const std::string finish = !c.finish_reason.empty() ? c.finish_reason : c.tool_calls.empty() ? "stop" : "tool_calls";
-  const nlohmann::json usage = {{"prompt_tokens", 11}, {"completion_tokens", 7}, {"total_tokens", 18}};
+  const int64_t reported_prompt = max_model_len_ > 0 ? prompt_tokens : 11;
+  const nlohmann::json usage = {{"prompt_tokens", reported_prompt}, {"completion_tokens", 7}, {"total_tokens", reported_prompt + 7}};
   if (!request.body.value("stream", false)) {
     std::string text;
     for (const auto& t : c.content) text += t;

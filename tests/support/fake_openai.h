@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <deque>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -52,6 +53,17 @@ class FakeOpenAiServer {
   size_t pending() const;
   std::vector<FakeHttpRequest> requests() const;
 
+  // A context window enforced as vLLM's OpenAI server does: GET /v1/models lists
+  // max_model_len, a chat request whose prompt (with max_tokens, when given) is longer gets
+  // 400 with vLLM's words, and usage reports the prompt's tokens as counted here: one token
+  // per four bytes of each message's role, content and tool calls, and 4 per message.
+  void SetMaxModelLen(int64_t tokens);
+  static int64_t CountPromptTokens(const nlohmann::json& messages);
+  int64_t max_prompt_tokens() const { return max_prompt_tokens_.load(); }  // of the requests answered
+  // Answers chat requests when no scripted completion is queued.
+  using Responder = std::function<FakeCompletion(const nlohmann::json& request_body)>;
+  void SetResponder(Responder responder);
+
  private:
   void Serve(int fd);
   // False when the connection is done (closed, dropped by a fault, or the server stops).
@@ -67,6 +79,9 @@ class FakeOpenAiServer {
   mutable std::mutex mu_;
   std::vector<std::thread> workers_;
   std::deque<FakeCompletion> completions_;
+  Responder responder_;
+  std::atomic<int64_t> max_model_len_{0};
+  std::atomic<int64_t> max_prompt_tokens_{0};
   std::vector<FakeHttpRequest> requests_;
 };
 

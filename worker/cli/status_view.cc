@@ -62,6 +62,10 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
   s.set_inbox_depth(static_cast<int64_t>(state.inbox.size()));
   s.set_turns(state.turns);
   s.set_revision(state.revision);
+  s.set_context_window(state.context_window);
+  s.set_last_prompt_tokens(state.last_prompt_tokens);
+  s.set_compactions(state.compactions);
+  s.set_summary_bytes(static_cast<int64_t>(state.summary.size()));
   if (state.WaitingForModel()) {
     s.set_waiting_for("ModelUnavailable");
     s.set_waiting_detail(state.model_error);
@@ -102,6 +106,13 @@ std::string LongLifeLines(const v1::RunStatus& s) {
     if (s.next_try_at_ms() > 0) out += ", next try at " + FormatRfc3339Millis(s.next_try_at_ms());
     if (!s.waiting_detail().empty()) out += " (" + s.waiting_detail() + ")";
     out += "\n";
+  }
+  if (s.context_window() > 0) {
+    out += "context: last prompt " + std::to_string(s.last_prompt_tokens()) + " of " +
+           std::to_string(s.context_window()) + " tokens (" +
+           std::to_string(s.last_prompt_tokens() * 100 / s.context_window()) + "%), " +
+           std::to_string(s.compactions()) + " compaction" + (s.compactions() == 1 ? "" : "s") +
+           (s.summary_bytes() > 0 ? ", summary " + std::to_string(s.summary_bytes()) + " bytes" : "") + "\n";
   }
   if (!s.degraded_cause().empty()) out += "held by: " + s.degraded_cause() + "; `carapace resume` or a spec revision tries again\n";
   return out;

@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -99,6 +100,10 @@ class ModelBackend {
   // Whether the service answers now (ServerReady and ModelReady, GET /models): for /readyz
   // and for trying an endpoint again. Ok by default (nothing remote).
   virtual Status CheckHealth() { return Status::Ok(); }
+
+  // The model's context window in tokens, as the service reported it to the last
+  // CheckHealth (vLLM's GET /v1/models max_model_len), when it did. Empty by default.
+  virtual std::optional<int64_t> ContextWindow() { return std::nullopt; }
 };
 
 // A failure of a call whose reply already started streaming becomes kAborted (the runtime

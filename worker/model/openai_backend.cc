@@ -1,6 +1,7 @@
 // OpenAI-compatible HTTP client (cpprestsdk).
 #include "worker/model/openai_backend.h"
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <fstream>
@@ -342,17 +343,38 @@ class OpenAiBackend : public ModelBackend {
     Deadline deadline{std::chrono::seconds(2)};  // a probe, not a generation
     try {
       http::http_response response = client_.request(Request(http::methods::GET, "models", ""), deadline.token()).get();
-      (void)ReadAll(response, deadline);  // drained (and held to the limit): the answer is the status
+      auto body = ReadAll(response, deadline);  // drained (and held to the limit)
       if (response.status_code() != http::status_codes::OK) {
         return HttpError(response.status_code(), "", spec_.Describe() + " GET /models");
       }
+      if (body.ok()) LearnContextWindow(*body);
       return Status::Ok();
     } catch (const std::exception& e) {
       return FromException(e, spec_.Describe(), &deadline);
     }
   }
 
+  // Learned by CheckHealth (the worker's health thread, every 10 s), never fetched on a
+  // model call's path.
+  std::optional<int64_t> ContextWindow() override {
+    const int64_t w = window_.load();
+    return w > 0 ? std::optional<int64_t>(w) : std::nullopt;
+  }
+
  private:
+  // vLLM lists each served model with max_model_len (vllm/entrypoints/openai/protocol.py,
+  // ModelCard); OpenAI's own API does not say.
+  void LearnContextWindow(const std::string& body) {
+    nlohmann::json j = ParsePeerJson(body);
+    if (!j.is_object() || !j.contains("data") || !j["data"].is_array()) return;
+    for (const auto& m : j["data"]) {
+      if (!m.is_object() || m.value("id", "") != spec_.name) continue;
+      if (m.contains("max_model_len") && m["max_model_len"].is_number_integer() && m["max_model_len"].get<int64_t>() > 0) {
+        window_ = m["max_model_len"].get<int64_t>();
+      }
+    }
+  }
+
   std::string BaseUri() const {
     std::string base = spec_.endpoint;
     if (base.empty() || base.back() != '/') base += '/';
@@ -415,6 +437,7 @@ class OpenAiBackend : public ModelBackend {
   }
 
   ModelEndpointSpec spec_;
+  std::atomic<int64_t> window_{0};
   std::string token_;
   int64_t dimensions_;
   mutable http::client::http_client client_;

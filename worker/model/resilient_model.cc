@@ -162,6 +162,11 @@ Result<std::vector<std::vector<float>>> ResilientModel::Embed(const std::vector<
   return vectors;
 }
 
+std::optional<int64_t> ResilientModel::ContextWindow() {
+  if (endpoints_.empty()) return std::nullopt;
+  return endpoints_[0].client->ContextWindow();
+}
+
 Status ResilientModel::CheckHealth() {
   Status first;
   for (size_t i = 0; i < endpoints_.size(); ++i) {

@@ -64,6 +64,8 @@ class ResilientModel : public ModelBackend {
   Result<std::vector<std::vector<float>>> Embed(const std::vector<std::string>& texts) override;
   // Ok when any endpoint answers; otherwise the first endpoint's error.
   Status CheckHealth() override;
+  // The primary endpoint's: the window the spec's model has.
+  std::optional<int64_t> ContextWindow() override;
 
   // The delay before attempt `attempt` + 1 (attempt >= 1): uniform in [0, min(max, initial * 2^(attempt-1))].
   std::chrono::milliseconds Backoff(int64_t attempt);

@@ -37,6 +37,10 @@ inline constexpr const char* kSpecRevised = "spec_revised";            // a chan
 inline constexpr const char* kModelUnavailable = "model_unavailable";  // no model answered; the call waits and is tried again
 inline constexpr const char* kModelReplyCut = "model_reply_cut";      // a reply stopped short (length, content filter): not an answer
 inline constexpr const char* kBudgetDeferred = "budget_deferred";      // a period budget is used up: work waits for the window
+// The context kept inside the model's window (docs/context.md).
+inline constexpr const char* kCompactionRequested = "compaction_requested";  // a person asked for a compaction
+inline constexpr const char* kCompactionStarted = "compaction_started";      // a summary of messages [from, to) is being made
+inline constexpr const char* kContextCompacted = "context_compacted";        // what the model sees from now on
 }  // namespace event_type
 
 struct Event {

@@ -70,6 +70,15 @@ Status Runner::ModelCallFailed(const Status& failure) {
     case ModelFailure::kNeverAnswers:
       return Finish(Phase::kFailed, "model call failed: " + error, "");
     case ModelFailure::kContextLength:
+      if (auto window = WindowFromRefusal(error); window && !run_.spec.model.context_tokens) learned_window_ = window;
+      // The prompt did not fit after all (an estimate is an estimate, a fallback's window is
+      // smaller): fold all but the current turn and ask again. Only when nothing is left to
+      // fold does the turn wait for a person.
+      if (state_.awaiting_model && !summarizing_) {
+        CARAPACE_ASSIGN_OR_RETURN(bool compacted, Compact("the model service said the prompt does not fit: " + error, true));
+        if (compacted) return Status::Ok();
+      }
+      [[fallthrough]];
     case ModelFailure::kRefused: {
       const bool context = kind == ModelFailure::kContextLength;
       next_try_at_ms_ = 0;

@@ -149,11 +149,16 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->model_error.clear();
     s->cut_replies = 0;
     s->deferred_reason.clear();
+    s->context_window = d.value("contextWindow", s->context_window);
   } else if (e.type == event_type::kModelResponse) {
     s->awaiting_model = false;
     s->model_failures = 0;
     s->model_error.clear();
     SpendTokens(s, e);
+    if (d.value("promptBytes", int64_t{0}) > 0 && d.value("promptTokens", int64_t{0}) > 0) {
+      s->last_prompt_tokens = d["promptTokens"].get<int64_t>();
+      s->last_prompt_bytes = d["promptBytes"].get<int64_t>();
+    }
     Message m{"assistant", d.value("text", ""), {}, "", ""};
     s->calls.clear();
     for (const auto& c : d.value("toolCalls", nlohmann::json::array())) {
@@ -268,6 +273,26 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->model_failures = 0;
   } else if (e.type == event_type::kBudgetDeferred) {
     s->deferred_reason = d.value("reason", "");
+  } else if (e.type == event_type::kCompactionRequested) {
+    s->compaction_requested = true;
+  } else if (e.type == event_type::kCompactionStarted) {
+    s->compaction_pending_to = d.value("to", int64_t{0});
+  } else if (e.type == event_type::kContextCompacted) {
+    const int64_t to = d.value("to", s->compacted_to);
+    if (to < s->compacted_to || to > static_cast<int64_t>(s->messages.size())) {
+      return Corruption("event " + std::to_string(e.seq) + " compacts to message " + std::to_string(to) + " of " +
+                        std::to_string(s->messages.size()) + ", before the last compaction's " +
+                        std::to_string(s->compacted_to) + " or past the end");
+    }
+    s->compacted_to = to;
+    s->pruned_to = std::max(s->pruned_to, d.value("prunedTo", int64_t{0}));
+    if (d.contains("summary")) {
+      s->summary = d["summary"].get<std::string>();
+      s->compactions += 1;
+    }
+    s->compaction_pending_to = 0;
+    s->compaction_requested = false;
+    SpendTokens(s, e);  // the summary requests'
   } else if (e.type == event_type::kStepCompleted) {
     // Bookkeeping only (activeMs above); the checkpoint is written with it.
   } else {
@@ -322,7 +347,11 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"cutReplies", cut_replies},
           {"turnStart", {{"steps", turn_start.steps}, {"tokens", turn_start.tokens}, {"toolCalls", turn_start.tool_calls}}},
           {"tokenBuckets", token_buckets},
-          {"deferredReason", deferred_reason}};
+          {"deferredReason", deferred_reason},
+          {"context", {{"compactedTo", compacted_to}, {"prunedTo", pruned_to}, {"summary", summary},
+                       {"compactions", compactions}, {"pendingTo", compaction_pending_to},
+                       {"requested", compaction_requested}, {"lastPromptTokens", last_prompt_tokens},
+                       {"lastPromptBytes", last_prompt_bytes}, {"window", context_window}}}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -377,6 +406,17 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
                     turn_start.value("toolCalls", int64_t{0}), 0};
     s.token_buckets = j.value("tokenBuckets", std::map<int64_t, int64_t>{});
     s.deferred_reason = j.value("deferredReason", "");
+    // Absent from checkpoints written before compaction existed: nothing compacted.
+    const nlohmann::json ctx = j.value("context", nlohmann::json::object());
+    s.compacted_to = ctx.value("compactedTo", int64_t{0});
+    s.pruned_to = ctx.value("prunedTo", int64_t{0});
+    s.summary = ctx.value("summary", "");
+    s.compactions = ctx.value("compactions", int64_t{0});
+    s.compaction_pending_to = ctx.value("pendingTo", int64_t{0});
+    s.compaction_requested = ctx.value("requested", false);
+    s.last_prompt_tokens = ctx.value("lastPromptTokens", int64_t{0});
+    s.last_prompt_bytes = ctx.value("lastPromptBytes", int64_t{0});
+    s.context_window = ctx.value("window", int64_t{0});
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

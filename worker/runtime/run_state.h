@@ -116,6 +116,19 @@ struct RunState {
   std::map<int64_t, int64_t> token_buckets;
   std::string deferred_reason;     // set while a period budget defers work
 
+  // The context the model sees (docs/context.md). The transcript keeps every message; the
+  // prompt is the instructions with `summary`, then messages from `compacted_to` on, tool
+  // results before `pruned_to` cut to a reference.
+  int64_t compacted_to = 0;        // messages [1, compacted_to) are folded into `summary`
+  int64_t pruned_to = 0;           // large tool results before this index are left out
+  std::string summary;             // of the compacted messages; empty before the first compaction
+  int64_t compactions = 0;         // summaries made
+  int64_t compaction_pending_to = 0;  // a compaction to `to` was started and not recorded done
+  bool compaction_requested = false;  // a person asked; done at the next step boundary
+  int64_t last_prompt_tokens = 0;  // the service's count for the last prompt answered
+  int64_t last_prompt_bytes = 0;   // that prompt's size as the runtime measures it
+  int64_t context_window = 0;      // the window the last model request was made for
+
   CallState* FindCall(const std::string& call_id);
   const CallState* FindCall(const std::string& call_id) const;
   // The first call of the current step that is not done, or nullptr.

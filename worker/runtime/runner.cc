@@ -271,6 +271,13 @@ Result<Phase> Runner::Run() {
       continue;
     }
     if (!state_.WaitingCalls().empty()) return Phase::kWaitingForApproval;
+    // A compaction a person asked for, between steps (a step in progress does it before its
+    // model call). A summary whose model call found no model is tried again at next_try.
+    if (state_.compaction_requested && !state_.awaiting_model && state_.NextOpenCall() == nullptr &&
+        next_try_at_ms_ <= options_.clock->NowMillis()) {
+      CARAPACE_RETURN_IF_ERROR(Compact("requested", false).status());
+      continue;
+    }
     if (state_.phase == Phase::kWaitingForApproval) {
       CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(Phase::kRunning)},
                                                                           {"reason", "a person settled the waiting call"}})},
@@ -354,7 +361,12 @@ Status Runner::StartStep() {
   }
   CARAPACE_ASSIGN_OR_RETURN(bool deferred, DeferForPeriodBudget());
   if (deferred) return Status::Ok();
-  Event e = Make(event_type::kModelRequest, {{"messages", state_.messages.size()}});
+  CARAPACE_ASSIGN_OR_RETURN(bool waits, FitContext());
+  if (waits) return Status::Ok();
+  const int64_t window = Limits().window;
+  Event e = Make(event_type::kModelRequest, {{"messages", state_.messages.size()},
+                                             {"estimatedPromptTokens", EstimateContextTokens(state_, PromptBytes(Prompt()))},
+                                             {"contextWindow", window}});
   e.step = state_.step + 1;
   // Not synced: a lost request is simply asked again. It reaches disk with the next sync.
   CARAPACE_RETURN_IF_ERROR(Record({e}, false));
@@ -367,19 +379,12 @@ std::optional<int64_t> Runner::NextTryAtMs() const {
 }
 
 Status Runner::CallModel() {
-  // The model sees the instructions of the revision in force: the transcript keeps the
-  // ones the run started with (history), so a revision's are put in their place here.
-  std::vector<Message> revised;
-  const std::vector<Message>* messages = &state_.messages;
-  const bool has_system = !state_.messages.empty() && state_.messages.front().role == "system";
-  const std::string& instructions = run_.spec.instructions;
-  if (has_system ? state_.messages.front().content != instructions : !instructions.empty()) {
-    revised = state_.messages;
-    if (has_system) revised.erase(revised.begin());
-    if (!instructions.empty()) revised.insert(revised.begin(), Message{"system", instructions, {}, "", ""});
-    messages = &revised;
-  }
-  ModelRequest request{state_.step, messages, schemas_};
+  CARAPACE_ASSIGN_OR_RETURN(bool waits, FitContext());
+  if (waits) return Status::Ok();
+  // The instructions of the revision in force (the transcript keeps the ones the run started
+  // with), the summary of compacted turns, and what came after (context_window.h).
+  const std::vector<Message> prompt = Prompt();
+  ModelRequest request{state_.step, &prompt, schemas_};
   int64_t started = MonoNowMillis();
   // The model layer has already retried the endpoint and tried the fallbacks. A reply that
   // broke off after tokens arrived (kAborted) or ran past its deadline (a slow moment of
@@ -410,6 +415,7 @@ Status Runner::CallModel() {
   Event e = Make(event_type::kModelResponse, {{"text", text},
                                               {"toolCalls", ValidUtf8(calls)},
                                               {"promptTokens", response->prompt_tokens},
+                                              {"promptBytes", PromptBytes(prompt)},
                                               {"completionTokens", response->completion_tokens},
                                               {"finishReason", response->finish_reason},
                                               {"answeredBy", response->answered_by},

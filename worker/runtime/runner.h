@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "common/time.h"
 #include "worker/model/model_backend.h"
+#include "worker/runtime/context_window.h"
 #include "worker/runtime/run_state.h"
 #include "worker/store/run_store.h"
 #include "worker/tools/tool.h"
@@ -120,6 +121,24 @@ class Runner {
   // Data a reply's tokens are recorded with: the period budget's window, when there is one.
   void AddTokenWindow(nlohmann::json* data) const;
 
+  // compaction.cc: the context window in force (the spec's, else what the service said).
+  ContextLimits Limits();
+  // The prompt the next model call sends.
+  std::vector<Message> Prompt() { return BuildPrompt(state_, run_.spec.instructions, Limits()); }
+  // Before a model call: finishes a compaction a crash cut off, makes one a person asked for,
+  // or one the next prompt needs (over compactAtRatio of the window). Returns true when the
+  // turn must wait instead (the summary's model call found no model; it is tried again).
+  Result<bool> FitContext();
+  // Folds older messages into the summary (after leaving out old large tool results, which
+  // may be enough). `aggressive` keeps only the current turn: the service refused the
+  // prompt. Returns false when nothing could be folded; true when the context changed or the
+  // turn waits for the summary's model call (next_try_at_ms_).
+  Result<bool> Compact(const std::string& reason, bool aggressive);
+  // The summary of messages [from, to) folded into the current one, made by the model in
+  // requests that each fit the window. Errors: the model call's.
+  Result<std::string> Summarize(int64_t from, int64_t to, const ContextLimits& limits, int64_t* prompt_tokens,
+                                int64_t* completion_tokens);
+
   // Applies events to the state and writes them, with a checkpoint when the batch ends a
   // step, and any artifacts, in one atomic batch.
   Status Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts = {},
@@ -142,6 +161,8 @@ class Runner {
   bool revision_checked_ = false;
   int64_t next_try_at_ms_ = 0;              // options.clock ms; 0: nothing scheduled
   int64_t model_unavailable_since_ms_ = 0;  // options.clock ms; 0: the model answered
+  std::optional<int64_t> learned_window_;  // what the service said of its window (health check, refusal)
+  bool summarizing_ = false;  // a summary's model call failed: its refusal is not compacted again
 };
 
 // Appends one event written by someone other than the runner (the control API: a message,

@@ -82,6 +82,17 @@ WorkerMetrics::WorkerMetrics(prometheus::Registry& r, const AgentRun& run)
                     .Help("The spec revision in force: 1 at the start, +1 for each applied spec change.")
                     .Register(r)
                     .Add({})),
+      context_used_(prometheus::BuildGauge()
+                        .Name("carapace_context_used_ratio")
+                        .Help("The last model request's estimated prompt as a share of the context window; "
+                              "a compaction starts at spec.context.compactAtRatio.")
+                        .Register(r)
+                        .Add({})),
+      compactions_(prometheus::BuildCounter()
+                       .Name("carapace_compactions_total")
+                       .Help("Summaries made of older messages to keep the prompt inside the context window.")
+                       .Register(r)
+                       .Add({})),
       volume_(r) {
   for (Phase p : kPhases) phase_.Add({{"phase", PhaseName(p)}}).Set(0);
   for (const char* b : {"steps", "tokens", "tool_calls", "wall_clock"}) budget_ratio_.Add({{"budget", b}}).Set(0);
@@ -107,6 +118,12 @@ void WorkerMetrics::OnEvent(const Event& e, const RunState& s) {
     tool_calls_.Add({{"tool", e.data.value("tool", "")}, {"outcome", "unknown"}}).Increment();
   } else if (e.type == event_type::kRecovered) {
     recoveries_.Increment();
+  } else if (e.type == event_type::kContextCompacted && e.data.contains("summary")) {
+    compactions_.Increment();
+  }
+  if (e.type == event_type::kModelRequest && e.data.value("contextWindow", int64_t{0}) > 0) {
+    context_used_.Set(static_cast<double>(e.data.value("estimatedPromptTokens", int64_t{0})) /
+                      static_cast<double>(e.data["contextWindow"].get<int64_t>()));
   }
   if (s.phase != last_phase_) {
     phase_.Add({{"phase", PhaseName(last_phase_)}}).Set(0);

@@ -63,6 +63,8 @@ class WorkerMetrics {
   prometheus::Gauge& inbox_depth_;
   prometheus::Gauge& model_unavailable_;
   prometheus::Gauge& revision_;
+  prometheus::Gauge& context_used_;
+  prometheus::Counter& compactions_;
   VolumeMetrics volume_;
   std::chrono::steady_clock::time_point step_started_;
   bool step_open_ = false;

@@ -1,0 +1,169 @@
+// Keeping the prompt inside the model's window: pruning old tool results, and folding older
+// messages into a summary the model writes. Durable: `compaction_started` names the range
+// before the summary is asked for, `context_compacted` (synced) records the result. A crash
+// in between asks for the same range's summary again; one after uses it. The transcript is
+// never changed: the summary only changes what the model is shown (docs/context.md).
+#include "common/json_text.h"
+#include "common/log.h"
+#include "worker/runtime/model_outcome.h"
+#include "worker/runtime/runner.h"
+
+namespace carapace {
+
+namespace {
+
+// A summary longer than this share of the window would crowd out what it makes room for.
+constexpr double kSummaryShare = 0.15;
+// Each summary request holds at most this share of the window (the rest: the instructions,
+// the previous summary, the reply).
+constexpr double kSummaryRequestShare = 0.5;
+
+}  // namespace
+
+ContextLimits Runner::Limits() {
+  if (!run_.spec.model.context_tokens) {
+    if (auto w = model_->ContextWindow()) learned_window_ = w;
+  }
+  return ContextLimitsFor(run_, learned_window_);
+}
+
+Result<bool> Runner::FitContext() {
+  const ContextLimits limits = Limits();
+  std::string reason;
+  if (state_.compaction_pending_to > 0) {
+    reason = "a compaction cut off by a restart";
+  } else if (state_.compaction_requested) {
+    reason = "requested";
+  } else if (EstimateContextTokens(state_, PromptBytes(Prompt())) > limits.CompactAt()) {
+    reason = "the prompt passed " + std::to_string(static_cast<int>(limits.spec.compact_at_ratio * 100)) +
+             "% of the window";
+  } else {
+    return false;
+  }
+  // Changed (or waiting for the summary's model): the caller comes back and looks again.
+  // Nothing to fold: the call goes ahead, and a refusal compacts harder.
+  return Compact(reason, false);
+}
+
+Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
+  const ContextLimits limits = Limits();
+  const int64_t from = std::max<int64_t>(state_.compacted_to, !state_.messages.empty() && state_.messages[0].role == "system");
+  const int64_t before = EstimateContextTokens(state_, PromptBytes(Prompt()));
+  const int64_t n = static_cast<int64_t>(state_.messages.size());
+  int64_t to = 0;
+  const bool resumed = state_.compaction_pending_to > from && state_.compaction_pending_to <= n;
+  if (resumed) {
+    to = state_.compaction_pending_to;  // the same range: one summary for it, whatever happened
+  } else {
+    std::optional<int64_t> split = CompactionSplit(state_, limits, aggressive);
+    if (!split) {
+      if (state_.compaction_requested || state_.compaction_pending_to > 0) {
+        // Said, so the request is settled: there is nothing older than what is kept.
+        CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kContextCompacted,
+                                              {{"reason", reason}, {"from", from}, {"to", state_.compacted_to},
+                                               {"nothingToFold", true}, {"tokensBefore", before},
+                                               {"tokensAfter", before}})},
+                                        true));
+      }
+      return false;
+    }
+    to = *split;
+  }
+
+  // First, older large tool results left out: often enough, and no model call. Every one
+  // before the current turn at once, so that it happens rarely (each changes the prompt's
+  // prefix a server caches).
+  const int64_t prune_to = std::max(to, CompactionSplit(state_, limits, true).value_or(to));
+  if (!resumed && !aggressive && state_.pruned_to < prune_to && !state_.compaction_requested) {
+    const int64_t pruned_before = state_.pruned_to;
+    state_.pruned_to = prune_to;
+    const int64_t after = EstimateContextTokens(state_, PromptBytes(Prompt()));
+    state_.pruned_to = pruned_before;
+    // Enough only when it leaves real room (halfway down to what a summary leaves), or the
+    // next turns would prune one result at a time.
+    if (after <= (limits.CompactAt() + limits.KeepRecent()) / 2) {
+      log::Info("older tool results left out of the context", {{"agentrun", run_.metadata.name}, {"before", before},
+                                                                 {"after", after}, {"window", limits.window}});
+      CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kContextCompacted,
+                                            {{"reason", reason}, {"from", from}, {"to", state_.compacted_to},
+                                             {"prunedTo", prune_to}, {"tokensBefore", before}, {"tokensAfter", after}})},
+                                      true));
+      return true;
+    }
+  }
+
+  if (!resumed) {
+    // Not synced: lost, the compaction is simply decided again.
+    CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kCompactionStarted,
+                                          {{"reason", reason}, {"from", from}, {"to", to}, {"tokensBefore", before}})},
+                                    false));
+  }
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  Result<std::string> summary = Summarize(from, to, limits, &prompt_tokens, &completion_tokens);
+  if (!summary.ok()) {
+    // The same as a turn's model call: waited out, or the turn held for a person (a summary
+    // request the service refuses is not compacted in turn).
+    summarizing_ = true;
+    Status handled = ModelCallFailed(summary.status());
+    summarizing_ = false;
+    CARAPACE_RETURN_IF_ERROR(handled);
+    return true;
+  }
+  next_try_at_ms_ = 0;
+  model_unavailable_since_ms_ = 0;
+  // What the prompt will be, for the record.
+  RunState after_state = state_;
+  after_state.compacted_to = to;
+  after_state.pruned_to = std::max(state_.pruned_to, to);
+  after_state.summary = *summary;
+  const int64_t after = EstimateContextTokens(after_state, PromptBytes(BuildPrompt(after_state, run_.spec.instructions, limits)));
+  nlohmann::json data = {{"reason", reason},          {"from", from},
+                         {"to", to},                  {"prunedTo", std::max(state_.pruned_to, to)},
+                         {"summary", ValidUtf8(*summary)}, {"tokensBefore", before},
+                         {"tokensAfter", after},      {"promptTokens", prompt_tokens},
+                         {"completionTokens", completion_tokens}};
+  AddTokenWindow(&data);
+  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kContextCompacted, data)}, true));
+  log::Info("context compacted", {{"agentrun", run_.metadata.name}, {"reason", reason}, {"messages", to - from},
+                                  {"before", before}, {"after", after}, {"window", limits.window},
+                                  {"summaryBytes", state_.summary.size()}});
+  return true;
+}
+
+Result<std::string> Runner::Summarize(int64_t from, int64_t to, const ContextLimits& limits, int64_t* prompt_tokens,
+                                      int64_t* completion_tokens) {
+  const auto request_bytes = static_cast<int64_t>(
+      static_cast<double>(limits.window - limits.reply_reserve) * kSummaryRequestShare * 4);
+  const auto max_summary_bytes = static_cast<int64_t>(static_cast<double>(limits.window) * kSummaryShare * 4);
+  const int64_t max_message_bytes = std::max<int64_t>(512, request_bytes / 4);
+  std::string summary = state_.summary;
+  int64_t i = from;
+  while (i < to) {
+    // As many messages as fit one request, at least one.
+    std::string chunk;
+    while (i < to) {
+      std::string line = RenderForSummary(state_, i, i + 1, max_message_bytes);
+      if (!chunk.empty() && static_cast<int64_t>(chunk.size() + line.size() + summary.size()) > request_bytes) break;
+      chunk += line;
+      ++i;
+    }
+    const std::vector<Message> request_messages = {
+        Message{"system", kSummaryInstructions, {}, "", ""},
+        Message{"user",
+                "Previous summary:\n" + (summary.empty() ? std::string("(none)") : summary) +
+                    "\n\nMessages to fold in (index, role):\n" + chunk,
+                {}, "", ""}};
+    ModelRequest request{state_.step, &request_messages, {}};
+    CARAPACE_ASSIGN_OR_RETURN(ModelResponse reply, model_->Complete(request));
+    *prompt_tokens += reply.prompt_tokens;
+    *completion_tokens += reply.completion_tokens;
+    if (reply.text.empty()) return Unavailable("the model answered the summary request with nothing");
+    summary = reply.text;
+    if (static_cast<int64_t>(summary.size()) > max_summary_bytes) {
+      summary = summary.substr(0, static_cast<size_t>(max_summary_bytes)) + "\n[summary cut to fit the context]";
+    }
+  }
+  return summary;
+}
+
+}  // namespace carapace

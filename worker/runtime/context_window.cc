@@ -1,0 +1,147 @@
+// Building the prompt from the state, estimating its tokens, and choosing where a
+// compaction ends.
+#include "worker/runtime/context_window.h"
+
+#include <algorithm>
+#include <regex>
+
+namespace carapace {
+
+const char* const kSummaryInstructions =
+    "You keep the memory of a long-running agent. Its conversation no longer fits the model's context "
+    "window, so older messages are replaced by your summary. Write the new summary: merge the previous "
+    "summary (if any) with the messages given, oldest first. Keep, word for word, every identifier, name, "
+    "number, date, path, URL, ticket and key the messages mention; every decision made and why; every "
+    "open task, promise and commitment, with who it is for and any deadline; the goal and the person's "
+    "standing preferences; what tools returned that is still needed. Drop greetings, repetition and "
+    "anything superseded. Write plain text in short sections (Goal, Decisions, Open tasks, Facts). "
+    "Answer with the summary only.";
+
+int64_t ContextLimits::CompactAt() const {
+  const auto at = static_cast<int64_t>(static_cast<double>(window) * spec.compact_at_ratio);
+  return std::min(at, window - reply_reserve);
+}
+
+int64_t ContextLimits::KeepRecent() const {
+  return static_cast<int64_t>(static_cast<double>(window) * spec.keep_recent_ratio);
+}
+
+ContextLimits ContextLimitsFor(const AgentRun& run, std::optional<int64_t> learned_window) {
+  ContextLimits l;
+  const ModelSpec& m = run.spec.model;
+  l.window = m.context_tokens.value_or(learned_window.value_or(kDefaultContextTokens));
+  l.reply_reserve = m.reply_reserve_tokens.value_or(m.max_tokens.value_or(kDefaultReplyReserveTokens));
+  // A reserve the window cannot hold (a small learned window, a large maxTokens) keeps half.
+  l.reply_reserve = std::min(l.reply_reserve, l.window / 2);
+  if (run.spec.context) l.spec = *run.spec.context;
+  return l;
+}
+
+int64_t MessageBytes(const Message& m) {
+  int64_t bytes = static_cast<int64_t>(m.role.size() + m.content.size() + m.tool_call_id.size() + m.name.size()) + 8;
+  for (const auto& c : m.tool_calls) bytes += static_cast<int64_t>(c.id.size() + c.name.size() + c.arguments.dump().size()) + 8;
+  return bytes;
+}
+
+int64_t PromptBytes(const std::vector<Message>& prompt) {
+  int64_t bytes = 0;
+  for (const auto& m : prompt) bytes += MessageBytes(m);
+  return bytes;
+}
+
+int64_t EstimateContextTokens(const RunState& s, int64_t bytes) {
+  if (s.last_prompt_tokens > 0 && s.last_prompt_bytes > 0) {
+    // The service's tokenizer, as measured on the last prompt it counted (rounded up).
+    return (bytes * s.last_prompt_tokens + s.last_prompt_bytes - 1) / s.last_prompt_bytes;
+  }
+  return bytes / 4 + 1;
+}
+
+namespace {
+
+// The first message after the instructions the run started with.
+int64_t FirstConversational(const RunState& s) {
+  return !s.messages.empty() && s.messages.front().role == "system" ? 1 : 0;
+}
+
+int64_t CompactedFrom(const RunState& s) { return std::max(s.compacted_to, FirstConversational(s)); }
+
+}  // namespace
+
+std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
+  std::vector<Message> prompt;
+  std::string system = instructions;
+  if (!s.summary.empty()) {
+    // In the system message, not a message of its own: some chat templates take exactly one
+    // system message, first.
+    system += std::string(system.empty() ? "" : "\n\n") +
+              "Summary of the conversation before the messages below (older messages were compacted to fit "
+              "the context window):\n" + s.summary;
+  }
+  if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
+  const auto from = static_cast<size_t>(CompactedFrom(s));
+  for (size_t i = from; i < s.messages.size(); ++i) {
+    const Message& m = s.messages[i];
+    if (m.role == "tool" && static_cast<int64_t>(i) < s.pruned_to &&
+        static_cast<int64_t>(m.content.size()) > limits.spec.prune_tool_results_over_bytes) {
+      Message cut = m;
+      cut.content = "[an older result of " + m.name + ", " + std::to_string(m.content.size()) +
+                    " bytes, left out to save room in the context; call the tool again if it is needed]";
+      prompt.push_back(std::move(cut));
+    } else {
+      prompt.push_back(m);
+    }
+  }
+  return prompt;
+}
+
+std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& limits, bool aggressive) {
+  const int64_t from = CompactedFrom(s);
+  const auto n = static_cast<int64_t>(s.messages.size());
+  // Whole turns only: the kept part starts at a user message (a turn's start), so the
+  // current turn's question is always shown as it was asked, and a tool call never parts
+  // from its result. The newest turns that fit keepRecentRatio are kept; the current turn
+  // always is. `aggressive` keeps the current turn alone.
+  const int64_t keep = aggressive ? 0 : limits.KeepRecent();
+  int64_t split = -1;
+  int64_t kept = 0;
+  for (int64_t i = n - 1; i >= from; --i) {
+    const Message& m = s.messages[static_cast<size_t>(i)];
+    kept += EstimateContextTokens(s, MessageBytes(m));
+    if (m.role != "user") continue;
+    if (split >= 0 && kept > keep) break;
+    split = i;
+  }
+  if (split <= from) return std::nullopt;
+  return split;
+}
+
+std::string RenderForSummary(const RunState& s, int64_t from, int64_t to, int64_t max_message_bytes) {
+  std::string out;
+  for (int64_t i = from; i < to && i < static_cast<int64_t>(s.messages.size()); ++i) {
+    const Message& m = s.messages[static_cast<size_t>(i)];
+    std::string text = m.content;
+    for (const auto& c : m.tool_calls) text += (text.empty() ? "" : "\n") + ("calls " + c.name + " " + c.arguments.dump());
+    if (static_cast<int64_t>(text.size()) > max_message_bytes) {
+      text = text.substr(0, static_cast<size_t>(max_message_bytes)) + " [... " +
+             std::to_string(text.size() - static_cast<size_t>(max_message_bytes)) + " more bytes]";
+    }
+    const std::string who = m.role == "tool" ? "result of " + m.name : m.role;
+    out += "[" + std::to_string(i) + " " + who + "] " + text + "\n";
+  }
+  return out;
+}
+
+std::optional<int64_t> WindowFromRefusal(const std::string& message) {
+  // OpenAI and vLLM: "This model's maximum context length is 4096 tokens"; vLLM's engine:
+  // "... longer than the maximum model length of 4096"; TensorRT-LLM: "exceeds maximum input
+  // length (4096)"; llama-server: "exceeds the available context size (4096 tokens)".
+  static const std::regex kWindow(
+      R"((maximum context length is|maximum model length of|maximum input length \(|available context size \()\s*(\d{2,9}))",
+      std::regex::icase);
+  std::smatch m;
+  if (!std::regex_search(message, m, kWindow)) return std::nullopt;
+  return std::stoll(m[2].str());
+}
+
+}  // namespace carapace

@@ -1,0 +1,65 @@
+// What the model sees of a run, kept inside its context window (docs/context.md).
+//
+// The transcript keeps every message of the run's life. The prompt is built from the state
+// alone: the instructions (with the summary of compacted turns), then the messages after
+// the compacted part, older large tool results cut to a reference. The same state always
+// gives the same prompt, and between compactions a new step only appends to it, so an
+// inference server's prefix cache (vLLM automatic prefix caching, TensorRT-LLM KV reuse)
+// is reused turn after turn.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/agentrun/spec.h"
+#include "worker/model/chat.h"
+#include "worker/runtime/run_state.h"
+
+namespace carapace {
+
+struct ContextLimits {
+  int64_t window = kDefaultContextTokens;  // tokens, prompt and reply
+  int64_t reply_reserve = kDefaultReplyReserveTokens;
+  ContextSpec spec;
+
+  // The prompt's share that starts a compaction, in tokens: compactAtRatio of the window,
+  // and never more than the window less the reply's reserve.
+  int64_t CompactAt() const;
+  // Tokens of the newest messages kept word for word at a compaction.
+  int64_t KeepRecent() const;
+};
+
+// The spec's limits; `learned_window` (what the service said) when the spec gives none.
+ContextLimits ContextLimitsFor(const AgentRun& run, std::optional<int64_t> learned_window);
+
+// The prompt for the next model call.
+std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits);
+
+// Bytes of a message as the runtime counts them for estimates: content, tool calls, ids.
+int64_t MessageBytes(const Message& m);
+int64_t PromptBytes(const std::vector<Message>& prompt);
+// Tokens of `bytes` of prompt, at the ratio the service reported for the last prompt it
+// answered (its own tokenizer), else one token per four bytes.
+int64_t EstimateContextTokens(const RunState& s, int64_t bytes);
+
+// Where a compaction ends: the index of the first message kept word for word, always a
+// turn's first (user) message. Messages from the last compaction up to it are folded into the
+// summary: whole turns, so a tool call never parts from its result and the current turn is
+// always kept. `aggressive` (the service said the prompt does not fit) keeps only the current
+// turn. Empty when nothing can be folded.
+std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& limits, bool aggressive);
+
+// The text of messages [from, to) for the summary request, each message cut to
+// `max_message_bytes`.
+std::string RenderForSummary(const RunState& s, int64_t from, int64_t to, int64_t max_message_bytes);
+
+// What the summary request tells the model.
+extern const char* const kSummaryInstructions;
+
+// The window a service's context-length refusal names ("maximum context length is 4096
+// tokens"), if it names one.
+std::optional<int64_t> WindowFromRefusal(const std::string& message);
+
+}  // namespace carapace
