@@ -36,6 +36,7 @@ using namespace carapace;
 using carapace::testing::FakeCompletion;
 using carapace::testing::FakeOpenAiServer;
 using carapace::testing::HttpGet;
+using carapace::testing::CommandResult;
 using carapace::testing::RunCommand;
 using carapace::testing::ConnectToLoopbackPort;
 using carapace::testing::TempDir;
@@ -870,7 +871,7 @@ TEST_CASE("a full volume is a state: the worker stays up, says so, takes no new 
     // Stopped while full: the stop is clean, and the next start waits for room to open.
     FillWhileTheModelThinks(w, model, volume, "lost with the stop", "stop while full");
     WaitFor(w, [](auto& s) { return s.waiting_for() == "VolumeFull"; });
-    carapace::testing::CommandResult stopped = w.Stop();
+    CommandResult stopped = w.Stop();
     INFO(stopped.err);
     CHECK(stopped.exit_code == 0);
     // What the stop released (the WAL RocksDB preallocates) is taken too.
@@ -911,4 +912,69 @@ TEST_CASE("a full volume is a state: the worker stays up, says so, takes no new 
     if (e.type() == "model_response") replies.push_back(Data(e)["text"]);
   }
   CHECK(replies == std::vector<std::string>{"hello", "written after all", "asked again", "after the kill"});
+}
+
+TEST_CASE("a compaction asked for through the control API or `carapace compact` folds older turns into a summary; "
+          "status shows it and the event log keeps every message",
+          "[worker][context]") {
+  TempDir dir;
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  model.SetMaxModelLen(8192);  // and counts prompts as vLLM would
+  // Answers each message; a summary request with the identifiers it was shown.
+  model.SetResponder([](const nlohmann::json& body) {
+    const auto& messages = body["messages"];
+    const std::string system = messages[0].value("content", "");
+    FakeCompletion c;
+    if (system.rfind("You keep the memory", 0) == 0) {
+      std::string ids;
+      const std::string all = messages.dump();
+      for (size_t at = all.find("ID-"); at != std::string::npos; at = all.find("ID-", at + 3)) ids += all.substr(at, 4) + " ";
+      c.content = {"Summary. Identifiers: " + ids};
+    } else {
+      c.content = {"noted " + messages.back().value("content", "").substr(0, 12)};
+    }
+    return c;
+  });
+  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url(), "  context: {keepRecentRatio: 0.05}\n"));
+  {
+    WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
+    REQUIRE(w.Start());
+    WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
+    for (int i = 1; i <= 6; ++i) Send(w, "message " + std::to_string(i) + " ID-" + std::to_string(i));
+    v1::RunStatus s = WaitFor(w, [](auto& s) { return IdleAfter(s, 7); });
+    CHECK(s.compactions() == 0);  // a window of 8192 holds all of it
+
+    v1::RunStatus out;
+    auto ctx = w.Context();
+    grpc::Status st = w.stub().Compact(ctx.get(), v1::CompactRequest(), &out);
+    INFO(st.error_message());
+    REQUIRE(st.ok());
+    s = WaitFor(w, [](auto& s) { return s.compactions() == 1; });
+    CHECK(s.summary_bytes() > 0);
+    CHECK(s.phase() == v1::PHASE_IDLE);
+    int requested = 0;
+    size_t originals = 0;
+    for (const auto& e : Events(w)) {
+      if (e.type() == "compaction_requested") ++requested;
+      if (e.type() == "context_compacted") {
+        auto d = Data(e);
+        CHECK(d["reason"] == "requested");
+        CHECK_THAT(d["summary"].get<std::string>(), ContainsSubstring("ID-1"));
+        CHECK(d["to"].get<int64_t>() > d["from"].get<int64_t>());
+      }
+      originals += e.type() == "message_received";
+    }
+    CHECK(requested == 1);
+    CHECK(originals == 6);  // nothing of the log was removed
+    // `carapace status` shows it.
+    CommandResult status = RunCommand({CARAPACE_BIN, "status", "--worker", w.address(), "--token-file", dir.Sub("token")});
+    CHECK_THAT(status.out, ContainsSubstring("1 compaction"));
+    CHECK(w.Stop().exit_code == 0);
+  }
+  // Locally, on the stopped agent's state dir: nothing new to fold.
+  CommandResult again = RunCommand({CARAPACE_BIN, "compact", spec, "--state-dir", dir.Sub("state")});
+  INFO(again.out << again.err);
+  CHECK(again.exit_code == 0);
+  CHECK_THAT(again.out, ContainsSubstring("nothing to compact"));
 }

@@ -291,6 +291,35 @@ int Approve(const std::string& state_dir, const std::string& call_id, bool deny)
   return kExitSucceeded;
 }
 
+int Compact(const std::string& file, const std::string& state_dir) {
+  auto run = LoadAgentRunFile(file);
+  if (!run.ok()) return Fail(run.status());
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) return Fail(store.status());
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  ToolRegistry tools;
+  RegisterBuiltinTools(&tools);
+  RunnerOptions options;
+  options.persistent = true;  // a worker's run stays Idle; nothing is run on
+  auto runner = Runner::Create(store->get(), *run, models, tools, options);
+  if (!runner.ok()) return Fail(runner.status());
+  const char* user = std::getenv("USER");
+  const RunState& s = (*runner)->state();
+  const int64_t before = s.compactions;
+  auto changed = (*runner)->CompactNow(std::string("cli:") + (user ? user : "unknown"));
+  if (!changed.ok()) return Fail(changed.status());
+  if (s.compactions == before) {
+    std::cout << "nothing to compact: every turn before the current one is already in the summary, or the "
+                 "conversation is no longer than what a compaction keeps\n";
+  } else {
+    std::cout << "compacted: messages before " << s.compacted_to << " are in the summary (" << s.summary.size()
+              << " bytes); " << s.compactions << " compaction" << (s.compactions == 1 ? "" : "s")
+              << " in all. Every original message stays in the event log and transcript\n";
+  }
+  return kExitSucceeded;
+}
+
 int Fork(const std::string& state_dir, long long from_step, const std::string& to_dir) {
   auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
   if (!store.ok()) return Fail(store.status());

@@ -23,6 +23,8 @@ enum ExitCode {
 int Run(const std::string& file, const std::string& state_dir, bool json, bool restart = false);
 int Inspect(const std::string& state_dir, bool json);
 int Approve(const std::string& state_dir, const std::string& call_id, bool deny);
+// Folds older messages into the summary now (the model named in FILE writes it).
+int Compact(const std::string& file, const std::string& state_dir);
 int Fork(const std::string& state_dir, long long from_step, const std::string& to_dir);
 int Validate(const std::string& file);
 

@@ -23,6 +23,8 @@ constexpr const char* kUsage = R"(usage:
                                                  settle a call that waits for a person
   carapace fork --state-dir DIR --from-step N --to DIR2
                                                  start a new run from the checkpoint of step N
+  carapace compact FILE --state-dir DIR          fold older messages into the summary now (the
+                                                 model in FILE writes it; the transcript keeps all)
   carapace validate FILE                         check an AgentRun manifest
 
 against a running carapace-worker (its control API; the token from --token-file FILE,
@@ -34,6 +36,7 @@ CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
   carapace approve --worker ADDR --call ID [--deny]
   carapace pause|resume --worker ADDR
   carapace cancel --worker ADDR [--reason TEXT]
+  carapace compact --worker ADDR                 fold older messages into the summary at the next step
 
 exit codes: 0 succeeded, 1 error (I/O, damaged store), 2 bad input, 3 budget exhausted,
             4 failed, 5 waiting for a person (approval, or a model service that refused the turn),
@@ -166,6 +169,9 @@ static int Main(int argc, char** argv) {
     if ((cmd == "pause" || cmd == "resume") && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
       return cmd == "pause" ? cli::RemotePause(w) : cli::RemoteResume(w);
     }
+    if (cmd == "compact" && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemoteCompact(w);
+    }
     if (cmd == "cancel" && Check(args, allowed({"--reason"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
       return cli::RemoteCancel(w, args.flags.count("--reason") ? args.flags["--reason"] : "");
     }
@@ -188,6 +194,12 @@ static int Main(int argc, char** argv) {
     long long n = std::strtoll(step.c_str(), &end, 10);
     if (*end != '\0' || n < 0) return Usage("--from-step must be a step number, got \"" + step + "\"");
     return cli::Fork(dir, n, to);
+  }
+  if (cmd == "compact") {
+    if (!Check(args, {"--state-dir"}, 1, &problem)) return Usage(problem);
+    std::string dir = Need(args, "--state-dir", &problem);
+    if (!problem.empty()) return Usage(problem);
+    return cli::Compact(args.positional[0], dir);
   }
   if (cmd == "validate") {
     if (!Check(args, {}, 1, &problem)) return Usage(problem);

@@ -148,6 +148,10 @@ int RemoteDecide(const WorkerTarget& w, const std::string& call_id, bool deny) {
                                    v1::RunStatus* out) { return deny ? stub.Deny(ctx, r, out) : stub.Approve(ctx, r, out); });
 }
 
+int RemoteCompact(const WorkerTarget& w) {
+  return StatusCall(w, v1::CompactRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Compact(ctx, r, out); });
+}
+
 int RemotePause(const WorkerTarget& w) {
   return StatusCall(w, v1::PauseRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Pause(ctx, r, out); });
 }

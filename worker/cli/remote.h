@@ -21,5 +21,6 @@ int RemoteDecide(const WorkerTarget& w, const std::string& call_id, bool deny);
 int RemotePause(const WorkerTarget& w);
 int RemoteResume(const WorkerTarget& w);
 int RemoteCancel(const WorkerTarget& w, const std::string& reason);
+int RemoteCompact(const WorkerTarget& w);
 
 }  // namespace carapace::cli

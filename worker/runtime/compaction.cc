@@ -27,13 +27,31 @@ ContextLimits Runner::Limits() {
   return ContextLimitsFor(run_, learned_window_);
 }
 
+Result<bool> Runner::CompactNow(const std::string& by) {
+  {
+    auto lock = store_->WriteLock();
+    CARAPACE_RETURN_IF_ERROR(SyncExternal());
+  }
+  if (IsTerminal(state_.phase) || state_.phase == Phase::kPending) {
+    return FailedPrecondition(std::string("the run is ") + PhaseName(state_.phase) + ": there is no context to compact");
+  }
+  if (state_.awaiting_model || state_.NextOpenCall() != nullptr) {
+    return FailedPrecondition("step " + std::to_string(state_.step) +
+                              " is in progress: `carapace run` finishes it (compacting first when it must)");
+  }
+  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kCompactionRequested, {{"by", by}})}, true));
+  CARAPACE_ASSIGN_OR_RETURN(bool changed, Compact("requested", true));
+  if (next_try_at_ms_ > 0) return Unavailable("the summary's model call failed (" + state_.model_error + "); the request is kept and done at the next run");
+  return changed;
+}
+
 Result<bool> Runner::FitContext() {
   const ContextLimits limits = Limits();
   std::string reason;
   if (state_.compaction_pending_to > 0) {
     reason = "a compaction cut off by a restart";
   } else if (state_.compaction_requested) {
-    reason = "requested";
+    return Compact("requested", true);  // all but the latest turn: what a person asking expects
   } else if (EstimateContextTokens(state_, PromptBytes(Prompt())) > limits.CompactAt()) {
     reason = "the prompt passed " + std::to_string(static_cast<int>(limits.spec.compact_at_ratio * 100)) +
              "% of the window";

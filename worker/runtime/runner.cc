@@ -275,7 +275,7 @@ Result<Phase> Runner::Run() {
     // model call). A summary whose model call found no model is tried again at next_try.
     if (state_.compaction_requested && !state_.awaiting_model && state_.NextOpenCall() == nullptr &&
         next_try_at_ms_ <= options_.clock->NowMillis()) {
-      CARAPACE_RETURN_IF_ERROR(Compact("requested", false).status());
+      CARAPACE_RETURN_IF_ERROR(Compact("requested", true).status());
       continue;
     }
     if (state_.phase == Phase::kWaitingForApproval) {

@@ -65,6 +65,11 @@ class Runner {
   Result<Phase> Run();
 
   const RunState& state() const { return state_; }
+  // `carapace compact`: records a person's request and compacts now (events others appended
+  // are applied first), without running the agent on. Returns whether the context changed.
+  // Errors: kFailedPrecondition when the run has ended or a step is in progress (a running
+  // worker takes the request through its control API instead); the store's.
+  Result<bool> CompactNow(const std::string& by);
   // When Run() has something to do again without any new event, in options.clock ms: the
   // next try of a model call that no endpoint answered, or the end of a period budget's
   // wait. Empty when nothing is scheduled.

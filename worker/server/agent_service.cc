@@ -351,6 +351,15 @@ Status AgentService::Pause() { return Control("pause", event_type::kPauseRequest
 
 Status AgentService::Resume() { return Control("resume", event_type::kResumeRequested); }
 
+Status AgentService::Compact() {
+  // The summary is a model call: up to a few seconds for the reply to show it done.
+  CARAPACE_RETURN_IF_ERROR(CheckNotEnded("compact"));
+  CARAPACE_ASSIGN_OR_RETURN(uint64_t seq, AppendControl(store_.get(), event_type::kCompactionRequested, {{"by", "api"}}));
+  Wake();
+  WaitApplied(seq, std::chrono::seconds(10));
+  return Status::Ok();
+}
+
 Status AgentService::Cancel(const std::string& reason) {
   if (!IsValidUtf8(reason) || reason.size() > 1024) return InvalidArgument("reason must be valid UTF-8, at most 1024 bytes");
   return Control("cancel", event_type::kCancelRequested, {{"reason", reason}});

@@ -50,6 +50,8 @@ class AgentService {
   Status Decide(const std::string& call_id, bool approve, const std::string& by);
   Status Pause();
   Status Resume();
+  // Asks for a compaction at the next step boundary; waits briefly for it (docs/context.md).
+  Status Compact();
   Status Cancel(const std::string& reason);
 
   // Blocks until the runner has applied event `seq` and finished the pass that applied it

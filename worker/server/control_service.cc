@@ -109,6 +109,11 @@ grpc::Status ControlService::Pause(grpc::ServerContext* ctx, const v1::PauseRequ
   return Reply(agent_->Pause(), out);
 }
 
+grpc::Status ControlService::Compact(grpc::ServerContext* ctx, const v1::CompactRequest*, v1::RunStatus* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  return Reply(agent_->Compact(), out);
+}
+
 grpc::Status ControlService::Resume(grpc::ServerContext* ctx, const v1::ResumeRequest*, v1::RunStatus* out) {
   if (auto a = Authorize(*ctx); !a.ok()) return a;
   return Reply(agent_->Resume(), out);

@@ -22,6 +22,7 @@ class ControlService final : public worker::v1::WorkerControl::Service {
   grpc::Status Approve(grpc::ServerContext* ctx, const worker::v1::DecisionRequest* req, worker::v1::RunStatus* out) override;
   grpc::Status Deny(grpc::ServerContext* ctx, const worker::v1::DecisionRequest* req, worker::v1::RunStatus* out) override;
   grpc::Status Pause(grpc::ServerContext* ctx, const worker::v1::PauseRequest* req, worker::v1::RunStatus* out) override;
+  grpc::Status Compact(grpc::ServerContext* ctx, const worker::v1::CompactRequest* req, worker::v1::RunStatus* out) override;
   grpc::Status Resume(grpc::ServerContext* ctx, const worker::v1::ResumeRequest* req, worker::v1::RunStatus* out) override;
   grpc::Status Cancel(grpc::ServerContext* ctx, const worker::v1::CancelRequest* req, worker::v1::RunStatus* out) override;
 
