@@ -5,6 +5,7 @@
 //   steps per second, batch durability
 //   reopen + resume of a run of 10,000 events (after a clean stop, and after kill -9)
 //   peak RSS of `carapace run`
+//   one compaction of a 400-turn conversation, without the model's time
 //
 // Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
 // on the disk being measured; it is created and removed.
@@ -123,6 +124,67 @@ std::vector<double> StepTimesMs(const std::string& dir, const AgentRun& run) {
   return times;
 }
 
+// A model that answers at once: each turn with a short reply, a summary request with 1 KiB.
+// Its own time is measured, to be taken out of the compaction's.
+class InstantModel : public ModelBackend {
+ public:
+  explicit InstantModel(double* ms) : ms_(ms) {}
+  Status Chat(const ModelRequest& request, ChatStream* out) override {
+    const int64_t t0 = MonoNowNanos();
+    const bool summary = request.tools.empty();
+    out->Text(summary ? std::string(1024, 's') : "ok");
+    out->Usage(EstimatePromptTokens(*request.messages), 2);
+    out->Finish("stop");
+    *ms_ += static_cast<double>(MonoNowNanos() - t0) / 1e6;
+    return Status::Ok();
+  }
+
+ private:
+  double* ms_;
+};
+
+// Runs 400 turns of a few hundred bytes each, then times one requested compaction (every
+// turn but the last folded) less the model's time.
+double CompactionMs(const std::string& dir) {
+  std::filesystem::remove_all(dir);
+  double model_ms = 0;
+  ModelRegistry models;
+  models.Register("instant", [&model_ms](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
+    return std::unique_ptr<ModelBackend>(new InstantModel(&model_ms));
+  });
+  ToolRegistry tools;
+  AgentRun run = NoopRun(0, Durability::kSync, Effect::kIdempotent);
+  run.spec.model.backend = "instant";
+  run.spec.model.script.clear();
+  run.spec.model.context_tokens = 1 << 24;  // no compaction until asked
+  run.spec.tools.clear();
+  run.spec.budget.max_steps = 100000;
+  auto store = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
+  RunnerOptions options;
+  options.persistent = true;
+  auto runner = store.ok() ? Runner::Create(store->get(), run, models, tools, options)
+                           : Result<std::unique_ptr<Runner>>(store.status());
+  if (!runner.ok() || !(*runner)->Run().ok()) {
+    std::fprintf(stderr, "compaction bench: %s\n", runner.ok() ? "run failed" : runner.status().ToString().c_str());
+    std::exit(1);
+  }
+  for (int i = 0; i < 400; ++i) {
+    Event e;
+    e.type = event_type::kMessageReceived;
+    e.data = {{"text", "message " + std::to_string(i) + " " + std::string(300, 'm')}, {"from", "bench"}};
+    if (!AppendExternalEvent(store->get(), e).ok() || !(*runner)->Run().ok()) std::exit(1);
+  }
+  model_ms = 0;
+  const int64_t t0 = MonoNowNanos();
+  auto changed = (*runner)->CompactNow("bench");
+  const double ms = static_cast<double>(MonoNowNanos() - t0) / 1e6;
+  if (!changed.ok() || !*changed) {
+    std::fprintf(stderr, "compaction bench: nothing compacted\n");
+    std::exit(1);
+  }
+  return ms - model_ms;
+}
+
 double ReopenMs(const std::string& dir, size_t* events_out) {
   int64_t t0 = MonoNowNanos();
   auto store = RunStore::Open(dir, RunStore::OpenMode::kMustExist);
@@ -237,6 +299,12 @@ int main(int argc, char** argv) {
   }
   std::printf("%-58s p50 %7.2f ms   max %.2f ms (~%zu events, first open after kill -9, 3 trials)\n",
               "reopen + resume", Percentile(killed, 0.5), Percentile(killed, 1.0), events);
+
+  std::vector<double> compaction;
+  for (int trial = 0; trial < 3; ++trial) compaction.push_back(CompactionMs(dir + "/compact" + std::to_string(trial)));
+  std::printf("%-58s p50 %7.2f ms   = %.1fx floor (the model's time taken out, 3 trials)\n",
+              "one compaction of 400 turns (801 messages)", Percentile(compaction, 0.5),
+              Percentile(compaction, 0.5) / raw50);
 
   std::ofstream(dir + "/small.yaml") << CliSpec(50);
   long rss = PeakRssKiB(dir + "/small.yaml", dir + "/rss");
