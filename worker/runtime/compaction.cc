@@ -41,7 +41,10 @@ Result<bool> Runner::CompactNow(const std::string& by) {
   }
   CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kCompactionRequested, {{"by", by}})}, true));
   CARAPACE_ASSIGN_OR_RETURN(bool changed, Compact("requested", true));
-  if (next_try_at_ms_ > 0) return Unavailable("the summary's model call failed (" + state_.model_error + "); the request is kept and done at the next run");
+  if (next_try_at_ms_ > 0) {
+    return Unavailable("the summary's model call failed (" + state_.model_error +
+                       "); the request is kept and done at the next run");
+  }
   return changed;
 }
 
@@ -65,7 +68,7 @@ Result<bool> Runner::FitContext() {
 
 Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   const ContextLimits limits = Limits();
-  const int64_t from = std::max<int64_t>(state_.compacted_to, !state_.messages.empty() && state_.messages[0].role == "system");
+  const int64_t from = FirstUncompacted(state_);
   const int64_t before = EstimateContextTokens(state_, PromptBytes(Prompt()));
   const int64_t n = static_cast<int64_t>(state_.messages.size());
   int64_t to = 0;
@@ -129,12 +132,16 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   }
   next_try_at_ms_ = 0;
   model_unavailable_since_ms_ = 0;
-  // What the prompt will be, for the record.
-  RunState after_state = state_;
-  after_state.compacted_to = to;
-  after_state.pruned_to = std::max(state_.pruned_to, to);
-  after_state.summary = *summary;
-  const int64_t after = EstimateContextTokens(after_state, PromptBytes(BuildPrompt(after_state, run_.spec.instructions, limits)));
+  // What the prompt will be, for the record: the state as the event will leave it, tried
+  // and put back (a copy would copy the whole history).
+  std::swap(state_.summary, *summary);
+  const int64_t compacted_before = state_.compacted_to, pruned_before = state_.pruned_to;
+  state_.compacted_to = to;
+  state_.pruned_to = std::max(pruned_before, to);
+  const int64_t after = EstimateContextTokens(state_, PromptBytes(Prompt()));
+  state_.compacted_to = compacted_before;
+  state_.pruned_to = pruned_before;
+  std::swap(state_.summary, *summary);
   nlohmann::json data = {{"reason", reason},          {"from", from},
                          {"to", to},                  {"prunedTo", std::max(state_.pruned_to, to)},
                          {"summary", ValidUtf8(*summary)}, {"tokensBefore", before},

@@ -57,16 +57,12 @@ int64_t EstimateContextTokens(const RunState& s, int64_t bytes) {
   return bytes / 4 + 1;
 }
 
-namespace {
-
-// The first message after the instructions the run started with.
-int64_t FirstConversational(const RunState& s) {
-  return !s.messages.empty() && s.messages.front().role == "system" ? 1 : 0;
+int64_t FirstUncompacted(const RunState& s) {
+  // The instructions the run started with (a system message first) are never folded: the
+  // prompt carries the revision's own.
+  const int64_t first_conversational = !s.messages.empty() && s.messages.front().role == "system" ? 1 : 0;
+  return std::max(s.compacted_to, first_conversational);
 }
-
-int64_t CompactedFrom(const RunState& s) { return std::max(s.compacted_to, FirstConversational(s)); }
-
-}  // namespace
 
 std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
   std::vector<Message> prompt;
@@ -79,7 +75,7 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
               "the context window):\n" + s.summary;
   }
   if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
-  const auto from = static_cast<size_t>(CompactedFrom(s));
+  const auto from = static_cast<size_t>(FirstUncompacted(s));
   for (size_t i = from; i < s.messages.size(); ++i) {
     const Message& m = s.messages[i];
     if (m.role == "tool" && static_cast<int64_t>(i) < s.pruned_to &&
@@ -96,7 +92,7 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
 }
 
 std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& limits, bool aggressive) {
-  const int64_t from = CompactedFrom(s);
+  const int64_t from = FirstUncompacted(s);
   const auto n = static_cast<int64_t>(s.messages.size());
   // Whole turns only: the kept part starts at a user message (a turn's start), so the
   // current turn's question is always shown as it was asked, and a tool call never parts

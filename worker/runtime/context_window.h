@@ -44,6 +44,10 @@ int64_t PromptBytes(const std::vector<Message>& prompt);
 // answered (its own tokenizer), else one token per four bytes.
 int64_t EstimateContextTokens(const RunState& s, int64_t bytes);
 
+// The first message shown word for word: after the summary's and the run's own first
+// instructions.
+int64_t FirstUncompacted(const RunState& s);
+
 // Where a compaction ends: the index of the first message kept word for word, always a
 // turn's first (user) message. Messages from the last compaction up to it are folded into the
 // summary: whole turns, so a tool call never parts from its result and the current turn is
