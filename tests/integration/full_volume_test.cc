@@ -225,8 +225,7 @@ TEST_CASE("a worker stopped while its write waits for space resumes from the sto
       {
         // SIGTERM while the write waits.
         Worker w(dir.Sub("s"), &volume, &done, [](RunStore*, const Status&) { return false; });
-        Result<Phase> phase = w.status;
-        if (w.runner) phase = w.runner->Run();
+        Result<Phase> phase = w.runner ? w.runner->Run() : Result<Phase>(w.status);
         if (phase.ok()) {
           // The fill came later than the goal's turn: the message's turn meets it.
           REQUIRE(*phase == Phase::kIdle);
