@@ -350,7 +350,8 @@ AgentRun WindowedAgent(std::optional<int64_t> context_tokens) {
 
 // Runs `messages` turns (after the goal) over as many worker starts as the crash needs.
 // Returns the store's events.
-std::vector<Event> LiveThrough(const std::string& dir, const AgentRun& run, WindowedModel* model, int messages) {
+std::vector<Event> LiveThrough(const std::string& dir, const AgentRun& run, WindowedModel* model, int messages,
+                               size_t file_bytes = 1500) {
   ModelRegistry models;
   RegisterBuiltinModels(&models);
   models.Register("windowed", [model](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
@@ -360,7 +361,7 @@ std::vector<Event> LiveThrough(const std::string& dir, const AgentRun& run, Wind
   for (int start = 0; start < 5; ++start) {
     Worker w(dir, run, &models);
     for (int i = 0; i <= messages; ++i) {
-      std::ofstream(w.store->workspace_dir() + "/big-" + std::to_string(i) + ".txt") << Padding(1500);
+      std::ofstream(w.store->workspace_dir() + "/big-" + std::to_string(i) + ".txt") << Padding(file_bytes);
     }
     try {
       // Outside REQUIRE, which would take the crash for a failure.
@@ -448,4 +449,30 @@ TEST_CASE("a service whose window is smaller than the spec says: its refusal fol
   // The spec's contextTokens stands (a person set it); what the service said is for specs
   // that give none.
   CHECK(window == 8192);
+}
+
+TEST_CASE("a tool result larger than the whole window is shown cut, with its size; the turn goes on", "[context]") {
+  WindowedModel model;  // 1500 tokens
+  TempDir dir;
+  AgentRun run = WindowedAgent(1500);
+  run.spec.tools[0].max_output_bytes = 64 * 1024;  // whole in the log: 20 KB is under the tool's cap
+  std::vector<Event> events = LiveThrough(dir.Sub("s"), run, &model, 3, 20000);
+  std::vector<std::string> answers;
+  size_t whole_results = 0;
+  for (const auto& e : events) {
+    if (e.type == event_type::kPhaseChanged && e.data.value("phase", "") == "Idle") answers.push_back(e.data.value("result", ""));
+    if (e.type == event_type::kToolResult && e.data.dump().size() > 20000) ++whole_results;
+    CHECK(e.data.value("phase", "") != "Degraded");
+  }
+  CHECK(answers.size() == 4);
+  CHECK(whole_results == 4);  // the goal's and each message's: the log keeps each result whole
+  CHECK(model.refused == 0);  // never sent whole: a 20 KB result is about 5,000 tokens
+
+  auto store = RunStore::Open(dir.Sub("s"), RunStore::OpenMode::kMustExist);
+  REQUIRE(store.ok());
+  auto state = LoadRunState(**store);
+  REQUIRE(state.ok());
+  std::string shown;
+  for (const auto& m : BuildPrompt(*state, run.spec.instructions, ContextLimitsFor(run, std::nullopt))) shown += m.content;
+  CHECK_THAT(shown, ContainsSubstring("[cut: this result is 20"));
 }

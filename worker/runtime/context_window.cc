@@ -22,6 +22,12 @@ int64_t ContextLimits::CompactAt() const {
   return std::min(at, window - reply_reserve);
 }
 
+int64_t MaxToolResultBytes(const ContextLimits& limits) {
+  // A quarter of what the prompt may hold, at four bytes a token: fixed by the limits alone,
+  // so the cut never moves between prompts (the prefix cache).
+  return std::max<int64_t>(1024, limits.window - limits.reply_reserve);
+}
+
 int64_t ContextLimits::KeepRecent() const {
   return static_cast<int64_t>(static_cast<double>(window) * spec.keep_recent_ratio);
 }
@@ -76,13 +82,20 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
   }
   if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
   const auto from = static_cast<size_t>(FirstUncompacted(s));
+  const int64_t max_result = MaxToolResultBytes(limits);
   for (size_t i = from; i < s.messages.size(); ++i) {
     const Message& m = s.messages[i];
-    if (m.role == "tool" && static_cast<int64_t>(i) < s.pruned_to &&
-        static_cast<int64_t>(m.content.size()) > limits.spec.prune_tool_results_over_bytes) {
+    const auto size = static_cast<int64_t>(m.content.size());
+    if (m.role == "tool" && static_cast<int64_t>(i) < s.pruned_to && size > limits.spec.prune_tool_results_over_bytes) {
       Message cut = m;
-      cut.content = "[an older result of " + m.name + ", " + std::to_string(m.content.size()) +
+      cut.content = "[an older result of " + m.name + ", " + std::to_string(size) +
                     " bytes, left out to save room in the context; call the tool again if it is needed]";
+      prompt.push_back(std::move(cut));
+    } else if (m.role == "tool" && size > max_result) {
+      Message cut = m;
+      cut.content = m.content.substr(0, static_cast<size_t>(max_result)) + "\n[cut: this result is " +
+                    std::to_string(size) + " bytes, more than the context window holds; the first " +
+                    std::to_string(max_result) + " are shown]";
       prompt.push_back(std::move(cut));
     } else {
       prompt.push_back(m);

@@ -34,6 +34,11 @@ struct ContextLimits {
 // The spec's limits; `learned_window` (what the service said) when the spec gives none.
 ContextLimits ContextLimitsFor(const AgentRun& run, std::optional<int64_t> learned_window);
 
+// The most bytes of one tool result the model is shown: a longer one is shown cut, with its
+// size (the event log and artifacts keep it whole), so that no single result can fill the
+// window.
+int64_t MaxToolResultBytes(const ContextLimits& limits);
+
 // The prompt for the next model call.
 std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits);
 
