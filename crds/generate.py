@@ -366,6 +366,13 @@ def model():
                props, required=required, rules=rules)
 
 
+def summary_model():
+    props, required, rules = endpoint("fallback")
+    return obj("The model service that writes the summaries instead of spec.model (a cheaper one): "
+               "openai or triton, the same fields as a fallback. Unset: spec.model and its fallbacks.",
+               props, required=required, rules=rules)
+
+
 def embedding():
     props, required, rules = endpoint("embedding")
     props["dimensions"] = integer("The length of the vectors. Default 768.", 8, 8192, default=768)
@@ -566,6 +573,7 @@ def spec():
                     "pruneToolResultsOverBytes": integer(
                         "Tool results older than the kept messages and larger than this are replaced by a "
                         "short reference in what the model sees. Default 2048.", 256, 1 << 24),
+                    "summaryModel": summary_model(),
                 }),
             "recovery": obj(
                 "What happens after a crash.",

@@ -614,6 +614,14 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
       if (auto v = context.Number("compactAtRatio", 0.4, 0.95)) ctx.compact_at_ratio = *v;
       if (auto v = context.Number("keepRecentRatio", 0.05, 0.35)) ctx.keep_recent_ratio = *v;
       if (auto v = context.Int("pruneToolResultsOverBytes", 256, 1 << 24)) ctx.prune_tool_results_over_bytes = *v;
+      ObjectReader summary(context.Child("summaryModel"), context.PathOf("summaryModel"), &errs);
+      if (summary.valid()) {
+        ModelEndpointSpec e;
+        ParseEndpoint(summary, &e, true, &errs);
+        if (e.backend == "scripted") summary.Error("backend", "a summary model must be openai or triton");
+        summary.Finish();
+        ctx.summary_model = std::move(e);
+      }
       context.Finish();
       s.context = ctx;
     }
@@ -774,6 +782,7 @@ nlohmann::json AgentRun::SpecJson() const {
     j["context"] = {{"compactAtRatio", spec.context->compact_at_ratio},
                     {"keepRecentRatio", spec.context->keep_recent_ratio},
                     {"pruneToolResultsOverBytes", spec.context->prune_tool_results_over_bytes}};
+    if (spec.context->summary_model) j["context"]["summaryModel"] = EndpointJson(*spec.context->summary_model);
   }
   if (spec.model.backend != "scripted") {
     model["retry"] = {{"maxAttempts", spec.model.retry.max_attempts},

@@ -258,6 +258,9 @@ struct ContextSpec {
   // Tool results older than the kept messages and larger than this are replaced by a short
   // reference in what the model sees (the log keeps them whole).
   int64_t prune_tool_results_over_bytes = 2048;
+  // Writes the summaries instead of spec.model (a cheaper one); openai or triton. Unset:
+  // spec.model, with its fallbacks.
+  std::optional<ModelEndpointSpec> summary_model;
 };
 
 struct AgentRunSpec {

@@ -65,6 +65,7 @@ json SecretEnv(const AgentRunSpec& spec) {
   add_endpoint(spec.model);
   for (const auto& f : spec.model.fallbacks) add_endpoint(f);
   if (spec.embedding) add_endpoint(*spec.embedding);
+  if (spec.context && spec.context->summary_model) add_endpoint(*spec.context->summary_model);
   for (const auto& t : spec.tools) {
     for (const auto& h : t.http.headers) add(h);
     for (const auto& h : t.mcp.headers) add(h);

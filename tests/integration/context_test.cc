@@ -7,6 +7,7 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -475,4 +476,49 @@ TEST_CASE("a tool result larger than the whole window is shown cut, with its siz
   std::string shown;
   for (const auto& m : BuildPrompt(*state, run.spec.instructions, ContextLimitsFor(run, std::nullopt))) shown += m.content;
   CHECK_THAT(shown, ContainsSubstring("[cut: this result is 20"));
+}
+
+TEST_CASE("spec.context.summaryModel writes the summaries; the agent's model only answers turns", "[context]") {
+  TempDir dir;
+  FakeOpenAiServer agent_model, summary_model;
+  REQUIRE(agent_model.Start());
+  REQUIRE(summary_model.Start());
+  std::atomic<int> summaries_at_agent{0}, summaries_at_summarizer{0};
+  auto responder = [](std::atomic<int>* summaries) {
+    return [summaries](const json& body) {
+      std::vector<std::pair<std::string, std::string>> messages;
+      for (const auto& m : body["messages"]) {
+        messages.emplace_back(m.value("role", ""), m.contains("content") && m["content"].is_string() ? m["content"].get<std::string>() : "");
+      }
+      if (IsSummaryRequest(messages.front().second)) ++*summaries;
+      FakeCompletion c;
+      c.content = {Agentish::Decide(messages).first + "."};  // text only: no tool calls here
+      return c;
+    };
+  };
+  agent_model.SetResponder(responder(&summaries_at_agent));
+  summary_model.SetResponder(responder(&summaries_at_summarizer));
+  agent_model.SetMaxModelLen(2048);
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  AgentRun run = OpenAiAgent(agent_model.base_url());
+  run.spec.model.context_tokens = 2048;
+  run.spec.model.reply_reserve_tokens = 128;
+  ContextSpec context;
+  ModelEndpointSpec small;
+  small.backend = "openai";
+  small.name = "llm";
+  small.endpoint = summary_model.base_url();
+  context.summary_model = small;
+  run.spec.context = context;
+  Worker w(dir.Sub("s"), run, &models);
+  REQUIRE(w.Run() == Phase::kIdle);
+  for (int i = 1; i <= 30; ++i) {
+    w.Send("message " + std::to_string(i) + ": remember ID-" + std::to_string(i) + ". " + Padding(400));
+    REQUIRE(w.Run() == Phase::kIdle);
+  }
+  CHECK(w.runner->state().compactions >= 1);
+  CHECK(summaries_at_summarizer.load() >= 1);
+  CHECK(summaries_at_agent.load() == 0);
+  CHECK(w.runner->state().turns == 31);
 }

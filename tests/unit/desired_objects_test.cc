@@ -81,6 +81,27 @@ TEST_CASE("model and tool credentials reach the worker only as Secret references
   // The ConfigMap holds the spec with references, never a value.
   const std::string spec_text = DesiredConfigMap(GoldenRun(), kOwner)["data"][kSpecFileName];
   CHECK(spec_text.find("secretKeyRef") != std::string::npos);
+
+  // A summary model's key too.
+  AgentRun run = GoldenRun();
+  ContextSpec context;
+  ModelEndpointSpec small;
+  small.backend = "openai";
+  small.name = "small";
+  small.endpoint = "http://small:8000/v1";
+  HeaderSpec key;
+  key.name = "Authorization";
+  key.secret_name = "small-key";
+  key.secret_key = "token";
+  key.from_env = SecretEnvName("small-key", "token");
+  small.api_key = key;
+  context.summary_model = small;
+  run.spec.context = context;
+  const json with_summary = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1)["spec"]["template"]["spec"]["containers"][0]["env"];
+  REQUIRE(with_summary.size() == 3);
+  bool found = false;
+  for (const auto& e : with_summary) found = found || e["name"] == SecretEnvName("small-key", "token");
+  CHECK(found);
 }
 
 TEST_CASE("a spec change changes the pod template but not the state directory; only restartGeneration does", "[operator]") {

@@ -179,7 +179,8 @@ Result<std::string> Runner::Summarize(int64_t from, int64_t to, const ContextLim
                     "\n\nMessages to fold in (index, role):\n" + chunk,
                 {}, "", ""}};
     ModelRequest request{state_.step, &request_messages, {}};
-    CARAPACE_ASSIGN_OR_RETURN(ModelResponse reply, model_->Complete(request));
+    ModelBackend& writer = summarizer_ ? *summarizer_ : *model_;
+    CARAPACE_ASSIGN_OR_RETURN(ModelResponse reply, writer.Complete(request));
     *prompt_tokens += reply.prompt_tokens;
     *completion_tokens += reply.completion_tokens;
     if (reply.text.empty()) return Unavailable("the model answered the summary request with nothing");

@@ -73,6 +73,15 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
   std::unique_ptr<Runner> r(new Runner(store, run, std::move(options)));
   CARAPACE_ASSIGN_OR_RETURN(r->model_, models.Create(r->run_));
   CARAPACE_ASSIGN_OR_RETURN(r->embedder_, models.CreateEmbedder(r->run_));
+  if (r->run_.spec.context && r->run_.spec.context->summary_model) {
+    AgentRun summary_run = r->run_;
+    ModelSpec summary_model;
+    static_cast<ModelEndpointSpec&>(summary_model) = *r->run_.spec.context->summary_model;
+    summary_run.spec.model = summary_model;
+    auto made = models.Create(summary_run);
+    if (!made.ok()) return made.status().WithContext("spec.context.summaryModel");
+    r->summarizer_ = std::move(made).value();
+  }
   ToolEnvironment env{store->workspace_dir(), store, r->embedder_.get()};
   std::vector<std::pair<const ToolSpec*, std::unique_ptr<Tool>>> made_tools;
   std::map<std::string, int> name_count;

@@ -158,6 +158,7 @@ class Runner {
   RunState state_;
   std::unique_ptr<ModelBackend> model_;
   std::unique_ptr<ModelBackend> embedder_;  // spec.embedding; null when unset
+  std::unique_ptr<ModelBackend> summarizer_;  // spec.context.summaryModel; null: model_ writes summaries
   std::map<std::string, std::unique_ptr<Tool>> tools_;
   std::map<std::string, const ToolSpec*> tool_specs_;
   std::vector<ToolSchema> schemas_;
