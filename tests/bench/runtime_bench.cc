@@ -6,6 +6,8 @@
 //   reopen + resume of a run of 10,000 events (after a clean stop, and after kill -9)
 //   peak RSS of `carapace run`
 //   one compaction of a 400-turn conversation, without the model's time
+//   start (open + load the state) of a long-lived agent with 10,000 and --history-events
+//   events (default 100,000), against opening the bare store
 //
 // Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
 // on the disk being measured; it is created and removed.
@@ -185,6 +187,54 @@ double CompactionMs(const std::string& dir) {
   return ms - model_ms;
 }
 
+// A persistent agent's history of at least `events` events: turns of a message and a short
+// answer (about 5 events each), batch durability. Returns the messages in its transcript.
+size_t BuildHistory(const std::string& dir, size_t events) {
+  std::filesystem::remove_all(dir);
+  double model_ms = 0;
+  ModelRegistry models;
+  models.Register("instant", [&model_ms](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
+    return std::unique_ptr<ModelBackend>(new InstantModel(&model_ms));
+  });
+  ToolRegistry tools;
+  AgentRun run = NoopRun(0, Durability::kBatch, Effect::kIdempotent);
+  run.spec.model.backend = "instant";
+  run.spec.model.script.clear();
+  run.spec.model.context_tokens = 1 << 24;
+  run.spec.tools.clear();
+  run.spec.budget.max_steps = 100000000;
+  auto store = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
+  RunnerOptions options;
+  options.persistent = true;
+  auto runner = store.ok() ? Runner::Create(store->get(), run, models, tools, options)
+                           : Result<std::unique_ptr<Runner>>(store.status());
+  if (!runner.ok() || !(*runner)->Run().ok()) std::exit(1);
+  while ((*store)->last_seq() < events) {
+    Event e;
+    e.type = event_type::kMessageReceived;
+    e.data = {{"text", "a message of a long life " + std::to_string((*store)->last_seq())}, {"from", "bench"}};
+    if (!AppendExternalEvent(store->get(), e).ok() || !(*runner)->Run().ok()) std::exit(1);
+  }
+  return (*runner)->state().messages.size();
+}
+
+// p50 of 3 opens: the bare store, and the store with the run's state loaded (a start).
+void StartMs(const std::string& dir, double* bare_ms, double* start_ms) {
+  std::vector<double> bare, start;
+  for (int i = 0; i < 3; ++i) {
+    int64_t t0 = MonoNowNanos();
+    { auto store = RunStore::Open(dir, RunStore::OpenMode::kMustExist); if (!store.ok()) std::exit(1); }
+    bare.push_back(static_cast<double>(MonoNowNanos() - t0) / 1e6);
+    t0 = MonoNowNanos();
+    auto store = RunStore::Open(dir, RunStore::OpenMode::kMustExist);
+    auto state = store.ok() ? LoadRunState(**store) : Result<RunState>(store.status());
+    if (!state.ok()) std::exit(1);
+    start.push_back(static_cast<double>(MonoNowNanos() - t0) / 1e6);
+  }
+  *bare_ms = Percentile(bare, 0.5);
+  *start_ms = Percentile(start, 0.5);
+}
+
 double ReopenMs(const std::string& dir, size_t* events_out) {
   int64_t t0 = MonoNowNanos();
   auto store = RunStore::Open(dir, RunStore::OpenMode::kMustExist);
@@ -239,9 +289,11 @@ long PeakRssKiB(const std::string& spec, const std::string& dir) {
 int main(int argc, char** argv) {
   std::string dir = "bench-data";
   int steps = 1000;
+  size_t history_events = 100000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
     else if (std::strcmp(argv[i], "--steps") == 0) steps = std::atoi(argv[i + 1]);
+    else if (std::strcmp(argv[i], "--history-events") == 0) history_events = std::strtoull(argv[i + 1], nullptr, 10);
   }
   log::SetLevel(log::Level::kWarn);
   std::filesystem::create_directories(dir);
@@ -305,6 +357,15 @@ int main(int argc, char** argv) {
   std::printf("%-58s p50 %7.2f ms   = %.1fx floor (the model's time taken out, 3 trials)\n",
               "one compaction of 400 turns (801 messages)", Percentile(compaction, 0.5),
               Percentile(compaction, 0.5) / raw50);
+
+  for (size_t events : {size_t{10000}, history_events}) {
+    const size_t messages = BuildHistory(dir + "/history", events);
+    double bare_ms = 0, start_ms = 0;
+    StartMs(dir + "/history", &bare_ms, &start_ms);
+    std::printf("%-58s p50 %7.2f ms   = %.1fx bare open (%.2f ms); %zu messages\n",
+                ("start with " + std::to_string(events) + " events").c_str(), start_ms, start_ms / bare_ms, bare_ms,
+                messages);
+  }
 
   std::ofstream(dir + "/small.yaml") << CliSpec(50);
   long rss = PeakRssKiB(dir + "/small.yaml", dir + "/rss");
