@@ -145,77 +145,71 @@ class InstantModel : public ModelBackend {
   double* ms_;
 };
 
+// A persistent agent on the instant model, in a state dir of its own: the compaction and
+// long-history measurements. Exits on any error (a benchmark has nothing to recover).
+struct InstantAgent {
+  InstantAgent(const std::string& dir, Durability durability) {
+    std::filesystem::remove_all(dir);
+    models.Register("instant", [this](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
+      return std::unique_ptr<ModelBackend>(new InstantModel(&model_ms));
+    });
+    AgentRun run = NoopRun(0, durability, Effect::kIdempotent);
+    run.spec.model.backend = "instant";
+    run.spec.model.script.clear();
+    run.spec.model.context_tokens = 1 << 24;  // no compaction until asked
+    run.spec.tools.clear();
+    run.spec.budget.max_steps = 100000000;
+    auto opened = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
+    if (!opened.ok()) Die(opened.status());
+    store = std::move(opened).value();
+    RunnerOptions options;
+    options.persistent = true;
+    auto made = Runner::Create(store.get(), run, models, tools, options);
+    if (!made.ok()) Die(made.status());
+    runner = std::move(made).value();
+    if (auto phase = runner->Run(); !phase.ok()) Die(phase.status());
+  }
+  // One turn: a message, and the agent's answer.
+  void Turn(const std::string& text) {
+    Event e;
+    e.type = event_type::kMessageReceived;
+    e.data = {{"text", text}, {"from", "bench"}};
+    if (auto seq = AppendExternalEvent(store.get(), e); !seq.ok()) Die(seq.status());
+    if (auto phase = runner->Run(); !phase.ok()) Die(phase.status());
+  }
+  static void Die(const Status& s) {
+    std::fprintf(stderr, "instant agent: %s\n", s.ToString().c_str());
+    std::exit(1);
+  }
+  double model_ms = 0;
+  ModelRegistry models;
+  ToolRegistry tools;
+  std::unique_ptr<RunStore> store;
+  std::unique_ptr<Runner> runner;
+};
+
 // Runs 400 turns of a few hundred bytes each, then times one requested compaction (every
 // turn but the last folded) less the model's time.
 double CompactionMs(const std::string& dir) {
-  std::filesystem::remove_all(dir);
-  double model_ms = 0;
-  ModelRegistry models;
-  models.Register("instant", [&model_ms](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
-    return std::unique_ptr<ModelBackend>(new InstantModel(&model_ms));
-  });
-  ToolRegistry tools;
-  AgentRun run = NoopRun(0, Durability::kSync, Effect::kIdempotent);
-  run.spec.model.backend = "instant";
-  run.spec.model.script.clear();
-  run.spec.model.context_tokens = 1 << 24;  // no compaction until asked
-  run.spec.tools.clear();
-  run.spec.budget.max_steps = 100000;
-  auto store = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
-  RunnerOptions options;
-  options.persistent = true;
-  auto runner = store.ok() ? Runner::Create(store->get(), run, models, tools, options)
-                           : Result<std::unique_ptr<Runner>>(store.status());
-  if (!runner.ok() || !(*runner)->Run().ok()) {
-    std::fprintf(stderr, "compaction bench: %s\n", runner.ok() ? "run failed" : runner.status().ToString().c_str());
-    std::exit(1);
-  }
-  for (int i = 0; i < 400; ++i) {
-    Event e;
-    e.type = event_type::kMessageReceived;
-    e.data = {{"text", "message " + std::to_string(i) + " " + std::string(300, 'm')}, {"from", "bench"}};
-    if (!AppendExternalEvent(store->get(), e).ok() || !(*runner)->Run().ok()) std::exit(1);
-  }
-  model_ms = 0;
+  InstantAgent agent(dir, Durability::kSync);
+  for (int i = 0; i < 400; ++i) agent.Turn("message " + std::to_string(i) + " " + std::string(300, 'm'));
+  agent.model_ms = 0;
   const int64_t t0 = MonoNowNanos();
-  auto changed = (*runner)->CompactNow("bench");
+  auto changed = agent.runner->CompactNow("bench");
   const double ms = static_cast<double>(MonoNowNanos() - t0) / 1e6;
   if (!changed.ok() || !*changed) {
     std::fprintf(stderr, "compaction bench: nothing compacted\n");
     std::exit(1);
   }
-  return ms - model_ms;
+  return ms - agent.model_ms;
 }
 
 // A persistent agent's history of at least `events` events: turns of a message and a short
-// answer (about 5 events each), batch durability. Returns the messages in its transcript.
+// answer (about 6 events each), batch durability. Returns the messages in its transcript.
 size_t BuildHistory(const std::string& dir, size_t events) {
-  std::filesystem::remove_all(dir);
-  double model_ms = 0;
-  ModelRegistry models;
-  models.Register("instant", [&model_ms](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
-    return std::unique_ptr<ModelBackend>(new InstantModel(&model_ms));
-  });
-  ToolRegistry tools;
-  AgentRun run = NoopRun(0, Durability::kBatch, Effect::kIdempotent);
-  run.spec.model.backend = "instant";
-  run.spec.model.script.clear();
-  run.spec.model.context_tokens = 1 << 24;
-  run.spec.tools.clear();
-  run.spec.budget.max_steps = 100000000;
-  auto store = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
-  RunnerOptions options;
-  options.persistent = true;
-  auto runner = store.ok() ? Runner::Create(store->get(), run, models, tools, options)
-                           : Result<std::unique_ptr<Runner>>(store.status());
-  if (!runner.ok() || !(*runner)->Run().ok()) std::exit(1);
-  while ((*store)->last_seq() < events) {
-    Event e;
-    e.type = event_type::kMessageReceived;
-    e.data = {{"text", "a message of a long life " + std::to_string((*store)->last_seq())}, {"from", "bench"}};
-    if (!AppendExternalEvent(store->get(), e).ok() || !(*runner)->Run().ok()) std::exit(1);
-  }
-  return (*runner)->state().messages.size();
+  InstantAgent agent(dir, Durability::kBatch);
+  while (agent.store->last_seq() < events) agent.Turn("a message of a long life " + std::to_string(agent.store->last_seq()));
+  return agent.runner->state().messages.size();
 }
 
 // p50 of 3 opens: the bare store, and the store with the run's state loaded (a start).

@@ -339,11 +339,11 @@ static Result<uint64_t> AppendControl(RunStore* store, const char* type, nlohman
   return AppendExternalEvent(store, e);
 }
 
-Status AgentService::Control(const char* what, const char* type, nlohmann::json data) {
+Status AgentService::Control(const char* what, const char* type, nlohmann::json data, std::chrono::milliseconds wait) {
   CARAPACE_RETURN_IF_ERROR(CheckNotEnded(what));
   CARAPACE_ASSIGN_OR_RETURN(uint64_t seq, AppendControl(store_.get(), type, std::move(data)));
   Wake();
-  WaitApplied(seq, std::chrono::seconds(1));
+  WaitApplied(seq, wait);
   return Status::Ok();
 }
 
@@ -353,11 +353,7 @@ Status AgentService::Resume() { return Control("resume", event_type::kResumeRequ
 
 Status AgentService::Compact() {
   // The summary is a model call: up to a few seconds for the reply to show it done.
-  CARAPACE_RETURN_IF_ERROR(CheckNotEnded("compact"));
-  CARAPACE_ASSIGN_OR_RETURN(uint64_t seq, AppendControl(store_.get(), event_type::kCompactionRequested, {{"by", "api"}}));
-  Wake();
-  WaitApplied(seq, std::chrono::seconds(10));
-  return Status::Ok();
+  return Control("compact", event_type::kCompactionRequested, {{"by", "api"}}, std::chrono::seconds(10));
 }
 
 Status AgentService::Cancel(const std::string& reason) {

@@ -88,8 +88,10 @@ class AgentService {
   // While the runner waits for a time (a model outage, a period budget): when, in Unix ms.
   void SetNextTry(worker::v1::RunStatus* status) const;
   Status CheckNotEnded(const char* what) const;
-  // Appends a control event (pause, resume, cancel), wakes the agent and waits briefly for it.
-  Status Control(const char* what, const char* type, nlohmann::json data = nlohmann::json::object());
+  // Appends a control event (pause, resume, cancel, compact), wakes the agent and waits up to
+  // `wait` for the pass that applies it.
+  Status Control(const char* what, const char* type, nlohmann::json data = nlohmann::json::object(),
+                 std::chrono::milliseconds wait = std::chrono::seconds(1));
 
   AgentRun run_;
   RunIdentity identity_;
