@@ -136,6 +136,7 @@ TEST_CASE("the prompt is built from the state: stable prefix, pruned old tool re
           "[context]") {
   RunState s;
   s.messages.push_back({"system", "old instructions", {}, "", ""});
+  s.first_turn_message = 1;
   s.messages.push_back({"user", "goal ID-1", {}, "", ""});
   ToolCall call{"s1c0", "notes", json{{"op", "read"}}, ""};
   s.messages.push_back({"assistant", "", {call}, "", ""});
@@ -253,11 +254,21 @@ TEST_CASE("an agent on a small window answers every message for a long conversat
   for (int i = 1; i <= kMessages; ++i) CHECK_THAT(seen, ContainsSubstring("ID-" + std::to_string(i)));
 
   // The transcript keeps every message; the event log every original.
-  auto transcript = w.store->ReadTranscript(s.persisted_messages);
+  auto transcript = w.store->ReadTranscript(0, s.persisted_messages);
   REQUIRE(transcript.ok());
   CHECK(static_cast<int64_t>(transcript->size()) == s.persisted_messages);
-  CHECK(s.persisted_messages == static_cast<int64_t>(s.messages.size()));
+  CHECK(s.persisted_messages == s.messages.size());
   CHECK(s.messages.size() > 4 * kMessages);
+  // Memory holds the live context only: what the summary covers is left to the transcript,
+  // in the running worker and in one started from the store.
+  CHECK(s.messages.base() == s.compacted_to);
+  CHECK(s.messages.held() < s.messages.size() / 2);
+  auto reloaded = LoadRunState(*w.store);
+  REQUIRE(reloaded.ok());
+  CHECK(reloaded->messages.base() == s.compacted_to);
+  CHECK(reloaded->messages.size() == s.messages.size());
+  CHECK(PromptBytes(BuildPrompt(*reloaded, run.spec.instructions, ContextLimitsFor(run, 4096))) ==
+        PromptBytes(BuildPrompt(s, run.spec.instructions, ContextLimitsFor(run, 4096))));
 
   // Between compactions a prompt only grows at its end: the prefix a server caches holds. It
   // changes at most once per compaction (a summary, or old tool results left out).

@@ -60,10 +60,13 @@ TEST_CASE("events, checkpoint and transcript written in one batch read back afte
   auto cp1 = store->LatestCheckpoint(1);
   REQUIRE(cp1.ok());
   CHECK((*cp1)->second == "cp1");
-  auto t = store->ReadTranscript(2);
+  auto t = store->ReadTranscript(0, 2);
   REQUIRE(t.ok());
   CHECK(*t == std::vector<std::string>{"m0", "m1"});
-  auto missing = store->ReadTranscript(3);
+  auto tail = store->ReadTranscript(1, 2);
+  REQUIRE(tail.ok());
+  CHECK(*tail == std::vector<std::string>{"m1"});
+  auto missing = store->ReadTranscript(0, 3);
   CHECK(missing.status().code() == StatusCode::kCorruption);
   auto meta = store->GetMeta("k");
   REQUIRE(meta.ok());

@@ -177,7 +177,10 @@ TEST_CASE("a run calls tools step by step and succeeds when the model answers wi
   CHECK(s.used.tokens > 0);
   // system, user, then per step an assistant message and one tool message per call, then the answer
   REQUIRE(s.messages.size() == 2 + 2 + 3 + 1);
-  CHECK(s.messages[0].role == "system");
+  // The instructions (message 0) stay in the transcript, not in memory: the prompt carries
+  // the spec revision's own.
+  CHECK(s.first_turn_message == 1);
+  CHECK(s.messages.base() == 1);
   CHECK(s.messages[1].content == "test the runtime");
   CHECK(s.messages[3].role == "tool");
   CHECK(s.messages[3].tool_call_id == "s1c0");
@@ -208,7 +211,8 @@ TEST_CASE("a state reloaded from the store equals the live state", "[runtime][re
   REQUIRE(reloaded.ok());
   CHECK(reloaded->ToCheckpointJson() == (*runner)->state().ToCheckpointJson());
   REQUIRE(reloaded->messages.size() == (*runner)->state().messages.size());
-  for (size_t i = 0; i < reloaded->messages.size(); ++i) {
+  REQUIRE(reloaded->messages.base() == (*runner)->state().messages.base());
+  for (int64_t i = reloaded->messages.base(); i < reloaded->messages.size(); ++i) {
     CHECK(ToJson(reloaded->messages[i]) == ToJson((*runner)->state().messages[i]));
   }
 }

@@ -70,7 +70,7 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   const ContextLimits limits = Limits();
   const int64_t from = FirstUncompacted(state_);
   const int64_t before = EstimateContextTokens(state_, PromptBytes(Prompt()));
-  const int64_t n = static_cast<int64_t>(state_.messages.size());
+  const int64_t n = state_.messages.size();
   int64_t to = 0;
   const bool resumed = state_.compaction_pending_to > from && state_.compaction_pending_to <= n;
   if (resumed) {

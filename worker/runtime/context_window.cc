@@ -66,8 +66,7 @@ int64_t EstimateContextTokens(const RunState& s, int64_t bytes) {
 int64_t FirstUncompacted(const RunState& s) {
   // The instructions the run started with (a system message first) are never folded: the
   // prompt carries the revision's own.
-  const int64_t first_conversational = !s.messages.empty() && s.messages.front().role == "system" ? 1 : 0;
-  return std::max(s.compacted_to, first_conversational);
+  return std::max(s.compacted_to, s.first_turn_message);
 }
 
 std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
@@ -81,12 +80,11 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
               "the context window):\n" + s.summary;
   }
   if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
-  const auto from = static_cast<size_t>(FirstUncompacted(s));
   const int64_t max_result = MaxToolResultBytes(limits);
-  for (size_t i = from; i < s.messages.size(); ++i) {
+  for (int64_t i = FirstUncompacted(s); i < s.messages.size(); ++i) {
     const Message& m = s.messages[i];
     const auto size = static_cast<int64_t>(m.content.size());
-    if (m.role == "tool" && static_cast<int64_t>(i) < s.pruned_to && size > limits.spec.prune_tool_results_over_bytes) {
+    if (m.role == "tool" && i < s.pruned_to && size > limits.spec.prune_tool_results_over_bytes) {
       Message cut = m;
       cut.content = "[an older result of " + m.name + ", " + std::to_string(size) +
                     " bytes, left out to save room in the context; call the tool again if it is needed]";
@@ -106,7 +104,7 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
 
 std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& limits, bool aggressive) {
   const int64_t from = FirstUncompacted(s);
-  const auto n = static_cast<int64_t>(s.messages.size());
+  const int64_t n = s.messages.size();
   // Whole turns only: the kept part starts at a user message (a turn's start), so the
   // current turn's question is always shown as it was asked, and a tool call never parts
   // from its result. The newest turns that fit keepRecentRatio are kept; the current turn
@@ -115,7 +113,7 @@ std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& l
   int64_t split = -1;
   int64_t kept = 0;
   for (int64_t i = n - 1; i >= from; --i) {
-    const Message& m = s.messages[static_cast<size_t>(i)];
+    const Message& m = s.messages[i];
     kept += EstimateContextTokens(s, MessageBytes(m));
     if (m.role != "user") continue;
     if (split >= 0 && kept > keep) break;
@@ -127,8 +125,8 @@ std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& l
 
 std::string RenderForSummary(const RunState& s, int64_t from, int64_t to, int64_t max_message_bytes) {
   std::string out;
-  for (int64_t i = from; i < to && i < static_cast<int64_t>(s.messages.size()); ++i) {
-    const Message& m = s.messages[static_cast<size_t>(i)];
+  for (int64_t i = from; i < to && i < s.messages.size(); ++i) {
+    const Message& m = s.messages[i];
     std::string text = m.content;
     for (const auto& c : m.tool_calls) text += (text.empty() ? "" : "\n") + ("calls " + c.name + " " + c.arguments.dump());
     if (static_cast<int64_t>(text.size()) > max_message_bytes) {

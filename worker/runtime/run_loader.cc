@@ -1,6 +1,10 @@
 // Recovery: checkpoint + transcript + tail of the event log.
 #include "worker/runtime/run_loader.h"
 
+#include <algorithm>
+
+#include "worker/runtime/context_window.h"
+
 namespace carapace {
 
 Result<std::optional<RunIdentity>> LoadRunIdentity(const RunStore& store) {
@@ -25,13 +29,32 @@ Result<RunState> LoadRunState(const RunStore& store) {
     nlohmann::json j = nlohmann::json::parse(cp->second, nullptr, false);
     if (j.is_discarded()) return Corruption("checkpoint of step " + std::to_string(cp->first) + " is not valid JSON");
     CARAPACE_ASSIGN_OR_RETURN(state, RunState::FromCheckpointJson(j));
-    CARAPACE_ASSIGN_OR_RETURN(auto transcript, store.ReadTranscript(state.persisted_messages));
-    state.messages.reserve(transcript.size());
-    for (const auto& raw : transcript) {
+    auto parse = [](const std::string& raw) -> Result<Message> {
       nlohmann::json m = nlohmann::json::parse(raw, nullptr, false);
       if (m.is_discarded() || !m.is_object()) return Corruption("a transcript message is not a valid message");
-      state.messages.push_back(MessageFromJson(m));
+      return MessageFromJson(m);
+    };
+    if (state.first_turn_message < 0) {
+      // A checkpoint from before this was recorded: the run started with instructions when
+      // its first message is a system message.
+      CARAPACE_ASSIGN_OR_RETURN(auto first, store.ReadTranscript(0, std::min<int64_t>(1, state.persisted_messages)));
+      state.first_turn_message = 0;
+      if (!first.empty()) {
+        CARAPACE_ASSIGN_OR_RETURN(Message m, parse(first.front()));
+        state.first_turn_message = m.role == "system" ? 1 : 0;
+      }
     }
+    // Only the live context: what the summary covers stays in the transcript, so the time to
+    // start and the memory held depend on the context, not on the run's age.
+    const int64_t held_from = std::min(FirstUncompacted(state), state.persisted_messages);
+    CARAPACE_ASSIGN_OR_RETURN(auto transcript, store.ReadTranscript(held_from, state.persisted_messages));
+    std::vector<Message> held;
+    held.reserve(transcript.size());
+    for (const auto& raw : transcript) {
+      CARAPACE_ASSIGN_OR_RETURN(Message m, parse(raw));
+      held.push_back(std::move(m));
+    }
+    state.messages.Reset(held_from, std::move(held));
     from = state.last_seq + 1;
   }
   Status apply_status;

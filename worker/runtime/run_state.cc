@@ -55,6 +55,22 @@ static std::optional<CallStatus> ParseCallStatus(const std::string& s) {
   return std::nullopt;
 }
 
+void MessageLog::resize(int64_t count) {
+  while (size() > count && !held_.empty()) held_.pop_back();
+}
+
+void MessageLog::Reset(int64_t base, std::vector<Message> held) {
+  base_ = base;
+  held_.assign(std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
+}
+
+void MessageLog::ForgetBefore(int64_t index) {
+  while (base_ < index && !held_.empty()) {
+    held_.pop_front();
+    base_ += 1;
+  }
+}
+
 const CallState* RunState::FindCall(const std::string& call_id) const {
   for (const auto& c : calls) {
     if (c.call.id == call_id) return &c;
@@ -138,7 +154,8 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->started_ms = e.ts_ms;
     s->revision = 1;
     s->spec_hash = d.value("specHash", "");
-    if (!d.value("instructions", "").empty()) s->messages.push_back({"system", d["instructions"], {}, "", ""});
+    s->first_turn_message = d.value("instructions", "").empty() ? 0 : 1;
+    if (s->first_turn_message == 1) s->messages.push_back({"system", d["instructions"], {}, "", ""});
     s->messages.push_back({"user", d.value("goal", ""), {}, "", ""});
   } else if (e.type == event_type::kModelRequest) {
     s->step = e.step;
@@ -351,7 +368,8 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"context", {{"compactedTo", compacted_to}, {"prunedTo", pruned_to}, {"summary", summary},
                        {"compactions", compactions}, {"pendingTo", compaction_pending_to},
                        {"requested", compaction_requested}, {"lastPromptTokens", last_prompt_tokens},
-                       {"lastPromptBytes", last_prompt_bytes}, {"window", context_window}}}};
+                       {"lastPromptBytes", last_prompt_bytes}, {"window", context_window},
+                       {"firstTurnMessage", first_turn_message}}}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -417,6 +435,8 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     s.last_prompt_tokens = ctx.value("lastPromptTokens", int64_t{0});
     s.last_prompt_bytes = ctx.value("lastPromptBytes", int64_t{0});
     s.context_window = ctx.value("window", int64_t{0});
+    // -1: not recorded (an older checkpoint); the loader looks at the transcript's message 0.
+    s.first_turn_message = ctx.value("firstTurnMessage", int64_t{-1});
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <string>
@@ -73,6 +74,37 @@ struct InboxMessage {
   std::string from;  // "api", "cron:<name>", ...
 };
 
+// The run's messages, by their index in the transcript (0 is the first message of the run).
+// Memory holds the tail from base() on; what is before it (folded into the context summary
+// by a compaction, and already in the transcript column family) is read from the store when
+// something needs it (`inspect`, fork). So a worker's memory holds its live context, not
+// every message of its life.
+class MessageLog {
+ public:
+  int64_t size() const { return base_ + static_cast<int64_t>(held_.size()); }
+  bool empty() const { return size() == 0; }
+  // The first message held in memory.
+  int64_t base() const { return base_; }
+  int64_t held() const { return static_cast<int64_t>(held_.size()); }
+  // Message i, base() <= i < size().
+  const Message& operator[](int64_t i) const { return held_.at(static_cast<size_t>(i - base_)); }
+  Message& operator[](int64_t i) { return held_.at(static_cast<size_t>(i - base_)); }
+  const Message& back() const { return held_.back(); }
+  std::deque<Message>::const_iterator begin() const { return held_.begin(); }
+  std::deque<Message>::const_iterator end() const { return held_.end(); }
+  void push_back(Message m) { held_.push_back(std::move(m)); }
+  // Drops every message from `count` on (tests build states by hand).
+  void resize(int64_t count);
+  // Starts the log at message `base` with `held` (read from the transcript).
+  void Reset(int64_t base, std::vector<Message> held);
+  // Lets go of messages before `index` (kept in the transcript, not in memory).
+  void ForgetBefore(int64_t index);
+
+ private:
+  int64_t base_ = 0;
+  std::deque<Message> held_;
+};
+
 struct RunState {
   std::string run_id;
   Phase phase = Phase::kPending;
@@ -84,7 +116,7 @@ struct RunState {
   BudgetUsed used;
   std::string last_call_signature;  // for loop detection
   int64_t repeat_count = 0;
-  std::vector<Message> messages;
+  MessageLog messages;
   uint64_t last_seq = 0;
   int64_t last_checkpoint_step = 0;
   int64_t persisted_messages = 0;  // messages already in the transcript column family
@@ -128,6 +160,9 @@ struct RunState {
   int64_t last_prompt_tokens = 0;  // the service's count for the last prompt answered
   int64_t last_prompt_bytes = 0;   // that prompt's size as the runtime measures it
   int64_t context_window = 0;      // the window the last model request was made for
+  // The run's first conversational message (the goal): 1 when the run started with
+  // instructions (message 0), else 0. Instructions are never folded into a summary.
+  int64_t first_turn_message = 0;
 
   CallState* FindCall(const std::string& call_id);
   const CallState* FindCall(const std::string& call_id) const;

@@ -186,10 +186,10 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     checkpoint = checkpoint || e.type == event_type::kStepCompleted || e.type == event_type::kRunStarted;
   }
   if (checkpoint) {
-    for (size_t i = static_cast<size_t>(state_.persisted_messages); i < state_.messages.size(); ++i) {
-      batch.transcript.emplace_back(static_cast<int64_t>(i), ToJson(state_.messages[i]).dump());
+    for (int64_t i = state_.persisted_messages; i < state_.messages.size(); ++i) {
+      batch.transcript.emplace_back(i, ToJson(state_.messages[i]).dump());
     }
-    state_.persisted_messages = static_cast<int64_t>(state_.messages.size());
+    state_.persisted_messages = state_.messages.size();
     state_.last_checkpoint_step = state_.step;
     batch.checkpoint = std::make_pair(state_.step, state_.ToCheckpointJson().dump());
   }
@@ -201,6 +201,9 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     written = store_->Commit(batch, sync).status();
   }
   CARAPACE_RETURN_IF_ERROR(written);
+  // Messages in the transcript that the prompt no longer shows (folded into the summary)
+  // leave memory: it holds the live context, not the run's whole life.
+  if (checkpoint) state_.messages.ForgetBefore(std::min(FirstUncompacted(state_), state_.persisted_messages));
   if (checkpoint && options_.on_checkpoint_written) {
     options_.on_checkpoint_written(static_cast<double>(MonoNowNanos() - commit_started) / 1e9);
   }
@@ -659,8 +662,11 @@ Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir
     batch.events.emplace_back(v);
     return true;
   }));
-  CARAPACE_ASSIGN_OR_RETURN(auto transcript, source.ReadTranscript(state.persisted_messages));
-  for (size_t i = 0; i < transcript.size(); ++i) batch.transcript.emplace_back(static_cast<int64_t>(i), transcript[i]);
+  CARAPACE_RETURN_IF_ERROR(source.ForEachTranscript(0, [&](int64_t i, std::string_view m) {
+    if (i >= state.persisted_messages) return false;
+    batch.transcript.emplace_back(i, std::string(m));
+    return true;
+  }));
   batch.checkpoint = std::make_pair(cp->first, cp->second);
   std::string new_id = NewRunId();
   Event forked;

@@ -388,22 +388,32 @@ Status RunStore::ForEachCheckpoint(const std::function<bool(int64_t, std::string
   return FromRocks(it->status(), "reading checkpoints");
 }
 
-Result<std::vector<std::string>> RunStore::ReadTranscript(int64_t count) const {
+Result<std::vector<std::string>> RunStore::ReadTranscript(int64_t from, int64_t to) const {
   std::vector<std::string> out;
-  out.reserve(static_cast<size_t>(count));
+  if (to <= from) return out;
+  out.reserve(static_cast<size_t>(to - from));
   std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), transcript_));
-  for (it->SeekToFirst(); it->Valid() && static_cast<int64_t>(out.size()) < count; it->Next()) {
-    if (DecodeKey(it->key()) != out.size()) {
-      return Corruption("transcript in " + dir_ + " has a gap at message " + std::to_string(out.size()));
+  auto next = [&] { return from + static_cast<int64_t>(out.size()); };
+  for (it->Seek(EncodeKey(static_cast<uint64_t>(from))); it->Valid() && next() < to; it->Next()) {
+    if (static_cast<int64_t>(DecodeKey(it->key())) != next()) {
+      return Corruption("transcript in " + dir_ + " lacks message " + std::to_string(next()));
     }
     out.push_back(it->value().ToString());
   }
   CARAPACE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the transcript"));
-  if (static_cast<int64_t>(out.size()) != count) {
-    return Corruption("transcript in " + dir_ + " has " + std::to_string(out.size()) +
-                      " messages, the checkpoint expects " + std::to_string(count));
+  if (next() != to) {
+    return Corruption("transcript in " + dir_ + " ends at message " + std::to_string(next()) +
+                      ", the checkpoint expects messages up to " + std::to_string(to));
   }
   return out;
+}
+
+Status RunStore::ForEachTranscript(int64_t from, const std::function<bool(int64_t, std::string_view)>& fn) const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), transcript_));
+  for (it->Seek(EncodeKey(static_cast<uint64_t>(from))); it->Valid(); it->Next()) {
+    if (!fn(static_cast<int64_t>(DecodeKey(it->key())), std::string_view(it->value().data(), it->value().size()))) break;
+  }
+  return FromRocks(it->status(), "reading the transcript");
 }
 
 Result<std::optional<std::string>> RunStore::Get(rocksdb::ColumnFamilyHandle* cf, const std::string& key) const {

@@ -102,8 +102,10 @@ class RunStore {
   Result<std::optional<std::pair<int64_t, std::string>>> LatestCheckpoint(
       std::optional<int64_t> max_step = std::nullopt) const;
   Status ForEachCheckpoint(const std::function<bool(int64_t, std::string_view)>& fn) const;
-  // Transcript messages [0, count).
-  Result<std::vector<std::string>> ReadTranscript(int64_t count) const;
+  // Transcript messages [from, to); kCorruption when one of them is not there.
+  Result<std::vector<std::string>> ReadTranscript(int64_t from, int64_t to) const;
+  // Calls fn(index, message) for each transcript message from `from` on, until fn returns false.
+  Status ForEachTranscript(int64_t from, const std::function<bool(int64_t, std::string_view)>& fn) const;
   Result<std::optional<std::string>> GetMeta(const std::string& key) const;
   Result<std::optional<std::string>> GetArtifact(const std::string& key) const;
 
