@@ -6,8 +6,10 @@
 //   reopen + resume of a run of 10,000 events (after a clean stop, and after kill -9)
 //   peak RSS of `carapace run`
 //   one compaction of a 400-turn conversation, without the model's time
-//   start (open + load the state) of a long-lived agent with 10,000 and --history-events
-//   events (default 100,000), against opening the bare store
+//   a long-lived agent (8,192-token window, compacting) at 10,000, N/10 and N events
+//   (--history-events N, default 1,000,000): its start (open + load the state) against
+//   opening the bare store, the peak RSS of a process that only starts it, bytes on disk
+//   (--history-only true: this part alone)
 //
 // Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
 // on the disk being measured; it is created and removed.
@@ -133,7 +135,8 @@ class InstantModel : public ModelBackend {
   explicit InstantModel(double* ms) : ms_(ms) {}
   Status Chat(const ModelRequest& request, ChatStream* out) override {
     const int64_t t0 = MonoNowNanos();
-    const bool summary = request.tools.empty();
+    const std::string& system = request.messages->front().content;
+    const bool summary = system.compare(0, 40, std::string(kSummaryInstructions).substr(0, 40)) == 0;
     out->Text(summary ? std::string(1024, 's') : "ok");
     out->Usage(EstimatePromptTokens(*request.messages), 2);
     out->Finish("stop");
@@ -148,15 +151,17 @@ class InstantModel : public ModelBackend {
 // A persistent agent on the instant model, in a state dir of its own: the compaction and
 // long-history measurements. Exits on any error (a benchmark has nothing to recover).
 struct InstantAgent {
-  InstantAgent(const std::string& dir, Durability durability) {
-    std::filesystem::remove_all(dir);
+  // `window`: the model's context window (0: so large that only CompactNow compacts).
+  // `fresh`: start a new run in `dir`; else go on with the one there.
+  InstantAgent(const std::string& dir, Durability durability, int64_t window = 0, bool fresh = true) {
+    if (fresh) std::filesystem::remove_all(dir);
     models.Register("instant", [this](const BackendContext&) -> Result<std::unique_ptr<ModelBackend>> {
       return std::unique_ptr<ModelBackend>(new InstantModel(&model_ms));
     });
     AgentRun run = NoopRun(0, durability, Effect::kIdempotent);
     run.spec.model.backend = "instant";
     run.spec.model.script.clear();
-    run.spec.model.context_tokens = 1 << 24;  // no compaction until asked
+    run.spec.model.context_tokens = window > 0 ? window : 1 << 24;
     run.spec.tools.clear();
     run.spec.budget.max_steps = 100000000;
     auto opened = RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing);
@@ -204,16 +209,21 @@ double CompactionMs(const std::string& dir) {
   return ms - agent.model_ms;
 }
 
-// A persistent agent's history of at least `events` events: turns of a message and a short
-// answer (about 6 events each), batch durability. Returns the messages in its transcript.
-size_t BuildHistory(const std::string& dir, size_t events) {
-  InstantAgent agent(dir, Durability::kBatch);
-  while (agent.store->last_seq() < events) agent.Turn("a message of a long life " + std::to_string(agent.store->last_seq()));
-  return agent.runner->state().messages.size();
-}
+// Start and memory of an agent as its history grows: at each size, the worker's start (open
+// the store, load the state) against opening the bare store, in this process; and the peak
+// RSS of a process that does only that start (this program run with --load-only).
+struct HistoryFigures {
+  double bare_ms = 0;
+  double start_ms = 0;
+  long rss_kib = 0;
+  int64_t held_messages = 0;
+  int64_t messages = 0;
+  uint64_t disk_bytes = 0;
+};
 
 // p50 of 3 opens: the bare store, and the store with the run's state loaded (a start).
-void StartMs(const std::string& dir, double* bare_ms, double* start_ms) {
+HistoryFigures MeasureStart(const std::string& dir) {
+  HistoryFigures f;
   std::vector<double> bare, start;
   for (int i = 0; i < 3; ++i) {
     int64_t t0 = MonoNowNanos();
@@ -224,9 +234,63 @@ void StartMs(const std::string& dir, double* bare_ms, double* start_ms) {
     auto state = store.ok() ? LoadRunState(**store) : Result<RunState>(store.status());
     if (!state.ok()) std::exit(1);
     start.push_back(static_cast<double>(MonoNowNanos() - t0) / 1e6);
+    f.held_messages = state->messages.held();
+    f.messages = state->messages.size();
   }
-  *bare_ms = Percentile(bare, 0.5);
-  *start_ms = Percentile(start, 0.5);
+  f.bare_ms = Percentile(bare, 0.5);
+  f.start_ms = Percentile(start, 0.5);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::execl("/proc/self/exe", "carapace-bench-runtime", "--load-only", dir.c_str(), nullptr);
+    ::_exit(127);
+  }
+  int status = 0;
+  struct rusage ru {};
+  ::wait4(pid, &status, 0, &ru);
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) std::exit(1);
+  f.rss_kib = ru.ru_maxrss;
+  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
+    if (e.is_regular_file()) f.disk_bytes += e.file_size();
+  }
+  return f;
+}
+
+// --load-only DIR: a worker's start and nothing else, for its peak RSS.
+int LoadOnly(const std::string& dir) {
+  auto store = RunStore::Open(dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) return 1;
+  return LoadRunState(**store).ok() ? 0 : 1;
+}
+
+// A persistent agent lives through turns (a message, a short answer: about 6 events each,
+// batch durability) on an 8,192-token window, so it compacts as a real one does; at each
+// size in `sizes` it is stopped and its start measured.
+void HistoryBench(const std::string& dir, const std::vector<size_t>& sizes) {
+  std::filesystem::remove_all(dir);
+  bool fresh = true;
+  HistoryFigures first;
+  for (size_t events : sizes) {
+    const int64_t t0 = MonoNowNanos();
+    {
+      InstantAgent agent(dir, Durability::kBatch, 8192, fresh);
+      fresh = false;
+      while (agent.store->last_seq() < events) {
+        agent.Turn("a message of a long life, number " + std::to_string(agent.store->last_seq()) + ": " +
+                   std::string(200, 'm'));
+      }
+    }
+    const double build_s = static_cast<double>(MonoNowNanos() - t0) / 1e9;
+    HistoryFigures f = MeasureStart(dir);
+    if (first.rss_kib == 0) first = f;
+    std::printf("%-58s p50 %7.2f ms   = %.1fx bare open (%.2f ms)\n",
+                ("start with " + std::to_string(events) + " events").c_str(), f.start_ms, f.start_ms / f.bare_ms,
+                f.bare_ms);
+    std::printf("%-58s %8.1f MiB  = %.2fx the first size; %lld of %lld messages held; %.1f MiB on disk; built in %.0f s\n",
+                "  peak RSS of that start", static_cast<double>(f.rss_kib) / 1024.0,
+                static_cast<double>(f.rss_kib) / static_cast<double>(first.rss_kib),
+                static_cast<long long>(f.held_messages), static_cast<long long>(f.messages),
+                static_cast<double>(f.disk_bytes) / 1048576.0, build_s);
+  }
 }
 
 double ReopenMs(const std::string& dir, size_t* events_out) {
@@ -281,10 +345,13 @@ long PeakRssKiB(const std::string& spec, const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc == 3 && std::strcmp(argv[1], "--load-only") == 0) return LoadOnly(argv[2]);
   std::string dir = "bench-data";
   int steps = 1000;
-  size_t history_events = 100000;
+  size_t history_events = 1000000;
+  bool history_only = false;
   for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--history-only") == 0) history_only = std::strcmp(argv[i + 1], "true") == 0;
     if (std::strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
     else if (std::strcmp(argv[i], "--steps") == 0) steps = std::atoi(argv[i + 1]);
     else if (std::strcmp(argv[i], "--history-events") == 0) history_events = std::strtoull(argv[i + 1], nullptr, 10);
@@ -293,6 +360,11 @@ int main(int argc, char** argv) {
   std::filesystem::create_directories(dir);
   dir = std::filesystem::canonical(dir).string();
   std::printf("carapace-bench-runtime: %d steps per run, data in %s\n\n", steps, dir.c_str());
+  if (history_only) {
+    HistoryBench(dir + "/history", {size_t{10000}, history_events / 10, history_events});
+    if (std::getenv("CARAPACE_BENCH_KEEP") == nullptr) std::filesystem::remove_all(dir);
+    return 0;
+  }
 
   auto raw = RawFdatasyncMs(dir, 2000);
   double raw50 = Percentile(raw, 0.5), raw99 = Percentile(raw, 0.99);
@@ -352,14 +424,7 @@ int main(int argc, char** argv) {
               "one compaction of 400 turns (801 messages)", Percentile(compaction, 0.5),
               Percentile(compaction, 0.5) / raw50);
 
-  for (size_t events : {size_t{10000}, history_events}) {
-    const size_t messages = BuildHistory(dir + "/history", events);
-    double bare_ms = 0, start_ms = 0;
-    StartMs(dir + "/history", &bare_ms, &start_ms);
-    std::printf("%-58s p50 %7.2f ms   = %.1fx bare open (%.2f ms); %zu messages\n",
-                ("start with " + std::to_string(events) + " events").c_str(), start_ms, start_ms / bare_ms, bare_ms,
-                messages);
-  }
+  HistoryBench(dir + "/history", {size_t{10000}, history_events / 10, history_events});
 
   std::ofstream(dir + "/small.yaml") << CliSpec(50);
   long rss = PeakRssKiB(dir + "/small.yaml", dir + "/rss");

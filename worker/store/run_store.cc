@@ -60,6 +60,11 @@ rocksdb::Options StoreOptions() {
   // write_buffer_size / 8 of memory up front, and less WAL is left to replay after a crash.
   options.write_buffer_size = 1 << 20;
   options.max_write_buffer_number = 2;
+  // A WAL file is kept until every column family with data in it is flushed, and the small
+  // ones (meta, memory) rarely fill a memtable: without a cap a long-lived run keeps every
+  // WAL file it ever wrote, and its open after a crash replays them all. Past 4 MiB of WAL,
+  // the column families holding the oldest file are flushed.
+  options.max_total_wal_size = 4 << 20;
   options.keep_log_file_num = 2;
   options.max_log_file_size = 1 << 20;
   options.max_open_files = 64;
