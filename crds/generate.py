@@ -575,6 +575,18 @@ def spec():
                         "short reference in what the model sees. Default 2048.", 256, 1 << 24),
                     "summaryModel": summary_model(),
                 }),
+            "retention": obj(
+                "How much history the agent keeps on its volume (docs/context.md, Retention). Unset: "
+                "everything. Only what a checkpoint and a compaction summary cover is removed (old "
+                "events, checkpoints, transcript messages and the artifacts only they refer to); never "
+                "memory entries, never what the current state or a waiting call needs.",
+                {
+                    "maxAgeDays": integer("Remove history older than this many days.", 1, 36500),
+                    "maxEvents": integer("Keep about this many of the newest events.", 10000, 1 << 40),
+                },
+                rules=[rule("has(self.maxAgeDays) || has(self.maxEvents)",
+                            "maxAgeDays or maxEvents is required (leave spec.retention out to keep everything)",
+                            ".maxAgeDays")]),
             "recovery": obj(
                 "What happens after a crash.",
                 {

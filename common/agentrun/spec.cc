@@ -626,6 +626,19 @@ static Result<AgentRun> ParseAgentRunNode(const YAML::Node& root, const std::str
       s.context = ctx;
     }
 
+    ObjectReader retention(spec.Child("retention"), "spec.retention", &errs);
+    if (retention.valid()) {
+      RetentionSpec r;
+      r.max_age_days = retention.Int("maxAgeDays", 1, 36500);
+      // At least 10,000: what `events` and fork reach never shrinks to a few turns.
+      r.max_events = retention.Int("maxEvents", 10000, int64_t{1} << 40);
+      if (!retention.Has("maxAgeDays") && !retention.Has("maxEvents")) {
+        retention.Error("maxAgeDays", "or maxEvents is required (leave spec.retention out to keep everything)");
+      }
+      retention.Finish();
+      s.retention = r;
+    }
+
     ObjectReader recovery(spec.Child("recovery"), "spec.recovery", &errs);
     if (auto v = recovery.Enum("unknownOutcome", {"ask", "tell_model", "fail"})) {
       s.unknown_outcome = *v == "ask"          ? UnknownOutcomePolicy::kAsk
@@ -783,6 +796,11 @@ nlohmann::json AgentRun::SpecJson() const {
                     {"keepRecentRatio", spec.context->keep_recent_ratio},
                     {"pruneToolResultsOverBytes", spec.context->prune_tool_results_over_bytes}};
     if (spec.context->summary_model) j["context"]["summaryModel"] = EndpointJson(*spec.context->summary_model);
+  }
+  if (spec.retention) {
+    j["retention"] = nlohmann::json::object();
+    if (spec.retention->max_age_days) j["retention"]["maxAgeDays"] = *spec.retention->max_age_days;
+    if (spec.retention->max_events) j["retention"]["maxEvents"] = *spec.retention->max_events;
   }
   if (spec.model.backend != "scripted") {
     model["retry"] = {{"maxAttempts", spec.model.retry.max_attempts},

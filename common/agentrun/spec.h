@@ -263,6 +263,15 @@ struct ContextSpec {
   std::optional<ModelEndpointSpec> summary_model;
 };
 
+// How much history an agent keeps on its volume (docs/context.md, "Retention"). Unset: all
+// of it. Only what a checkpoint and a compaction summary cover is removed: old events,
+// checkpoints and transcript messages, and the artifacts only those messages refer to; never
+// memory entries, never what the current state or a waiting call needs.
+struct RetentionSpec {
+  std::optional<int64_t> max_age_days;  // history older than this many days
+  std::optional<int64_t> max_events;    // events beyond the newest this many
+};
+
 struct AgentRunSpec {
   std::string instructions;
   std::string goal;
@@ -271,6 +280,7 @@ struct AgentRunSpec {
   std::vector<ToolSpec> tools;
   BudgetSpec budget;
   std::optional<ContextSpec> context;  // unset: ContextSpec's defaults
+  std::optional<RetentionSpec> retention;  // unset: keep everything
   UnknownOutcomePolicy unknown_outcome = UnknownOutcomePolicy::kAsk;
   // recovery.modelUnavailableSeconds: how long a one-shot `carapace run` waits for a model
   // service that cannot be reached before it exits resumable. The long-lived worker waits

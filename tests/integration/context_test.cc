@@ -15,12 +15,14 @@
 #include <set>
 
 #include "tests/support/child_process.h"
+#include "tests/support/fake_clock.h"
 #include "tests/support/fake_openai.h"
 #include "worker/runtime/context_window.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 
 using namespace carapace;
+using carapace::testing::FakeClock;
 using carapace::testing::FakeCompletion;
 using carapace::testing::FakeOpenAiServer;
 using carapace::testing::TempDir;
@@ -92,11 +94,12 @@ AgentRun OpenAiAgent(const std::string& url) {
 }
 
 struct Worker {
-  Worker(const std::string& dir, const AgentRun& run, ModelRegistry* models) {
+  Worker(const std::string& dir, const AgentRun& run, ModelRegistry* models, Clock* wall_clock = nullptr) {
     RegisterBuiltinTools(&tools);
     store = std::move(RunStore::Open(dir, RunStore::OpenMode::kCreateIfMissing)).value();
     RunnerOptions o;
     o.persistent = true;
+    if (wall_clock != nullptr) o.wall_clock = wall_clock;
     auto made = Runner::Create(store.get(), run, *models, tools, o);
     REQUIRE(made.ok());
     runner = std::move(made).value();
@@ -532,4 +535,134 @@ TEST_CASE("spec.context.summaryModel writes the summaries; the agent's model onl
   CHECK(summaries_at_summarizer.load() >= 1);
   CHECK(summaries_at_agent.load() == 0);
   CHECK(w.runner->state().turns == 31);
+}
+
+// A responder for FakeOpenAiServer that plays Agentish; a new message makes it read its own
+// file (big-<n>.txt) of the workspace.
+FakeOpenAiServer::Responder AgentishResponder() {
+  return [](const json& body) {
+    std::vector<std::pair<std::string, std::string>> messages;
+    for (const auto& m : body["messages"]) {
+      messages.emplace_back(m.value("role", ""), m.contains("content") && m["content"].is_string() ? m["content"].get<std::string>() : "");
+    }
+    auto [text, read_file] = Agentish::Decide(messages);
+    FakeCompletion c;
+    if (read_file) {
+      std::smatch n;
+      const std::string& last = messages.back().second;
+      const std::string file = std::regex_search(last, n, std::regex(R"(message (\d+))")) ? "big-" + n[1].str() + ".txt" : "big-0.txt";
+      c.tool_calls = {{{"index", 0}, {"id", "call-1"}, {"type", "function"},
+                       {"function", {{"name", "notes"}, {"arguments", json{{"op", "read"}, {"path", file}}.dump()}}}}};
+    } else {
+      c.content = {text};
+    }
+    return c;
+  };
+}
+
+TEST_CASE("spec.retention removes only history a checkpoint and a summary cover; the agent, its memory and fork "
+          "from what is kept go on",
+          "[context][retention]") {
+  TempDir dir;
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  model.SetMaxModelLen(4096);  // counts prompt tokens and refuses what does not fit, as vLLM does
+  model.SetResponder(AgentishResponder());
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  AgentRun run = OpenAiAgent(model.base_url());
+  run.spec.model.context_tokens = 4096;
+  run.spec.model.reply_reserve_tokens = 256;
+  run.spec.retention = RetentionSpec{2, std::nullopt};  // two days
+  FakeClock clock(int64_t{1800000000000});
+  const int64_t kDay = 24 * 3600 * 1000;
+  Worker w(dir.Sub("s"), run, &models, &clock);
+  for (int i = 0; i <= 60; ++i) {
+    std::ofstream(w.store->workspace_dir() + "/big-" + std::to_string(i) + ".txt") << Padding(2500);
+  }
+  REQUIRE(w.store->PutMemory({{"fact/early", "ID-1 is the first identifier"}}, true).ok());
+  REQUIRE(w.Run() == Phase::kIdle);
+  // Ten days of six messages each.
+  int sent = 0;
+  for (int day = 0; day < 10; ++day) {
+    for (int i = 0; i < 6; ++i) {
+      ++sent;
+      w.Send("message " + std::to_string(sent) + ": remember ID-" + std::to_string(sent) + ". " + Padding(300));
+      clock.now += 3600 * 1000;
+      REQUIRE(w.Run() == Phase::kIdle);
+      CHECK_THAT(w.runner->state().result, ContainsSubstring("answered: message " + std::to_string(sent) + ":"));
+    }
+    clock.now += kDay - 6 * 3600 * 1000;
+  }
+  const RunState& s = w.runner->state();
+  REQUIRE(s.compactions >= 2);
+
+  // Something was removed, and it was recorded.
+  auto trims = EventsOf(*w.store, event_type::kHistoryTrimmed);
+  REQUIRE_FALSE(trims.empty());
+  const json& last_trim = trims.back().data;
+  auto first_seq = w.store->FirstSeq();
+  REQUIRE(first_seq.ok());
+  CHECK(*first_seq == last_trim["eventsBefore"].get<uint64_t>());
+  CHECK(*first_seq > 100);
+  auto first_cp = w.store->FirstCheckpointStep();
+  REQUIRE(first_cp.ok());
+  REQUIRE(first_cp->has_value());
+  CHECK(**first_cp == last_trim["checkpointsBefore"].get<int64_t>());
+
+  // Only what is covered: nothing newer than two days; no message the summary does not cover.
+  auto oldest = w.store->GetEvent(*first_seq);
+  REQUIRE(oldest.ok());
+  REQUIRE(oldest->has_value());
+  auto oldest_event = Event::Decode(*first_seq, **oldest);
+  REQUIRE(oldest_event.ok());
+  CHECK(oldest_event->ts_ms < clock.now - 2 * kDay);
+  const int64_t messages_before = last_trim["messagesBefore"].get<int64_t>();
+  CHECK(messages_before > 0);
+  CHECK(messages_before <= s.compacted_to);
+  CHECK_FALSE(w.store->ReadTranscript(messages_before - 1, messages_before).ok());
+  auto kept = w.store->ReadTranscript(messages_before, s.persisted_messages);
+  REQUIRE(kept.ok());
+
+  // Memory is never touched.
+  int memory_entries = 0;
+  REQUIRE(w.store->ForEachMemory([&](std::string_view k, std::string_view) { memory_entries += k == "fact/early"; return true; }).ok());
+  CHECK(memory_entries == 1);
+
+  // The agent goes on: a start from the store gives the same state, identifiers from the
+  // first day are still in what the model sees, and a new message is answered.
+  auto reloaded = LoadRunState(*w.store);
+  REQUIRE(reloaded.ok());
+  CHECK(reloaded->ToCheckpointJson() == s.ToCheckpointJson());
+  std::string seen;
+  for (const auto& m : BuildPrompt(s, run.spec.instructions, ContextLimitsFor(run, std::nullopt))) seen += m.content + "\n";
+  CHECK_THAT(seen, ContainsSubstring("ID-1,"));
+  CHECK_THAT(seen, ContainsSubstring("ID-2,"));
+  ++sent;
+  w.Send("message " + std::to_string(sent) + ": remember ID-" + std::to_string(sent) + ".");
+  REQUIRE(w.Run() == Phase::kIdle);
+  CHECK_THAT(w.runner->state().result, ContainsSubstring("answered: message " + std::to_string(sent) + ":"));
+
+  // Fork reaches every kept checkpoint and none before; the fork's events keep their numbers.
+  const int64_t removed_step = **first_cp - 1;
+  Status too_old = ForkRun(*w.store, removed_step, dir.Sub("fork-old"));
+  CHECK(too_old.code() == StatusCode::kNotFound);
+  CHECK_THAT(too_old.message(), ContainsSubstring("removed by spec.retention"));
+  const int64_t step = w.runner->state().step;
+  const uint64_t last_seq = w.store->last_seq();
+  w.runner.reset();
+  REQUIRE(ForkRun(*w.store, step, dir.Sub("fork")).ok());
+  auto source_first = w.store->FirstSeq();
+  REQUIRE(source_first.ok());
+  w.store.reset();
+  auto fork_store = RunStore::Open(dir.Sub("fork"), RunStore::OpenMode::kMustExist);
+  REQUIRE(fork_store.ok());
+  // The copies keep their numbers: the fork's log starts where the source's does now.
+  auto fork_first = (*fork_store)->FirstSeq();
+  REQUIRE(fork_first.ok());
+  CHECK(*fork_first == *source_first);
+  CHECK((*fork_store)->last_seq() <= last_seq + 1);
+  auto fork_state = LoadRunState(**fork_store);
+  REQUIRE(fork_state.ok());
+  CHECK(fork_state->turns == sent + 1);
 }

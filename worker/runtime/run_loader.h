@@ -25,6 +25,8 @@ inline constexpr const char* kName = "name";
 inline constexpr const char* kNamespace = "namespace";
 inline constexpr const char* kSpecHash = "specHash";
 inline constexpr const char* kSpec = "spec";
+// The last removal by spec.retention: the history_trimmed event's data (JSON).
+inline constexpr const char* kHistoryTrimmed = "historyTrimmed";
 }  // namespace meta_key
 
 // Empty when no run has been started in the store yet.

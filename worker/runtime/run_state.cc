@@ -310,6 +310,8 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->compaction_pending_to = 0;
     s->compaction_requested = false;
     SpendTokens(s, e);  // the summary requests'
+  } else if (e.type == event_type::kHistoryTrimmed) {
+    // The store's business: the state needs nothing that was removed.
   } else if (e.type == event_type::kStepCompleted) {
     // Bookkeeping only (activeMs above); the checkpoint is written with it.
   } else {

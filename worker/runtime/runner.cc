@@ -9,6 +9,7 @@
 #include "common/json_text.h"
 #include "common/redact.h"
 #include "common/log.h"
+#include "worker/runtime/retention.h"
 #include "worker/runtime/run_loader.h"
 
 namespace carapace {
@@ -161,7 +162,7 @@ Result<uint64_t> AppendExternalEvent(RunStore* store, Event e) {
 }
 
 Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts,
-                      std::vector<std::pair<std::string, std::string>> meta) {
+                      std::vector<std::pair<std::string, std::string>> meta, std::optional<HistoryTrim> trim) {
   // Events others appended come first: the checkpoint below must cover every event up to
   // its sequence number, theirs included.
   auto lock = store_->WriteLock();
@@ -169,6 +170,7 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
   StoreBatch batch;
   batch.artifacts = std::move(artifacts);
   batch.meta = std::move(meta);
+  batch.trim = std::move(trim);
   bool checkpoint = false;
   uint64_t seq = store_->last_seq();
   for (auto& e : events) {
@@ -306,7 +308,10 @@ Result<Phase> Runner::Run() {
     CallState* open = state_.NextOpenCall();
     if (open == nullptr) {
       if (state_.phase == Phase::kIdle) {
-        if (state_.inbox.empty()) return Phase::kIdle;
+        if (state_.inbox.empty()) {
+          CARAPACE_RETURN_IF_ERROR(ApplyRetention());
+          return Phase::kIdle;
+        }
         // Not synced: a lost turn_started leaves the message in the inbox, taken again.
         CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kTurnStarted, {{"messageSeq", state_.inbox.front().seq},
                                                                           {"from", state_.inbox.front().from}})},
@@ -318,6 +323,23 @@ Result<Phase> Runner::Run() {
     }
     CARAPACE_RETURN_IF_ERROR(HandleCall(open, static_cast<size_t>(open - state_.calls.data())));
   }
+}
+
+Status Runner::ApplyRetention() {
+  // At most once an hour (of the run's clock): a plan reads a few checkpoints.
+  const int64_t now = options_.wall_clock->NowMillis();
+  if (!run_.spec.retention || now - retention_checked_ms_ < 3600 * 1000) return Status::Ok();
+  retention_checked_ms_ = now;
+  CARAPACE_ASSIGN_OR_RETURN(auto trim, PlanHistoryTrim(*store_, *run_.spec.retention, now));
+  if (!trim) return Status::Ok();
+  nlohmann::json d = {{"eventsBefore", trim->events_before},
+                      {"checkpointsBefore", trim->checkpoints_before},
+                      {"messagesBefore", trim->transcript_before},
+                      {"artifacts", trim->artifacts.size()}};
+  if (run_.spec.retention->max_age_days) d["maxAgeDays"] = *run_.spec.retention->max_age_days;
+  if (run_.spec.retention->max_events) d["maxEvents"] = *run_.spec.retention->max_events;
+  log::Info("history removed by spec.retention", d);
+  return Record({Make(event_type::kHistoryTrimmed, d)}, true, {}, {{meta_key::kHistoryTrimmed, d.dump()}}, std::move(trim));
 }
 
 Status Runner::Start() {
@@ -622,12 +644,26 @@ Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool appro
 Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir) {
   CARAPACE_ASSIGN_OR_RETURN(auto cp, source.LatestCheckpoint(step));
   if (!cp || cp->first != step) {
+    // Every step has one while the run is young; a long life has many: the first twenty and
+    // the last are named.
     std::string steps;
+    int64_t count = 0, last = 0;
     CARAPACE_RETURN_IF_ERROR(source.ForEachCheckpoint([&](int64_t s, std::string_view) {
-      steps += (steps.empty() ? "" : ", ") + std::to_string(s);
+      if (++count <= 20) steps += (steps.empty() ? "" : ", ") + std::to_string(s);
+      last = s;
       return true;
     }));
-    return NotFound("no checkpoint for step " + std::to_string(step) + "; checkpoints exist for steps " + steps);
+    if (count > 20) steps += ", ... " + std::to_string(last) + " (" + std::to_string(count) + " checkpoints)";
+    std::string removed;
+    CARAPACE_ASSIGN_OR_RETURN(auto trimmed, source.GetMeta(meta_key::kHistoryTrimmed));
+    if (trimmed) {
+      const nlohmann::json t = nlohmann::json::parse(*trimmed, nullptr, false);
+      if (t.is_object()) {
+        removed = "; checkpoints before step " + std::to_string(t.value("checkpointsBefore", int64_t{0})) +
+                  " were removed by spec.retention";
+      }
+    }
+    return NotFound("no checkpoint for step " + std::to_string(step) + "; checkpoints exist for steps " + steps + removed);
   }
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(source));
   if (!identity) return NotFound("state dir " + source.state_dir() + " holds no run");
@@ -659,6 +695,8 @@ Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir
   Status st;
   CARAPACE_RETURN_IF_ERROR(source.ForEachEvent(1, [&](uint64_t seq, std::string_view v) {
     if (seq > state.last_seq) return false;
+    // The oldest events may have been removed by spec.retention: the copies keep their numbers.
+    if (!batch.first_seq) batch.first_seq = seq;
     batch.events.emplace_back(v);
     return true;
   }));

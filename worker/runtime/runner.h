@@ -147,7 +147,11 @@ class Runner {
   // Applies events to the state and writes them, with a checkpoint when the batch ends a
   // step, and any artifacts, in one atomic batch.
   Status Record(std::vector<Event> events, bool sync, std::vector<std::pair<std::string, std::string>> artifacts = {},
-                std::vector<std::pair<std::string, std::string>> meta = {});
+                std::vector<std::pair<std::string, std::string>> meta = {},
+                std::optional<HistoryTrim> trim = std::nullopt);
+  // spec.retention, when the agent goes idle: removes the history it allows (retention.h),
+  // recorded by a history_trimmed event in the same write.
+  Status ApplyRetention();
   Event Make(const char* type, nlohmann::json data = nlohmann::json::object()) const;
   int64_t ActiveMsSinceAccounted();
   bool SyncStepBoundaries() const { return run_.spec.durability == Durability::kSync; }
@@ -169,6 +173,7 @@ class Runner {
   int64_t model_unavailable_since_ms_ = 0;  // options.clock ms; 0: the model answered
   std::optional<int64_t> learned_window_;  // what the service said of its window (health check, refusal)
   bool summarizing_ = false;  // a summary's model call failed: its refusal is not compacted again
+  int64_t retention_checked_ms_ = 0;  // options.wall_clock ms of the last retention plan
 };
 
 // Appends one event written by someone other than the runner (the control API: a message,

@@ -21,6 +21,8 @@
 #include <rocksdb/cache.h>
 #include <rocksdb/write_batch.h>
 
+#include "common/log.h"
+
 namespace carapace {
 namespace fs = std::filesystem;
 
@@ -296,8 +298,12 @@ RunStore::~RunStore() {
 Result<uint64_t> RunStore::Commit(const StoreBatch& batch, bool sync) {
   auto lock = WriteLock();
   rocksdb::WriteBatch wb;
-  uint64_t first = last_seq_ + 1;
-  uint64_t seq = last_seq_;
+  if (batch.first_seq && *batch.first_seq <= last_seq_) {
+    return InvalidArgument("events numbered from " + std::to_string(*batch.first_seq) + " would overwrite event " +
+                           std::to_string(last_seq_.load()));
+  }
+  uint64_t first = batch.first_seq.value_or(last_seq_ + 1);
+  uint64_t seq = first - 1;
   for (const auto& e : batch.events) wb.Put(events_, EncodeKey(++seq), e);
   if (batch.checkpoint) {
     wb.Put(checkpoints_, EncodeKey(static_cast<uint64_t>(batch.checkpoint->first)), batch.checkpoint->second);
@@ -305,9 +311,44 @@ Result<uint64_t> RunStore::Commit(const StoreBatch& batch, bool sync) {
   for (const auto& [idx, msg] : batch.transcript) wb.Put(transcript_, EncodeKey(static_cast<uint64_t>(idx)), msg);
   for (const auto& [k, v] : batch.artifacts) wb.Put(artifacts_, k, v);
   for (const auto& [k, v] : batch.meta) wb.Put(meta_, k, v);
+  if (const auto& t = batch.trim) {
+    wb.DeleteRange(events_, EncodeKey(0), EncodeKey(t->events_before));
+    wb.DeleteRange(checkpoints_, EncodeKey(0), EncodeKey(static_cast<uint64_t>(t->checkpoints_before)));
+    wb.DeleteRange(transcript_, EncodeKey(0), EncodeKey(static_cast<uint64_t>(t->transcript_before)));
+    for (const auto& k : t->artifacts) wb.Delete(artifacts_, k);
+  }
   CARAPACE_RETURN_IF_ERROR(WriteWithRoom(&wb, sync, "writing to the store"));
-  last_seq_ = seq;
+  last_seq_ = std::max<uint64_t>(last_seq_, seq);
+  if (const auto& t = batch.trim) {
+    lock.unlock();
+    // Give the room back now rather than at some later compaction: the ranges are dead.
+    const std::string zero = EncodeKey(0);
+    for (auto [cf, end] : {std::pair{events_, EncodeKey(t->events_before)},
+                           std::pair{checkpoints_, EncodeKey(static_cast<uint64_t>(t->checkpoints_before))},
+                           std::pair{transcript_, EncodeKey(static_cast<uint64_t>(t->transcript_before))}}) {
+      rocksdb::Slice begin_slice(zero), end_slice(end);
+      rocksdb::Status compacted = db_->CompactRange(rocksdb::CompactRangeOptions(), cf, &begin_slice, &end_slice);
+      if (!compacted.ok()) log::Warn("compacting removed history", {{"dir", dir_}, {"error", compacted.ToString()}});
+    }
+  }
   return first;
+}
+
+Result<std::optional<std::string>> RunStore::GetEvent(uint64_t seq) const { return Get(events_, EncodeKey(seq)); }
+
+Result<uint64_t> RunStore::FirstSeq() const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), events_));
+  it->SeekToFirst();
+  CARAPACE_RETURN_IF_ERROR(FromRocks(it->status(), "reading the event log"));
+  return it->Valid() ? DecodeKey(it->key()) : uint64_t{0};
+}
+
+Result<std::optional<int64_t>> RunStore::FirstCheckpointStep() const {
+  std::unique_ptr<rocksdb::Iterator> it(db_->NewIterator(rocksdb::ReadOptions(), checkpoints_));
+  it->SeekToFirst();
+  CARAPACE_RETURN_IF_ERROR(FromRocks(it->status(), "reading checkpoints"));
+  if (!it->Valid()) return std::optional<int64_t>();
+  return std::optional<int64_t>(static_cast<int64_t>(DecodeKey(it->key())));
 }
 
 std::optional<uint64_t> RunStore::FreeBytes() const {

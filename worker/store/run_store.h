@@ -30,6 +30,15 @@ class WriteBatch;
 
 namespace carapace {
 
+// History a retention policy removes (worker/runtime/retention.h), in the same write as the
+// event that records it.
+struct HistoryTrim {
+  uint64_t events_before = 0;          // events with a lower sequence number
+  int64_t checkpoints_before = 0;      // checkpoints of earlier steps
+  int64_t transcript_before = 0;       // transcript messages with a lower index
+  std::vector<std::string> artifacts;  // artifact keys
+};
+
 // Everything one Commit writes, atomically (one RocksDB WriteBatch).
 struct StoreBatch {
   std::vector<std::string> events;  // appended in order; sequence numbers assigned by Commit
@@ -37,6 +46,10 @@ struct StoreBatch {
   std::vector<std::pair<int64_t, std::string>> transcript;        // (message index, message)
   std::vector<std::pair<std::string, std::string>> artifacts;     // (key, bytes)
   std::vector<std::pair<std::string, std::string>> meta;          // (key, value)
+  // The first event's sequence number, when events keep numbers they already have (a fork
+  // of a run whose oldest events were removed); must be past last_seq(). Unset: next.
+  std::optional<uint64_t> first_seq;
+  std::optional<HistoryTrim> trim;
 };
 
 class RunStore {
@@ -95,6 +108,10 @@ class RunStore {
   // Sequence number of the newest event; 0 when there is none. Events are numbered from 1.
   uint64_t last_seq() const { return last_seq_.load(); }
 
+  // The value of event `seq`, empty when there is none (never written, or removed).
+  Result<std::optional<std::string>> GetEvent(uint64_t seq) const;
+  // Sequence number of the oldest event kept; 0 when there is none.
+  Result<uint64_t> FirstSeq() const;
   // Calls fn(seq, value) for each event with seq >= from, in order, until fn returns false.
   Status ForEachEvent(uint64_t from, const std::function<bool(uint64_t, std::string_view)>& fn) const;
 
@@ -102,6 +119,8 @@ class RunStore {
   Result<std::optional<std::pair<int64_t, std::string>>> LatestCheckpoint(
       std::optional<int64_t> max_step = std::nullopt) const;
   Status ForEachCheckpoint(const std::function<bool(int64_t, std::string_view)>& fn) const;
+  // The oldest checkpoint's step, empty when there is none.
+  Result<std::optional<int64_t>> FirstCheckpointStep() const;
   // Transcript messages [from, to); kCorruption when one of them is not there.
   Result<std::vector<std::string>> ReadTranscript(int64_t from, int64_t to) const;
   // Calls fn(index, message) for each transcript message from `from` on, until fn returns false.
