@@ -309,7 +309,11 @@ struct WindowedModel {
   int crash_at = 0;      // the call that never returns; 0: none
   int summaries = 0;
   int refused = 0;
+  int flush_calls = 0;   // model calls of memory flushes
+  int leaked_flushes = 0;  // turn prompts that carry a flush's messages
 };
+
+bool IsFlushRequest(const std::string& user) { return user.rfind("Your context is about to be compacted", 0) == 0; }
 
 class WindowedBackend : public ModelBackend {
  public:
@@ -336,6 +340,22 @@ class WindowedBackend : public ModelBackend {
                              " tokens. However, your request has " + std::to_string(tokens) +
                              " input tokens. Please reduce the length of the input messages.");
     }
+    // A memory flush: store the identifiers about to leave the context, then say done.
+    const bool flush = std::any_of(pairs.begin(), pairs.end(), [](const auto& p) { return p.first == "user" && IsFlushRequest(p.second); });
+    if (flush) {
+      ++m_->flush_calls;
+      if (request.tools.empty() || request.tools.front().name.rfind("memory_", 0) != 0) ++m_->leaked_flushes;
+      if (pairs.back().first == "user") {
+        out->Call(ToolCall{"", "memory_store", json{{"text", "identifiers: " + Joined(Identifiers(pairs.back().second))}}, ""});
+      } else {
+        out->Text("done");
+      }
+      out->Usage(tokens, 5);
+      out->Finish(pairs.back().first == "user" ? "tool_calls" : "stop");
+      return Status::Ok();
+    }
+    // The agent never calls memory_store in a turn: one in a turn's messages came from a flush.
+    m_->leaked_flushes += messages.dump().find("memory_store") != std::string::npos;
     auto [text, read_file] = Agentish::Decide(pairs);
     m_->summaries += IsSummaryRequest(pairs.front().second);
     if (read_file) {
@@ -355,11 +375,17 @@ class WindowedBackend : public ModelBackend {
   WindowedModel* m_;
 };
 
-AgentRun WindowedAgent(std::optional<int64_t> context_tokens) {
+AgentRun WindowedAgent(std::optional<int64_t> context_tokens, bool with_memory = false) {
   AgentRun run = OpenAiAgent("http://unused:1/v1");
   run.spec.model.backend = "windowed";
   run.spec.model.context_tokens = context_tokens;
   run.spec.model.reply_reserve_tokens = 100;
+  if (with_memory) {
+    ToolSpec memory;
+    memory.name = "memory";
+    memory.kind = "memory";
+    run.spec.tools.push_back(memory);
+  }
   return run;
 }
 
@@ -434,6 +460,59 @@ TEST_CASE("a crash at any point of a compaction: the agent goes on with exactly 
         INFO("messages [" << range.first << ", " << range.second << ")");
         CHECK(n == 1);
       }
+      REQUIRE(answers.size() == 15);
+      for (int i = 1; i <= 14; ++i) CHECK_THAT(answers[static_cast<size_t>(i)], ContainsSubstring("message " + std::to_string(i) + ":"));
+    }
+  }
+}
+
+TEST_CASE("with a memory tool, a silent turn stores what is about to be compacted first; a crash at any point of "
+          "it ends with one flush and one summary per range",
+          "[context][crash][memory]") {
+  WindowedModel reference;
+  TempDir ref_dir;
+  std::vector<Event> ref_events = LiveThrough(ref_dir.Sub("s"), WindowedAgent(1500, true), &reference, 14);
+  REQUIRE(reference.summaries >= 2);
+  REQUIRE(reference.flush_calls >= 4);  // a store and a "done" per flush
+  CHECK(reference.leaked_flushes == 0);  // the flush is silent: no turn's prompt shows it
+
+  for (int crash_at = 2; crash_at <= reference.calls; ++crash_at) {
+    DYNAMIC_SECTION("the worker dies at model call " << crash_at << " of " << reference.calls) {
+      WindowedModel model;
+      model.crash_at = crash_at;
+      TempDir dir;
+      std::vector<Event> events = LiveThrough(dir.Sub("s"), WindowedAgent(1500, true), &model, 14);
+      CHECK(model.leaked_flushes == 0);
+      std::map<std::pair<int64_t, int64_t>, int> summaries, flushes;
+      std::vector<std::string> answers;
+      for (const auto& e : events) {
+        const auto range = [&] { return std::make_pair(e.data["from"].get<int64_t>(), e.data["to"].get<int64_t>()); };
+        if (e.type == event_type::kContextCompacted && e.data.contains("summary")) ++summaries[range()];
+        if (e.type == event_type::kMemoryFlushed) {
+          ++flushes[range()];
+          CHECK(e.data["calls"].size() == 1);
+        }
+        if (e.type == event_type::kPhaseChanged && e.data.value("phase", "") == "Idle") answers.push_back(e.data.value("result", ""));
+      }
+      REQUIRE_FALSE(summaries.empty());
+      CHECK(flushes == summaries);  // one flush before each summary, for the same range
+      for (const auto& [range, n] : summaries) {
+        INFO("messages [" << range.first << ", " << range.second << ")");
+        CHECK(n == 1);
+      }
+      // A flush a crash cut off is asked again with the same messages: its entry is replaced,
+      // not stored twice.
+      auto store = RunStore::Open(dir.Sub("s"), RunStore::OpenMode::kMustExist);
+      REQUIRE(store.ok());
+      size_t entries = 0;
+      std::set<std::string> remembered;
+      REQUIRE((*store)->ForEachMemory([&](std::string_view, std::string_view v) {
+        ++entries;
+        for (const auto& id : Identifiers(std::string(v))) remembered.insert(id);
+        return true;
+      }).ok());
+      CHECK(entries == flushes.size());
+      CHECK(remembered.count("ID-1") == 1);
       REQUIRE(answers.size() == 15);
       for (int i = 1; i <= 14; ++i) CHECK_THAT(answers[static_cast<size_t>(i)], ContainsSubstring("message " + std::to_string(i) + ":"));
     }

@@ -5,6 +5,7 @@
 // never changed: the summary only changes what the model is shown (docs/context.md).
 #include "common/json_text.h"
 #include "common/log.h"
+#include "common/redact.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/runner.h"
 
@@ -17,8 +18,22 @@ constexpr double kSummaryShare = 0.15;
 // Each summary request holds at most this share of the window (the rest: the instructions,
 // the previous summary, the reply).
 constexpr double kSummaryRequestShare = 0.5;
+// The memory flush's own budget: model calls, and memory tool calls over all of them.
+constexpr int kFlushRounds = 3;
+constexpr int kFlushMaxToolCalls = 8;
+
+// Bytes of the messages given to one summary (or memory flush) request.
+int64_t SummaryRequestBytes(const ContextLimits& limits) {
+  return static_cast<int64_t>(static_cast<double>(limits.window - limits.reply_reserve) * kSummaryRequestShare * 4);
+}
 
 }  // namespace
+
+const char* const kMemoryFlushInstructions =
+    "Your context is about to be compacted: the messages below will be replaced by a short summary. "
+    "Before that, use your memory tools to store anything in them you will need later and that is not "
+    "stored yet: identifiers, decisions, commitments, the person's preferences. When you are done, answer "
+    "with the single word: done.";
 
 ContextLimits Runner::Limits() {
   if (!run_.spec.model.context_tokens) {
@@ -119,8 +134,12 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
                                           {{"reason", reason}, {"from", from}, {"to", to}, {"tokensBefore", before}})},
                                     false));
   }
+  // The agent keeps what it wants before the turns leave its context: once per range, so a
+  // compaction a crash cut off after the flush goes straight to the summary.
+  Result<bool> flushed = state_.memory_flushed_to < to ? FlushToMemory(from, to, limits) : Result<bool>(false);
   int64_t prompt_tokens = 0, completion_tokens = 0;
-  Result<std::string> summary = Summarize(from, to, limits, &prompt_tokens, &completion_tokens);
+  Result<std::string> summary =
+      flushed.ok() ? Summarize(from, to, limits, &prompt_tokens, &completion_tokens) : Result<std::string>(flushed.status());
   if (!summary.ok()) {
     // The same as a turn's model call: waited out, or the turn held for a person (a summary
     // request the service refuses is not compacted in turn).
@@ -155,10 +174,91 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   return true;
 }
 
+Result<bool> Runner::FlushToMemory(int64_t from, int64_t to, const ContextLimits& limits) {
+  std::vector<ToolSchema> memory_tools;
+  for (const auto& schema : schemas_) {
+    auto spec = tool_specs_.find(schema.name);
+    if (spec != tool_specs_.end() && spec->second->kind == "memory") memory_tools.push_back(schema);
+  }
+  if (memory_tools.empty()) return false;
+  // What is about to leave the context, as the summary request shows it (so it always fits
+  // one request, whatever the prompt's size: a refusal may be what started the compaction).
+  const int64_t request_bytes = SummaryRequestBytes(limits);
+  std::string shown;
+  for (int64_t i = from; i < to; ++i) {
+    std::string line = RenderForSummary(state_, i, i + 1, std::max<int64_t>(512, request_bytes / 4));
+    if (static_cast<int64_t>(shown.size() + line.size() + state_.summary.size()) > request_bytes) {
+      shown += "[... " + std::to_string(to - i) + " more messages]\n";
+      break;
+    }
+    shown += line;
+  }
+  std::string system = run_.spec.instructions;
+  if (!state_.summary.empty()) system += std::string(system.empty() ? "" : "\n\n") + "Summary so far:\n" + state_.summary;
+  std::vector<Message> conversation;
+  if (!system.empty()) conversation.push_back(Message{"system", system, {}, "", ""});
+  conversation.push_back(Message{"user", std::string(kMemoryFlushInstructions) + "\n\nMessages about to be compacted (index, role):\n" + shown, {}, "", ""});
+
+  int64_t prompt_tokens = 0, completion_tokens = 0;
+  int calls = 0;
+  std::string skipped;
+  nlohmann::json stored = nlohmann::json::array();
+  for (int round = 0; round < kFlushRounds; ++round) {
+    ModelRequest request{state_.step, &conversation, memory_tools};
+    Result<ModelResponse> reply = model_->Complete(request);
+    if (!reply.ok()) {
+      // A service that will not take even this: the flush is skipped, the summary still made.
+      if (!IsContextLengthError(reply.status().message())) return reply.status();
+      skipped = reply.status().message();
+      break;
+    }
+    prompt_tokens += reply->prompt_tokens;
+    completion_tokens += reply->completion_tokens;
+    if (reply->tool_calls.empty()) break;
+    Message asked{"assistant", reply->text, {}, "", ""};
+    for (size_t i = 0; i < reply->tool_calls.size(); ++i) {
+      ToolCall c = reply->tool_calls[i];
+      c.id = "flush" + std::to_string(to) + "r" + std::to_string(round) + "c" + std::to_string(i);
+      asked.tool_calls.push_back(std::move(c));
+    }
+    conversation.push_back(asked);
+    for (const ToolCall& c : asked.tool_calls) {
+      ToolResult result;
+      auto tool = tools_.find(c.name);
+      const bool memory = std::any_of(memory_tools.begin(), memory_tools.end(), [&](const ToolSchema& t) { return t.name == c.name; });
+      if (!memory || tool == tools_.end()) {
+        result = ToolResult::Fail("only the memory tools can be used before a compaction");
+      } else if (calls >= kFlushMaxToolCalls) {
+        result = ToolResult::Fail("the memory flush allows " + std::to_string(kFlushMaxToolCalls) + " tool calls");
+      } else {
+        ++calls;
+        // Memory entries are stored by id: a flush repeated after a crash replaces them.
+        // (Positions past any step's own calls.)
+        ToolContext ctx{c.id, IdempotencyKey(state_.run_id, state_.step, static_cast<size_t>(100000 + calls), c)};
+        try {
+          result = tool->second->Call(c.arguments, ctx);
+        } catch (const std::exception& ex) {
+          result = ToolResult::Fail(std::string("the tool failed: ") + ex.what());
+        }
+      }
+      nlohmann::json d = {{"ok", result.ok}, {"output", RedactJson(ValidUtf8(result.output))}};
+      if (!result.ok) d["error"] = ValidUtf8(result.error);
+      conversation.push_back(Message{"tool", ToolResultContent(d), {}, c.id, c.name});
+      stored.push_back({{"tool", c.name}, {"arguments", c.arguments}, {"ok", result.ok}});
+    }
+  }
+  nlohmann::json data = {{"from", from}, {"to", to}, {"calls", stored}, {"promptTokens", prompt_tokens},
+                         {"completionTokens", completion_tokens}};
+  if (!skipped.empty()) data["skipped"] = ValidUtf8(skipped);
+  AddTokenWindow(&data);
+  // Synced, as the memory entries it stored are.
+  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kMemoryFlushed, data)}, true));
+  return true;
+}
+
 Result<std::string> Runner::Summarize(int64_t from, int64_t to, const ContextLimits& limits, int64_t* prompt_tokens,
                                       int64_t* completion_tokens) {
-  const auto request_bytes = static_cast<int64_t>(
-      static_cast<double>(limits.window - limits.reply_reserve) * kSummaryRequestShare * 4);
+  const int64_t request_bytes = SummaryRequestBytes(limits);
   const auto max_summary_bytes = static_cast<int64_t>(static_cast<double>(limits.window) * kSummaryShare * 4);
   const int64_t max_message_bytes = std::max<int64_t>(512, request_bytes / 4);
   std::string summary = state_.summary;

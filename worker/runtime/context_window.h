@@ -66,6 +66,8 @@ std::string RenderForSummary(const RunState& s, int64_t from, int64_t to, int64_
 
 // What the summary request tells the model.
 extern const char* const kSummaryInstructions;
+// What the memory flush before a compaction asks of the agent (compaction.cc).
+extern const char* const kMemoryFlushInstructions;
 
 // The window a service's context-length refusal names ("maximum context length is 4096
 // tokens"), if it names one.

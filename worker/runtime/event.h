@@ -41,6 +41,8 @@ inline constexpr const char* kBudgetDeferred = "budget_deferred";      // a peri
 inline constexpr const char* kCompactionRequested = "compaction_requested";  // a person asked for a compaction
 inline constexpr const char* kCompactionStarted = "compaction_started";      // a summary of messages [from, to) is being made
 inline constexpr const char* kContextCompacted = "context_compacted";        // what the model sees from now on
+// Before a compaction, the agent stored what it keeps of messages [from, to) in its memory.
+inline constexpr const char* kMemoryFlushed = "memory_flushed";
 // spec.retention removed older history (worker/runtime/retention.h); what it removed.
 inline constexpr const char* kHistoryTrimmed = "history_trimmed";
 }  // namespace event_type

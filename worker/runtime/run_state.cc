@@ -310,6 +310,9 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->compaction_pending_to = 0;
     s->compaction_requested = false;
     SpendTokens(s, e);  // the summary requests'
+  } else if (e.type == event_type::kMemoryFlushed) {
+    s->memory_flushed_to = std::max(s->memory_flushed_to, d.value("to", int64_t{0}));
+    SpendTokens(s, e);
   } else if (e.type == event_type::kHistoryTrimmed) {
     // The store's business: the state needs nothing that was removed.
   } else if (e.type == event_type::kStepCompleted) {
@@ -371,7 +374,7 @@ nlohmann::json RunState::ToCheckpointJson() const {
                        {"compactions", compactions}, {"pendingTo", compaction_pending_to},
                        {"requested", compaction_requested}, {"lastPromptTokens", last_prompt_tokens},
                        {"lastPromptBytes", last_prompt_bytes}, {"window", context_window},
-                       {"firstTurnMessage", first_turn_message}}}};
+                       {"firstTurnMessage", first_turn_message}, {"memoryFlushedTo", memory_flushed_to}}}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -439,6 +442,7 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     s.context_window = ctx.value("window", int64_t{0});
     // -1: not recorded (an older checkpoint); the loader looks at the transcript's message 0.
     s.first_turn_message = ctx.value("firstTurnMessage", int64_t{-1});
+    s.memory_flushed_to = ctx.value("memoryFlushedTo", int64_t{0});
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

@@ -139,6 +139,11 @@ class Runner {
   // prompt. Returns false when nothing could be folded; true when the context changed or the
   // turn waits for the summary's model call (next_try_at_ms_).
   Result<bool> Compact(const std::string& reason, bool aggressive);
+  // Before messages [from, to) are folded, when the run has memory tools: a silent turn
+  // (not in the transcript) in which the model may store what it wants to keep, within its
+  // own small budget, recorded by a memory_flushed event. Returns false when the run has no
+  // memory tools. Errors: the model call's.
+  Result<bool> FlushToMemory(int64_t from, int64_t to, const ContextLimits& limits);
   // The summary of messages [from, to) folded into the current one, made by the model in
   // requests that each fit the window. Errors: the model call's.
   Result<std::string> Summarize(int64_t from, int64_t to, const ContextLimits& limits, int64_t* prompt_tokens,
