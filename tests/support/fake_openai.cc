@@ -178,7 +178,7 @@ bool FakeOpenAiServer::ServeOne(int fd, std::string* pending) {
   data.erase(0, content_length);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    requests_.push_back(request);
+    if (keep_requests_) requests_.push_back(request);
   }
   return Answer(fd, request);
 }

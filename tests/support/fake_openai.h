@@ -52,6 +52,8 @@ class FakeOpenAiServer {
   void Push(FakeCompletion completion);
   size_t pending() const;
   std::vector<FakeHttpRequest> requests() const;
+  // False: requests are not kept (a long soak would hold every prompt it ever sent).
+  void SetKeepRequests(bool keep) { keep_requests_ = keep; }
 
   // A context window enforced as vLLM's OpenAI server does: GET /v1/models lists
   // max_model_len, a chat request whose prompt (with max_tokens, when given) is longer gets
@@ -83,6 +85,7 @@ class FakeOpenAiServer {
   std::atomic<int64_t> max_model_len_{0};
   std::atomic<int64_t> max_prompt_tokens_{0};
   std::vector<FakeHttpRequest> requests_;
+  std::atomic<bool> keep_requests_{true};
 };
 
 }  // namespace carapace::testing

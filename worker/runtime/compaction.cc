@@ -181,13 +181,15 @@ Result<bool> Runner::FlushToMemory(int64_t from, int64_t to, const ContextLimits
     if (spec != tool_specs_.end() && spec->second->kind == "memory") memory_tools.push_back(schema);
   }
   if (memory_tools.empty()) return false;
-  // What is about to leave the context, as the summary request shows it (so it always fits
-  // one request, whatever the prompt's size: a refusal may be what started the compaction).
-  const int64_t request_bytes = SummaryRequestBytes(limits);
+  // Every message about to leave the context, each cut to an equal share of one request
+  // (so it fits whatever the prompt's size: a refusal may be what started the compaction),
+  // and never less than 256 bytes: a person's messages are short, tool results are what is cut.
+  const int64_t request_bytes = SummaryRequestBytes(limits) - static_cast<int64_t>(state_.summary.size());
+  const int64_t share = std::max<int64_t>(256, request_bytes / std::max<int64_t>(1, to - from) - 64);  // 64: its label
   std::string shown;
   for (int64_t i = from; i < to; ++i) {
-    std::string line = RenderForSummary(state_, i, i + 1, std::max<int64_t>(512, request_bytes / 4));
-    if (static_cast<int64_t>(shown.size() + line.size() + state_.summary.size()) > request_bytes) {
+    std::string line = RenderForSummary(state_, i, i + 1, share);
+    if (static_cast<int64_t>(shown.size() + line.size()) > request_bytes) {
       shown += "[... " + std::to_string(to - i) + " more messages]\n";
       break;
     }

@@ -152,9 +152,9 @@ Status Runner::SyncExternal() {
   return st;
 }
 
-Result<uint64_t> AppendExternalEvent(RunStore* store, Event e) {
+Result<uint64_t> AppendExternalEvent(RunStore* store, Event e, Clock* wall_clock) {
   CARAPACE_ASSIGN_OR_RETURN(auto lock, store->WriteLockUnlessFull());
-  e.ts_ms = WallNowMillis();
+  e.ts_ms = wall_clock != nullptr ? wall_clock->NowMillis() : WallNowMillis();
   e.data = RedactJson(e.data);
   StoreBatch batch;
   batch.events.push_back(e.Encode());

@@ -184,7 +184,8 @@ class Runner {
 // Appends one event written by someone other than the runner (the control API: a message,
 // a decision, pause, resume, cancel). It is stored durably (synced) before this returns,
 // and the runner applies it when it next records or runs. Returns its sequence number.
-Result<uint64_t> AppendExternalEvent(RunStore* store, Event event);
+// `wall_clock` stamps it (tests on a simulated clock); null: the system's.
+Result<uint64_t> AppendExternalEvent(RunStore* store, Event event, Clock* wall_clock = nullptr);
 
 // Restarts of one step within this window, this many times, trip the crash-loop breaker.
 inline constexpr int64_t kCrashLoopWindowMs = 5 * 60 * 1000;

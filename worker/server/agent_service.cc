@@ -203,20 +203,9 @@ int AgentService::FireDueCrons(int64_t now_ms) {
   const RunState& s = runner_->state();
   for (const auto& [spec, schedule] : crons_) {
     if (!CronActive(spec)) continue;
-    const std::string from = "cron:" + spec.name;
-    auto it = s.cron_fired_ms.find(spec.name);
-    int64_t last = it != s.cron_fired_ms.end() ? it->second : s.started_ms;
-    int64_t due = 0, missed = 0;
-    for (auto next = schedule.Next(last); next && *next <= now_ms && missed < 100000; next = schedule.Next(*next)) {
-      due = *next;
-      ++missed;
-    }
-    if (missed == 0) continue;
-    // Occurrences missed while the worker was down come as one message, not one each.
-    Event e;
-    e.type = event_type::kMessageReceived;
-    e.step = s.step;
-    e.data = {{"text", spec.prompt}, {"from", from}, {"cron", spec.name}, {"scheduledForMs", due}, {"occurrences", missed}};
+    std::optional<Event> due = DueCronMessage(spec, schedule, s, now_ms);
+    if (!due) continue;
+    const Event& e = *due;
     auto store_lock = store_->WriteLockUnlessFull();  // the count and the event together (OnEvent decrements)
     auto seq = store_lock.ok() ? AppendExternalEvent(store_.get(), e) : Result<uint64_t>(store_lock.status());
     if (!seq.ok()) {
@@ -226,7 +215,7 @@ int AgentService::FireDueCrons(int64_t now_ms) {
     std::lock_guard<std::mutex> lock(mu_);
     ++unapplied_messages_;
     ++fired;
-    log::Info("scheduled prompt queued", {{"cron", spec.name}, {"occurrences", missed}});
+    log::Info("scheduled prompt queued", {{"cron", spec.name}, {"occurrences", e.data["occurrences"]}});
   }
   return fired;
 }

@@ -16,6 +16,7 @@
 #include "carapace/worker/v1/run.pb.h"
 #include "common/agentrun/spec.h"
 #include "common/cron.h"
+#include "worker/runtime/due_crons.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 #include "worker/server/worker_metrics.h"
