@@ -734,6 +734,11 @@ TEST_CASE("spec.retention removes only history a checkpoint and a summary cover;
   auto source_first = w.store->FirstSeq();
   REQUIRE(source_first.ok());
   w.store.reset();
+  // `inspect` says what was removed.
+  auto inspected = carapace::testing::RunCommand({CARAPACE_BIN, "inspect", "--state-dir", dir.Sub("s")});
+  CHECK(inspected.exit_code == 0);
+  CHECK_THAT(inspected.out, ContainsSubstring("were removed by spec.retention"));
+  CHECK_THAT(inspected.out, ContainsSubstring("events before " + std::to_string(*source_first)));
   auto fork_store = RunStore::Open(dir.Sub("fork"), RunStore::OpenMode::kMustExist);
   REQUIRE(fork_store.ok());
   // The copies keep their numbers: the fork's log starts where the source's does now.

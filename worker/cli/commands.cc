@@ -274,8 +274,23 @@ int Inspect(const std::string& state_dir, bool json) {
   for (const auto& e : *events) {
     std::cout << "  " << e.seq << "  step " << e.step << "  " << DescribeEvent(e) << "\n";
   }
-  std::cout << "checkpoints: steps";
-  for (auto c : checkpoints) std::cout << " " << c;
+  // A step per checkpoint: a long life has many, and the first and last are what fork needs.
+  if (checkpoints.size() <= 20) {
+    std::cout << "checkpoints: steps";
+    for (auto c : checkpoints) std::cout << " " << c;
+  } else {
+    std::cout << "checkpoints: " << checkpoints.size() << ", steps " << checkpoints.front() << " to " << checkpoints.back();
+  }
+  auto trimmed = (*store)->GetMeta(meta_key::kHistoryTrimmed);
+  if (!trimmed.ok()) return Fail(trimmed.status());
+  if (*trimmed) {
+    const nlohmann::json t = nlohmann::json::parse(**trimmed, nullptr, false);
+    if (t.is_object()) {
+      std::cout << "\nretention: events before " << t.value("eventsBefore", uint64_t{0}) << ", checkpoints before step "
+                << t.value("checkpointsBefore", int64_t{0}) << " and transcript messages before "
+                << t.value("messagesBefore", int64_t{0}) << " were removed by spec.retention";
+    }
+  }
   std::cout << "\nstate dir: " << state_dir << "\n";
   return kExitSucceeded;
 }
