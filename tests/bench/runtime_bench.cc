@@ -94,6 +94,9 @@ AgentRun NoopRun(int steps, Durability durability, Effect effect) {
   run.spec.budget.max_tokens = int64_t{1} << 40;
   run.spec.budget.max_tool_calls = steps + 10;
   run.spec.durability = durability;
+  // A window that holds the whole one-turn run: this measures the durable step; compaction
+  // is measured on its own below.
+  run.spec.model.context_tokens = 1 << 24;
   return run;
 }
 

@@ -70,7 +70,7 @@ Result<bool> Runner::FitContext() {
     reason = "a compaction cut off by a restart";
   } else if (state_.compaction_requested) {
     return Compact("requested", true);  // all but the latest turn: what a person asking expects
-  } else if (EstimateContextTokens(state_, PromptBytes(Prompt())) > limits.CompactAt()) {
+  } else if (EstimateContextTokens(state_, PromptSize()) > limits.CompactAt()) {
     reason = "the prompt passed " + std::to_string(static_cast<int>(limits.spec.compact_at_ratio * 100)) +
              "% of the window";
   } else {
@@ -84,7 +84,7 @@ Result<bool> Runner::FitContext() {
 Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   const ContextLimits limits = Limits();
   const int64_t from = FirstUncompacted(state_);
-  const int64_t before = EstimateContextTokens(state_, PromptBytes(Prompt()));
+  const int64_t before = EstimateContextTokens(state_, PromptSize());
   const int64_t n = state_.messages.size();
   int64_t to = 0;
   const bool resumed = state_.compaction_pending_to > from && state_.compaction_pending_to <= n;
@@ -113,7 +113,7 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   if (!resumed && !aggressive && state_.pruned_to < prune_to && !state_.compaction_requested) {
     const int64_t pruned_before = state_.pruned_to;
     state_.pruned_to = prune_to;
-    const int64_t after = EstimateContextTokens(state_, PromptBytes(Prompt()));
+    const int64_t after = EstimateContextTokens(state_, PromptSize());
     state_.pruned_to = pruned_before;
     // Enough only when it leaves real room (halfway down to what a summary leaves), or the
     // next turns would prune one result at a time.
@@ -157,7 +157,7 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   const int64_t compacted_before = state_.compacted_to, pruned_before = state_.pruned_to;
   state_.compacted_to = to;
   state_.pruned_to = std::max(pruned_before, to);
-  const int64_t after = EstimateContextTokens(state_, PromptBytes(Prompt()));
+  const int64_t after = EstimateContextTokens(state_, PromptSize());
   state_.compacted_to = compacted_before;
   state_.pruned_to = pruned_before;
   std::swap(state_.summary, *summary);

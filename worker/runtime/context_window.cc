@@ -43,12 +43,6 @@ ContextLimits ContextLimitsFor(const AgentRun& run, std::optional<int64_t> learn
   return l;
 }
 
-int64_t MessageBytes(const Message& m) {
-  int64_t bytes = static_cast<int64_t>(m.role.size() + m.content.size() + m.tool_call_id.size() + m.name.size()) + 8;
-  for (const auto& c : m.tool_calls) bytes += static_cast<int64_t>(c.id.size() + c.name.size() + c.arguments.dump().size()) + 8;
-  return bytes;
-}
-
 int64_t PromptBytes(const std::vector<Message>& prompt) {
   int64_t bytes = 0;
   for (const auto& m : prompt) bytes += MessageBytes(m);
@@ -69,8 +63,10 @@ int64_t FirstUncompacted(const RunState& s) {
   return std::max(s.compacted_to, s.first_turn_message);
 }
 
-std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
-  std::vector<Message> prompt;
+namespace {
+
+// The system message: the instructions, with the summary of compacted turns.
+std::string SystemContent(const RunState& s, const std::string& instructions) {
   std::string system = instructions;
   if (!s.summary.empty()) {
     // In the system message, not a message of its own: some chat templates take exactly one
@@ -79,27 +75,78 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
               "Summary of the conversation before the messages below (older messages were compacted to fit "
               "the context window):\n" + s.summary;
   }
-  if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
+  return system;
+}
+
+// What message i is shown as when it is not shown whole: an older large tool result left out,
+// or a tool result longer than the window cut. Empty: shown as it is.
+std::optional<std::string> CutContent(const RunState& s, int64_t i, const ContextLimits& limits) {
+  const Message& m = s.messages[i];
+  if (m.role != "tool") return std::nullopt;
+  const auto size = static_cast<int64_t>(m.content.size());
+  if (i < s.pruned_to && size > limits.spec.prune_tool_results_over_bytes) {
+    return "[an older result of " + m.name + ", " + std::to_string(size) +
+           " bytes, left out to save room in the context; call the tool again if it is needed]";
+  }
   const int64_t max_result = MaxToolResultBytes(limits);
+  if (size > max_result) {
+    return m.content.substr(0, static_cast<size_t>(max_result)) + "\n[cut: this result is " + std::to_string(size) +
+           " bytes, more than the context window holds; the first " + std::to_string(max_result) + " are shown]";
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
+  std::vector<Message> prompt;
+  const std::string system = SystemContent(s, instructions);
+  if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
   for (int64_t i = FirstUncompacted(s); i < s.messages.size(); ++i) {
-    const Message& m = s.messages[i];
-    const auto size = static_cast<int64_t>(m.content.size());
-    if (m.role == "tool" && i < s.pruned_to && size > limits.spec.prune_tool_results_over_bytes) {
-      Message cut = m;
-      cut.content = "[an older result of " + m.name + ", " + std::to_string(size) +
-                    " bytes, left out to save room in the context; call the tool again if it is needed]";
-      prompt.push_back(std::move(cut));
-    } else if (m.role == "tool" && size > max_result) {
-      Message cut = m;
-      cut.content = m.content.substr(0, static_cast<size_t>(max_result)) + "\n[cut: this result is " +
-                    std::to_string(size) + " bytes, more than the context window holds; the first " +
-                    std::to_string(max_result) + " are shown]";
-      prompt.push_back(std::move(cut));
-    } else {
-      prompt.push_back(m);
-    }
+    prompt.push_back(s.messages[i]);
+    if (auto cut = CutContent(s, i, limits)) prompt.back().content = std::move(*cut);
   }
   return prompt;
+}
+
+const std::vector<Message>& PromptCache::Get(const RunState& s, const std::string& instructions,
+                                            const ContextLimits& limits) {
+  std::string system = SystemContent(s, instructions);
+  const int64_t from = FirstUncompacted(s);
+  const bool same = system == system_ && from == from_ && s.pruned_to == pruned_to_ && next_ <= s.messages.size() &&
+                    limits.window == window_ && limits.reply_reserve == reserve_ &&
+                    limits.spec.prune_tool_results_over_bytes == prune_over_;
+  if (!same) {
+    prompt_ = BuildPrompt(s, instructions, limits);
+    system_ = std::move(system);
+    from_ = from;
+    pruned_to_ = s.pruned_to;
+    window_ = limits.window;
+    reserve_ = limits.reply_reserve;
+    prune_over_ = limits.spec.prune_tool_results_over_bytes;
+  } else {
+    for (int64_t i = next_; i < s.messages.size(); ++i) {
+      prompt_.push_back(s.messages[i]);
+      if (auto cut = CutContent(s, i, limits)) prompt_.back().content = std::move(*cut);
+    }
+  }
+  next_ = s.messages.size();
+  return prompt_;
+}
+
+int64_t PromptBytes(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
+  const std::string system = SystemContent(s, instructions);
+  const int64_t from = FirstUncompacted(s);
+  int64_t bytes = (system.empty() ? 0 : MessageBytes(Message{"system", system, {}, "", ""})) +
+                  s.messages.BytesOf(from, s.messages.size());
+  // Only a large tool result is ever cut (both limits are above kLargeToolResult).
+  const auto& large = s.messages.large_tool_results();
+  for (auto it = large.lower_bound(from); it != large.end(); ++it) {
+    if (auto cut = CutContent(s, *it, limits)) {
+      bytes += static_cast<int64_t>(cut->size()) - static_cast<int64_t>(s.messages[*it].content.size());
+    }
+  }
+  return bytes;
 }
 
 std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& limits, bool aggressive) {
@@ -114,7 +161,7 @@ std::optional<int64_t> CompactionSplit(const RunState& s, const ContextLimits& l
   int64_t kept = 0;
   for (int64_t i = n - 1; i >= from; --i) {
     const Message& m = s.messages[i];
-    kept += EstimateContextTokens(s, MessageBytes(m));
+    kept += EstimateContextTokens(s, s.messages.BytesAt(i));
     if (m.role != "user") continue;
     if (split >= 0 && kept > keep) break;
     split = i;

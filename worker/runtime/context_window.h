@@ -42,9 +42,24 @@ int64_t MaxToolResultBytes(const ContextLimits& limits);
 // The prompt for the next model call.
 std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits);
 
-// Bytes of a message as the runtime counts them for estimates: content, tool calls, ids.
-int64_t MessageBytes(const Message& m);
+// BuildPrompt, kept between calls: between compactions a step only appends to the prompt,
+// so only the new messages are copied (a turn of a thousand tool calls must not copy a
+// thousand messages a step). Rebuilt whole when anything else changed.
+class PromptCache {
+ public:
+  const std::vector<Message>& Get(const RunState& s, const std::string& instructions, const ContextLimits& limits);
+
+ private:
+  std::vector<Message> prompt_;
+  std::string system_;
+  int64_t from_ = -1, pruned_to_ = -1, next_ = 0;
+  int64_t window_ = 0, reserve_ = 0, prune_over_ = 0;
+};
+
+// Bytes of a prompt as the runtime counts them for estimates (MessageBytes of each).
 int64_t PromptBytes(const std::vector<Message>& prompt);
+// PromptBytes(BuildPrompt(s, instructions, limits)), without building it.
+int64_t PromptBytes(const RunState& s, const std::string& instructions, const ContextLimits& limits);
 // Tokens of `bytes` of prompt, at the ratio the service reported for the last prompt it
 // answered (its own tokenizer), else one token per four bytes.
 int64_t EstimateContextTokens(const RunState& s, int64_t bytes);

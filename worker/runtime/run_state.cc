@@ -55,18 +55,42 @@ static std::optional<CallStatus> ParseCallStatus(const std::string& s) {
   return std::nullopt;
 }
 
+int64_t MessageBytes(const Message& m) {
+  int64_t bytes = static_cast<int64_t>(m.role.size() + m.content.size() + m.tool_call_id.size() + m.name.size()) + 8;
+  for (const auto& c : m.tool_calls) bytes += static_cast<int64_t>(c.id.size() + c.name.size() + c.arguments.dump().size()) + 8;
+  return bytes;
+}
+
+void MessageLog::push_back(Message m) {
+  if (m.role == "tool" && static_cast<int64_t>(m.content.size()) > kLargeToolResult) large_.insert(size());
+  offsets_.push_back(end_offset_);
+  end_offset_ += MessageBytes(m);
+  held_.push_back(std::move(m));
+}
+
 void MessageLog::resize(int64_t count) {
-  while (size() > count && !held_.empty()) held_.pop_back();
+  while (size() > count && !held_.empty()) {
+    large_.erase(size() - 1);
+    end_offset_ = offsets_.back();
+    offsets_.pop_back();
+    held_.pop_back();
+  }
 }
 
 void MessageLog::Reset(int64_t base, std::vector<Message> held) {
   base_ = base;
-  held_.assign(std::make_move_iterator(held.begin()), std::make_move_iterator(held.end()));
+  held_.clear();
+  offsets_.clear();
+  large_.clear();
+  end_offset_ = 0;  // offsets count from the first held message: only differences are used
+  for (auto& m : held) push_back(std::move(m));
 }
 
 void MessageLog::ForgetBefore(int64_t index) {
   while (base_ < index && !held_.empty()) {
+    large_.erase(base_);
     held_.pop_front();
+    offsets_.pop_front();
     base_ += 1;
   }
 }

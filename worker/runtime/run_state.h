@@ -7,6 +7,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -74,13 +75,21 @@ struct InboxMessage {
   std::string from;  // "api", "cron:<name>", ...
 };
 
+// Bytes of a message as the runtime counts them for estimates: content, tool calls, ids.
+int64_t MessageBytes(const Message& m);
+
 // The run's messages, by their index in the transcript (0 is the first message of the run).
 // Memory holds the tail from base() on; what is before it (folded into the context summary
 // by a compaction, and already in the transcript column family) is read from the store when
 // something needs it (`inspect`, fork). So a worker's memory holds its live context, not
-// every message of its life.
+// every message of its life. Each message's size is counted once, when it is added, so the
+// estimate of a prompt is a subtraction, not a pass over every message (one turn of a
+// thousand tool calls must not cost a thousand JSON dumps a step).
 class MessageLog {
  public:
+  // Tool results with more content than this are listed: the only ones a prompt may cut.
+  static constexpr int64_t kLargeToolResult = 256;
+
   int64_t size() const { return base_ + static_cast<int64_t>(held_.size()); }
   bool empty() const { return size() == 0; }
   // The first message held in memory.
@@ -88,11 +97,10 @@ class MessageLog {
   int64_t held() const { return static_cast<int64_t>(held_.size()); }
   // Message i, base() <= i < size().
   const Message& operator[](int64_t i) const { return held_.at(static_cast<size_t>(i - base_)); }
-  Message& operator[](int64_t i) { return held_.at(static_cast<size_t>(i - base_)); }
   const Message& back() const { return held_.back(); }
   std::deque<Message>::const_iterator begin() const { return held_.begin(); }
   std::deque<Message>::const_iterator end() const { return held_.end(); }
-  void push_back(Message m) { held_.push_back(std::move(m)); }
+  void push_back(Message m);
   // Drops every message from `count` on (tests build states by hand).
   void resize(int64_t count);
   // Starts the log at message `base` with `held` (read from the transcript).
@@ -100,9 +108,22 @@ class MessageLog {
   // Lets go of messages before `index` (kept in the transcript, not in memory).
   void ForgetBefore(int64_t index);
 
+  // MessageBytes of message i, and of messages [from, to) (held ones).
+  int64_t BytesAt(int64_t i) const { return OffsetOf(i + 1) - OffsetOf(i); }
+  int64_t BytesOf(int64_t from, int64_t to) const { return OffsetOf(to) - OffsetOf(from); }
+  // Held tool results longer than kLargeToolResult, by index.
+  const std::set<int64_t>& large_tool_results() const { return large_; }
+
  private:
+  int64_t OffsetOf(int64_t i) const {
+    return i >= size() ? end_offset_ : offsets_.at(static_cast<size_t>(i - base_));
+  }
+
   int64_t base_ = 0;
   std::deque<Message> held_;
+  std::deque<int64_t> offsets_;  // bytes of the run's messages before each held one
+  int64_t end_offset_ = 0;       // bytes of every message
+  std::set<int64_t> large_;
 };
 
 struct RunState {

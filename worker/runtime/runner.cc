@@ -399,7 +399,7 @@ Status Runner::StartStep() {
   if (waits) return Status::Ok();
   const int64_t window = Limits().window;
   Event e = Make(event_type::kModelRequest, {{"messages", state_.messages.size()},
-                                             {"estimatedPromptTokens", EstimateContextTokens(state_, PromptBytes(Prompt()))},
+                                             {"estimatedPromptTokens", EstimateContextTokens(state_, PromptSize())},
                                              {"contextWindow", window}});
   e.step = state_.step + 1;
   // Not synced: a lost request is simply asked again. It reaches disk with the next sync.
@@ -417,7 +417,7 @@ Status Runner::CallModel() {
   if (waits) return Status::Ok();
   // The instructions of the revision in force (the transcript keeps the ones the run started
   // with), the summary of compacted turns, and what came after (context_window.h).
-  const std::vector<Message> prompt = Prompt();
+  const std::vector<Message>& prompt = Prompt();
   ModelRequest request{state_.step, &prompt, schemas_};
   int64_t started = MonoNowMillis();
   // The model layer has already retried the endpoint and tried the fallbacks. A reply that
@@ -449,7 +449,7 @@ Status Runner::CallModel() {
   Event e = Make(event_type::kModelResponse, {{"text", text},
                                               {"toolCalls", ValidUtf8(calls)},
                                               {"promptTokens", response->prompt_tokens},
-                                              {"promptBytes", PromptBytes(prompt)},
+                                              {"promptBytes", PromptSize()},
                                               {"completionTokens", response->completion_tokens},
                                               {"finishReason", response->finish_reason},
                                               {"answeredBy", response->answered_by},

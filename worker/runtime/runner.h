@@ -129,7 +129,9 @@ class Runner {
   // compaction.cc: the context window in force (the spec's, else what the service said).
   ContextLimits Limits();
   // The prompt the next model call sends.
-  std::vector<Message> Prompt() { return BuildPrompt(state_, run_.spec.instructions, Limits()); }
+  const std::vector<Message>& Prompt() { return prompt_.Get(state_, run_.spec.instructions, Limits()); }
+  // Its size, for estimates (without copying the messages).
+  int64_t PromptSize() { return PromptBytes(state_, run_.spec.instructions, Limits()); }
   // Before a model call: finishes a compaction a crash cut off, makes one a person asked for,
   // or one the next prompt needs (over compactAtRatio of the window). Returns true when the
   // turn must wait instead (the summary's model call found no model; it is tried again).
@@ -179,6 +181,7 @@ class Runner {
   std::optional<int64_t> learned_window_;  // what the service said of its window (health check, refusal)
   bool summarizing_ = false;  // a summary's model call failed: its refusal is not compacted again
   int64_t retention_checked_ms_ = 0;  // options.wall_clock ms of the last retention plan
+  PromptCache prompt_;
 };
 
 // Appends one event written by someone other than the runner (the control API: a message,
