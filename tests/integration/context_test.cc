@@ -186,6 +186,36 @@ TEST_CASE("the prompt is built from the state: stable prefix, pruned old tool re
   CHECK_THAT(compacted[2].content, ContainsSubstring("left out to save room"));
   CHECK(compacted[2].tool_call_id == "s1c0");  // still answers its call
 
+  // The cached prompt is the built one: as messages are appended, and after the compacted
+  // point, the pruning, the summary or the window change. So is its size without building it.
+  auto same = [](const std::vector<Message>& a, const std::vector<Message>& b) {
+    if (a.size() != b.size()) return false;
+    for (size_t i = 0; i < a.size(); ++i) {
+      if (ToJson(a[i]) != ToJson(b[i])) return false;
+    }
+    return true;
+  };
+  PromptCache cache;
+  auto check_cache = [&](const char* when) {
+    INFO(when);
+    const std::vector<Message> built = BuildPrompt(s, "new instructions", limits);
+    CHECK(same(cache.Get(s, "new instructions", limits), built));
+    CHECK(PromptBytes(s, "new instructions", limits) == PromptBytes(built));
+  };
+  check_cache("first");
+  s.messages.push_back({"user", "third ID-3", {}, "", ""});
+  s.messages.push_back({"assistant", "", {ToolCall{"s3c0", "notes", json{{"op", "read"}}, ""}}, "", ""});
+  s.messages.push_back({"tool", std::string(4000, 'y'), {}, "s3c0", "notes"});
+  check_cache("appended");
+  s.pruned_to = 8;
+  check_cache("pruned further");
+  s.summary = "the goal named ID-1, then ID-2";
+  s.compacted_to = 5;
+  check_cache("compacted further");
+  limits.window = 600;  // the last result is now longer than the window holds: shown cut
+  check_cache("a smaller window");
+  check_cache("nothing changed");
+
   CHECK(WindowFromRefusal("This model's maximum context length is 4096 tokens. However, you requested 5000") == 4096);
   CHECK(WindowFromRefusal("The decoder prompt (length 5000) is longer than the maximum model length of 2048.") == 2048);
   CHECK(WindowFromRefusal("Prompt length (5000) exceeds maximum input length (1024)") == 1024);
