@@ -475,6 +475,40 @@ TEST_CASE("embeddings over Triton (FP32 raw output) and OpenAI /embeddings", "[m
   CHECK_THAT(wrong.status().message(), ContainsSubstring("spec.embedding.dimensions is 16"));
 }
 
+TEST_CASE("the context window is learned from a Triton model's config parameters; a KServe server without "
+          "ModelConfig, or a config naming none, leaves it unknown",
+          "[model][triton][context]") {
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  auto learned = [&](FakeTritonServer* server) -> std::optional<int64_t> {
+    REQUIRE(server->Start());
+    ModelEndpointSpec t;
+    t.backend = "triton";
+    t.name = "llm";
+    t.endpoint = server->target();
+    auto backend = models.CreateBackend(t, 8, "spec.model");
+    REQUIRE(backend.ok());
+    CHECK((*backend)->ContextWindow() == std::nullopt);  // nothing asked yet
+    Status health = (*backend)->CheckHealth();
+    CHECK(health.ok());
+    return (*backend)->ContextWindow();
+  };
+  FakeTritonServer vllm;
+  vllm.SetConfigParameter("max_model_len", "4096");
+  CHECK(learned(&vllm) == 4096);
+  FakeTritonServer trtllm;
+  trtllm.SetConfigParameter("max_seq_len", "32768");
+  trtllm.SetConfigParameter("max_beam_width", "1");
+  CHECK(learned(&trtllm) == 32768);
+  FakeTritonServer unnamed;
+  unnamed.SetConfigParameter("max_model_len", "${max_model_len}");  // an unfilled template, as shipped
+  CHECK(learned(&unnamed) == std::nullopt);
+  FakeTritonServer kserve;
+  kserve.SetConfigParameter("max_model_len", "4096");
+  kserve.ActAsKServe();
+  CHECK(learned(&kserve) == std::nullopt);
+}
+
 TEST_CASE("health checks ask ServerReady and ModelReady, or GET /models", "[model]") {
   FakeTritonServer triton;
   REQUIRE(triton.Start());

@@ -41,6 +41,20 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     r->set_ready(ready_ && (q->name() == model_ || q->name() == embedder_));
     return grpc::Status::OK;
   }
+  grpc::Status ModelConfig(grpc::ServerContext*, const inference::ModelConfigRequest* q,
+                           inference::ModelConfigResponse* r) override {
+    // What gRPC answers for a method the server does not have (KServe's v2 has no ModelConfig).
+    if (kserve_) return {grpc::StatusCode::UNIMPLEMENTED, ""};
+    if (q->name() != model_ && q->name() != embedder_) return {grpc::StatusCode::NOT_FOUND, "unknown model " + q->name()};
+    auto* config = r->mutable_config();
+    config->set_name(q->name());
+    config->set_backend(q->name() == model_ ? "vllm" : "python");
+    if (q->name() == model_) {
+      for (const auto& [k, v] : config_parameters_) (*config->mutable_parameters())[k].set_string_value(v);
+    }
+    return grpc::Status::OK;
+  }
+
   grpc::Status ModelMetadata(grpc::ServerContext*, const inference::ModelMetadataRequest* q,
                              inference::ModelMetadataResponse* r) override {
     if (q->name() != model_ && q->name() != embedder_) return {grpc::StatusCode::NOT_FOUND, "unknown model " + q->name()};
@@ -232,6 +246,8 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
   std::string model_, embedder_;
   int dims_;
   bool finish_reason_ = false;  // set before the server starts (DeclareFinishReason)
+  std::map<std::string, std::string> config_parameters_;  // set before the server starts
+  bool kserve_ = false;
   mutable std::mutex mu_;
   std::deque<FakeTritonReply> replies_;
   std::vector<FakeTritonRequest> requests_;
@@ -254,6 +270,8 @@ bool FakeTritonServer::Start(const FakeTritonTls* tls) {
     creds = grpc::SslServerCredentials(ssl);
   }
   service_->finish_reason_ = declare_finish_reason_;
+  service_->config_parameters_ = config_parameters_;
+  service_->kserve_ = kserve_;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", creds, &port_);
   builder.RegisterService(service_.get());

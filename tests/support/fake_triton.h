@@ -5,6 +5,7 @@
 #pragma once
 
 #include <deque>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -64,6 +65,12 @@ class FakeTritonServer {
   // that sends that input is refused, as Triton refuses any input a model does not declare.
   // Call before Start.
   void DeclareFinishReason() { declare_finish_reason_ = true; }
+  // The chat model's config.pbtxt `parameters` (string values, as Triton keeps them), served
+  // by ModelConfig. `kserve`: the server has no ModelConfig (KServe's v2 protocol does not
+  // define it), so the call is UNIMPLEMENTED, as gRPC answers any method a service lacks.
+  // Call before Start.
+  void SetConfigParameter(const std::string& key, const std::string& value) { config_parameters_[key] = value; }
+  void ActAsKServe() { kserve_ = true; }
 
   void Push(FakeTritonReply reply);
   // Replies no chat request has taken yet.
@@ -76,6 +83,8 @@ class FakeTritonServer {
  private:
   std::unique_ptr<Service> service_;
   bool declare_finish_reason_ = false;
+  std::map<std::string, std::string> config_parameters_;
+  bool kserve_ = false;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

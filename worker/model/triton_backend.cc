@@ -149,7 +149,13 @@ class TritonBackend : public ModelBackend {
     grpc::Status s = stub_->ModelReady(&ctx, req, &r);
     if (!s.ok()) return FromGrpcStatus(s, what + " ModelReady");
     if (!r.ready()) return Unavailable(what + ": model " + spec_.name + " is not ready");
+    LearnContextWindow();
     return Status::Ok();
+  }
+
+  std::optional<int64_t> ContextWindow() override {
+    std::lock_guard<std::mutex> lock(metadata_mu_);
+    return context_window_;
   }
 
  private:
@@ -174,6 +180,37 @@ class TritonBackend : public ModelBackend {
     if (batched) t->add_shape(1);
     t->add_shape(1);
     set(t->mutable_contents());
+  }
+
+  // The window a Triton model's config names in its parameters (config.pbtxt `parameters`),
+  // asked of ModelConfig until it answers. No standard key exists: these are what the LLM
+  // backends call it (vLLM's engine argument; TensorRT-LLM's engine build option, prompt and
+  // reply together). A KServe server without ModelConfig (UNIMPLEMENTED), or a config that
+  // names none, leaves the window to the spec or the default (docs/context.md).
+  void LearnContextWindow() {
+    {
+      std::lock_guard<std::mutex> lock(metadata_mu_);
+      if (config_read_) return;
+    }
+    grpc::ClientContext ctx;
+    Prepare(&ctx, std::chrono::seconds(2));
+    inference::ModelConfigRequest req;
+    req.set_name(spec_.name);
+    inference::ModelConfigResponse r;
+    grpc::Status s = stub_->ModelConfig(&ctx, req, &r);
+    if (!s.ok() && s.error_code() != grpc::StatusCode::UNIMPLEMENTED) return;  // asked again at the next check
+    std::optional<int64_t> window;
+    for (const char* key : {"max_model_len", "max_seq_len", "max_sequence_length", "context_length"}) {
+      auto p = r.config().parameters().find(key);
+      if (window || p == r.config().parameters().end()) continue;
+      const std::string& v = p->second.string_value();
+      char* end = nullptr;
+      const long long n = std::strtoll(v.c_str(), &end, 10);
+      if (!v.empty() && end != nullptr && *end == '\0' && n >= 256 && n <= (1 << 24)) window = n;
+    }
+    std::lock_guard<std::mutex> lock(metadata_mu_);
+    config_read_ = true;
+    context_window_ = window;
   }
 
   // Whether the model's config declares `return_finish_reason`, asked once of ModelMetadata
@@ -238,6 +275,8 @@ class TritonBackend : public ModelBackend {
   int64_t dimensions_;
   std::mutex metadata_mu_;
   std::optional<bool> declares_finish_reason_;
+  bool config_read_ = false;                // ModelConfig answered (or is not offered)
+  std::optional<int64_t> context_window_;  // what its parameters named
 };
 
 }  // namespace

@@ -79,7 +79,6 @@ Result<std::optional<HistoryTrim>> PlanHistoryTrim(const RunStore& store, const 
   trim.events_before = best->last_seq;
   trim.checkpoints_before = best->step;
   trim.transcript_before = best->compacted_to;
-  Status read;
   CARAPACE_RETURN_IF_ERROR(store.ForEachTranscript(0, [&](int64_t i, std::string_view m) {
     if (i >= trim.transcript_before) return false;
     if (auto key = ArtifactOf(m)) trim.artifacts.push_back(*key);
