@@ -330,7 +330,13 @@ Status Runner::ApplyRetention() {
   const int64_t now = options_.wall_clock->NowMillis();
   if (!run_.spec.retention || now - retention_checked_ms_ < 3600 * 1000) return Status::Ok();
   retention_checked_ms_ = now;
-  CARAPACE_ASSIGN_OR_RETURN(auto trim, PlanHistoryTrim(*store_, *run_.spec.retention, now));
+  Result<std::optional<HistoryTrim>> planned = PlanHistoryTrim(*store_, *run_.spec.retention, now);
+  if (!planned.ok()) {
+    // Housekeeping: an agent that cannot plan a removal keeps its history and goes on.
+    log::Warn("spec.retention: nothing removed", {{"agentrun", run_.metadata.name}, {"error", planned.status().ToString()}});
+    return Status::Ok();
+  }
+  std::optional<HistoryTrim> trim = std::move(planned).value();
   if (!trim) return Status::Ok();
   nlohmann::json d = {{"eventsBefore", trim->events_before},
                       {"checkpointsBefore", trim->checkpoints_before},
