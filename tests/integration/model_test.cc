@@ -700,3 +700,64 @@ TEST_CASE("triton: a reply the vLLM backend cut at max_tokens is not an answer; 
     CHECK_FALSE(server.requests()[0].return_finish_reason_sent);
   }
 }
+
+TEST_CASE("triton: the vLLM backend's token counts are used when the model declares them, estimated otherwise, "
+          "and never sent to a model that would refuse them",
+          "[model][triton][tokens]") {
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  const std::vector<Message> prompt = {{"system", "You are terse.", {}, "", ""},
+                                       {"user", "Count the tokens of this question, please.", {}, "", ""}};
+  auto complete = [&](FakeTritonServer* server, bool stream) -> ModelResponse {
+    ModelEndpointSpec t;
+    t.backend = "triton";
+    t.name = "llm";
+    t.endpoint = server->target();
+    t.triton.stream = stream;
+    auto backend = models.CreateBackend(t, 8, "spec.model");
+    REQUIRE(backend.ok());
+    auto reply = (*backend)->Complete(ModelRequest{1, &prompt, {}});
+    INFO(reply.status().ToString());
+    REQUIRE(reply.ok());
+    return *reply;
+  };
+  const std::string answer = "Nine tokens, give or take a few of them.";
+  for (bool stream : {true, false}) {
+    DYNAMIC_SECTION((stream ? "ModelStreamInfer" : "unary ModelInfer")) {
+      FakeTritonServer counting;
+      counting.DeclareTokenCounts();
+      REQUIRE(counting.Start());
+      counting.Push(Reply(answer));
+      ModelResponse counted = complete(&counting, stream);
+      REQUIRE(counting.requests().size() == 1);
+      const testing::FakeTritonRequest asked = counting.requests()[0];
+      CHECK(asked.return_num_input_tokens);
+      CHECK(asked.return_num_output_tokens);
+      // The server's own counts, not the 4-bytes-a-token estimate; a stream's per-response
+      // counts summed (each chunk of Reply() is counted on its own, so the sum differs from
+      // counting the whole text).
+      CHECK(counted.prompt_tokens == FakeTritonServer::CountTokens(asked.prompt));
+      CHECK(counted.prompt_tokens != EstimateTokens(asked.prompt.size()));
+      int64_t expected_output = 0;
+      if (stream) {
+        for (const auto& chunk : Reply(answer).chunks) expected_output += FakeTritonServer::CountTokens(chunk);
+      } else {
+        expected_output = FakeTritonServer::CountTokens(answer);
+      }
+      CHECK(counted.completion_tokens == expected_output);
+      CHECK(counted.text == answer);
+
+      // A model whose config does not declare them (before the vLLM backend offered them,
+      // or another backend) is not sent the inputs (Triton would refuse the request), and
+      // the counts are estimated.
+      FakeTritonServer older;
+      REQUIRE(older.Start());
+      older.Push(Reply(answer));
+      ModelResponse estimated = complete(&older, stream);
+      REQUIRE(older.requests().size() == 1);
+      CHECK_FALSE(older.requests()[0].token_counts_sent);
+      CHECK(estimated.prompt_tokens == EstimateTokens(older.requests()[0].prompt.size()));
+      CHECK(estimated.text == answer);
+    }
+  }
+}

@@ -68,6 +68,20 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     out->set_name(q->name() == model_ ? "text_output" : "embedding");
     out->set_datatype(q->name() == model_ ? "BYTES" : "FP32");
     out->add_shape(-1);
+    if (q->name() == model_ && token_counts_) {
+      for (const char* name : {"return_num_input_tokens", "return_num_output_tokens"}) {
+        auto* ask = r->add_inputs();
+        ask->set_name(name);
+        ask->set_datatype("BOOL");
+        ask->add_shape(1);
+      }
+      for (const char* name : {"num_input_tokens", "num_output_tokens"}) {
+        auto* count = r->add_outputs();
+        count->set_name(name);
+        count->set_datatype("UINT32");
+        count->add_shape(-1);
+      }
+    }
     if (q->name() == model_ && finish_reason_) {
       // As the vLLM backend's auto-completed config declares them (r24.12 on).
       auto* ask = r->add_inputs();
@@ -88,6 +102,9 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     if (seen.return_finish_reason_sent && !finish_reason_) {
       return "[request id: <id_unknown>] unexpected inference input 'return_finish_reason' for model '" + model_ + "'";
     }
+    if (seen.token_counts_sent && !token_counts_) {
+      return "[request id: <id_unknown>] unexpected inference input 'return_num_input_tokens' for model '" + model_ + "'";
+    }
     return "";
   }
 
@@ -97,6 +114,22 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     const uint32_t n = static_cast<uint32_t>(s.size());
     for (int i = 0; i < 4; ++i) raw[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
     return raw + s;
+  }
+
+  // A UINT32 output: raw little-endian in the stream (as Triton sends), typed in unary
+  // answers (as KServe's Python servers send).
+  static void AddCount(ModelInferResponse* r, const char* name, int64_t n, bool raw) {
+    auto* o = r->add_outputs();
+    o->set_name(name);
+    o->set_datatype("UINT32");
+    o->add_shape(1);
+    if (!raw) {
+      o->mutable_contents()->add_uint_contents(static_cast<uint32_t>(n));
+      return;
+    }
+    std::string bytes(4, '\0');
+    for (int i = 0; i < 4; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((static_cast<uint32_t>(n) >> (8 * i)) & 0xff);
+    r->add_raw_output_contents(bytes);
   }
 
   static void AddFinishReason(ModelInferResponse* r, const std::string& reason) {
@@ -146,6 +179,8 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
       reason->add_shape(1);
       reason->mutable_contents()->add_bytes_contents(reply.finish_reason);
     }
+    if (seen.return_num_input_tokens) AddCount(r, "num_input_tokens", FakeTritonServer::CountTokens(seen.prompt), false);
+    if (seen.return_num_output_tokens) AddCount(r, "num_output_tokens", FakeTritonServer::CountTokens(text), false);
     return grpc::Status::OK;
   }
 
@@ -182,6 +217,12 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         if (seen.return_finish_reason) {
           const bool last = sent + 1 == static_cast<int>(reply.chunks.size());
           AddFinishReason(r.mutable_infer_response(), last ? reply.finish_reason : "None");
+        }
+        if (seen.return_num_input_tokens) {
+          AddCount(r.mutable_infer_response(), "num_input_tokens", FakeTritonServer::CountTokens(seen.prompt), true);
+        }
+        if (seen.return_num_output_tokens) {
+          AddCount(r.mutable_infer_response(), "num_output_tokens", FakeTritonServer::CountTokens(chunk), true);
         }
         (*r.mutable_infer_response()->mutable_parameters())["triton_final_response"].set_bool_param(false);
         if (!stream->Write(r)) return grpc::Status::CANCELLED;
@@ -230,6 +271,10 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
       } else if (in.name() == "return_finish_reason") {
         seen.return_finish_reason_sent = true;
         seen.return_finish_reason = c.bool_contents_size() > 0 && c.bool_contents(0);
+      } else if (in.name() == "return_num_input_tokens" || in.name() == "return_num_output_tokens") {
+        seen.token_counts_sent = true;
+        const bool asked = c.bool_contents_size() > 0 && c.bool_contents(0);
+        (in.name() == "return_num_input_tokens" ? seen.return_num_input_tokens : seen.return_num_output_tokens) = asked;
       } else if (in.name() == "sampling_parameters" && c.bytes_contents_size() > 0) {
         seen.sampling = nlohmann::json::parse(c.bytes_contents(0), nullptr, false);
       } else if (c.int_contents_size() > 0) {
@@ -246,6 +291,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
   std::string model_, embedder_;
   int dims_;
   bool finish_reason_ = false;  // set before the server starts (DeclareFinishReason)
+  bool token_counts_ = false;   // set before the server starts (DeclareTokenCounts)
   std::map<std::string, std::string> config_parameters_;  // set before the server starts
   bool kserve_ = false;
   mutable std::mutex mu_;
@@ -270,6 +316,7 @@ bool FakeTritonServer::Start(const FakeTritonTls* tls) {
     creds = grpc::SslServerCredentials(ssl);
   }
   service_->finish_reason_ = declare_finish_reason_;
+  service_->token_counts_ = declare_token_counts_;
   service_->config_parameters_ = config_parameters_;
   service_->kserve_ = kserve_;
   grpc::ServerBuilder builder;

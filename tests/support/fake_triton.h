@@ -41,6 +41,9 @@ struct FakeTritonRequest {
   bool streaming_rpc = false;     // came through ModelStreamInfer
   bool return_finish_reason = false;       // the request asked for `finish_reason`
   bool return_finish_reason_sent = false;  // it sent the input at all (true or false)
+  bool return_num_input_tokens = false;    // asked for the prompt's token count
+  bool return_num_output_tokens = false;   // asked for the reply's token counts
+  bool token_counts_sent = false;          // sent either input at all
 };
 
 struct FakeTritonTls {
@@ -65,6 +68,13 @@ class FakeTritonServer {
   // that sends that input is refused, as Triton refuses any input a model does not declare.
   // Call before Start.
   void DeclareFinishReason() { declare_finish_reason_ = true; }
+  // The same for the token counts (`return_num_input_tokens` / `return_num_output_tokens`):
+  // answered with `num_input_tokens` on every response and `num_output_tokens` per response
+  // (the tokens of that response's text). The double's tokenizer: a token per 3 bytes,
+  // rounded up, so a test can tell its counts from the client's estimate (4 bytes). Call
+  // before Start.
+  void DeclareTokenCounts() { declare_token_counts_ = true; }
+  static int64_t CountTokens(const std::string& text) { return static_cast<int64_t>((text.size() + 2) / 3); }
   // The chat model's config.pbtxt `parameters` (string values, as Triton keeps them), served
   // by ModelConfig. `kserve`: the server has no ModelConfig (KServe's v2 protocol does not
   // define it), so the call is UNIMPLEMENTED, as gRPC answers any method a service lacks.
@@ -83,6 +93,7 @@ class FakeTritonServer {
  private:
   std::unique_ptr<Service> service_;
   bool declare_finish_reason_ = false;
+  bool declare_token_counts_ = false;
   std::map<std::string, std::string> config_parameters_;
   bool kserve_ = false;
   std::unique_ptr<grpc::Server> server_;

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <mutex>
 #include <optional>
+#include <tuple>
 
 #include <grpcpp/client_context.h>
 
@@ -36,10 +37,12 @@ class TritonBackend : public ModelBackend {
   Status Chat(const ModelRequest& request, ChatStream* out) override {
     static const std::vector<Message> kNone;
     const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
-    ModelInferRequest infer = BuildChatRequest(prompt, DeclaresFinishReason());
+    const AdditionalOutputs declared = DeclaredOutputs();
+    ModelInferRequest infer = BuildChatRequest(prompt, declared);
     ReplyParser parser(template_.tool_call_format, template_.stop);
     size_t generated = 0;  // bytes, for the usage estimate
     std::string finish_reason;  // the server's, when it sends one
+    std::optional<uint64_t> input_tokens, output_tokens;  // the server's counts, when it sends them
     auto take = [&](const ModelInferResponse& response) {
       if (auto text = OutputText(response, spec_.triton.tensors.text_output)) {
         generated += text->size();
@@ -48,6 +51,8 @@ class TritonBackend : public ModelBackend {
       if (auto reason = OutputText(response, kFinishReason); reason && *reason != "None" && !reason->empty()) {
         finish_reason = *reason;
       }
+      if (auto n = OutputUint(response, kNumInputTokens)) input_tokens = n;
+      if (auto n = OutputUint(response, kNumOutputTokens)) output_tokens = output_tokens.value_or(0) + *n;
     };
     grpc::ClientContext ctx;
     Prepare(&ctx);
@@ -82,8 +87,10 @@ class TritonBackend : public ModelBackend {
       if (!final_seen) return StreamFailed(s, *out, what);
     }
     parser.End(out);
-    // Prompt servers report no usage here: estimate, so the token budget still holds.
-    out->Usage(EstimateTokens(prompt.size()), EstimateTokens(generated));
+    // The server's counts when it sends them (the vLLM backend, asked); otherwise estimated,
+    // so the token budget still holds.
+    out->Usage(input_tokens ? static_cast<int64_t>(*input_tokens) : EstimateTokens(prompt.size()),
+               output_tokens ? static_cast<int64_t>(*output_tokens) : EstimateTokens(generated));
     // "length" tells the runtime the reply was cut short (it is then not an answer).
     if (finish_reason == "length") out->Finish("length");
     else out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
@@ -213,24 +220,34 @@ class TritonBackend : public ModelBackend {
     context_window_ = window;
   }
 
-  // Whether the model's config declares `return_finish_reason`, asked once of ModelMetadata
-  // (a failed look-up is asked again next time, and meanwhile counts as no).
-  bool DeclaresFinishReason() {
+  // Which of the vLLM backend's additional outputs the model's config declares (the inputs
+  // that ask for them), asked once of ModelMetadata (a failed look-up is asked again next
+  // time, and meanwhile counts as none): Triton refuses an input a model does not declare.
+  struct AdditionalOutputs {
+    bool finish_reason = false;
+    bool num_input_tokens = false;
+    bool num_output_tokens = false;
+  };
+  AdditionalOutputs DeclaredOutputs() {
     std::lock_guard<std::mutex> lock(metadata_mu_);
-    if (declares_finish_reason_) return *declares_finish_reason_;
+    if (declared_outputs_) return *declared_outputs_;
     grpc::ClientContext ctx;
     Prepare(&ctx, std::chrono::seconds(5));
     inference::ModelMetadataRequest req;
     req.set_name(spec_.name);
     inference::ModelMetadataResponse r;
-    if (!stub_->ModelMetadata(&ctx, req, &r).ok()) return false;
-    bool declared = false;
-    for (const auto& in : r.inputs()) declared = declared || in.name() == kReturnFinishReason;
-    declares_finish_reason_ = declared;
+    if (!stub_->ModelMetadata(&ctx, req, &r).ok()) return {};
+    AdditionalOutputs declared;
+    for (const auto& in : r.inputs()) {
+      declared.finish_reason = declared.finish_reason || in.name() == kReturnFinishReason;
+      declared.num_input_tokens = declared.num_input_tokens || in.name() == kReturnNumInputTokens;
+      declared.num_output_tokens = declared.num_output_tokens || in.name() == kReturnNumOutputTokens;
+    }
+    declared_outputs_ = declared;
     return declared;
   }
 
-  ModelInferRequest BuildChatRequest(const std::string& prompt, bool finish_reason) const {
+  ModelInferRequest BuildChatRequest(const std::string& prompt, const AdditionalOutputs& declared) const {
     const TritonTensorNames& n = spec_.triton.tensors;
     // The TensorRT-LLM ensemble is a batching model ([batch, 1] tensors); the vLLM backend
     // model takes [1].
@@ -259,9 +276,12 @@ class TritonBackend : public ModelBackend {
       AddScalar(&r, n.sampling_parameters, "BYTES", trt, [&](auto* c) { c->add_bytes_contents(sampling.dump()); });
     }
     r.add_outputs()->set_name(n.text_output);
-    if (finish_reason) {
-      AddScalar(&r, kReturnFinishReason, "BOOL", trt, [&](auto* c) { c->add_bool_contents(true); });
-      r.add_outputs()->set_name(kFinishReason);
+    for (auto [wanted, ask, output] : {std::tuple{declared.finish_reason, kReturnFinishReason, kFinishReason},
+                                        std::tuple{declared.num_input_tokens, kReturnNumInputTokens, kNumInputTokens},
+                                        std::tuple{declared.num_output_tokens, kReturnNumOutputTokens, kNumOutputTokens}}) {
+      if (!wanted) continue;
+      AddScalar(&r, ask, "BOOL", trt, [&](auto* c) { c->add_bool_contents(true); });
+      r.add_outputs()->set_name(output);
     }
     if (spec_.triton.stream) (*r.mutable_parameters())["triton_enable_empty_final_response"].set_bool_param(true);
     return r;
@@ -274,7 +294,7 @@ class TritonBackend : public ModelBackend {
   std::string token_;
   int64_t dimensions_;
   std::mutex metadata_mu_;
-  std::optional<bool> declares_finish_reason_;
+  std::optional<AdditionalOutputs> declared_outputs_;
   bool config_read_ = false;                // ModelConfig answered (or is not offered)
   std::optional<int64_t> context_window_;  // what its parameters named
 };

@@ -33,6 +33,26 @@ std::optional<std::string> OutputText(const inference::ModelInferResponse& r, co
   return std::nullopt;
 }
 
+std::optional<uint64_t> OutputUint(const inference::ModelInferResponse& r, const std::string& name) {
+  for (int i = 0; i < r.outputs_size(); ++i) {
+    const auto& out = r.outputs(i);
+    if (out.name() != name) continue;
+    const bool wide = out.datatype() == "UINT64";
+    if (i < r.raw_output_contents_size()) {
+      const std::string& raw = r.raw_output_contents(i);
+      const size_t width = wide ? 8 : 4;
+      if (raw.size() < width) return std::nullopt;
+      uint64_t v = 0;
+      for (size_t b = 0; b < width; ++b) v |= static_cast<uint64_t>(static_cast<unsigned char>(raw[b])) << (8 * b);
+      return v;
+    }
+    if (out.contents().uint_contents_size() > 0) return out.contents().uint_contents(0);
+    if (out.contents().uint64_contents_size() > 0) return out.contents().uint64_contents(0);
+    return std::nullopt;
+  }
+  return std::nullopt;
+}
+
 bool IsFinal(const inference::ModelInferResponse& r) {
   auto it = r.parameters().find("triton_final_response");
   return it != r.parameters().end() && it->second.bool_param();
