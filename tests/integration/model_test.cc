@@ -21,6 +21,7 @@
 #include "tests/support/worker_process.h"
 #include "worker/model/resilient_model.h"
 #include "worker/runtime/run_loader.h"
+#include "worker/cli/status_view.h"
 #include "worker/runtime/runner.h"
 
 using namespace carapace;
@@ -746,6 +747,7 @@ TEST_CASE("triton: the vLLM backend's token counts are used when the model decla
       }
       CHECK(counted.completion_tokens == expected_output);
       CHECK(counted.text == answer);
+      CHECK_FALSE(counted.tokens_estimated);
 
       // A model whose config does not declare them (before the vLLM backend offered them,
       // or another backend) is not sent the inputs (Triton would refuse the request), and
@@ -758,6 +760,32 @@ TEST_CASE("triton: the vLLM backend's token counts are used when the model decla
       CHECK_FALSE(older.requests()[0].token_counts_sent);
       CHECK(estimated.prompt_tokens == EstimateTokens(older.requests()[0].prompt.size()));
       CHECK(estimated.text == answer);
+      CHECK(estimated.tokens_estimated);
     }
+  }
+  SECTION("a run records which it was, and `status` says when counts are estimated") {
+    FakeTritonServer counting;
+    counting.DeclareTokenCounts();
+    REQUIRE(counting.Start());
+    counting.Push(Reply("Counted."));
+    TempDir dir;
+    Outcome counted = Run(Manifest(TritonModel(counting.target())), dir.Sub("counted"));
+    REQUIRE(counted.state.phase == Phase::kSucceeded);
+    CHECK_FALSE(counted.state.tokens_estimated);
+    REQUIRE(counted.Of(event_type::kModelResponse).size() == 1);
+    CHECK(counted.Of(event_type::kModelResponse)[0].data["promptTokens"] ==
+          FakeTritonServer::CountTokens(counting.requests()[0].prompt));
+    FakeTritonServer older;
+    REQUIRE(older.Start());
+    older.Push(Reply("Estimated."));
+    Outcome estimated = Run(Manifest(TritonModel(older.target())), dir.Sub("estimated"));
+    REQUIRE(estimated.state.phase == Phase::kSucceeded);
+    CHECK(estimated.state.tokens_estimated);
+    CHECK(estimated.Of(event_type::kModelResponse)[0].data.value("tokensEstimated", false));
+    RunIdentity id;
+    id.name = "estimated";
+    const BudgetSpec budget;
+    CHECK_THAT(LongLifeLines(BuildRunStatus(id, estimated.state, &budget)), ContainsSubstring("token counts estimated"));
+    CHECK_THAT(LongLifeLines(BuildRunStatus(id, counted.state, &budget)), !ContainsSubstring("token counts estimated"));
   }
 }

@@ -64,6 +64,7 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
   s.set_revision(state.revision);
   s.set_context_window(state.context_window);
   s.set_last_prompt_tokens(state.last_prompt_tokens);
+  s.set_tokens_estimated(state.tokens_estimated);
   s.set_compactions(state.compactions);
   s.set_summary_bytes(static_cast<int64_t>(state.summary.size()));
   if (state.WaitingForModel()) {
@@ -112,7 +113,8 @@ std::string LongLifeLines(const v1::RunStatus& s) {
            std::to_string(s.context_window()) + " tokens (" +
            std::to_string(s.last_prompt_tokens() * 100 / s.context_window()) + "%), " +
            std::to_string(s.compactions()) + " compaction" + (s.compactions() == 1 ? "" : "s") +
-           (s.summary_bytes() > 0 ? ", summary " + std::to_string(s.summary_bytes()) + " bytes" : "") + "\n";
+           (s.summary_bytes() > 0 ? ", summary " + std::to_string(s.summary_bytes()) + " bytes" : "") +
+           (s.tokens_estimated() ? "; token counts estimated (the model service reports none)" : "") + "\n";
   }
   if (!s.degraded_cause().empty()) out += "held by: " + s.degraded_cause() + "; `carapace resume` or a spec revision tries again\n";
   return out;

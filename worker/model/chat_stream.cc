@@ -22,13 +22,15 @@ void ChatStream::Call(ToolCall call) {
   Emit(e);
 }
 
-void ChatStream::Usage(int64_t prompt_tokens, int64_t completion_tokens) {
+void ChatStream::Usage(int64_t prompt_tokens, int64_t completion_tokens, bool estimated) {
   response_.prompt_tokens = prompt_tokens;
   response_.completion_tokens = completion_tokens;
+  response_.tokens_estimated = estimated;
   ChatStreamEvent e;
   e.kind = ChatStreamEvent::Kind::kUsage;
   e.prompt_tokens = prompt_tokens;
   e.completion_tokens = completion_tokens;
+  e.tokens_estimated = estimated;
   Emit(e);
 }
 

@@ -37,6 +37,9 @@ struct ModelResponse {
   int64_t completion_tokens = 0;
   std::string finish_reason;  // "stop" | "tool_calls" | "length" | ...
   std::string answered_by;    // the endpoint that answered (ModelEndpointSpec::Describe)
+  // The token counts are the client's estimate: the service reported none (a server without
+  // usage, a Triton model that does not offer its counts).
+  bool tokens_estimated = false;
 };
 
 // One event of a streamed reply, as an observer sees it.
@@ -47,6 +50,7 @@ struct ChatStreamEvent {
   ToolCall call;     // kToolCall
   int64_t prompt_tokens = 0;
   int64_t completion_tokens = 0;
+  bool tokens_estimated = false;  // kUsage
 };
 
 // Where a backend puts a reply as it arrives. It assembles the complete response and
@@ -58,7 +62,8 @@ class ChatStream {
 
   void Text(std::string_view delta);
   void Call(ToolCall call);
-  void Usage(int64_t prompt_tokens, int64_t completion_tokens);
+  // `estimated`: the counts are the client's guess, not the service's.
+  void Usage(int64_t prompt_tokens, int64_t completion_tokens, bool estimated = false);
   void Finish(std::string reason);
   void Error(const std::string& message);
   void AnsweredBy(std::string endpoint) { response_.answered_by = std::move(endpoint); }

@@ -429,7 +429,7 @@ class OpenAiBackend : public ModelBackend {
       out->Usage(IntField(usage, "prompt_tokens"), IntField(usage, "completion_tokens"));
     } else {
       // A server that reports no usage: estimate, so the token budget still holds.
-      out->Usage(EstimatePromptTokens(messages), EstimateTokens(generated));
+      out->Usage(EstimatePromptTokens(messages), EstimateTokens(generated), true);
     }
     std::string reason = choice.contains("finish_reason") && choice["finish_reason"].is_string() ? choice["finish_reason"].get<std::string>() : "";
     if (reason.empty()) reason = out->response().tool_calls.empty() ? "stop" : "tool_calls";

@@ -131,7 +131,7 @@ Status ResilientModel::Chat(const ModelRequest& request, ChatStream* out) {
               if (!e.call.malformed.empty() && metrics_) metrics_->MalformedToolCall(ep.backend, ep.model);
               out->Call(e.call);
               break;
-            case K::kUsage: out->Usage(e.prompt_tokens, e.completion_tokens); break;
+            case K::kUsage: out->Usage(e.prompt_tokens, e.completion_tokens, e.tokens_estimated); break;
             case K::kFinish: out->Finish(e.text); break;
             case K::kError: out->Error(e.text); break;
           }

@@ -22,7 +22,7 @@ Status ScriptedBackend::Chat(const ModelRequest& request, ChatStream* out) {
     completion_chars += c.name.size() + c.arguments.dump().size();
     out->Call(std::move(call));
   }
-  out->Usage(request.messages ? EstimatePromptTokens(*request.messages) : 1, EstimateTokens(completion_chars));
+  out->Usage(request.messages ? EstimatePromptTokens(*request.messages) : 1, EstimateTokens(completion_chars), true);
   out->Finish(reply.tool_calls.empty() ? "stop" : "tool_calls");
   return Status::Ok();
 }

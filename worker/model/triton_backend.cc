@@ -90,7 +90,8 @@ class TritonBackend : public ModelBackend {
     // The server's counts when it sends them (the vLLM backend, asked); otherwise estimated,
     // so the token budget still holds.
     out->Usage(input_tokens ? static_cast<int64_t>(*input_tokens) : EstimateTokens(prompt.size()),
-               output_tokens ? static_cast<int64_t>(*output_tokens) : EstimateTokens(generated));
+               output_tokens ? static_cast<int64_t>(*output_tokens) : EstimateTokens(generated),
+               !input_tokens || !output_tokens);
     // "length" tells the runtime the reply was cut short (it is then not an answer).
     if (finish_reason == "length") out->Finish("length");
     else out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");

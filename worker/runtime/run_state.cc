@@ -196,6 +196,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->model_failures = 0;
     s->model_error.clear();
     SpendTokens(s, e);
+    s->tokens_estimated = d.value("tokensEstimated", false);
     if (d.value("promptBytes", int64_t{0}) > 0 && d.value("promptTokens", int64_t{0}) > 0) {
       s->last_prompt_tokens = d["promptTokens"].get<int64_t>();
       s->last_prompt_bytes = d["promptBytes"].get<int64_t>();
@@ -398,7 +399,8 @@ nlohmann::json RunState::ToCheckpointJson() const {
                        {"compactions", compactions}, {"pendingTo", compaction_pending_to},
                        {"requested", compaction_requested}, {"lastPromptTokens", last_prompt_tokens},
                        {"lastPromptBytes", last_prompt_bytes}, {"window", context_window},
-                       {"firstTurnMessage", first_turn_message}, {"memoryFlushedTo", memory_flushed_to}}}};
+                       {"firstTurnMessage", first_turn_message}, {"memoryFlushedTo", memory_flushed_to},
+                       {"tokensEstimated", tokens_estimated}}}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -467,6 +469,7 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     // -1: not recorded (an older checkpoint); the loader looks at the transcript's message 0.
     s.first_turn_message = ctx.value("firstTurnMessage", int64_t{-1});
     s.memory_flushed_to = ctx.value("memoryFlushedTo", int64_t{0});
+    s.tokens_estimated = ctx.value("tokensEstimated", false);
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

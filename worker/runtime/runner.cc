@@ -461,6 +461,7 @@ Status Runner::CallModel() {
                                               {"answeredBy", response->answered_by},
                                               {"durationMs", MonoNowMillis() - started}});
   AddTokenWindow(&e.data);
+  if (response->tokens_estimated) e.data["tokensEstimated"] = true;
   if (calls.empty()) {
     return Finish(TurnDone(), "the model answered without tool calls", text, {e, Make(event_type::kStepCompleted)});
   }
