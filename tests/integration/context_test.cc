@@ -222,14 +222,11 @@ TEST_CASE("the prompt is built from the state: stable prefix, pruned old tool re
   CHECK_FALSE(WindowFromRefusal("rate limited").has_value());
 }
 
-TEST_CASE("an agent on a small window answers every message for a long conversation: no prompt over the window, "
-          "identifiers kept, the transcript whole, the prefix stable between compactions",
-          "[context]") {
-  TempDir dir;
-  FakeOpenAiServer model;
-  REQUIRE(model.Start());
-  model.SetMaxModelLen(4096);  // learned from GET /v1/models: the spec gives no contextTokens
-  model.SetResponder([](const json& body) {
+// A responder for FakeOpenAiServer that plays Agentish; a new message makes it read its own
+// file (big-<n>.txt) of the workspace (the same call five times in a row would be a loop the
+// runtime stops).
+FakeOpenAiServer::Responder AgentishResponder() {
+  return [](const json& body) {
     std::vector<std::pair<std::string, std::string>> messages;
     for (const auto& m : body["messages"]) {
       messages.emplace_back(m.value("role", ""), m.contains("content") && m["content"].is_string() ? m["content"].get<std::string>() : "");
@@ -237,7 +234,6 @@ TEST_CASE("an agent on a small window answers every message for a long conversat
     auto [text, read_file] = Agentish::Decide(messages);
     FakeCompletion c;
     if (read_file) {
-      // Each message's own file (the same call five times in a row is a loop the runtime stops).
       std::smatch n;
       const std::string& last = messages.back().second;
       const std::string file = std::regex_search(last, n, std::regex(R"(message (\d+))")) ? "big-" + n[1].str() + ".txt" : "big-0.txt";
@@ -247,7 +243,17 @@ TEST_CASE("an agent on a small window answers every message for a long conversat
       c.content = {text};
     }
     return c;
-  });
+  };
+}
+
+TEST_CASE("an agent on a small window answers every message for a long conversation: no prompt over the window, "
+          "identifiers kept, the transcript whole, the prefix stable between compactions",
+          "[context]") {
+  TempDir dir;
+  FakeOpenAiServer model;
+  REQUIRE(model.Start());
+  model.SetMaxModelLen(4096);  // learned from GET /v1/models: the spec gives no contextTokens
+  model.SetResponder(AgentishResponder());
   ModelRegistry models;
   RegisterBuiltinModels(&models);
   AgentRun run = OpenAiAgent(model.base_url());
@@ -644,29 +650,6 @@ TEST_CASE("spec.context.summaryModel writes the summaries; the agent's model onl
   CHECK(summaries_at_summarizer.load() >= 1);
   CHECK(summaries_at_agent.load() == 0);
   CHECK(w.runner->state().turns == 31);
-}
-
-// A responder for FakeOpenAiServer that plays Agentish; a new message makes it read its own
-// file (big-<n>.txt) of the workspace.
-FakeOpenAiServer::Responder AgentishResponder() {
-  return [](const json& body) {
-    std::vector<std::pair<std::string, std::string>> messages;
-    for (const auto& m : body["messages"]) {
-      messages.emplace_back(m.value("role", ""), m.contains("content") && m["content"].is_string() ? m["content"].get<std::string>() : "");
-    }
-    auto [text, read_file] = Agentish::Decide(messages);
-    FakeCompletion c;
-    if (read_file) {
-      std::smatch n;
-      const std::string& last = messages.back().second;
-      const std::string file = std::regex_search(last, n, std::regex(R"(message (\d+))")) ? "big-" + n[1].str() + ".txt" : "big-0.txt";
-      c.tool_calls = {{{"index", 0}, {"id", "call-1"}, {"type", "function"},
-                       {"function", {{"name", "notes"}, {"arguments", json{{"op", "read"}, {"path", file}}.dump()}}}}};
-    } else {
-      c.content = {text};
-    }
-    return c;
-  };
 }
 
 TEST_CASE("spec.retention removes only history a checkpoint and a summary cover; the agent, its memory and fork "

@@ -10,9 +10,7 @@
 // (worker RSS, start to ready, bytes on disk, prompt tokens per call) are printed; they are
 // reported, not asserted against timings (these machines are shared).
 #include <sys/resource.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <netinet/in.h>
 #include <unistd.h>
 
 #include <catch2/catch_test_macros.hpp>
@@ -27,6 +25,7 @@
 #include <vector>
 
 #include "tests/support/child_process.h"
+#include "tests/support/worker_process.h"
 #include "worker/runtime/run_loader.h"
 
 using namespace carapace;
@@ -63,18 +62,6 @@ Exit RunAgent(const std::vector<std::string>& args) {
   return e;
 }
 
-int FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
 uint64_t DiskBytes(const std::string& dir) {
   uint64_t bytes = 0;
   for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
@@ -100,7 +87,7 @@ TEST_CASE("an agent lives 90 simulated days: no prompt over the window, every me
   TempDir tmp;
   const std::string dir = tmp.Sub("state");
   const std::string stats = tmp.path() + "/stats";
-  const std::string port = std::to_string(FreePort());
+  const std::string port = std::to_string(carapace::testing::FreePort());
   int kills = 0, rollouts = 0;
   auto live_until = [&](int day, int kill_every) -> Exit {
     for (int start = 0; start < 1000; ++start) {
