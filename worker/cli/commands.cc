@@ -13,6 +13,7 @@
 #include "common/time.h"
 #include "worker/cli/status_view.h"
 #include "worker/runtime/model_outcome.h"
+#include "worker/runtime/retention.h"
 #include "worker/runtime/run_dirs.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
@@ -281,15 +282,12 @@ int Inspect(const std::string& state_dir, bool json) {
   } else {
     std::cout << "checkpoints: " << checkpoints.size() << ", steps " << checkpoints.front() << " to " << checkpoints.back();
   }
-  auto trimmed = (*store)->GetMeta(meta_key::kHistoryTrimmed);
+  auto trimmed = LastRemovedHistory(**store);
   if (!trimmed.ok()) return Fail(trimmed.status());
   if (*trimmed) {
-    const nlohmann::json t = nlohmann::json::parse(**trimmed, nullptr, false);
-    if (t.is_object()) {
-      std::cout << "\nretention: events before " << t.value("eventsBefore", uint64_t{0}) << ", checkpoints before step "
-                << t.value("checkpointsBefore", int64_t{0}) << " and transcript messages before "
-                << t.value("messagesBefore", int64_t{0}) << " were removed by spec.retention";
-    }
+    std::cout << "\nretention: events before " << (*trimmed)->events_before << ", checkpoints before step "
+              << (*trimmed)->checkpoints_before << " and transcript messages before " << (*trimmed)->messages_before
+              << " were removed by spec.retention";
   }
   std::cout << "\nstate dir: " << state_dir << "\n";
   return kExitSucceeded;

@@ -195,8 +195,9 @@ Result<bool> Runner::FlushToMemory(int64_t from, int64_t to, const ContextLimits
     }
     shown += line;
   }
-  std::string system = run_.spec.instructions;
-  if (!state_.summary.empty()) system += std::string(system.empty() ? "" : "\n\n") + "Summary so far:\n" + state_.summary;
+  // The prompt's own system message (instructions and summary): its prefix is the one a
+  // server has cached.
+  const std::string system = PromptSystemContent(state_, run_.spec.instructions);
   std::vector<Message> conversation;
   if (!system.empty()) conversation.push_back(Message{"system", system, {}, "", ""});
   conversation.push_back(Message{"user", std::string(kMemoryFlushInstructions) + "\n\nMessages about to be compacted (index, role):\n" + shown, {}, "", ""});
@@ -237,11 +238,7 @@ Result<bool> Runner::FlushToMemory(int64_t from, int64_t to, const ContextLimits
         // Memory entries are stored by id: a flush repeated after a crash replaces them.
         // (Positions past any step's own calls.)
         ToolContext ctx{c.id, IdempotencyKey(state_.run_id, state_.step, static_cast<size_t>(100000 + calls), c)};
-        try {
-          result = tool->second->Call(c.arguments, ctx);
-        } catch (const std::exception& ex) {
-          result = ToolResult::Fail(std::string("the tool failed: ") + ex.what());
-        }
+        result = CallTool(*tool->second, c.arguments, ctx);
       }
       nlohmann::json d = {{"ok", result.ok}, {"output", RedactJson(ValidUtf8(result.output))}};
       if (!result.ok) d["error"] = ValidUtf8(result.error);

@@ -63,10 +63,7 @@ int64_t FirstUncompacted(const RunState& s) {
   return std::max(s.compacted_to, s.first_turn_message);
 }
 
-namespace {
-
-// The system message: the instructions, with the summary of compacted turns.
-std::string SystemContent(const RunState& s, const std::string& instructions) {
+std::string PromptSystemContent(const RunState& s, const std::string& instructions) {
   std::string system = instructions;
   if (!s.summary.empty()) {
     // In the system message, not a message of its own: some chat templates take exactly one
@@ -77,6 +74,8 @@ std::string SystemContent(const RunState& s, const std::string& instructions) {
   }
   return system;
 }
+
+namespace {
 
 // What message i is shown as when it is not shown whole: an older large tool result left out,
 // or a tool result longer than the window cut. Empty: shown as it is.
@@ -100,7 +99,7 @@ std::optional<std::string> CutContent(const RunState& s, int64_t i, const Contex
 
 std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
   std::vector<Message> prompt;
-  const std::string system = SystemContent(s, instructions);
+  const std::string system = PromptSystemContent(s, instructions);
   if (!system.empty()) prompt.push_back(Message{"system", system, {}, "", ""});
   for (int64_t i = FirstUncompacted(s); i < s.messages.size(); ++i) {
     prompt.push_back(s.messages[i]);
@@ -111,7 +110,7 @@ std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructi
 
 const std::vector<Message>& PromptCache::Get(const RunState& s, const std::string& instructions,
                                             const ContextLimits& limits) {
-  std::string system = SystemContent(s, instructions);
+  std::string system = PromptSystemContent(s, instructions);
   const int64_t from = FirstUncompacted(s);
   const bool same = system == system_ && from == from_ && s.pruned_to == pruned_to_ && next_ <= s.messages.size() &&
                     limits.window == window_ && limits.reply_reserve == reserve_ &&
@@ -135,7 +134,7 @@ const std::vector<Message>& PromptCache::Get(const RunState& s, const std::strin
 }
 
 int64_t PromptBytes(const RunState& s, const std::string& instructions, const ContextLimits& limits) {
-  const std::string system = SystemContent(s, instructions);
+  const std::string system = PromptSystemContent(s, instructions);
   const int64_t from = FirstUncompacted(s);
   int64_t bytes = (system.empty() ? 0 : MessageBytes(Message{"system", system, {}, "", ""})) +
                   s.messages.BytesOf(from, s.messages.size());

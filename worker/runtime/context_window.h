@@ -39,6 +39,8 @@ ContextLimits ContextLimitsFor(const AgentRun& run, std::optional<int64_t> learn
 // window.
 int64_t MaxToolResultBytes(const ContextLimits& limits);
 
+// The prompt's system message: the instructions, with the summary of compacted turns.
+std::string PromptSystemContent(const RunState& s, const std::string& instructions);
 // The prompt for the next model call.
 std::vector<Message> BuildPrompt(const RunState& s, const std::string& instructions, const ContextLimits& limits);
 

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "worker/runtime/event.h"
+#include "worker/runtime/run_loader.h"
 
 namespace carapace {
 namespace {
@@ -85,6 +86,18 @@ Result<std::optional<HistoryTrim>> PlanHistoryTrim(const RunStore& store, const 
     return true;
   }));
   return std::optional<HistoryTrim>(std::move(trim));
+}
+
+Result<std::optional<RemovedHistory>> LastRemovedHistory(const RunStore& store) {
+  CARAPACE_ASSIGN_OR_RETURN(auto raw, store.GetMeta(meta_key::kHistoryTrimmed));
+  if (!raw) return std::optional<RemovedHistory>();
+  const nlohmann::json t = nlohmann::json::parse(*raw, nullptr, false);
+  if (!t.is_object()) return Corruption("the store's record of removed history is not a JSON object");
+  RemovedHistory r;
+  r.events_before = t.value("eventsBefore", uint64_t{0});
+  r.checkpoints_before = t.value("checkpointsBefore", int64_t{0});
+  r.messages_before = t.value("messagesBefore", int64_t{0});
+  return std::optional<RemovedHistory>(r);
 }
 
 }  // namespace carapace

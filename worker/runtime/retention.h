@@ -30,4 +30,14 @@ namespace carapace {
 Result<std::optional<HistoryTrim>> PlanHistoryTrim(const RunStore& store, const RetentionSpec& retention,
                                                    int64_t now_ms);
 
+// What retention removed last, as its history_trimmed event recorded it in the store's
+// metadata (meta_key::kHistoryTrimmed); empty when it never removed anything. For `inspect`
+// and fork, which say what can no longer be reached.
+struct RemovedHistory {
+  uint64_t events_before = 0;
+  int64_t checkpoints_before = 0;
+  int64_t messages_before = 0;
+};
+Result<std::optional<RemovedHistory>> LastRemovedHistory(const RunStore& store);
+
 }  // namespace carapace

@@ -184,8 +184,8 @@ struct RunState {
   // The run's first conversational message (the goal): 1 when the run started with
   // instructions (message 0), else 0. Instructions are never folded into a summary.
   int64_t first_turn_message = 0;
-  int64_t memory_flushed_to = 0;
-  bool tokens_estimated = false;   // the last reply's token counts were the client's estimate   // the memory flush before folding messages up to here is done
+  int64_t memory_flushed_to = 0;   // the memory flush before folding messages up to here is done
+  bool tokens_estimated = false;   // the last reply's token counts were the client's estimate
 
   CallState* FindCall(const std::string& call_id);
   const CallState* FindCall(const std::string& call_id) const;

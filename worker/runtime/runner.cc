@@ -152,6 +152,15 @@ Status Runner::SyncExternal() {
   return st;
 }
 
+ToolResult CallTool(Tool& tool, const nlohmann::json& arguments, const ToolContext& ctx) {
+  try {
+    return tool.Call(arguments, ctx);
+  } catch (const std::exception& ex) {
+    // A tool's bug is the model's problem to route around, not the worker's end.
+    return ToolResult::Fail(std::string("the tool failed: ") + ex.what());
+  }
+}
+
 Result<uint64_t> AppendExternalEvent(RunStore* store, Event e, Clock* wall_clock) {
   CARAPACE_ASSIGN_OR_RETURN(auto lock, store->WriteLockUnlessFull());
   e.ts_ms = wall_clock != nullptr ? wall_clock->NowMillis() : WallNowMillis();
@@ -599,13 +608,7 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
                                                                    {"retry", retry}})},
                                   side_effecting));
   int64_t started = MonoNowNanos();
-  ToolResult result;
-  try {
-    result = tool->Call(arguments, ctx);
-  } catch (const std::exception& ex) {
-    // A tool's bug is the model's problem to route around, not the worker's end.
-    result = ToolResult::Fail(std::string("the tool failed: ") + ex.what());
-  }
+  ToolResult result = CallTool(*tool, arguments, ctx);
   double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;
 
   // Redacted here as well as in Record: the full output may go to the artifacts.
@@ -662,13 +665,10 @@ Status ForkRun(const RunStore& source, int64_t step, const std::string& dest_dir
     }));
     if (count > 20) steps += ", ... " + std::to_string(last) + " (" + std::to_string(count) + " checkpoints)";
     std::string removed;
-    CARAPACE_ASSIGN_OR_RETURN(auto trimmed, source.GetMeta(meta_key::kHistoryTrimmed));
+    CARAPACE_ASSIGN_OR_RETURN(auto trimmed, LastRemovedHistory(source));
     if (trimmed) {
-      const nlohmann::json t = nlohmann::json::parse(*trimmed, nullptr, false);
-      if (t.is_object()) {
-        removed = "; checkpoints before step " + std::to_string(t.value("checkpointsBefore", int64_t{0})) +
-                  " were removed by spec.retention";
-      }
+      removed = "; checkpoints before step " + std::to_string(trimmed->checkpoints_before) +
+                " were removed by spec.retention";
     }
     return NotFound("no checkpoint for step " + std::to_string(step) + "; checkpoints exist for steps " + steps + removed);
   }

@@ -184,6 +184,9 @@ class Runner {
   PromptCache prompt_;
 };
 
+// Calls a tool; an exception out of it is a failed result, for the model to route around.
+ToolResult CallTool(Tool& tool, const nlohmann::json& arguments, const ToolContext& ctx);
+
 // Appends one event written by someone other than the runner (the control API: a message,
 // a decision, pause, resume, cancel). It is stored durably (synced) before this returns,
 // and the runner applies it when it next records or runs. Returns its sequence number.
