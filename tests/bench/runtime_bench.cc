@@ -14,8 +14,6 @@
 // Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
 // on the disk being measured; it is created and removed.
 #include <fcntl.h>
-#include <sys/resource.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -242,19 +240,10 @@ HistoryFigures MeasureStart(const std::string& dir) {
   }
   f.bare_ms = Percentile(bare, 0.5);
   f.start_ms = Percentile(start, 0.5);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    ::execl("/proc/self/exe", "carapace-bench-runtime", "--load-only", dir.c_str(), nullptr);
-    ::_exit(127);
-  }
-  int status = 0;
-  struct rusage ru {};
-  ::wait4(pid, &status, 0, &ru);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) std::exit(1);
-  f.rss_kib = ru.ru_maxrss;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) f.disk_bytes += e.file_size();
-  }
+  const carapace::testing::MeasuredRun load = carapace::testing::RunMeasured({"/proc/self/exe", "--load-only", dir});
+  if (load.exit_code != 0) std::exit(1);
+  f.rss_kib = load.max_rss_kib;
+  f.disk_bytes = carapace::testing::DirectoryBytes(dir);
   return f;
 }
 
@@ -327,22 +316,12 @@ std::string CliSpec(int steps) {
 
 // Runs `carapace run` to completion; returns its peak RSS in KiB.
 long PeakRssKiB(const std::string& spec, const std::string& dir) {
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int null = ::open("/dev/null", O_WRONLY);
-    ::dup2(null, 1);
-    ::dup2(null, 2);
-    ::execl(CARAPACE_BIN, CARAPACE_BIN, "run", spec.c_str(), "--state-dir", dir.c_str(), nullptr);
-    ::_exit(127);
-  }
-  int status = 0;
-  struct rusage ru {};
-  ::wait4(pid, &status, 0, &ru);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "carapace run exited with %d\n", WEXITSTATUS(status));
+  const carapace::testing::MeasuredRun run = carapace::testing::RunMeasured({CARAPACE_BIN, "run", spec, "--state-dir", dir}, true);
+  if (run.exit_code != 0) {
+    std::fprintf(stderr, "carapace run exited with %d\n", run.exit_code);
     std::exit(1);
   }
-  return ru.ru_maxrss;
+  return run.max_rss_kib;
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <regex>
 #include <set>
 
+#include "tests/support/agentish.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/fake_openai.h"
@@ -23,6 +24,11 @@
 
 using namespace carapace;
 using carapace::testing::FakeClock;
+using carapace::testing::Identifiers;
+using carapace::testing::IsFlushRequest;
+using carapace::testing::IsSummaryRequest;
+using carapace::testing::Joined;
+using carapace::testing::SummaryKeepingIdentifiers;
 using carapace::testing::FakeCompletion;
 using carapace::testing::FakeOpenAiServer;
 using carapace::testing::TempDir;
@@ -30,22 +36,6 @@ using Catch::Matchers::ContainsSubstring;
 using nlohmann::json;
 
 namespace {
-
-const std::regex kIdentifier(R"(ID-\d+)");
-
-std::set<std::string> Identifiers(const std::string& text) {
-  std::set<std::string> out;
-  for (std::sregex_iterator it(text.begin(), text.end(), kIdentifier), end; it != end; ++it) out.insert(it->str());
-  return out;
-}
-
-std::string Joined(const std::set<std::string>& ids) {
-  std::string out;
-  for (const auto& id : ids) out += (out.empty() ? "" : ", ") + id;
-  return out;
-}
-
-bool IsSummaryRequest(const std::string& system) { return system.rfind("You keep the memory", 0) == 0; }
 
 // What the agent's model does, whoever serves it: a summary request is answered with every
 // identifier it was shown; a new message makes it read a file of a few KB; after the tool
@@ -56,7 +46,7 @@ struct Agentish {
     if (!messages.empty() && IsSummaryRequest(messages.front().second)) {
       std::string all;
       for (const auto& [role, content] : messages) all += content + "\n";
-      return {"Goal: answer messages. Facts: identifiers " + Joined(Identifiers(all)) + ".", false};
+      return {SummaryKeepingIdentifiers(all), false};
     }
     if (messages.back().first == "user") return {"", true};
     std::string last_user;
@@ -349,7 +339,6 @@ struct WindowedModel {
   int leaked_flushes = 0;  // turn prompts that carry a flush's messages
 };
 
-bool IsFlushRequest(const std::string& user) { return user.rfind("Your context is about to be compacted", 0) == 0; }
 
 class WindowedBackend : public ModelBackend {
  public:

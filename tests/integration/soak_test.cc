@@ -9,13 +9,10 @@
 // memory, start time and disk that do not grow with age. The figures of days 1, 30 and 90
 // (worker RSS, start to ready, bytes on disk, prompt tokens per call) are printed; they are
 // reported, not asserted against timings (these machines are shared).
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -29,46 +26,11 @@
 #include "worker/runtime/run_loader.h"
 
 using namespace carapace;
+using carapace::testing::MeasuredRun;
 using carapace::testing::TempDir;
 using Catch::Matchers::ContainsSubstring;
 
 namespace {
-
-struct Exit {
-  int code = -1;    // exit status, or -1
-  int signal = 0;   // the signal that ended it, or 0
-  long rss_kib = 0;  // peak RSS
-};
-
-// Runs the soak agent once; its peak RSS comes from wait4.
-Exit RunAgent(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {SOAK_AGENT_BIN};
-  argv.insert(argv.end(), args.begin(), args.end());
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    std::vector<char*> raw;
-    for (auto& a : argv) raw.push_back(a.data());
-    raw.push_back(nullptr);
-    ::execv(raw[0], raw.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  struct rusage ru {};
-  ::wait4(pid, &status, 0, &ru);
-  Exit e;
-  if (WIFEXITED(status)) e.code = WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) e.signal = WTERMSIG(status);
-  e.rss_kib = ru.ru_maxrss;
-  return e;
-}
-
-uint64_t DiskBytes(const std::string& dir) {
-  uint64_t bytes = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) bytes += e.file_size();
-  }
-  return bytes;
-}
 
 struct DayFigures {
   int day = 0;
@@ -89,20 +51,24 @@ TEST_CASE("an agent lives 90 simulated days: no prompt over the window, every me
   const std::string stats = tmp.path() + "/stats";
   const std::string port = std::to_string(carapace::testing::FreePort());
   int kills = 0, rollouts = 0;
-  auto live_until = [&](int day, int kill_every) -> Exit {
+  auto run_agent = [](std::vector<std::string> args) {
+    args.insert(args.begin(), SOAK_AGENT_BIN);
+    return carapace::testing::RunMeasured(args);
+  };
+  auto live_until = [&](int day, int kill_every) -> MeasuredRun {
     for (int start = 0; start < 1000; ++start) {
-      Exit e = RunAgent({"--dir", dir, "--stats", stats, "--port", port, "--until-day", std::to_string(day),
+      MeasuredRun e = run_agent({"--dir", dir, "--stats", stats, "--port", port, "--until-day", std::to_string(day),
                          "--kill-every", std::to_string(kill_every), "--seed", std::to_string(start + 7 * day)});
       if (e.signal == SIGKILL) {
         ++kills;
         continue;
       }
-      if (e.code == 4) {
+      if (e.exit_code == 4) {
         ++rollouts;
         continue;
       }
-      INFO("the soak agent ended with exit " << e.code << ", signal " << e.signal);
-      REQUIRE(e.code == 0);
+      INFO("the soak agent ended with exit " << e.exit_code << ", signal " << e.signal);
+      REQUIRE(e.exit_code == 0);
       return e;
     }
     FAIL("the soak agent did not reach day " << day);
@@ -115,7 +81,7 @@ TEST_CASE("an agent lives 90 simulated days: no prompt over the window, every me
     // The measured day: one process lives it whole, without a kill. Its lines of the stats
     // file give its start and the prompts of that day.
     const auto offset = std::filesystem::exists(stats) ? std::filesystem::file_size(stats) : 0;
-    Exit measured = live_until(day, 0);
+    MeasuredRun measured = live_until(day, 0);
     DayFigures f;
     f.day = day;
     std::ifstream lines(stats);
@@ -138,8 +104,8 @@ TEST_CASE("an agent lives 90 simulated days: no prompt over the window, every me
     }
     REQUIRE(prompt_calls > 0);
     f.prompt_mean = prompt_sum / static_cast<double>(prompt_calls);
-    f.rss_mib = static_cast<double>(measured.rss_kib) / 1024.0;
-    f.disk_mib = static_cast<double>(DiskBytes(dir)) / 1048576.0;
+    f.rss_mib = static_cast<double>(measured.max_rss_kib) / 1024.0;
+    f.disk_mib = static_cast<double>(carapace::testing::DirectoryBytes(dir)) / 1048576.0;
     figures.push_back(f);
   }
   const int kDays = 90, kMessages = 20 * kDays;
@@ -151,7 +117,7 @@ TEST_CASE("an agent lives 90 simulated days: no prompt over the window, every me
     recall_args.push_back("--recall");
     recall_args.push_back(id);
   }
-  REQUIRE(RunAgent(recall_args).code == 0);
+  REQUIRE(run_agent(recall_args).exit_code == 0);
 
   // What the stats say.
   std::map<int, int> answered;  // message number -> answers

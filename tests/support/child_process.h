@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
@@ -45,6 +46,19 @@ class ChildProcess {
 
 // Runs a command to completion.
 CommandResult RunCommand(const std::vector<std::string>& argv, int timeout_ms = 60000);
+
+// Runs a command to completion, for benchmarks and soaks that measure a process: how it
+// ended and its peak RSS (wait4's rusage). `quiet`: its output goes to /dev/null; otherwise
+// it shares this process's.
+struct MeasuredRun {
+  int exit_code = -1;  // -1 when a signal ended it
+  int signal = 0;
+  long max_rss_kib = 0;
+};
+MeasuredRun RunMeasured(const std::vector<std::string>& argv, bool quiet = false);
+
+// Bytes of the regular files under `dir` (what a state dir takes on disk).
+uint64_t DirectoryBytes(const std::string& dir);
 
 // A fresh empty directory under the system temp dir, removed by the destructor.
 class TempDir {

@@ -109,11 +109,13 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
   }
 
   // One BYTES element in raw form, as Triton sends them: a 4-byte little-endian length, then the bytes.
-  static std::string RawBytes(const std::string& s) {
+  static std::string RawBytes(const std::string& s) { return LittleEndian32(static_cast<uint32_t>(s.size())) + s; }
+
+  // A UINT32 in raw form, as Triton lays out tensors: 4 bytes, little-endian.
+  static std::string LittleEndian32(uint32_t n) {
     std::string raw(4, '\0');
-    const uint32_t n = static_cast<uint32_t>(s.size());
     for (int i = 0; i < 4; ++i) raw[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
-    return raw + s;
+    return raw;
   }
 
   // A UINT32 output: raw little-endian in the stream (as Triton sends), typed in unary
@@ -127,9 +129,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
       o->mutable_contents()->add_uint_contents(static_cast<uint32_t>(n));
       return;
     }
-    std::string bytes(4, '\0');
-    for (int i = 0; i < 4; ++i) bytes[static_cast<size_t>(i)] = static_cast<char>((static_cast<uint32_t>(n) >> (8 * i)) & 0xff);
-    r->add_raw_output_contents(bytes);
+    r->add_raw_output_contents(LittleEndian32(static_cast<uint32_t>(n)));
   }
 
   static void AddFinishReason(ModelInferResponse* r, const std::string& reason) {

@@ -45,6 +45,7 @@
 
 #include "common/log.h"
 #include "common/time.h"
+#include "tests/support/agentish.h"
 #include "tests/support/fake_clock.h"
 #include "tests/support/fake_openai.h"
 #include "worker/runtime/context_window.h"
@@ -54,6 +55,11 @@
 
 using namespace carapace;
 using carapace::testing::FakeClock;
+using carapace::testing::Identifiers;
+using carapace::testing::IsFlushRequest;
+using carapace::testing::IsSummaryRequest;
+using carapace::testing::Joined;
+using carapace::testing::SummaryKeepingIdentifiers;
 using carapace::testing::FakeCompletion;
 using carapace::testing::FakeOpenAiServer;
 using nlohmann::json;
@@ -93,21 +99,6 @@ class Stats {
 int DayOf(int64_t ms) { return static_cast<int>((ms - kT0) / kDay); }
 int RevisionOf(int day) { return day >= 60 ? 3 : day >= 30 ? 2 : 1; }
 
-std::set<std::string> Identifiers(const std::string& text) {
-  static const std::regex kId(R"(ID-\d+)");
-  std::set<std::string> out;
-  for (std::sregex_iterator it(text.begin(), text.end(), kId), end; it != end; ++it) out.insert(it->str());
-  return out;
-}
-
-std::string Joined(const std::set<std::string>& ids) {
-  std::string out;
-  for (const auto& id : ids) out += (out.empty() ? "" : ", ") + id;
-  return out;
-}
-
-bool StartsWith(const std::string& s, const char* prefix) { return s.rfind(prefix, 0) == 0; }
-
 FakeCompletion ToolCallTo(const std::string& name, const json& arguments) {
   FakeCompletion c;
   c.tool_calls = {{{"index", 0}, {"id", "call-1"}, {"type", "function"},
@@ -133,10 +124,10 @@ FakeCompletion Respond(const json& body, Stats* stats) {
   stats->Line("prompt " + std::to_string(g_day.load()) + " " +
               std::to_string(FakeOpenAiServer::CountPromptTokens(body["messages"])));
   if (messages.empty()) return Text("nothing asked");
-  if (StartsWith(messages.front().second, "You keep the memory")) {
+  if (IsSummaryRequest(messages.front().second)) {
     std::string all;
     for (const auto& [role, content] : messages) all += content + "\n";
-    return Text("Goal: answer messages. Facts: identifiers " + Joined(Identifiers(all)) + ".");
+    return Text(SummaryKeepingIdentifiers(all));
   }
   size_t question = messages.size();
   for (size_t i = 0; i < messages.size(); ++i) {
@@ -145,7 +136,7 @@ FakeCompletion Respond(const json& body, Stats* stats) {
   if (question == messages.size()) return Text("no question");
   const std::string& asked = messages[question].second;
   const bool answering = messages.back().first == "tool";
-  if (StartsWith(asked, "Your context is about to be compacted")) {
+  if (IsFlushRequest(asked)) {
     if (answering) return Text("done");
     return ToolCallTo("memory_store", {{"text", "identifiers: " + Joined(Identifiers(asked))}});
   }
