@@ -5,8 +5,9 @@
 //           (template rendering, tensor building, reply parsing, stream events, retry layer)
 //   triton: time to first token, raw gRPC call     vs  the backend
 //   openai: raw HTTP (a socket, SSE events counted) vs  the openai backend, the same two ways
+//   reply parsing: each tool-call format        vs  Hermes (ChatML), the same reply in each
 //
-// Usage: carapace-bench-model [--tokens N] [--calls N]
+// Usage: carapace-bench-model [--tokens N] [--calls N] [--replies N]
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -29,6 +30,7 @@
 #include "inference/grpc_service.grpc.pb.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/fake_triton.h"
+#include "worker/model/reply_parser.h"
 #include "worker/model/resilient_model.h"
 #include "common/process_setup.h"
 
@@ -182,13 +184,92 @@ void Report(const char* what, const std::vector<Timing>& raw_stream, const std::
               what, raw_p50, raw_p99, client_p50, client_p99, client_p50 - raw_p50);
 }
 
+// One reply in one tool-call format, as the bench parses it.
+struct FormatReply {
+  ToolCallFormat format;
+  std::vector<std::string> stops;
+  std::string text;
+};
+
+// A reply of about 400 bytes of text and two calls in each format that can hold both (a
+// Llama 3 reply that calls tools is nothing but the calls: left out).
+std::vector<FormatReply> FormatReplies() {
+  std::string prose;
+  while (prose.size() < 400) prose += "The forecast for both cities depends on the coast and the hills. ";
+  const std::string args1 = R"({"city": "Paris", "days": 3})", args2 = R"({"tz": "Europe/Paris"})";
+  return {
+      {ToolCallFormat::kHermes, {"<|im_end|>"},
+       prose + "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": " + args1 + "}\n</tool_call>\n" +
+           "<tool_call>\n{\"name\": \"get_time\", \"arguments\": " + args2 + "}\n</tool_call><|im_end|>"},
+      {ToolCallFormat::kMistral, {"</s>"},
+       prose + "[TOOL_CALLS]get_weather[ARGS]" + args1 + "[TOOL_CALLS]get_time[ARGS]" + args2 + "</s>"},
+      {ToolCallFormat::kQwen3Coder, {"<|im_end|>"},
+       prose + "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n"
+               "</parameter>\n</function>\n</tool_call>\n<tool_call>\n<function=get_time>\n<parameter=tz>\n"
+               "Europe/Paris\n</parameter>\n</function>\n</tool_call><|im_end|>"},
+      {ToolCallFormat::kDeepSeek, {"<｜end▁of▁sentence｜>"},
+       prose + "<｜tool▁calls▁begin｜><｜tool▁call▁begin｜>function<｜tool▁sep｜>get_weather\n```json\n" + args1 +
+           "\n```<｜tool▁call▁end｜>\n<｜tool▁call▁begin｜>function<｜tool▁sep｜>get_time\n```json\n" + args2 +
+           "\n```<｜tool▁call▁end｜><｜tool▁calls▁end｜><｜end▁of▁sentence｜>"},
+      // A server that stops at <|call|> ends the reply after one call; this one does not.
+      {ToolCallFormat::kHarmony, {"<|return|>"},
+       "<|channel|>commentary<|message|>" + prose +
+           "<|end|><|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>" +
+           args1 +
+           "<|call|><|start|>assistant<|channel|>commentary to=functions.get_time <|constrain|>json<|message|>" +
+           args2 + "<|call|>"},
+  };
+}
+
+// Nanoseconds to parse `reply` once, fed in 4-byte deltas as a token stream brings it, over
+// `replies` replies.
+double ParseNsPerReply(const FormatReply& reply, const std::vector<ToolSchema>& tools, int replies) {
+  auto start = Clock::now();
+  for (int i = 0; i < replies; ++i) {
+    ChatStream out;
+    ReplyParser parser(reply.format, reply.stops, tools);
+    for (size_t at = 0; at < reply.text.size(); at += 4) parser.Feed(std::string_view(reply.text).substr(at, 4), &out);
+    parser.End(&out);
+    if (out.response().tool_calls.size() != 2 || parser.malformed_calls() != 0 || out.response().text.size() < 400) {
+      std::fprintf(stderr, "the %s reply did not parse as two calls and its text\n",
+                   std::string(ToolCallFormatName(reply.format)).c_str());
+      std::exit(1);
+    }
+  }
+  return std::chrono::duration<double, std::nano>(Clock::now() - start).count() / replies;
+}
+
+void ReportReplyParsing(int replies, int rounds) {
+  const std::vector<ToolSchema> tools = {
+      {"get_weather",
+       "",
+       {{"type", "object"}, {"properties", {{"city", {{"type", "string"}}}, {"days", {{"type", "integer"}}}}}}},
+      {"get_time", "", {{"type", "object"}, {"properties", {{"tz", {{"type", "string"}}}}}}}};
+  const std::vector<FormatReply> cases = FormatReplies();
+  for (const auto& c : cases) ParseNsPerReply(c, tools, std::max(1, replies / 10));  // warm up
+  std::vector<std::vector<double>> ns(cases.size());
+  for (int round = 0; round < rounds; ++round) {  // interleaved, so drift hits every format alike
+    for (size_t i = 0; i < cases.size(); ++i) ns[i].push_back(ParseNsPerReply(cases[i], tools, replies));
+  }
+  const double hermes = Percentile(ns[0], 0.5);
+  std::printf("reply parsing: 2 calls and ~400 bytes of text in 4-byte deltas, median of %d rounds x %d replies\n",
+              rounds, replies);
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const double median = Percentile(ns[i], 0.5);
+    std::printf("reply parsing %-12s %6.0f ns/reply (%zu bytes), ratio %.2f to hermes\n",
+                std::string(ToolCallFormatName(cases[i].format)).c_str(), median, cases[i].text.size(),
+                median / hermes);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
-  int tokens = 20000, calls = 300, rounds = 5;
+  int tokens = 20000, calls = 300, rounds = 5, replies = 2000;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--tokens") == 0) tokens = std::atoi(argv[i + 1]);
     if (std::strcmp(argv[i], "--calls") == 0) calls = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--replies") == 0) replies = std::atoi(argv[i + 1]);
   }
   SetUpProcess();  // as carapace and carapace-worker do
   log::SetLevel(log::Level::kError);
@@ -238,5 +319,7 @@ int main(int argc, char** argv) {
     push_http(4), client_first.push_back(ThroughBackend(*openai_client));
   }
   Report("openai", raw_stream, client_stream, raw_first, client_first);
+
+  ReportReplyParsing(replies, rounds);
   return 0;
 }

@@ -9,6 +9,7 @@
 #include "common/json_text.h"
 #include "common/sse.h"
 #include "tests/support/child_process.h"
+#include "tests/support/reply_parsing.h"
 #include "worker/model/chat_template.h"
 #include "worker/model/openai_backend.h"
 #include "worker/model/reply_parser.h"
@@ -16,6 +17,7 @@
 
 using namespace carapace;
 using Catch::Matchers::ContainsSubstring;
+using carapace::testing::ParseAll;
 
 namespace {
 
@@ -29,32 +31,6 @@ std::vector<Message> Conversation() {
 }
 
 const std::vector<ToolSchema> kTools = {{"read_file", "Reads a file", {{"type", "object"}}}};
-
-// Feeds `text` split at every possible point and in single bytes; every way must give the
-// same result as feeding it whole.
-ModelResponse ParseAll(const std::string& text, ToolCallFormat format, const std::vector<std::string>& stops) {
-  ChatStream whole;
-  ReplyParser p(format, stops);
-  p.Feed(text, &whole);
-  p.End(&whole);
-  ModelResponse expected = whole.Take();
-  for (size_t cut = 0; cut <= text.size(); ++cut) {
-    ChatStream s;
-    ReplyParser q(format, stops);
-    q.Feed(text.substr(0, cut), &s);
-    q.Feed(text.substr(cut), &s);
-    q.End(&s);
-    INFO("split at " << cut);
-    CHECK(s.response().text == expected.text);
-    REQUIRE(s.response().tool_calls.size() == expected.tool_calls.size());
-  }
-  ChatStream bytes;
-  ReplyParser b(format, stops);
-  for (char c : text) b.Feed(std::string(1, c), &bytes);
-  b.End(&bytes);
-  CHECK(bytes.response().text == expected.text);
-  return expected;
-}
 
 }  // namespace
 

@@ -14,8 +14,12 @@ namespace carapace {
 
 // How the model writes a tool call in its text.
 enum class ToolCallFormat {
-  kHermes,  // <tool_call>{"name": ..., "arguments": {...}}</tool_call>, any number of them
-  kLlama3,  // the whole reply is {"name": ..., "parameters": {...}} (several joined by ';')
+  kHermes,      // <tool_call>{"name": ..., "arguments": {...}}</tool_call>, any number of them
+  kLlama3,      // the whole reply is {"name": ..., "parameters": {...}} (several joined by ';')
+  kMistral,     // [TOOL_CALLS] then a JSON list of calls, or name[ARGS]{...} per call
+  kQwen3Coder,  // <tool_call><function=NAME><parameter=P>value</parameter></function></tool_call>
+  kDeepSeek,    // <｜tool▁call▁begin｜>NAME<｜tool▁sep｜>{...}<｜tool▁call▁end｜> (V3 and V3.1)
+  kHarmony,     // gpt-oss: messages on channels; a call is a message to=functions.NAME
 };
 
 struct ChatTemplate {

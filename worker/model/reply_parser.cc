@@ -1,218 +1,128 @@
-// Streaming tool-call extraction (Hermes tags, Llama 3 JSON).
+// Streaming tool-call extraction: stop strings here, each format's reading in
+// worker/model/tool_call_formats/.
 #include "worker/model/reply_parser.h"
 
 #include <algorithm>
 
 #include "common/json_text.h"
+#include "worker/model/tool_call_formats/format_parser.h"
 
 namespace carapace {
 
+namespace formats = tool_call_formats;
+
 namespace {
 
-constexpr std::string_view kOpen = "<tool_call>";
-constexpr std::string_view kClose = "</tool_call>";
-constexpr std::string_view kPythonTag = "<|python_tag|>";
-
-// Length of the longest suffix of `text` that is a proper prefix of one of `markers`: text
-// that may become a marker with the next delta.
-size_t HeldBack(std::string_view text, const std::vector<std::string_view>& markers) {
-  size_t best = 0;
-  for (auto m : markers) {
-    for (size_t n = std::min(text.size(), m.size() - 1); n > best; --n) {
-      if (text.substr(text.size() - n) == m.substr(0, n)) {
-        best = n;
-        break;
-      }
-    }
+std::unique_ptr<formats::FormatParser> NewFormatParser(ToolCallFormat format, std::vector<ToolSchema> tools) {
+  switch (format) {
+    case ToolCallFormat::kHermes:
+      return formats::NewHermesParser();
+    case ToolCallFormat::kLlama3:
+      return formats::NewLlama3Parser();
+    case ToolCallFormat::kMistral:
+      return formats::NewMistralParser();
+    case ToolCallFormat::kQwen3Coder:
+      return formats::NewQwen3CoderParser(std::move(tools));
+    case ToolCallFormat::kDeepSeek:
+      return formats::NewDeepSeekParser();
+    case ToolCallFormat::kHarmony:
+      return formats::NewHarmonyParser();
   }
-  return best;
+  return formats::NewHermesParser();
 }
 
-std::string Trim(std::string_view s) {
-  size_t a = s.find_first_not_of(" \t\r\n");
-  if (a == std::string_view::npos) return "";
-  size_t b = s.find_last_not_of(" \t\r\n");
-  return std::string(s.substr(a, b - a + 1));
-}
-
-ToolCall Malformed(const std::string& raw, const std::string& why, std::string name = "") {
-  ToolCall c;
-  c.name = std::move(name);
-  c.arguments = raw;
-  c.malformed = why;
-  return c;
-}
-
-// End of the JSON object starting at text[start] == '{' (one past its '}'), or npos.
-size_t ObjectEnd(const std::string& text, size_t start) {
-  int depth = 0;
-  bool in_string = false;
-  for (size_t i = start; i < text.size(); ++i) {
-    char c = text[i];
-    if (in_string) {
-      if (c == '\\') ++i;
-      else if (c == '"') in_string = false;
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{') {
-      ++depth;
-    } else if (c == '}' && --depth == 0) {
-      return i + 1;
-    }
-  }
-  return std::string::npos;
-}
+struct FormatName {
+  ToolCallFormat format;
+  std::string_view name;
+};
+constexpr FormatName kFormatNames[] = {
+    {ToolCallFormat::kHermes, "hermes"},     {ToolCallFormat::kLlama3, "llama3"},
+    {ToolCallFormat::kMistral, "mistral"},   {ToolCallFormat::kQwen3Coder, "qwen3-coder"},
+    {ToolCallFormat::kDeepSeek, "deepseek"}, {ToolCallFormat::kHarmony, "harmony"},
+};
 
 }  // namespace
 
 ToolCall ParseToolCallJson(const std::string& raw) {
-  const std::string body = Trim(raw);
+  std::string body = formats::Trim(raw);
   nlohmann::json j = ParsePeerJson(body);
-  if (j.is_discarded()) return Malformed(body, "the tool call is not valid JSON");
-  if (!j.is_object()) return Malformed(body, "the tool call must be a JSON object with name and arguments");
+  if (j.is_discarded()) return formats::Malformed(body, "the tool call is not valid JSON");
+  if (!j.is_object()) return formats::Malformed(body, "the tool call must be a JSON object with name and arguments");
   if (!j.contains("name") || !j["name"].is_string() || j["name"].get<std::string>().empty()) {
-    return Malformed(body, "the tool call has no \"name\"");
+    return formats::Malformed(body, "the tool call has no \"name\"");
   }
-  std::string name = j["name"];
   nlohmann::json args = nlohmann::json::object();
   for (const char* key : {"arguments", "parameters"}) {
-    if (!j.contains(key)) continue;
-    args = j[key];
-    if (args.is_string()) args = ParsePeerJson(args.get<std::string>());
-    break;
+    if (j.contains(key)) {
+      args = j[key];
+      break;
+    }
   }
-  if (!args.is_object()) return Malformed(body, "the arguments of \"" + name + "\" must be a JSON object", name);
-  ToolCall c;
-  c.name = std::move(name);
-  c.arguments = std::move(args);
-  return c;
+  return formats::CallWithArguments(j["name"].get<std::string>(), std::move(args), std::move(body));
 }
 
-ReplyParser::ReplyParser(ToolCallFormat format, std::vector<std::string> stops) : format_(format) {
+ReplyParser::ReplyParser(ToolCallFormat format, std::vector<std::string> stops, std::vector<ToolSchema> tools)
+    : format_(NewFormatParser(format, std::move(tools))) {
   for (auto& s : stops) {
-    if (!s.empty()) stops_.push_back(std::move(s));  // "" would end every reply at once
+    if (s.empty()) continue;  // "" would end every reply at once
+    longest_stop_ = std::max(longest_stop_, s.size());
+    stops_.push_back(std::move(s));
   }
 }
 
-bool ReplyParser::CutAtStop() {
+ReplyParser::~ReplyParser() = default;
+
+bool ReplyParser::CutAtStop(size_t from) {
   size_t cut = std::string::npos;
-  for (const auto& s : stops_) cut = std::min(cut, pending_.find(s));
+  for (const auto& s : stops_) cut = std::min(cut, pending_.find(s, from));
   if (cut == std::string::npos) return false;
   pending_.resize(cut);
   stopped_ = true;
   return true;
 }
 
-void ReplyParser::EmitCall(const std::string& body, ChatStream* out) {
-  ToolCall c = ParseToolCallJson(body);
-  if (!c.malformed.empty()) ++malformed_;
-  out->Call(std::move(c));
-}
-
 void ReplyParser::Feed(std::string_view delta, ChatStream* out) {
   if (stopped_ || ended_) return;
+  // A stop string not in pending_ before this delta must end inside it.
+  const size_t from = pending_.size() - std::min(pending_.size(), longest_stop_ > 0 ? longest_stop_ - 1 : 0);
   pending_.append(delta);
-  const bool stop = CutAtStop();
-  if (format_ == ToolCallFormat::kHermes) {
-    FeedHermes(out);
-  } else {
-    if (llama_mode_ == LlamaMode::kUndecided) {
-      size_t first = pending_.find_first_not_of(" \t\r\n");
-      if (first != std::string::npos) {
-        std::string_view rest = std::string_view(pending_).substr(first);
-        bool maybe_tag = kPythonTag.substr(0, std::min(rest.size(), kPythonTag.size())) == rest.substr(0, kPythonTag.size());
-        if (rest[0] == '{' || (maybe_tag && rest.size() >= kPythonTag.size())) llama_mode_ = LlamaMode::kCalls;
-        else if (!maybe_tag) llama_mode_ = LlamaMode::kText;
-      }
-    }
-    if (llama_mode_ == LlamaMode::kText) {
-      std::vector<std::string_view> markers(stops_.begin(), stops_.end());
-      size_t hold = stop ? 0 : HeldBack(pending_, markers);
-      out->Text(std::string_view(pending_).substr(0, pending_.size() - hold));
-      pending_.erase(0, pending_.size() - hold);
-    }
-  }
-  if (stop) End(out);
-}
-
-void ReplyParser::FeedHermes(ChatStream* out) {
-  std::vector<std::string_view> markers(stops_.begin(), stops_.end());
-  while (true) {
-    if (in_call_) {
-      size_t close = pending_.find(kClose);
-      if (close == std::string::npos) return;  // the call is not complete yet
-      EmitCall(pending_.substr(0, close), out);
-      pending_.erase(0, close + kClose.size());
-      in_call_ = false;
-      continue;
-    }
-    size_t open = pending_.find(kOpen);
-    if (open != std::string::npos) {
-      out->Text(std::string_view(pending_).substr(0, open));
-      pending_.erase(0, open + kOpen.size());
-      in_call_ = true;
-      continue;
-    }
-    markers.push_back(kOpen);
-    size_t hold = stopped_ ? 0 : HeldBack(pending_, markers);
-    out->Text(std::string_view(pending_).substr(0, pending_.size() - hold));
-    pending_.erase(0, pending_.size() - hold);
-    return;
-  }
-}
-
-void ReplyParser::EmitLlamaCalls(std::string text, ChatStream* out) {
-  text = Trim(text);
-  const bool tagged = text.rfind(kPythonTag, 0) == 0;
-  if (tagged) text = Trim(std::string_view(text).substr(kPythonTag.size()));
-  size_t at = 0;
-  bool first = true;
-  while (true) {
-    at = text.find_first_not_of(" \t\r\n;", at);
-    if (at == std::string::npos) return;
-    if (text[at] != '{') {
-      ++malformed_;
-      out->Call(Malformed(text.substr(at), "expected a JSON tool call, found text"));
-      return;
-    }
-    size_t end = ObjectEnd(text, at);
-    std::string body = text.substr(at, end == std::string::npos ? std::string::npos : end - at);
-    if (end == std::string::npos) {
-      ++malformed_;
-      out->Call(Malformed(body, "the tool call JSON is not terminated"));
-      return;
-    }
-    ToolCall c = ParseToolCallJson(body);
-    // A reply that is a JSON document but not a call is an answer, not a broken call.
-    if (first && !tagged && c.malformed == "the tool call has no \"name\"" && end == text.size()) {
-      out->Text(text);
-      return;
-    }
-    first = false;
-    if (!c.malformed.empty()) ++malformed_;
-    out->Call(std::move(c));
-    at = end;
-  }
+  if (CutAtStop(from)) return End(out);
+  formats::ReplySink sink(out, stops_, &malformed_);
+  format_->Read(pending_, false, sink);
 }
 
 void ReplyParser::End(ChatStream* out) {
   if (ended_) return;
   ended_ = true;
-  if (format_ == ToolCallFormat::kHermes) {
-    FeedHermes(out);
-    if (in_call_) {
-      ++malformed_;
-      out->Call(Malformed(Trim(pending_), "the <tool_call> is not closed with </tool_call>"));
-      in_call_ = false;
-    } else {
-      out->Text(pending_);
-    }
-  } else if (llama_mode_ == LlamaMode::kCalls) {
-    EmitLlamaCalls(pending_, out);
-  } else {
-    out->Text(pending_);
-  }
+  formats::ReplySink sink(out, stops_, &malformed_);
+  format_->Read(pending_, true, sink);
   pending_.clear();
+}
+
+std::string_view ToolCallFormatName(ToolCallFormat format) {
+  for (const auto& f : kFormatNames) {
+    if (f.format == format) return f.name;
+  }
+  return "";
+}
+
+std::optional<ToolCallFormat> ToolCallFormatFromName(std::string_view name) {
+  for (const auto& f : kFormatNames) {
+    if (f.name == name) return f.format;
+  }
+  return std::nullopt;
+}
+
+std::optional<ToolCallFormat> DetectToolCallFormat(std::string_view t) {
+  auto has = [&](std::string_view marker) { return t.find(marker) != std::string_view::npos; };
+  if (has("[TOOL_CALLS]")) return ToolCallFormat::kMistral;
+  // Qwen3-Coder's template also writes <tool_call>: its XML tags decide first.
+  if (has("<function=") && has("<parameter=")) return ToolCallFormat::kQwen3Coder;
+  if (has("<tool_call>")) return ToolCallFormat::kHermes;
+  if (has("tool▁calls▁begin")) return ToolCallFormat::kDeepSeek;
+  if (has("<|channel|>")) return ToolCallFormat::kHarmony;
+  if ((has("<|python_tag|>") || has("<|start_header_id|>")) && has("parameters")) return ToolCallFormat::kLlama3;
+  return std::nullopt;
 }
 
 }  // namespace carapace

@@ -4,6 +4,8 @@
 // of a tool call or a stop string, which is held back until it is known.
 #pragma once
 
+#include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -13,9 +15,18 @@
 
 namespace carapace {
 
+namespace tool_call_formats {
+class FormatParser;
+}
+
+// One reply. Not thread-safe; one parser per reply.
 class ReplyParser {
  public:
-  ReplyParser(ToolCallFormat format, std::vector<std::string> stops);
+  // `stops`: generation ends at the first of these ("" is ignored). `tools`: the tools offered
+  // with the request; formats that write arguments as text (Qwen3-Coder) take their types
+  // from the tools' JSON Schemas.
+  ReplyParser(ToolCallFormat format, std::vector<std::string> stops, std::vector<ToolSchema> tools = {});
+  ~ReplyParser();
 
   // Feeds the next piece of generated text; text deltas and complete calls go to `out`.
   void Feed(std::string_view delta, ChatStream* out);
@@ -25,22 +36,20 @@ class ReplyParser {
 
   // A stop string was generated: everything after it is ignored.
   bool stopped() const { return stopped_; }
+  // Calls passed on with `malformed` set (never an exception: the model is told and retries).
   int malformed_calls() const { return malformed_; }
 
  private:
-  void FeedHermes(ChatStream* out);
-  void EmitCall(const std::string& body, ChatStream* out);
-  void EmitLlamaCalls(std::string text, ChatStream* out);
-  // Cuts pending_ at the first stop string; true when there was one.
-  bool CutAtStop();
+  // Cuts pending_ at the first stop string; true when there was one. Only the text from
+  // `from` on can hold one that was not there before.
+  bool CutAtStop(size_t from);
 
-  ToolCallFormat format_;
+  std::unique_ptr<tool_call_formats::FormatParser> format_;
   std::vector<std::string> stops_;
-  std::string pending_;
-  bool in_call_ = false;
+  size_t longest_stop_ = 0;
+  std::string pending_;  // arrived, not read yet
   bool stopped_ = false;
   bool ended_ = false;
-  enum class LlamaMode { kUndecided, kText, kCalls } llama_mode_ = LlamaMode::kUndecided;
   int malformed_ = 0;
 };
 
@@ -48,5 +57,14 @@ class ReplyParser {
 // given as a JSON string holding an object are accepted too. On failure the call comes back
 // with `malformed` set and the raw text as its arguments.
 ToolCall ParseToolCallJson(const std::string& body);
+
+// The name a format goes by in template files and flags: "hermes", "llama3", "mistral",
+// "qwen3-coder", "deepseek", "harmony".
+std::string_view ToolCallFormatName(ToolCallFormat format);
+// The format of that name; nullopt for any other.
+std::optional<ToolCallFormat> ToolCallFormatFromName(std::string_view name);
+// The format a Jinja chat template teaches, from the markers in its text; nullopt when it
+// names none of them.
+std::optional<ToolCallFormat> DetectToolCallFormat(std::string_view chat_template_text);
 
 }  // namespace carapace

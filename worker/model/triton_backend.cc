@@ -39,7 +39,7 @@ class TritonBackend : public ModelBackend {
     const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
     const AdditionalOutputs declared = DeclaredOutputs();
     ModelInferRequest infer = BuildChatRequest(prompt, declared);
-    ReplyParser parser(template_.tool_call_format, template_.stop);
+    ReplyParser parser(template_.tool_call_format, template_.stop, request.tools);
     size_t generated = 0;  // bytes, for the usage estimate
     std::string finish_reason;  // the server's, when it sends one
     std::optional<uint64_t> input_tokens, output_tokens;  // the server's counts, when it sends them
