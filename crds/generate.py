@@ -58,6 +58,11 @@ MAX_FALLBACKS = 8
 MAX_HEADER_NAME = 256
 MAX_URL = 2048
 MAX_PATH = 4096
+# The model families and tool-call formats the worker knows (common/agentrun/spec.cc
+# ModelFamilies and ToolCallFormats; a test checks they agree).
+MODEL_FAMILIES = ["chatml", "llama3", "llama3.1", "qwen2.5", "qwen3", "qwen3-coder", "mistral", "deepseek-v3",
+                  "gpt-oss"]
+TOOL_CALL_FORMATS = ["hermes", "llama3", "mistral", "qwen3-coder", "deepseek", "harmony"]
 MAX_ENV_NAME = 256
 MAX_STORAGE_SIZE = 20
 
@@ -242,6 +247,16 @@ def triton():
         ("topP", "top_p", "FP32: top-p (tensorrtllm preset)"),
         ("stopWords", "stop_words", "BYTES: the template's stop words (tensorrtllm preset)"),
         ("embedding", "embedding", "FP32: the output of an embedding model"),
+        ("returnFinishReason", "return_finish_reason",
+         "BOOL: asks for the finish reason, sent when the model declares it (vLLM backend)"),
+        ("finishReason", "finish_reason", "BYTES: the finish reason, read when the server sends it"),
+        ("returnNumInputTokens", "return_num_input_tokens",
+         "BOOL: asks for the prompt's token count, sent when the model declares it"),
+        ("numInputTokens", "num_input_tokens", "UINT32: the prompt's token count"),
+        ("returnNumOutputTokens", "return_num_output_tokens",
+         "BOOL: asks for the reply's token count, sent when the model declares it"),
+        ("numOutputTokens", "num_output_tokens",
+         "UINT32: each response's token count (a TensorRT-LLM output length can be named here)"),
     ]
     tensors = {k: string(f"Tensor name for {what}. Default {d}.", minLength=1, default=d)
                for k, d, what in tensor_names}
@@ -256,13 +271,48 @@ def triton():
                                "template or templateFile, not both.", enum=["chatml", "llama3"]),
             "templateFile": string("A chat template file for any other model (docs/models.md), "
                                    "read when the run starts."),
+            "family": string("A model family: its chat template, tool-call format, stop strings and "
+                             "special-token handling in one name (docs/models.md). Not with "
+                             "template or templateFile.", enum=MODEL_FAMILIES),
+            "chatTemplate": obj(
+                "The model's own Jinja chat template, as its authors ship it (chat_template.jinja "
+                "or tokenizer_config.json): exactly one of file, configMap or inline. Replaces the "
+                "family's template; loaded when the run starts, and a template the worker cannot "
+                "render is refused then with its line and column.",
+                {
+                    "file": string("A path in the worker's file system.", maxLength=MAX_PATH),
+                    "configMap": obj("A ConfigMap in the AgentRun's namespace; the operator mounts it "
+                                     "read-only in the pod.",
+                                     {"name": string("The ConfigMap's name.", maxLength=253),
+                                      "key": string("The key holding the template.", maxLength=253)},
+                                     required=["name", "key"]),
+                    "inline": string("The template itself.", minLength=1, maxLength=1 << 20),
+                    "name": string("Which of a tokenizer_config.json's named templates (default: "
+                                   "\"default\", and \"tool_use\" when tools are offered)."),
+                },
+                rules=[rule("has(self.file) || has(self.configMap) || has(self.inline)",
+                            "give exactly one of file, configMap or inline"),
+                       rule("!(has(self.file) && has(self.configMap)) && !(has(self.file) && has(self.inline)) && "
+                            "!(has(self.configMap) && has(self.inline))",
+                            "give exactly one of file, configMap or inline")]),
+            "toolCallFormat": string("How the model writes tool calls. Default: the family's, else "
+                                     "detected from chatTemplate, else hermes.", enum=TOOL_CALL_FORMATS),
+            "stop": array("Generation stops at any of these strings. Default: the family's, else "
+                          "chatTemplate's eos_token.", string("A stop string.", minLength=1)),
+            "templateVariables": {"type": "object", "x-kubernetes-preserve-unknown-fields": True,
+                                  "description": "Variables a Jinja template (family or chatTemplate) gets "
+                                                 "besides the conversation: enable_thinking, reasoning_effort, ..."},
             "stream": boolean("Use ModelStreamInfer (a decoupled model); false: one unary ModelInfer.",
                               default=True),
             "tensors": obj("The model's tensor names, when they are not Triton's usual ones.",
                            tensors, default={}),
         },
         rules=[rule("!(has(self.template) && has(self.templateFile))",
-                    "give template or templateFile, not both", ".templateFile")])
+                    "give template or templateFile, not both", ".templateFile"),
+               rule("!has(self.family) || !(has(self.template) || has(self.templateFile))",
+                    "give family, template or templateFile, not more than one", ".family"),
+               rule("!has(self.chatTemplate) || !(has(self.template) || has(self.templateFile))",
+                    "chatTemplate goes alone or with family, not with template or templateFile", ".chatTemplate")])
 
 
 def endpoint(role):

@@ -5,6 +5,7 @@
 #include "common/cron.h"
 
 #include <algorithm>
+#include <tuple>
 #include <cctype>
 #include <cmath>
 #include <limits>
@@ -59,6 +60,10 @@ namespace {
 const std::vector<std::string> kModelBackends = {"scripted", "openai", "triton"};
 const std::vector<std::string> kToolKinds = {"workspace", "http", "memory", "mcp"};
 const std::vector<std::string> kEffects = {"read_only", "idempotent", "side_effecting"};
+// Variables a chat template is always given (worker/model/jinja_chat_template.cc): the spec
+// may not set them.
+const std::vector<std::string> kReservedTemplateVariables = {"messages", "tools", "add_generation_prompt",
+                                                             "bos_token", "eos_token"};
 
 const std::regex kDnsLabel("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$");
 // An AgentRun's name (crds/generate.py, AGENTRUN_NAME): a DNS-1035 label, since it names a
@@ -288,6 +293,33 @@ void ParseTls(ObjectReader& parent, TlsOptions* tls, ManifestErrors* errs) {
   r.Finish();
 }
 
+void ParseChatTemplateSource(ObjectReader& parent, ChatTemplateSource* c, ManifestErrors* errs) {
+  ObjectReader r(parent.Child("chatTemplate"), parent.PathOf("chatTemplate"), errs);
+  if (!r.valid()) return;
+  if (auto v = r.String("file")) c->file = *v;
+  ObjectReader cm(r.Child("configMap"), r.PathOf("configMap"), errs);
+  if (cm.valid()) {
+    if (auto v = cm.String("name", true)) {
+      if (!std::regex_match(*v, kDnsSubdomain) || v->size() > 253) cm.Error("name", "must be a ConfigMap name (a DNS subdomain), got \"" + *v + "\"");
+      c->config_map = *v;
+    }
+    if (auto v = cm.String("key", true)) {
+      if (!std::regex_match(*v, kSecretKey)) cm.Error("key", "must be a ConfigMap key (letters, digits, '-', '_', '.'), got \"" + *v + "\"");
+      if (*v == "." || *v == "..") cm.Error("key", "must be a ConfigMap key, got \"" + *v + "\"");
+      c->key = *v;
+    }
+    cm.Finish();
+  }
+  if (auto v = r.String("inline")) {
+    if (v->empty()) r.Error("inline", "must not be empty");
+    c->inline_text = *v;
+  }
+  const int sources = r.Has("file") + r.Has("configMap") + r.Has("inline");
+  if (sources != 1) parent.Error("chatTemplate", "give exactly one of file, configMap or inline");
+  if (auto v = r.String("name")) c->name = *v;
+  r.Finish();
+}
+
 void ParseTriton(ObjectReader& parent, TritonOptions* t, ManifestErrors* errs) {
   ObjectReader r(parent.Child("triton"), parent.PathOf("triton"), errs);
   if (!r.valid()) return;
@@ -296,6 +328,39 @@ void ParseTriton(ObjectReader& parent, TritonOptions* t, ManifestErrors* errs) {
   if (auto v = r.String("templateFile")) {
     if (r.Has("template")) r.Error("templateFile", "give template or templateFile, not both");
     t->template_file = *v;
+  }
+  const bool fixed_template = r.Has("template") || r.Has("templateFile");
+  if (auto v = r.Enum("family", ModelFamilies())) {
+    if (fixed_template) r.Error("family", "give family, template or templateFile, not more than one");
+    t->family = *v;
+  }
+  ParseChatTemplateSource(r, &t->jinja, errs);
+  if (r.Has("chatTemplate") && fixed_template) {
+    r.Error("chatTemplate", "is the model's own template: give it alone or with family, not with template or templateFile");
+  }
+  for (const char* key : {"toolCallFormat", "stop"}) {
+    if (r.Has(key) && fixed_template) r.Error(key, "goes with family or chatTemplate; a templateFile sets its own");
+  }
+  if (auto v = r.Enum("toolCallFormat", ToolCallFormats())) t->tool_call_format = *v;
+  if (auto v = r.Json("templateVariables")) {
+    if (!v->is_object()) {
+      r.Error("templateVariables", "must be a mapping of variable names to values");
+    } else {
+      for (auto it = v->begin(); it != v->end(); ++it) {
+        if (std::find(kReservedTemplateVariables.begin(), kReservedTemplateVariables.end(), it.key()) !=
+            kReservedTemplateVariables.end()) {
+          r.Error("templateVariables", "\"" + it.key() + "\" is set by the worker for every prompt");
+        }
+      }
+      t->template_variables = *v;
+    }
+    if (fixed_template) r.Error("templateVariables", "goes with family or chatTemplate (a Jinja template)");
+  }
+  if (auto v = r.StringList("stop")) {
+    for (const auto& stop : *v) {
+      if (stop.empty()) r.Error("stop", "must not contain an empty string: it would end every reply at once");
+    }
+    t->stop = *v;
   }
   if (auto v = r.Bool("stream")) t->stream = *v;
   ObjectReader n(r.Child("tensors"), r.PathOf("tensors"), errs);
@@ -307,7 +372,10 @@ void ParseTriton(ObjectReader& parent, TritonOptions* t, ManifestErrors* errs) {
         {"samplingParameters", &names.sampling_parameters}, {"maxTokens", &names.max_tokens},
         {"temperature", &names.temperature},      {"topP", &names.top_p},
         {"stopWords", &names.stop_words},
-        {"embedding", &names.embedding}};
+        {"embedding", &names.embedding},
+        {"returnFinishReason", &names.return_finish_reason}, {"finishReason", &names.finish_reason},
+        {"returnNumInputTokens", &names.return_num_input_tokens}, {"numInputTokens", &names.num_input_tokens},
+        {"returnNumOutputTokens", &names.return_num_output_tokens}, {"numOutputTokens", &names.num_output_tokens}};
     for (auto& [key, target] : fields) {
       if (auto v = n.String(key)) {
         if (v->empty()) n.Error(key, "must not be empty");
@@ -761,8 +829,32 @@ static nlohmann::json EndpointJson(const ModelEndpointSpec& m) {
                                 {"samplingParameters", t.sampling_parameters}, {"maxTokens", t.max_tokens},
                                 {"temperature", t.temperature}, {"topP", t.top_p}, {"stopWords", t.stop_words},
                                 {"embedding", t.embedding}}}};
-    if (m.triton.template_file.empty()) j["triton"]["template"] = m.triton.chat_template;
-    else j["triton"]["templateFile"] = m.triton.template_file;
+    // Names added later are written only when changed, so a spec that does not use them
+    // keeps its hash across an upgrade (a new hash would roll every agent's pod).
+    static const TritonTensorNames kDefaults;
+    for (auto [key, name, fallback] :
+         {std::tuple{"returnFinishReason", &t.return_finish_reason, &kDefaults.return_finish_reason},
+          std::tuple{"finishReason", &t.finish_reason, &kDefaults.finish_reason},
+          std::tuple{"returnNumInputTokens", &t.return_num_input_tokens, &kDefaults.return_num_input_tokens},
+          std::tuple{"numInputTokens", &t.num_input_tokens, &kDefaults.num_input_tokens},
+          std::tuple{"returnNumOutputTokens", &t.return_num_output_tokens, &kDefaults.return_num_output_tokens},
+          std::tuple{"numOutputTokens", &t.num_output_tokens, &kDefaults.num_output_tokens}}) {
+      if (*name != *fallback) j["triton"]["tensors"][key] = *name;
+    }
+    if (!m.triton.template_file.empty()) j["triton"]["templateFile"] = m.triton.template_file;
+    else if (!m.triton.family.empty()) j["triton"]["family"] = m.triton.family;
+    else if (!m.triton.jinja.given()) j["triton"]["template"] = m.triton.chat_template;
+    const ChatTemplateSource& c = m.triton.jinja;
+    if (c.given()) {
+      nlohmann::json& ct = j["triton"]["chatTemplate"];
+      if (!c.file.empty()) ct["file"] = c.file;
+      if (!c.config_map.empty()) ct["configMap"] = {{"name", c.config_map}, {"key", c.key}};
+      if (!c.inline_text.empty()) ct["inline"] = c.inline_text;
+      if (!c.name.empty()) ct["name"] = c.name;
+    }
+    if (!m.triton.tool_call_format.empty()) j["triton"]["toolCallFormat"] = m.triton.tool_call_format;
+    if (m.triton.stop) j["triton"]["stop"] = *m.triton.stop;
+    if (!m.triton.template_variables.empty()) j["triton"]["templateVariables"] = m.triton.template_variables;
   }
   return j;
 }
@@ -772,6 +864,23 @@ nlohmann::json AgentRun::ManifestJson() const {
           {"kind", kAgentRunKind},
           {"metadata", {{"name", metadata.name}, {"namespace", metadata.ns}}},
           {"spec", SpecJson()}};
+}
+
+const std::vector<std::string>& ModelFamilies() {
+  static const std::vector<std::string> kFamilies = {"chatml", "llama3", "llama3.1", "qwen2.5", "qwen3",
+                                                     "qwen3-coder", "mistral", "deepseek-v3", "gpt-oss"};
+  return kFamilies;
+}
+
+const std::vector<std::string>& ToolCallFormats() {
+  static const std::vector<std::string> kFormats = {"hermes", "llama3", "mistral", "qwen3-coder", "deepseek", "harmony"};
+  return kFormats;
+}
+
+std::string ChatTemplateMountDir(const std::string& config_map) { return "/etc/carapace/chat-templates/" + config_map; }
+
+std::string ChatTemplateSource::Path() const {
+  return config_map.empty() ? file : ChatTemplateMountDir(config_map) + "/" + key;
 }
 
 std::string ModelEndpointSpec::Describe() const {

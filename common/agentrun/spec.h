@@ -88,7 +88,43 @@ struct TritonTensorNames {
   std::string top_p = "top_p";              // FP32 (tensorrtllm preset)
   std::string stop_words = "stop_words";    // BYTES (tensorrtllm preset): the template's stops
   std::string embedding = "embedding";      // FP32 output of an embedding model
+  // What the server knows: Triton's vLLM backend's additional outputs
+  // (docs/additional_outputs.md of triton-inference-server/vllm_backend). A BOOL input asks
+  // for each; it is sent only when the model's config declares it, as Triton refuses an
+  // input a model does not declare. finish_reason (r24.12 on) is "None" until the sequence
+  // has finished, then "stop", "length" or "abort"; num_input_tokens is the prompt's count
+  // on every response; num_output_tokens is each response's own count, so a stream's sum is
+  // the reply's. An output the model declares without an asking input (a TensorRT-LLM
+  // model's output length, named here) is read too.
+  std::string return_finish_reason = "return_finish_reason";        // BOOL input
+  std::string finish_reason = "finish_reason";                      // BYTES output
+  std::string return_num_input_tokens = "return_num_input_tokens";  // BOOL input
+  std::string num_input_tokens = "num_input_tokens";                // UINT32 output
+  std::string return_num_output_tokens = "return_num_output_tokens";  // BOOL input
+  std::string num_output_tokens = "num_output_tokens";              // UINT32 output
 };
+
+// The model's own Jinja chat template (spec.model.triton.chatTemplate): from a file, a
+// ConfigMap key the operator mounts, or inline.
+struct ChatTemplateSource {
+  std::string file;         // chat_template.jinja or tokenizer_config.json
+  std::string config_map;   // a ConfigMap in the AgentRun's namespace...
+  std::string key;          // ...and its key
+  std::string inline_text;  // the template itself
+  std::string name;         // one of a tokenizer_config.json's named templates
+
+  bool given() const { return !file.empty() || !config_map.empty() || !inline_text.empty(); }
+  // Where the worker reads it: `file`, or where the operator mounts the ConfigMap's key.
+  std::string Path() const;
+};
+
+// Where the operator mounts a chat template ConfigMap in the worker's pod.
+std::string ChatTemplateMountDir(const std::string& config_map);
+
+// spec.model.triton.family: the model families the worker knows (model_families.cc).
+const std::vector<std::string>& ModelFamilies();
+// spec.model.triton.toolCallFormat: the formats the worker parses (reply_parser.h).
+const std::vector<std::string>& ToolCallFormats();
 
 struct TritonOptions {
   // "vllm": sampling parameters as one JSON string tensor; "tensorrtllm": separate tensors.
@@ -96,6 +132,15 @@ struct TritonOptions {
   // A built-in chat template ("chatml", "llama3"), or a template file (docs/models.md).
   std::string chat_template = "chatml";
   std::string template_file;
+  // A model family (worker/model/model_families.h): template, tool-call format and stops
+  // in one name. "" = none.
+  std::string family;
+  ChatTemplateSource jinja;      // the model's own template; replaces the family's
+  std::string tool_call_format;  // "" = the family's, else detected from the template
+  std::optional<std::vector<std::string>> stop;  // unset = the family's or the template's
+  // Variables a Jinja template (the family's or chatTemplate) gets besides the conversation:
+  // enable_thinking, reasoning_effort, ...
+  nlohmann::json template_variables = nlohmann::json::object();
   bool stream = true;  // ModelStreamInfer (decoupled model); false: one unary ModelInfer
   TritonTensorNames tensors;
 };

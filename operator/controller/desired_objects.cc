@@ -3,8 +3,10 @@
 // what exists and tests can pin it with golden files.
 #include "operator/controller/desired_objects.h"
 
+#include <algorithm>
 #include <map>
 
+#include "common/hash.h"
 #include "common/quantity.h"
 #include "operator/kube/config.h"
 
@@ -51,6 +53,16 @@ json Metadata(const std::string& name, const Owner& owner) {
           {"ownerReferences", json::array({OwnerReference(owner)})}};
 }
 
+// Every model service the run talks to: spec.model, its fallbacks, the embedding model and
+// the summary model.
+std::vector<const ModelEndpointSpec*> ModelEndpoints(const AgentRunSpec& spec) {
+  std::vector<const ModelEndpointSpec*> endpoints = {&spec.model};
+  for (const auto& f : spec.model.fallbacks) endpoints.push_back(&f);
+  if (spec.embedding) endpoints.push_back(&*spec.embedding);
+  if (spec.context && spec.context->summary_model) endpoints.push_back(&*spec.context->summary_model);
+  return endpoints;
+}
+
 // Every Secret key the spec refers to, as the environment variable the worker reads it from.
 json SecretEnv(const AgentRunSpec& spec) {
   std::map<std::string, json> env;  // sorted and unique: the pod template must be stable
@@ -59,13 +71,9 @@ json SecretEnv(const AgentRunSpec& spec) {
     env[h.from_env] = {{"name", h.from_env},
                        {"valueFrom", {{"secretKeyRef", {{"name", h.secret_name}, {"key", h.secret_key}}}}}};
   };
-  auto add_endpoint = [&](const ModelEndpointSpec& m) {
-    if (m.api_key) add(*m.api_key);
-  };
-  add_endpoint(spec.model);
-  for (const auto& f : spec.model.fallbacks) add_endpoint(f);
-  if (spec.embedding) add_endpoint(*spec.embedding);
-  if (spec.context && spec.context->summary_model) add_endpoint(*spec.context->summary_model);
+  for (const ModelEndpointSpec* m : ModelEndpoints(spec)) {
+    if (m->api_key) add(*m->api_key);
+  }
   for (const auto& t : spec.tools) {
     for (const auto& h : t.http.headers) add(h);
     for (const auto& h : t.mcp.headers) add(h);
@@ -81,6 +89,20 @@ json Resources(const DeploymentSpec& d) {
   if (d.resources.is_object() && !d.resources.empty()) return CanonicalResources(d.resources);
   // A worker idles at about 32 MiB; the limit leaves room for large tool outputs.
   return {{"requests", {{"cpu", "50m"}, {"memory", "64Mi"}}}, {"limits", {{"memory", "512Mi"}}}};
+}
+
+// The ConfigMaps that hold the model endpoints' own chat templates (triton.chatTemplate
+// .configMap), each mounted read-only where the worker reads it (ChatTemplateMountDir), with
+// a volume name derived from the ConfigMap's: names up to 253 characters do not fit a volume
+// name's 63.
+std::vector<std::pair<std::string, std::string>> ChatTemplateVolumes(const AgentRunSpec& spec) {
+  std::vector<std::pair<std::string, std::string>> volumes;
+  for (const ModelEndpointSpec* e : ModelEndpoints(spec)) {
+    const std::string& name = e->triton.jinja.config_map;
+    if (name.empty() || std::any_of(volumes.begin(), volumes.end(), [&](const auto& v) { return v.first == name; })) continue;
+    volumes.emplace_back(name, "chat-template-" + Sha256Hex(name).substr(0, 12));
+  }
+  return volumes;
 }
 
 json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
@@ -126,6 +148,9 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
   // operators before spec revisions): the newest run there continues.
   if (run.spec.deployment.restart_generation == 0) container["args"].push_back("--adopt-from=" + LegacyRunsDir());
   if (json env = SecretEnv(run.spec); !env.empty()) container["env"] = env;
+  for (const auto& [config_map, volume] : ChatTemplateVolumes(run.spec)) {
+    container["volumeMounts"].push_back({{"name", volume}, {"mountPath", ChatTemplateMountDir(config_map)}, {"readOnly", true}});
+  }
   return container;
 }
 
@@ -185,6 +210,9 @@ json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorS
                     {{"name", "control-token"}, {"secret", {{"secretName", SecretName(owner.name)}, {"defaultMode", 0440}}}},
                     {{"name", "tmp"}, {"emptyDir", {{"sizeLimit", "256Mi"}}}}})},
   };
+  for (const auto& [config_map, volume] : ChatTemplateVolumes(run.spec)) {
+    pod_spec["volumes"].push_back({{"name", volume}, {"configMap", {{"name", config_map}}}});
+  }
   return {
       {"apiVersion", "apps/v1"},
       {"kind", "StatefulSet"},

@@ -6,6 +6,8 @@
 //   triton: time to first token, raw gRPC call     vs  the backend
 //   openai: raw HTTP (a socket, SSE events counted) vs  the openai backend, the same two ways
 //   reply parsing: each tool-call format        vs  Hermes (ChatML), the same reply in each
+//   prompt rendering: each family's Jinja template vs  the built-in ChatML template, the same
+//           100-message conversation
 //
 // Usage: carapace-bench-model [--tokens N] [--calls N] [--replies N]
 #include <arpa/inet.h>
@@ -30,6 +32,7 @@
 #include "inference/grpc_service.grpc.pb.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/fake_triton.h"
+#include "worker/model/model_families.h"
 #include "worker/model/reply_parser.h"
 #include "worker/model/resilient_model.h"
 #include "common/process_setup.h"
@@ -262,6 +265,77 @@ void ReportReplyParsing(int replies, int rounds) {
   }
 }
 
+// A conversation of `n` messages as an agent's looks: a system prompt, then turns of a
+// question, a tool call, its result of a few hundred bytes, and an answer.
+std::vector<Message> AgentConversation(size_t n) {
+  std::vector<Message> m = {{"system", "You keep notes for the team and answer briefly.", {}, "", ""}};
+  for (int turn = 0; m.size() < n; ++turn) {
+    const std::string id = "s" + std::to_string(turn) + "c0";
+    m.push_back({"user", "What does note " + std::to_string(turn) + " say about the release?", {}, "", ""});
+    Message call{"assistant", "", {}, "", ""};
+    call.tool_calls.push_back({id, "notes", {{"op", "read"}, {"path", "note-" + std::to_string(turn) + ".md"}}, ""});
+    m.push_back(call);
+    std::string result = "{\"content\": \"";
+    while (result.size() < 300) result += "The release moves to Thursday after the load test. ";
+    m.push_back({"tool", result + "\"}", {}, id, "notes"});
+    m.push_back({"assistant", "Note " + std::to_string(turn) + " says the release moves to Thursday.", {}, "", ""});
+  }
+  m.resize(n);
+  if (m.back().role == "assistant" && !m.back().tool_calls.empty()) m.pop_back();
+  return m;
+}
+
+void ReportPromptRendering(int rounds) {
+  const std::vector<Message> conversation = AgentConversation(100);
+  const std::vector<ToolSchema> tools = {
+      {"notes", "Reads and writes notes",
+       {{"type", "object"},
+        {"properties", {{"op", {{"type", "string"}, {"enum", {"read", "write"}}}}, {"path", {{"type", "string"}}}}},
+        {"required", {"op", "path"}}}}};
+  std::vector<std::pair<std::string, ChatTemplate>> templates;
+  for (const std::string family : {"chatml", "qwen3", "qwen3-coder", "mistral", "deepseek-v3", "gpt-oss"}) {
+    TritonOptions options;
+    options.family = family;
+    options.template_variables = {{"current_date", "2026-12-05"}};
+    auto t = ChatTemplateFor(options);
+    if (!t.ok()) {
+      std::fprintf(stderr, "%s: %s\n", family.c_str(), t.status().ToString().c_str());
+      std::exit(1);
+    }
+    templates.emplace_back(family, std::move(*t));
+  }
+  auto render_us = [&](const ChatTemplate& t, int renders) {
+    size_t bytes = 0;
+    auto start = Clock::now();
+    for (int i = 0; i < renders; ++i) {
+      auto p = RenderPrompt(t, conversation, tools);
+      if (!p.ok()) {
+        std::fprintf(stderr, "%s\n", p.status().ToString().c_str());
+        std::exit(1);
+      }
+      bytes = p->size();
+    }
+    return std::make_pair(std::chrono::duration<double, std::micro>(Clock::now() - start).count() / renders, bytes);
+  };
+  for (const auto& [name, t] : templates) render_us(t, 20);  // warm up
+  std::vector<std::vector<double>> us(templates.size());
+  std::vector<size_t> sizes(templates.size());
+  for (int round = 0; round < rounds; ++round) {
+    for (size_t i = 0; i < templates.size(); ++i) {
+      auto [time, bytes] = render_us(templates[i].second, 200);
+      us[i].push_back(time);
+      sizes[i] = bytes;
+    }
+  }
+  const double chatml = Percentile(us[0], 0.5);
+  std::printf("prompt rendering: %zu messages, 1 tool, median of %d rounds x 200 renders\n", conversation.size(), rounds);
+  for (size_t i = 0; i < templates.size(); ++i) {
+    const double median = Percentile(us[i], 0.5);
+    std::printf("prompt rendering %-12s %7.1f us/prompt (%zu bytes, %s), ratio %.2f to chatml\n", templates[i].first.c_str(),
+                median, sizes[i], templates[i].second.jinja ? "jinja" : "built in", median / chatml);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -321,5 +395,6 @@ int main(int argc, char** argv) {
   Report("openai", raw_stream, client_stream, raw_first, client_first);
 
   ReportReplyParsing(replies, rounds);
+  ReportPromptRendering(rounds);
   return 0;
 }

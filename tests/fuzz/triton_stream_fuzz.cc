@@ -15,7 +15,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   carapace::ReplyParser parser(carapace::ToolCallFormat::kHermes, {});
   carapace::ChatStream out;
   if (auto text = carapace::OutputText(infer, "text_output")) parser.Feed(*text, &out);
-  (void)carapace::OutputText(infer, carapace::kFinishReason);
+  (void)carapace::OutputText(infer, carapace::TritonTensorNames().finish_reason);
   (void)carapace::IsFinal(infer);
   parser.End(&out);
   return 0;

@@ -789,3 +789,147 @@ TEST_CASE("triton: the vLLM backend's token counts are used when the model decla
     CHECK_THAT(LongLifeLines(BuildRunStatus(id, counted.state, &budget)), !ContainsSubstring("token counts estimated"));
   }
 }
+
+namespace {
+
+// Runs the notes agent with `triton` settings against a double that gives `replies`;
+// checks that it wrote `content` to a.txt and answered `result`; returns what it was asked.
+std::vector<carapace::testing::FakeTritonRequest> RunFamily(const std::string& triton, const std::vector<std::string>& replies,
+                                                            const std::string& content, const std::string& result) {
+  FakeTritonServer server;
+  REQUIRE(server.Start());
+  for (const auto& r : replies) server.Push(Reply(r));
+  TempDir dir;
+  Outcome o = Run(Manifest(TritonModel(server.target(), "    triton: " + triton + "\n")), dir.Sub("s"));
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  CHECK(o.state.result == result);
+  CHECK(ReadFile(dir.Sub("s") + "/workspace/a.txt") == content);
+  auto requests = server.requests();
+  REQUIRE(requests.size() == replies.size());
+  return requests;
+}
+
+}  // namespace
+
+TEST_CASE("triton: model families end to end: Qwen3-Coder's XML calls, Qwen3's reasoning, Mistral's [TOOL_CALLS] "
+          "with special tokens kept, gpt-oss's harmony channels",
+          "[model][triton][families]") {
+  SECTION("qwen3-coder") {
+    auto requests = RunFamily("{family: qwen3-coder}",
+                              {"I will write it.\n<tool_call>\n<function=notes>\n<parameter=op>\nwrite\n</parameter>\n"
+                               "<parameter=path>\na.txt\n</parameter>\n<parameter=content>\nhello\n</parameter>\n</function>\n</tool_call>",
+                               "Written."},
+                              "hello", "Written.");
+    CHECK_THAT(requests[0].prompt, ContainsSubstring("<tools>\n<function>\n<name>notes</name>"));
+    // The call goes back to the model the way it wrote it, and the result as a tool_response.
+    CHECK_THAT(requests[1].prompt, ContainsSubstring("<function=notes>\n<parameter=content>\nhello\n</parameter>"));
+    CHECK_THAT(requests[1].prompt, ContainsSubstring("<|im_start|>user\n<tool_response>\n"));
+    CHECK(requests[0].sampling["stop"] == json({"<|im_end|>", "<|endoftext|>"}));
+    CHECK_FALSE(requests[0].sampling.contains("skip_special_tokens"));
+  }
+  SECTION("qwen3: the reasoning before the answer is not the answer") {
+    RunFamily("{family: qwen3}",
+              {"<think>\nThe user wants a file.\n</think>\n\n<tool_call>\n{\"name\": \"notes\", \"arguments\": "
+               "{\"op\": \"write\", \"path\": \"a.txt\", \"content\": \"q\"}}\n</tool_call>",
+               "<think>\nDone; say so.\n</think>\n\nWritten.<|im_end|>"},
+              "q", "Written.");
+  }
+  SECTION("mistral") {
+    auto requests = RunFamily(
+        "{family: mistral}",
+        {"[TOOL_CALLS] [{\"name\": \"notes\", \"arguments\": {\"op\": \"write\", \"path\": \"a.txt\", \"content\": \"hi\"}}]</s>",
+         "Done.</s>"},
+        "hi", "Done.");
+    // vLLM would drop [TOOL_CALLS] from the text otherwise.
+    CHECK(requests[0].sampling["skip_special_tokens"] == false);
+    CHECK(requests[0].prompt.rfind("<s>[AVAILABLE_TOOLS] [{\"type\": \"function\"", 0) == 0);
+    CHECK_THAT(requests[1].prompt, ContainsSubstring("[TOOL_RESULTS] {\"content\": "));
+  }
+  SECTION("gpt-oss") {
+    auto requests = RunFamily(
+        "{family: gpt-oss, templateVariables: {reasoning_effort: high}}",
+        {"<|channel|>analysis<|message|>The user wants a note.<|end|><|start|>assistant<|channel|>commentary "
+         "to=functions.notes <|constrain|>json<|message|>{\"op\": \"write\", \"path\": \"a.txt\", \"content\": \"oss\"}",
+         "<|channel|>analysis<|message|>Done, say so.<|end|><|start|>assistant<|channel|>final<|message|>Noted."},
+        "oss", "Noted.");  // the analysis channel is never the answer
+    CHECK_THAT(requests[0].prompt, ContainsSubstring("Reasoning: high"));
+    CHECK_THAT(requests[0].prompt, ContainsSubstring("type notes = (_: {"));
+    CHECK_THAT(requests[1].prompt, ContainsSubstring("<|start|>functions.notes to=assistant<|channel|>commentary<|message|>"));
+    CHECK(requests[0].sampling["stop"] == json({"<|return|>", "<|call|>"}));
+  }
+}
+
+TEST_CASE("triton: a chat template that refuses the conversation holds the turn with its message and place",
+          "[model][triton][families]") {
+  FakeTritonServer server;
+  REQUIRE(server.Start());
+  server.Push(Reply("never asked"));
+  TempDir dir;
+  const std::string model = TritonModel(server.target(),
+                                        "    triton:\n      chatTemplate:\n        inline: |\n"
+                                        "          {%- for m in messages %}{{ m.content }}{% endfor %}\n"
+                                        "          {%- if tools %}{{ raise_exception('this model takes no tools') }}{% endif %}\n");
+  Outcome o = Run(Manifest(model), dir.Sub("s"));
+  CHECK(o.state.phase == Phase::kDegraded);
+  CHECK(o.state.degraded_cause == "model_refused");
+  CHECK_THAT(o.state.reason, ContainsSubstring("the chat template refused the conversation: chatTemplate.inline:2:"));
+  CHECK_THAT(o.state.reason, ContainsSubstring("this model takes no tools"));
+  CHECK(server.requests().empty());  // nothing was sent
+
+  // A template the worker cannot render is refused when the run starts, with its place.
+  const std::string unknown = TritonModel(server.target(), "    triton: {chatTemplate: {inline: \"{{ messages | frobnicate }}\"}}\n");
+  Outcome bad = Run(Manifest(unknown), dir.Sub("bad"));
+  CHECK_FALSE(bad.status.ok());
+  CHECK_THAT(bad.status.message(), ContainsSubstring("chatTemplate.inline:1:15: unknown filter 'frobnicate'"));
+}
+
+TEST_CASE("triton: renamed additional outputs, and an output length sent unasked (TensorRT-LLM) are read; Triton "
+          "refuses outputs a model does not declare",
+          "[model][triton][tokens]") {
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  const std::vector<Message> prompt = {{"user", "Say something long.", {}, "", ""}};
+  auto complete = [&](FakeTritonServer* server, const std::string& count_name, int64_t max_tokens) {
+    ModelEndpointSpec t;
+    t.backend = "triton";
+    t.name = "llm";
+    t.endpoint = server->target();
+    t.max_tokens = max_tokens;
+    if (!count_name.empty()) t.triton.tensors.num_output_tokens = count_name;
+    auto backend = models.CreateBackend(t, 8, "spec.model");
+    REQUIRE(backend.ok());
+    return (*backend)->Complete(ModelRequest{1, &prompt, {}});
+  };
+  const std::string text = "twelve bytes" + std::string(24, '.');  // 36 bytes: 12 tokens by the double's count
+  SECTION("an output length named in tensors.numOutputTokens is asked for and summed over the stream") {
+    FakeTritonServer server;
+    server.DeclareOutputLength("output_lengths");
+    REQUIRE(server.Start());
+    server.Push(Reply(text, 6));
+    auto reply = complete(&server, "output_lengths", 1024);
+    REQUIRE(reply.ok());
+    CHECK(reply->completion_tokens == 12);
+    CHECK(reply->finish_reason == "stop");
+    REQUIRE(server.requests().size() == 1);
+    CHECK(server.requests()[0].outputs == std::vector<std::string>{"text_output", "output_lengths"});
+  }
+  SECTION("a reply that used every allowed token is cut short, though the server gives no reason") {
+    FakeTritonServer server;
+    server.DeclareOutputLength("output_lengths");
+    REQUIRE(server.Start());
+    server.Push(Reply(text, 6));
+    auto reply = complete(&server, "output_lengths", 12);
+    REQUIRE(reply.ok());
+    CHECK(reply->finish_reason == "length");
+  }
+  SECTION("a model that does not declare the output is not asked for it (Triton would refuse the request)") {
+    FakeTritonServer server;
+    REQUIRE(server.Start());
+    server.Push(Reply(text, 6));
+    auto reply = complete(&server, "output_lengths", 1024);
+    REQUIRE(reply.ok());
+    CHECK(reply->tokens_estimated);
+    CHECK(server.requests()[0].outputs == std::vector<std::string>{"text_output"});
+  }
+}

@@ -1,6 +1,7 @@
 // The Triton gRPC double.
 #include "tests/support/fake_triton.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <thread>
@@ -82,6 +83,12 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         count->add_shape(-1);
       }
     }
+    if (q->name() == model_ && !output_length_.empty()) {
+      auto* length = r->add_outputs();
+      length->set_name(output_length_);
+      length->set_datatype("UINT32");
+      length->add_shape(-1);
+    }
     if (q->name() == model_ && finish_reason_) {
       // As the vLLM backend's auto-completed config declares them (r24.12 on).
       auto* ask = r->add_inputs();
@@ -105,7 +112,18 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     if (seen.token_counts_sent && !token_counts_) {
       return "[request id: <id_unknown>] unexpected inference input 'return_num_input_tokens' for model '" + model_ + "'";
     }
+    // And an output it does not declare (the same normalisation, for requested outputs).
+    for (const auto& name : seen.outputs) {
+      const bool declared = name == "text_output" || (finish_reason_ && name == "finish_reason") ||
+                            (token_counts_ && (name == "num_input_tokens" || name == "num_output_tokens")) ||
+                            (!output_length_.empty() && name == output_length_);
+      if (!declared) return "[request id: <id_unknown>] unexpected inference output '" + name + "' for model '" + model_ + "'";
+    }
     return "";
+  }
+
+  bool Asked(const FakeTritonRequest& seen, const std::string& output) const {
+    return !output.empty() && std::find(seen.outputs.begin(), seen.outputs.end(), output) != seen.outputs.end();
   }
 
   // One BYTES element in raw form, as Triton sends them: a 4-byte little-endian length, then the bytes.
@@ -181,6 +199,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     }
     if (seen.return_num_input_tokens) AddCount(r, "num_input_tokens", FakeTritonServer::CountTokens(seen.prompt), false);
     if (seen.return_num_output_tokens) AddCount(r, "num_output_tokens", FakeTritonServer::CountTokens(text), false);
+    if (Asked(seen, output_length_)) AddCount(r, output_length_.c_str(), FakeTritonServer::CountTokens(text), false);
     return grpc::Status::OK;
   }
 
@@ -224,6 +243,9 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
         if (seen.return_num_output_tokens) {
           AddCount(r.mutable_infer_response(), "num_output_tokens", FakeTritonServer::CountTokens(chunk), true);
         }
+        if (Asked(seen, output_length_)) {
+          AddCount(r.mutable_infer_response(), output_length_.c_str(), FakeTritonServer::CountTokens(chunk), true);
+        }
         (*r.mutable_infer_response()->mutable_parameters())["triton_final_response"].set_bool_param(false);
         if (!stream->Write(r)) return grpc::Status::CANCELLED;
         ++sent;
@@ -261,6 +283,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     if (auth != ctx.client_metadata().end()) seen.authorization = std::string(auth->second.data(), auth->second.size());
     auto p = q.parameters().find("triton_enable_empty_final_response");
     seen.empty_final = p != q.parameters().end() && p->second.bool_param();
+    for (const auto& out : q.outputs()) seen.outputs.push_back(out.name());
     for (const auto& in : q.inputs()) {
       const auto& c = in.contents();
       if (in.name() == "text_input") {
@@ -294,6 +317,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
   bool token_counts_ = false;   // set before the server starts (DeclareTokenCounts)
   std::map<std::string, std::string> config_parameters_;  // set before the server starts
   bool kserve_ = false;
+  std::string output_length_;  // set before the server starts (DeclareOutputLength)
   mutable std::mutex mu_;
   std::deque<FakeTritonReply> replies_;
   std::vector<FakeTritonRequest> requests_;
@@ -319,6 +343,7 @@ bool FakeTritonServer::Start(const FakeTritonTls* tls) {
   service_->token_counts_ = declare_token_counts_;
   service_->config_parameters_ = config_parameters_;
   service_->kserve_ = kserve_;
+  service_->output_length_ = output_length_;
   grpc::ServerBuilder builder;
   builder.AddListeningPort("127.0.0.1:0", creds, &port_);
   builder.RegisterService(service_.get());

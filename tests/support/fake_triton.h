@@ -44,6 +44,7 @@ struct FakeTritonRequest {
   bool return_num_input_tokens = false;    // asked for the prompt's token count
   bool return_num_output_tokens = false;   // asked for the reply's token counts
   bool token_counts_sent = false;          // sent either input at all
+  std::vector<std::string> outputs;        // the outputs it asked for by name
 };
 
 struct FakeTritonTls {
@@ -81,6 +82,10 @@ class FakeTritonServer {
   // Call before Start.
   void SetConfigParameter(const std::string& key, const std::string& value) { config_parameters_[key] = value; }
   void ActAsKServe() { kserve_ = true; }
+  // The model declares a UINT32 output `name` with no input to ask for it, as a TensorRT-LLM
+  // ensemble that routes out an output length does: a request that names it among its
+  // outputs gets each response's token count there.
+  void DeclareOutputLength(std::string name) { output_length_ = std::move(name); }
 
   void Push(FakeTritonReply reply);
   // Replies no chat request has taken yet.
@@ -96,6 +101,7 @@ class FakeTritonServer {
   bool declare_token_counts_ = false;
   std::map<std::string, std::string> config_parameters_;
   bool kserve_ = false;
+  std::string output_length_;
   std::unique_ptr<grpc::Server> server_;
   int port_ = 0;
 };

@@ -82,6 +82,7 @@ json DeploymentJson(const AgentRun& run) {
 // The AgentRuns users start from: examples/ and deploy/samples/ (less its kustomization).
 std::vector<std::string> UserManifests() {
   std::vector<std::string> out = YamlFiles(kSource + "/examples");
+  for (const auto& f : YamlFiles(kSource + "/examples/models")) out.push_back(f);
   for (const auto& f : YamlFiles(kSource + "/deploy/samples")) {
     if (std::filesystem::path(f).filename() != "kustomization.yaml") out.push_back(f);
   }
@@ -318,4 +319,13 @@ TEST_CASE("the CEL evaluator refuses what it does not know, and gets CEL's logic
   CHECK(check("size([1, 2, 3]) == 3 && 'ab'.matches('^a') && ('x' in ['x']) && (true ? 1 : 2) == 1").exit_code == 0);
   CHECK(check("quantity('1Gi').compareTo(quantity('1024Mi')) == 0 && quantity('2G').isGreaterThan(quantity('1Gi'))").exit_code == 0);
   CHECK(check("1 == true").exit_code == 1);
+}
+
+TEST_CASE("the CRD offers exactly the model families and tool-call formats the worker knows", "[crd]") {
+  auto crd = carapace::LoadYamlFile(kCrd);
+  REQUIRE(crd.ok());
+  const nlohmann::json schema = carapace::YamlToJson(*crd)["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+  const nlohmann::json& triton = schema["properties"]["spec"]["properties"]["model"]["properties"]["triton"]["properties"];
+  CHECK(triton["family"]["enum"].get<std::vector<std::string>>() == carapace::ModelFamilies());
+  CHECK(triton["toolCallFormat"]["enum"].get<std::vector<std::string>>() == carapace::ToolCallFormats());
 }

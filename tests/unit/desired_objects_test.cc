@@ -151,3 +151,40 @@ TEST_CASE("every object is owned by its AgentRun and carries its labels", "[oper
   }
   CHECK(*kube::DecodeBase64(DesiredSecret(run, kOwner, "s3cret")["data"][kTokenKey]) == "s3cret");
 }
+
+TEST_CASE("a chat template ConfigMap is mounted read-only where the worker reads it, once per ConfigMap", "[operator]") {
+  AgentRun run = GoldenRun();
+  const json before = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  ModelEndpointSpec fallback;
+  fallback.backend = "triton";
+  fallback.name = "qwen3-coder";
+  fallback.endpoint = "triton:8001";
+  fallback.triton.jinja.config_map = "qwen3-coder-tokenizer";
+  fallback.triton.jinja.key = "tokenizer_config.json";
+  run.spec.model.fallbacks = {fallback, fallback};  // the same ConfigMap twice: one volume
+  const json sts = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  const json& pod = sts["spec"]["template"]["spec"];
+  REQUIRE(pod["volumes"].size() == before["spec"]["template"]["spec"]["volumes"].size() + 1);
+  const json& volume = pod["volumes"].back();
+  CHECK(volume["configMap"]["name"] == "qwen3-coder-tokenizer");
+  const json& mount = pod["containers"][0]["volumeMounts"].back();
+  CHECK(mount["name"] == volume["name"]);
+  CHECK(mount["readOnly"] == true);
+  CHECK(mount["mountPath"] == "/etc/carapace/chat-templates/qwen3-coder-tokenizer");
+  // Where the worker looks for it: the mount and the key.
+  CHECK(fallback.triton.jinja.Path() == mount["mountPath"].get<std::string>() + "/tokenizer_config.json");
+  // A volume name is a DNS label of at most 63 characters, whatever the ConfigMap is called.
+  fallback.triton.jinja.config_map = std::string(200, 'a');
+  run.spec.model.fallbacks = {fallback};
+  const json long_name = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1)["spec"]["template"]["spec"]["volumes"].back();
+  CHECK(long_name["name"].get<std::string>().size() <= 63);
+  // The spec the worker reads back names the same ConfigMap and key.
+  const std::string spec_text = DesiredConfigMap(run, kOwner)["data"][kSpecFileName];
+  auto read_back = ParseAgentRun(spec_text, "spec.json");
+  INFO(read_back.status().ToString());
+  REQUIRE(read_back.ok());
+  REQUIRE(read_back->spec.model.fallbacks.size() == 1);
+  CHECK(read_back->spec.model.fallbacks[0].triton.jinja.Path() ==
+        "/etc/carapace/chat-templates/" + std::string(200, 'a') + "/tokenizer_config.json");
+  CHECK(read_back->SpecHash() == run.SpecHash());
+}

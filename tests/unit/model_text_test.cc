@@ -37,7 +37,7 @@ const std::vector<ToolSchema> kTools = {{"read_file", "Reads a file", {{"type", 
 TEST_CASE("ChatML renders roles, tools and earlier tool calls in the Hermes format", "[model]") {
   auto t = BuiltinChatTemplate("chatml");
   REQUIRE(t.ok());
-  std::string p = RenderPrompt(*t, Conversation(), kTools);
+  std::string p = RenderPrompt(*t, Conversation(), kTools).value();
   CHECK(p.rfind("<|im_start|>system\nBe brief.\n\n# Tools", 0) == 0);
   CHECK_THAT(p, ContainsSubstring("<tools>\n{\"function\":{\"description\":\"Reads a file\",\"name\":\"read_file\""));
   CHECK_THAT(p, ContainsSubstring("<|im_start|>user\nWhat is in a.txt?<|im_end|>\n"));
@@ -50,7 +50,7 @@ TEST_CASE("ChatML renders roles, tools and earlier tool calls in the Hermes form
 TEST_CASE("Llama 3 renders headers, ipython results and JSON calls", "[model]") {
   auto t = BuiltinChatTemplate("llama3");
   REQUIRE(t.ok());
-  std::string p = RenderPrompt(*t, Conversation(), kTools);
+  std::string p = RenderPrompt(*t, Conversation(), kTools).value();
   CHECK(p.rfind("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nBe brief.", 0) == 0);
   CHECK_THAT(p, ContainsSubstring("Respond in the format {\"name\": function name, \"parameters\""));
   CHECK_THAT(p, ContainsSubstring("<|start_header_id|>assistant<|end_header_id|>\n\n{\"name\":\"read_file\",\"parameters\":{\"path\":\"a.txt\"}}<|eot_id|>"));
@@ -71,7 +71,7 @@ TEST_CASE("a template file gives the parts for any other model, and a bad one na
   INFO(t.status().ToString());
   REQUIRE(t.ok());
   std::vector<Message> m = {{"user", "hi", {}, "", ""}};
-  CHECK(RenderPrompt(*t, m, {}) == "<|user|>\nhi</s>\n<|assistant|>\n");
+  CHECK(RenderPrompt(*t, m, {}).value() == "<|user|>\nhi</s>\n<|assistant|>\n");
   CHECK(t->stop == std::vector<std::string>{"</s>"});
 
   std::ofstream(path) << "roles:\n  user: {prefix: a}\ngenerationPrompt: x\ntoolsPrompt: no placeholder\nstop: [\"\"]\n";

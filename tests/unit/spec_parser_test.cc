@@ -38,7 +38,7 @@ std::string ErrorOf(const std::string& yaml) {
 
 TEST_CASE("every manifest in examples/ parses", "[spec]") {
   int count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(CARAPACE_SOURCE_DIR) + "/examples")) {
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(std::string(CARAPACE_SOURCE_DIR) + "/examples")) {
     if (entry.path().extension() != ".yaml") continue;
     auto r = LoadAgentRunFile(entry.path().string());
     INFO(entry.path().string() << ": " << r.status().ToString());
@@ -439,7 +439,7 @@ TEST_CASE("the canonical manifest of every example parses back to the same spec 
   // The operator gives the worker this form; a different hash would make the worker refuse
   // its own stored run as "a different spec".
   int count = 0;
-  for (const auto& entry : std::filesystem::directory_iterator(std::string(CARAPACE_SOURCE_DIR) + "/examples")) {
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(std::string(CARAPACE_SOURCE_DIR) + "/examples")) {
     if (entry.path().extension() != ".yaml") continue;
     auto run = LoadAgentRunFile(entry.path().string());
     REQUIRE(run.ok());
@@ -522,4 +522,36 @@ spec:
   std::string bad_name = remote;
   bad_name.replace(bad_name.find("model-keys"), 10, "Model_Keys");
   CHECK_THAT(ErrorOf(bad_name), ContainsSubstring("spec.model.apiKey.valueFrom.secretKeyRef.name"));
+}
+
+TEST_CASE("a triton spec that names no family keeps the form it had, so an upgrade does not change its hash", "[spec]") {
+  auto triton_run = [](const std::string& triton) {
+    return ParseAgentRun("apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: demo}\nspec:\n  goal: do it\n"
+                         "  model: {backend: triton, name: m, endpoint: \"triton:8001\", triton: " + triton + "}\n",
+                         "test.yaml");
+  };
+  auto plain = triton_run("{template: llama3}");
+  REQUIRE(plain.ok());
+  const nlohmann::json triton = plain->SpecJson()["model"]["triton"];
+  CHECK(triton["template"] == "llama3");
+  for (const char* key : {"family", "chatTemplate", "toolCallFormat", "stop", "templateVariables"}) CHECK_FALSE(triton.contains(key));
+  for (const char* key : {"returnFinishReason", "finishReason", "returnNumInputTokens", "numInputTokens",
+                          "returnNumOutputTokens", "numOutputTokens"}) {
+    CHECK_FALSE(triton["tensors"].contains(key));
+  }
+  // Renamed, they are part of the spec (and of its hash).
+  auto renamed = triton_run("{template: llama3, tensors: {numOutputTokens: output_lengths}}");
+  REQUIRE(renamed.ok());
+  CHECK(renamed->SpecJson()["model"]["triton"]["tensors"]["numOutputTokens"] == "output_lengths");
+  CHECK(renamed->SpecHash() != plain->SpecHash());
+  // And the new fields read back as written.
+  auto family = triton_run("{family: gpt-oss, chatTemplate: {inline: \"{{ x }}\"}, stop: [\"<|return|>\"], "
+                           "templateVariables: {reasoning_effort: low}}");
+  REQUIRE(family.ok());
+  auto back = ParseAgentRun(family->ManifestJson().dump(), "back.json");
+  REQUIRE(back.ok());
+  CHECK(back->spec.model.triton.family == "gpt-oss");
+  CHECK(back->spec.model.triton.jinja.inline_text == "{{ x }}");
+  CHECK(back->spec.model.triton.template_variables == nlohmann::json{{"reasoning_effort", "low"}});
+  CHECK(back->SpecHash() == family->SpecHash());
 }

@@ -125,8 +125,9 @@ Result<ChatTemplate> LoadChatTemplateFile(const std::string& path) {
   return t;
 }
 
-std::string RenderPrompt(const ChatTemplate& t, const std::vector<Message>& messages,
-                         const std::vector<ToolSchema>& tools) {
+Result<std::string> RenderPrompt(const ChatTemplate& t, const std::vector<Message>& messages,
+                                 const std::vector<ToolSchema>& tools) {
+  if (t.jinja) return RenderJinjaPrompt(*t.jinja, messages, tools);
   std::string tools_text;
   if (!tools.empty()) {
     tools_text = t.tools_prompt;

@@ -4,11 +4,13 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "common/status.h"
 #include "worker/model/chat.h"
+#include "worker/model/jinja_chat_template.h"
 
 namespace carapace {
 
@@ -36,6 +38,14 @@ struct ChatTemplate {
   // Added to the system message when tools are offered; "{tools}" becomes one JSON
   // function schema per line.
   std::string tools_prompt;
+  // The model's own Jinja template (or a family's): when set it writes the whole prompt,
+  // and the parts above are unused.
+  std::shared_ptr<const JinjaChatTemplate> jinja;
+  // The tool-call markers are special tokens: the server must keep them in the text.
+  bool keep_special_tokens = false;
+  // A reply may open with reasoning between these tags (Qwen3's <think>): not the answer.
+  std::string reasoning_open;
+  std::string reasoning_close;
 };
 
 // "chatml" or "llama3". Errors: kInvalidArgument naming the known ones.
@@ -45,8 +55,10 @@ Result<ChatTemplate> BuiltinChatTemplate(const std::string& name);
 Result<ChatTemplate> LoadChatTemplateFile(const std::string& path);
 
 // The prompt for `messages`, ending with the generation prompt. Tool calls of earlier
-// assistant turns are written back in the template's tool-call format.
-std::string RenderPrompt(const ChatTemplate& t, const std::vector<Message>& messages,
+// assistant turns are written back in the template's tool-call format. Errors: only from a
+// Jinja template, kInvalidArgument when it refuses the conversation (raise_exception) or
+// fails, with its line and column.
+Result<std::string> RenderPrompt(const ChatTemplate& t, const std::vector<Message>& messages,
                          const std::vector<ToolSchema>& tools);
 
 }  // namespace carapace

@@ -11,6 +11,8 @@
 
 #include "inference/grpc_service.grpc.pb.h"
 #include "worker/model/grpc_channels.h"
+#include "worker/model/model_families.h"
+#include "worker/model/reasoning_filter.h"
 #include "worker/model/reply_parser.h"
 #include "worker/model/triton_outputs.h"
 #include "worker/tools/header_values.h"
@@ -36,23 +38,30 @@ class TritonBackend : public ModelBackend {
 
   Status Chat(const ModelRequest& request, ChatStream* out) override {
     static const std::vector<Message> kNone;
-    const std::string prompt = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
+    Result<std::string> rendered = RenderPrompt(template_, request.messages ? *request.messages : kNone, request.tools);
+    // A template that refuses the conversation refuses it on every endpoint and every try.
+    if (!rendered.ok()) {
+      return InvalidArgument(spec_.Describe() + ": the chat template refused the conversation: " + rendered.status().message());
+    }
+    const std::string& prompt = *rendered;
     const AdditionalOutputs declared = DeclaredOutputs();
     ModelInferRequest infer = BuildChatRequest(prompt, declared);
     ReplyParser parser(template_.tool_call_format, template_.stop, request.tools);
+    ReasoningFilter reasoning(template_.reasoning_open, template_.reasoning_close);
     size_t generated = 0;  // bytes, for the usage estimate
     std::string finish_reason;  // the server's, when it sends one
     std::optional<uint64_t> input_tokens, output_tokens;  // the server's counts, when it sends them
     auto take = [&](const ModelInferResponse& response) {
-      if (auto text = OutputText(response, spec_.triton.tensors.text_output)) {
+      const TritonTensorNames& n = spec_.triton.tensors;
+      if (auto text = OutputText(response, n.text_output)) {
         generated += text->size();
-        parser.Feed(*text, out);
+        parser.Feed(reasoning.Feed(*text), out);
       }
-      if (auto reason = OutputText(response, kFinishReason); reason && *reason != "None" && !reason->empty()) {
+      if (auto reason = OutputText(response, n.finish_reason); reason && *reason != "None" && !reason->empty()) {
         finish_reason = *reason;
       }
-      if (auto n = OutputUint(response, kNumInputTokens)) input_tokens = n;
-      if (auto n = OutputUint(response, kNumOutputTokens)) output_tokens = output_tokens.value_or(0) + *n;
+      if (auto count = OutputUint(response, n.num_input_tokens)) input_tokens = count;
+      if (auto count = OutputUint(response, n.num_output_tokens)) output_tokens = output_tokens.value_or(0) + *count;
     };
     grpc::ClientContext ctx;
     Prepare(&ctx);
@@ -86,14 +95,19 @@ class TritonBackend : public ModelBackend {
       // We asked for an empty final response: a stream that ends without one was cut.
       if (!final_seen) return StreamFailed(s, *out, what);
     }
+    parser.Feed(reasoning.End(), out);
     parser.End(out);
     // The server's counts when it sends them (the vLLM backend, asked); otherwise estimated,
     // so the token budget still holds.
     out->Usage(input_tokens ? static_cast<int64_t>(*input_tokens) : EstimateTokens(prompt.size()),
                output_tokens ? static_cast<int64_t>(*output_tokens) : EstimateTokens(generated),
                !input_tokens || !output_tokens);
-    // "length" tells the runtime the reply was cut short (it is then not an answer).
-    if (finish_reason == "length") out->Finish("length");
+    // "length" tells the runtime the reply was cut short (it is then not an answer). A server
+    // that sends counts but no reason (TensorRT-LLM with an output-length tensor named in
+    // tensors.numOutputTokens) cut the reply short when it used every token it was allowed.
+    const bool used_every_token = finish_reason.empty() && output_tokens &&
+                                  static_cast<int64_t>(*output_tokens) >= spec_.max_tokens.value_or(1024);
+    if (finish_reason == "length" || used_every_token) out->Finish("length");
     else out->Finish(!out->response().tool_calls.empty() ? "tool_calls" : "stop");
     return Status::Ok();
   }
@@ -228,6 +242,7 @@ class TritonBackend : public ModelBackend {
     bool finish_reason = false;
     bool num_input_tokens = false;
     bool num_output_tokens = false;
+    std::vector<std::string> outputs;  // every output the model declares
   };
   AdditionalOutputs DeclaredOutputs() {
     std::lock_guard<std::mutex> lock(metadata_mu_);
@@ -239,11 +254,15 @@ class TritonBackend : public ModelBackend {
     inference::ModelMetadataResponse r;
     if (!stub_->ModelMetadata(&ctx, req, &r).ok()) return {};
     AdditionalOutputs declared;
+    const TritonTensorNames& n = spec_.triton.tensors;
     for (const auto& in : r.inputs()) {
-      declared.finish_reason = declared.finish_reason || in.name() == kReturnFinishReason;
-      declared.num_input_tokens = declared.num_input_tokens || in.name() == kReturnNumInputTokens;
-      declared.num_output_tokens = declared.num_output_tokens || in.name() == kReturnNumOutputTokens;
+      declared.finish_reason = declared.finish_reason || in.name() == n.return_finish_reason;
+      declared.num_input_tokens = declared.num_input_tokens || in.name() == n.return_num_input_tokens;
+      declared.num_output_tokens = declared.num_output_tokens || in.name() == n.return_num_output_tokens;
     }
+    // A model may send an output with no input to ask for it (TensorRT-LLM's, named in
+    // tensors): it is asked for by name.
+    for (const auto& o : r.outputs()) declared.outputs.push_back(o.name());
     declared_outputs_ = declared;
     return declared;
   }
@@ -272,17 +291,20 @@ class TritonBackend : public ModelBackend {
       for (const auto& s : template_.stop) stop->mutable_contents()->add_bytes_contents(s);
     } else {
       nlohmann::json sampling = {{"max_tokens", spec_.max_tokens.value_or(1024)}, {"stop", template_.stop}};
+      // The tool-call markers of some families are special tokens, which vLLM leaves out of
+      // the text by default: the calls would never be seen.
+      if (template_.keep_special_tokens) sampling["skip_special_tokens"] = false;
       if (spec_.temperature) sampling["temperature"] = *spec_.temperature;
       if (spec_.top_p) sampling["top_p"] = *spec_.top_p;
       AddScalar(&r, n.sampling_parameters, "BYTES", trt, [&](auto* c) { c->add_bytes_contents(sampling.dump()); });
     }
     r.add_outputs()->set_name(n.text_output);
-    for (auto [wanted, ask, output] : {std::tuple{declared.finish_reason, kReturnFinishReason, kFinishReason},
-                                        std::tuple{declared.num_input_tokens, kReturnNumInputTokens, kNumInputTokens},
-                                        std::tuple{declared.num_output_tokens, kReturnNumOutputTokens, kNumOutputTokens}}) {
-      if (!wanted) continue;
-      AddScalar(&r, ask, "BOOL", trt, [&](auto* c) { c->add_bool_contents(true); });
-      r.add_outputs()->set_name(output);
+    for (auto [wanted, ask, output] : {std::tuple{declared.finish_reason, &n.return_finish_reason, &n.finish_reason},
+                                        std::tuple{declared.num_input_tokens, &n.return_num_input_tokens, &n.num_input_tokens},
+                                        std::tuple{declared.num_output_tokens, &n.return_num_output_tokens, &n.num_output_tokens}}) {
+      const bool declared_output = std::find(declared.outputs.begin(), declared.outputs.end(), *output) != declared.outputs.end();
+      if (wanted) AddScalar(&r, *ask, "BOOL", trt, [&](auto* c) { c->add_bool_contents(true); });
+      if (wanted || declared_output) r.add_outputs()->set_name(*output);
     }
     if (spec_.triton.stream) (*r.mutable_parameters())["triton_enable_empty_final_response"].set_bool_param(true);
     return r;
@@ -304,9 +326,8 @@ class TritonBackend : public ModelBackend {
 
 Result<std::unique_ptr<ModelBackend>> CreateTritonBackend(const BackendContext& context) {
   const ModelEndpointSpec& spec = context.endpoint;
-  Result<ChatTemplate> chat_template = spec.triton.template_file.empty() ? BuiltinChatTemplate(spec.triton.chat_template)
-                                                                         : LoadChatTemplateFile(spec.triton.template_file);
-  if (!chat_template.ok()) return chat_template.status().WithContext("triton.templateFile");
+  Result<ChatTemplate> chat_template = ChatTemplateFor(spec.triton);
+  if (!chat_template.ok()) return chat_template.status();
   CARAPACE_ASSIGN_OR_RETURN(auto channel, ModelChannel(spec.endpoint, spec.tls));
   std::string token;
   if (spec.api_key) {

@@ -12,24 +12,6 @@
 
 namespace carapace {
 
-// The finish reason Triton's vLLM backend sends when asked (docs/additional_outputs.md of
-// triton-inference-server/vllm_backend, r24.12 on): the input `return_finish_reason` (BOOL)
-// asks for it, the output `finish_reason` (BYTES) carries vLLM's reason on every response,
-// "None" until the sequence has finished, then "stop", "length" or "abort". A model whose
-// config does not declare the input (older servers, other backends) is not sent it: Triton
-// refuses an input a model does not declare.
-inline constexpr char kReturnFinishReason[] = "return_finish_reason";
-inline constexpr char kFinishReason[] = "finish_reason";
-// Its token counts (the same document; r24.12 on for the output count, later for the input):
-// `return_num_input_tokens` / `return_num_output_tokens` (BOOL) ask for `num_input_tokens`
-// (UINT32: the prompt's tokens, on every response) and `num_output_tokens` (UINT32: the tokens
-// of this response's text, the difference from the last response, so a stream's sum is the
-// reply's count). Each is sent only when the model's config declares it.
-inline constexpr char kReturnNumInputTokens[] = "return_num_input_tokens";
-inline constexpr char kNumInputTokens[] = "num_input_tokens";
-inline constexpr char kReturnNumOutputTokens[] = "return_num_output_tokens";
-inline constexpr char kNumOutputTokens[] = "num_output_tokens";
-
 // Elements of a BYTES tensor in raw form: each a 4-byte little-endian length, then the
 // bytes; a truncated element ends the list.
 std::vector<std::string> SplitRawBytes(const std::string& raw);

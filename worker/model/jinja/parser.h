@@ -1,0 +1,15 @@
+// Parses a template's tokens into nodes. Everything that can be known before rendering is
+// checked here: tags, filters, tests, functions and methods the engine does not have, and
+// break/continue outside a loop, each reported with its line and column.
+#pragma once
+
+#include <string_view>
+
+#include "worker/model/jinja/nodes.h"
+
+namespace carapace::jinja {
+
+// Throws SyntaxError.
+Body Parse(std::string_view source);
+
+}  // namespace carapace::jinja
