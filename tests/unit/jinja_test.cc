@@ -166,13 +166,75 @@ TEST_CASE("jinja: a template's own errors and runaway work come back as errors w
   CHECK(Render("{{ 'a' < 1 }}") == "ERROR t.jinja:1:8: '<' not supported between instances of 'str' and 'int'");
   CHECK(Render("{% set ns = 1 %}{% set ns.a = 2 %}") ==
         "ERROR t.jinja:1:20: cannot assign attribute 'a' on ns, a int: only a namespace() takes attributes");
-  CHECK_THAT(Render("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"), ContainsSubstring("called itself more than 64 deep"));
+  CHECK_THAT(Render("{% macro m() %}{{ m() }}{% endmacro %}{{ m() }}"), ContainsSubstring("macros called more than 32 deep"));
   CHECK_THAT(Render("{% for i in range(100000) %}{% for j in range(1000) %}x{% endfor %}{% endfor %}"),
-             ContainsSubstring("more than 50,000,000 steps"));
+             ContainsSubstring("more than 5,000,000 steps"));
+  // Doubling a string or a list each step would exhaust memory long before the step limit.
+  CHECK_THAT(Render("{% set ns = namespace(s='ab') %}{% for i in range(60) %}{% set ns.s = ns.s ~ ns.s %}{% endfor %}"),
+             ContainsSubstring("a string of more than 64 MiB"));
+  CHECK_THAT(Render("{% set ns = namespace(l=[1]) %}{% for i in range(60) %}{% set ns.l = ns.l + ns.l %}{% endfor %}"),
+             ContainsSubstring("a list of more than 1000000 items"));
+  CHECK_THAT(Render("{{ ('x' * 1000) | replace('x', 'yyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyyy' * 1000) }}"),
+             ContainsSubstring("a string of more than 64 MiB"));
   CHECK_THAT(Render("{{ range(1000000) }}"), ContainsSubstring("range: more than 100000 items"));
 }
 
 TEST_CASE("jinja: Hugging Face's helpers: strftime_now and the generation block", "[jinja]") {
   CHECK(Render("{{ strftime_now('%Y') | length }}") == "4");
   CHECK(Render("a{% generation %}b{% endgeneration %}c") == "abc");
+}
+
+TEST_CASE("jinja: Jinja's own semantics where a simpler engine would differ", "[jinja]") {
+  // Each iteration starts from the outer variables (a new frame per item in Jinja).
+  CHECK(Render("{% set x = 0 %}{% for i in [1, 2, 3] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}") == "1230");
+  // Python's chained comparisons.
+  CHECK(Render("{{ 1 < 3 < 2 }} {{ 0 < 1 < 2 }} {{ 1 == 1 in [1] }}") == "False True True");
+  // Built-in functions are globals a template may test for (Llama 3.2 asks for strftime_now).
+  CHECK(Render("{{ strftime_now is defined }} {{ namespace is defined }} {{ frobnicate is defined }}") == "True True False");
+  // Hugging Face's tojson: ensure_ascii, indent, separators, sort_keys.
+  CHECK(Render("{{ {'a': [1, 2]} | tojson(separators=(',', ':')) }}") == "{\"a\":[1,2]}");
+  CHECK(Render("{{ 'é😀' | tojson(ensure_ascii=true) }} {{ 'é' | tojson }}") == "\"\\u00e9\\ud83d\\ude00\" \"é\"");
+  CHECK(Render("{{ [1] | tojson(indent='\t') }}") == "[\n\t1\n]");
+  // Undefined iterates as empty, so it is iterable; a wrong key type is undefined, not an error.
+  CHECK(Render("{{ nothing is iterable }} {{ [1]['a'] is defined }} {{ nothing is sequence }}") == "True False True");
+  // Python's whitespace is Unicode's.
+  CHECK(Render("{{ 'hi\u3000' | trim }}|{{ '\u00a0x\u00a0'.strip() }}|{{ 'a\u2003b'.split() }}") == "hi|x|['a', 'b']");
+  CHECK(Render("{{ 'xyéx'.strip('xé') }}|{{ 'a b  '.split(none, 1) }}") == "y|['a', 'b  ']");
+  // Python's round halves to even and keeps an integer; Jinja's indent skips only empty lines.
+  CHECK(Render("{{ 2.5 | round }} {{ 3.5 | round }} {{ 5 | round }} {{ 2.675 | round(1, 'floor') }}") == "2.0 4.0 5 2.6");
+  CHECK(Render("{{ 'a\n\n b' | indent(2) }}|{{ 'a' | indent(2, true) }}|{{ 'a\n' | indent(2, blank=true) }}|") ==
+        "a\n\n   b|  a|a\n  |");
+  // The title filter splits at - and spaces only; str.title() at every non-letter.
+  CHECK(Render("{{ 'get_weather-now' | title }} {{ \"they're a1b\".title() }}") == "Get_weather-Now They'Re A1B");
+  // Positions count characters, as slicing does.
+  CHECK(Render("{% set s = 'é-x' %}{{ s.find('x') }} {{ s[s.find('x'):] }} {{ s.count('') }}") == "2 x 4");
+  CHECK(Render("{{ 'v1.2'.removeprefix('v') }} {{ 'a.txt'.removesuffix('.txt') }} {{ ' \u00a0'.isspace() }}") == "1.2 a True");
+  // raw keeps the newline after {% raw %}; trim_blocks takes the one after {% endraw %}.
+  CHECK(Render("{% raw %}\nx{% endraw %}\ny") == "\nxy");
+  // A set block renders in its own frame.
+  CHECK(Render("{% set y = 1 %}{% set b %}{% set y = 2 %}{{ y }}{% endset %}{{ b }}{{ y }}") == "21");
+}
+
+TEST_CASE("jinja: hostile templates fail cleanly: no overflow, no use after free, no cycle, no deep recursion",
+          "[jinja]") {
+  CHECK(Render("{{ [1, 2, 3][1::9223372036854775807] }} {{ 'abc'[::-9223372036854775807] }}") == "[2] c");
+  CHECK_THAT(Render("{{ (-9223372036854775807 - 1) // -1 }}"), ContainsSubstring("integer overflow in //"));
+  CHECK_THAT(Render("{{ 9223372036854775807 + 1 }}"), ContainsSubstring("integer overflow in +"));
+  CHECK_THAT(Render("{{ 3 ** 100 }}"), ContainsSubstring("integer overflow in **"));
+  CHECK(Render("{{ (-1) ** 3 }} {{ 1 ** 99999999999 }} {{ (-9223372036854775807 - 1) % -1 }}") == "-1 1 0");
+  CHECK(Render("{% set ns = namespace() %}{% for x in [1, 2] %}{% set ns.l = loop %}{% endfor %}{{ ns.l.length }}") == "2");
+  CHECK_THAT(Render("{% set ns = namespace() %}{% set ns.me = ns %}"), ContainsSubstring("a namespace cannot hold a namespace"));
+  CHECK_THAT(Render("{% set ns = namespace() %}{% set ns.me = [{'a': ns}] %}"), ContainsSubstring("a namespace cannot hold a namespace"));
+  CHECK_THAT(Render("{% set ns = namespace(l=[]) %}{% for i in range(300) %}{% set ns.l = [ns.l] %}{% endfor %}"),
+             ContainsSubstring("nested more than 256 deep"));
+  std::string chain = "{{ x";
+  for (int i = 0; i < 300000; ++i) chain += "|e";
+  CHECK_THAT(Render(chain + " }}"), ContainsSubstring("nested more than 200 deep"));
+  std::string sum = "{{ 1";
+  for (int i = 0; i < 100000; ++i) sum += " + 1";
+  CHECK_THAT(Render(sum + " }}"), ContainsSubstring("nested more than 200 deep"));
+  CHECK_THAT(Render("{{ 'x' | indent(9223372036854775807) }}"), ContainsSubstring("indent: width must be between 0 and 1000"));
+  CHECK_THAT(Render("{{ [1] | tojson(indent=2000000000) }}"), ContainsSubstring("tojson: indent must be between 0 and 64"));
+  CHECK(Render("{{ [[1]] | map(attribute='99999999999999999999') | list | length }}") == "1");
+  CHECK_THAT(Render("{{ '\\U00110000' }}"), ContainsSubstring("no Unicode character"));
 }

@@ -37,6 +37,19 @@ Result<JinjaChatTemplate> LoadJinjaChatTemplate(const std::string& text, const s
   }
   out.bos_token = TokenText(config.value("bos_token", nlohmann::json()));
   out.eos_token = TokenText(config.value("eos_token", nlohmann::json()));
+  for (auto it = config.begin(); it != config.end(); ++it) {
+    const std::string& key = it.key();
+    if (key.size() > 6 && key.compare(key.size() - 6, 6, "_token") == 0 && !TokenText(it.value()).empty()) {
+      out.special_tokens[key] = TokenText(it.value());
+    }
+  }
+  if (config.contains("additional_special_tokens") && config["additional_special_tokens"].is_array()) {
+    nlohmann::json tokens = nlohmann::json::array();
+    for (const auto& t : config["additional_special_tokens"]) {
+      if (!TokenText(t).empty()) tokens.push_back(TokenText(t));
+    }
+    out.special_tokens["additional_special_tokens"] = tokens;
+  }
   const nlohmann::json& ct = config["chat_template"];
   if (ct.is_string()) {
     if (!name.empty() && name != "default") {
@@ -145,8 +158,9 @@ Result<std::string> RenderJinjaPrompt(const JinjaChatTemplate& t, const std::vec
     vars.items.emplace_back("tools", Value(std::move(tool_values)));
   }
   vars.items.emplace_back("add_generation_prompt", Value(true));
-  vars.items.emplace_back("bos_token", Value(t.bos_token));
-  vars.items.emplace_back("eos_token", Value(t.eos_token));
+  for (auto it = t.special_tokens.begin(); it != t.special_tokens.end(); ++it) vars.Set(it.key(), jinja::FromJson(it.value()));
+  vars.Set("bos_token", Value(t.bos_token));
+  vars.Set("eos_token", Value(t.eos_token));
   for (auto it = t.variables.begin(); it != t.variables.end(); ++it) vars.Set(it.key(), jinja::FromJson(it.value()));
   const jinja::Template& chosen = !tools.empty() && t.tool_use ? *t.tool_use : *t.main;
   return chosen.Render(vars);

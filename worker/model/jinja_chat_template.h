@@ -24,6 +24,9 @@ struct JinjaChatTemplate {
   std::shared_ptr<const jinja::Template> tool_use;
   std::string bos_token;
   std::string eos_token;
+  // The tokenizer_config.json's other special tokens (unk_token, pad_token, ...,
+  // additional_special_tokens), which Hugging Face passes to the template too.
+  nlohmann::json special_tokens = nlohmann::json::object();
   std::string text;  // the template's source, to detect its tool-call format from
   nlohmann::json variables = nlohmann::json::object();
 };

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <cstdint>
 #include <ctime>
 
 #include "worker/model/jinja/nodes.h"
@@ -28,18 +29,63 @@ std::string ArgString(const CallArgs& args, size_t i, std::string_view name, con
   return v.str();
 }
 
-const std::string kWhitespace = " \t\n\r\v\f";
 
-std::string StripChars(const std::string& s, const std::string& chars, bool left, bool right) {
+// The length of the whitespace character Python's str.isspace() sees at s[i] (ASCII and
+// Unicode's: U+0085, U+00A0, U+1680, U+2000-200A, U+2028/9, U+202F, U+205F, U+3000), or 0.
+size_t SpaceAt(const std::string& s, size_t i) {
+  const auto c = static_cast<unsigned char>(s[i]);
+  if (c == ' ' || (c >= 0x09 && c <= 0x0d) || (c >= 0x1c && c <= 0x1f)) return 1;
+  auto byte = [&](size_t k) { return i + k < s.size() ? static_cast<unsigned char>(s[i + k]) : 0; };
+  if (c == 0xC2 && (byte(1) == 0x85 || byte(1) == 0xA0)) return 2;
+  if (c == 0xE1 && byte(1) == 0x9A && byte(2) == 0x80) return 3;
+  if (c == 0xE2 && byte(1) == 0x80 && (byte(2) <= 0x8A || byte(2) == 0xA8 || byte(2) == 0xA9 || byte(2) == 0xAF)) return 3;
+  if (c == 0xE2 && byte(1) == 0x81 && byte(2) == 0x9F) return 3;
+  if (c == 0xE3 && byte(1) == 0x80 && byte(2) == 0x80) return 3;
+  return 0;
+}
+
+// The length of the whitespace character that ends s[0, end), or 0.
+size_t SpaceBefore(const std::string& s, size_t end) {
+  for (size_t n = 1; n <= 3 && n <= end; ++n) {
+    if (SpaceAt(s, end - n) == n) return n;
+  }
+  return 0;
+}
+
+// Python's strip: `chars` as a set of characters (code points), or whitespace when null.
+std::string StripChars(const std::string& s, const std::string* chars, bool left, bool right) {
   size_t a = 0, b = s.size();
-  if (left) {
-    while (a < b && chars.find(s[a]) != std::string::npos) ++a;
+  if (chars == nullptr) {
+    while (left && a < b && SpaceAt(s, a)) a += SpaceAt(s, a);
+    while (right && b > a && SpaceBefore(s, b)) b -= SpaceBefore(s, b);
+    return s.substr(a, b - a);
   }
-  if (right) {
-    while (b > a && chars.find(s[b - 1]) != std::string::npos) --b;
+  // Each of `chars`' code points, so a multi-byte character is never cut in half.
+  std::vector<std::string> set;
+  for (size_t i = 0; i < chars->size();) {
+    size_t n = 1;
+    while (i + n < chars->size() && (static_cast<unsigned char>((*chars)[i + n]) & 0xC0) == 0x80) ++n;
+    set.push_back(chars->substr(i, n));
+    i += n;
   }
+  auto starts = [&](size_t at) -> size_t {
+    for (const auto& c : set) {
+      if (s.compare(at, c.size(), c) == 0) return c.size();
+    }
+    return 0;
+  };
+  auto ends = [&](size_t end) -> size_t {
+    for (const auto& c : set) {
+      if (c.size() <= end && s.compare(end - c.size(), c.size(), c) == 0) return c.size();
+    }
+    return 0;
+  };
+  while (left && a < b && starts(a)) a += starts(a);
+  while (right && b > a && ends(b)) b -= ends(b);
   return s.substr(a, b - a);
 }
+
+std::string StripSpace(const std::string& s) { return StripChars(s, nullptr, true, true); }
 
 std::string Lower(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -57,17 +103,35 @@ std::string Capitalize(const std::string& s) {
   return out;
 }
 
-std::string Title(const std::string& s) {
+// Python's str.title(): a letter after a non-letter starts a word ("they're" -> "They'Re").
+std::string TitleMethod(const std::string& s) {
+  std::string out = s;
+  bool after_letter = false;
+  for (auto& c : out) {
+    const auto u = static_cast<unsigned char>(c);
+    if (std::isalpha(u)) {
+      c = static_cast<char>(after_letter ? std::tolower(u) : std::toupper(u));
+      after_letter = true;
+    } else {
+      after_letter = u >= 0x80 && after_letter;  // a non-ASCII letter continues the word
+    }
+  }
+  return out;
+}
+
+// Jinja's title filter: words split at runs of -, whitespace, (, {, [ and <, each written
+// first letter upper, the rest lower ("get_weather" -> "Get_weather").
+std::string TitleFilter(const std::string& s) {
   std::string out = s;
   bool word_start = true;
   for (auto& c : out) {
     const auto u = static_cast<unsigned char>(c);
-    if (std::isalpha(u)) {
-      c = static_cast<char>(word_start ? std::toupper(u) : std::tolower(u));
-      word_start = false;
-    } else {
-      word_start = !(u >= 0x80 || std::isdigit(u) || c == '\'');
+    if (c == '-' || c == '(' || c == '{' || c == '[' || c == '<' || std::isspace(u)) {
+      word_start = true;
+      continue;
     }
+    c = static_cast<char>(word_start ? std::toupper(u) : std::tolower(u));
+    word_start = false;
   }
   return out;
 }
@@ -77,7 +141,10 @@ std::string Replace(const std::string& s, const std::string& from, const std::st
   if (from.empty()) {
     // Python inserts `to` between every character (and at both ends).
     out = to;
-    for (char c : s) out += std::string(1, c) + to;
+    for (char c : s) {
+      out += std::string(1, c) + to;
+      CheckStringSize(out.size());
+    }
     return out;
   }
   size_t pos = 0;
@@ -87,6 +154,7 @@ std::string Replace(const std::string& s, const std::string& from, const std::st
     if (at == std::string::npos) break;
     out.append(s, pos, at - pos);
     out += to;
+    CheckStringSize(out.size());
     pos = at + from.size();
     ++done;
   }
@@ -97,20 +165,19 @@ std::string Replace(const std::string& s, const std::string& from, const std::st
 List Split(const std::string& s, const Value& sep, int64_t maxsplit) {
   List out;
   if (sep.is_undefined() || sep.is_none()) {
-    // Runs of whitespace, none at the ends.
+    // Runs of whitespace, none at the ends; past maxsplit the rest stays as it is.
     size_t i = 0;
     while (true) {
-      while (i < s.size() && kWhitespace.find(s[i]) != std::string::npos) ++i;
+      while (i < s.size() && SpaceAt(s, i)) i += SpaceAt(s, i);
       if (i >= s.size()) break;
       if (maxsplit >= 0 && static_cast<int64_t>(out.size()) == maxsplit) {
-        size_t end = s.size();
-        while (end > i && kWhitespace.find(s[end - 1]) != std::string::npos) --end;
-        out.emplace_back(s.substr(i, end - i));
+        out.emplace_back(s.substr(i));
         break;
       }
       size_t j = i;
-      while (j < s.size() && kWhitespace.find(s[j]) == std::string::npos) ++j;
+      while (j < s.size() && !SpaceAt(s, j)) ++j;
       out.emplace_back(s.substr(i, j - i));
+      if (out.size() > kMaxListItems) Fail("a list of more than 1000000 items");
       i = j;
     }
     return out;
@@ -122,6 +189,7 @@ List Split(const std::string& s, const Value& sep, int64_t maxsplit) {
     const size_t at = s.find(sep.str(), pos);
     if (at == std::string::npos) break;
     out.emplace_back(s.substr(pos, at - pos));
+    if (out.size() > kMaxListItems) Fail("a list of more than 1000000 items");
     pos = at + sep.str().size();
   }
   out.emplace_back(s.substr(pos));
@@ -141,18 +209,21 @@ bool StartsOrEnds(const std::string& s, const Value& affix, bool start) {
   return one(affix);
 }
 
+// Whether a double converts to int64 without undefined behaviour.
+bool InInt64(double f) { return std::isfinite(f) && f > -9.2e18 && f < 9.2e18; }
+
 int64_t ToInt(const Value& v, int64_t fallback) {
   switch (v.kind()) {
     case Value::Kind::kInt: return v.as_int();
     case Value::Kind::kBool: return v.as_bool();
-    case Value::Kind::kFloat: return std::isfinite(v.as_double()) ? static_cast<int64_t>(v.as_double()) : fallback;
+    case Value::Kind::kFloat: return InInt64(v.as_double()) ? static_cast<int64_t>(v.as_double()) : fallback;
     case Value::Kind::kString: {
-      const std::string t = StripChars(v.str(), kWhitespace, true, true);
+      const std::string t = StripSpace(v.str());
       char* end = nullptr;
       const long long n = std::strtoll(t.c_str(), &end, 10);
       if (!t.empty() && *end == '\0') return n;
       const double f = std::strtod(t.c_str(), &end);
-      if (!t.empty() && *end == '\0' && std::isfinite(f)) return static_cast<int64_t>(f);
+      if (!t.empty() && *end == '\0' && InInt64(f)) return static_cast<int64_t>(f);
       return fallback;
     }
     default: return fallback;
@@ -165,7 +236,7 @@ double ToFloat(const Value& v, double fallback) {
     case Value::Kind::kFloat: return v.as_double();
     case Value::Kind::kBool: return v.as_bool() ? 1 : 0;
     case Value::Kind::kString: {
-      const std::string t = StripChars(v.str(), kWhitespace, true, true);
+      const std::string t = StripSpace(v.str());
       char* end = nullptr;
       const double f = std::strtod(t.c_str(), &end);
       return !t.empty() && *end == '\0' ? f : fallback;
@@ -182,7 +253,8 @@ Value Attribute(const Value& v, const std::string& path) {
     const size_t dot = path.find('.', pos);
     const std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
     if (cur.is_undefined()) return cur;
-    const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+    const bool digits = !part.empty() && part.size() <= 18 &&
+                        std::all_of(part.begin(), part.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
     cur = digits && cur.kind() == Value::Kind::kList ? GetItem(cur, Value(static_cast<int64_t>(std::stoll(part))))
                                                      : GetItem(cur, Value(part));
     if (dot == std::string::npos) return cur;
@@ -222,10 +294,32 @@ Value SelectImpl(Context& ctx, const Value& input, const CallArgs& args, bool by
   return Value(std::move(out));
 }
 
+// Hugging Face's tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
+// Python's json.dumps with those arguments.
 Value FilterTojson(Context&, const Value& v, const CallArgs& args) {
-  const Value& indent = args.Get(0, "indent", kNoArg);
-  const Value& sort = args.Get(99, "sort_keys", kNoArg);
-  return Value(ToJsonText(v, indent.kind() == Value::Kind::kInt ? static_cast<int>(indent.as_int()) : -1, sort.Truthy()));
+  JsonStyle style;
+  style.ensure_ascii = args.Get(0, "ensure_ascii", kNoArg).Truthy();
+  const Value& indent = args.Get(1, "indent", kNoArg);
+  if (indent.kind() == Value::Kind::kInt) {
+    if (indent.as_int() < 0 || indent.as_int() > 64) Fail("tojson: indent must be between 0 and 64");
+    style.indent = static_cast<int>(indent.as_int());
+  } else if (indent.is_string()) {
+    style.indent_text = indent.str();
+    style.indent = 1;
+  }
+  const Value& separators = args.Get(2, "separators", kNoArg);
+  if (separators.kind() == Value::Kind::kList) {
+    if (separators.list().size() != 2 || !separators.list()[0].is_string() || !separators.list()[1].is_string()) {
+      Fail("tojson: separators must be two strings, (item separator, key separator)");
+    }
+    style.item_separator = separators.list()[0].str();
+    style.key_separator = separators.list()[1].str();
+  } else {
+    style.item_separator = style.indent < 0 ? ", " : ",";
+    style.key_separator = ": ";
+  }
+  style.sort_keys = args.Get(3, "sort_keys", kNoArg).Truthy();
+  return Value(ToJsonText(v, style));
 }
 
 Value FilterDefault(Context&, const Value& v, const CallArgs& args) {
@@ -244,6 +338,7 @@ Value FilterJoin(Context&, const Value& v, const CallArgs& args) {
     if (!first) out += sep;
     first = false;
     (attribute.is_string() ? Attribute(item, attribute.str()) : item).AppendTo(&out);
+    CheckStringSize(out.size());
   }
   return Value(std::move(out));
 }
@@ -305,25 +400,29 @@ Value FilterItems(Context&, const Value& v, const CallArgs&) {
   return Value(std::move(out));
 }
 
+// Jinja's indent: every line but the first gets the indentation (the first too with
+// first=true); empty lines only with blank=true.
 Value FilterIndent(Context&, const Value& v, const CallArgs& args) {
   const Value& width = args.Get(0, "width", Value(static_cast<int64_t>(4)));
-  const std::string pad = width.is_string() ? width.str() : std::string(static_cast<size_t>(std::max<int64_t>(ToInt(width, 4), 0)), ' ');
+  if (!width.is_string() && (ToInt(width, 4) < 0 || ToInt(width, 4) > 1000)) Fail("indent: width must be between 0 and 1000");
+  const std::string pad = width.is_string() ? width.str() : std::string(static_cast<size_t>(ToInt(width, 4)), ' ');
   const bool first = args.Get(1, "first", kNoArg).Truthy();
   const bool blank = args.Get(2, "blank", kNoArg).Truthy();
-  const std::string s = v.ToString();
-  std::string out;
-  size_t pos = 0;
-  bool line_one = true;
-  while (pos <= s.size()) {
-    const size_t nl = s.find('\n', pos);
-    const std::string line = s.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
-    if ((line_one ? first : true) && (blank || !StripChars(line, kWhitespace, true, true).empty())) out += pad;
-    out += line;
-    if (nl == std::string::npos) break;
-    out += '\n';
+  const std::string s = v.ToString() + "\n";  // Jinja's own quirk, for Python's splitlines
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos < s.size();) {
+    size_t nl = s.find('\n', pos);
+    lines.push_back(s.substr(pos, nl - pos));
     pos = nl + 1;
-    line_one = false;
   }
+  std::string out = lines[0];
+  for (size_t i = 1; i < lines.size(); ++i) {
+    out += "\n";
+    if (blank || !lines[i].empty()) out += pad;
+    out += lines[i];
+    CheckStringSize(out.size());
+  }
+  if (first) out = pad + out;
   return Value(std::move(out));
 }
 
@@ -338,12 +437,17 @@ Value MinMax(const Value& v, bool max) {
   return best;
 }
 
+// Jinja's round: Python's round() for "common" (halves to even: 2.5 -> 2.0), math.floor
+// and math.ceil otherwise, all giving a float for a float; an integer stays as it is.
 Value FilterRound(Context&, const Value& v, const CallArgs& args) {
-  const int64_t precision = ToInt(args.Get(0, "precision", kNoArg), 0);
+  const int64_t precision = std::clamp<int64_t>(ToInt(args.Get(0, "precision", kNoArg), 0), -308, 308);
   const std::string method = ArgString(args, 1, "method", "common", "round");
+  if (method != "common" && method != "floor" && method != "ceil") Fail("round: method must be common, floor or ceil");
+  if (v.kind() == Value::Kind::kInt && method == "common" && precision >= 0) return v;
+  if (!v.is_number()) Fail("round: expected a number, not " + v.TypeName());
   const double scale = std::pow(10.0, static_cast<double>(precision));
-  const double x = ToFloat(v, 0) * scale;
-  const double r = method == "floor" ? std::floor(x) : method == "ceil" ? std::ceil(x) : std::round(x);
+  const double x = v.as_double() * scale;
+  const double r = method == "floor" ? std::floor(x) : method == "ceil" ? std::ceil(x) : std::nearbyint(x);
   return r / scale;
 }
 
@@ -395,7 +499,10 @@ Value ToList(const Value& v) { return v.kind() == Value::Kind::kList ? v : Value
 
 const Filter kFilters[] = {
     {"abs", [](Context&, const Value& v, const CallArgs&) -> Value {
-       if (v.kind() == Value::Kind::kInt) return std::abs(v.as_int());
+       if (v.kind() == Value::Kind::kInt) {
+         if (v.as_int() == INT64_MIN) Fail("integer overflow in abs");
+         return std::abs(v.as_int());
+       }
        if (v.is_number()) return std::fabs(v.as_double());
        Fail("bad operand type for abs(): '" + v.TypeName() + "'");
      }},
@@ -407,9 +514,15 @@ const Filter kFilters[] = {
     {"e", FilterEscape},
     {"escape", FilterEscape},
     {"first", [](Context&, const Value& v, const CallArgs&) { return FilterFirstLast(v, false); }},
-    {"float", [](Context&, const Value& v, const CallArgs& a) { return Value(ToFloat(v, ToFloat(a.Get(0, "default", kNoArg), 0.0))); }},
+    {"float", [](Context&, const Value& v, const CallArgs& a) {
+       if (v.is_undefined()) UseOfUndefined(v);
+       return Value(ToFloat(v, ToFloat(a.Get(0, "default", kNoArg), 0.0)));
+     }},
     {"indent", FilterIndent},
-    {"int", [](Context&, const Value& v, const CallArgs& a) { return Value(ToInt(v, ToInt(a.Get(0, "default", kNoArg), 0))); }},
+    {"int", [](Context&, const Value& v, const CallArgs& a) {
+       if (v.is_undefined()) UseOfUndefined(v);
+       return Value(ToInt(v, ToInt(a.Get(0, "default", kNoArg), 0)));
+     }},
     {"items", FilterItems},
     {"join", FilterJoin},
     {"last", [](Context&, const Value& v, const CallArgs&) { return FilterFirstLast(v, true); }},
@@ -433,10 +546,12 @@ const Filter kFilters[] = {
     {"sort", FilterSort},
     {"string", [](Context&, const Value& v, const CallArgs&) { return Value(v.ToString()); }},
     {"sum", FilterSum},
-    {"title", [](Context&, const Value& v, const CallArgs&) { return Value(Title(v.ToString())); }},
+    {"title", [](Context&, const Value& v, const CallArgs&) { return Value(TitleFilter(v.ToString())); }},
     {"tojson", FilterTojson},
     {"trim", [](Context&, const Value& v, const CallArgs& a) {
-       return Value(StripChars(v.ToString(), ArgString(a, 0, "chars", kWhitespace, "trim"), true, true));
+       const Value& chars = a.Get(0, "chars", kNoArg);
+       if (!chars.is_undefined() && !chars.is_none() && !chars.is_string()) Fail("trim: chars must be a string");
+       return Value(StripChars(v.ToString(), chars.is_string() ? &chars.str() : nullptr, true, true));
      }},
     {"unique", FilterUnique},
     {"upper", [](Context&, const Value& v, const CallArgs&) { return Value(Upper(v.ToString())); }},
@@ -456,7 +571,7 @@ const Test kTests[] = {
     {"divisibleby", [](Context&, const Value& v, const CallArgs& a) {
        const int64_t n = ToInt(a.Get(0, "num", kNoArg), 0);
        if (n == 0) Fail("divisibleby: division by zero");
-       return ToInt(v, 1) % n == 0;
+       return n == -1 || ToInt(v, 1) % n == 0;
      }},
     {"eq", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "=="); }},
     {"equalto", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "=="); }},
@@ -471,8 +586,9 @@ const Test kTests[] = {
     {">", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, ">"); }},
     {"in", [](Context&, const Value& v, const CallArgs& a) { return Contains(a.Get(0, "seq", kNoArg), v); }},
     {"integer", [](Context&, const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kInt; }},
+    // Jinja's Undefined iterates as empty: it is iterable, and a sequence.
     {"iterable", [](Context&, const Value& v, const CallArgs&) {
-       return v.is_string() || v.kind() == Value::Kind::kList || v.is_mapping();
+       return v.is_string() || v.kind() == Value::Kind::kList || v.is_mapping() || v.is_undefined();
      }},
     {"le", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<="); }},
     {"<=", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<="); }},
@@ -491,7 +607,7 @@ const Test kTests[] = {
        return v.kind() == o.kind() && (v.is_none() || v.is_undefined() || (v.kind() == Value::Kind::kBool && v.as_bool() == o.as_bool()));
      }},
     {"sequence", [](Context&, const Value& v, const CallArgs&) {
-       return v.is_string() || v.kind() == Value::Kind::kList || v.is_mapping();
+       return v.is_string() || v.kind() == Value::Kind::kList || v.is_mapping() || v.is_undefined();
      }},
     {"string", [](Context&, const Value& v, const CallArgs&) { return v.is_string(); }},
     {"true", [](Context&, const Value& v, const CallArgs&) { return v.kind() == Value::Kind::kBool && v.as_bool(); }},
@@ -511,9 +627,10 @@ Value FnRange(Context&, const CallArgs& a) {
   if (a.positional.size() >= 3) step = arg(2);
   if (step == 0) Fail("range: step must not be zero");
   List out;
-  for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) {
+  for (int64_t i = start; step > 0 ? i < stop : i > stop;) {
     if (out.size() >= 100000) Fail("range: more than 100000 items");
     out.emplace_back(i);
+    if (__builtin_add_overflow(i, step, &i)) break;
   }
   return Value(std::move(out));
 }
@@ -559,9 +676,11 @@ const Function kFunctions[] = {
     {"strftime_now", FnStrftimeNow},
 };
 
-constexpr std::string_view kStringMethods[] = {"capitalize", "count", "endswith", "find", "isdigit", "join", "lower",
-                                               "lstrip", "replace", "rfind", "rstrip", "split", "splitlines",
-                                               "startswith", "strip", "title", "upper"};
+constexpr std::string_view kStringMethods[] = {"capitalize", "count",      "endswith",     "find",    "isalnum",
+                                               "isalpha",    "isdigit",    "islower",      "isspace", "isupper",
+                                               "join",       "lower",      "lstrip",       "removeprefix",
+                                               "removesuffix", "replace",  "rfind",        "rstrip",  "split",
+                                               "splitlines", "startswith", "strip",        "title",   "upper"};
 constexpr std::string_view kDictMethods[] = {"get", "items", "keys", "values"};
 
 template <size_t N>
@@ -570,13 +689,33 @@ bool In(const std::string_view (&names)[N], std::string_view name) {
 }
 
 Value StringMethod(const std::string& s, const std::string& name, const CallArgs& a) {
-  auto chars = [&] {
-    const Value& c = a.Get(0, "chars", kNoArg);
-    return c.is_string() ? c.str() : kWhitespace;
+  const Value& chars_arg = a.Get(0, "chars", kNoArg);
+  const std::string* chars = chars_arg.is_string() ? &chars_arg.str() : nullptr;  // none: whitespace
+  if (name == "strip") return Value(StripChars(s, chars, true, true));
+  if (name == "lstrip") return Value(StripChars(s, chars, true, false));
+  if (name == "rstrip") return Value(StripChars(s, chars, false, true));
+  if (name == "removeprefix" || name == "removesuffix") {
+    const std::string affix = ArgString(a, 0, "prefix", "", name.c_str());
+    if (name == "removeprefix") return Value(s.compare(0, affix.size(), affix) == 0 ? s.substr(affix.size()) : s);
+    const bool ends = affix.size() <= s.size() && s.compare(s.size() - affix.size(), affix.size(), affix) == 0;
+    return Value(ends ? s.substr(0, s.size() - affix.size()) : s);
+  }
+  if (name == "isspace") {
+    if (s.empty()) return false;
+    for (size_t i = 0; i < s.size();) {
+      const size_t n = SpaceAt(s, i);
+      if (n == 0) return false;
+      i += n;
+    }
+    return true;
+  }
+  auto all_ascii = [&](int (*pred)(int)) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [&](char c) { return pred(static_cast<unsigned char>(c)) != 0; });
   };
-  if (name == "strip") return Value(StripChars(s, chars(), true, true));
-  if (name == "lstrip") return Value(StripChars(s, chars(), true, false));
-  if (name == "rstrip") return Value(StripChars(s, chars(), false, true));
+  if (name == "isalpha") return all_ascii(std::isalpha);
+  if (name == "isalnum") return all_ascii(std::isalnum);
+  if (name == "islower") return s != Upper(s) && s == Lower(s);
+  if (name == "isupper") return s != Lower(s) && s == Upper(s);
   if (name == "startswith") return StartsOrEnds(s, a.Get(0, "prefix", kNoArg), true);
   if (name == "endswith") return StartsOrEnds(s, a.Get(0, "suffix", kNoArg), false);
   if (name == "split") return Value(Split(s, a.Get(0, "sep", kNoArg), ToInt(a.Get(1, "maxsplit", kNoArg), -1)));
@@ -588,6 +727,7 @@ Value StringMethod(const std::string& s, const std::string& name, const CallArgs
       std::string line = s.substr(pos, nl == std::string::npos ? std::string::npos : nl - pos);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       out.emplace_back(std::move(line));
+      if (out.size() > kMaxListItems) Fail("a list of more than 1000000 items");
       if (nl == std::string::npos) break;
       pos = nl + 1;
     }
@@ -595,7 +735,7 @@ Value StringMethod(const std::string& s, const std::string& name, const CallArgs
   }
   if (name == "upper") return Value(Upper(s));
   if (name == "lower") return Value(Lower(s));
-  if (name == "title") return Value(Title(s));
+  if (name == "title") return Value(TitleMethod(s));
   if (name == "capitalize") return Value(Capitalize(s));
   if (name == "replace") {
     return Value(Replace(s, ArgString(a, 0, "old", "", "replace"), ArgString(a, 1, "new", "", "replace"),
@@ -604,11 +744,13 @@ Value StringMethod(const std::string& s, const std::string& name, const CallArgs
   if (name == "find" || name == "rfind") {
     const std::string sub = ArgString(a, 0, "sub", "", name.c_str());
     const size_t at = name == "find" ? s.find(sub) : s.rfind(sub);
-    return at == std::string::npos ? static_cast<int64_t>(-1) : static_cast<int64_t>(at);
+    if (at == std::string::npos) return static_cast<int64_t>(-1);
+    // Python counts characters, as slicing does, not bytes.
+    return Length(Value(s.substr(0, at)));
   }
   if (name == "count") {
     const std::string sub = ArgString(a, 0, "sub", "", "count");
-    if (sub.empty()) return static_cast<int64_t>(s.size() + 1);
+    if (sub.empty()) return Length(Value(s)) + 1;
     int64_t n = 0;
     for (size_t at = s.find(sub); at != std::string::npos; at = s.find(sub, at + sub.size())) ++n;
     return n;
@@ -622,6 +764,7 @@ Value StringMethod(const std::string& s, const std::string& name, const CallArgs
       if (!first) out += s;
       first = false;
       out += item.str();
+      CheckStringSize(out.size());
     }
     return Value(std::move(out));
   }
@@ -649,6 +792,21 @@ const Function* FindFunction(std::string_view name) {
     if (name == f.name) return &f;
   }
   return nullptr;
+}
+
+Value BuiltinValue(const Function& f) {
+  // One callable per built-in, made once: looking one up must not allocate each time.
+  static const std::vector<Value> kValues = [] {
+    std::vector<Value> values;
+    for (const auto& fn : kFunctions) {
+      auto c = std::make_shared<Callable>();
+      c->name = fn.name;
+      c->call = fn.call;
+      values.push_back(Value::Function(std::move(c)));
+    }
+    return values;
+  }();
+  return kValues[static_cast<size_t>(&f - kFunctions)];
 }
 
 bool IsKnownMethod(std::string_view name) {

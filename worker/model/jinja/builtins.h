@@ -29,6 +29,8 @@ struct Function {
 const Filter* FindFilter(std::string_view name);
 const Test* FindTest(std::string_view name);
 const Function* FindFunction(std::string_view name);
+// A built-in function as a value a template can test, pass or call.
+Value BuiltinValue(const Function& f);
 
 // Whether `name` is a method of some value (a string's startswith, a dict's items, ...).
 bool IsKnownMethod(std::string_view name);

@@ -122,6 +122,7 @@ class Lexer {
     if (kind == '%' && tokens_.size() == first_token + 2 && tokens_[first_token].kind == TokenKind::kName &&
         tokens_[first_token].text == "raw") {
       tokens_.resize(first_token - 1);
+      trim_newline_next_ = false;  // Jinja's raw block keeps the newline after {% raw %}
       return Raw(pos);
     }
     return pos;
@@ -248,7 +249,9 @@ class Lexer {
           if (!std::all_of(hex.begin(), hex.end(), [](char h) { return std::isxdigit(static_cast<unsigned char>(h)); })) {
             Fail(i - 1, "a bad \\" + std::string(1, e) + " escape");
           }
-          AppendUtf8(static_cast<uint32_t>(std::stoul(hex, nullptr, 16)), &value);
+          const auto cp = static_cast<uint32_t>(std::stoul(hex, nullptr, 16));
+          if (cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) Fail(i - 1, "a \\" + std::string(1, e) + " escape that is no Unicode character");
+          AppendUtf8(cp, &value);
           i += n;
           break;
         }

@@ -1,6 +1,8 @@
 // Evaluating expressions and rendering statements.
 #include "worker/model/jinja/nodes.h"
 
+#include <cstdint>
+
 #include "worker/model/jinja/operations.h"
 
 namespace carapace::jinja {
@@ -17,6 +19,8 @@ Value Context::Lookup(const std::string& name) const {
     if (Value* v = (*it)->Find(name)) return *v;
   }
   if (const Value* v = globals->Find(name)) return *v;
+  // The built-in functions are globals too: `strftime_now is defined` is how templates ask.
+  if (const Function* f = FindFunction(name)) return BuiltinValue(*f);
   return Value::Undefined("'" + name + "' is undefined");
 }
 
@@ -27,7 +31,7 @@ void Context::Assign(const std::string& name, Value v) {
 }
 
 void Context::Step() {
-  if (++steps > kMaxSteps) throw RenderError{"the template did more than 50,000,000 steps: is a loop unbounded?"};
+  if (++steps > kMaxSteps) throw RenderError{"the template did more than 5,000,000 steps: is a loop unbounded?"};
   if (out->size() > kMaxOutput) throw RenderError{"the template's output passed 64 MiB"};
 }
 
@@ -117,7 +121,10 @@ Value TestExpr::Eval(Context& ctx) const {
 Value UnaryExpr::Eval(Context& ctx) const {
   Value v = Evaluate(*operand, ctx);
   if (op == "not") return !v.Truthy();
-  if (v.kind() == Value::Kind::kInt) return op == "-" ? -v.as_int() : v.as_int();
+  if (v.kind() == Value::Kind::kInt) {
+    if (op == "-" && v.as_int() == INT64_MIN) throw RenderError{"integer overflow in unary -"};
+    return op == "-" ? -v.as_int() : v.as_int();
+  }
   if (v.kind() == Value::Kind::kFloat) return op == "-" ? -v.as_double() : v.as_double();
   if (v.kind() == Value::Kind::kBool) return static_cast<int64_t>(op == "-" ? -int{v.as_bool()} : int{v.as_bool()});
   if (v.is_undefined()) UseOfUndefined(v);
@@ -137,6 +144,16 @@ Value BinaryExpr::Eval(Context& ctx) const {
   }
   Value a = Evaluate(*left, ctx);
   return BinaryOp(op, a, Evaluate(*right, ctx));
+}
+
+Value CompareChainExpr::Eval(Context& ctx) const {
+  Value left = Evaluate(*operands[0], ctx);
+  for (size_t i = 0; i < ops.size(); ++i) {
+    Value right = Evaluate(*operands[i + 1], ctx);
+    if (!BinaryOp(ops[i], left, right).Truthy()) return false;
+    left = std::move(right);
+  }
+  return true;
 }
 
 Value CondExpr::Eval(Context& ctx) const {
@@ -208,30 +225,31 @@ class ScopedFrame {
 void ForNode::Render(Context& ctx) const {
   Value iterable_value = Evaluate(*iterable, ctx);
   if (iterable_value.is_none()) throw RenderError{"'NoneType' object is not iterable", iterable->line, iterable->col};
-  List items;
+  auto items = std::make_shared<List>();
   try {
-    items = Items(iterable_value);
+    *items = Items(iterable_value);
   } catch (RenderError& e) {
     throw RenderError{e.message, iterable->line, iterable->col};
   }
-  // Variables set in the body stay in it (that is what namespace() is for); the loop's own
-  // names shadow outer ones.
-  ScopedFrame scope(ctx);
   if (filter) {
     // `for x in xs if cond`: loop.length and loop.last count only the items that pass.
     List kept;
-    for (const Value& item : items) {
+    for (const Value& item : *items) {
+      ScopedFrame scope(ctx);
       Bind(ctx, targets, item, line, col);
       if (Evaluate(*filter, ctx).Truthy()) kept.push_back(item);
     }
-    items = std::move(kept);
+    *items = std::move(kept);
   }
   auto loop = std::make_shared<LoopState>();
-  loop->items = &items;
-  ctx.Assign("loop", Value::Loop(loop));
-  for (size_t i = 0; i < items.size(); ++i) {
+  loop->items = items;
+  for (size_t i = 0; i < items->size(); ++i) {
+    // Each iteration starts from the outer variables (Jinja enters a new frame per item):
+    // what the body sets stays in that iteration; a namespace is how it outlives it.
+    ScopedFrame scope(ctx);
     loop->index0 = i;
-    Bind(ctx, targets, items[i], line, col);
+    ctx.Assign("loop", Value::Loop(loop));
+    Bind(ctx, targets, (*items)[i], line, col);
     RenderBody(body, ctx);
     if (ctx.jump == Context::Jump::kBreak) {
       ctx.jump = Context::Jump::kNone;
@@ -239,7 +257,7 @@ void ForNode::Render(Context& ctx) const {
     }
     ctx.jump = Context::Jump::kNone;
   }
-  if (items.empty()) RenderBody(otherwise, ctx);
+  if (items->empty()) RenderBody(otherwise, ctx);
 }
 
 void SetNode::Render(Context& ctx) const {
@@ -247,10 +265,17 @@ void SetNode::Render(Context& ctx) const {
   if (value) {
     v = Evaluate(*value, ctx);
   } else {
+    // The block renders in its own frame, as Jinja's AssignBlock does.
     std::string captured;
     std::string* outer = ctx.out;
     ctx.out = &captured;
-    RenderBody(block, ctx);
+    try {
+      ScopedFrame scope(ctx);
+      RenderBody(block, ctx);
+    } catch (...) {
+      ctx.out = outer;
+      throw;
+    }
     ctx.out = outer;
     v = Value(std::move(captured));
   }
@@ -259,6 +284,11 @@ void SetNode::Render(Context& ctx) const {
     if (ns.kind() != Value::Kind::kNamespace) {
       throw RenderError{"cannot assign attribute '" + attribute + "' on " + targets[0] + ", a " + ns.TypeName() +
                             ": only a namespace() takes attributes",
+                        line, col};
+    }
+    if (v.holds_namespace()) {
+      throw RenderError{"cannot assign a namespace (or a value holding one) to " + targets[0] + "." + attribute +
+                            ": a namespace cannot hold a namespace",
                         line, col};
     }
     ns.mutable_dict().Set(attribute, std::move(v));
@@ -285,7 +315,7 @@ Value MacroNode::Call(Context& ctx, const CallArgs& args) const {
     }
   }
   if (++ctx.call_depth > Context::kMaxCallDepth) {
-    throw RenderError{"macro '" + name + "' called itself more than 64 deep", line, col};
+    throw RenderError{"macros called more than 32 deep", line, col};
   }
   // A macro sees the template's top level and its own parameters, not its caller's loop.
   std::vector<Frame*> caller_chain = {ctx.chain.begin() + 1, ctx.chain.end()};

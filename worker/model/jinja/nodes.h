@@ -28,9 +28,10 @@ struct Context {
   int64_t steps = 0;                // nodes evaluated, against kMaxSteps
   int call_depth = 0;               // macro calls, against kMaxCallDepth
 
-  static constexpr int64_t kMaxSteps = 50'000'000;
-  static constexpr int kMaxCallDepth = 64;
-  static constexpr size_t kMaxOutput = 64u << 20;
+  // A chat template takes tens of steps a message: a few thousand messages stay far below.
+  static constexpr int64_t kMaxSteps = 5'000'000;
+  static constexpr int kMaxCallDepth = 32;
+  static constexpr size_t kMaxOutput = kMaxStringBytes;
 
   Value Lookup(const std::string& name) const;
   void Assign(const std::string& name, Value v);
@@ -125,6 +126,12 @@ struct UnaryExpr : Expr {  // not x, -x, +x
 struct BinaryExpr : Expr {  // arithmetic, ~, comparisons, in, not in, and, or
   std::string op;
   ExprPtr left, right;
+  Value Eval(Context& ctx) const override;
+};
+
+struct CompareChainExpr : Expr {  // a < b <= c: each pair compared, left to right, until one fails
+  std::vector<std::string> ops;
+  std::vector<ExprPtr> operands;  // one more than ops
   Value Eval(Context& ctx) const override;
 };
 

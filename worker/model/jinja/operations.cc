@@ -84,7 +84,8 @@ Value GetItem(const Value& object, const Value& key) {
     case Value::Kind::kString: {
       if (key.kind() != Value::Kind::kInt) {
         if (object.is_string() && key.is_string()) return GetAttr(object, key.str());
-        TypeError(object.TypeName() + " indices must be integers, not " + key.TypeName());
+        // Jinja's getitem turns Python's TypeError into an undefined value.
+        return Value::Undefined(object.TypeName() + " indices must be integers, not " + key.TypeName());
       }
       const int64_t n = Length(object);
       int64_t i = key.as_int();
@@ -120,7 +121,10 @@ Value Slice(const Value& object, const std::optional<int64_t>& start, const std:
   const int64_t from = clamp(start, step > 0 ? 0 : n - 1);
   const int64_t to = clamp(stop, step > 0 ? n : -1);
   std::vector<int64_t> picks;
-  for (int64_t i = from; step > 0 ? i < to : i > to; i += step) picks.push_back(i);
+  for (int64_t i = from; step > 0 ? i < to : i > to;) {
+    picks.push_back(i);
+    if (__builtin_add_overflow(i, step, &i)) break;  // a step past the end ends the slice
+  }
   if (object.kind() == Value::Kind::kList) {
     List out;
     out.reserve(picks.size());
@@ -157,6 +161,7 @@ List Items(const Value& v) {
     case Value::Kind::kString: {
       const std::string& s = v.str();
       const std::vector<size_t> cps = CodePoints(s);
+      if (cps.size() > kMaxListItems) TypeError("a list of more than 1000000 items");
       List chars;
       for (size_t i = 0; i < cps.size(); ++i) chars.emplace_back(s.substr(cps[i], (i + 1 < cps.size() ? cps[i + 1] : s.size()) - cps[i]));
       return chars;
@@ -242,8 +247,14 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
   auto i = [](const Value& v) { return v.kind() == K::kBool ? static_cast<int64_t>(v.as_bool()) : v.as_int(); };
   auto d = [](const Value& v) { return v.kind() == K::kBool ? (v.as_bool() ? 1.0 : 0.0) : v.as_double(); };
   const bool numbers = (a.is_number() || a.kind() == K::kBool) && (b.is_number() || b.kind() == K::kBool);
+  // Python's integers do not overflow; these do, so a result past int64 is an error.
+  int64_t r = 0;
+  auto checked = [&](bool overflow) -> Value {  // r holds the result
+    if (overflow) TypeError("integer overflow in " + op);
+    return r;
+  };
   if (op == "+") {
-    if (ints) return i(a) + i(b);
+    if (ints) return checked(__builtin_add_overflow(i(a), i(b), &r));
     if (numbers) return d(a) + d(b);
     if (a.is_string() && b.is_string()) return Value(a.str() + b.str());
     if (a.kind() == K::kList && b.kind() == K::kList) {
@@ -254,18 +265,22 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
     return unsupported();
   }
   if (op == "-") {
-    if (ints) return i(a) - i(b);
+    if (ints) return checked(__builtin_sub_overflow(i(a), i(b), &r));
     if (numbers) return d(a) - d(b);
     return unsupported();
   }
   if (op == "*") {
-    if (ints) return i(a) * i(b);
+    if (ints) return checked(__builtin_mul_overflow(i(a), i(b), &r));
     if (numbers) return d(a) * d(b);
     const Value* seq = a.is_string() || a.kind() == K::kList ? &a : &b;
     const Value* count = seq == &a ? &b : &a;
     if ((seq->is_string() || seq->kind() == K::kList) && count->kind() == K::kInt) {
       const int64_t n = std::max<int64_t>(count->as_int(), 0);
-      if (n * Length(*seq) > (1 << 24)) TypeError("the repeated sequence would be too long");
+      if (seq->is_string() && n > 0) CheckStringSize(static_cast<size_t>(n) > kMaxStringBytes ? kMaxStringBytes + 1 : static_cast<size_t>(n) * seq->str().size());
+      const auto max_items = static_cast<int64_t>(kMaxListItems);
+      if (!seq->is_string() && (n > max_items || n * Length(*seq) > max_items)) {
+        TypeError("a list of more than 1000000 items");
+      }
       if (seq->is_string()) {
         std::string out;
         for (int64_t k = 0; k < n; ++k) out += seq->str();
@@ -285,6 +300,7 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
   if (op == "//") {
     if (d(b) == 0) TypeError("integer division or modulo by zero");
     if (ints) {
+      if (i(b) == -1) return checked(__builtin_sub_overflow(int64_t{0}, i(a), &r));
       const int64_t q = i(a) / i(b);
       return (i(a) % i(b) != 0 && ((i(a) < 0) != (i(b) < 0))) ? q - 1 : q;
     }
@@ -293,6 +309,7 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
   if (op == "%") {
     if (d(b) == 0) TypeError("integer division or modulo by zero");
     if (ints) {
+      if (i(b) == -1) return static_cast<int64_t>(0);
       const int64_t m = i(a) % i(b);
       return (m != 0 && ((m < 0) != (i(b) < 0))) ? m + i(b) : m;
     }
@@ -300,9 +317,15 @@ Value BinaryOp(const std::string& op, const Value& a, const Value& b) {
   }
   if (op == "**") {
     if (ints && i(b) >= 0) {
-      int64_t r = 1;
-      for (int64_t k = 0; k < i(b) && k < 64; ++k) r *= i(a);
-      return r;
+      // 0, 1 and -1 never overflow, whatever the exponent; any other base does within 63.
+      if (i(a) == 0) return static_cast<int64_t>(i(b) == 0);
+      if (i(a) == 1) return static_cast<int64_t>(1);
+      if (i(a) == -1) return static_cast<int64_t>(i(b) % 2 == 0 ? 1 : -1);
+      int64_t power = 1;
+      for (int64_t k = 0; k < i(b); ++k) {
+        if (__builtin_mul_overflow(power, i(a), &power)) TypeError("integer overflow in **");
+      }
+      return power;
     }
     return std::pow(d(a), d(b));
   }

@@ -94,6 +94,19 @@ class Parser {
     Parser* p_;
   };
 
+  // The links of a chain (a + b + c, x.a.b, x|f|g) each nest the tree one deeper, though
+  // they are parsed in a loop: counted the same way, and given back when the chain ends.
+  struct Chain {
+    explicit Chain(Parser* p) : p_(p) {}
+    void Link(const Token& at) {
+      ++links_;
+      if (++p_->depth_ > 200) Fail(at, "the template is nested more than 200 deep");
+    }
+    ~Chain() { p_->depth_ -= links_; }
+    Parser* p_;
+    int links_ = 0;
+  };
+
   // ---- statements ----
 
   // Nodes up to one of `enders` ({% endif %} ...), whose name it consumes and reports.
@@ -311,7 +324,9 @@ class Parser {
     const Token& start = Peek();
     Depth depth(this, start);
     ExprPtr e = ParseOr();
+    Chain chain(this);
     while (IsName("if")) {
+      chain.Link(Peek());
       auto c = At<CondExpr>(Next());
       c->then = std::move(e);
       c->cond = ParseOr();
@@ -334,7 +349,9 @@ class Parser {
 
   ExprPtr ParseOr() {
     ExprPtr e = ParseAnd();
+    Chain chain(this);
     while (IsName("or")) {
+      chain.Link(Peek());
       const Token& at = Next();
       e = Binary("or", std::move(e), ParseAnd(), at);
     }
@@ -343,7 +360,9 @@ class Parser {
 
   ExprPtr ParseAnd() {
     ExprPtr e = ParseNot();
+    Chain chain(this);
     while (IsName("and")) {
+      chain.Link(Peek());
       const Token& at = Next();
       e = Binary("and", std::move(e), ParseNot(), at);
     }
@@ -361,8 +380,13 @@ class Parser {
     return ParseCompare();
   }
 
+  // a < b, and Python's chains: a < b < c is a < b and b < c, with b evaluated once.
   ExprPtr ParseCompare() {
-    ExprPtr e = ParseMath1();
+    const Token& first = Peek();
+    std::vector<ExprPtr> operands;
+    std::vector<std::pair<std::string, Token>> ops;
+    operands.push_back(ParseMath1());
+    Chain chain(this);
     while (true) {
       const Token& at = Peek();
       std::string op;
@@ -378,20 +402,30 @@ class Parser {
         Next();
         Next();
       } else {
-        return e;
+        break;
       }
-      e = Binary(op, std::move(e), ParseMath1(), at);
+      chain.Link(at);
+      ops.emplace_back(op, at);
+      operands.push_back(ParseMath1());
     }
+    if (ops.empty()) return std::move(operands[0]);
+    if (ops.size() == 1) return Binary(ops[0].first, std::move(operands[0]), std::move(operands[1]), ops[0].second);
+    auto c = At<CompareChainExpr>(first);
+    for (auto& [op, at] : ops) c->ops.push_back(op);
+    c->operands = std::move(operands);
+    return c;
   }
 
   ExprPtr ParseLeftAssoc(const std::vector<const char*>& ops, ExprPtr (Parser::*operand)()) {
     ExprPtr e = (this->*operand)();
+    Chain chain(this);
     while (true) {
       const char* found = nullptr;
       for (const char* op : ops) {
         if (IsOp(op)) found = op;
       }
       if (found == nullptr) return e;
+      chain.Link(Peek());
       const Token& at = Next();
       e = Binary(found, std::move(e), (this->*operand)(), at);
     }
@@ -504,7 +538,9 @@ class Parser {
   }
 
   ExprPtr ParsePostfix(ExprPtr e) {
+    Chain chain(this);
     while (true) {
+      if (IsOp(".") || IsOp("[") || IsOp("(")) chain.Link(Peek());
       // An access is placed where its object starts: an error says which expression.
       if (IsOp(".")) {
         Next();
@@ -617,7 +653,9 @@ class Parser {
   }
 
   ExprPtr ParseFiltersAndTests(ExprPtr e) {
+    Chain chain(this);
     while (true) {
+      if (IsOp("|") || IsName("is") || IsOp("(")) chain.Link(Peek());
       if (IsOp("|")) {
         Next();
         const Token& name = Peek();

@@ -54,6 +54,9 @@ Result<std::string> Template::Render(const Dict& variables) const {
     RenderBody(body_, ctx);
   } catch (const RenderError& e) {
     return InvalidArgument(Where(name_, e.line, e.col) + e.message);
+  } catch (const std::exception& e) {
+    // Nothing a template does may take the worker down: a library's own limit too.
+    return InvalidArgument(name_ + ": the template could not be rendered: " + e.what());
   }
   return out;
 }

@@ -45,13 +45,35 @@ Value Value::None() {
 Value::Value(bool b) : kind_(Kind::kBool), b_(b) {}
 Value::Value(int64_t i) : kind_(Kind::kInt), i_(i) {}
 Value::Value(double f) : kind_(Kind::kFloat), f_(f) {}
-Value::Value(std::string s) : kind_(Kind::kString), s_(std::make_shared<const std::string>(std::move(s))) {}
-Value::Value(List l) : kind_(Kind::kList), l_(std::make_shared<const List>(std::move(l))) {}
-Value::Value(Dict d) : kind_(Kind::kDict), d_(std::make_shared<Dict>(std::move(d))) {}
+Value::Value(std::string s) : kind_(Kind::kString) {
+  CheckStringSize(s.size());
+  s_ = std::make_shared<const std::string>(std::move(s));
+}
+
+Value::Value(List l) : kind_(Kind::kList) {
+  if (l.size() > kMaxListItems) throw RenderError{"a list of more than 1000000 items"};
+  for (const Value& item : l) Contain(item);
+  l_ = std::make_shared<const List>(std::move(l));
+}
+
+Value::Value(Dict d) : kind_(Kind::kDict) {
+  for (const auto& item : d.items) Contain(item.second);
+  d_ = std::make_shared<Dict>(std::move(d));
+}
+
+void Value::Contain(const Value& item) {
+  depth_ = std::max(depth_, item.depth_ + 1);
+  if (depth_ > kMaxDepth) throw RenderError{"lists and dicts nested more than 256 deep"};
+  holds_namespace_ = holds_namespace_ || item.holds_namespace_;
+}
 
 Value Value::Namespace(Dict d) {
+  for (const auto& item : d.items) {
+    if (item.second.holds_namespace_) throw RenderError{"a namespace cannot hold a namespace"};
+  }
   Value v(std::move(d));
   v.kind_ = Kind::kNamespace;
+  v.holds_namespace_ = true;
   return v;
 }
 
@@ -67,6 +89,10 @@ Value Value::Function(std::shared_ptr<const Callable> c) {
   v.kind_ = Kind::kCallable;
   v.fn_ = std::move(c);
   return v;
+}
+
+void CheckStringSize(size_t bytes) {
+  if (bytes > kMaxStringBytes) throw RenderError{"a string of more than 64 MiB"};
 }
 
 const std::string& Value::undefined_hint() const {
@@ -176,13 +202,17 @@ std::string Value::Repr() const {
     case Kind::kString: return StringRepr(*s_);
     case Kind::kList: {
       std::string out = "[";
-      for (size_t i = 0; i < l_->size(); ++i) out += (i ? ", " : "") + (*l_)[i].Repr();
+      for (size_t i = 0; i < l_->size(); ++i) {
+        out += (i ? ", " : "") + (*l_)[i].Repr();
+        CheckStringSize(out.size());
+      }
       return out + "]";
     }
     case Kind::kDict: {
       std::string out = "{";
       for (size_t i = 0; i < d_->items.size(); ++i) {
         out += (i ? ", " : "") + StringRepr(d_->items[i].first) + ": " + d_->items[i].second.Repr();
+        CheckStringSize(out.size());
       }
       return out + "}";
     }
@@ -229,8 +259,9 @@ bool Equal(const Value& a, const Value& b) {
     case K::kList:
       return a.list().size() == b.list().size() &&
              std::equal(a.list().begin(), a.list().end(), b.list().begin(), Equal);
-    case K::kDict:
-    case K::kNamespace: {
+    case K::kNamespace: return &a.dict() == &b.dict();
+    case K::kLoop: return &a.loop() == &b.loop();
+    case K::kDict: {
       if (a.dict().items.size() != b.dict().items.size()) return false;
       for (const auto& [k, v] : a.dict().items) {
         const Value* other = b.dict().Find(k);
@@ -279,10 +310,38 @@ Value FromJson(const nlohmann::json& j) {
 
 namespace {
 
-void JsonString(const std::string& s, std::string* out) {
-  // ensure_ascii=False: text stays as it is; only what JSON requires is escaped.
+// Decodes the UTF-8 code point at s[*i], moving *i past it; a bad byte reads as itself.
+uint32_t NextCodePoint(const std::string& s, size_t* i) {
+  const auto c = static_cast<unsigned char>(s[*i]);
+  const int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
+  if (n <= 0 || *i + static_cast<size_t>(n) >= s.size()) {
+    ++*i;
+    return c;
+  }
+  uint32_t cp = c & (0x3F >> n);
+  for (int k = 1; k <= n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[*i + static_cast<size_t>(k)]) & 0x3F);
+  *i += static_cast<size_t>(n) + 1;
+  return cp;
+}
+
+void JsonString(const std::string& s, bool ensure_ascii, std::string* out) {
+  // ensure_ascii=False (Hugging Face's default): text stays as it is; only what JSON
+  // requires is escaped. True: everything past ASCII as \uXXXX (surrogate pairs past BMP).
   *out += '"';
-  for (unsigned char c : s) {
+  char buf[16];
+  for (size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    if (c >= 0x80 && ensure_ascii) {
+      const uint32_t cp = NextCodePoint(s, &i);
+      if (cp >= 0x10000) {
+        std::snprintf(buf, sizeof buf, "\\u%04x\\u%04x", 0xD800 + ((cp - 0x10000) >> 10), 0xDC00 + ((cp - 0x10000) & 0x3FF));
+      } else {
+        std::snprintf(buf, sizeof buf, "\\u%04x", cp);
+      }
+      *out += buf;
+      continue;
+    }
+    ++i;
     switch (c) {
       case '"': *out += "\\\""; break;
       case '\\': *out += "\\\\"; break;
@@ -292,8 +351,7 @@ void JsonString(const std::string& s, std::string* out) {
       case '\b': *out += "\\b"; break;
       case '\f': *out += "\\f"; break;
       default:
-        if (c < 0x20) {
-          char buf[8];
+        if (c < 0x20 || (c == 0x7f && ensure_ascii)) {
           std::snprintf(buf, sizeof buf, "\\u%04x", c);
           *out += buf;
         } else {
@@ -304,14 +362,16 @@ void JsonString(const std::string& s, std::string* out) {
   *out += '"';
 }
 
-void Dump(const Value& v, int indent, bool sort_keys, int depth, std::string* out) {
+void Dump(const Value& v, const JsonStyle& style, int depth, std::string* out) {
   using K = Value::Kind;
   auto newline = [&](int d) {
-    if (indent < 0) return;
+    if (style.indent < 0) return;
     *out += '\n';
-    out->append(static_cast<size_t>(indent * d), ' ');
+    for (int k = 0; k < d; ++k) {
+      if (style.indent_text.empty()) out->append(static_cast<size_t>(style.indent), ' ');
+      else *out += style.indent_text;
+    }
   };
-  const char* item_sep = indent < 0 ? ", " : ",";
   switch (v.kind()) {
     case K::kNone: *out += "null"; return;
     case K::kBool: *out += v.as_bool() ? "true" : "false"; return;
@@ -322,7 +382,7 @@ void Dump(const Value& v, int indent, bool sort_keys, int depth, std::string* ou
       *out += std::isnan(f) ? "NaN" : std::isinf(f) ? (f > 0 ? "Infinity" : "-Infinity") : FloatText(f);
       return;
     }
-    case K::kString: JsonString(v.str(), out); return;
+    case K::kString: JsonString(v.str(), style.ensure_ascii, out); return;
     case K::kList: {
       if (v.list().empty()) {
         *out += "[]";
@@ -330,30 +390,31 @@ void Dump(const Value& v, int indent, bool sort_keys, int depth, std::string* ou
       }
       *out += '[';
       for (size_t i = 0; i < v.list().size(); ++i) {
-        if (i) *out += item_sep;
+        if (i) *out += style.item_separator;
         newline(depth + 1);
-        Dump(v.list()[i], indent, sort_keys, depth + 1, out);
+        Dump(v.list()[i], style, depth + 1, out);
+        CheckStringSize(out->size());
       }
       newline(depth);
       *out += ']';
       return;
     }
-    case K::kDict:
-    case K::kNamespace: {
+    case K::kDict: {
       if (v.dict().items.empty()) {
         *out += "{}";
         return;
       }
       std::vector<const std::pair<std::string, Value>*> items;
       for (const auto& item : v.dict().items) items.push_back(&item);
-      if (sort_keys) std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
+      if (style.sort_keys) std::stable_sort(items.begin(), items.end(), [](auto* a, auto* b) { return a->first < b->first; });
       *out += '{';
       for (size_t i = 0; i < items.size(); ++i) {
-        if (i) *out += item_sep;
+        if (i) *out += style.item_separator;
         newline(depth + 1);
-        JsonString(items[i]->first, out);
-        *out += ": ";
-        Dump(items[i]->second, indent, sort_keys, depth + 1, out);
+        JsonString(items[i]->first, style.ensure_ascii, out);
+        *out += style.key_separator;
+        Dump(items[i]->second, style, depth + 1, out);
+        CheckStringSize(out->size());
       }
       newline(depth);
       *out += '}';
@@ -365,9 +426,9 @@ void Dump(const Value& v, int indent, bool sort_keys, int depth, std::string* ou
 
 }  // namespace
 
-std::string ToJsonText(const Value& v, int indent, bool sort_keys) {
+std::string ToJsonText(const Value& v, const JsonStyle& style) {
   std::string out;
-  Dump(v, indent, sort_keys, 0, &out);
+  Dump(v, style, 0, &out);
   return out;
 }
 

@@ -77,6 +77,10 @@ class Value {
   const LoopState& loop() const { return *loop_; }
   const Callable& callable() const { return *fn_; }
   const std::string& undefined_hint() const;
+  // How deep lists and dicts nest in this value (0 for a scalar), and whether a namespace is
+  // anywhere in it: a namespace may not hold one, so no value can contain itself.
+  int depth() const { return depth_; }
+  bool holds_namespace() const { return holds_namespace_; }
 
   // Python's truth: empty strings, lists and dicts, 0, None and undefined are false.
   bool Truthy() const;
@@ -89,7 +93,11 @@ class Value {
   std::string TypeName() const;
 
  private:
+  void Contain(const Value& item);  // the depth and namespace of a list's or dict's item
+
   Kind kind_ = Kind::kUndefined;
+  int depth_ = 0;
+  bool holds_namespace_ = false;
   bool b_ = false;
   int64_t i_ = 0;
   double f_ = 0;
@@ -100,7 +108,11 @@ class Value {
   std::shared_ptr<const Callable> fn_;
 };
 
-// Python's ==: 1 == 1.0, lists and dicts compare deeply, different kinds are unequal.
+// Lists and dicts nest at most this deep: rendering, comparing and freeing a value recurse.
+inline constexpr int kMaxDepth = 256;
+
+// Python's ==: 1 == 1.0, lists and dicts compare deeply, different kinds are unequal;
+// namespaces, loops and functions are equal only to themselves.
 bool Equal(const Value& a, const Value& b);
 
 // Arguments of a call: positional, then keyword.
@@ -119,8 +131,9 @@ struct Callable {
 };
 
 // The `loop` variable of a for loop: computed from the position, not stored per iteration.
+// It owns the items, so a `loop` kept past its loop stays valid.
 struct LoopState {
-  const List* items = nullptr;
+  std::shared_ptr<const List> items;
   size_t index0 = 0;
 };
 
@@ -128,11 +141,27 @@ struct LoopState {
 // for tojson. Object keys keep the order the JSON has.
 Value FromJson(const nlohmann::json& j);
 
-// Python's json.dumps(value, ensure_ascii=False, indent=indent, sort_keys=sort_keys) with
-// its default separators: ", " and ": " on one line, "," and ": " when indented. This is
-// the tojson of Hugging Face's chat template environment. Undefined and callables are
-// not JSON: a RenderError names the type.
-std::string ToJsonText(const Value& v, int indent = -1, bool sort_keys = false);
+// How Python's json.dumps writes: its arguments, with its defaults (", " and ": " on one
+// line, "," and ": " when indented). Hugging Face's tojson passes them through.
+struct JsonStyle {
+  bool ensure_ascii = false;  // true: everything past ASCII as \uXXXX
+  int indent = -1;            // -1: one line; n: n spaces (or indent_text) per level
+  std::string indent_text;
+  std::string item_separator = ", ";
+  std::string key_separator = ": ";
+  bool sort_keys = false;
+};
+
+// Python's json.dumps(value, ...). Undefined, namespaces and callables are not JSON: a
+// RenderError names the type.
+std::string ToJsonText(const Value& v, const JsonStyle& style = {});
+
+// What one value may grow to: a template that doubles a string or a list each step would
+// otherwise exhaust the worker's memory long before its step limit.
+inline constexpr size_t kMaxStringBytes = 64u << 20;
+inline constexpr size_t kMaxListItems = 1'000'000;
+// Throws the RenderError for a string being built past kMaxStringBytes.
+void CheckStringSize(size_t bytes);
 
 // Python's repr of a float: the shortest text that reads back the same, "1.0" for whole
 // numbers, exponent form past 1e16 and below 1e-4.
