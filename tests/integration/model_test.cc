@@ -933,3 +933,26 @@ TEST_CASE("triton: renamed additional outputs, and an output length sent unasked
     CHECK(server.requests()[0].outputs == std::vector<std::string>{"text_output"});
   }
 }
+
+TEST_CASE("carapace validate loads each triton endpoint's chat template as the worker will, before it is deployed",
+          "[model][cli][families]") {
+  TempDir dir;
+  auto manifest = [&](const std::string& name, const std::string& triton) {
+    std::ofstream(dir.Sub(name)) << Manifest(TritonModel("triton:8001", "    triton: " + triton + "\n"));
+    return dir.Sub(name);
+  };
+  std::ofstream(dir.Sub("bad.jinja")) << "{% for m in messages %}\n{{ m.content | frobnicate }}\n{% endfor %}";
+  auto bad = RunCommand({CARAPACE_BIN, "validate", manifest("bad.yaml", "{chatTemplate: {file: " + dir.Sub("bad.jinja") + "}}")});
+  CHECK(bad.exit_code != 0);
+  CHECK_THAT(bad.err, ContainsSubstring("spec.model: triton.chatTemplate: " + dir.Sub("bad.jinja") + ":2:16: unknown filter 'frobnicate'"));
+
+  auto good = RunCommand({CARAPACE_BIN, "validate", manifest("good.yaml", "{family: gpt-oss}")});
+  INFO(good.out << good.err);
+  CHECK(good.exit_code == 0);
+  CHECK_THAT(good.out, ContainsSubstring("valid AgentRun"));
+
+  auto mounted = RunCommand({CARAPACE_BIN, "validate",
+                             manifest("cm.yaml", "{chatTemplate: {configMap: {name: tok, key: tokenizer_config.json}}}")});
+  CHECK(mounted.exit_code == 0);
+  CHECK_THAT(mounted.out, ContainsSubstring("is read from ConfigMap \"tok\" in the cluster; not checked here"));
+}

@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/time.h"
 #include "worker/cli/status_view.h"
+#include "worker/model/model_families.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/retention.h"
 #include "worker/runtime/run_dirs.h"
@@ -132,6 +133,25 @@ void PrintOutcome(const RunState& s, const std::string& state_dir) {
 int Validate(const std::string& file) {
   auto run = LoadAgentRunFile(file);
   if (!run.ok()) return Fail(run.status());
+  // A chat template is loaded here as the worker loads it, so a template the worker cannot
+  // render is found before the agent is deployed. A ConfigMap's exists only in the cluster.
+  std::vector<std::pair<std::string, const ModelEndpointSpec*>> endpoints = {{"spec.model", &run->spec.model}};
+  for (size_t i = 0; i < run->spec.model.fallbacks.size(); ++i) {
+    endpoints.emplace_back("spec.model.fallbacks[" + std::to_string(i) + "]", &run->spec.model.fallbacks[i]);
+  }
+  if (run->spec.context && run->spec.context->summary_model) {
+    endpoints.emplace_back("spec.context.summaryModel", &*run->spec.context->summary_model);
+  }
+  for (const auto& [field, endpoint] : endpoints) {
+    if (endpoint->backend != "triton") continue;
+    if (!endpoint->triton.jinja.config_map.empty()) {
+      std::cout << file << ": " << field << ".triton.chatTemplate is read from ConfigMap \""
+                << endpoint->triton.jinja.config_map << "\" in the cluster; not checked here\n";
+      continue;
+    }
+    auto chat_template = ChatTemplateFor(endpoint->triton);
+    if (!chat_template.ok()) return Fail(chat_template.status().WithContext(file + ": " + field));
+  }
   std::cout << file << ": valid AgentRun " << run->metadata.ns << "/" << run->metadata.name << "\n";
   return kExitSucceeded;
 }
