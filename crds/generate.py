@@ -289,6 +289,9 @@ def triton():
                     "inline": string("The template itself.", minLength=1, maxLength=1 << 20),
                     "name": string("Which of a tokenizer_config.json's named templates (default: "
                                    "\"default\", and \"tool_use\" when tools are offered)."),
+                    "argumentsAs": string("How a tool call's arguments reach the template: mapping (as vLLM "
+                                          "passes them) or string (the JSON text, for templates that "
+                                          "concatenate it).", enum=["mapping", "string"], default="mapping"),
                 },
                 rules=[rule("has(self.file) || has(self.configMap) || has(self.inline)",
                             "give exactly one of file, configMap or inline"),

@@ -317,6 +317,7 @@ void ParseChatTemplateSource(ObjectReader& parent, ChatTemplateSource* c, Manife
   const int sources = r.Has("file") + r.Has("configMap") + r.Has("inline");
   if (sources != 1) parent.Error("chatTemplate", "give exactly one of file, configMap or inline");
   if (auto v = r.String("name")) c->name = *v;
+  if (auto v = r.Enum("argumentsAs", {"mapping", "string"})) c->arguments_as = *v;
   r.Finish();
 }
 
@@ -851,6 +852,7 @@ static nlohmann::json EndpointJson(const ModelEndpointSpec& m) {
       if (!c.config_map.empty()) ct["configMap"] = {{"name", c.config_map}, {"key", c.key}};
       if (!c.inline_text.empty()) ct["inline"] = c.inline_text;
       if (!c.name.empty()) ct["name"] = c.name;
+      if (c.arguments_as != "mapping") ct["argumentsAs"] = c.arguments_as;
     }
     if (!m.triton.tool_call_format.empty()) j["triton"]["toolCallFormat"] = m.triton.tool_call_format;
     if (m.triton.stop) j["triton"]["stop"] = *m.triton.stop;

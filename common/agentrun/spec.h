@@ -112,6 +112,9 @@ struct ChatTemplateSource {
   std::string key;          // ...and its key
   std::string inline_text;  // the template itself
   std::string name;         // one of a tokenizer_config.json's named templates
+  // How a tool call's arguments reach the template: "mapping" (as vLLM passes them) or
+  // "string" (the JSON text, as OpenAI's API has them, for templates that concatenate it).
+  std::string arguments_as = "mapping";
 
   bool given() const { return !file.empty() || !config_map.empty() || !inline_text.empty(); }
   // Where the worker reads it: `file`, or where the operator mounts the ConfigMap's key.

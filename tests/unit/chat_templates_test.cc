@@ -361,3 +361,20 @@ TEST_CASE("a reply's leading <think> block is not its text, wherever the stream 
   options.family = "mistral";
   CHECK(ChatTemplateFor(options)->reasoning_open.empty());
 }
+
+TEST_CASE("chatTemplate.argumentsAs: string gives templates that concatenate a call's arguments the JSON text",
+          "[jinja][templates]") {
+  TritonOptions options;
+  options.jinja.inline_text =
+      "{% for m in messages %}{% for c in m.tool_calls | default([]) %}{{ '```json\\n' + c.function.arguments + '\\n```' }}"
+      "{% endfor %}{% endfor %}";
+  auto as_mapping = ChatTemplateFor(options);
+  REQUIRE(as_mapping.ok());
+  auto refused = RenderPrompt(*as_mapping, Exchange(), kWeatherTool);
+  REQUIRE_FALSE(refused.ok());
+  CHECK_THAT(refused.status().message(), ContainsSubstring("unsupported operand type(s) for +: 'str' and 'dict'"));
+  options.jinja.arguments_as = "string";
+  auto as_string = ChatTemplateFor(options);
+  REQUIRE(as_string.ok());
+  CHECK(RenderPrompt(*as_string, Exchange(), kWeatherTool).value() == "```json\n{\"city\":\"Paris\",\"days\":3}\n```");
+}

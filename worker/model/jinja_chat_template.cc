@@ -122,7 +122,9 @@ Result<std::string> RenderJinjaPrompt(const JinjaChatTemplate& t, const std::vec
       for (const auto& c : m.tool_calls) {
         Dict function;
         function.items.emplace_back("name", Value(c.name));
-        function.items.emplace_back("arguments", jinja::FromJson(c.arguments));
+        function.items.emplace_back("arguments", t.arguments_as_string && !c.arguments.is_string()
+                                                     ? Value(c.arguments.dump())
+                                                     : jinja::FromJson(c.arguments));
         Dict call;
         call.items.emplace_back("id", Value(TemplateCallId(c.id)));
         call.items.emplace_back("type", Value("function"));

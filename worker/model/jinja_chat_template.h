@@ -29,6 +29,7 @@ struct JinjaChatTemplate {
   nlohmann::json special_tokens = nlohmann::json::object();
   std::string text;  // the template's source, to detect its tool-call format from
   nlohmann::json variables = nlohmann::json::object();
+  bool arguments_as_string = false;  // a call's arguments as JSON text, not a mapping
 };
 
 // `text` is a Jinja template, or a tokenizer_config.json (a JSON object with chat_template).

@@ -92,6 +92,7 @@ Result<ChatTemplate> ChatTemplateFor(const TritonOptions& triton) {
     }
     if (!jinja.ok()) return jinja.status().WithContext("triton.chatTemplate");
     jinja->variables = triton.template_variables;
+    jinja->arguments_as_string = source.arguments_as == "string";
     // A family's special tokens fill in what a bare chat_template.jinja cannot say.
     if (family != nullptr && jinja->bos_token.empty()) jinja->bos_token = family->bos;
     if (family != nullptr && jinja->eos_token.empty()) jinja->eos_token = family->eos;
