@@ -24,10 +24,13 @@ struct ModelFamily {
   std::vector<std::string> stop;
   std::string bos;
   std::string eos;
-  // The tool-call markers are special tokens, which vLLM drops from the text unless asked
-  // (its sampling parameter skip_special_tokens, true by default).
-  bool keep_special_tokens = false;
 };
+
+// Whether a format's call markers are special tokens, which vLLM drops from the text unless
+// asked (its sampling parameter skip_special_tokens, true by default).
+bool MarkersAreSpecialTokens(ToolCallFormat format) {
+  return format == ToolCallFormat::kMistral || format == ToolCallFormat::kDeepSeek || format == ToolCallFormat::kHarmony;
+}
 
 // Stop strings and special tokens are each model's tokenizer's (tokenizer_config.json,
 // generation_config.json of the published models).
@@ -39,10 +42,10 @@ const std::vector<ModelFamily>& Families() {
       {"qwen2.5", "chatml", ToolCallFormat::kHermes, {"<|im_end|>", "<|endoftext|>"}, "", "<|im_end|>"},
       {"qwen3", "", ToolCallFormat::kHermes, {"<|im_end|>", "<|endoftext|>"}, "", "<|im_end|>"},
       {"qwen3-coder", "", ToolCallFormat::kQwen3Coder, {"<|im_end|>", "<|endoftext|>"}, "", "<|im_end|>"},
-      {"mistral", "", ToolCallFormat::kMistral, {"</s>"}, "<s>", "</s>", true},
+      {"mistral", "", ToolCallFormat::kMistral, {"</s>"}, "<s>", "</s>"},
       {"deepseek-v3", "", ToolCallFormat::kDeepSeek, {"<｜end▁of▁sentence｜>"}, "<｜begin▁of▁sentence｜>",
-       "<｜end▁of▁sentence｜>", true},
-      {"gpt-oss", "", ToolCallFormat::kHarmony, {"<|return|>", "<|call|>"}, "", "<|return|>", true},
+       "<｜end▁of▁sentence｜>"},
+      {"gpt-oss", "", ToolCallFormat::kHarmony, {"<|return|>", "<|call|>"}, "", "<|return|>"},
   };
   return kFamilies;
 }
@@ -54,7 +57,7 @@ const ModelFamily* FindFamily(const std::string& name) {
   return nullptr;
 }
 
-Result<ChatTemplate> FromJinja(JinjaChatTemplate jinja, const std::string& name) {
+ChatTemplate FromJinja(JinjaChatTemplate jinja, const std::string& name) {
   ChatTemplate t;
   t.name = name;
   t.jinja = std::make_shared<JinjaChatTemplate>(std::move(jinja));
@@ -98,15 +101,12 @@ Result<ChatTemplate> ChatTemplateFor(const TritonOptions& triton) {
     if (family != nullptr && jinja->eos_token.empty()) jinja->eos_token = family->eos;
     const std::string detected_from = jinja->text;
     const std::string eos = jinja->eos_token;
-    CARAPACE_ASSIGN_OR_RETURN(t, FromJinja(std::move(*jinja), "chatTemplate"));
+    t = FromJinja(std::move(*jinja), "chatTemplate");
     if (family != nullptr) {
       t.tool_call_format = family->format;
       t.stop = family->stop;
-      t.keep_special_tokens = family->keep_special_tokens;
     } else {
       t.tool_call_format = DetectToolCallFormat(detected_from).value_or(ToolCallFormat::kHermes);
-      t.keep_special_tokens = t.tool_call_format == ToolCallFormat::kMistral || t.tool_call_format == ToolCallFormat::kDeepSeek ||
-                              t.tool_call_format == ToolCallFormat::kHarmony;
       if (!eos.empty()) t.stop = {eos};
     }
   } else if (family != nullptr && !family->builtin.empty()) {
@@ -121,10 +121,9 @@ Result<ChatTemplate> ChatTemplateFor(const TritonOptions& triton) {
     jinja->bos_token = family->bos;
     jinja->eos_token = family->eos;
     jinja->variables = triton.template_variables;
-    CARAPACE_ASSIGN_OR_RETURN(t, FromJinja(std::move(*jinja), family->name));
+    t = FromJinja(std::move(*jinja), family->name);
     t.tool_call_format = family->format;
     t.stop = family->stop;
-    t.keep_special_tokens = family->keep_special_tokens;
   } else {
     CARAPACE_ASSIGN_OR_RETURN(t, BuiltinChatTemplate(triton.chat_template));
   }
@@ -136,9 +135,8 @@ Result<ChatTemplate> ChatTemplateFor(const TritonOptions& triton) {
                              " needs a Jinja template (family or chatTemplate) to write earlier calls back");
     }
     t.tool_call_format = *format;
-    t.keep_special_tokens = t.keep_special_tokens || *format == ToolCallFormat::kMistral ||
-                            *format == ToolCallFormat::kDeepSeek || *format == ToolCallFormat::kHarmony;
   }
+  t.keep_special_tokens = MarkersAreSpecialTokens(t.tool_call_format);
   if (triton.stop) t.stop = *triton.stop;
   // Families that reason in <think> tags, and templates that mention them.
   const bool thinks = (family != nullptr && (family->name == "qwen3" || family->name == "deepseek-v3")) ||
