@@ -219,6 +219,12 @@ TEST_CASE("openai: a multi-step run with streamed text and tool-call fragments",
   CHECK(requests[1].body["messages"][3]["role"] == "tool");
   // Usage as the server reported it: 11 + 7 per call.
   CHECK(o.state.used.tokens == 36);
+  // Each reply says when its first output came and what it took.
+  for (const auto& e : o.Of("model_response")) {
+    CHECK(e.data["firstTokenMs"].get<int64_t>() >= 0);
+    CHECK(e.data["retries"] == 0);
+    CHECK(e.data["answeredBy"] == "openai llm@" + server.base_url());
+  }
   // The key is a secret: nowhere in the event log.
   for (const auto& e : o.events) CHECK(e.ToJson().dump().find("sk-test-0123456789") == std::string::npos);
 }
@@ -623,6 +629,7 @@ TEST_CASE("carapace run works end to end on the triton and openai examples", "[m
   INFO(t.out << t.err);
   CHECK(t.exit_code == 0);
   CHECK_THAT(t.out, ContainsSubstring("I wrote hello to a.txt."));
+  CHECK_THAT(t.out, ContainsSubstring("model triton qwen2.5-7b-instruct@" + triton.target() + ": first token "));
   CHECK(ReadFile(dir.Sub("t") + "/workspace/a.txt") == "hello");
 
   FakeOpenAiServer openai("sk-example-key-42");
@@ -955,4 +962,43 @@ TEST_CASE("carapace validate loads each triton endpoint's chat template as the w
                              manifest("cm.yaml", "{chatTemplate: {configMap: {name: tok, key: tokenizer_config.json}}}")});
   CHECK(mounted.exit_code == 0);
   CHECK_THAT(mounted.out, ContainsSubstring("is read from ConfigMap \"tok\" in the cluster; not checked here"));
+}
+
+TEST_CASE("each reply records its time to first token, tokens per second and retries; inspect sums them up per model",
+          "[model][triton][figures]") {
+  FakeTritonServer server;
+  server.DeclareTokenCounts();
+  REQUIRE(server.Start());
+  FakeTritonReply refused;
+  refused.fail_code = static_cast<int>(grpc::StatusCode::UNAVAILABLE);
+  server.Push(refused);  // the first request fails: one retry
+  FakeTritonReply call = Reply(kWriteCall, 12);
+  call.delay_ms = 60;
+  call.chunk_delay_ms = 5;
+  server.Push(call);
+  FakeTritonReply answer = Reply("I wrote hello to a.txt, as you asked.", 4);
+  answer.delay_ms = 30;
+  answer.chunk_delay_ms = 5;
+  server.Push(answer);
+  TempDir dir;
+  Outcome o = Run(Manifest(TritonModel(server.target())), dir.Sub("s"));
+  INFO(o.status.ToString() << " " << o.state.reason);
+  REQUIRE(o.state.phase == Phase::kSucceeded);
+  auto responses = o.Of("model_response");
+  REQUIRE(responses.size() == 2);
+  const json& first = responses[0].data;
+  CHECK(first["retries"] == 1);
+  CHECK(first["firstTokenMs"].get<int64_t>() >= 60);
+  // The double's tokens over the time the chunks took after the first.
+  REQUIRE(first.contains("tokensPerSecond"));
+  CHECK(first["tokensPerSecond"].get<double>() > 0);
+  CHECK(first["tokensPerSecond"].get<double>() < 1000.0 * first["completionTokens"].get<double>() / 5);
+  CHECK(responses[1].data["retries"] == 0);
+  CHECK(responses[1].data["firstTokenMs"].get<int64_t>() >= 30);
+
+  auto inspect = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", dir.Sub("s")});
+  INFO(inspect.out << inspect.err);
+  REQUIRE(inspect.exit_code == 0);
+  CHECK_THAT(inspect.out, ContainsSubstring("model:   triton llm@" + server.target() + "  2 replies, first token p50 "));
+  CHECK_THAT(inspect.out, ContainsSubstring("tokens/s p50, 1 retries"));
 }

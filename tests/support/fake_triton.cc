@@ -227,6 +227,7 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
       int sent = 0;
       for (const auto& chunk : reply.chunks) {
         if (reply.cut_after >= 0 && sent == reply.cut_after) break;
+        if (sent > 0 && reply.chunk_delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(reply.chunk_delay_ms));
         inference::ModelStreamInferResponse r;
         auto* o = r.mutable_infer_response()->add_outputs();
         o->set_name("text_output");

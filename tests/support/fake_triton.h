@@ -23,6 +23,7 @@ struct FakeTritonReply {
   std::string fail_message = "scripted failure";
   int cut_after = -1;               // stream this many chunks, then break the stream
   int delay_ms = 0;                 // wait before the first chunk
+  int chunk_delay_ms = 0;           // and before each chunk after it (a model generating)
   std::string stream_error;         // answer with ModelStreamInferResponse.error_message
   bool no_final = false;            // end the stream cleanly without the final response
   // vLLM's finish reason, sent in `finish_reason` when the request asked for it (the last

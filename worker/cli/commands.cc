@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <iomanip>
 #include <iostream>
 #include <thread>
 
@@ -83,6 +84,15 @@ void PrintHuman(const AgentRun& run, const Event& e, const RunState& s, int64_t*
   char line[512];
   if (e.type == event_type::kModelResponse) {
     *step_tokens = d.value("promptTokens", int64_t{0}) + d.value("completionTokens", int64_t{0});
+    if (d.contains("firstTokenMs")) {
+      std::string figures = "first token " + std::to_string(d["firstTokenMs"].get<int64_t>()) + " ms";
+      if (d.contains("tokensPerSecond")) {
+        std::snprintf(line, sizeof line, ", %.1f tokens/s", d["tokensPerSecond"].get<double>());
+        figures += line;
+      }
+      if (d.value("retries", 0) > 0) figures += ", " + std::to_string(d.value("retries", 0)) + " retries";
+      std::cout << "step " << std::setw(3) << e.step << "  model " << d.value("answeredBy", "") << ": " << figures << "\n";
+    }
   } else if (e.type == event_type::kToolResult) {
     const CallState* call = s.FindCall(d.value("callId", ""));
     std::string what = d.value("tool", "") + " " + (call ? Summarize(call->call.arguments) : "");
@@ -282,6 +292,7 @@ int Inspect(const std::string& state_dir, bool json) {
             << "phase:   " << PhaseName(s.phase) << (s.reason.empty() ? "" : " (" + s.reason + ")") << "\n";
   if (s.phase == Phase::kSucceeded) std::cout << "result:  " << s.result << "\n";
   std::cout << LongLifeLines(status);
+  std::cout << ModelFigureLines(*events);
   std::cout << "step:    " << s.step << "   last checkpoint: step " << s.last_checkpoint_step << "   events: "
             << events->size() << "\n"
             << "budget:  steps " << b.steps() << "/" << b.max_steps() << ", tokens " << b.tokens() << "/"

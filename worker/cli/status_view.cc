@@ -3,7 +3,9 @@
 
 #include <google/protobuf/util/json_util.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
 
 #include "common/time.h"
 
@@ -174,6 +176,46 @@ std::string DescribeEvent(const Event& e) {
     s += " from " + d.value("from", "") + " step " + std::to_string(d.value("fromStep", 0));
   }
   return s;
+}
+
+std::string ModelFigureLines(const std::vector<Event>& events) {
+  struct Figures {
+    int64_t replies = 0;
+    int64_t retries = 0;
+    std::vector<double> first_token_ms;
+    std::vector<double> tokens_per_second;
+  };
+  std::map<std::string, Figures> by_endpoint;
+  for (const auto& e : events) {
+    if (e.type != event_type::kModelResponse && e.type != event_type::kModelReplyCut) continue;
+    Figures& f = by_endpoint[e.data.value("answeredBy", "")];
+    ++f.replies;
+    f.retries += e.data.value("retries", int64_t{0});
+    if (e.data.contains("firstTokenMs")) f.first_token_ms.push_back(e.data["firstTokenMs"].get<double>());
+    if (e.data.contains("tokensPerSecond")) f.tokens_per_second.push_back(e.data["tokensPerSecond"].get<double>());
+  }
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::string out;
+  for (const auto& [endpoint, f] : by_endpoint) {
+    if (f.first_token_ms.empty() && f.retries == 0) continue;  // nothing streamed: nothing to tell
+    char line[512];
+    std::snprintf(line, sizeof line, "model:   %s  %lld replies", endpoint.empty() ? "(unknown)" : endpoint.c_str(),
+                  static_cast<long long>(f.replies));
+    out += line;
+    if (!f.first_token_ms.empty()) {
+      std::snprintf(line, sizeof line, ", first token p50 %.0f ms", median(f.first_token_ms));
+      out += line;
+    }
+    if (!f.tokens_per_second.empty()) {
+      std::snprintf(line, sizeof line, ", %.1f tokens/s p50", median(f.tokens_per_second));
+      out += line;
+    }
+    out += ", " + std::to_string(f.retries) + " retries\n";
+  }
+  return out;
 }
 
 }  // namespace carapace

@@ -3,8 +3,17 @@
 
 namespace carapace {
 
+void ChatStream::Generating() {
+  if (generating_) return;
+  generating_ = true;
+  ChatStreamEvent e;
+  e.kind = ChatStreamEvent::Kind::kGenerating;
+  Emit(e);
+}
+
 void ChatStream::Text(std::string_view delta) {
   if (delta.empty()) return;
+  Generating();
   started_ = true;
   response_.text.append(delta);
   ChatStreamEvent e;
@@ -14,6 +23,7 @@ void ChatStream::Text(std::string_view delta) {
 }
 
 void ChatStream::Call(ToolCall call) {
+  Generating();
   started_ = true;
   ChatStreamEvent e;
   e.kind = ChatStreamEvent::Kind::kToolCall;

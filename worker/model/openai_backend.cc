@@ -134,6 +134,7 @@ void OpenAiStreamChunks::Handle(const std::string& data) {
       out_->Text(text);
     }
     if (delta.contains("tool_calls") && delta["tool_calls"].is_array()) {
+      if (!delta["tool_calls"].empty()) out_->Generating();  // a call is whole only at its end
       for (const auto& f : delta["tool_calls"]) fragments.Add(f);
     }
   }

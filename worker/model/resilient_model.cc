@@ -115,17 +115,20 @@ Status ResilientModel::Each(const std::function<Status(ModelEndpoint&)>& call, c
 }
 
 Status ResilientModel::Chat(const ModelRequest& request, ChatStream* out) {
+  int64_t attempts = 0;
   return Each(
       [&](ModelEndpoint& ep) {
+        ++attempts;
         const Clock::time_point start = Clock::now();
-        bool first = true;
+        std::optional<Clock::time_point> first_token;
         ChatStream attempt([&](const ChatStreamEvent& e) {
           using K = ChatStreamEvent::Kind;
-          if (first && (e.kind == K::kText || e.kind == K::kToolCall)) {
-            first = false;
+          if (!first_token && e.kind == K::kGenerating) {
+            first_token = Clock::now();
             if (metrics_) metrics_->FirstToken(ep.backend, ep.model, SecondsSince(start));
           }
           switch (e.kind) {
+            case K::kGenerating: out->Generating(); break;
             case K::kText: out->Text(e.text); break;
             case K::kToolCall:
               if (!e.call.malformed.empty() && metrics_) metrics_->MalformedToolCall(ep.backend, ep.model);
@@ -141,8 +144,14 @@ Status ResilientModel::Chat(const ModelRequest& request, ChatStream* out) {
           metrics_->Request(ep.backend, ep.model, s.ok() ? "ok" : StatusCodeName(s.code()), SecondsSince(start));
           if (s.ok()) metrics_->Tokens(ep.backend, ep.model, attempt.response().prompt_tokens, attempt.response().completion_tokens);
         }
-        if (s.ok()) out->AnsweredBy(ep.describe);
-        else out->Error(s.message());
+        if (s.ok()) {
+          out->AnsweredBy(ep.describe);
+          out->Attempts(attempts);
+          auto ms = [](Clock::duration d) { return std::chrono::duration_cast<std::chrono::milliseconds>(d).count(); };
+          if (first_token) out->Timing(ms(*first_token - start), ms(Clock::now() - *first_token));
+        } else {
+          out->Error(s.message());
+        }
         return s;
       },
       [&] { return out->started(); });

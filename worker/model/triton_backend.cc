@@ -54,6 +54,7 @@ class TritonBackend : public ModelBackend {
     auto take = [&](const ModelInferResponse& response) {
       const TritonTensorNames& n = spec_.triton.tensors;
       if (auto text = OutputText(response, n.text_output)) {
+        if (!text->empty()) out->Generating();
         generated += text->size();
         parser.Feed(reasoning.Feed(*text), out);
       }

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cmath>
 #include <random>
 
 #include "common/json_text.h"
@@ -57,6 +58,17 @@ int64_t ModelRetryDelayMs(int64_t attempt) {
   ceiling = std::min(ceiling, kModelRetryMaxMs);
   static thread_local std::mt19937_64 rng{std::random_device{}()};
   return std::uniform_int_distribution<int64_t>(ceiling / 2, ceiling)(rng);
+}
+
+void AddStreamFigures(const ModelResponse& r, nlohmann::json* data) {
+  (*data)["retries"] = std::max<int64_t>(r.attempts - 1, 0);
+  if (r.first_token_ms < 0) return;
+  (*data)["firstTokenMs"] = r.first_token_ms;
+  // Tokens after the first over the time they took; a reply that came in one piece has none.
+  if (r.stream_ms > 0 && r.completion_tokens > 1) {
+    const double per_second = static_cast<double>(r.completion_tokens - 1) * 1000.0 / static_cast<double>(r.stream_ms);
+    (*data)["tokensPerSecond"] = std::round(per_second * 10) / 10;
+  }
 }
 
 bool IsCutShortFinish(const std::string& finish_reason) {
@@ -124,6 +136,7 @@ Result<bool> Runner::HandleCutReply(const ModelResponse& response, int64_t durat
                                                 {"answeredBy", response.answered_by},
                                                 {"durationMs", duration_ms}});
   AddTokenWindow(&cut.data);
+  AddStreamFigures(response, &cut.data);
   if (state_.cut_replies == 0) {
     log::Warn("the model's reply was cut short; asking again",
               {{"agentrun", run_.metadata.name}, {"step", state_.step}, {"finishReason", response.finish_reason}});

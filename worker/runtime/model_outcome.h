@@ -6,7 +6,10 @@
 #include <cstdint>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "common/status.h"
+#include "worker/model/model_backend.h"
 
 namespace carapace {
 
@@ -38,5 +41,11 @@ inline constexpr int64_t kDefaultModelUnavailableSeconds = 300;
 // (OpenAI, vLLM, llama.cpp, Triton's vLLM backend), "max_tokens" (Anthropic-style
 // gateways), "content_filter".
 bool IsCutShortFinish(const std::string& finish_reason);
+
+// Adds to a model_response (or model_reply_cut) event what a person comparing model services
+// reads off the log: retries (requests past the first, over every endpoint tried),
+// firstTokenMs (request to the first text or call on the endpoint that answered) and
+// tokensPerSecond (the reply's tokens after the first, over the time they took).
+void AddStreamFigures(const ModelResponse& response, nlohmann::json* data);
 
 }  // namespace carapace

@@ -9,6 +9,7 @@
 #include "common/json_text.h"
 #include "common/redact.h"
 #include "common/log.h"
+#include "worker/runtime/model_outcome.h"
 #include "worker/runtime/retention.h"
 #include "worker/runtime/run_loader.h"
 
@@ -470,6 +471,7 @@ Status Runner::CallModel() {
                                               {"answeredBy", response->answered_by},
                                               {"durationMs", MonoNowMillis() - started}});
   AddTokenWindow(&e.data);
+  AddStreamFigures(*response, &e.data);
   if (response->tokens_estimated) e.data["tokensEstimated"] = true;
   if (calls.empty()) {
     return Finish(TurnDone(), "the model answered without tool calls", text, {e, Make(event_type::kStepCompleted)});
