@@ -292,7 +292,6 @@ int Inspect(const std::string& state_dir, bool json) {
             << "phase:   " << PhaseName(s.phase) << (s.reason.empty() ? "" : " (" + s.reason + ")") << "\n";
   if (s.phase == Phase::kSucceeded) std::cout << "result:  " << s.result << "\n";
   std::cout << LongLifeLines(status);
-  std::cout << ModelFigureLines(*events);
   std::cout << "step:    " << s.step << "   last checkpoint: step " << s.last_checkpoint_step << "   events: "
             << events->size() << "\n"
             << "budget:  steps " << b.steps() << "/" << b.max_steps() << ", tokens " << b.tokens() << "/"

@@ -3,9 +3,7 @@
 
 #include <google/protobuf/util/json_util.h>
 
-#include <algorithm>
 #include <cstdio>
-#include <map>
 
 #include "common/time.h"
 
@@ -67,6 +65,14 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
   s.set_context_window(state.context_window);
   s.set_last_prompt_tokens(state.last_prompt_tokens);
   s.set_tokens_estimated(state.tokens_estimated);
+  for (const auto& [endpoint, f] : state.model_figures) {
+    v1::ModelFigures* m = s.add_models();
+    m->set_endpoint(endpoint);
+    m->set_replies(f.replies);
+    m->set_retries(f.retries);
+    if (f.first_tokens > 0) m->set_first_token_ms_mean(f.first_token_ms_total / f.first_tokens);
+    if (f.rates > 0) m->set_tokens_per_second_mean(f.tokens_per_second_total / static_cast<double>(f.rates));
+  }
   s.set_compactions(state.compactions);
   s.set_summary_bytes(static_cast<int64_t>(state.summary.size()));
   if (state.WaitingForModel()) {
@@ -119,6 +125,15 @@ std::string LongLifeLines(const v1::RunStatus& s) {
            (s.tokens_estimated() ? "; token counts estimated (the model service reports none)" : "") + "\n";
   }
   if (!s.degraded_cause().empty()) out += "held by: " + s.degraded_cause() + "; `carapace resume` or a spec revision tries again\n";
+  for (const auto& m : s.models()) {
+    if (m.first_token_ms_mean() == 0 && m.retries() == 0) continue;  // nothing streamed: nothing to tell
+    char line[512];
+    std::snprintf(line, sizeof line, "model:   %s  %lld replies, first token %lld ms mean, %.1f tokens/s mean, %lld retries\n",
+                  m.endpoint().empty() ? "(unknown)" : m.endpoint().c_str(), static_cast<long long>(m.replies()),
+                  static_cast<long long>(m.first_token_ms_mean()), m.tokens_per_second_mean(),
+                  static_cast<long long>(m.retries()));
+    out += line;
+  }
   return out;
 }
 
@@ -176,46 +191,6 @@ std::string DescribeEvent(const Event& e) {
     s += " from " + d.value("from", "") + " step " + std::to_string(d.value("fromStep", 0));
   }
   return s;
-}
-
-std::string ModelFigureLines(const std::vector<Event>& events) {
-  struct Figures {
-    int64_t replies = 0;
-    int64_t retries = 0;
-    std::vector<double> first_token_ms;
-    std::vector<double> tokens_per_second;
-  };
-  std::map<std::string, Figures> by_endpoint;
-  for (const auto& e : events) {
-    if (e.type != event_type::kModelResponse && e.type != event_type::kModelReplyCut) continue;
-    Figures& f = by_endpoint[e.data.value("answeredBy", "")];
-    ++f.replies;
-    f.retries += e.data.value("retries", int64_t{0});
-    if (e.data.contains("firstTokenMs")) f.first_token_ms.push_back(e.data["firstTokenMs"].get<double>());
-    if (e.data.contains("tokensPerSecond")) f.tokens_per_second.push_back(e.data["tokensPerSecond"].get<double>());
-  }
-  auto median = [](std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
-  std::string out;
-  for (const auto& [endpoint, f] : by_endpoint) {
-    if (f.first_token_ms.empty() && f.retries == 0) continue;  // nothing streamed: nothing to tell
-    char line[512];
-    std::snprintf(line, sizeof line, "model:   %s  %lld replies", endpoint.empty() ? "(unknown)" : endpoint.c_str(),
-                  static_cast<long long>(f.replies));
-    out += line;
-    if (!f.first_token_ms.empty()) {
-      std::snprintf(line, sizeof line, ", first token p50 %.0f ms", median(f.first_token_ms));
-      out += line;
-    }
-    if (!f.tokens_per_second.empty()) {
-      std::snprintf(line, sizeof line, ", %.1f tokens/s p50", median(f.tokens_per_second));
-      out += line;
-    }
-    out += ", " + std::to_string(f.retries) + " retries\n";
-  }
-  return out;
 }
 
 }  // namespace carapace

@@ -17,10 +17,6 @@ worker::v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState
                                      const BudgetSpec* budget = nullptr);
 std::string RunStatusJson(const worker::v1::RunStatus& status);
 
-// One line per model endpoint that answered: its replies, the median time to first token
-// and tokens per second, and the retries they took ("" when no reply recorded any).
-std::string ModelFigureLines(const std::vector<Event>& events);
-
 // The lines of the human status view about the agent's long life: its spec revision, and
 // what it waits for while Running (a model that cannot be reached, a period budget) or why
 // it is held (Degraded). Each line ends with a newline.

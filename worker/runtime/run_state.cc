@@ -137,6 +137,20 @@ int64_t TokensInWindow(const RunState& s, int64_t period_ms, int64_t now_ms) {
   return sum;
 }
 
+static void CountModelFigures(RunState* s, const nlohmann::json& d) {
+  RunState::ModelFigures& f = s->model_figures[d.value("answeredBy", "")];
+  ++f.replies;
+  f.retries += d.value("retries", int64_t{0});
+  if (d.contains("firstTokenMs")) {
+    f.first_token_ms_total += d.value("firstTokenMs", int64_t{0});
+    ++f.first_tokens;
+  }
+  if (d.contains("tokensPerSecond")) {
+    f.tokens_per_second_total += d.value("tokensPerSecond", 0.0);
+    ++f.rates;
+  }
+}
+
 // Tokens of a reply count against the lifetime budget and, when the run has a period budget
 // (the event carries its window), against the bucket of the event's time.
 static void SpendTokens(RunState* s, const Event& e) {
@@ -196,6 +210,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->model_failures = 0;
     s->model_error.clear();
     SpendTokens(s, e);
+    CountModelFigures(s, d);
     s->tokens_estimated = d.value("tokensEstimated", false);
     if (d.value("promptBytes", int64_t{0}) > 0 && d.value("promptTokens", int64_t{0}) > 0) {
       s->last_prompt_tokens = d["promptTokens"].get<int64_t>();
@@ -305,6 +320,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
   } else if (e.type == event_type::kModelReplyCut) {
     s->cut_replies += 1;
     SpendTokens(s, e);
+    CountModelFigures(s, d);
   } else if (e.type == event_type::kSpecRevised) {
     s->revision = d.value("revision", s->revision + 1);
     s->spec_hash = d.value("specHash", "");
@@ -348,6 +364,16 @@ static Status ApplyEvent(RunState* s, const Event& e) {
   s->last_seq = e.seq;
   s->last_event_type = e.type;
   return Status::Ok();
+}
+
+static nlohmann::json ModelFiguresJson(const std::map<std::string, RunState::ModelFigures>& figures) {
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [endpoint, f] : figures) {
+    out[endpoint] = {{"replies", f.replies},           {"retries", f.retries},
+                     {"firstTokenMsTotal", f.first_token_ms_total}, {"firstTokens", f.first_tokens},
+                     {"tokensPerSecondTotal", f.tokens_per_second_total}, {"rates", f.rates}};
+  }
+  return out;
 }
 
 nlohmann::json RunState::ToCheckpointJson() const {
@@ -400,7 +426,8 @@ nlohmann::json RunState::ToCheckpointJson() const {
                        {"requested", compaction_requested}, {"lastPromptTokens", last_prompt_tokens},
                        {"lastPromptBytes", last_prompt_bytes}, {"window", context_window},
                        {"firstTurnMessage", first_turn_message}, {"memoryFlushedTo", memory_flushed_to},
-                       {"tokensEstimated", tokens_estimated}}}};
+                       {"tokensEstimated", tokens_estimated}}},
+          {"modelFigures", ModelFiguresJson(model_figures)}};
 }
 
 Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
@@ -470,6 +497,18 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     s.first_turn_message = ctx.value("firstTurnMessage", int64_t{-1});
     s.memory_flushed_to = ctx.value("memoryFlushedTo", int64_t{0});
     s.tokens_estimated = ctx.value("tokensEstimated", false);
+    // Absent in checkpoints made before the figures were kept: they start from now.
+    const nlohmann::json figures = j.value("modelFigures", nlohmann::json::object());
+    for (auto it = figures.begin(); it != figures.end(); ++it) {
+      const nlohmann::json& f = it.value();
+      RunState::ModelFigures& m = s.model_figures[it.key()];
+      m.replies = f.value("replies", int64_t{0});
+      m.retries = f.value("retries", int64_t{0});
+      m.first_token_ms_total = f.value("firstTokenMsTotal", int64_t{0});
+      m.first_tokens = f.value("firstTokens", int64_t{0});
+      m.tokens_per_second_total = f.value("tokensPerSecondTotal", 0.0);
+      m.rates = f.value("rates", int64_t{0});
+    }
     s.last_checkpoint_step = s.step;
     return s;
   } catch (const nlohmann::json::exception& e) {

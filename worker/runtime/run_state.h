@@ -186,6 +186,17 @@ struct RunState {
   int64_t first_turn_message = 0;
   int64_t memory_flushed_to = 0;   // the memory flush before folding messages up to here is done
   bool tokens_estimated = false;   // the last reply's token counts were the client's estimate
+  // What each model endpoint's replies took over the run's life (the events' firstTokenMs,
+  // tokensPerSecond and retries, summed): for status and inspect.
+  struct ModelFigures {
+    int64_t replies = 0;
+    int64_t retries = 0;
+    int64_t first_token_ms_total = 0;
+    int64_t first_tokens = 0;  // replies that had a first token
+    double tokens_per_second_total = 0;
+    int64_t rates = 0;  // replies that had a rate
+  };
+  std::map<std::string, ModelFigures> model_figures;  // by answeredBy
 
   CallState* FindCall(const std::string& call_id);
   const CallState* FindCall(const std::string& call_id) const;
