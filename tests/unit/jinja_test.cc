@@ -238,3 +238,22 @@ TEST_CASE("jinja: hostile templates fail cleanly: no overflow, no use after free
   CHECK(Render("{{ [[1]] | map(attribute='99999999999999999999') | list | length }}") == "1");
   CHECK_THAT(Render("{{ '\\U00110000' }}"), ContainsSubstring("no Unicode character"));
 }
+
+TEST_CASE("jinja: the format filter is Python's % formatting; unknown names in an if branch fail only if it runs",
+          "[jinja]") {
+  CHECK(Render("{{ '%s=%d' | format('n', 3) }} {{ '%05.1f|%-4s|%x|%%' | format(2.25, 'ab', 255) }} {{ '%r' | format('q') }}") ==
+        "n=3 002.2|ab  |ff|% 'q'");
+  CHECK_THAT(Render("{{ '%s %s' | format(1) }}"), ContainsSubstring("not enough arguments for format string"));
+  CHECK_THAT(Render("{{ '%s' | format(1, 2) }}"), ContainsSubstring("not all arguments converted"));
+  // As Jinja 3 does: a template may keep code for inputs it is never given (olmo3's
+  // `arguments | from_json` for string arguments).
+  const std::string branch = "{% if x is string %}{{ x | from_json }}{{ x.update(y) }}{{ frob(x) }}{% else %}ok{% endif %}";
+  CHECK(Render(branch, {{"x", {{"a", 1}}}}) == "ok");
+  CHECK_THAT(Render(branch, {{"x", "s"}}), ContainsSubstring("t.jinja:1:28: unknown filter 'from_json'"));
+  auto t = jinja::Template::Parse(branch, "t.jinja");
+  REQUIRE(t.ok());
+  REQUIRE((*t)->deferred().size() == 3);
+  CHECK_THAT((*t)->deferred()[0], ContainsSubstring("t.jinja:1:28: unknown filter 'from_json' (in a branch: an error only if it runs)"));
+  // Outside a branch it still fails the load.
+  CHECK_THAT(Render("{{ x | from_json }}"), ContainsSubstring("t.jinja:1:8: unknown filter 'from_json'"));
+}

@@ -161,6 +161,9 @@ int Validate(const std::string& file) {
     }
     auto chat_template = ChatTemplateFor(endpoint->triton);
     if (!chat_template.ok()) return Fail(chat_template.status().WithContext(file + ": " + field));
+    if (chat_template->jinja) {
+      for (const auto& note : chat_template->jinja->Deferred()) std::cout << file << ": " << field << ": " << note << "\n";
+    }
   }
   std::cout << file << ": valid AgentRun " << run->metadata.ns << "/" << run->metadata.name << "\n";
   return kExitSucceeded;

@@ -91,6 +91,12 @@ Result<JinjaChatTemplate> LoadJinjaChatTemplateFile(const std::string& path, con
   return LoadJinjaChatTemplate(*text, path, name);
 }
 
+std::vector<std::string> JinjaChatTemplate::Deferred() const {
+  std::vector<std::string> out = main ? main->deferred() : std::vector<std::string>{};
+  if (tool_use) out.insert(out.end(), tool_use->deferred().begin(), tool_use->deferred().end());
+  return out;
+}
+
 std::string TemplateCallId(const std::string& id) {
   // FNV-1a, then base 62: 62^9 is below 2^64, so nine characters hold most of the hash.
   uint64_t h = 1469598103934665603ull;

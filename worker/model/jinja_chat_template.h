@@ -30,6 +30,8 @@ struct JinjaChatTemplate {
   std::string text;  // the template's source, to detect its tool-call format from
   nlohmann::json variables = nlohmann::json::object();
   bool arguments_as_string = false;  // a call's arguments as JSON text, not a mapping
+  // Names outside the engine's subset in {% if %} branches: errors only if those run.
+  std::vector<std::string> Deferred() const;
 };
 
 // `text` is a Jinja template, or a tokenizer_config.json (a JSON object with chat_template).

@@ -296,6 +296,65 @@ Value SelectImpl(Context& ctx, const Value& input, const CallArgs& args, bool by
 
 // Hugging Face's tojson(x, ensure_ascii=False, indent=None, separators=None, sort_keys=False):
 // Python's json.dumps with those arguments.
+// Jinja's format filter: Python's printf-style `value % args` for %s %r %d %i %f %F %e %E
+// %g %G %x %X %o %c and %%, with flags, width and precision.
+Value FilterFormat(Context&, const Value& v, const CallArgs& args) {
+  if (!args.keyword.empty()) Fail("format: only positional arguments are supported");
+  const std::string f = v.ToString();
+  std::string out;
+  size_t next = 0;
+  for (size_t i = 0; i < f.size(); ++i) {
+    if (f[i] != '%') {
+      out += f[i];
+      continue;
+    }
+    if (++i < f.size() && f[i] == '%') {
+      out += '%';
+      continue;
+    }
+    std::string flags, width, precision;
+    while (i < f.size() && std::string("-+ 0#").find(f[i]) != std::string::npos) flags += f[i++];
+    while (i < f.size() && std::isdigit(static_cast<unsigned char>(f[i]))) width += f[i++];
+    if (i < f.size() && f[i] == '.') {
+      ++i;
+      precision = "0";
+      while (i < f.size() && std::isdigit(static_cast<unsigned char>(f[i]))) precision += f[i++];
+    }
+    if (i >= f.size()) Fail("format: incomplete format");
+    if (width.size() > 3 || precision.size() > 4) Fail("format: width and precision must be below 1000");
+    if (next >= args.positional.size()) Fail("format: not enough arguments for format string");
+    const Value& a = args.positional[next++];
+    const char conv = f[i];
+    if (conv == 's' || conv == 'r') {
+      std::string text = conv == 's' ? a.ToString() : a.Repr();
+      if (!precision.empty()) text = text.substr(0, static_cast<size_t>(std::stoi(precision)));
+      const size_t w = width.empty() ? 0 : static_cast<size_t>(std::stoi(width));
+      const std::string pad(w > text.size() ? w - text.size() : 0, ' ');
+      out += flags.find('-') != std::string::npos ? text + pad : pad + text;
+      continue;
+    }
+    // precision holds a leading "0" so that "%.f" reads as precision 0, as in Python.
+    const std::string spec = "%" + flags + width + (precision.empty() ? "" : "." + std::to_string(std::stoi(precision)));
+    char buf[2048];
+    if (std::string("diouxXc").find(conv) != std::string::npos) {
+      if (!a.is_number() && a.kind() != Value::Kind::kBool) Fail(std::string("format: %") + conv + " needs a number, not " + a.TypeName());
+      const long long n = a.kind() == Value::Kind::kBool ? a.as_bool() : static_cast<long long>(ToInt(a, 0));
+      const char c = conv == 'i' || conv == 'u' ? 'd' : conv;
+      if (c == 'c') std::snprintf(buf, sizeof buf, (spec + "c").c_str(), static_cast<int>(n));
+      else std::snprintf(buf, sizeof buf, (spec + "ll" + c).c_str(), n);
+    } else if (std::string("fFeEgG").find(conv) != std::string::npos) {
+      if (!a.is_number() && a.kind() != Value::Kind::kBool) Fail(std::string("format: %") + conv + " needs a number, not " + a.TypeName());
+      std::snprintf(buf, sizeof buf, (spec + conv).c_str(), ToFloat(a, 0));
+    } else {
+      Fail(std::string("format: unsupported format character '") + conv + "'");
+    }
+    out += buf;
+    CheckStringSize(out.size());
+  }
+  if (next < args.positional.size()) Fail("format: not all arguments converted during string formatting");
+  return Value(std::move(out));
+}
+
 Value FilterTojson(Context&, const Value& v, const CallArgs& args) {
   JsonStyle style;
   style.ensure_ascii = args.Get(0, "ensure_ascii", kNoArg).Truthy();
@@ -518,6 +577,7 @@ const Filter kFilters[] = {
        if (v.is_undefined()) UseOfUndefined(v);
        return Value(ToFloat(v, ToFloat(a.Get(0, "default", kNoArg), 0.0)));
      }},
+    {"format", FilterFormat},
     {"indent", FilterIndent},
     {"int", [](Context&, const Value& v, const CallArgs& a) {
        if (v.is_undefined()) UseOfUndefined(v);

@@ -109,11 +109,13 @@ Value CallExpr::Eval(Context& ctx) const {
 }
 
 Value FilterExpr::Eval(Context& ctx) const {
+  if (filter == nullptr) throw RenderError{"unknown filter '" + name + "'"};
   Value v = Evaluate(*value, ctx);
   return filter->apply(ctx, v, args.Eval(ctx));
 }
 
 Value TestExpr::Eval(Context& ctx) const {
+  if (test == nullptr) throw RenderError{"unknown test '" + name + "'"};
   Value v = Evaluate(*value, ctx);
   return test->apply(ctx, v, args.Eval(ctx)) != negated;
 }

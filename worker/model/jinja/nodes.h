@@ -104,14 +104,16 @@ struct CallExpr : Expr {  // a macro, a built-in function, or object.method(...)
 
 struct FilterExpr : Expr {  // value | name(args)
   ExprPtr value;
-  const Filter* filter = nullptr;
+  const Filter* filter = nullptr;  // null: unknown, an error if evaluated
+  std::string name;
   Arguments args;
   Value Eval(Context& ctx) const override;
 };
 
 struct TestExpr : Expr {  // value is [not] name(args)
   ExprPtr value;
-  const Test* test = nullptr;
+  const Test* test = nullptr;  // null: unknown, an error if evaluated
+  std::string name;
   bool negated = false;
   Arguments args;
   Value Eval(Context& ctx) const override;

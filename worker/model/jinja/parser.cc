@@ -27,19 +27,29 @@ class Parser {
  public:
   explicit Parser(std::vector<Token> tokens) : t_(std::move(tokens)) {}
 
-  Body Run() {
-    Body body = ParseBody({}, nullptr, Peek());
-    for (const auto& [name, line, col] : calls_) {
+  ParsedTemplate Run() {
+    ParsedTemplate out;
+    out.body = ParseBody({}, nullptr, Peek());
+    for (const auto& [name, line, col, in_branch] : calls_) {
       if (macros_.count(name) == 0) {
-        throw SyntaxError{"unknown function '" + name + "': not a macro of this template or a built-in (" +
-                              "dict, namespace, raise_exception, range, strftime_now)",
-                          line, col};
+        Unknown("unknown function '" + name + "': not a macro of this template or a built-in (" +
+                    "dict, namespace, raise_exception, range, strftime_now)",
+                line, col, in_branch);
       }
     }
-    return body;
+    out.deferred = std::move(deferred_);
+    return out;
   }
 
  private:
+  // A name the engine does not have. Outside any {% if %} it fails the load; inside one it
+  // fails only if that branch runs, as in Jinja 3 (published templates keep code for inputs
+  // vLLM never passes, e.g. `arguments | from_json` for string arguments), and is noted.
+  void Unknown(const std::string& message, int line, int col, bool in_branch) {
+    if (!in_branch) throw SyntaxError{message, line, col};
+    deferred_.push_back(std::to_string(line) + ":" + std::to_string(col) + ": " + message);
+  }
+
   const Token& Peek(size_t ahead = 0) const { return t_[std::min(p_ + ahead, t_.size() - 1)]; }
   const Token& Next() {
     const Token& t = t_[p_];
@@ -195,6 +205,7 @@ class Parser {
     std::string end;
     ExprPtr cond = ParseExpression();
     ExpectBlockEnd("if");
+    ++branches_;
     while (true) {
       Body body = ParseBody({"elif", "else", "endif"}, &end, tag);
       n->branches.emplace_back(std::move(cond), std::move(body));
@@ -206,6 +217,7 @@ class Parser {
       ExpectBlockEnd("else");
       n->otherwise = ParseBody({"endif"}, &end, tag);
     }
+    --branches_;
     ExpectBlockEnd("endif");
     return n;
   }
@@ -622,13 +634,14 @@ class Parser {
     call->col = callee->col;
     if (auto* name = dynamic_cast<NameExpr*>(callee.get())) {
       call->builtin = FindFunction(name->name);
-      if (call->builtin == nullptr) calls_.emplace_back(name->name, callee->line, callee->col);
+      if (call->builtin == nullptr) calls_.emplace_back(name->name, callee->line, callee->col, branches_ > 0);
     } else if (auto* attr = dynamic_cast<AttrExpr*>(callee.get())) {
       if (!IsKnownMethod(attr->name)) {
-        throw SyntaxError{"unknown method '" + attr->name + "': strings have startswith, endswith, strip, lstrip, rstrip, " +
-                              "split, splitlines, replace, upper, lower, title, capitalize, find, rfind, count, isdigit " +
-                              "and join; dicts have items, keys, values and get",
-                          attr->name_line, attr->name_col};
+        Unknown("unknown method '" + attr->name + "': strings have startswith, endswith, strip, lstrip, rstrip, " +
+                    "split, splitlines, replace, upper, lower, title, capitalize, find, rfind, count, isdigit, " +
+                    "isalpha, isalnum, isspace, islower, isupper, removeprefix, removesuffix and join; dicts " +
+                    "have items, keys, values and get",
+                attr->name_line, attr->name_col, branches_ > 0);
       }
     }
     call->callee = std::move(callee);
@@ -647,8 +660,8 @@ class Parser {
     const std::string& name = lit->value.str();
     const bool known = filter == "map" ? FindFilter(name) != nullptr : FindTest(name) != nullptr;
     if (!known) {
-      throw SyntaxError{"unknown " + std::string(filter == "map" ? "filter" : "test") + " '" + name + "' given to " + filter,
-                        lit->line, lit->col};
+      Unknown("unknown " + std::string(filter == "map" ? "filter" : "test") + " '" + name + "' given to " + filter,
+              lit->line, lit->col, branches_ > 0);
     }
   }
 
@@ -662,7 +675,8 @@ class Parser {
         auto f = At<FilterExpr>(name);
         const std::string filter_name = ExpectName("a filter name after '|'");
         f->filter = FindFilter(filter_name);
-        if (f->filter == nullptr) Fail(name, "unknown filter '" + filter_name + "'");
+        f->name = filter_name;
+        if (f->filter == nullptr) Unknown("unknown filter '" + filter_name + "'", name.line, name.col, branches_ > 0);
         if (IsOp("(")) f->args = ParseArguments();
         CheckNamedArgument(filter_name, f->args);
         f->value = std::move(e);
@@ -677,7 +691,8 @@ class Parser {
         const Token& name = Peek();
         const std::string test_name = ExpectName("a test name after 'is'");
         t->test = FindTest(test_name);
-        if (t->test == nullptr) Fail(name, "unknown test '" + test_name + "'");
+        t->name = test_name;
+        if (t->test == nullptr) Unknown("unknown test '" + test_name + "'", name.line, name.col, branches_ > 0);
         if (IsOp("(")) {
           t->args = ParseArguments();
         } else if ((Peek().kind == TokenKind::kName || Peek().kind == TokenKind::kString || Peek().kind == TokenKind::kInt ||
@@ -700,12 +715,14 @@ class Parser {
   size_t p_ = 0;
   int depth_ = 0;
   int loops_ = 0;
-  std::vector<std::tuple<std::string, int, int>> calls_;  // names called, checked against macros
+  std::vector<std::tuple<std::string, int, int, bool>> calls_;  // names called, checked against macros
+  int branches_ = 0;                      // inside this many {% if %} bodies
+  std::vector<std::string> deferred_;     // unknown names in branches: errors only if they run
   std::set<std::string> macros_;
 };
 
 }  // namespace
 
-Body Parse(std::string_view source) { return Parser(Lex(source)).Run(); }
+ParsedTemplate Parse(std::string_view source) { return Parser(Lex(source)).Run(); }
 
 }  // namespace carapace::jinja

@@ -9,7 +9,14 @@
 
 namespace carapace::jinja {
 
+struct ParsedTemplate {
+  Body body;
+  // "line:col: unknown filter 'x'" for each name the engine does not have inside an
+  // {% if %} branch: an error only if that branch runs (Parse says so here).
+  std::vector<std::string> deferred;
+};
+
 // Throws SyntaxError.
-Body Parse(std::string_view source);
+ParsedTemplate Parse(std::string_view source);
 
 }  // namespace carapace::jinja

@@ -36,7 +36,9 @@ Result<std::shared_ptr<const Template>> Template::Parse(std::string_view source,
   }
   if (!text.empty() && text.back() == '\n') text.pop_back();
   try {
-    t->body_ = jinja::Parse(text);
+    ParsedTemplate parsed = jinja::Parse(text);
+    t->body_ = std::move(parsed.body);
+    for (auto& note : parsed.deferred) t->deferred_.push_back(t->name_ + ":" + note + " (in a branch: an error only if it runs)");
   } catch (const SyntaxError& e) {
     return InvalidArgument(Where(t->name_, e.line, e.col) + e.message);
   }

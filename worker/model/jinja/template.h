@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "common/status.h"
 #include "worker/model/jinja/value.h"
@@ -31,12 +32,16 @@ class Template {
   Result<std::string> Render(const Dict& variables) const;
 
   const std::string& name() const { return name_; }
+  // Names the engine does not have inside {% if %} branches ("<name>:<line>:<col>: unknown
+  // filter 'x' ..."): as in Jinja, an error only if such a branch runs.
+  const std::vector<std::string>& deferred() const { return deferred_; }
   ~Template();
 
  private:
   Template() = default;
   std::string name_;
   std::vector<std::unique_ptr<Node>> body_;
+  std::vector<std::string> deferred_;
 };
 
 }  // namespace carapace::jinja
