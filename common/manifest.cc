@@ -93,12 +93,6 @@ nlohmann::json YamlToJson(const YAML::Node& node) {
   return s;
 }
 
-size_t Utf8Length(std::string_view s) {
-  // Every byte but a continuation byte (10xxxxxx) starts a code point.
-  return static_cast<size_t>(
-      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
-}
-
 namespace {
 const char* TypeName(const YAML::Node& n) {
   switch (n.Type()) {

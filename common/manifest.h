@@ -50,9 +50,6 @@ Result<YAML::Node> ParseYaml(const std::string& text, const std::string& name);
 // (null, true/false, integers, floats; everything else and quoted scalars are strings).
 nlohmann::json YamlToJson(const YAML::Node& node);
 
-// The number of code points of UTF-8 text: what the API server's maxLength counts.
-size_t Utf8Length(std::string_view s);
-
 // Strict reader of one YAML mapping at `path`. Each getter marks its key as known; Finish()
 // reports every key that no getter asked for ("unknown field"). Wrong types and out-of-range
 // values are reported to `errors` and the getter returns the default.

@@ -1,6 +1,7 @@
 // Tokenization for keyword search.
 #include "common/text.h"
 
+#include <algorithm>
 #include <cctype>
 
 namespace carapace {
@@ -39,6 +40,30 @@ bool IsHttpToken(std::string_view s) {
     if (!std::isalnum(c) && kSymbols.find(static_cast<char>(c)) == std::string_view::npos) return false;
   }
   return true;
+}
+
+size_t Utf8Length(std::string_view s) {
+  // Every byte but a continuation byte (10xxxxxx) starts a code point.
+  return static_cast<size_t>(
+      std::count_if(s.begin(), s.end(), [](char c) { return (static_cast<unsigned char>(c) & 0xC0) != 0x80; }));
+}
+
+void AppendUtf8(uint32_t cp, std::string* out) {
+  if (cp < 0x80) {
+    out->push_back(static_cast<char>(cp));
+  } else if (cp < 0x800) {
+    out->push_back(static_cast<char>(0xc0 | (cp >> 6)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else if (cp < 0x10000) {
+    out->push_back(static_cast<char>(0xe0 | (cp >> 12)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  } else {
+    out->push_back(static_cast<char>(0xf0 | (cp >> 18)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 12) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | ((cp >> 6) & 0x3f)));
+    out->push_back(static_cast<char>(0x80 | (cp & 0x3f)));
+  }
 }
 
 }  // namespace carapace

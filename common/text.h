@@ -3,6 +3,7 @@
 // separate words.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -20,5 +21,12 @@ std::string_view TrimHttpSpace(std::string_view s);
 // True when `s` is a non-empty RFC 9110 token (what an HTTP header name must be). Anything
 // else in a header name could be read differently by a lenient server (" Host" as Host).
 bool IsHttpToken(std::string_view s);
+
+// The number of code points of UTF-8 text: what the API server's maxLength counts, and
+// Python's len() of a string.
+size_t Utf8Length(std::string_view s);
+
+// Appends code point `cp` as UTF-8.
+void AppendUtf8(uint32_t cp, std::string* out);
 
 }  // namespace carapace

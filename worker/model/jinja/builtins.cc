@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <ctime>
 
+#include "common/text.h"
 #include "worker/model/jinja/nodes.h"
 #include "worker/model/jinja/operations.h"
 
@@ -87,18 +88,13 @@ std::string StripChars(const std::string& s, const std::string* chars, bool left
 
 std::string StripSpace(const std::string& s) { return StripChars(s, nullptr, true, true); }
 
-std::string Lower(std::string s) {
-  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return s;
-}
-
 std::string Upper(std::string s) {
   for (auto& c : s) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
   return s;
 }
 
 std::string Capitalize(const std::string& s) {
-  std::string out = Lower(s);
+  std::string out = AsciiLower(s);
   if (!out.empty()) out[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(out[0])));
   return out;
 }
@@ -428,7 +424,7 @@ Value FilterSort(Context&, const Value& v, const CallArgs& args) {
   List items = Items(v);
   auto key = [&](const Value& x) {
     Value k = attribute.is_string() ? Attribute(x, attribute.str()) : x;
-    return k.is_string() && !case_sensitive ? Value(Lower(k.str())) : k;
+    return k.is_string() && !case_sensitive ? Value(AsciiLower(k.str())) : k;
   };
   std::stable_sort(items.begin(), items.end(), [&](const Value& a, const Value& b) {
     const int c = Compare(key(a), key(b), "<");
@@ -443,7 +439,7 @@ Value FilterDictsort(Context&, const Value& v, const CallArgs& args) {
   const bool reverse = args.Get(2, "reverse", kNoArg).Truthy();
   std::vector<std::pair<std::string, Value>> items = v.dict().items;
   std::stable_sort(items.begin(), items.end(), [&](const auto& a, const auto& b) {
-    const int c = by_value ? Compare(a.second, b.second, "<") : Compare(Value(Lower(a.first)), Value(Lower(b.first)), "<");
+    const int c = by_value ? Compare(a.second, b.second, "<") : Compare(Value(AsciiLower(a.first)), Value(AsciiLower(b.first)), "<");
     return reverse ? c > 0 : c < 0;
   });
   List out;
@@ -588,7 +584,7 @@ const Filter kFilters[] = {
     {"last", [](Context&, const Value& v, const CallArgs&) { return FilterFirstLast(v, true); }},
     {"length", [](Context&, const Value& v, const CallArgs&) { return Value(Length(v)); }},
     {"list", [](Context&, const Value& v, const CallArgs&) { return ToList(v); }},
-    {"lower", [](Context&, const Value& v, const CallArgs&) { return Value(Lower(v.ToString())); }},
+    {"lower", [](Context&, const Value& v, const CallArgs&) { return Value(AsciiLower(v.ToString())); }},
     {"map", FilterMap},
     {"max", [](Context&, const Value& v, const CallArgs&) { return MinMax(v, true); }},
     {"min", [](Context&, const Value& v, const CallArgs&) { return MinMax(v, false); }},
@@ -652,7 +648,7 @@ const Test kTests[] = {
      }},
     {"le", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<="); }},
     {"<=", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<="); }},
-    {"lower", [](Context&, const Value& v, const CallArgs&) { return v.is_string() && Lower(v.str()) == v.str(); }},
+    {"lower", [](Context&, const Value& v, const CallArgs&) { return v.is_string() && AsciiLower(v.str()) == v.str(); }},
     {"lt", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<"); }},
     {"lessthan", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<"); }},
     {"<", [](Context&, const Value& v, const CallArgs& a) { return CompareTest(v, a, "<"); }},
@@ -774,8 +770,8 @@ Value StringMethod(const std::string& s, const std::string& name, const CallArgs
   };
   if (name == "isalpha") return all_ascii(std::isalpha);
   if (name == "isalnum") return all_ascii(std::isalnum);
-  if (name == "islower") return s != Upper(s) && s == Lower(s);
-  if (name == "isupper") return s != Lower(s) && s == Upper(s);
+  if (name == "islower") return s != Upper(s) && s == AsciiLower(s);
+  if (name == "isupper") return s != AsciiLower(s) && s == Upper(s);
   if (name == "startswith") return StartsOrEnds(s, a.Get(0, "prefix", kNoArg), true);
   if (name == "endswith") return StartsOrEnds(s, a.Get(0, "suffix", kNoArg), false);
   if (name == "split") return Value(Split(s, a.Get(0, "sep", kNoArg), ToInt(a.Get(1, "maxsplit", kNoArg), -1)));
@@ -794,7 +790,7 @@ Value StringMethod(const std::string& s, const std::string& name, const CallArgs
     return Value(std::move(out));
   }
   if (name == "upper") return Value(Upper(s));
-  if (name == "lower") return Value(Lower(s));
+  if (name == "lower") return Value(AsciiLower(s));
   if (name == "title") return Value(TitleMethod(s));
   if (name == "capitalize") return Value(Capitalize(s));
   if (name == "replace") {

@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "common/text.h"
 #include "worker/model/jinja/builtins.h"
 
 namespace carapace::jinja {
@@ -173,8 +174,7 @@ List Items(const Value& v) {
 int64_t Length(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined: return 0;
-    case Value::Kind::kString: return IsAscii(v.str()) ? static_cast<int64_t>(v.str().size())
-                                                       : static_cast<int64_t>(CodePoints(v.str()).size());
+    case Value::Kind::kString: return static_cast<int64_t>(Utf8Length(v.str()));
     case Value::Kind::kList: return static_cast<int64_t>(v.list().size());
     case Value::Kind::kDict:
     case Value::Kind::kNamespace: return static_cast<int64_t>(v.dict().items.size());

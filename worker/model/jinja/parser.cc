@@ -359,24 +359,17 @@ class Parser {
     return b;
   }
 
-  ExprPtr ParseOr() {
-    ExprPtr e = ParseAnd();
-    Chain chain(this);
-    while (IsName("or")) {
-      chain.Link(Peek());
-      const Token& at = Next();
-      e = Binary("or", std::move(e), ParseAnd(), at);
-    }
-    return e;
-  }
+  ExprPtr ParseOr() { return ParseKeywordChain("or", &Parser::ParseAnd); }
+  ExprPtr ParseAnd() { return ParseKeywordChain("and", &Parser::ParseNot); }
 
-  ExprPtr ParseAnd() {
-    ExprPtr e = ParseNot();
+  // a or b or c (and the same for and): left to right.
+  ExprPtr ParseKeywordChain(const char* keyword, ExprPtr (Parser::*operand)()) {
+    ExprPtr e = (this->*operand)();
     Chain chain(this);
-    while (IsName("and")) {
+    while (IsName(keyword)) {
       chain.Link(Peek());
       const Token& at = Next();
-      e = Binary("and", std::move(e), ParseNot(), at);
+      e = Binary(keyword, std::move(e), (this->*operand)(), at);
     }
     return e;
   }
