@@ -378,3 +378,17 @@ TEST_CASE("chatTemplate.argumentsAs: string gives templates that concatenate a c
   REQUIRE(as_string.ok());
   CHECK(RenderPrompt(*as_string, Exchange(), kWeatherTool).value() == "```json\n{\"city\":\"Paris\",\"days\":3}\n```");
 }
+
+TEST_CASE("a tokenizer_config.json's other special tokens reach the template, as Hugging Face passes them",
+          "[jinja][templates]") {
+  nlohmann::json config = {{"bos_token", "<s>"},
+                           {"eos_token", "</s>"},
+                           {"unk_token", {{"__type", "AddedToken"}, {"content", "<unk>"}}},
+                           {"pad_token", nullptr},
+                           {"additional_special_tokens", {"<|tool|>", {{"content", "<|end_tool|>"}}}},
+                           {"chat_template", "{{ bos_token }}{{ unk_token }}{{ pad_token is defined }}"
+                                             "{{ additional_special_tokens | join(',') }}{{ eos_token }}"}};
+  auto t = LoadJinjaChatTemplate(config.dump(), "tokenizer_config.json", "");
+  REQUIRE(t.ok());
+  CHECK(RenderJinjaPrompt(*t, {{"user", "hi", {}, "", ""}}, {}).value() == "<s><unk>False<|tool|>,<|end_tool|></s>");
+}
