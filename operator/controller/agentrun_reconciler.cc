@@ -157,13 +157,35 @@ AgentRunReconciler::AgentRunReconciler(kube::RestClient* client, Caches caches, 
     : client_(client), caches_(caches), workers_(workers), events_(events), options_(std::move(options)) {}
 
 ReconcileOutcome AgentRunReconciler::Reconcile(const std::string& key) {
+  telemetry::Span span = telemetry::StartSpan("reconcile AgentRun");
+  const size_t slash = key.find('/');
+  span.Set("k8s.namespace.name", key.substr(0, slash)).Set("carapace.agentrun.name", key.substr(slash + 1));
+  ReconcileOutcome outcome = ReconcileKey(key, span);
+  if (!outcome.status.ok()) {
+    span.SetError(StatusCodeName(outcome.status.code()), outcome.status.message());
+  } else {
+    if (!outcome.phase.empty()) span.Set("carapace.agentrun.phase", outcome.phase);
+    span.Set("carapace.reconcile.requeue_after_ms", static_cast<int64_t>(outcome.requeue_after.count()));
+  }
+  return outcome;
+}
+
+ReconcileOutcome AgentRunReconciler::ReconcileKey(const std::string& key, telemetry::Span& span) {
   Context c;
   const size_t slash = key.find('/');
   c.ns = key.substr(0, slash);
   c.name = key.substr(slash + 1);
   auto cached = caches_.agentruns->Get(key);
-  if (!cached) return {};  // deleted: its objects go with it (owner references)
+  if (!cached) {
+    span.Set("carapace.reconcile.deleted", true);
+    return {};  // deleted: its objects go with it (owner references)
+  }
   c.ar = *cached;
+  if (span.recording()) {
+    span.Set("carapace.agentrun.uid", c.ar.value("/metadata/uid"_json_pointer, std::string()))
+        .Set("carapace.agentrun.generation", c.ar.value("/metadata/generation"_json_pointer, int64_t{0}))
+        .Set("carapace.agentrun.resource_version", c.ar.value("/metadata/resourceVersion"_json_pointer, std::string()));
+  }
   if (c.ar.contains("status")) c.ar["status"] = UsableStatus(c.ar["status"]);
   c.owner = {c.name, c.ns, c.ar.value("/metadata/uid"_json_pointer, std::string())};
   c.seen.agentrun = c.ar;

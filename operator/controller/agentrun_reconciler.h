@@ -14,6 +14,7 @@
 #include <string>
 
 #include "common/status.h"
+#include "common/telemetry/tracing.h"
 #include "operator/controller/desired_objects.h"
 #include "operator/controller/worker_status_client.h"
 #include "operator/kube/event_recorder.h"
@@ -52,10 +53,12 @@ class AgentRunReconciler {
   AgentRunReconciler(kube::RestClient* client, Caches caches, WorkerStatusReader* workers,
                      kube::EventRecorder* events, ReconcilerOptions options);
 
-  // `key` is "namespace/name".
+  // `key` is "namespace/name". With tracing on, each call is a span ("reconcile AgentRun")
+  // naming the AgentRun (namespace, name, uid, generation) and what came of it.
   ReconcileOutcome Reconcile(const std::string& key);
 
  private:
+  ReconcileOutcome ReconcileKey(const std::string& key, telemetry::Span& span);
   struct Context;
   ReconcileOutcome Finalize(Context& c);
   Status EnsureFinalizer(Context& c);

@@ -147,7 +147,15 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
   // The first generation's state dir takes over a volume laid out by spec hash (runs/<hash>/,
   // operators before spec revisions): the newest run there continues.
   if (run.spec.deployment.restart_generation == 0) container["args"].push_back("--adopt-from=" + LegacyRunsDir());
-  if (json env = SecretEnv(run.spec); !env.empty()) container["env"] = env;
+  json env = SecretEnv(run.spec);
+  if (!settings.worker_otlp_endpoint.empty()) {
+    // POD_NAME first: Kubernetes expands $(POD_NAME) only from variables listed before.
+    env.push_back({{"name", "POD_NAME"}, {"valueFrom", {{"fieldRef", {{"apiVersion", "v1"}, {"fieldPath", "metadata.name"}}}}}});
+    env.push_back({{"name", "OTEL_EXPORTER_OTLP_ENDPOINT"}, {"value", settings.worker_otlp_endpoint}});
+    env.push_back({{"name", "OTEL_SERVICE_NAME"}, {"value", "carapace-worker"}});
+    env.push_back({{"name", "OTEL_RESOURCE_ATTRIBUTES"}, {"value", "k8s.pod.name=$(POD_NAME)"}});
+  }
+  if (!env.empty()) container["env"] = env;
   for (const auto& [config_map, volume] : ChatTemplateVolumes(run.spec)) {
     container["volumeMounts"].push_back({{"name", volume}, {"mountPath", ChatTemplateMountDir(config_map)}, {"readOnly", true}});
   }

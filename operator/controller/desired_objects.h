@@ -18,6 +18,9 @@ struct OperatorSettings {
   int control_port = 7070;
   int http_port = 8080;
   int worker_grace_seconds = 30;  // the worker's drain on SIGTERM; the pod gets 15 s more
+  // Set: workers export traces here (OTEL_EXPORTER_OTLP_ENDPOINT in their pods, with the
+  // pod's name as a resource attribute). Empty: the pod template has no OTEL_* variables.
+  std::string worker_otlp_endpoint;
 };
 
 // Who owns the objects: the AgentRun as the API server knows it.

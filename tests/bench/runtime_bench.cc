@@ -10,6 +10,9 @@
 //   (--history-events N, default 1,000,000): its start (open + load the state) against
 //   opening the bare store, the peak RSS of a process that only starts it, bytes on disk
 //   (--history-only true: this part alone)
+//   tracing: the step with tracing off, on with the OTLP receiver up, and on with it down
+//   (spans dropped and counted, nothing waits), against the floor and against tracing off
+//   (--tracing-only true: this part alone)
 //
 // Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
 // on the disk being measured; it is created and removed.
@@ -19,6 +22,7 @@
 #include <algorithm>
 #include <csignal>
 #include <iterator>
+#include <map>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -29,8 +33,10 @@
 
 #include "tests/bench/bench_stats.h"
 #include "common/log.h"
+#include "common/telemetry/tracing.h"
 #include "common/time.h"
 #include "tests/support/child_process.h"
+#include "tests/support/otlp_receiver.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 
@@ -326,14 +332,74 @@ long PeakRssKiB(const std::string& spec, const std::string& dir) {
 
 }  // namespace
 
+// A child process (tracing is set once per process): step times of a run with tracing as
+// the OTEL_* variables say, on one line: batch p50 p99, sync p50 p99 (ms), then the spans
+// ended, exported, dropped (queue full), dropped (export failed).
+int TracingChild(const std::string& dir, int steps) {
+  log::SetLevel(log::Level::kError);
+  auto config = telemetry::ParseTracingEnv("carapace-bench");
+  if (!config.ok() || !telemetry::InitTracing(*config).ok()) return 1;
+  auto batch = StepTimesMs(dir + "/batch", NoopRun(steps, Durability::kBatch, Effect::kIdempotent));
+  auto sync = StepTimesMs(dir + "/sync", NoopRun(steps, Durability::kSync, Effect::kIdempotent));
+  telemetry::ShutdownTracing(std::chrono::milliseconds(3000));
+  const telemetry::SpanCounts c = telemetry::CurrentSpanCounts();
+  std::printf("%f %f %f %f %llu %llu %llu %llu\n", Percentile(batch, 0.5), Percentile(batch, 0.99), Percentile(sync, 0.5),
+              Percentile(sync, 0.99), static_cast<unsigned long long>(c.ended),
+              static_cast<unsigned long long>(c.exported), static_cast<unsigned long long>(c.dropped_full),
+              static_cast<unsigned long long>(c.dropped_failed));
+  std::fflush(stdout);
+  std::_Exit(0);  // an export thread may still wait on a receiver that is down
+}
+
+void TracingBench(const std::string& dir, int steps, double raw50) {
+  carapace::testing::OtlpReceiver receiver;
+  if (!receiver.Start()) return;
+  int closed = 0;
+  {
+    carapace::testing::OtlpReceiver gone;
+    if (!gone.Start()) return;
+    closed = gone.port();
+  }
+  struct Mode {
+    const char* name;
+    std::map<std::string, std::string> env;
+  };
+  const std::vector<Mode> modes = {
+      {"tracing off", {}},
+      {"tracing on, receiver up", {{"OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()}}},
+      {"tracing on, receiver down", {{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:" + std::to_string(closed)}}}};
+  double off_batch = 0, off_sync = 0;
+  for (const auto& mode : modes) {
+    const std::string d = dir + "/tracing-" + std::to_string(&mode - modes.data());
+    carapace::testing::ChildProcess child({"/proc/self/exe", "--tracing-child", d, std::to_string(steps)}, mode.env);
+    carapace::testing::CommandResult r = child.Wait(600000);
+    double b50 = 0, b99 = 0, s50 = 0, s99 = 0;
+    unsigned long long ended = 0, exported = 0, full = 0, failed = 0;
+    if (r.exit_code != 0 || std::sscanf(r.out.c_str(), "%lf %lf %lf %lf %llu %llu %llu %llu", &b50, &b99, &s50, &s99, &ended,
+                                        &exported, &full, &failed) != 8) {
+      std::printf("%s: the child failed: %s\n", mode.name, r.err.c_str());
+      continue;
+    }
+    if (off_batch == 0) off_batch = b50, off_sync = s50;
+    std::printf("%-34s batch step p50 %6.3f ms p99 %6.3f (%.2fx off)   sync step p50 %6.3f ms (%.2fx floor, %.2fx off)\n",
+                mode.name, b50, b99, b50 / off_batch, s50, s50 / raw50, s50 / off_sync);
+    if (ended > 0) {
+      std::printf("%-34s spans: %llu ended, %llu exported, %llu dropped (queue full), %llu dropped (export failed)\n", "",
+                  ended, exported, full, failed);
+    }
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc == 3 && std::strcmp(argv[1], "--load-only") == 0) return LoadOnly(argv[2]);
+  if (argc == 4 && std::strcmp(argv[1], "--tracing-child") == 0) return TracingChild(argv[2], std::atoi(argv[3]));
   std::string dir = "bench-data";
   int steps = 1000;
   size_t history_events = 1000000;
-  bool history_only = false;
+  bool history_only = false, tracing_only = false;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--history-only") == 0) history_only = std::strcmp(argv[i + 1], "true") == 0;
+    if (std::strcmp(argv[i], "--tracing-only") == 0) tracing_only = std::strcmp(argv[i + 1], "true") == 0;
     if (std::strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
     else if (std::strcmp(argv[i], "--steps") == 0) steps = std::atoi(argv[i + 1]);
     else if (std::strcmp(argv[i], "--history-events") == 0) history_events = std::strtoull(argv[i + 1], nullptr, 10);
@@ -351,6 +417,11 @@ int main(int argc, char** argv) {
   auto raw = RawFdatasyncMs(dir, 2000);
   double raw50 = Percentile(raw, 0.5), raw99 = Percentile(raw, 0.99);
   std::printf("%-58s p50 %7.3f ms   p99 %7.3f ms\n", "floor: raw append 512 B + fdatasync", raw50, raw99);
+  if (tracing_only) {
+    TracingBench(dir, steps, raw50);
+    std::filesystem::remove_all(dir);
+    return 0;
+  }
 
   auto sync_idem = StepTimesMs(dir + "/sync", NoopRun(steps, Durability::kSync, Effect::kIdempotent));
   double s50 = Percentile(sync_idem, 0.5), s99 = Percentile(sync_idem, 0.99);
@@ -407,6 +478,8 @@ int main(int argc, char** argv) {
               Percentile(compaction, 0.5) / raw50);
 
   HistoryBench(dir + "/history", {size_t{10000}, history_events / 10, history_events});
+
+  TracingBench(dir, steps, raw50);
 
   std::ofstream(dir + "/small.yaml") << CliSpec(50);
   long rss = PeakRssKiB(dir + "/small.yaml", dir + "/rss");

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <functional>
 #include <iterator>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -30,7 +31,10 @@ namespace carapace::testing {
 class Cluster {
  public:
   // `configure`, when given, changes the API double's options (a feature gate, say).
-  explicit Cluster(int operators = 1, const std::function<void(KubeApiDoubleOptions&)>& configure = nullptr) {
+  // `operator_args` and `operator_env` go to every operator started (tracing, say).
+  explicit Cluster(int operators = 1, const std::function<void(KubeApiDoubleOptions&)>& configure = nullptr,
+                   std::vector<std::string> operator_args = {}, std::map<std::string, std::string> operator_env = {})
+      : operator_args_(std::move(operator_args)), operator_env_(std::move(operator_env)) {
     KubeApiDoubleOptions o;
     o.rbac_files = {std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/cluster_role.yaml", std::string(CARAPACE_SOURCE_DIR) + "/deploy/rbac/leader_election_role.yaml"};
     o.crd_validator = DefaultCrdValidator();  // the CRD's schema, defaults and CEL rules, as a real server
@@ -111,10 +115,12 @@ class Cluster {
   void StartOperator() {
     Operator op;
     op.http_port = FreePort();
-    op.child = std::make_unique<ChildProcess>(std::vector<std::string>{
+    std::vector<std::string> argv = {
         OPERATOR_BIN, "--kubeconfig", operator_config_, "--http-listen", "127.0.0.1:" + std::to_string(op.http_port),
         "--status-interval-seconds", "1", "--leader-elect", "--lease-namespace", "carapace-system",
-        "--lease-seconds", "3"});
+        "--lease-seconds", "3"};
+    argv.insert(argv.end(), operator_args_.begin(), operator_args_.end());
+    op.child = std::make_unique<ChildProcess>(argv, operator_env_);
     operators_.push_back(std::move(op));
   }
 
@@ -158,6 +164,8 @@ class Cluster {
   const TempDir& dir() const { return dir_; }
 
  private:
+  std::vector<std::string> operator_args_;
+  std::map<std::string, std::string> operator_env_;
   struct Operator {
     std::unique_ptr<ChildProcess> child;
     int http_port = 0;

@@ -27,6 +27,7 @@
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
 #include "tests/support/ledger_server.h"
+#include "tests/support/otlp_receiver.h"
 #include "tests/support/process_kubelet.h"
 #include "tests/support/wait.h"
 #include "tests/support/worker_process.h"
@@ -136,6 +137,57 @@ TEST_CASE("kubectl apply runs the agent in a pod with its objects, and kubectl g
   // The phase shows in the table kubectl prints.
   CommandResult table = cluster.Kubectl({"get", "ar"});
   CHECK_THAT(table.out, Catch::Matchers::ContainsSubstring("Succeeded"));
+}
+
+TEST_CASE("with tracing on, each reconcile is a span naming its AgentRun, and the agent's turns reach the receiver",
+          "[e2e][tracing]") {
+  OtlpReceiver receiver;
+  REQUIRE(receiver.Start());
+  Cluster cluster(1, nullptr, {"--worker-otlp-endpoint=" + receiver.endpoint()},
+                  {{"OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()}, {"OTEL_BSP_SCHEDULE_DELAY", "50"}});
+  LedgerServer ledger;
+  REQUIRE(ledger.Start());
+  cluster.Apply(LedgerAgent("traced", ledger.url(), 2));
+  REQUIRE(cluster.WaitForPhase("traced", "Succeeded"));
+  const json ar = cluster.GetAr("traced");
+  const std::string uid = ar["metadata"]["uid"];
+
+  // The operator's spans: one per reconcile, each naming the AgentRun it reconciled.
+  REQUIRE(receiver.WaitFor([&](const std::vector<ReceivedSpan>& spans) {
+    for (const auto& s : spans) {
+      if (s.name == "reconcile AgentRun" && s.Attr("carapace.agentrun.phase") == "Succeeded") return true;
+    }
+    return false;
+  }));
+  size_t reconciles = 0;
+  for (const auto& s : receiver.SpansNamed("reconcile AgentRun")) {
+    INFO(s.attributes.dump());
+    CHECK(s.resource.at("service.name") == "carapace-operator");
+    CHECK(s.Attr("k8s.namespace.name") == "default");
+    CHECK(s.Attr("carapace.agentrun.name") == "traced");
+    CHECK(s.Attr("carapace.agentrun.uid") == uid);
+    CHECK(s.parent_span_id.empty());
+    ++reconciles;
+  }
+  CHECK(reconciles >= 2);
+
+  // The worker in the pod got the endpoint from the operator: its turn, named by the pod.
+  REQUIRE(receiver.WaitFor([](const std::vector<ReceivedSpan>& spans) {
+    for (const auto& s : spans) {
+      if (s.name == "invoke_agent traced") return true;
+    }
+    return false;
+  }));
+  const ReceivedSpan turn = receiver.SpansNamed("invoke_agent traced").at(0);
+  CHECK(turn.resource.at("service.name") == "carapace-worker");
+  CHECK(turn.resource.at("k8s.pod.name") == "traced-0");
+  CHECK(turn.resource.at("carapace.agentrun.name") == "traced");
+  CHECK(receiver.SpansNamed("execute_tool ").size() >= 2);
+  CHECK(receiver.refusals().empty());
+  // What left and what did not, on the worker's /metrics.
+  const std::string metrics = cluster.WorkerMetrics("traced-0");
+  CHECK_THAT(metrics, Catch::Matchers::ContainsSubstring("carapace_trace_spans_exported_total"));
+  CHECK_THAT(metrics, Catch::Matchers::ContainsSubstring("carapace_trace_spans_dropped_total{reason=\"queue_full\"} 0"));
 }
 
 TEST_CASE("a worker killed mid-run is restarted and resumes without repeating a side effect", "[e2e]") {

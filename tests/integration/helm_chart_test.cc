@@ -193,6 +193,8 @@ affinity:
           topologyKey: kubernetes.io/hostname
           labelSelector: {matchLabels: {app.kubernetes.io/name: carapace-operator}}
 priorityClassName: system-cluster-critical
+tracing:
+  endpoint: http://otel-collector.monitoring:4317
 resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 512Mi}}
 monitoring:
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
@@ -231,6 +233,7 @@ TEST_CASE("bad values fail helm lint and helm template, naming the value", "[dep
       {"noSuchKey=1", "noSuchKey"},
       {"operator.noSuchFlag=1", "noSuchFlag"},
       {"monitoring.serviceMonitor.enabled=maybe", "monitoring.serviceMonitor.enabled"},
+      {"tracing.endpoint=otel-collector:4317", "tracing.endpoint"},
   };
   for (const auto& [set, named] : bad) {
     for (const char* command : {"lint", "template"}) {
@@ -330,11 +333,13 @@ TEST_CASE("helm template with every option on carries each one", "[deploy][helm]
   const auto args = Args(deployment);
   for (const char* arg : {"--leader-elect", "--worker-image=registry.example/carapace-worker:9.9.8", "--workers=5",
                           "--qps=40", "--burst=60", "--status-interval-seconds=20", "--lease-seconds=30",
-                          "--namespace=agents", "--no-queue-rate-limit"}) {
+                          "--namespace=agents", "--no-queue-rate-limit",
+                          "--worker-otlp-endpoint=http://otel-collector.monitoring:4317"}) {
     CHECK(Has(args, arg));
   }
   CHECK(Has(args, "--lease-namespace=" + kNamespace));
-  CHECK(container["env"] == json::parse(R"([{"name": "CARAPACE_LOG_LEVEL", "value": "debug"}])"));
+  CHECK(container["env"] == json::parse(R"([{"name": "CARAPACE_LOG_LEVEL", "value": "debug"},
+      {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring:4317"}])"));
   CHECK(container["resources"]["limits"]["memory"] == "512Mi");
   CHECK(pod["serviceAccountName"] == "carapace-sa");
   CHECK(Find(docs, "ServiceAccount", "carapace-sa")["metadata"]["annotations"]["iam.example/role"] == "carapace");

@@ -162,6 +162,7 @@ bool FakeOpenAiServer::ServeOne(int fd, std::string* pending) {
       value.erase(0, value.find_first_not_of(' '));
       if (name == "content-length") content_length = std::strtoul(value.c_str(), nullptr, 10);
       if (name == "authorization") request.authorization = value;
+      if (name == "traceparent") request.traceparent = value;
     }
     at = next;
   }

@@ -33,6 +33,7 @@ struct FakeHttpRequest {
   std::string method;
   std::string path;
   std::string authorization;
+  std::string traceparent;  // W3C trace context the caller sent, if any
   nlohmann::json body;
 };
 

@@ -282,6 +282,8 @@ class FakeTritonServer::Service final : public inference::GRPCInferenceService::
     seen.streaming_rpc = streaming;
     auto auth = ctx.client_metadata().find("authorization");
     if (auth != ctx.client_metadata().end()) seen.authorization = std::string(auth->second.data(), auth->second.size());
+    auto trace = ctx.client_metadata().find("traceparent");
+    if (trace != ctx.client_metadata().end()) seen.traceparent = std::string(trace->second.data(), trace->second.size());
     auto p = q.parameters().find("triton_enable_empty_final_response");
     seen.empty_final = p != q.parameters().end() && p->second.bool_param();
     for (const auto& out : q.outputs()) seen.outputs.push_back(out.name());

@@ -39,6 +39,7 @@ struct FakeTritonRequest {
   bool empty_final = false;       // triton_enable_empty_final_response
   nlohmann::json sampling;        // sampling_parameters (vllm preset), or the separate tensors
   std::string authorization;
+  std::string traceparent;        // the traceparent metadata entry, if any
   bool streaming_rpc = false;     // came through ModelStreamInfer
   bool return_finish_reason = false;       // the request asked for `finish_reason`
   bool return_finish_reason_sent = false;  // it sent the input at all (true or false)

@@ -75,9 +75,10 @@ bool LedgerServer::Start(int fixed_port) {
       std::vector<unsigned char> raw = req.extract_vector().get();
       std::string body(raw.begin(), raw.end());
       std::string authorization = req.headers().has("Authorization") ? req.headers()["Authorization"] : "";
+      std::string traceparent = req.headers().has("traceparent") ? req.headers()["traceparent"] : "";
       {
         std::lock_guard<std::mutex> lock(mu_);
-        entries_.push_back({method, path, key, body, authorization});
+        entries_.push_back({method, path, key, body, authorization, traceparent});
       }
       if (delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(delay_ms_));
       Reply(req, AnswerFor(method, path, key).dump());

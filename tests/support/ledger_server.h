@@ -26,6 +26,7 @@ struct LedgerEntry {
   std::string idempotency_key;
   std::string body;
   std::string authorization;  // the Authorization header, if any
+  std::string traceparent;    // the traceparent header, if any
 };
 
 class LedgerServer {

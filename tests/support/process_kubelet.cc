@@ -95,6 +95,34 @@ ProcessKubelet::ProcessKubelet(KubeApiDouble* api, ProcessKubeletOptions options
 
 ProcessKubelet::~ProcessKubelet() { Stop(); }
 
+// $(NAME) in an env value, as the kubelet expands it (Kubernetes'
+// third_party/forked/golang/expansion/expand.go): from variables listed earlier; `$$` is a
+// literal `$`; a reference to an unknown name is left as it is.
+static std::string ExpandEnvReferences(const std::string& in, const std::map<std::string, std::string>& defined) {
+  std::string out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (in[i] != '$' || i + 1 >= in.size()) {
+      out.push_back(in[i]);
+      continue;
+    }
+    if (in[i + 1] == '$') {
+      out.push_back('$');
+      ++i;
+      continue;
+    }
+    const size_t close = in[i + 1] == '(' ? in.find(')', i + 2) : std::string::npos;
+    if (close == std::string::npos) {
+      out.push_back(in[i]);
+      continue;
+    }
+    const std::string name = in.substr(i + 2, close - i - 2);
+    auto it = defined.find(name);
+    out += it != defined.end() ? it->second : in.substr(i, close - i + 1);
+    i = close;
+  }
+  return out;
+}
+
 void ProcessKubelet::Start() {
   subscription_ = api_->Subscribe([this](const std::string&, const std::string&, const std::string& plural, const json&) {
     if (plural != "statefulsets" && plural != "pods" && plural != "secrets" && plural != "configmaps") return;
@@ -339,7 +367,13 @@ void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) 
   std::map<std::string, std::string> env;
   for (const auto& e : container.value("env", json::array())) {
     if (e.contains("value")) {
-      env[e["name"]] = e["value"];
+      env[e["name"]] = ExpandEnvReferences(e["value"].get<std::string>(), env);
+      continue;
+    }
+    if (const json field = e.value("/valueFrom/fieldRef/fieldPath"_json_pointer, json()); field.is_string()) {
+      // The downward API fields a worker's pod uses.
+      if (field == "metadata.name") env[e["name"]] = run.name;
+      if (field == "metadata.namespace") env[e["name"]] = run.ns;
       continue;
     }
     const json ref = e.value("/valueFrom/secretKeyRef"_json_pointer, json());

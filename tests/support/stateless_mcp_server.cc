@@ -95,6 +95,7 @@ bool StatelessMcpServer::Start() {
       seen.mcp_name = Header(req, "Mcp-Name");
       seen.protocol_header = Header(req, "MCP-Protocol-Version");
       seen.authorization = Header(req, "Authorization");
+      seen.traceparent = Header(req, "traceparent");
       seen.has_meta = body.is_object() && body.contains("params") && body["params"].is_object() &&
                       body["params"].contains("_meta");
       {

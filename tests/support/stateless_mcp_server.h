@@ -23,6 +23,7 @@ struct McpRequestSeen {
   std::string mcp_name;         // Mcp-Name header
   std::string protocol_header;  // MCP-Protocol-Version header
   std::string authorization;
+  std::string traceparent;  // the traceparent header, if any
   bool has_meta = false;
 };
 

@@ -79,7 +79,7 @@ bool WorkerProcess::Start(int timeout_ms, bool store_open) {
   std::vector<std::string> argv = {bin_, "--spec", spec_, "--state-dir", state_dir_, "--token-file", dir_ + "/token",
                                    "--grpc-listen", address(), "--http-listen", "127.0.0.1:" + std::to_string(http_port_)};
   argv.insert(argv.end(), extra_.begin(), extra_.end());
-  child_ = std::make_unique<ChildProcess>(argv);
+  child_ = std::make_unique<ChildProcess>(argv, env_);
   stub_ = worker::v1::WorkerControl::NewStub(grpc::CreateChannel(address(), grpc::InsecureChannelCredentials()));
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   while (std::chrono::steady_clock::now() < deadline) {

@@ -3,6 +3,7 @@
 // Test support only.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -36,6 +37,8 @@ class WorkerProcess {
   // SIGTERM (or `signal`) and wait; the result holds the exit code and output.
   CommandResult Stop(int signal = 15, int timeout_ms = 20000);
   void Kill();  // SIGKILL, reaped
+  // Environment variables the process gets on top of this one's (OTEL_*, say); before Start.
+  void SetEnv(std::map<std::string, std::string> env) { env_ = std::move(env); }
 
   const std::string& token() const { return token_; }
   int grpc_port() const { return grpc_port_; }
@@ -50,6 +53,7 @@ class WorkerProcess {
  private:
   std::string bin_, spec_, state_dir_, dir_, token_;
   std::vector<std::string> extra_;
+  std::map<std::string, std::string> env_;
   int grpc_port_ = 0;
   int http_port_ = 0;
   std::unique_ptr<ChildProcess> child_;

@@ -188,3 +188,25 @@ TEST_CASE("a chat template ConfigMap is mounted read-only where the worker reads
         "/etc/carapace/chat-templates/" + std::string(200, 'a') + "/tokenizer_config.json");
   CHECK(read_back->SpecHash() == run.SpecHash());
 }
+
+TEST_CASE("with --worker-otlp-endpoint the worker's pod gets the OTLP endpoint and its pod name, else nothing",
+          "[operator][tracing]") {
+  const json untraced = DesiredStatefulSet(GoldenRun(), kOwner, OperatorSettings{}, 1);
+  CHECK(untraced.dump().find("OTEL_") == std::string::npos);  // the pod template, and its hash, as before
+
+  OperatorSettings settings;
+  settings.worker_otlp_endpoint = "http://otel-collector.monitoring:4317";
+  const json env = DesiredStatefulSet(GoldenRun(), kOwner, settings, 1)["spec"]["template"]["spec"]["containers"][0]["env"];
+  std::vector<std::string> names;
+  for (const auto& e : env) names.push_back(e["name"]);
+  // The Secret references first, as without tracing; POD_NAME before the variable that uses it.
+  REQUIRE(names.size() == 6);
+  CHECK(names[2] == "POD_NAME");
+  CHECK(env[2]["valueFrom"]["fieldRef"] == json({{"apiVersion", "v1"}, {"fieldPath", "metadata.name"}}));
+  CHECK(names[3] == "OTEL_EXPORTER_OTLP_ENDPOINT");
+  CHECK(env[3]["value"] == "http://otel-collector.monitoring:4317");
+  CHECK(names[4] == "OTEL_SERVICE_NAME");
+  CHECK(env[4]["value"] == "carapace-worker");
+  CHECK(names[5] == "OTEL_RESOURCE_ATTRIBUTES");
+  CHECK(env[5]["value"] == "k8s.pod.name=$(POD_NAME)");
+}

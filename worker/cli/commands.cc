@@ -11,6 +11,7 @@
 
 #include "common/agentrun/spec.h"
 #include "common/log.h"
+#include "common/telemetry/tracing.h"
 #include "common/time.h"
 #include "worker/cli/status_view.h"
 #include "worker/model/model_families.h"
@@ -172,6 +173,17 @@ int Validate(const std::string& file) {
 int Run(const std::string& file, const std::string& state_dir, bool json, bool restart) {
   auto run = LoadAgentRunFile(file);
   if (!run.ok()) return Fail(run.status());
+  // The same spans as the worker's, when OTEL_EXPORTER_OTLP_ENDPOINT names a receiver.
+  auto tracing = telemetry::ParseTracingEnv("carapace");
+  if (!tracing.ok()) return Fail(tracing.status());
+  if (Status s = telemetry::InitTracing(*tracing, {{"carapace.agentrun.name", run->metadata.name},
+                                                   {"carapace.agentrun.namespace", run->metadata.ns}});
+      !s.ok()) {
+    return Fail(s);
+  }
+  struct StopTracing {
+    ~StopTracing() { telemetry::ShutdownTracing(std::chrono::milliseconds(2000)); }
+  } stop_tracing;
   if (restart) {
     auto aside = SetRunAside(state_dir);
     if (!aside.ok()) return Fail(aside.status());

@@ -25,9 +25,19 @@ class Registry;
 namespace carapace {
 
 struct ModelRequest {
+  ModelRequest() = default;
+  // Brace-initialised all over (ModelRequest{step, &prompt, tools}): the trace context is
+  // optional there.
+  ModelRequest(int64_t step_in, const std::vector<Message>* messages_in, std::vector<ToolSchema> tools_in,
+               std::string traceparent_in = "")
+      : step(step_in), messages(messages_in), tools(std::move(tools_in)), traceparent(std::move(traceparent_in)) {}
+
   int64_t step = 0;  // 1-based step this call is for; the same on a retry after a crash
   const std::vector<Message>* messages = nullptr;
   std::vector<ToolSchema> tools;
+  // The W3C traceparent of the model call's span, sent with the request (an HTTP header, a
+  // gRPC metadata entry) so the trace continues into the service. Empty: tracing is off.
+  std::string traceparent;
 };
 
 struct ModelResponse {

@@ -233,7 +233,8 @@ class OpenAiBackend : public ModelBackend {
     Deadline deadline{std::chrono::seconds(spec_.timeout_seconds)};
     try {
       http::http_response response =
-          client_.request(Request(http::methods::POST, "chat/completions", Body(body)), deadline.token()).get();
+          client_.request(Request(http::methods::POST, "chat/completions", Body(body), request.traceparent), deadline.token())
+              .get();
       if (response.status_code() != http::status_codes::OK) {
         return HttpError(response.status_code(), ErrorBody(response, deadline), what);
       }
@@ -400,10 +401,12 @@ class OpenAiBackend : public ModelBackend {
     return config;
   }
 
-  http::http_request Request(const http::method& method, const std::string& path, const std::string& body) const {
+  http::http_request Request(const http::method& method, const std::string& path, const std::string& body,
+                             const std::string& traceparent = "") const {
     http::http_request r(method);
     r.set_request_uri(path);
     if (!token_.empty()) r.headers().add("Authorization", "Bearer " + token_);
+    if (!traceparent.empty()) r.headers().add("traceparent", traceparent);
     r.headers().add("Accept", method == http::methods::GET ? "application/json" : "text/event-stream, application/json");
     if (!body.empty()) {
       r.set_body(std::vector<unsigned char>(body.begin(), body.end()));

@@ -66,6 +66,7 @@ class TritonBackend : public ModelBackend {
     };
     grpc::ClientContext ctx;
     Prepare(&ctx);
+    if (!request.traceparent.empty()) ctx.AddMetadata("traceparent", request.traceparent);
     const std::string what = spec_.Describe();
     if (!spec_.triton.stream) {
       ModelInferResponse response;

@@ -86,6 +86,11 @@ Result<bool> Runner::Compact(const std::string& reason, bool aggressive) {
   const int64_t from = FirstUncompacted(state_);
   const int64_t before = EstimateContextTokens(state_, PromptSize());
   const int64_t n = state_.messages.size();
+  // Ends when this returns, whichever way.
+  telemetry::Span span = tracer_.StartChild(state_, "compaction", true);
+  span.Set("carapace.compaction.reason", reason)
+      .Set("carapace.compaction.aggressive", aggressive)
+      .Set("carapace.context.tokens_before", before);
   int64_t to = 0;
   const bool resumed = state_.compaction_pending_to > from && state_.compaction_pending_to <= n;
   if (resumed) {

@@ -189,6 +189,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->run_id = d.value("runId", "");
     s->phase = Phase::kRunning;
     s->turns = 1;  // the goal
+    s->turn_started_ms = e.ts_ms;
     s->started_ms = e.ts_ms;
     s->revision = 1;
     s->spec_hash = d.value("specHash", "");
@@ -221,7 +222,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     for (const auto& c : d.value("toolCalls", nlohmann::json::array())) {
       ToolCall call = ToolCallFromJson(c);
       m.tool_calls.push_back(call);
-      s->calls.push_back(CallState{call, CallStatus::kPlanned, "", "", "", 0});
+      s->calls.push_back(CallState{call, CallStatus::kPlanned, "", "", "", 0, 0, 0, ""});
     }
     s->messages.push_back(std::move(m));
   } else if (e.type == event_type::kToolIntent) {
@@ -252,11 +253,14 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("approval_requested"));
     c->status = CallStatus::kAwaitingApproval;
     c->wait_reason = d.value("reason", "approval_required");
+    c->waiting_since_ms = e.ts_ms;
     s->phase = Phase::kWaitingForApproval;
     s->reason = "tool call " + c->call.id + " (" + c->call.name + ") waits for a person: " + c->wait_reason;
   } else if (e.type == event_type::kApprovalDecided) {
     CARAPACE_ASSIGN_OR_RETURN(CallState * c, call_for("approval_decided"));
     c->status = d.value("approved", false) ? CallStatus::kApproved : CallStatus::kDenied;
+    c->decided_ms = e.ts_ms;
+    c->decided_by = d.value("by", "");
   } else if (e.type == event_type::kPhaseChanged) {
     auto phase = ParsePhase(d.value("phase", ""));
     if (!phase) return Corruption("event " + std::to_string(e.seq) + " has an unknown phase");
@@ -287,6 +291,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->messages.push_back({"user", s->inbox.front().text, {}, "", ""});
     s->inbox.erase(s->inbox.begin());
     s->turns += 1;
+    s->turn_started_ms = e.ts_ms;
     s->turn_start = s->used;
     s->phase = Phase::kRunning;
     s->reason = "turn " + std::to_string(s->turns) + ": a message from " + d.value("from", "api");
@@ -384,7 +389,10 @@ nlohmann::json RunState::ToCheckpointJson() const {
                           {"effect", c.effect},
                           {"idempotencyKey", c.idempotency_key},
                           {"waitReason", c.wait_reason},
-                          {"attempts", c.attempts}});
+                          {"attempts", c.attempts},
+                          {"waitingSinceMs", c.waiting_since_ms},
+                          {"decidedMs", c.decided_ms},
+                          {"decidedBy", c.decided_by}});
   }
   nlohmann::json inbox_json = nlohmann::json::array();
   for (const auto& m : inbox) inbox_json.push_back({{"seq", m.seq}, {"text", m.text}, {"from", m.from}});
@@ -402,6 +410,7 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"messageCount", messages.size()},
           {"inbox", inbox_json},
           {"turns", turns},
+          {"turnStartedMs", turn_started_ms},
           {"startedMs", started_ms},
           {"lastEventType", last_event_type},
           {"idleSinceMs", idle_since_ms},
@@ -446,7 +455,8 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
       if (!status) return Corruption("checkpoint has an unknown call status");
       s.calls.push_back(CallState{ToolCallFromJson(c.at("call")), *status, c.at("effect").get<std::string>(),
                                   c.at("idempotencyKey").get<std::string>(), c.at("waitReason").get<std::string>(),
-                                  c.at("attempts").get<int>()});
+                                  c.at("attempts").get<int>(), c.value("waitingSinceMs", int64_t{0}),
+                                  c.value("decidedMs", int64_t{0}), c.value("decidedBy", "")});
     }
     const auto& u = j.at("used");
     s.used = {u.at("steps").get<int64_t>(), u.at("tokens").get<int64_t>(), u.at("toolCalls").get<int64_t>(),
@@ -460,6 +470,7 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
       s.inbox.push_back({m.at("seq").get<uint64_t>(), m.at("text").get<std::string>(), m.at("from").get<std::string>()});
     }
     s.turns = j.value("turns", int64_t{0});
+    s.turn_started_ms = j.value("turnStartedMs", int64_t{0});
     s.started_ms = j.value("startedMs", int64_t{0});
     s.last_event_type = j.value("lastEventType", "");
     s.idle_since_ms = j.value("idleSinceMs", int64_t{0});

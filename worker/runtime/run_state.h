@@ -59,6 +59,9 @@ struct CallState {
   std::string idempotency_key;  // recorded with the intent
   std::string wait_reason;      // "approval_required" | "outcome_unknown" while waiting / after a decision
   int attempts = 0;             // intents recorded for this call
+  int64_t waiting_since_ms = 0; // wall clock of its approval_requested (the approval's span)
+  int64_t decided_ms = 0;       // and of the approval_decided that settled it
+  std::string decided_by;
 };
 
 struct BudgetUsed {
@@ -145,6 +148,7 @@ struct RunState {
   // The long-lived worker.
   std::vector<InboxMessage> inbox;  // in arrival order
   int64_t turns = 0;                // turns started (the goal is turn 1)
+  int64_t turn_started_ms = 0;      // wall clock when the current (or last) turn started
   int64_t started_ms = 0;           // wall clock of run_started: where cron schedules start
   std::string last_event_type;      // of the event at last_seq
   int64_t idle_since_ms = 0;        // wall clock of the last switch to Idle

@@ -57,7 +57,7 @@ std::string IdempotencyKey(const std::string& run_id, int64_t step, size_t index
 }
 
 Runner::Runner(RunStore* store, AgentRun run, RunnerOptions options)
-    : store_(store), run_(std::move(run)), options_(std::move(options)) {}
+    : store_(store), run_(std::move(run)), options_(std::move(options)), tracer_(run_) {}
 
 Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& run, const ModelRegistry& models,
                                                const ToolRegistry& tools, RunnerOptions options) {
@@ -191,7 +191,12 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     }
     // Secrets the run knows never reach the log, the transcript or the model.
     e.data = RedactJson(e.data);
+    const RunTracer::Before before = RunTracer::Capture(state_);
     CARAPACE_RETURN_IF_ERROR(Apply(&state_, e));
+    // Every event of a turn names the turn's trace (and a model or tool call's event its
+    // span, set by the caller): from a trace to its events, and back.
+    if (before.in_turn || InTurn(state_)) RunTracer::Stamp(&e.data, tracer_.TurnContext(state_));
+    tracer_.Observe(e, before, state_);
     batch.events.push_back(e.Encode());
     // Checkpoints only at step boundaries, so "the checkpoint of step N" is always the state
     // at the end of step N (what fork starts from). Anything later is replayed from events.
@@ -206,12 +211,19 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     batch.checkpoint = std::make_pair(state_.step, state_.ToCheckpointJson().dump());
   }
   // state_ already holds these events: the write either lands or this Runner is done.
+  telemetry::Span checkpoint_span;
+  if (checkpoint) {
+    checkpoint_span = tracer_.StartChild(state_, "checkpoint");
+    checkpoint_span.Set("carapace.sync", sync).Set("carapace.events", static_cast<int64_t>(events.size()));
+  }
   int64_t commit_started = MonoNowNanos();
   Status written = store_->Commit(batch, sync).status();
   while (IsVolumeFull(written) && options_.wait_for_space && options_.wait_for_space(written)) {
     commit_started = MonoNowNanos();
     written = store_->Commit(batch, sync).status();
   }
+  if (!written.ok()) checkpoint_span.SetError(StatusCodeName(written.code()), written.message());
+  checkpoint_span.End();
   CARAPACE_RETURN_IF_ERROR(written);
   // Messages in the transcript that the prompt no longer shows (folded into the summary)
   // leave memory: it holds the live context, not the run's whole life.
@@ -434,7 +446,9 @@ Status Runner::CallModel() {
   // The instructions of the revision in force (the transcript keeps the ones the run started
   // with), the summary of compacted turns, and what came after (context_window.h).
   const std::vector<Message>& prompt = Prompt();
-  ModelRequest request{state_.step, &prompt, schemas_};
+  ModelRequest request{state_.step, &prompt, schemas_, ""};
+  telemetry::Span span = tracer_.StartModelCall(state_, request);
+  request.traceparent = span.context().Traceparent();
   int64_t started = MonoNowMillis();
   // The model layer has already retried the endpoint and tried the fallbacks. A reply that
   // broke off after tokens arrived (kAborted) or ran past its deadline (a slow moment of
@@ -449,6 +463,7 @@ Status Runner::CallModel() {
                                                       {"attempt", attempt}, {"error", response.status().ToString()}});
     response = model_->Complete(request);
   }
+  tracer_.EndModelCall(span, response, prompt);
   if (!response.ok()) return ModelCallFailed(response.status());
   next_try_at_ms_ = 0;
   model_unavailable_since_ms_ = 0;
@@ -472,6 +487,7 @@ Status Runner::CallModel() {
                                               {"durationMs", MonoNowMillis() - started}});
   AddTokenWindow(&e.data);
   AddStreamFigures(*response, &e.data);
+  RunTracer::Stamp(&e.data, tracer_.TurnContext(state_), &span);
   if (response->tokens_estimated) e.data["tokensEstimated"] = true;
   if (calls.empty()) {
     return Finish(TurnDone(), "the model answered without tool calls", text, {e, Make(event_type::kStepCompleted)});
@@ -536,6 +552,7 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       return Execute(call, index, false);
     }
     case CallStatus::kApproved:
+      tracer_.ApprovalSettled(state_, *call);
       if (!tool_specs_.count(name)) {
         // Approved under an earlier revision whose tool this one no longer has.
         return Record(result_events(false, nullptr, "not run: the tool \"" + name + "\" is no longer in the spec (revision " +
@@ -544,6 +561,7 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       }
       return Execute(call, index, call->wait_reason == "outcome_unknown");
     case CallStatus::kDenied:
+      tracer_.ApprovalSettled(state_, *call);
       return Record(result_events(false, nullptr,
                                   call->wait_reason == "outcome_unknown"
                                       ? "outcome_unknown: this call was in flight when the worker stopped; it may or may "
@@ -598,20 +616,25 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
   const Effect effect = spec->effect.value_or(tool->DefaultEffect());
   const bool side_effecting = effect == Effect::kSideEffecting;
   const bool last = IsLastOpenCall(state_, call);
-  ToolContext ctx{id, IdempotencyKey(state_.run_id, state_.step, index, call->call)};
+  ToolContext ctx{id, IdempotencyKey(state_.run_id, state_.step, index, call->call), ""};
   nlohmann::json arguments = call->call.arguments;
+  telemetry::Span span = tracer_.StartToolCall(state_, *call, EffectName(effect), ctx.idempotency_key, retry);
+  ctx.traceparent = span.context().Traceparent();
+  const telemetry::TraceContext turn = tracer_.TurnContext(state_);
 
   // The intent must be on disk before a side-effecting call leaves the process.
-  CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kToolIntent, {{"callId", id},
-                                                                   {"tool", name},
-                                                                   {"arguments", arguments},
-                                                                   {"effect", EffectName(effect)},
-                                                                   {"idempotencyKey", ctx.idempotency_key},
-                                                                   {"retry", retry}})},
-                                  side_effecting));
+  Event intent = Make(event_type::kToolIntent, {{"callId", id},
+                                                {"tool", name},
+                                                {"arguments", arguments},
+                                                {"effect", EffectName(effect)},
+                                                {"idempotencyKey", ctx.idempotency_key},
+                                                {"retry", retry}});
+  RunTracer::Stamp(&intent.data, turn, &span);
+  CARAPACE_RETURN_IF_ERROR(Record({intent}, side_effecting));
   int64_t started = MonoNowNanos();
   ToolResult result = CallTool(*tool, arguments, ctx);
   double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;
+  tracer_.EndToolCall(span, result);
 
   // Redacted here as well as in Record: the full output may go to the artifacts.
   nlohmann::json output = RedactJson(ValidUtf8(result.output));
@@ -625,6 +648,7 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
   }
   nlohmann::json d = {{"callId", id}, {"tool", name}, {"ok", result.ok}, {"output", output}, {"durationMs", ms}};
   if (!result.ok) d["error"] = ValidUtf8(result.error);
+  RunTracer::Stamp(&d, turn, &span);
   std::vector<Event> events{Make(event_type::kToolResult, d)};
   if (last) events.push_back(Make(event_type::kStepCompleted));
   return Record(std::move(events), side_effecting || (last && SyncStepBoundaries()), std::move(artifacts));

@@ -17,6 +17,7 @@
 #include "worker/model/model_backend.h"
 #include "worker/runtime/context_window.h"
 #include "worker/runtime/run_state.h"
+#include "worker/runtime/run_tracing.h"
 #include "worker/store/run_store.h"
 #include "worker/tools/tool.h"
 
@@ -182,6 +183,7 @@ class Runner {
   bool summarizing_ = false;  // a summary's model call failed: its refusal is not compacted again
   int64_t retention_checked_ms_ = 0;  // options.wall_clock ms of the last retention plan
   PromptCache prompt_;
+  RunTracer tracer_;  // spans, when tracing is on (docs/tracing.md)
 };
 
 // Calls a tool; an exception out of it is a failed result, for the model to route around.

@@ -19,6 +19,7 @@
 #include "common/log.h"
 #include "common/redact.h"
 #include "common/process_setup.h"
+#include "common/telemetry/tracing.h"
 #include "worker/runtime/run_dirs.h"
 #include "worker/server/agent_service.h"
 #include "worker/server/control_service.h"
@@ -40,6 +41,7 @@ constexpr const char* kUsage = R"(usage: carapace-worker [flags]
   --adopt-from DIR     when --state-dir holds no run, move the newest run found in DIR (one state dir
                        per spec hash, as operators before spec revisions laid out the volume) into it
 flags take their value as `--flag VALUE` or `--flag=VALUE`
+traces: OTEL_EXPORTER_OTLP_ENDPOINT (OTLP over gRPC) and the other OTEL_* variables (docs/tracing.md)
 exit codes: 0 after SIGTERM/SIGINT, 1 on a store or runtime error, 2 on bad flags or a bad manifest
 )";
 
@@ -110,6 +112,21 @@ int Main(int argc, char** argv) {
   }
 
   prometheus::Registry metrics;
+  auto tracing = telemetry::ParseTracingEnv("carapace-worker");
+  if (!tracing.ok()) return Fail(2, tracing.status().message());
+  if (Status s = telemetry::InitTracing(*tracing, {{"carapace.agentrun.name", run->metadata.name},
+                                                   {"carapace.agentrun.namespace", run->metadata.ns},
+                                                   {"k8s.namespace.name", run->metadata.ns}},
+                                        &metrics);
+      !s.ok()) {
+    return Fail(2, s.message());
+  }
+  // Spans still queued leave before the process does, within a bound (a receiver that is
+  // down must not hold a shutdown).
+  struct StopTracing {
+    ~StopTracing() { telemetry::ShutdownTracing(std::chrono::milliseconds(2000)); }
+  } stop_tracing;
+  if (tracing->enabled) log::Info("exporting traces", {{"endpoint", tracing->endpoint}, {"service", tracing->service_name}});
   VolumeMetrics volume(metrics);
   // Serving before the store opens: a volume too full to open it is reported, not a crash.
   ProbeServer probes(&metrics);
@@ -166,7 +183,10 @@ int Main(int argc, char** argv) {
   server->Shutdown(std::chrono::system_clock::now() + std::chrono::milliseconds(500));
   probes.Stop();
   log::Info("stopped", {{"inTime", clean}});
-  if (!clean) std::_Exit(0);  // a call's thread is still out; the store is flushed
+  if (!clean) {
+    telemetry::ShutdownTracing(std::chrono::milliseconds(2000));
+    std::_Exit(0);  // a call's thread is still out; the store is flushed
+  }
   return 0;
 }
 

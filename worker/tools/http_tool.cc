@@ -175,6 +175,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     request.timeout_seconds = static_cast<int>(options_.timeout_seconds);
     request.max_body_bytes = limit;
     request.headers.emplace_back("Idempotency-Key", context.idempotency_key);
+    if (!context.traceparent.empty()) request.headers.emplace_back("traceparent", context.traceparent);
     bool has_content_type = false;
     auto add = [&](const std::string& k, const std::string& v) {
       std::string lower = AsciiLower(k);
@@ -191,7 +192,10 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       const std::string name = AsciiLower(header.first);
       bool configured = std::any_of(configured_headers_.begin(), configured_headers_.end(),
                                     [&](const auto& c) { return AsciiLower(c.first) == name; });
-      if (!configured) add(header.first, header.second);
+      // The trace context is the worker's when it traces: a second traceparent would make the
+      // receiver's choice arbitrary.
+      const bool traced = !context.traceparent.empty() && name == "traceparent";
+      if (!configured && !traced) add(header.first, header.second);
     }
     if (has_body) {
       request.body = body;

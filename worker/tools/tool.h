@@ -18,10 +18,19 @@ namespace carapace {
 
 // What a tool learns about the call it is making.
 struct ToolContext {
+  ToolContext() = default;
+  ToolContext(std::string call_id_in, std::string idempotency_key_in, std::string traceparent_in = "")
+      : call_id(std::move(call_id_in)),
+        idempotency_key(std::move(idempotency_key_in)),
+        traceparent(std::move(traceparent_in)) {}
+
   std::string call_id;
   // Derived from run, step and call index; the same on every retry of this call. Tools that
   // reach other services pass it on (HTTP: the Idempotency-Key header).
   std::string idempotency_key;
+  // The W3C traceparent of the call's span: tools that reach other services send it (HTTP:
+  // the traceparent header) so the trace continues there. Empty: tracing is off.
+  std::string traceparent;
 };
 
 // The outcome of a call. A failed call is data for the model ("no such file"), not a

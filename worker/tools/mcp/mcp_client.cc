@@ -18,13 +18,14 @@ McpClient::McpClient(std::string url, std::vector<std::pair<std::string, std::st
     : url_(std::move(url)), headers_(std::move(headers)), timeout_seconds_(timeout_seconds) {}
 
 Result<McpClient::Reply> McpClient::Post(const nlohmann::json& message, const std::string& method,
-                                         const std::string& name) {
+                                         const std::string& name, const std::string& traceparent) {
   http::client::http_client_config config;
   config.set_timeout(std::chrono::seconds(timeout_seconds_));
   config.set_max_redirects(0);
   http::http_request request(http::methods::POST);
   for (const auto& [k, v] : headers_) request.headers().add(k, v);
   request.headers().add("Accept", "application/json, text/event-stream");
+  if (!traceparent.empty()) request.headers().add("traceparent", traceparent);
   if (stateless_ || method == "server/discover") {
     request.headers().add("MCP-Protocol-Version", kStatelessVersion);
     request.headers().add("Mcp-Method", method);
@@ -80,7 +81,8 @@ nlohmann::json PickJsonRpcResponse(const std::vector<std::string>& payloads, con
   return picked;
 }
 
-Result<nlohmann::json> McpClient::Request(const std::string& method, nlohmann::json params, const std::string& name) {
+Result<nlohmann::json> McpClient::Request(const std::string& method, nlohmann::json params, const std::string& name,
+                                          const std::string& traceparent) {
   for (int attempt = 0; attempt < 2; ++attempt) {
     if (stateless_) {
       params["_meta"] = {{"io.modelcontextprotocol/protocolVersion", kStatelessVersion},
@@ -88,7 +90,7 @@ Result<nlohmann::json> McpClient::Request(const std::string& method, nlohmann::j
                          {"io.modelcontextprotocol/clientInfo", {{"name", "carapace"}, {"version", "0.1.0"}}}};
     }
     nlohmann::json message = {{"jsonrpc", "2.0"}, {"id", next_id_++}, {"method", method}, {"params", params}};
-    CARAPACE_ASSIGN_OR_RETURN(Reply reply, Post(message, method, name));
+    CARAPACE_ASSIGN_OR_RETURN(Reply reply, Post(message, method, name, traceparent));
     // A 2025 server forgets sessions (restart, expiry) and answers 404: open a new one, once.
     if (reply.http_status == 404 && !stateless_ && !session_id_.empty() && attempt == 0) {
       CARAPACE_RETURN_IF_ERROR(Initialize());
@@ -181,8 +183,9 @@ Result<std::vector<McpToolInfo>> McpClient::ListTools() {
   return FailedPrecondition("MCP server " + url_ + " kept paginating tools/list past 100 pages");
 }
 
-Result<nlohmann::json> McpClient::CallTool(const std::string& name, const nlohmann::json& arguments) {
-  return Request("tools/call", {{"name", name}, {"arguments", arguments}}, name);
+Result<nlohmann::json> McpClient::CallTool(const std::string& name, const nlohmann::json& arguments,
+                                           const std::string& traceparent) {
+  return Request("tools/call", {{"name", name}, {"arguments", arguments}}, name, traceparent);
 }
 
 }  // namespace carapace

@@ -39,8 +39,10 @@ class McpClient {
   Status Connect();
   // Every tool, following nextCursor pages.
   Result<std::vector<McpToolInfo>> ListTools();
-  // The raw `result` of tools/call ({content, structuredContent, isError}).
-  Result<nlohmann::json> CallTool(const std::string& name, const nlohmann::json& arguments);
+  // The raw `result` of tools/call ({content, structuredContent, isError}). `traceparent`,
+  // when set, goes with the request (the traceparent header) so the trace continues there.
+  Result<nlohmann::json> CallTool(const std::string& name, const nlohmann::json& arguments,
+                                  const std::string& traceparent = "");
 
   // "2026-07-28", or the 2025 revision the server chose. Empty before Connect.
   const std::string& protocol_version() const { return protocol_version_; }
@@ -55,8 +57,10 @@ class McpClient {
     std::string session_id;
     nlohmann::json message;  // the JSON-RPC response with our id; null when there was none
   };
-  Result<Reply> Post(const nlohmann::json& message, const std::string& method, const std::string& name);
-  Result<nlohmann::json> Request(const std::string& method, nlohmann::json params, const std::string& name = "");
+  Result<Reply> Post(const nlohmann::json& message, const std::string& method, const std::string& name,
+                     const std::string& traceparent = "");
+  Result<nlohmann::json> Request(const std::string& method, nlohmann::json params, const std::string& name = "",
+                                 const std::string& traceparent = "");
   Status Initialize();
 
   std::string url_;

@@ -32,8 +32,9 @@ class McpTool : public Tool {
     return true;
   }
 
-  ToolResult Call(const nlohmann::json& arguments, const ToolContext&) override {
-    auto result = client_->CallTool(info_.name, arguments.is_object() ? arguments : nlohmann::json::object());
+  ToolResult Call(const nlohmann::json& arguments, const ToolContext& context) override {
+    auto result =
+        client_->CallTool(info_.name, arguments.is_object() ? arguments : nlohmann::json::object(), context.traceparent);
     if (!result.ok()) return ToolResult::Fail(result.status().message());
     nlohmann::json out = {{"content", result->value("content", nlohmann::json::array())}};
     if (result->contains("structuredContent")) out["structuredContent"] = (*result)["structuredContent"];
