@@ -28,6 +28,8 @@ const char* Reason(int code) {
   switch (code) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -101,11 +103,20 @@ HttpRequestHead ParseRequestHead(std::string_view head, const HttpLimits& limits
     if (name == "transfer-encoding" || (name == "content-length" && value != "0")) {
       return refuse(413, "these endpoints take no request body");
     }
+    auto [it, fresh] = out.headers.try_emplace(name, value);
+    if (!fresh) it->second += ", " + std::string(value);
   }
   if (method != "GET" && method != "HEAD") return refuse(405, "only GET and HEAD are served");
   out.method = method;
-  out.path = std::string(target.substr(0, target.find('?')));
+  const size_t question = target.find('?');
+  out.path = std::string(target.substr(0, question));
+  if (question != std::string_view::npos) out.query = std::string(target.substr(question + 1));
   return out;
+}
+
+std::string HttpRequestHead::Header(const std::string& name) const {
+  auto it = headers.find(name);
+  return it == headers.end() ? std::string() : it->second;
 }
 
 struct HttpEndpoints::Server {
@@ -157,11 +168,18 @@ struct HttpEndpoints::Server {
     if (it == handlers.end()) return Response(404, "text/plain", "not found: " + request.path + "\n", head_only);
     HttpReply reply;
     try {
-      reply = it->second();
+      reply = it->second(request);
     } catch (const std::exception& e) {
       reply = {500, std::string("the handler failed: ") + e.what() + "\n"};
     }
-    return Response(reply.code, reply.content_type, reply.body, head_only);
+    std::string extra;
+    for (const auto& [name, value] : reply.headers) {
+      if ((name + value).find_first_of("\r\n") != std::string::npos) {
+        return Response(500, "text/plain", "the handler's reply has a header with a line break\n", head_only);
+      }
+      extra += name + ": " + value + "\r\n";
+    }
+    return Response(reply.code, reply.content_type, reply.body, head_only, extra);
   }
 
   // Reads what is there; answers once the head is complete, or refuses it once it is over
@@ -285,6 +303,10 @@ HttpEndpoints::HttpEndpoints(HttpLimits limits) : limits_(limits) {}
 HttpEndpoints::~HttpEndpoints() { Stop(); }
 
 void HttpEndpoints::Handle(const std::string& path, Handler handler) { handlers_[path] = std::move(handler); }
+
+void HttpEndpoints::Handle(const std::string& path, std::function<HttpReply()> handler) {
+  handlers_[path] = [handler = std::move(handler)](const HttpRequest&) { return handler(); };
+}
 
 int HttpEndpoints::port() const { return server_ ? server_->bound_port : 0; }
 

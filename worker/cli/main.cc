@@ -10,6 +10,7 @@
 #include "common/process_setup.h"
 #include "worker/cli/commands.h"
 #include "worker/cli/remote.h"
+#include "worker/cli/timeline_ui.h"
 
 namespace {
 
@@ -37,6 +38,9 @@ CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
   carapace pause|resume --worker ADDR
   carapace cancel --worker ADDR [--reason TEXT]
   carapace compact --worker ADDR                 fold older messages into the summary at the next step
+  carapace ui --worker ADDR [--listen HOST:PORT] a web page of the agent's timeline, live, on
+                                                 127.0.0.1:7071 (loopback only unless
+                                                 --allow-remote-listen); see docs/timeline.md
 
 exit codes: 0 succeeded, 1 error (I/O, damaged store), 2 bad input, 3 budget exhausted,
             4 failed, 5 waiting for a person (approval, or a model service that refused the turn),
@@ -58,7 +62,7 @@ struct Args {
 // Flags that take a value; everything else starting with -- is boolean.
 bool TakesValue(const std::string& flag) {
   return flag == "--state-dir" || flag == "--call" || flag == "--from-step" || flag == "--to" || flag == "--worker" ||
-         flag == "--token-file" || flag == "--from" || flag == "--reason";
+         flag == "--token-file" || flag == "--from" || flag == "--reason" || flag == "--listen";
 }
 
 bool Parse(int argc, char** argv, Args* out, std::string* problem) {
@@ -172,11 +176,19 @@ static int Main(int argc, char** argv) {
     if (cmd == "compact" && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
       return cli::RemoteCompact(w);
     }
+    if (cmd == "ui" && Check(args, allowed({"--listen", "--allow-remote-listen"}), 0, &problem) &&
+        cli::LoadWorkerToken(token_file, &w, &problem)) {
+      cli::UiOptions options;
+      if (args.flags.count("--listen")) options.listen = args.flags["--listen"];
+      options.allow_remote = args.flags.count("--allow-remote-listen") > 0;
+      return cli::RunUi(w, options);
+    }
     if (cmd == "cancel" && Check(args, allowed({"--reason"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
       return cli::RemoteCancel(w, args.flags.count("--reason") ? args.flags["--reason"] : "");
     }
     return Usage(problem.empty() ? "\"" + cmd + "\" does not take --worker" : problem);
   }
+  if (cmd == "ui") return Usage("ui needs --worker ADDR (the worker's control API, as for status)");
   if (cmd == "approve") {
     if (!Check(args, {"--state-dir", "--call", "--deny"}, 0, &problem)) return Usage(problem);
     std::string dir = Need(args, "--state-dir", &problem);

@@ -37,17 +37,17 @@ bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::s
   return true;
 }
 
-namespace {
-
-std::unique_ptr<v1::WorkerControl::Stub> Connect(const WorkerTarget& w) {
+std::unique_ptr<v1::WorkerControl::Stub> ConnectWorker(const WorkerTarget& w) {
   return v1::WorkerControl::NewStub(
       grpc::CreateCustomChannel(w.address, grpc::InsecureChannelCredentials(), ControlChannelArguments()));
 }
 
-void Prepare(const WorkerTarget& w, grpc::ClientContext* ctx, bool streaming = false) {
+void PrepareCall(const WorkerTarget& w, grpc::ClientContext* ctx, bool streaming) {
   if (!streaming) ctx->set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
   if (!w.token.empty()) ctx->AddMetadata("authorization", "Bearer " + w.token);
 }
+
+namespace {
 
 int Failed(const grpc::Status& s, const WorkerTarget& w) {
   std::cerr << "carapace: worker " << w.address << ": " << s.error_message() << " (gRPC " << s.error_code() << ")\n";
@@ -78,9 +78,9 @@ void PrintStatus(const v1::RunStatus& s) {
 
 template <typename Request, typename Call>
 int StatusCall(const WorkerTarget& w, const Request& req, Call call) {
-  auto stub = Connect(w);
+  auto stub = ConnectWorker(w);
   grpc::ClientContext ctx;
-  Prepare(w, &ctx);
+  PrepareCall(w, &ctx);
   v1::RunStatus out;
   grpc::Status s = call(*stub, &ctx, req, &out);
   if (!s.ok()) return Failed(s, w);
@@ -91,9 +91,9 @@ int StatusCall(const WorkerTarget& w, const Request& req, Call call) {
 }  // namespace
 
 int RemoteStatus(const WorkerTarget& w, bool json) {
-  auto stub = Connect(w);
+  auto stub = ConnectWorker(w);
   grpc::ClientContext ctx;
-  Prepare(w, &ctx);
+  PrepareCall(w, &ctx);
   v1::RunStatus out;
   grpc::Status s = stub->GetStatus(&ctx, v1::GetStatusRequest(), &out);
   if (!s.ok()) return Failed(s, w);
@@ -103,9 +103,9 @@ int RemoteStatus(const WorkerTarget& w, bool json) {
 }
 
 int RemoteEvents(const WorkerTarget& w, unsigned long long from_seq, bool follow) {
-  auto stub = Connect(w);
+  auto stub = ConnectWorker(w);
   grpc::ClientContext ctx;
-  Prepare(w, &ctx, follow);
+  PrepareCall(w, &ctx, follow);
   v1::WatchEventsRequest req;
   req.set_from_seq(from_seq);
   req.set_follow(follow);
@@ -127,9 +127,9 @@ int RemoteEvents(const WorkerTarget& w, unsigned long long from_seq, bool follow
 }
 
 int RemoteSend(const WorkerTarget& w, const std::string& text) {
-  auto stub = Connect(w);
+  auto stub = ConnectWorker(w);
   grpc::ClientContext ctx;
-  Prepare(w, &ctx);
+  PrepareCall(w, &ctx);
   v1::SendMessageRequest req;
   req.set_text(text);
   req.set_from("cli");

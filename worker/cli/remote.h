@@ -2,7 +2,12 @@
 // the process exit code (see ExitCode in commands.h).
 #pragma once
 
+#include <memory>
 #include <string>
+
+#include <grpcpp/client_context.h>
+
+#include "carapace/worker/v1/control.grpc.pb.h"
 
 namespace carapace::cli {
 
@@ -13,6 +18,11 @@ struct WorkerTarget {
 
 // Reads the token: the file when given, else CARAPACE_TOKEN_FILE, else CARAPACE_TOKEN.
 bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::string* problem);
+
+// A stub of the worker's control API (the channel arguments every client uses).
+std::unique_ptr<worker::v1::WorkerControl::Stub> ConnectWorker(const WorkerTarget& w);
+// Puts the token on `ctx`, and a 10 s deadline unless it is for a stream.
+void PrepareCall(const WorkerTarget& w, grpc::ClientContext* ctx, bool streaming = false);
 
 int RemoteStatus(const WorkerTarget& w, bool json);
 int RemoteEvents(const WorkerTarget& w, unsigned long long from_seq, bool follow);
