@@ -125,9 +125,10 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   if (!config.ok()) return Fail(2, "cannot configure the Kubernetes client: " + config.status().message());
 
   OperatorMetrics metrics;
-  auto tracing = telemetry::ParseTracingEnv("carapace-operator");
-  if (!tracing.ok()) return Fail(2, tracing.status().message());
-  if (Status s = telemetry::InitTracing(*tracing, {}, &metrics.registry()); !s.ok()) return Fail(2, s.message());
+  if (Status s = telemetry::InitTracing(telemetry::ParseTracingEnv("carapace-operator"), {}, &metrics.registry());
+      !s.ok()) {
+    return Fail(2, s.message());
+  }
   struct StopTracing {
     ~StopTracing() { telemetry::ShutdownTracing(std::chrono::milliseconds(2000)); }
   } stop_tracing;

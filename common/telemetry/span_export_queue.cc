@@ -7,6 +7,37 @@ namespace carapace::telemetry {
 
 namespace sdktrace = opentelemetry::sdk::trace;
 
+void ExportQueueCounters::Add(Kind kind, uint64_t n) {
+  switch (kind) {
+    case Kind::kExported: exported.fetch_add(n, std::memory_order_relaxed); break;
+    case Kind::kDroppedFull: dropped_full.fetch_add(n, std::memory_order_relaxed); break;
+    case Kind::kDroppedFailed: dropped_failed.fetch_add(n, std::memory_order_relaxed); break;
+  }
+  std::lock_guard<std::mutex> lock(hook_mu_);
+  if (hook_) hook_(kind, n);
+}
+
+void ExportQueueCounters::SetHook(std::function<void(Kind, uint64_t)> hook) {
+  std::lock_guard<std::mutex> lock(hook_mu_);
+  hook_ = std::move(hook);
+}
+
+namespace {
+
+// std::chrono::microseconds::max() is the SDK's "no timeout": waited for without a deadline
+// (a deadline that far out overflows the clock).
+template <typename Predicate>
+bool WaitUpTo(std::condition_variable& cv, std::unique_lock<std::mutex>& lock, std::chrono::microseconds timeout,
+              Predicate done) {
+  if (timeout >= std::chrono::hours(24 * 365)) {
+    cv.wait(lock, done);
+    return true;
+  }
+  return cv.wait_for(lock, timeout, done);
+}
+
+}  // namespace
+
 SpanExportQueue::SpanExportQueue(std::unique_ptr<sdktrace::SpanExporter> exporter, ExportQueueOptions options,
                                  std::shared_ptr<ExportQueueCounters> counters)
     : exporter_(std::move(exporter)), options_(options), counters_(std::move(counters)) {
@@ -31,23 +62,16 @@ void SpanExportQueue::OnEnd(std::unique_ptr<sdktrace::Recordable>&& span) noexce
       if (queue_.size() >= options_.max_export_batch_size) wake_.notify_one();
     }
   }
-  if (full) {
-    counters_->dropped_full.fetch_add(1, std::memory_order_relaxed);
-    if (counters_->on_dropped_full) counters_->on_dropped_full(1);
-  }
+  if (full) counters_->Add(ExportQueueCounters::Kind::kDroppedFull, 1);
 }
 
 void SpanExportQueue::ExportBatch(Batch batch) {
   const uint64_t n = batch.size();
   const auto result =
       exporter_->Export(opentelemetry::nostd::span<std::unique_ptr<sdktrace::Recordable>>(batch.data(), batch.size()));
-  if (result == opentelemetry::sdk::common::ExportResult::kSuccess) {
-    counters_->exported.fetch_add(n, std::memory_order_relaxed);
-    if (counters_->on_exported) counters_->on_exported(n);
-  } else {
-    counters_->dropped_failed.fetch_add(n, std::memory_order_relaxed);
-    if (counters_->on_dropped_failed) counters_->on_dropped_failed(n);
-  }
+  counters_->Add(result == opentelemetry::sdk::common::ExportResult::kSuccess ? ExportQueueCounters::Kind::kExported
+                                                                              : ExportQueueCounters::Kind::kDroppedFailed,
+                 n);
 }
 
 void SpanExportQueue::Drain() {
@@ -72,11 +96,7 @@ void SpanExportQueue::Drain() {
       progress_.notify_all();
     }
     flush_requested_ = false;
-    if (stopping_) {
-      drained_ = true;
-      progress_.notify_all();
-      return;
-    }
+    if (stopping_) return;
   }
 }
 
@@ -86,7 +106,7 @@ bool SpanExportQueue::ForceFlush(std::chrono::microseconds timeout) noexcept {
   const uint64_t target = enqueued_;
   flush_requested_ = true;
   wake_.notify_one();
-  return progress_.wait_for(lock, timeout, [&] { return finished_ >= target; });
+  return WaitUpTo(progress_, lock, timeout, [&] { return finished_ >= target; });
 }
 
 bool SpanExportQueue::Shutdown(std::chrono::microseconds timeout) noexcept {
@@ -95,31 +115,20 @@ bool SpanExportQueue::Shutdown(std::chrono::microseconds timeout) noexcept {
     if (stopped_) return true;
   }
   const bool flushed = ForceFlush(timeout);
+  uint64_t left = 0;
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopped_ = true;
     stopping_ = true;
-    // What is still queued is dropped (a receiver that did not answer within the timeout),
+    // What is still queued is dropped (a receiver that did not take it within the timeout),
     // and counted so.
-    const uint64_t left = queue_.size();
+    left = queue_.size();
     queue_.clear();
-    if (left > 0) {
-      counters_->dropped_failed.fetch_add(left, std::memory_order_relaxed);
-      if (counters_->on_dropped_failed) counters_->on_dropped_failed(left);
-    }
   }
+  if (left > 0) counters_->Add(ExportQueueCounters::Kind::kDroppedFailed, left);
   wake_.notify_one();
-  // An export in flight runs to its own timeout and retries (OTEL_EXPORTER_OTLP_TIMEOUT):
-  // a process that stops does not wait for a receiver that is down. A thread still in an
-  // export is left to the process's exit, with the exporter it uses (this queue is only
-  // shut down when the process ends; see ShutdownTracing).
-  std::unique_lock<std::mutex> lock(mu_);
-  if (!progress_.wait_for(lock, timeout, [&] { return drained_; })) {
-    thread_.detach();
-    return false;
-  }
-  lock.unlock();
-  thread_.join();
+  // An export in flight ends within its deadline; nothing may outlive the exporter.
+  if (thread_.joinable()) thread_.join();
   exporter_->Shutdown(std::chrono::microseconds(0));
   return flushed;
 }

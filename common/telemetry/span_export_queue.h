@@ -29,12 +29,20 @@ struct ExportQueueOptions {
 
 // What the queue did with the spans it was given, shared with whoever reads the counts.
 struct ExportQueueCounters {
+  enum class Kind { kExported, kDroppedFull, kDroppedFailed };
   std::atomic<uint64_t> ended{0};
   std::atomic<uint64_t> exported{0};
   std::atomic<uint64_t> dropped_full{0};
   std::atomic<uint64_t> dropped_failed{0};
-  // Optional hooks (metrics); called on the thread that counted.
-  std::function<void(uint64_t)> on_exported, on_dropped_full, on_dropped_failed;
+
+  void Add(Kind kind, uint64_t n);
+  // A hook (metrics) called on the thread that counted; SetHook({}) removes it, after which
+  // no call of it is in progress or will start (the metrics it feeds may then go away).
+  void SetHook(std::function<void(Kind, uint64_t)> hook);
+
+ private:
+  std::mutex hook_mu_;
+  std::function<void(Kind, uint64_t)> hook_;
 };
 
 class SpanExportQueue : public opentelemetry::sdk::trace::SpanProcessor {
@@ -49,7 +57,8 @@ class SpanExportQueue : public opentelemetry::sdk::trace::SpanProcessor {
   // Exports everything queued before the call; false when `timeout` ran out first.
   bool ForceFlush(std::chrono::microseconds timeout) noexcept override;
   // Flushes as ForceFlush, then stops the thread and the exporter; later spans are dropped.
-  // A thread still in an export when `timeout` runs out is detached (the process is ending).
+  // An export already in flight is waited for: it ends within its own deadline
+  // (OTEL_EXPORTER_OTLP_TIMEOUT, which covers the exporter's retries).
   bool Shutdown(std::chrono::microseconds timeout) noexcept override;
 
  private:
@@ -70,7 +79,6 @@ class SpanExportQueue : public opentelemetry::sdk::trace::SpanProcessor {
   bool flush_requested_ = false;
   bool stopping_ = false;
   bool stopped_ = false;
-  bool drained_ = false;  // the drain thread has returned
   std::thread thread_;
 };
 

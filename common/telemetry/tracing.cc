@@ -37,17 +37,23 @@ namespace {
 
 // ---- configuration ------------------------------------------------------------------
 
-Result<size_t> PositiveEnv(const char* name, const char* value, size_t fallback) {
+// Values the OpenTelemetry spec calls invalid are warned about and replaced by the default
+// (specification/configuration/sdk-environment-variables.md: "SHOULD ... generate a warning
+// and gracefully ignore"): a setting injected into every pod of a cluster must never stop
+// the agents.
+size_t PositiveEnv(const char* name, const char* value, size_t fallback, std::vector<std::string>* warnings) {
   if (value == nullptr || *value == '\0') return fallback;
   char* end = nullptr;
   const long long v = std::strtoll(value, &end, 10);
-  if (*end != '\0' || v <= 0 || v > 100'000'000) {
-    return InvalidArgument(std::string(name) + " must be a positive whole number, got \"" + value + "\"");
+  if (*end != '\0' || v < 0 || v > 100'000'000) {
+    warnings->push_back(std::string(name) + "=" + value + ": must be a whole number of at least 0; using " +
+                        std::to_string(fallback));
+    return fallback;
   }
   return static_cast<size_t>(v);
 }
 
-bool Truthy(const char* v) { return v != nullptr && (std::strcmp(v, "true") == 0 || std::strcmp(v, "TRUE") == 0 || std::strcmp(v, "True") == 0); }
+bool Truthy(const char* v) { return v != nullptr && strcasecmp(v, "true") == 0; }
 
 std::unique_ptr<sdktrace::Sampler> MakeSampler(const TracingConfig& c) {
   if (c.sampler == "always_on") return std::make_unique<sdktrace::AlwaysOnSampler>();
@@ -139,6 +145,7 @@ struct State {
   otel::nostd::shared_ptr<otel::trace::Tracer> tracer;
   std::unique_ptr<sdktrace::Sampler> sampler;  // the provider's twin, for SampledTrace
   std::shared_ptr<ExportQueueCounters> counters = std::make_shared<ExportQueueCounters>();
+  SpanExportQueue* queue = nullptr;  // the provider's processor
 };
 
 std::atomic<bool> enabled{false};
@@ -148,36 +155,59 @@ State* state = nullptr;  // set once by InitTracing; kept until exit (spans may 
 
 }  // namespace
 
-Result<TracingConfig> ParseTracingEnv(std::string_view default_service_name, const char* (*getenv_fn)(const char*)) {
+TracingConfig ParseTracingEnv(std::string_view default_service_name, const char* (*getenv_fn)(const char*)) {
   auto env = [&](const char* name) -> const char* {
     const char* v = getenv_fn != nullptr ? getenv_fn(name) : std::getenv(name);
     return v != nullptr && *v != '\0' ? v : nullptr;
   };
   TracingConfig c;
-  c.service_name = env("OTEL_SERVICE_NAME") ? env("OTEL_SERVICE_NAME") : std::string(default_service_name);
+  // service.name: OTEL_SERVICE_NAME, else OTEL_RESOURCE_ATTRIBUTES's (the SDK's resource
+  // detector reads those), else the program's.
+  const char* attributes = env("OTEL_RESOURCE_ATTRIBUTES");
+  const bool named_in_attributes = attributes != nullptr && std::string_view(attributes).find("service.name=") != std::string_view::npos;
+  if (env("OTEL_SERVICE_NAME")) {
+    c.service_name = env("OTEL_SERVICE_NAME");
+  } else if (!named_in_attributes) {
+    c.service_name = std::string(default_service_name);
+  }
   c.capture_content = Truthy(env("OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"));
-  const char* endpoint = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ? env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
-                                                                   : env("OTEL_EXPORTER_OTLP_ENDPOINT");
-  const char* exporter = env("OTEL_TRACES_EXPORTER");
-  if (exporter != nullptr && std::strcmp(exporter, "otlp") != 0 && std::strcmp(exporter, "none") != 0) {
-    return InvalidArgument(std::string("OTEL_TRACES_EXPORTER must be otlp or none, got \"") + exporter + "\"");
+  const char* endpoint_var = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") ? "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+                                                                       : "OTEL_EXPORTER_OTLP_ENDPOINT";
+  const char* endpoint = env(endpoint_var);
+  // OTEL_TRACES_EXPORTER is a list: otlp in it exports, the others are not built in.
+  bool otlp = true;
+  if (const char* exporters = env("OTEL_TRACES_EXPORTER")) {
+    otlp = false;
+    std::string list = exporters;
+    for (size_t at = 0; at <= list.size();) {
+      size_t comma = list.find(',', at);
+      if (comma == std::string::npos) comma = list.size();
+      std::string name = list.substr(at, comma - at);
+      name.erase(0, name.find_first_not_of(' '));
+      name.erase(name.find_last_not_of(' ') + 1);
+      if (name == "otlp") {
+        otlp = true;
+      } else if (name != "none" && !name.empty()) {
+        c.warnings.push_back("OTEL_TRACES_EXPORTER: " + name + " is not supported (only otlp); ignored");
+      }
+      at = comma + 1;
+    }
   }
-  if (Truthy(env("OTEL_SDK_DISABLED")) || (exporter != nullptr && std::strcmp(exporter, "none") == 0) ||
-      endpoint == nullptr) {
-    return c;
-  }
+  if (Truthy(env("OTEL_SDK_DISABLED")) || !otlp || endpoint == nullptr) return c;
   c.endpoint = endpoint;
   if (c.endpoint.rfind("http://", 0) != 0 && c.endpoint.rfind("https://", 0) != 0) {
-    return InvalidArgument("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over gRPC, "
-                           "usually port 4317), got \"" + c.endpoint + "\"");
+    c.warnings.push_back(std::string(endpoint_var) + "=" + c.endpoint + ": must be an http:// or https:// URL (OTLP "
+                         "over gRPC, usually port 4317); traces are not exported");
+    return c;
   }
   for (const char* name : {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"}) {
     const char* protocol = env(name);
     if (protocol == nullptr) continue;
     if (std::strcmp(protocol, "grpc") != 0) {
-      return InvalidArgument(std::string(name) + "=" + protocol +
-                             " is not supported: Carapace exports OTLP over gRPC only; set it to grpc and point "
-                             "the endpoint at the collector's gRPC port (usually 4317)");
+      c.warnings.push_back(std::string(name) + "=" + protocol +
+                           " is not supported: Carapace exports OTLP over gRPC only (set grpc, and point the endpoint "
+                           "at the collector's gRPC port, usually 4317); traces are not exported");
+      return c;
     }
     break;  // the traces-specific one wins
   }
@@ -186,29 +216,30 @@ Result<TracingConfig> ParseTracingEnv(std::string_view default_service_name, con
                                    "parentbased_always_off", "parentbased_traceidratio"};
     bool known = false;
     for (const char* k : kKnown) known = known || std::strcmp(s, k) == 0;
-    if (!known) {
-      return InvalidArgument(std::string("OTEL_TRACES_SAMPLER must be one of always_on, always_off, traceidratio, "
-                                         "parentbased_always_on, parentbased_always_off, parentbased_traceidratio; "
-                                         "got \"") + s + "\"");
+    if (known) {
+      c.sampler = s;
+    } else {
+      c.warnings.push_back(std::string("OTEL_TRACES_SAMPLER=") + s + " is not one of always_on, always_off, "
+                           "traceidratio, parentbased_always_on, parentbased_always_off, parentbased_traceidratio; "
+                           "using parentbased_always_on");
     }
-    c.sampler = s;
   }
-  if (const char* arg = env("OTEL_TRACES_SAMPLER_ARG")) {
+  const bool ratio_sampler = c.sampler.find("traceidratio") != std::string::npos;
+  if (const char* arg = env("OTEL_TRACES_SAMPLER_ARG"); arg != nullptr && ratio_sampler) {
     char* end = nullptr;
     const double ratio = std::strtod(arg, &end);
     if (*end != '\0' || !(ratio >= 0.0 && ratio <= 1.0)) {
-      return InvalidArgument(std::string("OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1, got \"") + arg + "\"");
+      c.warnings.push_back(std::string("OTEL_TRACES_SAMPLER_ARG=") + arg + ": must be a number from 0 to 1; using 1");
+    } else {
+      c.sampler_ratio = ratio;
     }
-    c.sampler_ratio = ratio;
   }
-  CARAPACE_ASSIGN_OR_RETURN(c.max_queue_size, PositiveEnv("OTEL_BSP_MAX_QUEUE_SIZE", env("OTEL_BSP_MAX_QUEUE_SIZE"), 2048));
-  CARAPACE_ASSIGN_OR_RETURN(c.max_export_batch_size, PositiveEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE",
-                                                                 env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512));
+  c.max_queue_size = std::max<size_t>(1, PositiveEnv("OTEL_BSP_MAX_QUEUE_SIZE", env("OTEL_BSP_MAX_QUEUE_SIZE"), 2048, &c.warnings));
+  c.max_export_batch_size = std::max<size_t>(
+      1, PositiveEnv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", env("OTEL_BSP_MAX_EXPORT_BATCH_SIZE"), 512, &c.warnings));
   if (c.max_export_batch_size > c.max_queue_size) c.max_export_batch_size = c.max_queue_size;  // as the spec says
-  CARAPACE_ASSIGN_OR_RETURN(size_t delay, PositiveEnv("OTEL_BSP_SCHEDULE_DELAY", env("OTEL_BSP_SCHEDULE_DELAY"), 5000));
-  c.schedule_delay = std::chrono::milliseconds(delay);
-  CARAPACE_ASSIGN_OR_RETURN(size_t timeout, PositiveEnv("OTEL_BSP_EXPORT_TIMEOUT", env("OTEL_BSP_EXPORT_TIMEOUT"), 30000));
-  c.export_timeout = std::chrono::milliseconds(timeout);
+  c.schedule_delay = std::chrono::milliseconds(
+      PositiveEnv("OTEL_BSP_SCHEDULE_DELAY", env("OTEL_BSP_SCHEDULE_DELAY"), 5000, &c.warnings));
   c.enabled = true;
   return c;
 }
@@ -217,6 +248,7 @@ Status InitTracing(const TracingConfig& config, const std::vector<std::pair<std:
                    prometheus::Registry* metrics) {
   std::lock_guard<std::mutex> lock(state_mu);
   if (state != nullptr) return FailedPrecondition("tracing was already started");
+  for (const auto& w : config.warnings) log::Warn("tracing: " + w);
   if (!config.enabled) return Status::Ok();
   auto s = std::make_unique<State>();
   s->config = config;
@@ -245,15 +277,21 @@ Status InitTracing(const TracingConfig& config, const std::vector<std::pair<std:
                         .Register(*metrics);
     auto& full = dropped.Add({{"reason", "queue_full"}});
     auto& failed = dropped.Add({{"reason", "export_failed"}});
-    s->counters->on_exported = [&exported](uint64_t n) { exported.Increment(static_cast<double>(n)); };
-    s->counters->on_dropped_full = [&full](uint64_t n) { full.Increment(static_cast<double>(n)); };
-    s->counters->on_dropped_failed = [&failed](uint64_t n) { failed.Increment(static_cast<double>(n)); };
+    // Removed by ShutdownTracing, before the registry can go.
+    s->counters->SetHook([&exported, &full, &failed](ExportQueueCounters::Kind kind, uint64_t n) {
+      switch (kind) {
+        case ExportQueueCounters::Kind::kExported: exported.Increment(static_cast<double>(n)); break;
+        case ExportQueueCounters::Kind::kDroppedFull: full.Increment(static_cast<double>(n)); break;
+        case ExportQueueCounters::Kind::kDroppedFailed: failed.Increment(static_cast<double>(n)); break;
+      }
+    });
   }
   ExportQueueOptions queue_options{config.max_queue_size, config.max_export_batch_size, config.schedule_delay};
   auto processor = std::make_unique<SpanExportQueue>(std::move(exporter), queue_options, s->counters);
+  s->queue = processor.get();
 
   otel::sdk::resource::ResourceAttributes attributes;
-  attributes.SetAttribute("service.name", config.service_name);
+  if (!config.service_name.empty()) attributes.SetAttribute("service.name", config.service_name);
   for (const auto& [k, v] : resource) attributes.SetAttribute(k, v);
   // Resource::Create adds OTEL_RESOURCE_ATTRIBUTES and the SDK's own (telemetry.sdk.*).
   s->provider = std::make_shared<sdktrace::TracerProvider>(std::move(processor),
@@ -272,6 +310,7 @@ void ShutdownTracing(std::chrono::milliseconds timeout) {
   if (state == nullptr || !enabled.load()) return;
   enabled.store(false);
   state->provider->Shutdown(std::chrono::duration_cast<std::chrono::microseconds>(timeout));
+  state->counters->SetHook({});  // the metrics registry may go once this returns
   // The provider is never destroyed (a thread may still be in an export); what it did is
   // said once, where whoever reads the logs of a trace with holes will look.
   const auto& c = *state->counters;
@@ -282,6 +321,10 @@ void ShutdownTracing(std::chrono::milliseconds timeout) {
                                                                   {"droppedQueueFull", c.dropped_full.load()},
                                                                   {"droppedExportFailed", c.dropped_failed.load()}});
   }
+}
+
+void ExportSoon() {
+  if (TracingEnabled()) state->queue->ForceFlush(std::chrono::microseconds(0));
 }
 
 bool TracingEnabled() { return enabled.load(std::memory_order_relaxed); }
@@ -297,7 +340,8 @@ SpanCounts CurrentSpanCounts() {
 
 bool SampledTrace(const TraceContext& ids) {
   if (!TracingEnabled()) return false;
-  otel::common::KeyValueIterableView<std::map<std::string, int>> no_attributes({});
+  static const std::map<std::string, int> kNone;
+  otel::common::KeyValueIterableView<std::map<std::string, int>> no_attributes(kNone);
   const auto result = state->sampler->ShouldSample(otel::trace::SpanContext::GetInvalid(),
                                                    OtelTraceId(ids.trace_id), "turn",
                                                    otel::trace::SpanKind::kInternal, no_attributes,
@@ -335,15 +379,19 @@ Span StartSpan(std::string_view name, const SpanOptions& options) {
     case SpanKind::kServer: o.kind = otel::trace::SpanKind::kServer; break;
   }
   auto impl = std::make_unique<Span::Impl>();
-  const int64_t now_wall = WallNowMillis();
+  const auto now_system = std::chrono::system_clock::now();
   impl->start_steady = std::chrono::steady_clock::now();
-  impl->start_wall_ms = now_wall;
-  if (options.start_wall_ms > 0 && options.start_wall_ms < now_wall) {
+  impl->start_wall_ms = std::chrono::duration_cast<std::chrono::milliseconds>(now_system.time_since_epoch()).count();
+  if (options.start_wall_ms > 0 && options.start_wall_ms < impl->start_wall_ms) {
+    // Made after the fact: both clocks moved back by the same span of time, to the
+    // nanosecond, so the span's end lands on the real end.
+    const auto back = now_system.time_since_epoch() - std::chrono::milliseconds(options.start_wall_ms);
     impl->start_wall_ms = options.start_wall_ms;
-    impl->start_steady -= std::chrono::milliseconds(now_wall - options.start_wall_ms);
+    impl->start_steady -= std::chrono::duration_cast<std::chrono::steady_clock::duration>(back);
+    o.start_system_time = otel::common::SystemTimestamp(std::chrono::milliseconds(options.start_wall_ms));
+    o.start_steady_time = otel::common::SteadyTimestamp(impl->start_steady);
   }
-  o.start_system_time = otel::common::SystemTimestamp(std::chrono::milliseconds(impl->start_wall_ms));
-  o.start_steady_time = otel::common::SteadyTimestamp(impl->start_steady);
+  // Otherwise unset: the SDK takes now, in nanoseconds.
   if (options.parent && options.parent->valid()) {
     o.parent = ToOtel(*options.parent);
   } else {

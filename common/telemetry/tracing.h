@@ -32,7 +32,8 @@ namespace carapace::telemetry {
 struct TracingConfig {
   bool enabled = false;        // an endpoint is named, the SDK is not disabled, the exporter is otlp
   std::string endpoint;        // OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else OTEL_EXPORTER_OTLP_ENDPOINT
-  std::string service_name;    // OTEL_SERVICE_NAME, else the program's
+  // OTEL_SERVICE_NAME, else the program's; empty when OTEL_RESOURCE_ATTRIBUTES names it.
+  std::string service_name;
   std::string sampler = "parentbased_always_on";  // OTEL_TRACES_SAMPLER
   double sampler_ratio = 1.0;  // OTEL_TRACES_SAMPLER_ARG, for the ratio samplers
   // OTEL_BSP_*: the export queue (the names and defaults of the OpenTelemetry spec's batch
@@ -40,17 +41,18 @@ struct TracingConfig {
   size_t max_queue_size = 2048;
   size_t max_export_batch_size = 512;
   std::chrono::milliseconds schedule_delay{5000};
-  std::chrono::milliseconds export_timeout{30000};
   // OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT: prompts and replies in model spans
   // (redacted all the same). Off unless the user opts in.
   bool capture_content = false;
+  // Settings that could not be honoured, each naming its variable and what was done instead
+  // (the default, or no export). As the OpenTelemetry spec asks, they never stop the
+  // process: a variable injected into every pod must not stop every agent. InitTracing logs
+  // them.
+  std::vector<std::string> warnings;
 };
 
-// Reads the OTEL_* variables through `getenv` (tests pass their own). Errors name the
-// variable and what it holds: a protocol other than grpc, an unknown sampler or exporter, a
-// number that is not one, an endpoint that is not an http(s) URL.
-Result<TracingConfig> ParseTracingEnv(std::string_view default_service_name,
-                                      const char* (*getenv)(const char*) = nullptr);
+// Reads the OTEL_* variables through `getenv` (tests pass their own).
+TracingConfig ParseTracingEnv(std::string_view default_service_name, const char* (*getenv)(const char*) = nullptr);
 
 // Starts exporting as `config` says (nothing when !config.enabled). `resource` adds
 // attributes describing this process (the AgentRun it runs). `metrics`, when given, gets
@@ -64,6 +66,9 @@ void ShutdownTracing(std::chrono::milliseconds timeout = std::chrono::millisecon
 
 // True when spans are exported: callers skip building attributes otherwise.
 bool TracingEnabled();
+// Asks the export queue to send what it holds now rather than at its schedule (a span that
+// no other process would send again); returns at once.
+void ExportSoon();
 // True when prompts and replies may go into spans (the user opted in).
 bool CaptureContent();
 

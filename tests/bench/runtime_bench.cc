@@ -337,8 +337,7 @@ long PeakRssKiB(const std::string& spec, const std::string& dir) {
 // ended, exported, dropped (queue full), dropped (export failed).
 int TracingChild(const std::string& dir, int steps) {
   log::SetLevel(log::Level::kError);
-  auto config = telemetry::ParseTracingEnv("carapace-bench");
-  if (!config.ok() || !telemetry::InitTracing(*config).ok()) return 1;
+  if (!telemetry::InitTracing(telemetry::ParseTracingEnv("carapace-bench")).ok()) return 1;
   auto batch = StepTimesMs(dir + "/batch", NoopRun(steps, Durability::kBatch, Effect::kIdempotent));
   auto sync = StepTimesMs(dir + "/sync", NoopRun(steps, Durability::kSync, Effect::kIdempotent));
   telemetry::ShutdownTracing(std::chrono::milliseconds(3000));

@@ -311,15 +311,10 @@ TEST_CASE("with the receiver down a run goes on: spans are dropped and counted, 
   REQUIRE(model.Start());
   REQUIRE(ledger.Start());
   REQUIRE(mcp.Start());
-  int closed_port = 0;
-  {
-    OtlpReceiver gone;
-    REQUIRE(gone.Start());
-    closed_port = gone.port();
-  }
   Script(model, ledger);
   const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp));
-  std::map<std::string, std::string> env = {{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:" + std::to_string(closed_port)},
+  // Port 1 (tcpmux): nothing listens there, and no other test's receiver can take it.
+  std::map<std::string, std::string> env = {{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"},
                                             {"OTEL_BSP_SCHEDULE_DELAY", "50"},
                                             {"CARAPACE_TEST_TRACE_KEY", kApiKey}};
   CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")}, env);
@@ -329,38 +324,61 @@ TEST_CASE("with the receiver down a run goes on: spans are dropped and counted, 
   CHECK_THAT(r.err, ContainsSubstring("spans were not exported"));
 }
 
-TEST_CASE("OTEL_* settings Carapace cannot honour are refused with the variable named", "[tracing]") {
+TEST_CASE("OTEL_* settings Carapace cannot honour are warned about, naming the variable, and never stop the agent",
+          "[tracing]") {
   TempDir tmp;
+  OtlpReceiver receiver;
+  REQUIRE(receiver.Start());
   const std::string spec = Write(tmp, "a.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: t}\nspec:\n"
                                  "  goal: g\n  model:\n    backend: scripted\n    script:\n      - text: done\n");
   struct Case {
     std::map<std::string, std::string> env;
     std::string says;
+    bool exports;  // what is left of the settings still sends spans
   };
+  const std::string ep = receiver.endpoint();
   const std::vector<Case> cases = {
-      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"}, {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}},
-       "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf is not supported"},
-      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", "collector:4317"}}, "must be an http:// or https:// URL"},
-      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"}, {"OTEL_TRACES_SAMPLER", "sometimes"}},
-       "OTEL_TRACES_SAMPLER must be one of"},
-      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"}, {"OTEL_TRACES_SAMPLER_ARG", "2"}},
-       "OTEL_TRACES_SAMPLER_ARG must be a number from 0 to 1"},
-      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4317"}, {"OTEL_BSP_MAX_QUEUE_SIZE", "lots"}},
-       "OTEL_BSP_MAX_QUEUE_SIZE must be a positive whole number"},
-      {{{"OTEL_TRACES_EXPORTER", "zipkin"}}, "OTEL_TRACES_EXPORTER must be otlp or none"},
+      // The OpenTelemetry Operator injects http/protobuf by default: without gRPC nothing is
+      // sent, and the agent runs all the same.
+      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", ep}, {"OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"}},
+       "OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf is not supported", false},
+      {{{"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317"}},
+       "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=collector:4317: must be an http:// or https:// URL", false},
+      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", ep}, {"OTEL_TRACES_SAMPLER", "sometimes"}},
+       "OTEL_TRACES_SAMPLER=sometimes is not one of", true},
+      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", ep}, {"OTEL_TRACES_SAMPLER", "traceidratio"}, {"OTEL_TRACES_SAMPLER_ARG", "2"}},
+       "OTEL_TRACES_SAMPLER_ARG=2: must be a number from 0 to 1", true},
+      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", ep}, {"OTEL_BSP_MAX_QUEUE_SIZE", "lots"}},
+       "OTEL_BSP_MAX_QUEUE_SIZE=lots: must be a whole number", true},
+      {{{"OTEL_EXPORTER_OTLP_ENDPOINT", ep}, {"OTEL_TRACES_EXPORTER", "otlp,zipkin"}},
+       "OTEL_TRACES_EXPORTER: zipkin is not supported", true},
   };
+  int n = 0;
   for (const auto& c : cases) {
     INFO(c.says);
-    CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")}, c.env);
-    CHECK(r.exit_code == 2);
+    const size_t before = receiver.SpansNamed("invoke_agent t").size();
+    CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s" + std::to_string(n++))}, c.env);
+    CHECK(r.exit_code == 0);
     CHECK_THAT(r.err, ContainsSubstring(c.says));
+    if (c.exports) {
+      CHECK(receiver.WaitFor([&](const auto&) { return receiver.SpansNamed("invoke_agent t").size() == before + 1; }));
+    } else {
+      std::this_thread::sleep_for(std::chrono::milliseconds(300));
+      CHECK(receiver.SpansNamed("invoke_agent t").size() == before);
+    }
   }
-  // Off (no endpoint, or disabled): the run goes on and its events name no trace.
-  CommandResult off = Carapace({"run", spec, "--state-dir", tmp.Sub("off")},
-                               {{"OTEL_SDK_DISABLED", "true"}, {"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"}});
-  CHECK(off.exit_code == 0);
-  for (const auto& e : Events(tmp.Sub("off"))) CHECK_FALSE(e["data"].contains("traceId"));
+  // Off (disabled, or the exporter none): the run goes on, its events name no trace.
+  for (const auto& env : std::vector<std::map<std::string, std::string>>{
+           {{"OTEL_SDK_DISABLED", "TRUE"}, {"OTEL_EXPORTER_OTLP_ENDPOINT", ep}},
+           {{"OTEL_TRACES_EXPORTER", "none"}, {"OTEL_EXPORTER_OTLP_ENDPOINT", ep}}}) {
+    const std::string dir = tmp.Sub("off" + std::to_string(n++));
+    CommandResult off = Carapace({"run", spec, "--state-dir", dir}, env);
+    CHECK(off.exit_code == 0);
+    CHECK(off.err.find("tracing") == std::string::npos);
+    for (const auto& e : Events(dir)) CHECK_FALSE(e["data"].contains("traceId"));
+  }
+  CHECK(receiver.refusals().empty());
 }
 
 TEST_CASE("the worker: each message is a turn and a trace of its own, a compaction asked for while idle is traced, "

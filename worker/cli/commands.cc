@@ -174,9 +174,7 @@ int Run(const std::string& file, const std::string& state_dir, bool json, bool r
   auto run = LoadAgentRunFile(file);
   if (!run.ok()) return Fail(run.status());
   // The same spans as the worker's, when OTEL_EXPORTER_OTLP_ENDPOINT names a receiver.
-  auto tracing = telemetry::ParseTracingEnv("carapace");
-  if (!tracing.ok()) return Fail(tracing.status());
-  if (Status s = telemetry::InitTracing(*tracing, {{"carapace.agentrun.name", run->metadata.name},
+  if (Status s = telemetry::InitTracing(telemetry::ParseTracingEnv("carapace"), {{"carapace.agentrun.name", run->metadata.name},
                                                    {"carapace.agentrun.namespace", run->metadata.ns}});
       !s.ok()) {
     return Fail(s);

@@ -213,7 +213,10 @@ Result<bool> Runner::FlushToMemory(int64_t from, int64_t to, const ContextLimits
   nlohmann::json stored = nlohmann::json::array();
   for (int round = 0; round < kFlushRounds; ++round) {
     ModelRequest request{state_.step, &conversation, memory_tools};
+    telemetry::Span span = tracer_.StartModelCall(state_, request, "memory_flush");
+    request.traceparent = span.context().Traceparent();
     Result<ModelResponse> reply = model_->Complete(request);
+    tracer_.EndModelCall(span, reply, conversation);
     if (!reply.ok()) {
       // A service that will not take even this: the flush is skipped, the summary still made.
       if (!IsContextLengthError(reply.status().message())) return reply.status();
@@ -284,7 +287,11 @@ Result<std::string> Runner::Summarize(int64_t from, int64_t to, const ContextLim
                 {}, "", ""}};
     ModelRequest request{state_.step, &request_messages, {}};
     ModelBackend& writer = summarizer_ ? *summarizer_ : *model_;
-    CARAPACE_ASSIGN_OR_RETURN(ModelResponse reply, writer.Complete(request));
+    telemetry::Span span = tracer_.StartModelCall(state_, request, "summary");
+    request.traceparent = span.context().Traceparent();
+    Result<ModelResponse> answered = writer.Complete(request);
+    tracer_.EndModelCall(span, answered, request_messages);
+    CARAPACE_ASSIGN_OR_RETURN(ModelResponse reply, std::move(answered));
     *prompt_tokens += reply.prompt_tokens;
     *completion_tokens += reply.completion_tokens;
     if (reply.text.empty()) return Unavailable("the model answered the summary request with nothing");

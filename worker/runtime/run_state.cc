@@ -190,6 +190,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->phase = Phase::kRunning;
     s->turns = 1;  // the goal
     s->turn_started_ms = e.ts_ms;
+    s->turn_ended = false;
     s->started_ms = e.ts_ms;
     s->revision = 1;
     s->spec_hash = d.value("specHash", "");
@@ -266,6 +267,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     if (!phase) return Corruption("event " + std::to_string(e.seq) + " has an unknown phase");
     s->phase = *phase;
     s->reason = d.value("reason", "");
+    if (s->phase == Phase::kIdle || IsTerminal(s->phase)) s->turn_ended = true;
     if (d.contains("result")) s->result = d["result"].get<std::string>();
     if (s->phase == Phase::kIdle) {
       s->idle_since_ms = e.ts_ms;
@@ -292,6 +294,7 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     s->inbox.erase(s->inbox.begin());
     s->turns += 1;
     s->turn_started_ms = e.ts_ms;
+    s->turn_ended = false;
     s->turn_start = s->used;
     s->phase = Phase::kRunning;
     s->reason = "turn " + std::to_string(s->turns) + ": a message from " + d.value("from", "api");
@@ -411,6 +414,7 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"inbox", inbox_json},
           {"turns", turns},
           {"turnStartedMs", turn_started_ms},
+          {"turnEnded", turn_ended},
           {"startedMs", started_ms},
           {"lastEventType", last_event_type},
           {"idleSinceMs", idle_since_ms},
@@ -471,6 +475,8 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     }
     s.turns = j.value("turns", int64_t{0});
     s.turn_started_ms = j.value("turnStartedMs", int64_t{0});
+    // Checkpoints from before it: an agent that was idle or done had ended its turn.
+    s.turn_ended = j.value("turnEnded", s.phase == Phase::kIdle || IsTerminal(s.phase));
     s.started_ms = j.value("startedMs", int64_t{0});
     s.last_event_type = j.value("lastEventType", "");
     s.idle_since_ms = j.value("idleSinceMs", int64_t{0});

@@ -149,6 +149,10 @@ struct RunState {
   std::vector<InboxMessage> inbox;  // in arrival order
   int64_t turns = 0;                // turns started (the goal is turn 1)
   int64_t turn_started_ms = 0;      // wall clock when the current (or last) turn started
+  // The current turn ended (Idle or a terminal phase) and no other began: what happens after
+  // (a revision that reopens a spent budget, an idle compaction the model refused) is not a
+  // turn, so the turn's span is made once (run_tracing.h).
+  bool turn_ended = false;
   int64_t started_ms = 0;           // wall clock of run_started: where cron schedules start
   std::string last_event_type;      // of the event at last_seq
   int64_t idle_since_ms = 0;        // wall clock of the last switch to Idle

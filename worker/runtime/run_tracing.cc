@@ -6,8 +6,6 @@ namespace carapace {
 
 namespace {
 
-bool EndsTurn(Phase p) { return p == Phase::kIdle || IsTerminal(p); }
-
 // Failed turns: the run's end other than success, or a turn that ended without an answer.
 bool FailedTurn(const RunState& s) {
   return s.phase == Phase::kFailed || s.phase == Phase::kBudgetExhausted ||
@@ -16,10 +14,7 @@ bool FailedTurn(const RunState& s) {
 
 }  // namespace
 
-bool InTurn(const RunState& s) {
-  if (s.phase == Phase::kPending || EndsTurn(s.phase)) return false;
-  return !(s.phase == Phase::kPaused && s.paused_from == Phase::kIdle);
-}
+bool InTurn(const RunState& s) { return s.turns > 0 && !s.turn_ended && s.phase != Phase::kPending; }
 
 RunTracer::RunTracer(const AgentRun& run)
     : agent_name_(run.metadata.name),
@@ -51,11 +46,11 @@ telemetry::Span RunTracer::StartChild(const RunState& s, const std::string& name
   return span;
 }
 
-telemetry::Span RunTracer::StartModelCall(const RunState& s, const ModelRequest& request) {
+telemetry::Span RunTracer::StartModelCall(const RunState& s, const ModelRequest& request, const char* purpose) {
   if (!telemetry::TracingEnabled()) return {};
   telemetry::SpanOptions o;
   o.kind = telemetry::SpanKind::kClient;
-  o.parent = TurnContext(s);
+  if (InTurn(s)) o.parent = TurnContext(s);
   // GenAI semantic conventions: "{gen_ai.operation.name} {gen_ai.request.model}".
   telemetry::Span span = telemetry::StartSpan("chat " + model_name_, o);
   span.Set("gen_ai.operation.name", "chat")
@@ -64,6 +59,7 @@ telemetry::Span RunTracer::StartModelCall(const RunState& s, const ModelRequest&
       .Set("gen_ai.agent.name", agent_name_)
       .Set("carapace.step", request.step)
       .Set("carapace.tools_offered", static_cast<int64_t>(request.tools.size()));
+  if (purpose != nullptr) span.Set("carapace.model.purpose", purpose);
   return span;
 }
 
@@ -106,7 +102,7 @@ telemetry::Span RunTracer::StartToolCall(const RunState& s, const CallState& cal
                                          const std::string& idempotency_key, bool retry) {
   if (!telemetry::TracingEnabled()) return {};
   telemetry::SpanOptions o;
-  o.parent = TurnContext(s);
+  if (InTurn(s)) o.parent = TurnContext(s);
   telemetry::Span span = telemetry::StartSpan("execute_tool " + call.call.name, o);
   span.Set("gen_ai.operation.name", "execute_tool")
       .Set("gen_ai.tool.name", call.call.name)
@@ -155,28 +151,45 @@ void RunTracer::ApprovalSettled(const RunState& s, const CallState& call) {
   span.End(call.decided_ms);
 }
 
-void RunTracer::Observe(const Event& e, const Before& before, const RunState& after) {
-  if (!telemetry::TracingEnabled()) return;
-  if (!(before.in_turn && !InTurn(after) && e.type == event_type::kPhaseChanged)) return;
-  // The turn ended: its span, with the ids its children already point at, from the time the
-  // turn's first event recorded.
-  const telemetry::TraceContext ids = TurnContext(after.run_id, before.turns);
-  if (!ids.valid()) return;
+std::optional<RunTracer::TurnEnd> RunTracer::EndedTurn(const Event& e, const Before& before, const RunState& after) {
+  if (!telemetry::TracingEnabled() || !before.in_turn || InTurn(after) || e.type != event_type::kPhaseChanged) {
+    return std::nullopt;
+  }
+  TurnEnd end;
+  end.ids = TurnContext(after.run_id, before.turns);
+  if (!end.ids.valid()) return std::nullopt;
+  end.turn = before.turns;
+  end.started_ms = before.turn_started_ms;
+  end.run_id = after.run_id;
+  end.phase = PhaseName(after.phase);
+  end.reason = after.reason;
+  end.steps = after.step;
+  end.revision = after.revision;
+  end.failed = FailedTurn(after);
+  return end;
+}
+
+void RunTracer::SendTurnSpan(const TurnEnd& end) {
+  // The ids its children already point at, from the time the turn's first event recorded
+  // to now (the event that ended it was just stored).
   telemetry::SpanOptions o;
-  o.ids = ids;
-  o.start_wall_ms = before.turn_started_ms;
+  o.ids = end.ids;
+  o.start_wall_ms = end.started_ms;
   telemetry::Span span = telemetry::StartSpan("invoke_agent " + agent_name_, o);
   span.Set("gen_ai.operation.name", "invoke_agent")
       .Set("gen_ai.agent.name", agent_name_)
-      .Set("gen_ai.agent.id", after.run_id)
+      .Set("gen_ai.agent.id", end.run_id)
       .Set("carapace.agentrun.namespace", agent_namespace_)
-      .Set("carapace.turn", before.turns)
-      .Set("carapace.steps", after.step)
-      .Set("carapace.phase", PhaseName(after.phase))
-      .Set("carapace.reason", after.reason)
-      .Set("carapace.revision", after.revision);
-  if (FailedTurn(after)) span.SetError(PhaseName(after.phase), after.reason);
-  span.End();  // now: the event that ends the turn was just recorded
+      .Set("carapace.turn", end.turn)
+      .Set("carapace.steps", end.steps)
+      .Set("carapace.phase", end.phase)
+      .Set("carapace.reason", end.reason)
+      .Set("carapace.revision", end.revision);
+  if (end.failed) span.SetError(end.phase, end.reason);
+  span.End();
+  // Sent now rather than at the queue's schedule: a process killed in the next seconds would
+  // lose it, and no other process will send it again.
+  telemetry::ExportSoon();
 }
 
 void RunTracer::Stamp(nlohmann::json* data, const telemetry::TraceContext& turn, const telemetry::Span* span) {

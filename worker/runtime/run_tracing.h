@@ -26,7 +26,7 @@
 namespace carapace {
 
 // Whether the run is inside a turn: from run_started or turn_started until the turn ends
-// (Idle or a terminal phase). Paused and Degraded turns are still turns.
+// (Idle or a terminal phase; RunState::turn_ended). Paused and Degraded turns are still turns.
 bool InTurn(const RunState& s);
 
 class RunTracer {
@@ -38,8 +38,9 @@ class RunTracer {
   // The ids turn `turn` of run `run_id` has, whether or not it began.
   telemetry::TraceContext TurnContext(const std::string& run_id, int64_t turn);
 
-  // A model call of the current turn: "chat MODEL".
-  telemetry::Span StartModelCall(const RunState& s, const ModelRequest& request);
+  // A model call: "chat MODEL", in the current turn (or a trace of its own outside one).
+  // `purpose` names a call that is not the turn's own ("summary", "memory_flush").
+  telemetry::Span StartModelCall(const RunState& s, const ModelRequest& request, const char* purpose = nullptr);
   void EndModelCall(telemetry::Span& span, const Result<ModelResponse>& response, const std::vector<Message>& prompt);
 
   // A tool call: "execute_tool NAME".
@@ -62,9 +63,20 @@ class RunTracer {
     int64_t turn_started_ms = 0;
   };
   static Before Capture(const RunState& s);
-  // After `e` was applied (the state went from `before` to `after`): the turn's span when
-  // `e` ended the turn.
-  void Observe(const Event& e, const Before& before, const RunState& after);
+  // What the turn's span needs, taken when the event that ends the turn is applied.
+  struct TurnEnd {
+    telemetry::TraceContext ids;
+    int64_t turn = 0;
+    int64_t started_ms = 0;
+    std::string run_id, phase, reason;
+    int64_t steps = 0, revision = 0;
+    bool failed = false;
+  };
+  // When `e` (applied: the state went from `before` to `after`) ended the turn, what its span
+  // needs. The span is sent by SendTurnSpan once the event is stored: a write that fails
+  // leaves the turn open, for this process or the next to end.
+  std::optional<TurnEnd> EndedTurn(const Event& e, const Before& before, const RunState& after);
+  void SendTurnSpan(const TurnEnd& end);
 
   // The trace ids an event recorded inside a turn carries: {"traceId"} and, when it came
   // from a span of its own, {"spanId"}.

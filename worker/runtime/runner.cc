@@ -182,6 +182,7 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
   batch.meta = std::move(meta);
   batch.trim = std::move(trim);
   bool checkpoint = false;
+  std::optional<RunTracer::TurnEnd> turn_ended;
   uint64_t seq = store_->last_seq();
   for (auto& e : events) {
     e.seq = ++seq;
@@ -196,7 +197,7 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
     // Every event of a turn names the turn's trace (and a model or tool call's event its
     // span, set by the caller): from a trace to its events, and back.
     if (before.in_turn || InTurn(state_)) RunTracer::Stamp(&e.data, tracer_.TurnContext(state_));
-    tracer_.Observe(e, before, state_);
+    if (auto ended = tracer_.EndedTurn(e, before, state_)) turn_ended = std::move(ended);
     batch.events.push_back(e.Encode());
     // Checkpoints only at step boundaries, so "the checkpoint of step N" is always the state
     // at the end of step N (what fork starts from). Anything later is replayed from events.
@@ -225,6 +226,7 @@ Status Runner::Record(std::vector<Event> events, bool sync, std::vector<std::pai
   if (!written.ok()) checkpoint_span.SetError(StatusCodeName(written.code()), written.message());
   checkpoint_span.End();
   CARAPACE_RETURN_IF_ERROR(written);
+  if (turn_ended) tracer_.SendTurnSpan(*turn_ended);
   // Messages in the transcript that the prompt no longer shows (folded into the summary)
   // leave memory: it holds the live context, not the run's whole life.
   if (checkpoint) state_.messages.ForgetBefore(std::min(FirstUncompacted(state_), state_.persisted_messages));
@@ -552,7 +554,6 @@ Status Runner::HandleCall(CallState* call, size_t index) {
       return Execute(call, index, false);
     }
     case CallStatus::kApproved:
-      tracer_.ApprovalSettled(state_, *call);
       if (!tool_specs_.count(name)) {
         // Approved under an earlier revision whose tool this one no longer has.
         return Record(result_events(false, nullptr, "not run: the tool \"" + name + "\" is no longer in the spec (revision " +
@@ -560,14 +561,18 @@ Status Runner::HandleCall(CallState* call, size_t index) {
                       true);
       }
       return Execute(call, index, call->wait_reason == "outcome_unknown");
-    case CallStatus::kDenied:
-      tracer_.ApprovalSettled(state_, *call);
-      return Record(result_events(false, nullptr,
-                                  call->wait_reason == "outcome_unknown"
-                                      ? "outcome_unknown: this call was in flight when the worker stopped; it may or may "
-                                        "not have taken effect, and a person chose not to repeat it"
-                                      : "a person denied this call"),
-                    true);
+    case CallStatus::kDenied: {
+      const CallState settled = *call;
+      CARAPACE_RETURN_IF_ERROR(Record(result_events(false, nullptr,
+                                                    call->wait_reason == "outcome_unknown"
+                                                        ? "outcome_unknown: this call was in flight when the worker "
+                                                          "stopped; it may or may not have taken effect, and a person "
+                                                          "chose not to repeat it"
+                                                        : "a person denied this call"),
+                                      true));
+      tracer_.ApprovalSettled(state_, settled);  // once the decision's outcome is stored
+      return Status::Ok();
+    }
     case CallStatus::kInFlight: {
       // Only reachable after a restart: the intent is on disk, the result is not. A call
       // whose tool a spec revision removed cannot be re-run: its outcome is unknown, and
@@ -630,7 +635,15 @@ Status Runner::Execute(CallState* call, size_t index, bool retry) {
                                                 {"idempotencyKey", ctx.idempotency_key},
                                                 {"retry", retry}});
   RunTracer::Stamp(&intent.data, turn, &span);
-  CARAPACE_RETURN_IF_ERROR(Record({intent}, side_effecting));
+  // An approved call's wait is a span once the call's intent is stored (made then, so a
+  // process that dies before cannot send it twice).
+  std::optional<CallState> approved;
+  if (call->status == CallStatus::kApproved) approved = *call;
+  if (Status s = Record({intent}, side_effecting); !s.ok()) {
+    span.SetError(StatusCodeName(s.code()), s.message());
+    return s;
+  }
+  if (approved) tracer_.ApprovalSettled(state_, *approved);
   int64_t started = MonoNowNanos();
   ToolResult result = CallTool(*tool, arguments, ctx);
   double ms = static_cast<double>(MonoNowNanos() - started) / 1e6;

@@ -112,9 +112,8 @@ int Main(int argc, char** argv) {
   }
 
   prometheus::Registry metrics;
-  auto tracing = telemetry::ParseTracingEnv("carapace-worker");
-  if (!tracing.ok()) return Fail(2, tracing.status().message());
-  if (Status s = telemetry::InitTracing(*tracing, {{"carapace.agentrun.name", run->metadata.name},
+  const telemetry::TracingConfig tracing = telemetry::ParseTracingEnv("carapace-worker");
+  if (Status s = telemetry::InitTracing(tracing, {{"carapace.agentrun.name", run->metadata.name},
                                                    {"carapace.agentrun.namespace", run->metadata.ns},
                                                    {"k8s.namespace.name", run->metadata.ns}},
                                         &metrics);
@@ -126,7 +125,7 @@ int Main(int argc, char** argv) {
   struct StopTracing {
     ~StopTracing() { telemetry::ShutdownTracing(std::chrono::milliseconds(2000)); }
   } stop_tracing;
-  if (tracing->enabled) log::Info("exporting traces", {{"endpoint", tracing->endpoint}, {"service", tracing->service_name}});
+  if (tracing.enabled) log::Info("exporting traces", {{"endpoint", tracing.endpoint}, {"service", tracing.service_name}});
   VolumeMetrics volume(metrics);
   // Serving before the store opens: a volume too full to open it is reported, not a crash.
   ProbeServer probes(&metrics);

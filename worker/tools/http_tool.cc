@@ -179,6 +179,9 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
     bool has_content_type = false;
     auto add = [&](const std::string& k, const std::string& v) {
       std::string lower = AsciiLower(k);
+      // The trace context is the worker's when it traces: a second traceparent (or a
+      // tracestate for another trace) would leave the receiver to guess.
+      if (!context.traceparent.empty() && (lower == "traceparent" || lower == "tracestate")) return;
       if (here != origin && (IsCredential(lower) || std::find(secret_headers_.begin(), secret_headers_.end(), lower) !=
                                                         secret_headers_.end())) {
         return;  // credentials and secret headers stay with their origin
@@ -192,10 +195,7 @@ ToolResult HttpTool::Call(const nlohmann::json& args, const ToolContext& context
       const std::string name = AsciiLower(header.first);
       bool configured = std::any_of(configured_headers_.begin(), configured_headers_.end(),
                                     [&](const auto& c) { return AsciiLower(c.first) == name; });
-      // The trace context is the worker's when it traces: a second traceparent would make the
-      // receiver's choice arbitrary.
-      const bool traced = !context.traceparent.empty() && name == "traceparent";
-      if (!configured && !traced) add(header.first, header.second);
+      if (!configured) add(header.first, header.second);
     }
     if (has_body) {
       request.body = body;

@@ -9,6 +9,7 @@
 #include "common/json_text.h"
 #include "common/limits.h"
 #include "common/sse.h"
+#include "common/text.h"
 
 namespace carapace {
 
@@ -23,7 +24,13 @@ Result<McpClient::Reply> McpClient::Post(const nlohmann::json& message, const st
   config.set_timeout(std::chrono::seconds(timeout_seconds_));
   config.set_max_redirects(0);
   http::http_request request(http::methods::POST);
-  for (const auto& [k, v] : headers_) request.headers().add(k, v);
+  for (const auto& [k, v] : headers_) {
+    // The worker's trace context replaces a configured one (two would be joined into one
+    // invalid value).
+    const std::string lower = AsciiLower(k);
+    if (!traceparent.empty() && (lower == "traceparent" || lower == "tracestate")) continue;
+    request.headers().add(k, v);
+  }
   request.headers().add("Accept", "application/json, text/event-stream");
   if (!traceparent.empty()) request.headers().add("traceparent", traceparent);
   if (stateless_ || method == "server/discover") {
