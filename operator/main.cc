@@ -12,14 +12,15 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <vector>
 
 #include <prometheus/text_serializer.h>
 
 #include "common/flags.h"
-#include "common/telemetry/tracing.h"
 #include "common/http_endpoints.h"
 #include "common/log.h"
 #include "common/process_setup.h"
+#include "common/telemetry/tracing.h"
 #include "operator/controller/agentrun_controller.h"
 #include "operator/kube/config.h"
 #include "operator/kube/event_recorder.h"
@@ -44,6 +45,15 @@ constexpr const char* kUsage = R"(usage: carapace-operator [flags]
   --worker-otlp-endpoint URL  workers export traces here (OTLP over gRPC, http(s)://HOST:4317); the
                             operator's own spans go where OTEL_EXPORTER_OTLP_ENDPOINT says (docs/tracing.md)
   --status-interval-seconds N  how often a running worker is asked for its progress (default 10)
+  --network-policy          a NetworkPolicy per AgentRun (docs/operations.md): the control port from the
+                            operator's pods, metrics from --network-policy-metrics-namespaces, egress to DNS
+                            and the endpoints the spec names
+  --network-policy-metrics-namespaces NS,...  namespaces allowed to scrape the workers' metrics
+  --network-policy-control-namespaces NS,...  more namespaces allowed to the workers' control API
+  --operator-pod-labels K=V,...  the operator pods' labels, for the control-port rule (default: any pod of
+                            the operator's namespace, POD_NAMESPACE or --lease-namespace)
+  --secret-check-seconds N  how often the Secrets an AgentRun uses are read again to notice a rotation,
+                            which rolls its pod (default 60; docs/operations.md)
   --qps Q --burst B         client-side API rate limit (default 20/30; --qps 0 turns it off)
   --no-queue-rate-limit     no overall token bucket on the work queue (benchmarks)
 flags take their value as `--flag VALUE` or `--flag=VALUE`
@@ -54,6 +64,21 @@ not fill within 60 s), 2 on bad flags
 int Fail(int code, const std::string& message) {
   log::Error(message);
   return code;
+}
+
+// "a,b, c" -> {"a", "b", "c"}; empty items are left out.
+std::vector<std::string> SplitList(const std::string& text) {
+  std::vector<std::string> out;
+  for (size_t at = 0; at <= text.size();) {
+    size_t comma = text.find(',', at);
+    if (comma == std::string::npos) comma = text.size();
+    std::string item = text.substr(at, comma - at);
+    item.erase(0, item.find_first_not_of(' '));
+    item.erase(item.find_last_not_of(' ') + 1);
+    if (!item.empty()) out.push_back(item);
+    at = comma + 1;
+  }
+  return out;
 }
 
 std::optional<int> IntFlag(const std::map<std::string, std::string>& flags, const std::string& name, int fallback,
@@ -98,8 +123,10 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   auto parsed = ParseFlags(argc, argv,
                            {"--kubeconfig", "--context", "--namespace", "--workers", "--lease-namespace",
                             "--lease-name", "--lease-seconds", "--http-listen", "--worker-image", "--worker-otlp-endpoint",
-                            "--status-interval-seconds", "--qps", "--burst"},
-                           {"--leader-elect", "--no-queue-rate-limit"});
+                            "--status-interval-seconds", "--qps", "--burst", "--secret-check-seconds",
+                            "--network-policy-metrics-namespaces", "--network-policy-control-namespaces",
+                            "--operator-pod-labels"},
+                           {"--leader-elect", "--no-queue-rate-limit", "--network-policy"});
   if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
   if (parsed->help) {
     std::cout << kUsage;
@@ -113,11 +140,13 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   auto workers = IntFlag(flags, "--workers", 2, 1, 64);
   auto lease_seconds = IntFlag(flags, "--lease-seconds", 15, 3, 600);
   auto status_interval = IntFlag(flags, "--status-interval-seconds", 10, 1, 3600);
+  auto secret_check = IntFlag(flags, "--secret-check-seconds", 60, 1, 86400);
   auto qps = IntFlag(flags, "--qps", 20, 0, 100000);
   auto burst = IntFlag(flags, "--burst", 30, 1, 100000);
   if (!workers) return Fail(2, "--workers must be 1..64");
   if (!lease_seconds) return Fail(2, "--lease-seconds must be 3..600");
   if (!status_interval) return Fail(2, "--status-interval-seconds must be 1..3600");
+  if (!secret_check) return Fail(2, "--secret-check-seconds must be 1..86400");
   if (!qps || !burst) return Fail(2, "--qps must be 0..100000 and --burst 1..100000");
 
   std::string kubeconfig = get("--kubeconfig", std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "");
@@ -154,8 +183,22 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   options.ns = get("--namespace", "");
   options.rate_limit = !flags.count("--no-queue-rate-limit");
   options.reconciler.status_interval = std::chrono::seconds(*status_interval);
+  options.reconciler.secret_check_interval = std::chrono::seconds(*secret_check);
   if (flags.count("--worker-image")) options.reconciler.settings.worker_image = get("--worker-image", "");
   options.reconciler.settings.worker_otlp_endpoint = get("--worker-otlp-endpoint", "");
+  if (flags.count("--network-policy")) {
+    controller::NetworkPolicySettings& np = options.reconciler.settings.network_policy;
+    np.enabled = true;
+    const char* pod_ns = std::getenv("POD_NAMESPACE");
+    np.operator_namespace = pod_ns != nullptr && *pod_ns ? pod_ns : get("--lease-namespace", config->ns);
+    np.metrics_namespaces = SplitList(get("--network-policy-metrics-namespaces", ""));
+    np.control_namespaces = SplitList(get("--network-policy-control-namespaces", ""));
+    for (const std::string& kv : SplitList(get("--operator-pod-labels", ""))) {
+      const size_t eq = kv.find('=');
+      if (eq == std::string::npos || eq == 0) return Fail(2, "--operator-pod-labels takes KEY=VALUE,..., got \"" + kv + "\"");
+      np.operator_pod_labels[kv.substr(0, eq)] = kv.substr(eq + 1);
+    }
+  }
   if (const std::string& e = options.reconciler.settings.worker_otlp_endpoint;
       !e.empty() && e.rfind("http://", 0) != 0 && e.rfind("https://", 0) != 0) {
     return Fail(2, "--worker-otlp-endpoint must be an http:// or https:// URL (OTLP over gRPC), got \"" + e + "\"");

@@ -56,6 +56,9 @@ AgentRunController::AgentRunController(kube::RestClient* client, OperatorMetrics
   caches.statefulsets = make(kube::StatefulSets(), kManagedSelector, owned);
   caches.configmaps = make(kube::ConfigMaps(), kManagedSelector, owned);
   caches.services = make(kube::Services(), kManagedSelector, owned);
+  if (options_.reconciler.settings.network_policy.enabled) {
+    caches.networkpolicies = make(kube::NetworkPolicies(), kManagedSelector, owned);
+  }
   caches.pods = make(kube::Pods(), kManagedSelector, [this](const std::string& type, const json& o, const json&) {
     const std::string agentrun = o.value("/metadata/labels"_json_pointer, json::object()).value(kAgentRunLabel, "");
     if (agentrun.empty()) return;

@@ -6,6 +6,7 @@
 #include <ctime>
 
 #include "common/cron.h"
+#include "common/hash.h"
 #include "common/log.h"
 #include "common/quantity.h"
 #include "common/time.h"
@@ -23,6 +24,7 @@ struct AgentRunReconciler::Context {
   Owner owner;
   std::optional<AgentRun> run;
   std::string token;
+  std::string secrets_hash;  // of the Secret data the worker reads (HashReferencedSecrets)
   Observation seen;
 };
 
@@ -221,6 +223,11 @@ ReconcileOutcome AgentRunReconciler::ReconcileKey(const std::string& key, teleme
   Status s = EnsureSecret(c);
   if (s.ok()) s = EnsureObject(c, kube::ConfigMaps(), caches_.configmaps, DesiredConfigMap(*c.run, c.owner));
   if (s.ok()) s = EnsureObject(c, kube::Services(), caches_.services, DesiredService(*c.run, c.owner, options_.settings));
+  if (s.ok() && caches_.networkpolicies != nullptr) {
+    s = EnsureObject(c, kube::NetworkPolicies(), caches_.networkpolicies,
+                     DesiredNetworkPolicy(*c.run, c.owner, options_.settings,
+                                          c.ar.value("/metadata/annotations"_json_pointer, json::object())));
+  }
   if (!s.ok() && c.seen.conflict.empty()) return {s};
 
   milliseconds requeue(0);
@@ -312,17 +319,40 @@ Status AgentRunReconciler::EnsureSecret(Context& c) {
   {
     std::lock_guard<std::mutex> lock(tokens_mu_);
     auto it = tokens_.find(c.owner.uid);
-    if (it != tokens_.end() && std::chrono::steady_clock::now() - it->second.read_at < std::chrono::minutes(10)) {
-      c.token = it->second.token;  // read lately; looked at again every 10 minutes
+    if (it != tokens_.end() && it->second.spec_hash == c.seen.spec_hash &&
+        std::chrono::steady_clock::now() - it->second.read_at < options_.secret_check_interval) {
+      c.token = it->second.token;  // read lately
+      c.secrets_hash = it->second.secrets_hash;
       return Status::Ok();
     }
   }
   Status s = ReadOrCreateSecret(c);
+  if (s.ok()) s = HashReferencedSecrets(c);
   if (s.ok()) {
     std::lock_guard<std::mutex> lock(tokens_mu_);
-    tokens_[c.owner.uid] = {c.token, std::chrono::steady_clock::now()};
+    tokens_[c.owner.uid] = {c.token, c.secrets_hash, c.seen.spec_hash, std::chrono::steady_clock::now()};
   }
   return s;
+}
+
+Status AgentRunReconciler::HashReferencedSecrets(Context& c) {
+  // The control token leads the hashed text: the annotation is on the pod template, which
+  // more people may read than the Secrets, and without the token (64 random hex digits) no
+  // one can test a guess of a weak API key against it.
+  std::string text = "control-token=" + c.token + "\n";
+  std::map<std::string, json> secrets;  // each read once per pass
+  for (const auto& [name, key] : ReferencedSecretKeys(c.run->spec)) {
+    if (!secrets.count(name)) {
+      auto got = client_->Get(kube::Secrets(), c.ns, name);  // by name: never listed
+      if (!got.ok() && got.error.code != 404) return got.status();
+      secrets[name] = got.ok() ? got.value.value("data", json::object()) : json(nullptr);
+    }
+    const json& data = secrets[name];
+    const bool present = data.is_object() && data.contains(key) && data[key].is_string();
+    text += name + "/" + key + "=" + (present ? data[key].get<std::string>() : std::string("<missing>")) + "\n";
+  }
+  c.secrets_hash = Sha256Hex(text).substr(0, 16);
+  return Status::Ok();
 }
 
 Status AgentRunReconciler::ReadOrCreateSecret(Context& c) {
@@ -421,7 +451,7 @@ Status AgentRunReconciler::EnsureObject(Context& c, const kube::Resource& resour
 }
 
 Status AgentRunReconciler::EnsureStatefulSet(Context& c, int replicas) {
-  json desired = DesiredStatefulSet(*c.run, c.owner, options_.settings, replicas);
+  json desired = DesiredStatefulSet(*c.run, c.owner, options_.settings, replicas, c.secrets_hash);
   const std::string name = StatefulSetName(c.name);
   std::optional<json> existing = caches_.statefulsets->Get(c.ns + "/" + name);
   if (!existing) {

@@ -30,12 +30,17 @@ struct Caches {
   kube::Informer* configmaps = nullptr;
   kube::Informer* services = nullptr;
   kube::Informer* pods = nullptr;
+  kube::Informer* networkpolicies = nullptr;  // with --network-policy only
 };
 
 struct ReconcilerOptions {
   OperatorSettings settings;
   // How often a running agent's worker is asked for its progress.
   std::chrono::milliseconds status_interval{10000};
+  // How often the Secrets an AgentRun refers to (and its control token) are read again by
+  // name, to notice a rotation (docs/operations.md): the operator may not list or watch
+  // Secrets, so it looks. A changed spec looks at once.
+  std::chrono::milliseconds secret_check_interval{60000};
   // The worker's control address for a pod IP; tests run workers on loopback addresses.
   std::function<std::string(const std::string& pod_ip, int port)> worker_address = [](const std::string& ip, int port) {
     return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);  // IPv6 in []
@@ -64,6 +69,9 @@ class AgentRunReconciler {
   Status EnsureFinalizer(Context& c);
   Status EnsureSecret(Context& c);
   Status ReadOrCreateSecret(Context& c);
+  // c.secrets_hash from the referenced Secrets, read by name (a missing one counts as missing:
+  // the pod waits for it, and its arrival rolls the pod).
+  Status HashReferencedSecrets(Context& c);
   Status EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired);
   // Creates `desired` (*created = true); when it exists already but is not cached (not
   // labelled as ours), takes it back by its labels if it is ours (*created = false), else
@@ -82,10 +90,13 @@ class AgentRunReconciler {
   WorkerStatusReader* workers_;
   kube::EventRecorder* events_;
   ReconcilerOptions options_;
-  // Control tokens by AgentRun uid, so a running agent's status poll does not read its
-  // Secret every time; read again when the worker refuses the token.
+  // Control tokens and the hash of the Secret data the worker reads, by AgentRun uid, so a
+  // running agent's status poll does not read its Secrets every time: read again after
+  // secret_check_interval, for another spec, or when the worker refuses the token.
   struct CachedToken {
     std::string token;
+    std::string secrets_hash;
+    std::string spec_hash;
     std::chrono::steady_clock::time_point read_at;
   };
   std::mutex tokens_mu_;

@@ -4,6 +4,7 @@
 #include "operator/controller/desired_objects.h"
 
 #include <algorithm>
+#include <functional>
 #include <map>
 
 #include "common/hash.h"
@@ -39,6 +40,14 @@ json OwnerReference(const Owner& owner) {
           {"uid", owner.uid}, {"controller", true}, {"blockOwnerDeletion", true}};
 }
 
+std::vector<const ModelEndpointSpec*> ModelEndpoints(const AgentRunSpec& spec) {
+  std::vector<const ModelEndpointSpec*> endpoints = {&spec.model};
+  for (const auto& f : spec.model.fallbacks) endpoints.push_back(&f);
+  if (spec.embedding) endpoints.push_back(&*spec.embedding);
+  if (spec.context && spec.context->summary_model) endpoints.push_back(&*spec.context->summary_model);
+  return endpoints;
+}
+
 std::string StateDir(const AgentRun& run) {
   const int64_t generation = run.spec.deployment.restart_generation;
   return std::string(kStateMountDir) + "/agent" + (generation == 0 ? "" : "-restart-" + std::to_string(generation));
@@ -53,31 +62,29 @@ json Metadata(const std::string& name, const Owner& owner) {
           {"ownerReferences", json::array({OwnerReference(owner)})}};
 }
 
-// Every model service the run talks to: spec.model, its fallbacks, the embedding model and
-// the summary model.
-std::vector<const ModelEndpointSpec*> ModelEndpoints(const AgentRunSpec& spec) {
-  std::vector<const ModelEndpointSpec*> endpoints = {&spec.model};
-  for (const auto& f : spec.model.fallbacks) endpoints.push_back(&f);
-  if (spec.embedding) endpoints.push_back(&*spec.embedding);
-  if (spec.context && spec.context->summary_model) endpoints.push_back(&*spec.context->summary_model);
-  return endpoints;
+
+// Calls `fn` for every value the spec takes from a Secret (secretKeyRef): model keys and
+// tool headers.
+void ForEachSecretRef(const AgentRunSpec& spec, const std::function<void(const HeaderSpec&)>& fn) {
+  auto visit = [&](const HeaderSpec& h) {
+    if (!h.secret_name.empty()) fn(h);
+  };
+  for (const ModelEndpointSpec* m : ModelEndpoints(spec)) {
+    if (m->api_key) visit(*m->api_key);
+  }
+  for (const auto& t : spec.tools) {
+    for (const auto& h : t.http.headers) visit(h);
+    for (const auto& h : t.mcp.headers) visit(h);
+  }
 }
 
 // Every Secret key the spec refers to, as the environment variable the worker reads it from.
 json SecretEnv(const AgentRunSpec& spec) {
   std::map<std::string, json> env;  // sorted and unique: the pod template must be stable
-  auto add = [&](const HeaderSpec& h) {
-    if (h.secret_name.empty()) return;
+  ForEachSecretRef(spec, [&](const HeaderSpec& h) {
     env[h.from_env] = {{"name", h.from_env},
                        {"valueFrom", {{"secretKeyRef", {{"name", h.secret_name}, {"key", h.secret_key}}}}}};
-  };
-  for (const ModelEndpointSpec* m : ModelEndpoints(spec)) {
-    if (m->api_key) add(*m->api_key);
-  }
-  for (const auto& t : spec.tools) {
-    for (const auto& h : t.http.headers) add(h);
-    for (const auto& h : t.mcp.headers) add(h);
-  }
+  });
   json out = json::array();
   for (auto& [name, e] : env) out.push_back(std::move(e));
   return out;
@@ -164,6 +171,12 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
 
 }  // namespace
 
+std::set<std::pair<std::string, std::string>> ReferencedSecretKeys(const AgentRunSpec& spec) {
+  std::set<std::pair<std::string, std::string>> keys;
+  ForEachSecretRef(spec, [&](const HeaderSpec& h) { keys.insert({h.secret_name, h.secret_key}); });
+  return keys;
+}
+
 json DesiredConfigMap(const AgentRun& run, const Owner& owner) {
   json meta = Metadata(ConfigMapName(owner.name), owner);
   meta["annotations"] = {{kSpecHashAnnotation, run.SpecHash()}};
@@ -195,7 +208,8 @@ json DesiredService(const AgentRun& /*run*/, const Owner& owner, const OperatorS
                                     {"targetPort", "http"}, {"protocol", "TCP"}}})}}}};
 }
 
-json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorSettings& settings, int replicas) {
+json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorSettings& settings, int replicas,
+                        const std::string& secrets_hash) {
   const StorageSpec& storage = run.spec.deployment.storage;
   json claim_spec = {{"accessModes", json::array({"ReadWriteOnce"})},
                      {"resources", {{"requests", {{"storage", CanonicalQuantity(storage.size).value_or(storage.size)}}}}}};
@@ -221,6 +235,8 @@ json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorS
   for (const auto& [config_map, volume] : ChatTemplateVolumes(run.spec)) {
     pod_spec["volumes"].push_back({{"name", volume}, {"configMap", {{"name", config_map}}}});
   }
+  json pod_annotations = {{kSpecHashAnnotation, run.SpecHash()}};
+  if (!secrets_hash.empty()) pod_annotations[kSecretsHashAnnotation] = secrets_hash;
   return {
       {"apiVersion", "apps/v1"},
       {"kind", "StatefulSet"},
@@ -231,7 +247,7 @@ json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorS
         {"selector", {{"matchLabels", SelectorLabels(owner.name)}}},
         {"persistentVolumeClaimRetentionPolicy", {{"whenDeleted", storage.when_deleted}, {"whenScaled", storage.when_scaled}}},
         {"template",
-         {{"metadata", {{"labels", Labels(owner.name)}, {"annotations", {{kSpecHashAnnotation, run.SpecHash()}}}}},
+         {{"metadata", {{"labels", Labels(owner.name)}, {"annotations", pod_annotations}}},
           {"spec", pod_spec}}},
         {"volumeClaimTemplates",
          json::array({{{"metadata", {{"name", kStateVolume}, {"labels", Labels(owner.name)}}}, {"spec", claim_spec}}})}}},

@@ -4,11 +4,15 @@
 // The reconciler compares these with what exists; tests compare them with golden JSON.
 #pragma once
 
+#include <set>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "common/agentrun/spec.h"
+#include "operator/controller/network_policy.h"
 
 namespace carapace::controller {
 
@@ -21,6 +25,8 @@ struct OperatorSettings {
   // Set: workers export traces here (OTEL_EXPORTER_OTLP_ENDPOINT in their pods, with the
   // pod's name as a resource attribute). Empty: the pod template has no OTEL_* variables.
   std::string worker_otlp_endpoint;
+  // --network-policy: a NetworkPolicy per AgentRun (network_policy.h).
+  NetworkPolicySettings network_policy;
 };
 
 // Who owns the objects: the AgentRun as the API server knows it.
@@ -39,6 +45,8 @@ inline constexpr char kStateMountDir[] = "/var/lib/carapace";
 inline constexpr char kStateVolume[] = "state";
 inline constexpr char kWorkerContainer[] = "worker";  // the pod's one container
 inline constexpr char kSpecHashAnnotation[] = "carapace.dev/spec-hash";
+// On the pod template: a hash of the Secret data the worker reads (secret rotation rolls it).
+inline constexpr char kSecretsHashAnnotation[] = "carapace.dev/secrets-hash";
 inline constexpr char kAgentRunLabel[] = "carapace.dev/agentrun";
 inline constexpr char kFinalizer[] = "carapace.dev/cleanup";
 inline constexpr int kWorkerUid = 65532;  // the images' non-root user
@@ -56,6 +64,10 @@ nlohmann::json Labels(const std::string& agentrun);
 nlohmann::json SelectorLabels(const std::string& agentrun);
 nlohmann::json OwnerReference(const Owner& owner);
 
+// Every model service the run talks to: spec.model, its fallbacks, the embedding model and
+// the summary model.
+std::vector<const ModelEndpointSpec*> ModelEndpoints(const AgentRunSpec& spec);
+
 // The worker's state directory: one per AgentRun and restart generation. A changed agent
 // spec is a new revision of the run in it (the worker records it); only a raised
 // spec.restartGeneration starts a fresh run, in agent-restart-<N>, leaving the old one on the
@@ -68,8 +80,13 @@ nlohmann::json DesiredConfigMap(const AgentRun& run, const Owner& owner);
 // `token` is the control-API token: random when first created, then kept.
 nlohmann::json DesiredSecret(const AgentRun& run, const Owner& owner, const std::string& token);
 nlohmann::json DesiredService(const AgentRun& run, const Owner& owner, const OperatorSettings& settings);
-// `replicas` is 1, or 0 while suspended or hibernating.
+// `replicas` is 1, or 0 while suspended or hibernating. `secrets_hash` (of the Secret data
+// the worker reads: ReferencedSecretKeys and the control token) goes on the pod template,
+// so a rotated Secret rolls the pod; empty: no such annotation.
 nlohmann::json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorSettings& settings,
-                                  int replicas);
+                                  int replicas, const std::string& secrets_hash = "");
+
+// The Secret keys the spec's values come from (model keys, tool headers): (Secret, key).
+std::set<std::pair<std::string, std::string>> ReferencedSecretKeys(const AgentRunSpec& spec);
 
 }  // namespace carapace::controller

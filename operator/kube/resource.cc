@@ -12,6 +12,7 @@ Resource StatefulSets() { return {"apps", "v1", "statefulsets", true}; }
 Resource Services() { return {"", "v1", "services", true}; }
 Resource ConfigMaps() { return {"", "v1", "configmaps", true}; }
 Resource Secrets() { return {"", "v1", "secrets", true}; }
+Resource NetworkPolicies() { return {"networking.k8s.io", "v1", "networkpolicies", true}; }
 Resource PersistentVolumeClaims() { return {"", "v1", "persistentvolumeclaims", true}; }
 Resource Leases() { return {"coordination.k8s.io", "v1", "leases", true}; }
 Resource Events() { return {"", "v1", "events", true}; }

@@ -28,6 +28,7 @@ Resource PersistentVolumeClaims();
 Resource Leases();
 Resource Events();  // core/v1 Events, as `kubectl describe` shows them
 Resource Pods();
+Resource NetworkPolicies();
 
 // "/api/v1/namespaces/NS/configmaps/NAME" or "/apis/GROUP/VERSION/...". Empty `ns` lists
 // across namespaces; empty `name` addresses the collection; `subresource` e.g. "status".

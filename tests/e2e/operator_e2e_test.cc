@@ -26,6 +26,7 @@
 #include "tests/e2e/e2e_cluster.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
+#include "tests/support/fake_openai.h"
 #include "tests/support/ledger_server.h"
 #include "tests/support/otlp_receiver.h"
 #include "tests/support/process_kubelet.h"
@@ -679,4 +680,108 @@ TEST_CASE("an AgentRun name at the limit gets every object; past it, or with a l
     CHECK(r.exit_code != 0);
     CHECK_THAT(r.err, Catch::Matchers::ContainsSubstring("metadata.name"));
   }
+}
+
+TEST_CASE("a rotated model key reaches the running agent: its pod rolls, the run goes on, the next call uses the new key",
+          "[e2e][secrets]") {
+  const std::string key1 = "sk-first-key-0123456789", key2 = "sk-second-key-9876543210";
+  FakeOpenAiServer model(key1);
+  REQUIRE(model.Start());
+  FakeCompletion ready, rotated;
+  ready.content = {"ready"};
+  rotated.content = {"done with the new key"};
+  model.Push(ready);
+  model.Push(rotated);
+  Cluster cluster(1, nullptr, {"--secret-check-seconds", "1"});
+  auto secret = [&](const std::string& key) {
+    return "apiVersion: v1\nkind: Secret\nmetadata: {name: model-keys, namespace: default}\nstringData: {vllm: " + key + "}\n";
+  };
+  cluster.Apply(secret(key1));
+  cluster.Apply("apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: keyed}\nspec:\n"
+                "  goal: say you are ready\n"
+                "  model:\n    backend: openai\n    name: m\n    endpoint: \"" + model.base_url() + "\"\n"
+                "    apiKey: {valueFrom: {secretKeyRef: {name: model-keys, key: vllm}}}\n"
+                "  schedule: {heartbeatSeconds: 3600}\n");
+  REQUIRE(cluster.WaitForPhase("keyed", "Idle"));
+  const std::string run_id = cluster.GetAr("keyed")["status"]["runID"];
+  auto template_hash = [&] {
+    auto sts = cluster.api().Get("apps/v1", "statefulsets", "default", "keyed");
+    return sts.ok() ? sts->value("/spec/template/metadata/annotations/carapace.dev~1secrets-hash"_json_pointer, std::string()) : "";
+  };
+  const std::string hash1 = template_hash();
+  CHECK(hash1.size() == 16);
+  CHECK(hash1.find(key1) == std::string::npos);
+  REQUIRE(cluster.kubelet().Starts("default", "keyed-0") == 1);
+
+  // Steady: nothing rolls while the Secret stays as it is.
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(template_hash() == hash1);
+  CHECK(cluster.kubelet().Starts("default", "keyed-0") == 1);
+
+  // The key is rotated at the service and in the Secret: the operator sees it within its
+  // check interval and the pod rolls (SIGTERM, the action in progress finishing first).
+  model.SetApiKey(key2);
+  cluster.Apply(secret(key2));
+  REQUIRE(WaitFor([&] { return template_hash() != hash1 && !template_hash().empty(); }, 30000));
+  REQUIRE(WaitFor([&] { return cluster.kubelet().Starts("default", "keyed-0") == 2; }, 60000));
+  REQUIRE(cluster.WaitForPhase("keyed", "Idle"));
+  CommandResult send = WorkerCli(cluster, "keyed", {"send", "are you still there?"});
+  INFO(send.out << send.err);
+  REQUIRE(send.exit_code == 0);
+  REQUIRE(WaitFor([&] { return cluster.GetAr("keyed").value("/status/result"_json_pointer, std::string()) == "done with the new key"; }, 60000));
+  const auto requests = model.requests();
+  REQUIRE(requests.size() >= 2);
+  CHECK(requests.front().authorization == "Bearer " + key1);
+  CHECK(requests.back().authorization == "Bearer " + key2);
+  CHECK(cluster.GetAr("keyed")["status"]["runID"] == run_id);  // the same agent, not a new one
+}
+
+TEST_CASE("with --network-policy each agent gets a NetworkPolicy that follows its spec, costs no writes when "
+          "settled, and goes with it",
+          "[e2e][network-policy]") {
+  Cluster cluster(1, nullptr,
+                  {"--network-policy", "--network-policy-metrics-namespaces", "monitoring",
+                   "--operator-pod-labels", "app.kubernetes.io/name=carapace-operator"});
+  const std::string head = "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: fenced}\nspec:\n"
+                           "  goal: say hello\n  model: {backend: scripted, script: [{text: hello}]}\n"
+                           "  schedule: {heartbeatSeconds: 3600}\n";
+  cluster.Apply(head);
+  REQUIRE(cluster.WaitForPhase("fenced", "Idle"));
+  auto policy = [&]() -> json {
+    CommandResult r = cluster.Kubectl({"get", "networkpolicy", "fenced", "-o", "json"});
+    return r.exit_code == 0 ? json::parse(r.out, nullptr, false) : json();
+  };
+  REQUIRE(WaitFor([&] { return policy().is_object(); }));
+  json p = policy();
+  const json ar = cluster.GetAr("fenced");
+  CHECK(p["metadata"]["ownerReferences"][0]["uid"] == ar["metadata"]["uid"]);
+  CHECK(p["spec"]["podSelector"]["matchLabels"]["carapace.dev/agentrun"] == "fenced");
+  CHECK(p["spec"]["egress"].size() == 1);  // a scripted model: DNS only
+  CHECK(p["spec"]["ingress"][1]["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "monitoring");
+
+  // Settled: the server's defaults are in what the operator asks for, so nothing is written.
+  cluster.api().ResetCounters();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  CHECK(cluster.api().Requests("POST") + cluster.api().Requests("PUT") + cluster.api().Requests("PATCH") +
+            cluster.api().Requests("DELETE") == 0);
+
+  // A tool added to the spec: its server's namespace is let out, and a host no rule can
+  // name is said on the policy.
+  cluster.Apply(head + "  tools:\n    - {name: mcp, kind: mcp, mcp: {url: \"http://mcp.tools.svc:3001/mcp\"}}\n"
+                       "    - {name: web, kind: http, http: {allowedHosts: [api.example.com]}}\n");
+  REQUIRE(WaitFor([&] { return policy()["spec"]["egress"].size() == 2; }, 30000));
+  p = policy();
+  CHECK(p["spec"]["egress"][1]["to"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"] == "tools");
+  CHECK(p["metadata"]["annotations"]["carapace.dev/unexpressed-egress"] == "api.example.com");
+
+  // A person edits the policy by hand: it is put back.
+  CommandResult edit = cluster.Kubectl({"patch", "networkpolicy", "fenced", "--type=merge", "-p",
+                                        R"({"spec":{"egress":[{"to":[{"ipBlock":{"cidr":"0.0.0.0/0"}}]}]}})"});
+  INFO(edit.err);
+  REQUIRE(edit.exit_code == 0);
+  CHECK(WaitFor([&] { return policy()["spec"]["egress"].size() == 2; }, 30000));
+
+  // It goes with its AgentRun.
+  REQUIRE(cluster.Kubectl({"delete", "ar", "fenced"}).exit_code == 0);
+  CHECK(WaitFor([&] { return !policy().is_object(); }, 30000));
 }

@@ -195,6 +195,10 @@ affinity:
 priorityClassName: system-cluster-critical
 tracing:
   endpoint: http://otel-collector.monitoring:4317
+networkPolicy:
+  enabled: true
+  metricsNamespaces: [monitoring, observability]
+  controlNamespaces: [ops]
 resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 512Mi}}
 monitoring:
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
@@ -234,6 +238,7 @@ TEST_CASE("bad values fail helm lint and helm template, naming the value", "[dep
       {"operator.noSuchFlag=1", "noSuchFlag"},
       {"monitoring.serviceMonitor.enabled=maybe", "monitoring.serviceMonitor.enabled"},
       {"tracing.endpoint=otel-collector:4317", "tracing.endpoint"},
+      {"networkPolicy.enabled=sometimes", "networkPolicy.enabled"},
   };
   for (const auto& [set, named] : bad) {
     for (const char* command : {"lint", "template"}) {
@@ -334,12 +339,24 @@ TEST_CASE("helm template with every option on carries each one", "[deploy][helm]
   for (const char* arg : {"--leader-elect", "--worker-image=registry.example/carapace-worker:9.9.8", "--workers=5",
                           "--qps=40", "--burst=60", "--status-interval-seconds=20", "--lease-seconds=30",
                           "--namespace=agents", "--no-queue-rate-limit",
-                          "--worker-otlp-endpoint=http://otel-collector.monitoring:4317"}) {
+                          "--worker-otlp-endpoint=http://otel-collector.monitoring:4317", "--network-policy",
+                          "--network-policy-metrics-namespaces=monitoring,observability",
+                          "--network-policy-control-namespaces=ops"}) {
     CHECK(Has(args, arg));
   }
   CHECK(Has(args, "--lease-namespace=" + kNamespace));
   CHECK(container["env"] == json::parse(R"([{"name": "CARAPACE_LOG_LEVEL", "value": "debug"},
+      {"name": "POD_NAMESPACE", "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
       {"name": "OTEL_EXPORTER_OTLP_ENDPOINT", "value": "http://otel-collector.monitoring:4317"}])"));
+  // The control port's rule names the operator's own pods by the Deployment's selector.
+  std::string pod_labels;
+  for (const auto& arg : args) {
+    if (arg.rfind("--operator-pod-labels=", 0) == 0) pod_labels = arg.substr(22);
+  }
+  CHECK(!pod_labels.empty());
+  for (const auto& [k, v] : deployment["spec"]["selector"]["matchLabels"].items()) {
+    CHECK(pod_labels.find(k + "=" + v.get<std::string>()) != std::string::npos);
+  }
   CHECK(container["resources"]["limits"]["memory"] == "512Mi");
   CHECK(pod["serviceAccountName"] == "carapace-sa");
   CHECK(Find(docs, "ServiceAccount", "carapace-sa")["metadata"]["annotations"]["iam.example/role"] == "carapace");

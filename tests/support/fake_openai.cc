@@ -184,8 +184,18 @@ bool FakeOpenAiServer::ServeOne(int fd, std::string* pending) {
   return Answer(fd, request);
 }
 
+void FakeOpenAiServer::SetApiKey(std::string api_key) {
+  std::lock_guard<std::mutex> lock(mu_);
+  api_key_ = std::move(api_key);
+}
+
 bool FakeOpenAiServer::Answer(int fd, const FakeHttpRequest& request) {
-  if (!api_key_.empty() && request.authorization != "Bearer " + api_key_) {
+  std::string api_key;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    api_key = api_key_;
+  }
+  if (!api_key.empty() && request.authorization != "Bearer " + api_key) {
     return SendAll(fd, Reply(401, "application/json", ErrorBody("Incorrect API key provided.", "invalid_request_error")));
   }
   if (request.method == "GET" && request.path == "/v1/models") {

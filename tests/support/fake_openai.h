@@ -50,6 +50,8 @@ class FakeOpenAiServer {
   int port() const { return port_; }
   std::string base_url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/v1"; }
 
+  // The key a request must carry from now on (a key rotated at the service).
+  void SetApiKey(std::string api_key);
   void Push(FakeCompletion completion);
   size_t pending() const;
   std::vector<FakeHttpRequest> requests() const;

@@ -295,6 +295,7 @@ std::vector<ResourceType> BuiltinTypes() {
       Builtin("", "v1", "serviceaccounts", "ServiceAccount", true, false, {"sa"}),
       Builtin("apps", "v1", "statefulsets", "StatefulSet", true, true, {"sts"}),
       Builtin("apps", "v1", "deployments", "Deployment", true, true, {"deploy"}),  // the operator's own
+      Builtin("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", true, false, {"netpol"}),
       Builtin("coordination.k8s.io", "v1", "leases", "Lease", true, false),
       Builtin("storage.k8s.io", "v1", "storageclasses", "StorageClass", false, false, {"sc"}),
       Builtin("events.k8s.io", "v1", "events", "Event", true, false, {"ev"}),

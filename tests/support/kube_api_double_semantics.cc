@@ -365,8 +365,30 @@ const json& At(const json& object, const char* a, const char* b = nullptr) {
 
 }  // namespace
 
+// SetDefaults_NetworkPolicyPort and SetDefaults_NetworkPolicy (pkg/apis/networking/v1/
+// defaults.go): a port without a protocol is TCP; with no policyTypes, the policy is an
+// Ingress policy, and an Egress one too when it has egress rules.
+static void DefaultNetworkPolicy(json* object) {
+  json* spec = Child(object, "spec");
+  for (const char* direction : {"ingress", "egress"}) {
+    if (!spec->contains(direction) || !(*spec)[direction].is_array()) continue;
+    for (auto& rule : (*spec)[direction]) {
+      if (!rule.is_object() || !rule.contains("ports") || !rule["ports"].is_array()) continue;
+      for (auto& port : rule["ports"]) {
+        if (port.is_object() && !port.contains("protocol")) port["protocol"] = "TCP";
+      }
+    }
+  }
+  if (!spec->contains("policyTypes") || (*spec)["policyTypes"].empty()) {
+    json types = json::array({"Ingress"});
+    if (spec->contains("egress") && (*spec)["egress"].is_array() && !(*spec)["egress"].empty()) types.push_back("Egress");
+    (*spec)["policyTypes"] = types;
+  }
+}
+
 std::optional<std::string> DefaultAndCanonicalise(const std::string& kind, json* object) {
   if (!object->is_object()) return std::nullopt;
+  if (kind == "NetworkPolicy") DefaultNetworkPolicy(object);
   if (kind == "StatefulSet") return DefaultStatefulSet(object);
   if (kind == "Deployment") return DefaultDeployment(object);
   if (kind == "Pod") return DefaultPodSpec(Child(object, "spec"), true);

@@ -6,6 +6,8 @@
 
 #include <cstdlib>
 #include <fstream>
+#include <map>
+#include <set>
 
 #include "common/agentrun/spec.h"
 #include "common/file.h"
@@ -209,4 +211,72 @@ TEST_CASE("with --worker-otlp-endpoint the worker's pod gets the OTLP endpoint a
   CHECK(env[4]["value"] == "carapace-worker");
   CHECK(names[5] == "OTEL_RESOURCE_ATTRIBUTES");
   CHECK(env[5]["value"] == "k8s.pod.name=$(POD_NAME)");
+}
+
+TEST_CASE("the NetworkPolicy lets the operator in, and out only DNS and the endpoints the spec names",
+          "[operator][network-policy]") {
+  auto run = ParseAgentRun(R"yaml(
+apiVersion: carapace.dev/v1alpha1
+kind: AgentRun
+metadata: {name: fenced, namespace: agents}
+spec:
+  goal: g
+  model:
+    backend: openai
+    name: m
+    endpoint: http://vllm.models.svc:8000/v1
+    fallbacks: [{backend: triton, name: t, endpoint: "10.1.2.3:8001"}]
+  tools:
+    - {name: mcp, kind: mcp, mcp: {url: "http://tools:3001/mcp"}}
+    - {name: web, kind: http, http: {allowedHosts: ["api.example.com", "192.168.1.5:8443", "*", "localhost:9"]}}
+)yaml", "test");
+  REQUIRE(run.ok());
+  OperatorSettings settings;
+  settings.worker_otlp_endpoint = "http://otel.monitoring.svc.cluster.local:4317";
+  settings.network_policy.enabled = true;
+  settings.network_policy.operator_namespace = "carapace-system";
+  settings.network_policy.operator_pod_labels = {{"app.kubernetes.io/name", "carapace-operator"}};
+  settings.network_policy.metrics_namespaces = {"monitoring"};
+  const Owner owner{"fenced", "agents", "6f1c2a9e-0000-4000-8000-000000000002"};
+  const json policy = DesiredNetworkPolicy(*run, owner, settings,
+                                           {{kEgressCidrsAnnotation, "203.0.113.0/24, bogus, 2001:db8::/32"}});
+
+  CHECK(policy["metadata"]["ownerReferences"][0]["uid"] == owner.uid);
+  CHECK(policy["spec"]["podSelector"]["matchLabels"] == SelectorLabels("fenced"));
+  CHECK(policy["spec"]["policyTypes"] == json({"Ingress", "Egress"}));
+  // In: the control port from the operator's pods in its namespace; metrics from monitoring.
+  const json& ingress = policy["spec"]["ingress"];
+  REQUIRE(ingress.size() == 2);
+  CHECK(ingress[0]["ports"] == json::parse(R"([{"port": 7070, "protocol": "TCP"}])"));
+  CHECK(ingress[0]["from"] == json::parse(R"([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "carapace-system"}},
+                                              "podSelector": {"matchLabels": {"app.kubernetes.io/name": "carapace-operator"}}}])"));
+  CHECK(ingress[1]["ports"] == json::parse(R"([{"port": 8080, "protocol": "TCP"}])"));
+  CHECK(ingress[1]["from"] == json::parse(R"([{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}])"));
+
+  // Out: DNS; the Services' namespaces (the bare name is this namespace); addresses with
+  // their ports; the annotation's CIDRs on any port. Loopback needs no rule.
+  const json& egress = policy["spec"]["egress"];
+  REQUIRE(egress.size() == 6);
+  CHECK(egress[0] == json::parse(R"({"ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]})"));
+  std::set<std::string> namespaces;
+  for (const auto& to : egress[1]["to"]) namespaces.insert(to["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"]);
+  CHECK(namespaces == std::set<std::string>{"agents", "models", "monitoring"});
+  CHECK_FALSE(egress[1].contains("ports"));  // a Service may map its port to another on the pods
+  std::map<std::string, json> blocks;
+  for (size_t i = 2; i < egress.size(); ++i) blocks[egress[i]["to"][0]["ipBlock"]["cidr"]] = egress[i].value("ports", json());
+  CHECK(blocks.at("10.1.2.3/32") == json::parse(R"([{"port": 8001, "protocol": "TCP"}])"));
+  CHECK(blocks.at("192.168.1.5/32") == json::parse(R"([{"port": 8443, "protocol": "TCP"}])"));
+  CHECK(blocks.at("203.0.113.0/24").is_null());
+  CHECK(blocks.at("2001:db8::/32").is_null());
+  // What a policy cannot say is said on it.
+  CHECK(policy["metadata"]["annotations"][kUnexpressedEgressAnnotation] == "*,api.example.com");
+  const std::string warnings = policy["metadata"]["annotations"][kEgressWarningsAnnotation];
+  CHECK(warnings.find("\"bogus\" is not a CIDR") != std::string::npos);
+
+  // Without the escape hatch's mistakes and unnamed hosts, both annotations are empty.
+  AgentRun plain = *run;
+  plain.spec.tools.pop_back();
+  const json quiet = DesiredNetworkPolicy(plain, owner, settings, json::object());
+  CHECK(quiet["metadata"]["annotations"][kUnexpressedEgressAnnotation] == "");
+  CHECK(quiet["metadata"]["annotations"][kEgressWarningsAnnotation] == "");
 }
