@@ -11,6 +11,11 @@ namespace carapace {
 // REASON").
 Result<std::string> ReadFile(const std::string& path);
 
+// Writes `content` to `path` so that it is either absent or whole, even across a crash:
+// written beside it, fsync'ed, renamed over it, and the directory fsync'ed. Errors: kIoError
+// naming the path (kVolumeFull when the disk is full).
+Status WriteFileAtomic(const std::string& path, const std::string& content);
+
 // `s` without trailing line breaks and spaces: a value as it is kept in a file (echo adds
 // a newline; a Secret may too).
 std::string TrimLineEnd(std::string s);

@@ -13,6 +13,9 @@
 //   tracing: the step with tracing off, on with the OTLP receiver up, and on with it down
 //   (spans dropped and counted, nothing waits), against the floor and against tracing off
 //   (--tracing-only true: this part alone)
+//   backup: a live backup of a 1 GiB store (--backup-mib N) against copying the same bytes
+//   on the same disk, and the steps of the agent while backups are taken against the others
+//   (--backup-only true: this part alone)
 //
 // Usage: carapace-bench-runtime [--dir DIR] [--steps N]. DIR (default: ./bench-data) must be
 // on the disk being measured; it is created and removed.
@@ -27,6 +30,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <string>
 #include <thread>
 #include <vector>
@@ -332,6 +336,95 @@ long PeakRssKiB(const std::string& spec, const std::string& dir) {
 
 }  // namespace
 
+uint64_t TreeBytes(const std::string& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
+
+void BackupBench(const std::string& dir, int mib, double raw50) {
+  std::filesystem::remove_all(dir);
+  auto store = RunStore::Open(dir + "/state", RunStore::OpenMode::kCreateIfMissing);
+  if (!store.ok()) return;
+  ModelRegistry models;
+  RegisterBuiltinModels(&models);
+  ToolRegistry tools;
+  tools.Register("noop", [](const ToolSpec& s, const ToolEnvironment&) -> Result<std::unique_ptr<Tool>> {
+    return std::unique_ptr<Tool>(new NoopTool(s.name, *s.effect));
+  });
+  const int steps = 6000;
+  std::vector<int64_t> step_end;  // MonoNowNanos of each step_completed
+  RunnerOptions options;
+  options.on_event = [&](const Event& e, const RunState&) {
+    if (e.type == event_type::kStepCompleted) step_end.push_back(MonoNowNanos());
+  };
+  auto runner = Runner::Create(store->get(), NoopRun(steps, Durability::kSync, Effect::kIdempotent), models, tools, options);
+  if (!runner.ok()) return;
+  // The store's bulk: large tool outputs kept whole as artifacts, random so that compression
+  // does not shrink them.
+  std::mt19937_64 rng(7);
+  std::string chunk(4 << 20, '\0');
+  for (int i = 0; i < mib / 4; ++i) {
+    for (size_t j = 0; j + 8 <= chunk.size(); j += 8) {
+      const uint64_t v = rng();
+      std::memcpy(&chunk[j], &v, 8);
+    }
+    StoreBatch b;
+    b.artifacts = {{"bulk/" + std::to_string(i), chunk}};
+    if (!(*store)->Commit(b, false).ok()) return;
+  }
+  if (!(*store)->Flush().ok()) return;
+  const uint64_t bytes = TreeBytes(dir + "/state/store");
+
+  // The floor: the same bytes copied on the same disk, and synced.
+  int64_t t0 = MonoNowNanos();
+  std::filesystem::copy(dir + "/state/store", dir + "/plain-copy", std::filesystem::copy_options::recursive);
+  ::sync();
+  const double copy_ms = static_cast<double>(MonoNowNanos() - t0) / 1e6;
+  std::filesystem::remove_all(dir + "/plain-copy");
+
+  // The agent works; five backups are taken while it does.
+  std::thread agent([&] { (void)(*runner)->Run(); });
+  std::vector<std::pair<int64_t, int64_t>> windows;
+  std::vector<double> backup_ms;
+  for (int i = 0; i < 5; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    const int64_t start = MonoNowNanos();
+    auto copy = (*store)->CopyConsistent(dir + "/backup-" + std::to_string(i));
+    const int64_t end = MonoNowNanos();
+    if (!copy.ok()) {
+      std::printf("backup failed: %s\n", copy.status().ToString().c_str());
+      break;
+    }
+    windows.emplace_back(start, end);
+    backup_ms.push_back(static_cast<double>(end - start) / 1e6);
+  }
+  agent.join();
+  std::vector<double> during, outside;
+  for (size_t i = 1; i < step_end.size(); ++i) {
+    const double ms = static_cast<double>(step_end[i] - step_end[i - 1]) / 1e6;
+    bool overlaps = false;
+    for (const auto& [s, e] : windows) overlaps = overlaps || (step_end[i - 1] < e && step_end[i] > s);
+    (overlaps ? during : outside).push_back(ms);
+  }
+  std::printf("%-58s %8.1f MiB in the store\n", "backup of a live agent's store", static_cast<double>(bytes) / (1 << 20));
+  std::printf("%-58s %8.1f ms\n", "  floor: copying the same bytes on the same disk (+ sync)", copy_ms);
+  std::printf("%-58s p50 %7.1f ms   max %.1f ms   = %.4fx the copy (5 backups)\n", "  backup (checkpoint: hard links)",
+              Percentile(backup_ms, 0.5), Percentile(backup_ms, 1.0), Percentile(backup_ms, 0.5) / copy_ms);
+  std::printf("%-58s p50 %7.3f ms   p99 %7.3f ms   (%zu steps; %.2fx floor)\n", "  agent steps, no backup running",
+              Percentile(outside, 0.5), Percentile(outside, 0.99), outside.size(), Percentile(outside, 0.5) / raw50);
+  if (!during.empty()) {
+    std::printf("%-58s p50 %7.3f ms   max %7.3f ms   (%zu steps)\n", "  agent steps a backup overlapped",
+                Percentile(during, 0.5), Percentile(during, 1.0), during.size());
+  }
+  runner->reset();
+  store->reset();
+  std::filesystem::remove_all(dir);
+}
+
 // A child process (tracing is set once per process): step times of a run with tracing as
 // the OTEL_* variables say, on one line: batch p50 p99, sync p50 p99 (ms), then the spans
 // ended, exported, dropped (queue full), dropped (export failed).
@@ -395,10 +488,13 @@ int main(int argc, char** argv) {
   std::string dir = "bench-data";
   int steps = 1000;
   size_t history_events = 1000000;
-  bool history_only = false, tracing_only = false;
+  bool history_only = false, tracing_only = false, backup_only = false;
+  int backup_mib = 1024;
   for (int i = 1; i + 1 < argc; i += 2) {
     if (std::strcmp(argv[i], "--history-only") == 0) history_only = std::strcmp(argv[i + 1], "true") == 0;
     if (std::strcmp(argv[i], "--tracing-only") == 0) tracing_only = std::strcmp(argv[i + 1], "true") == 0;
+    if (std::strcmp(argv[i], "--backup-only") == 0) backup_only = std::strcmp(argv[i + 1], "true") == 0;
+    if (std::strcmp(argv[i], "--backup-mib") == 0) backup_mib = std::max(4, std::atoi(argv[i + 1]));
     if (std::strcmp(argv[i], "--dir") == 0) dir = argv[i + 1];
     else if (std::strcmp(argv[i], "--steps") == 0) steps = std::atoi(argv[i + 1]);
     else if (std::strcmp(argv[i], "--history-events") == 0) history_events = std::strtoull(argv[i + 1], nullptr, 10);
@@ -418,6 +514,11 @@ int main(int argc, char** argv) {
   std::printf("%-58s p50 %7.3f ms   p99 %7.3f ms\n", "floor: raw append 512 B + fdatasync", raw50, raw99);
   if (tracing_only) {
     TracingBench(dir, steps, raw50);
+    std::filesystem::remove_all(dir);
+    return 0;
+  }
+  if (backup_only) {
+    BackupBench(dir + "/backup", backup_mib, raw50);
     std::filesystem::remove_all(dir);
     return 0;
   }
@@ -479,6 +580,7 @@ int main(int argc, char** argv) {
   HistoryBench(dir + "/history", {size_t{10000}, history_events / 10, history_events});
 
   TracingBench(dir, steps, raw50);
+  BackupBench(dir + "/backup", backup_mib, raw50);
 
   std::ofstream(dir + "/small.yaml") << CliSpec(50);
   long rss = PeakRssKiB(dir + "/small.yaml", dir + "/rss");

@@ -15,6 +15,7 @@
 #include "common/time.h"
 #include "worker/cli/status_view.h"
 #include "worker/model/model_families.h"
+#include "worker/runtime/backup.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/retention.h"
 #include "worker/runtime/run_dirs.h"
@@ -373,6 +374,30 @@ int Compact(const std::string& file, const std::string& state_dir) {
               << " bytes); " << s.compactions << " compaction" << (s.compactions == 1 ? "" : "s")
               << " in all. Every original message stays in the event log and transcript\n";
   }
+  return kExitSucceeded;
+}
+
+int Backup(const std::string& state_dir, const std::string& to_dir) {
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) {
+    if (store.status().code() == StatusCode::kBusy) {
+      return Fail(store.status().WithContext("a running worker holds it; back it up with `carapace backup --worker ADDR`"));
+    }
+    return Fail(store.status());
+  }
+  auto made = BackupRun(**store, to_dir);
+  if (!made.ok()) return Fail(made.status());
+  std::cout << "backed up run " << made->run_id << " (" << made->ns << "/" << made->name << ") to " << to_dir
+            << ": events up to " << made->last_seq << ", " << made->bytes << " bytes, " << made->duration_ms << " ms\n";
+  return kExitSucceeded;
+}
+
+int Restore(const std::string& from_dir, const std::string& state_dir) {
+  auto restored = RestoreRun(from_dir, state_dir);
+  if (!restored.ok()) return Fail(restored.status());
+  std::cout << "restored run " << restored->run_id << " (" << restored->ns << "/" << restored->name << ") into "
+            << state_dir << ": events up to " << restored->last_seq << " (backed up "
+            << FormatRfc3339Millis(restored->created_ms) << "). It is the same agent: run it in one place only\n";
   return kExitSucceeded;
 }
 

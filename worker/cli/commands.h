@@ -26,6 +26,10 @@ int Approve(const std::string& state_dir, const std::string& call_id, bool deny)
 // Folds older messages into the summary now (the model named in FILE writes it).
 int Compact(const std::string& file, const std::string& state_dir);
 int Fork(const std::string& state_dir, long long from_step, const std::string& to_dir);
+// A backup of a state dir no process holds (a running worker's: `backup --worker`).
+int Backup(const std::string& state_dir, const std::string& to_dir);
+// A backup copied into a new state dir, checked to open with what its manifest says.
+int Restore(const std::string& from_dir, const std::string& state_dir);
 int Validate(const std::string& file);
 
 }  // namespace carapace::cli

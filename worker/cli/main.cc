@@ -27,6 +27,8 @@ constexpr const char* kUsage = R"(usage:
   carapace compact FILE --state-dir DIR          fold older messages into the summary now (the
                                                  model in FILE writes it; the transcript keeps all)
   carapace validate FILE                         check an AgentRun manifest
+  carapace backup --state-dir DIR --to DIR2      a consistent copy of a stopped agent (docs/operations.md)
+  carapace restore --from DIR2 --state-dir DIR3  a backup into a new state dir: the same agent again
 
 against a running carapace-worker (its control API; the token from --token-file FILE,
 CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
@@ -38,6 +40,7 @@ CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
   carapace pause|resume --worker ADDR
   carapace cancel --worker ADDR [--reason TEXT]
   carapace compact --worker ADDR                 fold older messages into the summary at the next step
+  carapace backup --worker ADDR [--name NAME]    a consistent copy of the live agent, on its volume
   carapace ui --worker ADDR [--listen HOST:PORT] a web page of the agent's timeline, live, on
                                                  127.0.0.1:7071 (loopback only unless
                                                  --allow-remote-listen); see docs/timeline.md
@@ -62,7 +65,7 @@ struct Args {
 // Flags that take a value; everything else starting with -- is boolean.
 bool TakesValue(const std::string& flag) {
   return flag == "--state-dir" || flag == "--call" || flag == "--from-step" || flag == "--to" || flag == "--worker" ||
-         flag == "--token-file" || flag == "--from" || flag == "--reason" || flag == "--listen";
+         flag == "--token-file" || flag == "--from" || flag == "--reason" || flag == "--listen" || flag == "--name";
 }
 
 bool Parse(int argc, char** argv, Args* out, std::string* problem) {
@@ -176,6 +179,9 @@ static int Main(int argc, char** argv) {
     if (cmd == "compact" && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
       return cli::RemoteCompact(w);
     }
+    if (cmd == "backup" && Check(args, allowed({"--name"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemoteBackup(w, args.flags.count("--name") ? args.flags["--name"] : "");
+    }
     if (cmd == "ui" && Check(args, allowed({"--listen", "--allow-remote-listen"}), 0, &problem) &&
         cli::LoadWorkerToken(token_file, &w, &problem)) {
       cli::UiOptions options;
@@ -195,6 +201,20 @@ static int Main(int argc, char** argv) {
     std::string call = Need(args, "--call", &problem);
     if (!problem.empty()) return Usage(problem);
     return cli::Approve(dir, call, args.flags.count("--deny") > 0);
+  }
+  if (cmd == "backup") {
+    if (!Check(args, {"--state-dir", "--to"}, 0, &problem)) return Usage(problem);
+    std::string dir = Need(args, "--state-dir", &problem);
+    std::string to = Need(args, "--to", &problem);
+    if (!problem.empty()) return Usage(problem);
+    return cli::Backup(dir, to);
+  }
+  if (cmd == "restore") {
+    if (!Check(args, {"--from", "--state-dir"}, 0, &problem)) return Usage(problem);
+    std::string from = Need(args, "--from", &problem);
+    std::string dir = Need(args, "--state-dir", &problem);
+    if (!problem.empty()) return Usage(problem);
+    return cli::Restore(from, dir);
   }
   if (cmd == "fork") {
     if (!Check(args, {"--state-dir", "--from-step", "--to"}, 0, &problem)) return Usage(problem);

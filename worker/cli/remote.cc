@@ -152,6 +152,20 @@ int RemoteCompact(const WorkerTarget& w) {
   return StatusCall(w, v1::CompactRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Compact(ctx, r, out); });
 }
 
+int RemoteBackup(const WorkerTarget& w, const std::string& name) {
+  auto stub = ConnectWorker(w);
+  grpc::ClientContext ctx;
+  PrepareCall(w, &ctx);
+  v1::BackupRequest req;
+  req.set_name(name);
+  v1::BackupResponse out;
+  grpc::Status s = stub->Backup(&ctx, req, &out);
+  if (!s.ok()) return Failed(s, w);
+  std::cout << "backed up run " << out.run_id() << " to " << out.path() << " on the worker's volume: events up to "
+            << out.last_seq() << ", " << out.bytes() << " bytes, " << out.duration_ms() << " ms\n";
+  return kExitSucceeded;
+}
+
 int RemotePause(const WorkerTarget& w) {
   return StatusCall(w, v1::PauseRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Pause(ctx, r, out); });
 }

@@ -32,5 +32,7 @@ int RemotePause(const WorkerTarget& w);
 int RemoteResume(const WorkerTarget& w);
 int RemoteCancel(const WorkerTarget& w, const std::string& reason);
 int RemoteCompact(const WorkerTarget& w);
+// A backup on the worker's volume (backups/NAME next to its state dir).
+int RemoteBackup(const WorkerTarget& w, const std::string& name);
 
 }  // namespace carapace::cli

@@ -1,6 +1,8 @@
 // The long-lived agent: its thread, inbox, schedules, controls and status.
 #include "worker/server/agent_service.h"
 
+#include <filesystem>
+
 #include "common/json_text.h"
 #include "common/log.h"
 #include "common/time.h"
@@ -343,6 +345,28 @@ Status AgentService::Resume() { return Control("resume", event_type::kResumeRequ
 Status AgentService::Compact() {
   // The summary is a model call: up to a few seconds for the reply to show it done.
   return Control("compact", event_type::kCompactionRequested, {{"by", "api"}}, std::chrono::seconds(10));
+}
+
+Result<BackupInfo> AgentService::Backup(const std::string& requested) {
+  std::string name = requested;
+  if (name.empty()) {
+    // The time, as 20261205t101500z.
+    for (char c : FormatRfc3339Millis(WallNowMillis()).substr(0, 19)) {
+      if (c != '-' && c != ':') name.push_back(static_cast<char>(std::tolower(static_cast<unsigned char>(c))));
+    }
+    name += "z";
+  }
+  if (!IsValidUtf8(name)) return InvalidArgument("name must be valid UTF-8");
+  CARAPACE_RETURN_IF_ERROR(ValidateBackupName(name));
+  const std::string dir = BackupDirFor(store_->state_dir(), name);
+  std::error_code ec;
+  if (std::filesystem::exists(dir, ec)) return FailedPrecondition("a backup named " + name + " exists already (" + dir + ")");
+  auto made = BackupRun(*store_, dir);
+  if (made.ok()) {
+    log::Info("backup made", {{"path", dir}, {"lastSeq", made->last_seq}, {"bytes", made->bytes},
+                              {"durationMs", made->duration_ms}});
+  }
+  return made;
 }
 
 Status AgentService::Cancel(const std::string& reason) {

@@ -16,6 +16,7 @@
 #include "carapace/worker/v1/run.pb.h"
 #include "common/agentrun/spec.h"
 #include "common/cron.h"
+#include "worker/runtime/backup.h"
 #include "worker/runtime/due_crons.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
@@ -54,6 +55,10 @@ class AgentService {
   // Asks for a compaction at the next step boundary; waits briefly for it (docs/context.md).
   Status Compact();
   Status Cancel(const std::string& reason);
+  // A backup named `name` (empty: the time) in backups/ next to the state dir, made while
+  // the agent works on (BackupRun). Errors: kInvalidArgument (the name); kFailedPrecondition
+  // when a backup of that name exists; BackupRun's.
+  Result<BackupInfo> Backup(const std::string& name);
 
   // Blocks until the runner has applied event `seq` and finished the pass that applied it
   // (the snapshot shows what it changed), or `timeout` passes: control calls answer with the

@@ -109,6 +109,18 @@ grpc::Status ControlService::Compact(grpc::ServerContext* ctx, const v1::Compact
   return Reply(agent_->Compact(), out);
 }
 
+grpc::Status ControlService::Backup(grpc::ServerContext* ctx, const v1::BackupRequest* req, v1::BackupResponse* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  auto made = agent_->Backup(req->name());
+  if (!made.ok()) return ToGrpcStatus(made.status());
+  out->set_path(made->dir);
+  out->set_last_seq(made->last_seq);
+  out->set_bytes(made->bytes);
+  out->set_duration_ms(made->duration_ms);
+  out->set_run_id(made->run_id);
+  return grpc::Status::OK;
+}
+
 grpc::Status ControlService::Resume(grpc::ServerContext* ctx, const v1::ResumeRequest*, v1::RunStatus* out) {
   if (auto a = Authorize(*ctx); !a.ok()) return a;
   return Reply(agent_->Resume(), out);

@@ -14,11 +14,13 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 
 #include <rocksdb/db.h>
 #include <rocksdb/options.h>
 #include <rocksdb/table.h>
 #include <rocksdb/cache.h>
+#include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
 #include "common/log.h"
@@ -499,6 +501,57 @@ Status RunStore::Flush() {
   rocksdb::FlushOptions fo;
   fo.wait = true;
   return FromRocks(db_->Flush(fo, handles_), "flushing the store");
+}
+
+namespace {
+
+uint64_t TreeBytes(const fs::path& dir) {
+  uint64_t total = 0;
+  std::error_code ec;
+  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->is_regular_file(ec)) total += it->file_size(ec);
+  }
+  return total;
+}
+
+}  // namespace
+
+Result<StoreCopy> RunStore::CopyConsistent(const std::string& dest_dir) const {
+  std::error_code ec;
+  if (fs::exists(dest_dir, ec) && !fs::is_empty(dest_dir, ec)) {
+    return FailedPrecondition("backup target " + dest_dir + " is not empty; give a new or empty directory");
+  }
+  fs::create_directories(dest_dir, ec);
+  if (ec) return IoError("creating " + dest_dir + ": " + ec.message());
+  auto cleanup = [&](Status s) {
+    fs::remove_all(dest_dir + "/store", ec);
+    fs::remove_all(dest_dir + "/workspace", ec);
+    return s;
+  };
+  StoreCopy copy;
+  {
+    // No commit between reading last_seq and the checkpoint: the copy holds exactly the
+    // events up to it. The memtables are not flushed (that would hold the lock, and the
+    // agent's steps, for the flush): the live WAL is copied instead, and replayed when the
+    // copy is opened, as after kill -9.
+    auto lock = WriteLock();
+    copy.last_seq = last_seq();
+    rocksdb::Checkpoint* raw = nullptr;
+    Status made = FromRocks(rocksdb::Checkpoint::Create(db_.get(), &raw), "starting a checkpoint");
+    std::unique_ptr<rocksdb::Checkpoint> checkpoint(raw);
+    if (made.ok()) {
+      made = FromRocks(checkpoint->CreateCheckpoint(dest_dir + "/store", std::numeric_limits<uint64_t>::max()),
+                       "checkpointing the store");
+    }
+    if (!made.ok()) return cleanup(made);
+  }
+  fs::copy(workspace_dir(), dest_dir + "/workspace",
+           fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
+  if (ec) return cleanup(ec == std::errc::no_space_on_device ? ::carapace::VolumeFull("copying the workspace: " + ec.message())
+                                                             : IoError("copying the workspace: " + ec.message()));
+  copy.store_bytes = TreeBytes(dest_dir + "/store");
+  copy.workspace_bytes = TreeBytes(dest_dir + "/workspace");
+  return copy;
 }
 
 }  // namespace carapace

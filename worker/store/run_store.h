@@ -52,6 +52,13 @@ struct StoreBatch {
   std::optional<HistoryTrim> trim;
 };
 
+// What CopyConsistent made.
+struct StoreCopy {
+  uint64_t last_seq = 0;     // the newest event the copy holds
+  uint64_t store_bytes = 0;  // of the store's files in the copy (hard links count whole)
+  uint64_t workspace_bytes = 0;
+};
+
 class RunStore {
  public:
   enum class OpenMode {
@@ -136,6 +143,15 @@ class RunStore {
 
   // Flushes memtables to SST files so the next Open need not replay the WAL.
   Status Flush();
+
+  // A point-in-time copy of this state dir, made while the store stays open and writable:
+  // `dest_dir`/store is the store as of one moment (RocksDB's Checkpoint: the write lock is
+  // held only while it is made; its files are hard links when `dest_dir` is on the same
+  // filesystem, else copies), then `dest_dir`/workspace is copied. A tool call in flight at
+  // that moment is, in the copy, an intent without a result: opened, the copy recovers it
+  // as after kill -9. `dest_dir` must not exist or be empty. Errors: kFailedPrecondition
+  // (dest not empty), kVolumeFull / kIoError from the copy (what it wrote is removed).
+  Result<StoreCopy> CopyConsistent(const std::string& dest_dir) const;
 
  private:
   RunStore() = default;

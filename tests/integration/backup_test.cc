@@ -1,0 +1,189 @@
+// Backups of a live agent and restoring them (docs/operations.md), through the real worker's
+// control API and the real CLI, with RocksDB's checkpoint under them.
+#include <catch2/catch_test_macros.hpp>
+#include <catch2/matchers/catch_matchers_string.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/child_process.h"
+#include "tests/support/ledger_server.h"
+#include "tests/support/wait.h"
+#include "tests/support/worker_process.h"
+#include "common/file.h"
+#include "worker/runtime/backup.h"
+
+using Catch::Matchers::ContainsSubstring;
+using carapace::testing::CommandResult;
+using carapace::testing::LedgerServer;
+using carapace::testing::RunCommand;
+using carapace::testing::TempDir;
+using carapace::testing::WorkerProcess;
+using json = nlohmann::json;
+namespace v1 = carapace::worker::v1;
+
+namespace {
+
+// Four steps, each a note in the workspace and a POST to a slow ledger, then an answer.
+std::string Spec(const LedgerServer& ledger) {
+  const std::string host = "127.0.0.1:" + std::to_string(ledger.port());
+  std::string script;
+  for (int i = 1; i <= 4; ++i) {
+    const std::string n = std::to_string(i);
+    script += "      - toolCalls: [{name: notes, arguments: {op: write, path: n" + n + ".md, content: note " + n +
+              "}}, {name: api, arguments: {method: POST, url: \"" + ledger.url() + "/orders/" + n + "\", body: {order: " + n +
+              "}}}]\n";
+  }
+  return "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: kept}\nspec:\n  goal: place four orders\n"
+         "  model:\n    backend: scripted\n    script:\n" + script + "      - text: four placed\n"
+         "  tools:\n    - {name: notes, kind: workspace}\n"
+         "    - {name: api, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n";
+}
+
+std::string Write(const TempDir& tmp, const std::string& name, const std::string& text) {
+  const std::string path = tmp.Sub(name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+CommandResult Carapace(std::vector<std::string> args) {
+  args.insert(args.begin(), CARAPACE_BIN);
+  return RunCommand(args);
+}
+
+json Events(const std::string& dir) {
+  CommandResult r = Carapace({"inspect", "--state-dir", dir, "--json"});
+  INFO(r.err);
+  REQUIRE(r.exit_code == 0);
+  return json::parse(r.out)["events"];
+}
+
+v1::RunStatus Status(WorkerProcess& w) {
+  v1::RunStatus s;
+  auto ctx = w.Context();
+  REQUIRE(w.stub().GetStatus(ctx.get(), v1::GetStatusRequest(), &s).ok());
+  return s;
+}
+
+}  // namespace
+
+TEST_CASE("a backup of a live agent is one moment of it; restored, it is the same agent and goes on from there",
+          "[backup]") {
+  TempDir tmp;
+  LedgerServer ledger(400);  // each call held 0.4 s: the backup is taken while one is in flight
+  REQUIRE(ledger.Start());
+  const std::string spec = Write(tmp, "kept.yaml", Spec(ledger));
+  WorkerProcess w(WORKER_BIN, spec, tmp.Sub("volume/agent"), tmp.path());
+  REQUIRE(w.Start());
+  REQUIRE(carapace::testing::WaitFor([&] { return ledger.entries().size() >= 2; }, 20000));
+
+  v1::BackupResponse backup;
+  {
+    v1::BackupRequest req;
+    req.set_name("mid-run");
+    auto ctx = w.Context();
+    grpc::Status st = w.stub().Backup(ctx.get(), req, &backup);
+    INFO(st.error_message());
+    REQUIRE(st.ok());
+  }
+  // On the agent's volume, next to its state dir; the agent did not wait for it.
+  CHECK(backup.path() == tmp.Sub("volume/backups/mid-run"));
+  CHECK(backup.last_seq() > 0);
+  CHECK(backup.bytes() > 0);
+  REQUIRE(carapace::testing::WaitFor([&] { return Status(w).phase() == v1::PHASE_IDLE; }, 30000));
+  const std::string run_id = Status(w).run_id();
+  CHECK(backup.run_id() == run_id);
+
+  // The same name twice, and a name that would leave backups/, are refused.
+  for (const auto& [name, code, says] : std::vector<std::tuple<std::string, grpc::StatusCode, std::string>>{
+           {"mid-run", grpc::StatusCode::FAILED_PRECONDITION, "exists already"},
+           {"../escape", grpc::StatusCode::INVALID_ARGUMENT, "1 to 63 of a-z, 0-9"}}) {
+    v1::BackupRequest req;
+    req.set_name(name);
+    v1::BackupResponse out;
+    auto ctx = w.Context();
+    grpc::Status st = w.stub().Backup(ctx.get(), req, &out);
+    CHECK(st.error_code() == code);
+    CHECK_THAT(st.error_message(), ContainsSubstring(says));
+  }
+  // A state dir a worker holds is backed up through the worker, and the CLI says so.
+  CommandResult busy = Carapace({"backup", "--state-dir", tmp.Sub("volume/agent"), "--to", tmp.Sub("elsewhere")});
+  CHECK(busy.exit_code != 0);
+  CHECK_THAT(busy.err, ContainsSubstring("carapace backup --worker"));
+  w.Stop();
+
+  // The manifest names the moment; the copy holds exactly the events up to it.
+  auto manifest = carapace::ReadBackup(backup.path());
+  REQUIRE(manifest.ok());
+  CHECK(manifest->last_seq == backup.last_seq());
+  CHECK(manifest->run_id == run_id);
+  CommandResult restored = Carapace({"restore", "--from", backup.path(), "--state-dir", tmp.Sub("restored")});
+  INFO(restored.out << restored.err);
+  REQUIRE(restored.exit_code == 0);
+  CHECK_THAT(restored.out, ContainsSubstring("restored run " + run_id));
+  const json original = Events(tmp.Sub("volume/agent"));
+  const json copy = Events(tmp.Sub("restored"));
+  REQUIRE(copy.size() == backup.last_seq());
+  REQUIRE(original.size() > copy.size());  // the agent went on after the backup
+  for (size_t i = 0; i < copy.size(); ++i) {
+    INFO("event " << i + 1);
+    CHECK(copy[i] == original[i]);
+  }
+  CHECK(std::filesystem::exists(tmp.Sub("restored/workspace/n1.md")));
+
+  // Run from the copy, the agent finishes the same goal with the same answer: a call that was
+  // in flight at the backup is recovered as after kill -9 (an idempotent one runs again,
+  // with its idempotency key).
+  CommandResult resumed = Carapace({"run", spec, "--state-dir", tmp.Sub("restored")});
+  INFO(resumed.out << resumed.err);
+  CHECK(resumed.exit_code == 0);
+  CHECK_THAT(resumed.out, ContainsSubstring("four placed"));
+  const json finished = Events(tmp.Sub("restored"));
+  CHECK(finished[0]["data"]["runId"] == run_id);
+}
+
+TEST_CASE("backup and restore refuse what they cannot do, naming it, and leave what exists alone", "[backup]") {
+  TempDir tmp;
+  const std::string spec = Write(tmp, "s.yaml",
+                                 "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: s}\nspec:\n"
+                                 "  goal: g\n  model:\n    backend: scripted\n    script:\n      - text: done\n");
+  REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("s")}).exit_code == 0);
+  std::filesystem::create_directories(tmp.Sub("full"));
+  std::ofstream(tmp.Sub("full/keep.txt")) << "mine";
+
+  CommandResult into_full = Carapace({"backup", "--state-dir", tmp.Sub("s"), "--to", tmp.Sub("full")});
+  CHECK(into_full.exit_code == 2);
+  CHECK_THAT(into_full.err, ContainsSubstring("is not empty"));
+  REQUIRE(Carapace({"backup", "--state-dir", tmp.Sub("s"), "--to", tmp.Sub("b")}).exit_code == 0);
+
+  CommandResult over = Carapace({"restore", "--from", tmp.Sub("b"), "--state-dir", tmp.Sub("full")});
+  CHECK(over.exit_code == 2);
+  CHECK_THAT(over.err, ContainsSubstring("restore target " + tmp.Sub("full") + " is not empty"));
+  std::ifstream kept(tmp.Sub("full/keep.txt"));
+  std::string text((std::istreambuf_iterator<char>(kept)), {});
+  CHECK(text == "mine");
+
+  // A backup cut short (killed before its manifest was written) is never restored.
+  std::filesystem::copy(tmp.Sub("b"), tmp.Sub("cut"), std::filesystem::copy_options::recursive);
+  std::filesystem::remove(tmp.Sub("cut/") + carapace::kBackupManifest);
+  CommandResult cut = Carapace({"restore", "--from", tmp.Sub("cut"), "--state-dir", tmp.Sub("r1")});
+  CHECK(cut.exit_code != 0);
+  CHECK_THAT(cut.err, ContainsSubstring("is not a Carapace backup"));
+  CHECK_FALSE(std::filesystem::exists(tmp.Sub("r1/store")));
+
+  // A manifest that does not match its store: nothing is left behind.
+  {
+    auto m = carapace::ReadFile(tmp.Sub("b/") + carapace::kBackupManifest);
+    REQUIRE(m.ok());
+    json j = json::parse(*m);
+    j["lastSeq"] = j["lastSeq"].get<uint64_t>() + 5;
+    std::ofstream(tmp.Sub("b/") + carapace::kBackupManifest) << j.dump();
+  }
+  CommandResult lying = Carapace({"restore", "--from", tmp.Sub("b"), "--state-dir", tmp.Sub("r2")});
+  CHECK(lying.exit_code != 0);
+  CHECK_THAT(lying.err, ContainsSubstring("does not hold what its manifest says"));
+  CHECK_FALSE(std::filesystem::exists(tmp.Sub("r2/store")));
+}
