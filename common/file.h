@@ -1,6 +1,7 @@
 // Reading small files whole: manifests, certificates, tokens mounted from Secrets.
 #pragma once
 
+#include <cstdint>
 #include <string>
 
 #include "common/status.h"
@@ -15,6 +16,9 @@ Result<std::string> ReadFile(const std::string& path);
 // written beside it, fsync'ed, renamed over it, and the directory fsync'ed. Errors: kIoError
 // naming the path (kVolumeFull when the disk is full).
 Status WriteFileAtomic(const std::string& path, const std::string& content);
+
+// The bytes of the regular files under `dir` (0 when it cannot be read).
+uint64_t DirectoryBytes(const std::string& dir);
 
 // `s` without trailing line breaks and spaces: a value as it is kept in a file (echo adds
 // a newline; a Secret may too).

@@ -26,6 +26,10 @@ bool IsHttpToken(std::string_view s);
 // Python's len() of a string.
 size_t Utf8Length(std::string_view s);
 
+// "a, b,,c " -> {"a", "b", "c"}: a comma-separated list as flags, annotations and OTEL_*
+// variables give one, items trimmed of spaces, empty ones left out.
+std::vector<std::string> SplitCommaList(std::string_view text);
+
 // Appends code point `cp` as UTF-8.
 void AppendUtf8(uint32_t cp, std::string* out);
 

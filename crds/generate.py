@@ -549,6 +549,11 @@ def storage():
                 "The volume's storage class; unset or empty: the cluster's default class. It "
                 "cannot change once the AgentRun exists: the volume was made with its class.",
                 maxLength=253, pattern=r"^$|" + DNS_SUBDOMAIN),
+            "fromSnapshot": string(
+                "A VolumeSnapshot (snapshot.storage.k8s.io/v1) in this namespace: the volume is "
+                "created as its copy, and the agent in it goes on from there (docs/operations.md). "
+                "Read when the volume is made; it cannot change once the AgentRun exists.",
+                maxLength=253, pattern=DNS_SUBDOMAIN),
             "retention": obj(
                 "What happens to the volume (the StatefulSet's persistentVolumeClaimRetentionPolicy).",
                 {
@@ -564,7 +569,10 @@ def storage():
         # the claim), so going from one to the other changes nothing and is allowed.
         rules=[rule("(has(self.storageClassName) ? self.storageClassName : '') == "
                     "(has(oldSelf.storageClassName) ? oldSelf.storageClassName : '')",
-                    "storageClassName is immutable: the volume was made with its class", ".storageClassName")])
+                    "storageClassName is immutable: the volume was made with its class", ".storageClassName"),
+               rule("(has(self.fromSnapshot) ? self.fromSnapshot : '') == "
+                    "(has(oldSelf.fromSnapshot) ? oldSelf.fromSnapshot : '')",
+                    "fromSnapshot is immutable: the volume was made from it", ".fromSnapshot")])
 
 
 def spec():

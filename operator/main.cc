@@ -20,6 +20,7 @@
 #include "common/http_endpoints.h"
 #include "common/log.h"
 #include "common/process_setup.h"
+#include "common/text.h"
 #include "common/telemetry/tracing.h"
 #include "operator/controller/agentrun_controller.h"
 #include "operator/kube/config.h"
@@ -64,21 +65,6 @@ not fill within 60 s), 2 on bad flags
 int Fail(int code, const std::string& message) {
   log::Error(message);
   return code;
-}
-
-// "a,b, c" -> {"a", "b", "c"}; empty items are left out.
-std::vector<std::string> SplitList(const std::string& text) {
-  std::vector<std::string> out;
-  for (size_t at = 0; at <= text.size();) {
-    size_t comma = text.find(',', at);
-    if (comma == std::string::npos) comma = text.size();
-    std::string item = text.substr(at, comma - at);
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-    at = comma + 1;
-  }
-  return out;
 }
 
 std::optional<int> IntFlag(const std::map<std::string, std::string>& flags, const std::string& name, int fallback,
@@ -191,9 +177,9 @@ int Main(int argc, char** argv, const sigset_t& signals) {
     np.enabled = true;
     const char* pod_ns = std::getenv("POD_NAMESPACE");
     np.operator_namespace = pod_ns != nullptr && *pod_ns ? pod_ns : get("--lease-namespace", config->ns);
-    np.metrics_namespaces = SplitList(get("--network-policy-metrics-namespaces", ""));
-    np.control_namespaces = SplitList(get("--network-policy-control-namespaces", ""));
-    for (const std::string& kv : SplitList(get("--operator-pod-labels", ""))) {
+    np.metrics_namespaces = SplitCommaList(get("--network-policy-metrics-namespaces", ""));
+    np.control_namespaces = SplitCommaList(get("--network-policy-control-namespaces", ""));
+    for (const std::string& kv : SplitCommaList(get("--operator-pod-labels", ""))) {
       const size_t eq = kv.find('=');
       if (eq == std::string::npos || eq == 0) return Fail(2, "--operator-pod-labels takes KEY=VALUE,..., got \"" + kv + "\"");
       np.operator_pod_labels[kv.substr(0, eq)] = kv.substr(eq + 1);

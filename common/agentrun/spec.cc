@@ -596,6 +596,12 @@ static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestError
       }
       d->storage.storage_class = *v;
     }
+    if (auto v = storage.String("fromSnapshot")) {
+      if (v->empty() || v->size() > 253 || !std::regex_match(*v, kDnsSubdomain)) {
+        storage.Error("fromSnapshot", "must be a VolumeSnapshot's name in the AgentRun's namespace (a DNS subdomain)");
+      }
+      d->storage.from_snapshot = *v;
+    }
     ObjectReader retention(storage.Child("retention"), storage.PathOf("retention"), errs);
     if (auto v = retention.Enum("whenDeleted", {"Retain", "Delete"})) d->storage.when_deleted = *v;
     if (auto v = retention.Enum("whenScaled", {"Retain", "Delete"})) d->storage.when_scaled = *v;

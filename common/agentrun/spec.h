@@ -280,6 +280,9 @@ struct StorageSpec {
   std::string storage_class;           // "" : the cluster's default class
   std::string when_deleted = "Retain"; // persistentVolumeClaimRetentionPolicy: Retain or Delete
   std::string when_scaled = "Retain";
+  // A VolumeSnapshot (snapshot.storage.k8s.io/v1) in the AgentRun's namespace: the volume is
+  // created as its copy (the claim's dataSource). Only read when the claim is made.
+  std::string from_snapshot;
 };
 
 struct DeploymentSpec {

@@ -25,6 +25,7 @@
 
 #include "common/log.h"
 #include "common/redact.h"
+#include "common/text.h"
 #include "common/telemetry/span_export_queue.h"
 #include "common/time.h"
 
@@ -178,19 +179,12 @@ TracingConfig ParseTracingEnv(std::string_view default_service_name, const char*
   bool otlp = true;
   if (const char* exporters = env("OTEL_TRACES_EXPORTER")) {
     otlp = false;
-    std::string list = exporters;
-    for (size_t at = 0; at <= list.size();) {
-      size_t comma = list.find(',', at);
-      if (comma == std::string::npos) comma = list.size();
-      std::string name = list.substr(at, comma - at);
-      name.erase(0, name.find_first_not_of(' '));
-      name.erase(name.find_last_not_of(' ') + 1);
+    for (const std::string& name : SplitCommaList(exporters)) {
       if (name == "otlp") {
         otlp = true;
-      } else if (name != "none" && !name.empty()) {
+      } else if (name != "none") {
         c.warnings.push_back("OTEL_TRACES_EXPORTER: " + name + " is not supported (only otlp); ignored");
       }
-      at = comma + 1;
     }
   }
   if (Truthy(env("OTEL_SDK_DISABLED")) || !otlp || endpoint == nullptr) return c;

@@ -214,6 +214,12 @@ json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorS
   json claim_spec = {{"accessModes", json::array({"ReadWriteOnce"})},
                      {"resources", {{"requests", {{"storage", CanonicalQuantity(storage.size).value_or(storage.size)}}}}}};
   if (!storage.storage_class.empty()) claim_spec["storageClassName"] = storage.storage_class;
+  if (!storage.from_snapshot.empty()) {
+    // dataSource, not dataSourceRef: every CSI snapshot-capable version takes it, and a
+    // server fills dataSourceRef from it on the claim it creates.
+    claim_spec["dataSource"] = {{"apiGroup", "snapshot.storage.k8s.io"}, {"kind", "VolumeSnapshot"},
+                                {"name", storage.from_snapshot}};
+  }
 
   json pod_spec = {
       {"automountServiceAccountToken", false},  // the worker never talks to the API server

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <set>
 
+#include "common/text.h"
 #include "operator/controller/desired_objects.h"
 
 namespace carapace::controller {
@@ -154,21 +155,12 @@ json DesiredNetworkPolicy(const AgentRun& run, const Owner& owner, const Operato
   const json cidrs_text = agentrun_annotations.is_object() ? agentrun_annotations.value(kEgressCidrsAnnotation, json())
                                                            : json();
   if (cidrs_text.is_string()) {
-    std::string list = cidrs_text.get<std::string>();
-    for (size_t at = 0; at <= list.size();) {
-      size_t comma = list.find(',', at);
-      if (comma == std::string::npos) comma = list.size();
-      std::string cidr = list.substr(at, comma - at);
-      cidr.erase(0, cidr.find_first_not_of(' '));
-      cidr.erase(cidr.find_last_not_of(' ') + 1);
-      if (!cidr.empty()) {
-        if (ValidCidr(cidr)) {
-          ip_blocks.insert({cidr, 0});
-        } else {
-          warnings.push_back(std::string(kEgressCidrsAnnotation) + ": \"" + cidr + "\" is not a CIDR (10.0.0.0/8, 2001:db8::/32); ignored");
-        }
+    for (const std::string& cidr : SplitCommaList(cidrs_text.get<std::string>())) {
+      if (ValidCidr(cidr)) {
+        ip_blocks.insert({cidr, 0});
+      } else {
+        warnings.push_back(std::string(kEgressCidrsAnnotation) + ": \"" + cidr + "\" is not a CIDR (10.0.0.0/8, 2001:db8::/32); ignored");
       }
-      at = comma + 1;
     }
   }
 

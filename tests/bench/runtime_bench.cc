@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "tests/bench/bench_stats.h"
+#include "common/file.h"
 #include "common/log.h"
 #include "common/telemetry/tracing.h"
 #include "common/time.h"
@@ -253,7 +254,7 @@ HistoryFigures MeasureStart(const std::string& dir) {
   const carapace::testing::MeasuredRun load = carapace::testing::RunMeasured({"/proc/self/exe", "--load-only", dir});
   if (load.exit_code != 0) std::exit(1);
   f.rss_kib = load.max_rss_kib;
-  f.disk_bytes = carapace::testing::DirectoryBytes(dir);
+  f.disk_bytes = carapace::DirectoryBytes(dir);
   return f;
 }
 
@@ -336,15 +337,6 @@ long PeakRssKiB(const std::string& spec, const std::string& dir) {
 
 }  // namespace
 
-uint64_t TreeBytes(const std::string& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_regular_file(ec)) total += it->file_size(ec);
-  }
-  return total;
-}
-
 void BackupBench(const std::string& dir, int mib, double raw50) {
   std::filesystem::remove_all(dir);
   auto store = RunStore::Open(dir + "/state", RunStore::OpenMode::kCreateIfMissing);
@@ -377,7 +369,7 @@ void BackupBench(const std::string& dir, int mib, double raw50) {
     if (!(*store)->Commit(b, false).ok()) return;
   }
   if (!(*store)->Flush().ok()) return;
-  const uint64_t bytes = TreeBytes(dir + "/state/store");
+  const uint64_t bytes = DirectoryBytes(dir + "/state/store");
 
   // The floor: the same bytes copied on the same disk, and synced.
   int64_t t0 = MonoNowNanos();

@@ -3,6 +3,8 @@
 #include <catch2/catch_test_macros.hpp>
 #include <catch2/matchers/catch_matchers_string.hpp>
 
+#include <signal.h>
+
 #include <filesystem>
 #include <fstream>
 #include <thread>
@@ -186,4 +188,53 @@ TEST_CASE("backup and restore refuse what they cannot do, naming it, and leave w
   CHECK(lying.exit_code != 0);
   CHECK_THAT(lying.err, ContainsSubstring("does not hold what its manifest says"));
   CHECK_FALSE(std::filesystem::exists(tmp.Sub("r2/store")));
+}
+
+TEST_CASE("a copy of the volume taken while the worker is frozen mid-write opens, and the agent goes on as after "
+          "kill -9",
+          "[backup][snapshot]") {
+  // A CSI VolumeSnapshot of the agent's claim is taken with the worker running: what it holds
+  // is whatever had been written at that instant. Here the worker is frozen (SIGSTOP) at
+  // moments spread over its run, mid-write or not, and its files are copied as they are.
+  TempDir tmp;
+  LedgerServer ledger(150);
+  REQUIRE(ledger.Start());
+  const std::string spec = Write(tmp, "kept.yaml", Spec(ledger));
+  WorkerProcess w(WORKER_BIN, spec, tmp.Sub("volume/agent"), tmp.path());
+  REQUIRE(w.Start());
+  REQUIRE(carapace::testing::WaitFor([&] { return Status(w).last_event_seq() > 0; }));
+  std::vector<std::string> copies;
+  for (int i = 0; i < 6 && w.child()->Running(); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20 + 37 * i));
+    ::kill(w.child()->pid(), SIGSTOP);
+    const std::string copy = tmp.Sub("snapshot-" + std::to_string(i));
+    std::error_code ec;
+    std::filesystem::copy(tmp.Sub("volume/agent"), copy, std::filesystem::copy_options::recursive, ec);
+    ::kill(w.child()->pid(), SIGCONT);
+    INFO(ec.message());
+    REQUIRE_FALSE(ec);
+    std::filesystem::remove(copy + "/carapace.lock", ec);  // the copy is no one's yet
+    copies.push_back(copy);
+  }
+  REQUIRE(carapace::testing::WaitFor([&] { return Status(w).phase() == v1::PHASE_IDLE; }, 30000));
+  w.Stop();
+  const json original = Events(tmp.Sub("volume/agent"));
+  REQUIRE(copies.size() >= 3);
+  size_t mid_run = 0;  // copies taken before the agent was done: the case that matters
+  for (const auto& copy : copies) {
+    INFO(copy);
+    // It opens; what it holds is the start of the original's log.
+    const json held = Events(copy);
+    REQUIRE(held.size() <= original.size());
+    mid_run += held.size() < original.size();
+    for (size_t i = 0; i < held.size(); ++i) CHECK(held[i] == original[i]);
+    // And the agent goes on from it to the same end.
+    CommandResult run = Carapace({"run", spec, "--state-dir", copy});
+    INFO(run.out << run.err);
+    CHECK(run.exit_code == 0);
+    bool answered = false;
+    for (const auto& e : Events(copy)) answered = answered || e["data"].value("result", "") == "four placed";
+    CHECK(answered);
+  }
+  CHECK(mid_run >= 2);
 }

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "common/file.h"
 #include "tests/support/child_process.h"
 #include "tests/support/worker_process.h"
 #include "worker/runtime/run_loader.h"
@@ -105,7 +106,7 @@ TEST_CASE("an agent lives 90 simulated days: no prompt over the window, every me
     REQUIRE(prompt_calls > 0);
     f.prompt_mean = prompt_sum / static_cast<double>(prompt_calls);
     f.rss_mib = static_cast<double>(measured.max_rss_kib) / 1024.0;
-    f.disk_mib = static_cast<double>(carapace::testing::DirectoryBytes(dir)) / 1048576.0;
+    f.disk_mib = static_cast<double>(carapace::DirectoryBytes(dir)) / 1048576.0;
     figures.push_back(f);
   }
   const int kDays = 90, kMessages = 20 * kDays;

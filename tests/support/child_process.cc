@@ -149,12 +149,4 @@ MeasuredRun RunMeasured(const std::vector<std::string>& argv, bool quiet) {
   return r;
 }
 
-uint64_t DirectoryBytes(const std::string& dir) {
-  uint64_t bytes = 0;
-  for (const auto& e : std::filesystem::recursive_directory_iterator(dir)) {
-    if (e.is_regular_file()) bytes += e.file_size();
-  }
-  return bytes;
-}
-
 }  // namespace carapace::testing

@@ -57,8 +57,6 @@ struct MeasuredRun {
 };
 MeasuredRun RunMeasured(const std::vector<std::string>& argv, bool quiet = false);
 
-// Bytes of the regular files under `dir` (what a state dir takes on disk).
-uint64_t DirectoryBytes(const std::string& dir);
 
 // A fresh empty directory under the system temp dir, removed by the destructor.
 class TempDir {

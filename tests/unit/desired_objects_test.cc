@@ -280,3 +280,18 @@ spec:
   CHECK(quiet["metadata"]["annotations"][kUnexpressedEgressAnnotation] == "");
   CHECK(quiet["metadata"]["annotations"][kEgressWarningsAnnotation] == "");
 }
+
+TEST_CASE("spec.storage.fromSnapshot makes the volume from a VolumeSnapshot; without it the claim is as before",
+          "[operator][snapshot]") {
+  AgentRun run = GoldenRun();
+  const json before = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  CHECK_FALSE(before["spec"]["volumeClaimTemplates"][0]["spec"].contains("dataSource"));
+  run.spec.deployment.storage.from_snapshot = "researcher-nightly";
+  const json from = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  CHECK(from["spec"]["volumeClaimTemplates"][0]["spec"]["dataSource"] ==
+        json({{"apiGroup", "snapshot.storage.k8s.io"}, {"kind", "VolumeSnapshot"}, {"name", "researcher-nightly"}}));
+  // Nothing else of the claim or the pod changes.
+  json without = from;
+  without["spec"]["volumeClaimTemplates"][0]["spec"].erase("dataSource");
+  CHECK(without == before);
+}

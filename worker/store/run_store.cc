@@ -23,6 +23,7 @@
 #include <rocksdb/utilities/checkpoint.h>
 #include <rocksdb/write_batch.h>
 
+#include "common/file.h"
 #include "common/log.h"
 
 namespace carapace {
@@ -503,19 +504,6 @@ Status RunStore::Flush() {
   return FromRocks(db_->Flush(fo, handles_), "flushing the store");
 }
 
-namespace {
-
-uint64_t TreeBytes(const fs::path& dir) {
-  uint64_t total = 0;
-  std::error_code ec;
-  for (fs::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
-    if (it->is_regular_file(ec)) total += it->file_size(ec);
-  }
-  return total;
-}
-
-}  // namespace
-
 Result<StoreCopy> RunStore::CopyConsistent(const std::string& dest_dir) const {
   std::error_code ec;
   if (fs::exists(dest_dir, ec) && !fs::is_empty(dest_dir, ec)) {
@@ -549,8 +537,8 @@ Result<StoreCopy> RunStore::CopyConsistent(const std::string& dest_dir) const {
            fs::copy_options::recursive | fs::copy_options::copy_symlinks, ec);
   if (ec) return cleanup(ec == std::errc::no_space_on_device ? ::carapace::VolumeFull("copying the workspace: " + ec.message())
                                                              : IoError("copying the workspace: " + ec.message()));
-  copy.store_bytes = TreeBytes(dest_dir + "/store");
-  copy.workspace_bytes = TreeBytes(dest_dir + "/workspace");
+  copy.store_bytes = DirectoryBytes(dest_dir + "/store");
+  copy.workspace_bytes = DirectoryBytes(dest_dir + "/workspace");
   return copy;
 }
 
