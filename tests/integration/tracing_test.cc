@@ -108,19 +108,28 @@ std::string Traceparent(const ReceivedSpan& s) { return "00-" + s.trace_id + "-"
 
 bool TurnDone(const std::vector<ReceivedSpan>& spans) { return Count(spans, "invoke_agent ") >= 1; }
 
+// The services one traced agent calls, started: the model, the http tool's ledger, the MCP
+// server, and the OTLP receiver its spans go to.
+struct TracedServices {
+  TempDir tmp;
+  FakeOpenAiServer model{kApiKey};
+  LedgerServer ledger;
+  StatelessMcpServer mcp;
+  OtlpReceiver receiver;
+  TracedServices() {
+    REQUIRE(model.Start());
+    REQUIRE(ledger.Start());
+    REQUIRE(mcp.Start());
+    REQUIRE(receiver.Start());
+  }
+};
+
 }  // namespace
 
 TEST_CASE("a turn is one trace: its model and tool calls under the turn, continued into every service it calls",
           "[tracing]") {
-  TempDir tmp;
-  FakeOpenAiServer model(kApiKey);
-  LedgerServer ledger;
-  StatelessMcpServer mcp;
-  OtlpReceiver receiver;
-  REQUIRE(model.Start());
-  REQUIRE(ledger.Start());
-  REQUIRE(mcp.Start());
-  REQUIRE(receiver.Start());
+  TracedServices services;
+  auto& [tmp, model, ledger, mcp, receiver] = services;
   Script(model, ledger);
   const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp));
 
@@ -215,15 +224,8 @@ TEST_CASE("a turn is one trace: its model and tool calls under the turn, continu
 }
 
 TEST_CASE("prompts and replies go into spans only when the user opts in, redacted all the same", "[tracing]") {
-  TempDir tmp;
-  FakeOpenAiServer model(kApiKey);
-  LedgerServer ledger;
-  StatelessMcpServer mcp;
-  OtlpReceiver receiver;
-  REQUIRE(model.Start());
-  REQUIRE(ledger.Start());
-  REQUIRE(mcp.Start());
-  REQUIRE(receiver.Start());
+  TracedServices services;
+  auto& [tmp, model, ledger, mcp, receiver] = services;
   Script(model, ledger);
   const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp));
   auto env = TraceEnv(receiver);
@@ -249,15 +251,8 @@ TEST_CASE("prompts and replies go into spans only when the user opts in, redacte
 }
 
 TEST_CASE("a turn cut by kill -9 and an approval stays one trace; the approval waited on is a span", "[tracing]") {
-  TempDir tmp;
-  FakeOpenAiServer model(kApiKey);
-  LedgerServer ledger;
-  StatelessMcpServer mcp;
-  OtlpReceiver receiver;
-  REQUIRE(model.Start());
-  REQUIRE(ledger.Start());
-  REQUIRE(mcp.Start());
-  REQUIRE(receiver.Start());
+  TracedServices services;
+  auto& [tmp, model, ledger, mcp, receiver] = services;
   Script(model, ledger, 5000);  // the second model call is slow: the process is killed in it
   const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp, ", requireApproval: true"));
   const auto env = TraceEnv(receiver);
