@@ -58,8 +58,8 @@ void SpanExportQueue::OnEnd(std::unique_ptr<sdktrace::Recordable>&& span) noexce
     } else {
       queue_.push_back(std::move(span));
       ++enqueued_;
-      // A whole batch need not wait for the schedule.
-      if (queue_.size() >= options_.max_export_batch_size) wake_.notify_one();
+      // The first span starts the schedule's clock; a whole batch need not wait for it.
+      if (queue_.size() == 1 || queue_.size() >= options_.max_export_batch_size) wake_.notify_one();
     }
   }
   if (full) counters_->Add(ExportQueueCounters::Kind::kDroppedFull, 1);
@@ -77,6 +77,10 @@ void SpanExportQueue::ExportBatch(Batch batch) {
 void SpanExportQueue::Drain() {
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
+    // An idle agent ends no spans: the thread sleeps until one comes (no wake-up every
+    // schedule_delay, and no spinning when OTEL_BSP_SCHEDULE_DELAY is 0), then gives the
+    // batch up to schedule_delay to fill.
+    wake_.wait(lock, [&] { return stopping_ || flush_requested_ || !queue_.empty(); });
     wake_.wait_for(lock, options_.schedule_delay, [&] {
       return stopping_ || flush_requested_ || queue_.size() >= options_.max_export_batch_size;
     });
