@@ -45,12 +45,6 @@ std::string Spec(const LedgerServer& ledger) {
          "    - {name: api, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n";
 }
 
-std::string Write(const TempDir& tmp, const std::string& name, const std::string& text) {
-  const std::string path = tmp.Sub(name);
-  std::ofstream(path) << text;
-  return path;
-}
-
 CommandResult Carapace(std::vector<std::string> args) {
   args.insert(args.begin(), CARAPACE_BIN);
   return RunCommand(args);
@@ -63,13 +57,6 @@ json Events(const std::string& dir) {
   return json::parse(r.out)["events"];
 }
 
-v1::RunStatus Status(WorkerProcess& w) {
-  v1::RunStatus s;
-  auto ctx = w.Context();
-  REQUIRE(w.stub().GetStatus(ctx.get(), v1::GetStatusRequest(), &s).ok());
-  return s;
-}
-
 }  // namespace
 
 TEST_CASE("a backup of a live agent is one moment of it; restored, it is the same agent and goes on from there",
@@ -77,7 +64,7 @@ TEST_CASE("a backup of a live agent is one moment of it; restored, it is the sam
   TempDir tmp;
   LedgerServer ledger(400);  // each call held 0.4 s: the backup is taken while one is in flight
   REQUIRE(ledger.Start());
-  const std::string spec = Write(tmp, "kept.yaml", Spec(ledger));
+  const std::string spec = tmp.Write("kept.yaml", Spec(ledger));
   WorkerProcess w(WORKER_BIN, spec, tmp.Sub("volume/agent"), tmp.path());
   REQUIRE(w.Start());
   REQUIRE(carapace::testing::WaitFor([&] { return ledger.entries().size() >= 2; }, 20000));
@@ -95,8 +82,8 @@ TEST_CASE("a backup of a live agent is one moment of it; restored, it is the sam
   CHECK(backup.path() == tmp.Sub("volume/backups/mid-run"));
   CHECK(backup.last_seq() > 0);
   CHECK(backup.bytes() > 0);
-  REQUIRE(carapace::testing::WaitFor([&] { return Status(w).phase() == v1::PHASE_IDLE; }, 30000));
-  const std::string run_id = Status(w).run_id();
+  REQUIRE(carapace::testing::WaitFor([&] { return w.Status().phase() == v1::PHASE_IDLE; }, 30000));
+  const std::string run_id = w.Status().run_id();
   CHECK(backup.run_id() == run_id);
 
   // The same name twice, and a name that would leave backups/, are refused.
@@ -149,7 +136,7 @@ TEST_CASE("a backup of a live agent is one moment of it; restored, it is the sam
 
 TEST_CASE("backup and restore refuse what they cannot do, naming it, and leave what exists alone", "[backup]") {
   TempDir tmp;
-  const std::string spec = Write(tmp, "s.yaml",
+  const std::string spec = tmp.Write("s.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: s}\nspec:\n"
                                  "  goal: g\n  model:\n    backend: scripted\n    script:\n      - text: done\n");
   REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("s")}).exit_code == 0);
@@ -199,10 +186,10 @@ TEST_CASE("a copy of the volume taken while the worker is frozen mid-write opens
   TempDir tmp;
   LedgerServer ledger(150);
   REQUIRE(ledger.Start());
-  const std::string spec = Write(tmp, "kept.yaml", Spec(ledger));
+  const std::string spec = tmp.Write("kept.yaml", Spec(ledger));
   WorkerProcess w(WORKER_BIN, spec, tmp.Sub("volume/agent"), tmp.path());
   REQUIRE(w.Start());
-  REQUIRE(carapace::testing::WaitFor([&] { return Status(w).last_event_seq() > 0; }));
+  REQUIRE(carapace::testing::WaitFor([&] { return w.Status().last_event_seq() > 0; }));
   std::vector<std::string> copies;
   for (int i = 0; i < 6 && w.child()->Running(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20 + 37 * i));
@@ -216,7 +203,7 @@ TEST_CASE("a copy of the volume taken while the worker is frozen mid-write opens
     std::filesystem::remove(copy + "/carapace.lock", ec);  // the copy is no one's yet
     copies.push_back(copy);
   }
-  REQUIRE(carapace::testing::WaitFor([&] { return Status(w).phase() == v1::PHASE_IDLE; }, 30000));
+  REQUIRE(carapace::testing::WaitFor([&] { return w.Status().phase() == v1::PHASE_IDLE; }, 30000));
   w.Stop();
   const json original = Events(tmp.Sub("volume/agent"));
   REQUIRE(copies.size() >= 3);

@@ -44,12 +44,6 @@ std::string OrderSpec(const LedgerServer& ledger, const std::string& extra = "")
          "    - {name: api, kind: http, effect: side_effecting" + extra + ", http: {allowedHosts: [\"" + host + "\"]}}\n";
 }
 
-std::string Write(const TempDir& tmp, const std::string& name, const std::string& text) {
-  std::string path = tmp.Sub(name);
-  std::ofstream(path) << text;
-  return path;
-}
-
 CommandResult Carapace(const std::vector<std::string>& args) {
   std::vector<std::string> argv = {CARAPACE_BIN};
   argv.insert(argv.end(), args.begin(), args.end());
@@ -62,7 +56,7 @@ TEST_CASE("carapace run shows each step, and a second run reports the finished r
   TempDir tmp;
   LedgerServer ledger;
   REQUIRE(ledger.Start());
-  std::string spec = Write(tmp, "orders.yaml", OrderSpec(ledger));
+  std::string spec = tmp.Write("orders.yaml", OrderSpec(ledger));
   CommandResult first = Carapace({"run", spec, "--state-dir", tmp.Sub("state")});
   INFO(first.out << first.err);
   REQUIRE(first.exit_code == 0);
@@ -85,7 +79,7 @@ TEST_CASE("carapace run --json prints one JSON event per line", "[cli]") {
   TempDir tmp;
   LedgerServer ledger;
   REQUIRE(ledger.Start());
-  CommandResult r = Carapace({"run", Write(tmp, "o.yaml", OrderSpec(ledger)), "--state-dir", tmp.Sub("s"), "--json"});
+  CommandResult r = Carapace({"run", tmp.Write("o.yaml", OrderSpec(ledger)), "--state-dir", tmp.Sub("s"), "--json"});
   REQUIRE(r.exit_code == 0);
   std::istringstream lines(r.out);
   std::string line;
@@ -107,20 +101,20 @@ TEST_CASE("exit codes say how the run ended", "[cli]") {
   REQUIRE(ledger.Start());
 
   SECTION("2: a bad manifest, with the field path") {
-    std::string bad = Write(tmp, "bad.yaml", Header("bad") + "  model: {backend: scripted, script: [{text: x}]}\n  budget: {maxSteps: 0}\n");
+    std::string bad = tmp.Write("bad.yaml", Header("bad") + "  model: {backend: scripted, script: [{text: x}]}\n  budget: {maxSteps: 0}\n");
     CommandResult r = Carapace({"run", bad, "--state-dir", tmp.Sub("s")});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, ContainsSubstring("bad.yaml:7:22: spec.budget.maxSteps: must be >= 1"));
     CHECK_FALSE(std::filesystem::exists(tmp.Sub("s")));  // nothing was created for a bad manifest
   }
   SECTION("3: budget exhausted") {
-    std::string spec = Write(tmp, "b.yaml", OrderSpec(ledger) + "  budget: {maxSteps: 1}\n");
+    std::string spec = tmp.Write("b.yaml", OrderSpec(ledger) + "  budget: {maxSteps: 1}\n");
     CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
     CHECK(r.exit_code == 3);
     CHECK_THAT(r.out, ContainsSubstring("BudgetExhausted: maxSteps (1) reached"));
   }
   SECTION("4: failed") {
-    std::string spec = Write(tmp, "f.yaml", Header("fails") + "  model:\n    backend: scripted\n    script:\n"
+    std::string spec = tmp.Write("f.yaml", Header("fails") + "  model:\n    backend: scripted\n    script:\n"
                                             "      - toolCalls: [{name: notes, arguments: {op: list}}]\n"
                                             "  tools: [{name: notes, kind: workspace}]\n");
     CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
@@ -128,7 +122,7 @@ TEST_CASE("exit codes say how the run ended", "[cli]") {
     CHECK_THAT(r.out, ContainsSubstring("Failed: model call failed"));
   }
   SECTION("5: waiting for approval, then approve lets the next run finish") {
-    std::string spec = Write(tmp, "a.yaml", OrderSpec(ledger, ", requireApproval: true"));
+    std::string spec = tmp.Write("a.yaml", OrderSpec(ledger, ", requireApproval: true"));
     CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
     INFO(r.out << r.err);
     CHECK(r.exit_code == 5);
@@ -151,7 +145,7 @@ TEST_CASE("a second process on the same state dir fails at once", "[cli]") {
   TempDir tmp;
   LedgerServer slow(3000);  // holds each request 3 s, so the first run holds the state dir
   REQUIRE(slow.Start());
-  std::string spec = Write(tmp, "o.yaml", OrderSpec(slow));
+  std::string spec = tmp.Write("o.yaml", OrderSpec(slow));
   ChildProcess first({CARAPACE_BIN, "run", spec, "--state-dir", tmp.Sub("s")});
   for (int i = 0; i < 500 && slow.entries().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   REQUIRE(slow.entries().size() == 1);
@@ -168,7 +162,7 @@ TEST_CASE("state dir problems get clear errors", "[cli]") {
   TempDir tmp;
   LedgerServer ledger;
   REQUIRE(ledger.Start());
-  std::string spec = Write(tmp, "o.yaml", OrderSpec(ledger));
+  std::string spec = tmp.Write("o.yaml", OrderSpec(ledger));
 
   SECTION("a folder that is not a state dir") {
     std::filesystem::create_directories(tmp.Sub("docs"));
@@ -184,7 +178,7 @@ TEST_CASE("state dir problems get clear errors", "[cli]") {
   }
   SECTION("another AgentRun's state dir") {
     REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("s")}).exit_code == 0);
-    std::string other = Write(tmp, "other.yaml", Header("other") + "  model: {backend: scripted, script: [{text: x}]}\n");
+    std::string other = tmp.Write("other.yaml", Header("other") + "  model: {backend: scripted, script: [{text: x}]}\n");
     CommandResult r = Carapace({"run", other, "--state-dir", tmp.Sub("s")});
     CHECK(r.exit_code == 2);
     CHECK_THAT(r.err, ContainsSubstring("holds AgentRun default/orders, not default/other"));
@@ -195,7 +189,7 @@ TEST_CASE("inspect shows phase, budgets, every event and checkpoints", "[cli]") 
   TempDir tmp;
   LedgerServer ledger;
   REQUIRE(ledger.Start());
-  REQUIRE(Carapace({"run", Write(tmp, "o.yaml", OrderSpec(ledger)), "--state-dir", tmp.Sub("s")}).exit_code == 0);
+  REQUIRE(Carapace({"run", tmp.Write("o.yaml", OrderSpec(ledger)), "--state-dir", tmp.Sub("s")}).exit_code == 0);
   CommandResult r = Carapace({"inspect", "--state-dir", tmp.Sub("s")});
   REQUIRE(r.exit_code == 0);
   CHECK_THAT(r.out, ContainsSubstring("AgentRun default/orders"));
@@ -216,7 +210,7 @@ TEST_CASE("fork continues a run from a checkpoint in a new state dir", "[cli]") 
   TempDir tmp;
   LedgerServer ledger;
   REQUIRE(ledger.Start());
-  std::string spec = Write(tmp, "o.yaml", OrderSpec(ledger));
+  std::string spec = tmp.Write("o.yaml", OrderSpec(ledger));
   REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("a")}).exit_code == 0);
   CommandResult f = Carapace({"fork", "--state-dir", tmp.Sub("a"), "--from-step", "1", "--to", tmp.Sub("b")});
   INFO(f.err);
@@ -263,7 +257,7 @@ TEST_CASE("an approval survives kill -9: the approved call runs once and is not 
   TempDir tmp;
   LedgerServer ledger;
   REQUIRE(ledger.Start());
-  std::string spec = Write(tmp, "a.yaml", OrderSpec(ledger, ", requireApproval: true"));
+  std::string spec = tmp.Write("a.yaml", OrderSpec(ledger, ", requireApproval: true"));
   REQUIRE(Carapace({"run", spec, "--state-dir", tmp.Sub("s")}).exit_code == 5);
   REQUIRE(Carapace({"approve", "--state-dir", tmp.Sub("s"), "--call", "s2c0"}).exit_code == 0);
   // Kill the next runs early, at different moments, before they finish.
@@ -293,11 +287,11 @@ TEST_CASE("an approval survives kill -9: the approved call runs once and is not 
 TEST_CASE("carapace run: a changed spec continues the same run as a revision; --restart starts afresh", "[cli][revision]") {
   TempDir tmp;
   const std::string model = "  model:\n    backend: scripted\n    script:\n      - text: first answer\n";
-  std::string spec = Write(tmp, "a.yaml", Header("rev") + "  instructions: be brief\n" + model);
+  std::string spec = tmp.Write("a.yaml", Header("rev") + "  instructions: be brief\n" + model);
   CommandResult first = Carapace({"run", spec, "--state-dir", tmp.Sub("s")});
   INFO(first.out << first.err);
   REQUIRE(first.exit_code == 0);
-  std::string edited = Write(tmp, "b.yaml", Header("rev") + "  instructions: be very brief\n" + model);
+  std::string edited = tmp.Write("b.yaml", Header("rev") + "  instructions: be very brief\n" + model);
   CommandResult second = Carapace({"run", edited, "--state-dir", tmp.Sub("s")});
   INFO(second.out << second.err);
   CHECK(second.exit_code == 0);
@@ -334,7 +328,7 @@ TEST_CASE("carapace run waits for a model no endpoint reaches, then exits 6 with
     REQUIRE(closed.Start());
     port = closed.port();
   }
-  std::string spec = Write(tmp, "m.yaml", Header("down") +
+  std::string spec = tmp.Write("m.yaml", Header("down") +
                                              "  model:\n    backend: openai\n    name: m\n"
                                              "    endpoint: \"http://127.0.0.1:" + std::to_string(port) + "/v1\"\n"
                                              "    retry: {maxAttempts: 1}\n"

@@ -61,15 +61,6 @@ std::string Spec(const std::string& ledger) {
          "  recovery: {unknownOutcome: ask}\n";
 }
 
-v1::RunStatus Status(WorkerProcess& w) {
-  v1::RunStatus s;
-  auto ctx = w.Context();
-  grpc::Status st = w.stub().GetStatus(ctx.get(), v1::GetStatusRequest(), &s);
-  INFO(st.error_message());
-  REQUIRE(st.ok());
-  return s;
-}
-
 // A GET with the given headers; the whole reply (status line, headers, body).
 std::string Get(int port, const std::string& path, const std::string& headers = "") {
   const int fd = carapace::testing::ConnectToLoopbackPort(port);
@@ -125,16 +116,16 @@ TEST_CASE("the timeline page shows a run with a crash and an approval, live, and
   w.Kill();
   // Restarted: the call's outcome is unknown, so it waits for a person, who approves it.
   REQUIRE(w.Start());
-  REQUIRE(WaitFor([&] { return Status(w).waiting_size() == 1; }));
+  REQUIRE(WaitFor([&] { return w.Status().waiting_size() == 1; }));
   {
     v1::DecisionRequest decision;
-    decision.set_call_id(Status(w).waiting(0).call_id());
+    decision.set_call_id(w.Status().waiting(0).call_id());
     decision.set_by("timeline-test");
     v1::RunStatus out;
     auto ctx = w.Context();
     REQUIRE(w.stub().Approve(ctx.get(), decision, &out).ok());
   }
-  REQUIRE(WaitFor([&] { return Status(w).phase() == v1::PHASE_IDLE; }));
+  REQUIRE(WaitFor([&] { return w.Status().phase() == v1::PHASE_IDLE; }));
 
   ChildProcess ui({CARAPACE_BIN, "ui", "--worker", w.address(), "--token-file", tmp.Sub("token"), "--listen", "127.0.0.1:0"});
   const int port = UiPort(ui);

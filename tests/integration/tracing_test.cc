@@ -38,12 +38,6 @@ namespace {
 
 constexpr char kApiKey[] = "sk-tracing-test-key-0123456789";
 
-std::string Write(const TempDir& tmp, const std::string& name, const std::string& text) {
-  std::string path = tmp.Sub(name);
-  std::ofstream(path) << text;
-  return path;
-}
-
 // An agent on the OpenAI double that calls the ledger over http, then MCP's add, then answers.
 std::string Spec(const FakeOpenAiServer& model, const LedgerServer& ledger, const StatelessMcpServer& mcp,
                  const std::string& http_extra = "") {
@@ -131,7 +125,7 @@ TEST_CASE("a turn is one trace: its model and tool calls under the turn, continu
   TracedServices services;
   auto& [tmp, model, ledger, mcp, receiver] = services;
   Script(model, ledger);
-  const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp));
+  const std::string spec = tmp.Write("a.yaml", Spec(model, ledger, mcp));
 
   CommandResult r = Carapace({"run", spec, "--state-dir", tmp.Sub("s")}, TraceEnv(receiver));
   INFO(r.out << r.err);
@@ -227,7 +221,7 @@ TEST_CASE("prompts and replies go into spans only when the user opts in, redacte
   TracedServices services;
   auto& [tmp, model, ledger, mcp, receiver] = services;
   Script(model, ledger);
-  const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp));
+  const std::string spec = tmp.Write("a.yaml", Spec(model, ledger, mcp));
   auto env = TraceEnv(receiver);
   env["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "true";
   env["OTEL_SERVICE_NAME"] = "my-agents";
@@ -254,7 +248,7 @@ TEST_CASE("a turn cut by kill -9 and an approval stays one trace; the approval w
   TracedServices services;
   auto& [tmp, model, ledger, mcp, receiver] = services;
   Script(model, ledger, 5000);  // the second model call is slow: the process is killed in it
-  const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp, ", requireApproval: true"));
+  const std::string spec = tmp.Write("a.yaml", Spec(model, ledger, mcp, ", requireApproval: true"));
   const auto env = TraceEnv(receiver);
 
   // First process: the model's first call waits for a person.
@@ -307,7 +301,7 @@ TEST_CASE("with the receiver down a run goes on: spans are dropped and counted, 
   REQUIRE(ledger.Start());
   REQUIRE(mcp.Start());
   Script(model, ledger);
-  const std::string spec = Write(tmp, "a.yaml", Spec(model, ledger, mcp));
+  const std::string spec = tmp.Write("a.yaml", Spec(model, ledger, mcp));
   // Port 1 (tcpmux): nothing listens there, and no other test's receiver can take it.
   std::map<std::string, std::string> env = {{"OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:1"},
                                             {"OTEL_BSP_SCHEDULE_DELAY", "50"},
@@ -324,7 +318,7 @@ TEST_CASE("OTEL_* settings Carapace cannot honour are warned about, naming the v
   TempDir tmp;
   OtlpReceiver receiver;
   REQUIRE(receiver.Start());
-  const std::string spec = Write(tmp, "a.yaml",
+  const std::string spec = tmp.Write("a.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: t}\nspec:\n"
                                  "  goal: g\n  model:\n    backend: scripted\n    script:\n      - text: done\n");
   struct Case {
@@ -383,22 +377,16 @@ TEST_CASE("the worker: each message is a turn and a trace of its own, a compacti
   TempDir tmp;
   OtlpReceiver receiver;
   REQUIRE(receiver.Start());
-  const std::string spec = Write(tmp, "w.yaml",
+  const std::string spec = tmp.Write("w.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: lively}\nspec:\n"
                                  "  goal: say one\n  model:\n    backend: scripted\n    script:\n"
                                  "      - text: one\n      - text: two\n      - text: a summary of the talk\n");
   carapace::testing::WorkerProcess w(WORKER_BIN, spec, tmp.Sub("s"), tmp.path());
   w.SetEnv({{"OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()}, {"OTEL_BSP_SCHEDULE_DELAY", "50"}});
   REQUIRE(w.Start());
-  auto status = [&] {
-    v1::RunStatus s;
-    auto ctx = w.Context();
-    REQUIRE(w.stub().GetStatus(ctx.get(), v1::GetStatusRequest(), &s).ok());
-    return s;
-  };
   auto idle_after = [&](int64_t turns) {
     return carapace::testing::WaitFor([&] {
-      const v1::RunStatus s = status();
+      const v1::RunStatus s = w.Status();
       return s.phase() == v1::PHASE_IDLE && s.turns() >= turns && s.inbox_depth() == 0;
     });
   };
@@ -416,7 +404,7 @@ TEST_CASE("the worker: each message is a turn and a trace of its own, a compacti
     auto ctx = w.Context();
     REQUIRE(w.stub().Compact(ctx.get(), v1::CompactRequest(), &out).ok());
   }
-  REQUIRE(carapace::testing::WaitFor([&] { return status().compactions() >= 1; }));
+  REQUIRE(carapace::testing::WaitFor([&] { return w.Status().compactions() >= 1; }));
 
   REQUIRE(receiver.WaitFor([](const auto& spans) { return Count(spans, "invoke_agent ") == 2 && Count(spans, "compaction") == 1; }));
   const auto turns = receiver.SpansNamed("invoke_agent lively");
@@ -451,7 +439,7 @@ TEST_CASE("a Triton model call carries its span's traceparent as gRPC metadata",
   carapace::testing::FakeTritonReply reply;
   reply.chunks = {"hel", "lo"};
   triton.Push(reply);
-  const std::string spec = Write(tmp, "t.yaml",
+  const std::string spec = tmp.Write("t.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: tri}\nspec:\n"
                                  "  goal: greet\n  model:\n    backend: triton\n    name: llm\n    endpoint: \"" +
                                      triton.target() + "\"\n");

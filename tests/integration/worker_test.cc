@@ -59,26 +59,12 @@ std::string OpenAi(const std::string& url, const std::string& extra = "") {
          "  model:\n    backend: openai\n    name: llm\n    endpoint: \"" + url + "\"\n    timeoutSeconds: 30\n" + extra;
 }
 
-std::string Write(const TempDir& dir, const std::string& name, const std::string& text) {
-  std::ofstream(dir.Sub(name)) << text;
-  return dir.Sub(name);
-}
-
-v1::RunStatus GetStatus(WorkerProcess& w) {
-  v1::RunStatus s;
-  auto ctx = w.Context();
-  grpc::Status st = w.stub().GetStatus(ctx.get(), v1::GetStatusRequest(), &s);
-  INFO(st.error_message());
-  REQUIRE(st.ok());
-  return s;
-}
-
 // Polls GetStatus until `done` holds; fails the test after `timeout_ms`.
 v1::RunStatus WaitFor(WorkerProcess& w, const std::function<bool(const v1::RunStatus&)>& done, int timeout_ms = 20000) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
   v1::RunStatus s;
   while (std::chrono::steady_clock::now() < deadline) {
-    s = GetStatus(w);
+    s = w.Status();
     if (done(s)) return s;
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -124,7 +110,7 @@ size_t ChatCalls(const FakeOpenAiServer& model) {
 
 TEST_CASE("messages queue durably and are handled in order, one turn at a time", "[worker]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready", "one", "two", "three"}));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"ready", "one", "two", "three"}));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
@@ -149,7 +135,7 @@ TEST_CASE("messages queue durably and are handled in order, one turn at a time",
 
 TEST_CASE("WatchEvents from a sequence number: a client that reconnects misses nothing", "[worker]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"r0", "r1", "r2", "r3", "r4", "r5"}));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"r0", "r1", "r2", "r3", "r4", "r5"}));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
@@ -196,7 +182,7 @@ TEST_CASE("WatchEvents from a sequence number: a client that reconnects misses n
 
 TEST_CASE("the control API refuses a missing or wrong token, and bad requests say why", "[worker]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready"}));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"ready"}));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   v1::RunStatus out;
@@ -306,12 +292,12 @@ TEST_CASE("the control API refuses a missing or wrong token, and bad requests sa
 
 TEST_CASE("a heartbeat with nothing to do calls no model", "[worker]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready", "answer"}, "  schedule: {heartbeatSeconds: 1}\n"));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"ready", "answer"}, "  schedule: {heartbeatSeconds: 1}\n"));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   v1::RunStatus idle = WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
   std::this_thread::sleep_for(std::chrono::milliseconds(3500));  // three heartbeats
-  v1::RunStatus later = GetStatus(w);
+  v1::RunStatus later = w.Status();
   CHECK(later.phase() == v1::PHASE_IDLE);
   CHECK(later.last_event_seq() == idle.last_event_seq());  // nothing happened, nothing recorded
   CHECK(later.budget().tokens() == idle.budget().tokens());
@@ -371,7 +357,7 @@ TEST_CASE("SIGTERM mid-turn: the model call finishes within the grace, or is rec
   first.content = {"ready"};
   model.Push(first);
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url()));
+  const std::string spec = dir.Write("spec.yaml", OpenAi(model.base_url()));
 
   SECTION("within the grace") {
     FakeCompletion slow;
@@ -423,7 +409,7 @@ TEST_CASE("SIGTERM mid-turn: the model call finishes within the grace, or is rec
 TEST_CASE("kill -9 while messages are being acknowledged never loses an acknowledged message", "[worker][crash]") {
   TempDir dir;
   std::vector<std::string> replies(200, "ok");
-  const std::string spec = Write(dir, "spec.yaml", Scripted(replies));
+  const std::string spec = dir.Write("spec.yaml", Scripted(replies));
   std::set<std::string> acknowledged;
   std::mt19937 rng(std::random_device{}());
   int n = 0;
@@ -462,7 +448,7 @@ TEST_CASE("kill -9 while messages are being acknowledged never loses an acknowle
 
 TEST_CASE("pause, resume and cancel", "[worker]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"ready", "after resume"}));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"ready", "after resume"}));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   WaitFor(w, [](auto& s) { return IdleAfter(s, 1); });
@@ -473,7 +459,7 @@ TEST_CASE("pause, resume and cancel", "[worker]") {
   WaitFor(w, [](auto& s) { return s.phase() == v1::PHASE_PAUSED; });
   Send(w, "queued while paused");
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  v1::RunStatus paused = GetStatus(w);
+  v1::RunStatus paused = w.Status();
   CHECK(paused.phase() == v1::PHASE_PAUSED);
   CHECK(paused.inbox_depth() == 1);  // kept, not taken
   auto resume = RunCommand({CARAPACE_BIN, "resume", "--worker", w.address(), "--token-file", dir.Sub("token")});
@@ -507,7 +493,7 @@ TEST_CASE("a step that keeps taking the worker down trips the crash-loop breaker
   fixed.content = {"fixed"};
   model.Push(fixed);
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url()));
+  const std::string spec = dir.Write("spec.yaml", OpenAi(model.base_url()));
   {
     WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
     REQUIRE(w.Start());
@@ -540,7 +526,7 @@ TEST_CASE("a step that keeps taking the worker down trips the crash-loop breaker
 
 TEST_CASE("/healthz, /readyz and /metrics; the metrics pass promtool check metrics", "[worker][metrics]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml",
+  const std::string spec = dir.Write("spec.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
                                  "  tools: [{name: notes, kind: workspace}]\n  model:\n    backend: scripted\n    script:\n"
                                  "      - toolCalls: [{name: notes, arguments: {op: write, path: a.txt, content: hi}}]\n"
@@ -578,7 +564,7 @@ TEST_CASE("the worker writes only under its state dir and tmp dir (read-only roo
   // tmp dirs are writable by it: a write anywhere else would fail, not just be noticed.
   const bool as_nobody = ::geteuid() == 0;
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml",
+  const std::string spec = dir.Write("spec.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: svc}\nspec:\n  goal: start\n"
                                  "  tools: [{name: notes, kind: workspace}]\n  model:\n    backend: scripted\n    script:\n"
                                  "      - toolCalls: [{name: notes, arguments: {op: write, path: a.txt, content: hi}}]\n"
@@ -643,7 +629,7 @@ TEST_CASE("a worker whose model service is down waits and says why; messages wai
   REQUIRE(model.Start());
   const int port = model.port();
   model.Stop();  // down before the agent starts, as when agents start before the model service
-  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url(),
+  const std::string spec = dir.Write("spec.yaml", OpenAi(model.base_url(),
                                                           "    retry: {maxAttempts: 1}\n"
                                                           "    circuitBreaker: {failureThreshold: 1000}\n"
                                                           "  schedule: {heartbeatSeconds: 3600}\n"));
@@ -728,7 +714,7 @@ std::string FloodHeader(int port, size_t bytes) {
 
 TEST_CASE("the probe port holds many concurrent oversized requests to its memory bound", "[worker][limits]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"done"}));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"done"}));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   REQUIRE(HttpGet(w.http_port(), "/healthz").first == 200);
@@ -759,7 +745,7 @@ TEST_CASE("the probe port holds many concurrent oversized requests to its memory
 TEST_CASE("a control request over the API's message limit is refused RESOURCE_EXHAUSTED, and the worker goes on",
           "[worker][limits]") {
   TempDir dir;
-  const std::string spec = Write(dir, "spec.yaml", Scripted({"done"}, "  schedule: {heartbeatSeconds: 3600}\n"));
+  const std::string spec = dir.Write("spec.yaml", Scripted({"done"}, "  schedule: {heartbeatSeconds: 3600}\n"));
   WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
   REQUIRE(w.Start());
   v1::SendMessageRequest req;
@@ -769,7 +755,7 @@ TEST_CASE("a control request over the API's message limit is refused RESOURCE_EX
   grpc::Status st = w.stub().SendMessage(ctx.get(), req, &out);
   CHECK(st.error_code() == grpc::StatusCode::RESOURCE_EXHAUSTED);
   INFO(st.error_message());
-  CHECK(GetStatus(w).inbox_depth() == 0);  // nothing of it was queued
+  CHECK(w.Status().inbox_depth() == 0);  // nothing of it was queued
   CHECK(HttpGet(w.http_port(), "/healthz").first == 200);
 }
 
@@ -823,7 +809,7 @@ TEST_CASE("a full volume is a state: the worker stays up, says so, takes no new 
   FakeOpenAiServer model;
   REQUIRE(model.Start());
   model.Push(Says("hello"));
-  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url()));
+  const std::string spec = dir.Write("spec.yaml", OpenAi(model.base_url()));
   const std::string state = dir.Sub("vol/agent");
   std::string run_id;
   {
@@ -936,7 +922,7 @@ TEST_CASE("a compaction asked for through the control API or `carapace compact` 
     }
     return c;
   });
-  const std::string spec = Write(dir, "spec.yaml", OpenAi(model.base_url(), "  context: {keepRecentRatio: 0.05}\n"));
+  const std::string spec = dir.Write("spec.yaml", OpenAi(model.base_url(), "  context: {keepRecentRatio: 0.05}\n"));
   {
     WorkerProcess w(WORKER_BIN, spec, dir.Sub("state"), dir.path());
     REQUIRE(w.Start());

@@ -124,6 +124,12 @@ TempDir::~TempDir() {
   std::filesystem::remove_all(path_, ec);
 }
 
+std::string TempDir::Write(const std::string& name, const std::string& text) const {
+  const std::string path = Sub(name);
+  std::ofstream(path) << text;
+  return path;
+}
+
 MeasuredRun RunMeasured(const std::vector<std::string>& argv, bool quiet) {
   std::vector<std::string> args = argv;
   std::vector<char*> raw;

@@ -65,6 +65,8 @@ class TempDir {
   ~TempDir();
   const std::string& path() const { return path_; }
   std::string Sub(const std::string& name) const { return path_ + "/" + name; }
+  // Writes `text` to Sub(name) and returns that path (a manifest for a test to run).
+  std::string Write(const std::string& name, const std::string& text) const;
 
  private:
   std::string path_;

@@ -1,6 +1,8 @@
 // carapace-worker as a child process.
 #include "tests/support/worker_process.h"
 
+#include <stdexcept>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -99,6 +101,14 @@ CommandResult WorkerProcess::Stop(int signal, int timeout_ms) {
 void WorkerProcess::Kill() {
   child_->Kill(9);
   child_->Wait(10000);
+}
+
+worker::v1::RunStatus WorkerProcess::Status() const {
+  worker::v1::RunStatus out;
+  auto ctx = Context();
+  grpc::Status st = stub_->GetStatus(ctx.get(), worker::v1::GetStatusRequest(), &out);
+  if (!st.ok()) throw std::runtime_error("GetStatus: " + st.error_message());
+  return out;
 }
 
 std::unique_ptr<grpc::ClientContext> WorkerProcess::Context(const std::string& token, bool streaming) const {

@@ -47,6 +47,9 @@ class WorkerProcess {
   ChildProcess* child() { return child_.get(); }
 
   worker::v1::WorkerControl::Stub& stub() { return *stub_; }
+  // GetStatus with the token. Throws std::runtime_error with the gRPC error when it fails
+  // (the test case fails, naming it).
+  worker::v1::RunStatus Status() const;
   // A context carrying the token (or `token` when given), with a 10 s deadline unless streaming.
   std::unique_ptr<grpc::ClientContext> Context(const std::string& token = "", bool streaming = false) const;
 
