@@ -377,10 +377,17 @@ TEST_CASE("the worker: each message is a turn and a trace of its own, a compacti
   TempDir tmp;
   OtlpReceiver receiver;
   REQUIRE(receiver.Start());
+  FakeOpenAiServer summarizer;  // spec.context.summaryModel writes the summary
+  REQUIRE(summarizer.Start());
+  FakeCompletion summary;
+  summary.content = {"a summary of the talk"};
+  summarizer.Push(summary);
   const std::string spec = tmp.Write("w.yaml",
                                  "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: lively}\nspec:\n"
                                  "  goal: say one\n  model:\n    backend: scripted\n    script:\n"
-                                 "      - text: one\n      - text: two\n      - text: a summary of the talk\n");
+                                 "      - text: one\n      - text: two\n"
+                                 "  context:\n    summaryModel: {backend: openai, name: summarizer, endpoint: \"" +
+                                     summarizer.base_url() + "\"}\n");
   carapace::testing::WorkerProcess w(WORKER_BIN, spec, tmp.Sub("s"), tmp.path());
   w.SetEnv({{"OTEL_EXPORTER_OTLP_ENDPOINT", receiver.endpoint()}, {"OTEL_BSP_SCHEDULE_DELAY", "50"}});
   REQUIRE(w.Start());
@@ -422,6 +429,19 @@ TEST_CASE("the worker: each message is a turn and a trace of its own, a compacti
   CHECK(compaction.parent_span_id.empty());  // idle: no turn to belong to
   CHECK(compaction.Attr("carapace.compaction.reason") == "requested");
   for (const auto& t : turns) CHECK(compaction.trace_id != t.trace_id);
+  // The summary's call names the model that wrote it, not the agent's.
+  const auto summaries = receiver.SpansNamed("chat summarizer");
+  REQUIRE(summaries.size() == 1);
+  CHECK(summaries[0].Attr("gen_ai.request.model") == "summarizer");
+  CHECK(summaries[0].Attr("carapace.model.purpose") == "summary");
+  CHECK(summaries[0].Attr("gen_ai.provider.name") == "openai");
+  size_t turn_chats = 0;
+  for (const auto& chat : receiver.SpansNamed("chat ")) {
+    if (chat.name != "chat ") continue;  // the agent's scripted model has no name
+    ++turn_chats;
+    CHECK(chat.Attr("gen_ai.provider.name") == "scripted");
+  }
+  CHECK(turn_chats == 2);
 
   const auto [code, metrics] = carapace::testing::HttpGet(w.http_port(), "/metrics");
   REQUIRE(code == 200);

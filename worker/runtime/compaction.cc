@@ -287,7 +287,7 @@ Result<std::string> Runner::Summarize(int64_t from, int64_t to, const ContextLim
                 {}, "", ""}};
     ModelRequest request{state_.step, &request_messages, {}};
     ModelBackend& writer = summarizer_ ? *summarizer_ : *model_;
-    telemetry::Span span = tracer_.StartModelCall(state_, request, "summary");
+    telemetry::Span span = tracer_.StartModelCall(state_, request, "summary", summarizer_ != nullptr);
     request.traceparent = span.context().Traceparent();
     Result<ModelResponse> answered = writer.Complete(request);
     tracer_.EndModelCall(span, answered, request_messages);

@@ -20,7 +20,12 @@ RunTracer::RunTracer(const AgentRun& run)
     : agent_name_(run.metadata.name),
       agent_namespace_(run.metadata.ns),
       model_name_(run.spec.model.name),
-      model_backend_(run.spec.model.backend) {}
+      model_backend_(run.spec.model.backend) {
+  if (run.spec.context && run.spec.context->summary_model) {
+    summary_model_name_ = run.spec.context->summary_model->name;
+    summary_model_backend_ = run.spec.context->summary_model->backend;
+  }
+}
 
 telemetry::TraceContext RunTracer::TurnContext(const std::string& run_id, int64_t turn) {
   if (!telemetry::TracingEnabled() || run_id.empty() || turn <= 0) return {};
@@ -46,16 +51,19 @@ telemetry::Span RunTracer::StartChild(const RunState& s, const std::string& name
   return span;
 }
 
-telemetry::Span RunTracer::StartModelCall(const RunState& s, const ModelRequest& request, const char* purpose) {
+telemetry::Span RunTracer::StartModelCall(const RunState& s, const ModelRequest& request, const char* purpose,
+                                          bool by_summary_model) {
   if (!telemetry::TracingEnabled()) return {};
   telemetry::SpanOptions o;
   o.kind = telemetry::SpanKind::kClient;
   if (InTurn(s)) o.parent = TurnContext(s);
+  const bool summarizer = by_summary_model && !summary_model_backend_.empty();
+  const std::string& model = summarizer ? summary_model_name_ : model_name_;
   // GenAI semantic conventions: "{gen_ai.operation.name} {gen_ai.request.model}".
-  telemetry::Span span = telemetry::StartSpan("chat " + model_name_, o);
+  telemetry::Span span = telemetry::StartSpan("chat " + model, o);
   span.Set("gen_ai.operation.name", "chat")
-      .Set("gen_ai.request.model", model_name_)
-      .Set("gen_ai.provider.name", model_backend_)
+      .Set("gen_ai.request.model", model)
+      .Set("gen_ai.provider.name", summarizer ? summary_model_backend_ : model_backend_)
       .Set("gen_ai.agent.name", agent_name_)
       .Set("carapace.step", request.step)
       .Set("carapace.tools_offered", static_cast<int64_t>(request.tools.size()));

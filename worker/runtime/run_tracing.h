@@ -40,7 +40,10 @@ class RunTracer {
 
   // A model call: "chat MODEL", in the current turn (or a trace of its own outside one).
   // `purpose` names a call that is not the turn's own ("summary", "memory_flush").
-  telemetry::Span StartModelCall(const RunState& s, const ModelRequest& request, const char* purpose = nullptr);
+  // `by_summary_model`: the call goes to spec.context.summaryModel, whose name and provider
+  // the span then carries.
+  telemetry::Span StartModelCall(const RunState& s, const ModelRequest& request, const char* purpose = nullptr,
+                                 bool by_summary_model = false);
   void EndModelCall(telemetry::Span& span, const Result<ModelResponse>& response, const std::vector<Message>& prompt);
 
   // A tool call: "execute_tool NAME".
@@ -87,6 +90,8 @@ class RunTracer {
   std::string agent_namespace_;
   std::string model_name_;
   std::string model_backend_;
+  std::string summary_model_name_;  // spec.context.summaryModel's, when there is one
+  std::string summary_model_backend_;
   // The last turn's ids, computed once per turn (a hash and a sampler decision).
   std::string cached_run_id_;
   int64_t cached_turn_ = -1;
