@@ -1,7 +1,12 @@
 // Process-wide settings every Carapace binary applies first thing in main().
 #pragma once
 
+#include <string>
+
 namespace carapace {
+
+// This machine's host name (a pod's name in a cluster), for records people read.
+std::string HostName();
 
 // cpprestsdk schedules every continuation of every HTTP exchange on its thread pool, 40
 // threads by default. A worker drives one agent loop; with a pool that size each streamed

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tests/support/child_process.h"
+#include "tests/support/carapace_cli.h"
 #include "tests/support/ledger_server.h"
 #include "tests/support/wait.h"
 #include "tests/support/worker_process.h"
@@ -20,6 +21,8 @@
 
 using Catch::Matchers::ContainsSubstring;
 using carapace::testing::CommandResult;
+using carapace::testing::Carapace;
+using carapace::testing::Events;
 using carapace::testing::LedgerServer;
 using carapace::testing::RunCommand;
 using carapace::testing::TempDir;
@@ -43,18 +46,6 @@ std::string Spec(const LedgerServer& ledger) {
          "  model:\n    backend: scripted\n    script:\n" + script + "      - text: four placed\n"
          "  tools:\n    - {name: notes, kind: workspace}\n"
          "    - {name: api, kind: http, effect: idempotent, http: {allowedHosts: [\"" + host + "\"]}}\n";
-}
-
-CommandResult Carapace(std::vector<std::string> args) {
-  args.insert(args.begin(), CARAPACE_BIN);
-  return RunCommand(args);
-}
-
-json Events(const std::string& dir) {
-  CommandResult r = Carapace({"inspect", "--state-dir", dir, "--json"});
-  INFO(r.err);
-  REQUIRE(r.exit_code == 0);
-  return json::parse(r.out)["events"];
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/carapace_cli.h"
 #include "tests/support/child_process.h"
 #include "tests/support/ledger_server.h"
 #include "tests/support/small_volume.h"
@@ -44,11 +45,7 @@ std::string OrderSpec(const LedgerServer& ledger, const std::string& extra = "")
          "    - {name: api, kind: http, effect: side_effecting" + extra + ", http: {allowedHosts: [\"" + host + "\"]}}\n";
 }
 
-CommandResult Carapace(const std::vector<std::string>& args) {
-  std::vector<std::string> argv = {CARAPACE_BIN};
-  argv.insert(argv.end(), args.begin(), args.end());
-  return RunCommand(argv);
-}
+using carapace::testing::Carapace;
 
 }  // namespace
 

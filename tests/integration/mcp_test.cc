@@ -15,6 +15,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "tests/support/carapace_cli.h"
 #include "tests/support/child_process.h"
 #include "tests/support/stateless_mcp_server.h"
 #include "worker/tools/mcp/mcp_client.h"
@@ -71,11 +72,7 @@ std::string McpSpec(const std::string& tools_yaml, const std::string& script) {
          "  model:\n    backend: scripted\n    script:\n" + script + "      - text: done\n  tools:\n" + tools_yaml;
 }
 
-json Events(const std::string& dir) {
-  CommandResult r = RunCommand({CARAPACE_BIN, "inspect", "--state-dir", dir, "--json"});
-  REQUIRE(r.exit_code == 0);
-  return json::parse(r.out)["events"];
-}
+using carapace::testing::Events;
 
 }  // namespace
 

@@ -13,6 +13,7 @@
 #include <catch2/matchers/catch_matchers_string.hpp>
 #include <nlohmann/json.hpp>
 
+#include "tests/support/carapace_cli.h"
 #include "tests/support/child_process.h"
 #include "tests/support/fake_openai.h"
 #include "tests/support/fake_triton.h"
@@ -79,11 +80,7 @@ CommandResult Carapace(const std::vector<std::string>& args, const std::map<std:
   return child.Wait(60000);
 }
 
-json Events(const std::string& dir) {
-  CommandResult r = carapace::testing::RunCommand({CARAPACE_BIN, "inspect", "--state-dir", dir, "--json"});
-  REQUIRE(r.exit_code == 0);
-  return json::parse(r.out)["events"];
-}
+using carapace::testing::Events;
 
 const ReceivedSpan* Find(const std::vector<ReceivedSpan>& spans, const std::string& name) {
   for (const auto& s : spans) {

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
 #include <cstdio>
 #include <iomanip>
 #include <iostream>
@@ -11,11 +12,13 @@
 
 #include "common/agentrun/spec.h"
 #include "common/log.h"
+#include "common/process_setup.h"
 #include "common/telemetry/tracing.h"
 #include "common/time.h"
 #include "worker/cli/status_view.h"
 #include "worker/model/model_families.h"
 #include "worker/runtime/backup.h"
+#include "worker/runtime/handoff.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/retention.h"
 #include "worker/runtime/run_dirs.h"
@@ -392,12 +395,52 @@ int Backup(const std::string& state_dir, const std::string& to_dir) {
   return kExitSucceeded;
 }
 
-int Restore(const std::string& from_dir, const std::string& state_dir) {
-  auto restored = RestoreRun(from_dir, state_dir);
-  if (!restored.ok()) return Fail(restored.status());
-  std::cout << "restored run " << restored->run_id << " (" << restored->ns << "/" << restored->name << ") into "
-            << state_dir << ": events up to " << restored->last_seq << " (backed up "
-            << FormatRfc3339Millis(restored->created_ms) << "). It is the same agent: run it in one place only\n";
+int Restore(const std::string& from, const std::string& state_dir, bool fork, const std::string& claim_as,
+            bool skip_if_restored) {
+  RestoreOptions options;
+  options.fork = fork;
+  options.claim_as = claim_as;
+  options.skip_if_restored = skip_if_restored;
+  auto r = RestoreAgent(from, state_dir, options);
+  if (!r.ok()) return Fail(r.status());
+  if (r->already) {
+    std::cout << "already restored: " << state_dir << " holds run " << r->run_id << " from " << from << "; nothing to do\n";
+    return kExitSucceeded;
+  }
+  std::cout << (r->kind == "archive" ? "imported" : "restored") << " run " << r->source_run_id << " (" << r->ns << "/"
+            << r->name << ") into " << state_dir << ": events up to " << r->last_seq << " (copied "
+            << FormatRfc3339Millis(r->created_ms) << ").";
+  if (fork) {
+    std::cout << " It is a new agent, run " << r->run_id << ": it repeats nothing the original did\n";
+  } else if (r->kind == "archive") {
+    std::cout << " It goes on as the same agent; the archive is claimed (" << from << kImportClaimSuffix
+              << ") and cannot be imported again\n";
+  } else {
+    std::cout << " It is the same agent: run it in one place only\n";
+  }
+  return kExitSucceeded;
+}
+
+int Export(const std::string& state_dir, const std::string& to) {
+  std::error_code ec;
+  if (std::filesystem::exists(to, ec)) return Fail(FailedPrecondition(to + " exists; export into a new file"));
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) {
+    if (store.status().code() == StatusCode::kBusy) {
+      return Fail(store.status().WithContext("a running worker holds it; export it with `carapace export --worker ADDR`"));
+    }
+    return Fail(store.status());
+  }
+  auto state = LoadRunState(**store);
+  if (!state.ok()) return Fail(state.status());
+  auto id = RecordHandOff(store->get(), state->handoff_id, "cli");
+  if (!id.ok()) return Fail(id.status());
+  auto m = ExportRun(**store, HostName() + ":" + state_dir, to);
+  if (!m.ok()) return Fail(m.status().WithContext("the hand-off is recorded (export " + *id + "); export again"));
+  std::cout << "exported run " << m->run_id << " (" << m->ns << "/" << m->name << ") to " << to << ": events up to "
+            << m->last_seq << ", hand-off " << *id << ". " << state_dir
+            << " is fenced: it never acts again. Continue the agent with `carapace import --from " << to
+            << " --state-dir DIR`, or in a cluster with spec.storage.restoreFrom\n";
   return kExitSucceeded;
 }
 

@@ -28,8 +28,13 @@ int Compact(const std::string& file, const std::string& state_dir);
 int Fork(const std::string& state_dir, long long from_step, const std::string& to_dir);
 // A backup of a state dir no process holds (a running worker's: `backup --worker`).
 int Backup(const std::string& state_dir, const std::string& to_dir);
-// A backup copied into a new state dir, checked to open with what its manifest says.
-int Restore(const std::string& from_dir, const std::string& state_dir);
+// Starts an agent in a new state dir from a backup directory or an export's archive
+// (RestoreAgent, worker/runtime/handoff.h): `import` and `restore` are this one command.
+int Restore(const std::string& from, const std::string& state_dir, bool fork, const std::string& claim_as,
+            bool skip_if_restored);
+// Hands off the agent in a state dir no process holds (a running worker's: `export
+// --worker`): fences it and writes its archive to `to` (a new file).
+int Export(const std::string& state_dir, const std::string& to);
 int Validate(const std::string& file);
 
 }  // namespace carapace::cli

@@ -28,7 +28,12 @@ constexpr const char* kUsage = R"(usage:
                                                  model in FILE writes it; the transcript keeps all)
   carapace validate FILE                         check an AgentRun manifest
   carapace backup --state-dir DIR --to DIR2      a consistent copy of a stopped agent (docs/operations.md)
-  carapace restore --from DIR2 --state-dir DIR3  a backup into a new state dir: the same agent again
+  carapace export --state-dir DIR --to FILE      hand a stopped agent off: fence it, write one archive
+  carapace import|restore --from PATH --state-dir DIR [--fork] [--claim-as ID] [--skip-if-restored]
+                                                 start the agent in a new state dir from an archive
+                                                 (export) or a backup dir; an archive once only
+                                                 (--fork: a new agent, new run id); see
+                                                 docs/operations.md, "Move an agent"
 
 against a running carapace-worker (its control API; the token from --token-file FILE,
 CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
@@ -38,6 +43,9 @@ CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
   carapace send --worker ADDR TEXT               queue a message (stored before it is acknowledged)
   carapace approve --worker ADDR --call ID [--deny]
   carapace pause|resume --worker ADDR
+  carapace resume --worker ADDR --take-back      lift an export's fence (its archive never imported)
+  carapace export --worker ADDR --to FILE        hand the agent off: it finishes its action, is fenced
+                                                 for good, and its archive is written to FILE
   carapace cancel --worker ADDR [--reason TEXT]
   carapace compact --worker ADDR                 fold older messages into the summary at the next step
   carapace backup --worker ADDR [--name NAME]    a consistent copy of the live agent, on its volume
@@ -65,7 +73,8 @@ struct Args {
 // Flags that take a value; everything else starting with -- is boolean.
 bool TakesValue(const std::string& flag) {
   return flag == "--state-dir" || flag == "--call" || flag == "--from-step" || flag == "--to" || flag == "--worker" ||
-         flag == "--token-file" || flag == "--from" || flag == "--reason" || flag == "--listen" || flag == "--name";
+         flag == "--token-file" || flag == "--from" || flag == "--reason" || flag == "--listen" || flag == "--name" ||
+         flag == "--claim-as";
 }
 
 bool Parse(int argc, char** argv, Args* out, std::string* problem) {
@@ -173,8 +182,16 @@ static int Main(int argc, char** argv) {
       if (!problem.empty()) return Usage(problem);
       return cli::RemoteDecide(w, call, args.flags.count("--deny") > 0);
     }
-    if ((cmd == "pause" || cmd == "resume") && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
-      return cmd == "pause" ? cli::RemotePause(w) : cli::RemoteResume(w);
+    if (cmd == "pause" && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemotePause(w);
+    }
+    if (cmd == "resume" && Check(args, allowed({"--take-back"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      return cli::RemoteResume(w, args.flags.count("--take-back") > 0);
+    }
+    if (cmd == "export" && Check(args, allowed({"--to"}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
+      std::string to = Need(args, "--to", &problem);
+      if (!problem.empty()) return Usage(problem);
+      return cli::RemoteExport(w, to);
     }
     if (cmd == "compact" && Check(args, allowed({}), 0, &problem) && cli::LoadWorkerToken(token_file, &w, &problem)) {
       return cli::RemoteCompact(w);
@@ -209,12 +226,21 @@ static int Main(int argc, char** argv) {
     if (!problem.empty()) return Usage(problem);
     return cli::Backup(dir, to);
   }
-  if (cmd == "restore") {
-    if (!Check(args, {"--from", "--state-dir"}, 0, &problem)) return Usage(problem);
+  if (cmd == "restore" || cmd == "import") {
+    if (!Check(args, {"--from", "--state-dir", "--fork", "--claim-as", "--skip-if-restored"}, 0, &problem)) return Usage(problem);
     std::string from = Need(args, "--from", &problem);
     std::string dir = Need(args, "--state-dir", &problem);
     if (!problem.empty()) return Usage(problem);
-    return cli::Restore(from, dir);
+    return cli::Restore(from, dir, args.flags.count("--fork") > 0,
+                        args.flags.count("--claim-as") ? args.flags["--claim-as"] : "",
+                        args.flags.count("--skip-if-restored") > 0);
+  }
+  if (cmd == "export") {
+    if (!Check(args, {"--state-dir", "--to"}, 0, &problem)) return Usage(problem);
+    std::string dir = Need(args, "--state-dir", &problem);
+    std::string to = Need(args, "--to", &problem);
+    if (!problem.empty()) return Usage(problem);
+    return cli::Export(dir, to);
   }
   if (cmd == "fork") {
     if (!Check(args, {"--state-dir", "--from-step", "--to"}, 0, &problem)) return Usage(problem);

@@ -1,7 +1,14 @@
 // gRPC client of the worker control API.
 #include "worker/cli/remote.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include <grpcpp/client_context.h>
@@ -170,8 +177,66 @@ int RemotePause(const WorkerTarget& w) {
   return StatusCall(w, v1::PauseRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Pause(ctx, r, out); });
 }
 
-int RemoteResume(const WorkerTarget& w) {
-  return StatusCall(w, v1::ResumeRequest(), [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Resume(ctx, r, out); });
+int RemoteResume(const WorkerTarget& w, bool take_back) {
+  v1::ResumeRequest req;
+  req.set_take_back(take_back);
+  req.set_by("cli");
+  return StatusCall(w, req, [](auto& stub, auto* ctx, const auto& r, auto* out) { return stub.Resume(ctx, r, out); });
+}
+
+int RemoteExport(const WorkerTarget& w, const std::string& to) {
+  std::error_code ec;
+  if (std::filesystem::exists(to, ec)) {
+    std::cerr << "carapace: " << to << " exists; export into a new file\n";
+    return kExitBadInput;
+  }
+  // Written aside and renamed once whole and synced: `to` is an archive or nothing.
+  const std::string part = to + ".part";
+  std::ofstream out(part, std::ios::binary | std::ios::trunc);
+  if (!out) {
+    std::cerr << "carapace: cannot write " << part << "\n";
+    return kExitError;
+  }
+  auto stub = ConnectWorker(w);
+  grpc::ClientContext ctx;
+  PrepareCall(w, &ctx, /*streaming=*/true);
+  v1::ExportRequest req;
+  req.set_by("cli");
+  auto reader = stub->Export(&ctx, req);
+  v1::ExportChunk chunk;
+  v1::ExportChunk first;
+  bool got_first = false;
+  uint64_t received = 0;
+  while (reader->Read(&chunk)) {
+    if (!got_first) {
+      first = chunk;
+      got_first = true;
+    }
+    out.write(chunk.data().data(), static_cast<std::streamsize>(chunk.data().size()));
+    received += chunk.data().size();
+  }
+  grpc::Status s = reader->Finish();
+  out.close();
+  if (!s.ok() || !got_first || received != first.archive_bytes() || !out) {
+    std::filesystem::remove(part, ec);
+    if (!s.ok()) return Failed(s, w);
+    std::cerr << "carapace: the archive came short (" << received << " of " << first.archive_bytes()
+              << " bytes, or not written); the hand-off holds: export again\n";
+    return kExitError;
+  }
+  const int fd = ::open(part.c_str(), O_RDONLY | O_CLOEXEC);
+  const bool synced = fd >= 0 && ::fsync(fd) == 0;
+  if (fd >= 0) ::close(fd);
+  if (!synced || ::rename(part.c_str(), to.c_str()) != 0) {
+    std::cerr << "carapace: cannot keep " << to << ": " << std::strerror(errno) << "; the hand-off holds: export again\n";
+    std::filesystem::remove(part, ec);
+    return kExitError;
+  }
+  std::cout << "exported run " << first.run_id() << " to " << to << ": events up to " << first.last_seq() << ", "
+            << received << " bytes, hand-off " << first.handoff_id() << ". The worker at " << w.address
+            << " is fenced: it never acts again. Continue the agent with `carapace import --from " << to
+            << " --state-dir DIR`, or in a cluster with spec.storage.restoreFrom\n";
+  return kExitSucceeded;
 }
 
 int RemoteCancel(const WorkerTarget& w, const std::string& reason) {

@@ -29,10 +29,13 @@ int RemoteEvents(const WorkerTarget& w, unsigned long long from_seq, bool follow
 int RemoteSend(const WorkerTarget& w, const std::string& text);
 int RemoteDecide(const WorkerTarget& w, const std::string& call_id, bool deny);
 int RemotePause(const WorkerTarget& w);
-int RemoteResume(const WorkerTarget& w);
+// `take_back`: lift the fence of an export whose archive was never imported.
+int RemoteResume(const WorkerTarget& w, bool take_back = false);
 int RemoteCancel(const WorkerTarget& w, const std::string& reason);
 int RemoteCompact(const WorkerTarget& w);
 // A backup on the worker's volume (backups/NAME next to its state dir).
 int RemoteBackup(const WorkerTarget& w, const std::string& name);
+// Hands the agent off: fences the worker and writes its archive to `to` (a new file).
+int RemoteExport(const WorkerTarget& w, const std::string& to);
 
 }  // namespace carapace::cli

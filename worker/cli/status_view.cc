@@ -33,7 +33,11 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
   s.set_namespace_(identity.ns);
   s.set_run_id(state.run_id.empty() ? identity.run_id : state.run_id);
   s.set_phase(ToProto(state.phase));
-  s.set_reason(state.reason);
+  // A fence outranks the phase's reason (an agent paused before it was exported says so too):
+  // the operator and `status` show it.
+  s.set_reason(state.handoff_id.empty() || IsTerminal(state.phase)
+                   ? state.reason
+                   : "handed off (export " + state.handoff_id + "): it goes on where its archive is imported");
   s.set_result(state.result);
   s.set_step(state.step);
   s.set_last_checkpoint_step(state.last_checkpoint_step);
@@ -83,6 +87,7 @@ v1::RunStatus BuildRunStatus(const RunIdentity& identity, const RunState& state,
     s.set_waiting_detail(state.deferred_reason);
   }
   if (state.phase == Phase::kDegraded && state.degraded_hold) s.set_degraded_cause(state.degraded_cause);
+  s.set_handoff_id(state.handoff_id);
   for (const auto& c : state.calls) {
     if (c.status == CallStatus::kInFlight) {
       s.set_current_call_id(c.call.id);
@@ -125,6 +130,9 @@ std::string LongLifeLines(const v1::RunStatus& s) {
            (s.tokens_estimated() ? "; token counts estimated (the model service reports none)" : "") + "\n";
   }
   if (!s.degraded_cause().empty()) out += "held by: " + s.degraded_cause() + "; `carapace resume` or a spec revision tries again\n";
+  if (!s.handoff_id().empty()) {
+    out += "handed off: export " + s.handoff_id() + "; this copy never acts again, the agent goes on where the archive is imported\n";
+  }
   for (const auto& m : s.models()) {
     if (m.first_token_ms_mean() == 0 && m.retries() == 0) continue;  // nothing streamed: nothing to tell
     char line[512];

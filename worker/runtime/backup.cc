@@ -25,11 +25,6 @@ nlohmann::json ToJson(const BackupInfo& b) {
           {"bytes", b.bytes},         {"durationMs", b.duration_ms}};
 }
 
-bool EmptyOrMissing(const std::string& dir) {
-  std::error_code ec;
-  return !fs::exists(dir, ec) || fs::is_empty(dir, ec);
-}
-
 }  // namespace
 
 Result<BackupInfo> BackupRun(const RunStore& store, const std::string& dest_dir) {
@@ -79,40 +74,6 @@ Result<BackupInfo> ReadBackup(const std::string& dir) {
   b.created_ms = j.value("createdMs", int64_t{0});
   b.bytes = j.value("bytes", uint64_t{0});
   b.duration_ms = j.value("durationMs", int64_t{0});
-  return b;
-}
-
-Result<BackupInfo> RestoreRun(const std::string& backup_dir, const std::string& state_dir) {
-  CARAPACE_ASSIGN_OR_RETURN(BackupInfo b, ReadBackup(backup_dir));
-  if (!EmptyOrMissing(state_dir)) {
-    return FailedPrecondition("restore target " + state_dir + " is not empty; give a new or empty directory");
-  }
-  std::error_code ec;
-  fs::create_directories(state_dir, ec);
-  if (ec) return IoError("creating " + state_dir + ": " + ec.message());
-  auto undo = [&](Status s) {
-    fs::remove_all(state_dir + "/store", ec);
-    fs::remove_all(state_dir + "/workspace", ec);
-    fs::remove(state_dir + "/carapace.lock", ec);
-    return s;
-  };
-  for (const char* part : {"store", "workspace"}) {
-    fs::copy(backup_dir + "/" + part, state_dir + "/" + part, fs::copy_options::recursive | fs::copy_options::copy_symlinks,
-             ec);
-    if (ec) return undo(IoError(std::string("copying the backup's ") + part + ": " + ec.message()));
-  }
-  {
-    auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
-    if (!store.ok()) return undo(store.status().WithContext("opening the restored store"));
-    auto identity = LoadRunIdentity(**store);
-    if (!identity.ok()) return undo(identity.status());
-    if (!*identity || (*identity)->run_id != b.run_id || (*store)->last_seq() != b.last_seq) {
-      return undo(Corruption("the backup in " + backup_dir + " does not hold what its manifest says (run " + b.run_id +
-                             ", last event " + std::to_string(b.last_seq) + ")"));
-    }
-    auto state = LoadRunState(**store);
-    if (!state.ok()) return undo(state.status().WithContext("loading the restored run"));
-  }
   return b;
 }
 

@@ -4,6 +4,7 @@
 // carapace-backup.json, written last: a directory without it is a backup cut short and is
 // never restored. The store in it is a point-in-time copy (RunStore::CopyConsistent) taken
 // while the agent runs on; the manifest names the run and the last event the copy holds.
+// Restoring one is RestoreAgent's (worker/runtime/handoff.h), as for an export's archive.
 #pragma once
 
 #include <cstdint>
@@ -32,13 +33,6 @@ Result<BackupInfo> BackupRun(const RunStore& store, const std::string& dest_dir)
 // A backup's manifest. Errors: kNotFound when `dir` has none (not a backup, or one cut
 // short), kCorruption when it cannot be read.
 Result<BackupInfo> ReadBackup(const std::string& dir);
-
-// Copies the backup in `backup_dir` into `state_dir` (new or empty) and checks that it opens
-// and holds what the manifest says (run id, last event). The restored agent is the same agent
-// (same run id, same idempotency keys): start it in one place only. Errors: ReadBackup's;
-// kFailedPrecondition when state_dir is not empty; kCorruption when the copy does not hold
-// what the manifest says (what was copied is removed).
-Result<BackupInfo> RestoreRun(const std::string& backup_dir, const std::string& state_dir);
 
 // A backup's name on the agent's volume: 1 to 63 of [a-z0-9._-], starting with a letter or
 // digit. Errors: kInvalidArgument naming the rule.

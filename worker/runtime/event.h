@@ -45,6 +45,11 @@ inline constexpr const char* kContextCompacted = "context_compacted";        // 
 inline constexpr const char* kMemoryFlushed = "memory_flushed";
 // spec.retention removed older history (worker/runtime/retention.h); what it removed.
 inline constexpr const char* kHistoryTrimmed = "history_trimmed";
+// Moving an agent (docs/operations.md, "Move an agent"): the source is fenced when it is
+// exported; the copy that is imported lifts the fence on itself and goes on.
+inline constexpr const char* kHandedOff = "handed_off";            // exported: this copy never acts again
+inline constexpr const char* kImported = "imported";               // an export's archive was imported here
+inline constexpr const char* kHandOffRevoked = "handoff_revoked";  // a person took the export back here
 }  // namespace event_type
 
 struct Event {

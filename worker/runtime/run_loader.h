@@ -27,6 +27,10 @@ inline constexpr const char* kSpecHash = "specHash";
 inline constexpr const char* kSpec = "spec";
 // The last removal by spec.retention: the history_trimmed event's data (JSON).
 inline constexpr const char* kHistoryTrimmed = "historyTrimmed";
+// "1" in a store restored from a backup or an archive that no AgentRun has run yet: the first
+// one to run it may carry another name or namespace (an agent moved between namespaces or
+// clusters) and becomes its name. Empty once taken.
+inline constexpr const char* kAwaitingHome = "awaitingHome";
 }  // namespace meta_key
 
 // Empty when no run has been started in the store yet.

@@ -301,7 +301,9 @@ static Status ApplyEvent(RunState* s, const Event& e) {
   } else if (e.type == event_type::kPauseRequested) {
     s->pause_requested = true;
   } else if (e.type == event_type::kResumeRequested) {
-    s->pause_requested = false;
+    // An exported copy stays fenced: only handoff_revoked lifts that (AgentService refuses
+    // the resume; this holds for any writer of the log).
+    s->pause_requested = !s->handoff_id.empty();
     // A person looked: the crash-loop breaker starts counting afresh, and a held turn is
     // tried again.
     if (s->phase == Phase::kDegraded) {
@@ -320,6 +322,19 @@ static Status ApplyEvent(RunState* s, const Event& e) {
     if (s->recoveries.size() > 10) s->recoveries.erase(s->recoveries.begin());
   } else if (e.type == event_type::kInterrupted) {
     // A record for people: the call it names resumes as any cut-off call does.
+  } else if (e.type == event_type::kHandedOff) {
+    // A fence, kept as a pause that only an import (or a person taking it back) lifts.
+    if (s->handoff_id.empty()) s->handoff_was_paused = s->pause_requested;
+    s->handoff_id = d.value("handoffId", "");
+    s->pause_requested = true;
+  } else if (e.type == event_type::kImported || e.type == event_type::kHandOffRevoked) {
+    if (!s->handoff_id.empty()) {  // a restored backup (forked) was never fenced
+      s->pause_requested = s->handoff_was_paused;
+      s->handoff_id.clear();
+      s->handoff_was_paused = false;
+    }
+    // A fork is a new agent: a new run id, so new idempotency keys from here on.
+    if (d.value("fork", false)) s->run_id = d.value("runId", s->run_id);
   } else if (e.type == event_type::kForked) {
     s->run_id = d.value("runId", s->run_id);  // a fork is a new run: new idempotency keys from here on
   } else if (e.type == event_type::kModelUnavailable) {
@@ -422,6 +437,8 @@ nlohmann::json RunState::ToCheckpointJson() const {
           {"pausedFrom", PhaseName(paused_from)},
           {"cancelRequested", cancel_requested},
           {"cancelReason", cancel_reason},
+          {"handoffId", handoff_id},
+          {"handoffWasPaused", handoff_was_paused},
           {"cronFiredMs", cron_fired_ms},
           {"recoveries", recoveries},
           {"revision", revision},
@@ -484,6 +501,8 @@ Result<RunState> RunState::FromCheckpointJson(const nlohmann::json& j) {
     s.paused_from = ParsePhase(j.value("pausedFrom", "Running")).value_or(Phase::kRunning);
     s.cancel_requested = j.value("cancelRequested", false);
     s.cancel_reason = j.value("cancelReason", "");
+    s.handoff_id = j.value("handoffId", "");
+    s.handoff_was_paused = j.value("handoffWasPaused", false);
     s.cron_fired_ms = j.value("cronFiredMs", std::map<std::string, int64_t>{});
     s.recoveries = j.value("recoveries", std::vector<std::pair<int64_t, int64_t>>{});
     // A long life; absent from checkpoints written before revisions existed (revision 1).

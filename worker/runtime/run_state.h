@@ -160,6 +160,10 @@ struct RunState {
   Phase paused_from = Phase::kRunning;  // what Resume returns to
   bool cancel_requested = false;
   std::string cancel_reason;
+  // Exported (handed_off): this copy is fenced and never acts again; the id names the
+  // hand-off its archive carries. Whether a person had paused it first, for the import.
+  std::string handoff_id;
+  bool handoff_was_paused = false;
   std::map<std::string, int64_t> cron_fired_ms;  // cron name -> the occurrence last fired
   std::vector<std::pair<int64_t, int64_t>> recoveries;  // (step, wall ms) of recent restarts mid-step
 

@@ -9,13 +9,12 @@
 #include "common/json_text.h"
 #include "common/redact.h"
 #include "common/log.h"
+#include "worker/runtime/handoff.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/retention.h"
 #include "worker/runtime/run_loader.h"
 
 namespace carapace {
-
-namespace {
 
 std::string NewRunId() {
   std::random_device rd;
@@ -24,6 +23,8 @@ std::string NewRunId() {
   for (int i = 0; i < 32; ++i) id.push_back(kHex[rd() & 0xf]);
   return id;
 }
+
+namespace {
 
 // Tool output larger than the tool's maxOutputBytes goes to the artifacts column family in
 // full; the event log and the model get a preview. It keeps the log, checkpoints and
@@ -64,6 +65,23 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*store));
   const std::string spec_hash = run.SpecHash();
   if (identity) {
+    CARAPACE_ASSIGN_OR_RETURN(auto awaiting_home, store->GetMeta(meta_key::kAwaitingHome));
+    const bool moved = awaiting_home && *awaiting_home == "1";
+    if (moved && (identity->name != run.metadata.name || identity->ns != run.metadata.ns)) {
+      // A restored agent's first run under its new name: the same agent, living elsewhere.
+      log::Info("a restored agent takes its new name", {{"from", identity->ns + "/" + identity->name},
+                                                          {"to", run.metadata.ns + "/" + run.metadata.name}});
+      StoreBatch rename;
+      rename.meta = {{meta_key::kName, run.metadata.name}, {meta_key::kNamespace, run.metadata.ns}};
+      CARAPACE_RETURN_IF_ERROR(store->Commit(rename, true).status());
+      identity->name = run.metadata.name;
+      identity->ns = run.metadata.ns;
+    }
+    if (moved) {
+      StoreBatch taken;
+      taken.meta = {{meta_key::kAwaitingHome, ""}};
+      CARAPACE_RETURN_IF_ERROR(store->Commit(taken, true).status());
+    }
     if (identity->name != run.metadata.name || identity->ns != run.metadata.ns) {
       return FailedPrecondition("state dir " + store->state_dir() + " holds AgentRun " + identity->ns + "/" +
                                 identity->name + ", not " + run.metadata.ns + "/" + run.metadata.name +
@@ -119,6 +137,8 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
     CARAPACE_RETURN_IF_ERROR(store->Commit(meta, true).status());
   }
   CARAPACE_ASSIGN_OR_RETURN(r->state_, LoadRunState(*store));
+  // The fence of an exported agent holds for every process that opens its store.
+  if (!r->state_.handoff_id.empty()) store->RefuseExternalWrites(HandedOffRefusal(r->state_.handoff_id));
   return r;
 }
 
@@ -294,7 +314,7 @@ Result<Phase> Runner::Run() {
     if (state_.pause_requested) {
       if (state_.phase != Phase::kPaused) {
         CARAPACE_RETURN_IF_ERROR(Record({Make(event_type::kPhaseChanged, {{"phase", PhaseName(Phase::kPaused)},
-                                                                           {"reason", "paused by a person"},
+                                                                           {"reason", state_.handoff_id.empty() ? "paused by a person" : "handed off"},
                                                                            {"pausedFrom", PhaseName(state_.phase)}})},
                                         true));
       }
@@ -680,6 +700,7 @@ Status SettleWaitingCall(RunStore* store, const std::string& call_id, bool appro
     for (const auto* c : state.WaitingCalls()) waiting += (waiting.empty() ? "" : ", ") + c->call.id;
     return NotFound("no call \"" + call_id + "\" is waiting; waiting: " + (waiting.empty() ? "none" : waiting));
   }
+  if (!state.handoff_id.empty()) return FailedPrecondition(HandedOffRefusal(state.handoff_id));
   Event e;
   e.type = event_type::kApprovalDecided;
   e.step = state.step;

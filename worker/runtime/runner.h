@@ -186,6 +186,9 @@ class Runner {
   RunTracer tracer_;  // spans, when tracing is on (docs/tracing.md)
 };
 
+// A new id for a run (or a hand-off): 32 random hex characters.
+std::string NewRunId();
+
 // Calls a tool; an exception out of it is a failed result, for the model to route around.
 ToolResult CallTool(Tool& tool, const nlohmann::json& arguments, const ToolContext& ctx);
 

@@ -5,6 +5,7 @@
 
 #include "common/json_text.h"
 #include "common/log.h"
+#include "common/process_setup.h"
 #include "common/time.h"
 #include "worker/cli/status_view.h"
 
@@ -50,6 +51,7 @@ Result<std::unique_ptr<AgentService>> AgentService::Open(const AgentRun& run, co
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*s->store_));
   if (identity) s->identity_ = *identity;
   s->status_ = BuildRunStatus(s->identity_, s->runner_->state(), &s->run_.spec.budget);
+  s->handoff_id_ = s->runner_->state().handoff_id;
   if (s->metrics_) s->metrics_->OnEvent(Event{}, s->runner_->state());  // the phase and budgets as stored
   return s;
 }
@@ -177,6 +179,7 @@ void AgentService::Loop() {
 bool AgentService::CronActive(const CronSpec& spec) const {
   const RunState& s = runner_->state();
   if (IsTerminal(s.phase) || s.phase == Phase::kPending) return false;
+  if (!s.handoff_id.empty()) return false;  // exported: its schedules fire where it was imported
   for (const auto& m : s.inbox) {
     if (m.from == "cron:" + spec.name) return false;
   }
@@ -367,6 +370,54 @@ Result<BackupInfo> AgentService::Backup(const std::string& requested) {
                               {"durationMs", made->duration_ms}});
   }
   return made;
+}
+
+Result<ExportedArchive> AgentService::Export(const std::string& by, std::chrono::milliseconds wait) {
+  if (by.size() > 256 || !IsValidUtf8(by)) return InvalidArgument("by must be valid UTF-8, at most 256 bytes");
+  // One export at a time: a second waits and exports the same hand-off.
+  std::lock_guard<std::mutex> exporting(export_mu_);
+  CARAPACE_ASSIGN_OR_RETURN(std::string id, RecordHandOff(store_.get(), handoff_id_, by.empty() ? "api" : by));
+  if (handoff_id_.empty()) log::Info("handed off: this agent takes no new work", {{"handoffId", id}});
+  handoff_id_ = id;
+  // The runner finishes the action in progress and stops at the fence; only then is the
+  // copy the whole agent.
+  const uint64_t seq = store_->last_seq();
+  Wake();
+  WaitApplied(seq, wait);
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (in_run_ || status_.last_event_seq() < seq) {
+      return Unavailable("the hand-off is recorded (export " + id +
+                         "): the agent takes no new work and is finishing the action in progress" +
+                         (status_.current_tool().empty() ? std::string() : " (" + status_.current_tool() + ")") +
+                         "; run export again in a moment to fetch the archive");
+    }
+  }
+  const std::string dir = (std::filesystem::path(store_->state_dir()).parent_path() / "exports").string();
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) return IoError("creating " + dir + ": " + ec.message());
+  ExportedArchive out;
+  out.path = dir + "/" + id + "-" + std::to_string(WallNowMillis()) + ".carapace";
+  const int64_t started = MonoNowMillis();
+  CARAPACE_ASSIGN_OR_RETURN(out.manifest, ExportRun(*store_, identity_.ns + "/" + identity_.name + " on " + HostName(),
+                                                    out.path));
+  out.duration_ms = MonoNowMillis() - started;
+  log::Info("exported", {{"handoffId", id}, {"path", out.path}, {"lastSeq", out.manifest.last_seq},
+                         {"durationMs", out.duration_ms}});
+  return out;
+}
+
+Status AgentService::TakeBack(const std::string& by) {
+  if (by.size() > 256 || !IsValidUtf8(by)) return InvalidArgument("by must be valid UTF-8, at most 256 bytes");
+  std::lock_guard<std::mutex> exporting(export_mu_);
+  CARAPACE_RETURN_IF_ERROR(RevokeHandOff(store_.get(), handoff_id_, by.empty() ? "api" : by));
+  log::Warn("an export was taken back: this copy goes on; its archive must never be imported", {{"handoffId", handoff_id_}});
+  handoff_id_.clear();
+  const uint64_t seq = store_->last_seq();
+  Wake();
+  WaitApplied(seq, std::chrono::seconds(1));
+  return Status::Ok();
 }
 
 Status AgentService::Cancel(const std::string& reason) {

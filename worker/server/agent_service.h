@@ -18,6 +18,7 @@
 #include "common/cron.h"
 #include "worker/runtime/backup.h"
 #include "worker/runtime/due_crons.h"
+#include "worker/runtime/handoff.h"
 #include "worker/runtime/run_loader.h"
 #include "worker/runtime/runner.h"
 #include "worker/server/worker_metrics.h"
@@ -27,6 +28,12 @@ class Registry;
 }
 
 namespace carapace {
+
+struct ExportedArchive {
+  std::string path;  // on the worker's volume
+  ArchiveManifest manifest;
+  int64_t duration_ms = 0;
+};
 
 class AgentService {
  public:
@@ -59,6 +66,14 @@ class AgentService {
   // the agent works on (BackupRun). Errors: kInvalidArgument (the name); kFailedPrecondition
   // when a backup of that name exists; BackupRun's.
   Result<BackupInfo> Backup(const std::string& name);
+  // Hands the agent off (worker/runtime/handoff.h): fences it, waits up to `wait` for the
+  // action in progress to end, and writes an archive of it in exports/ next to the state
+  // dir (the caller sends it and removes it). Again on a fenced agent: the same hand-off.
+  // Errors: kUnavailable when the action in progress has not ended in time (the fence
+  // holds; export again); ExportRun's.
+  Result<ExportedArchive> Export(const std::string& by, std::chrono::milliseconds wait);
+  // Lifts the fence of an export whose archive was never imported (RevokeHandOff).
+  Status TakeBack(const std::string& by);
 
   // Blocks until the runner has applied event `seq` and finished the pass that applied it
   // (the snapshot shows what it changed), or `timeout` passes: control calls answer with the
@@ -120,6 +135,9 @@ class AgentService {
   std::atomic<bool> stopping_{false};
   std::atomic<bool> loop_done_{false};
   std::thread thread_;
+
+  std::mutex export_mu_;
+  std::string handoff_id_;  // under export_mu_: the fence in force, empty when none
 
   std::thread health_thread_;
   mutable std::mutex health_mu_;

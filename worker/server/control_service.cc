@@ -1,6 +1,9 @@
 // The control API.
 #include "worker/server/control_service.h"
 
+#include <filesystem>
+#include <fstream>
+
 #include "common/bearer_token.h"
 
 namespace carapace {
@@ -121,9 +124,44 @@ grpc::Status ControlService::Backup(grpc::ServerContext* ctx, const v1::BackupRe
   return grpc::Status::OK;
 }
 
-grpc::Status ControlService::Resume(grpc::ServerContext* ctx, const v1::ResumeRequest*, v1::RunStatus* out) {
+grpc::Status ControlService::Resume(grpc::ServerContext* ctx, const v1::ResumeRequest* req, v1::RunStatus* out) {
   if (auto a = Authorize(*ctx); !a.ok()) return a;
-  return Reply(agent_->Resume(), out);
+  return Reply(req->take_back() ? agent_->TakeBack(req->by()) : agent_->Resume(), out);
+}
+
+grpc::Status ControlService::Export(grpc::ServerContext* ctx, const v1::ExportRequest* req,
+                                    grpc::ServerWriter<v1::ExportChunk>* out) {
+  if (auto a = Authorize(*ctx); !a.ok()) return a;
+  // Up to a minute for the action in progress (a model call, a tool) to end; a client that
+  // gets UNAVAILABLE calls again, and the fence holds meanwhile.
+  auto made = agent_->Export(req->by(), std::chrono::seconds(60));
+  if (!made.ok()) return ToGrpcStatus(made.status());
+  // The archive was made on the volume for this call; it leaves with it.
+  struct RemoveAfter {
+    std::string path;
+    ~RemoveAfter() { std::filesystem::remove(path); }
+  } remove{made->path};
+  std::ifstream in(made->path, std::ios::binary);
+  std::error_code ec;
+  const uint64_t size = std::filesystem::file_size(made->path, ec);
+  if (!in || ec) return {grpc::StatusCode::INTERNAL, "cannot read the archive just made at " + made->path};
+  v1::ExportChunk chunk;
+  chunk.set_handoff_id(made->manifest.handoff_id);
+  chunk.set_run_id(made->manifest.run_id);
+  chunk.set_last_seq(made->manifest.last_seq);
+  chunk.set_archive_bytes(size);
+  std::string buf(256 * 1024, '\0');
+  uint64_t sent = 0;
+  do {
+    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    chunk.set_data(buf.data(), got);
+    if (!out->Write(chunk)) return {grpc::StatusCode::CANCELLED, "the client went away; the hand-off holds, export again"};
+    sent += got;
+    chunk.Clear();
+  } while (sent < size && in);
+  if (sent != size) return {grpc::StatusCode::INTERNAL, "the archive at " + made->path + " could not be read whole"};
+  return grpc::Status::OK;
 }
 
 grpc::Status ControlService::Cancel(grpc::ServerContext* ctx, const v1::CancelRequest* req, v1::RunStatus* out) {

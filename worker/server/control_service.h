@@ -25,6 +25,8 @@ class ControlService final : public worker::v1::WorkerControl::Service {
   grpc::Status Compact(grpc::ServerContext* ctx, const worker::v1::CompactRequest* req, worker::v1::RunStatus* out) override;
   grpc::Status Backup(grpc::ServerContext* ctx, const worker::v1::BackupRequest* req,
                       worker::v1::BackupResponse* out) override;
+  grpc::Status Export(grpc::ServerContext* ctx, const worker::v1::ExportRequest* req,
+                      grpc::ServerWriter<worker::v1::ExportChunk>* out) override;
   grpc::Status Resume(grpc::ServerContext* ctx, const worker::v1::ResumeRequest* req, worker::v1::RunStatus* out) override;
   grpc::Status Cancel(grpc::ServerContext* ctx, const worker::v1::CancelRequest* req, worker::v1::RunStatus* out) override;
 

@@ -407,7 +407,16 @@ Result<RunStore::WriteGuard> RunStore::WriteLockUnlessFull() const {
   while (!guard.try_lock_for(std::chrono::milliseconds(100))) {
     if (auto full = VolumeFull()) return carapace::VolumeFull(*full);
   }
+  {
+    std::lock_guard<std::mutex> lock(full_mu_);
+    if (!refuse_external_.empty()) return FailedPrecondition(refuse_external_);
+  }
   return guard;
+}
+
+void RunStore::RefuseExternalWrites(const std::string& why) {
+  std::lock_guard<std::mutex> lock(full_mu_);
+  refuse_external_ = why;
 }
 
 Status RunStore::ForEachEvent(uint64_t from, const std::function<bool(uint64_t, std::string_view)>& fn) const {

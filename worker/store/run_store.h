@@ -99,7 +99,14 @@ class RunStore {
   // the volume is full the runner waits for space holding the lock, so that its refused
   // write is the first one written when space is back; others get the refusal at once
   // (kVolumeFull, as Commit's) instead of queueing behind it.
+  // Also refused (kFailedPrecondition) while external writes are refused.
   Result<WriteGuard> WriteLockUnlessFull() const;
+  // A fence for every writer but the runner: WriteLockUnlessFull answers `why` from now on
+  // (an exported agent takes no message, decision or control; worker/runtime/handoff.h).
+  // Empty `why`: writes are taken again. Kept in memory only: whoever opens the store sets
+  // it again from the log (Runner::Create). Call it holding WriteLock(), so no external
+  // write is in progress. Thread-safe.
+  void RefuseExternalWrites(const std::string& why);
 
   // While the volume is too full for the last write it refused: why (the refusal's
   // message). Empty once the volume has room for that write again (looked up on each call)
@@ -171,6 +178,7 @@ class RunStore {
   mutable std::recursive_timed_mutex write_mu_;
   FreeSpaceProbe free_space_probe_;
   mutable std::mutex full_mu_;
+  std::string refuse_external_;  // under full_mu_
   uint64_t full_need_ = 0;    // bytes the last refused write needed; 0 when none was refused
   std::string full_reason_;   // its refusal
   bool resume_rocks_ = false;  // RocksDB itself met ENOSPC; DB::Resume() before the next write

@@ -1,0 +1,272 @@
+#include "worker/runtime/handoff.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "common/file.h"
+#include "common/process_setup.h"
+#include "common/time.h"
+#include "worker/runtime/backup.h"
+#include "worker/runtime/event.h"
+#include "worker/runtime/run_loader.h"
+#include "worker/runtime/runner.h"
+
+namespace carapace {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+bool EmptyOrMissing(const std::string& dir) {
+  std::error_code ec;
+  return !fs::exists(dir, ec) || fs::is_empty(dir, ec);
+}
+
+std::string Absolute(const std::string& path) {
+  std::error_code ec;
+  fs::path p = fs::weakly_canonical(fs::absolute(path, ec), ec);
+  return p.empty() ? path : p.lexically_normal().string();
+}
+
+std::string DefaultClaimant(const std::string& state_dir) { return HostName() + ":" + Absolute(state_dir); }
+
+// The claim beside an archive: created exclusively, so of two imports only one gets it.
+// The same claimant may claim again (a retry after a crash mid-import). Returns whether
+// this call made the file (so a failed import removes only a claim it made).
+Result<bool> ClaimArchive(const std::string& archive, const std::string& claimant, const std::string& state_dir,
+                          const std::string& run_id) {
+  const std::string path = archive + kImportClaimSuffix;
+  const nlohmann::json claim = {{"claimedBy", claimant},
+                                {"stateDir", Absolute(state_dir)},
+                                {"runId", run_id},
+                                {"at", FormatRfc3339Millis(WallNowMillis())}};
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0 && errno == EEXIST) {
+    auto text = ReadFile(path);
+    nlohmann::json had = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    if (had.is_object() && had.value("claimedBy", "") == claimant) return false;
+    const std::string who =
+        had.is_object() ? had.value("claimedBy", "?") + " at " + had.value("at", "?") : "(unreadable claim)";
+    return FailedPrecondition("archive " + archive + " was imported already, by " + who + " (" + path +
+                              "): two copies of one agent must never both act. To start a new agent from it, with a "
+                              "new run id, import it with --fork");
+  }
+  if (fd < 0) {
+    return FailedPrecondition("cannot record the import beside the archive (" + path + ": " + std::strerror(errno) +
+                              "); a second import could not be refused. Put the archive where it can be written, or "
+                              "import it with --fork");
+  }
+  const std::string text = claim.dump(2) + "\n";
+  const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!written) {
+    ::unlink(path.c_str());
+    return IoError(path + ": cannot write the import's claim");
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string HandedOffRefusal(const std::string& handoff_id) {
+  return "this agent was handed off (export " + handoff_id +
+         "): it goes on where its archive is imported, and this copy takes nothing more. If the archive was "
+         "lost and never imported, `carapace resume --take-back` lets this copy go on";
+}
+
+Result<std::string> RecordHandOff(RunStore* store, const std::string& current_handoff, const std::string& by) {
+  if (!current_handoff.empty()) return current_handoff;
+  // The event and the fence together: no external write comes between them, and none after.
+  CARAPACE_ASSIGN_OR_RETURN(auto lock, store->WriteLockUnlessFull());
+  Event e;
+  e.type = event_type::kHandedOff;
+  const std::string id = NewRunId();
+  e.data = {{"handoffId", id}, {"by", by}};
+  CARAPACE_RETURN_IF_ERROR(AppendExternalEvent(store, e).status());
+  store->RefuseExternalWrites(HandedOffRefusal(id));
+  return id;
+}
+
+Status RevokeHandOff(RunStore* store, const std::string& current_handoff, const std::string& by) {
+  if (current_handoff.empty())
+    return FailedPrecondition("the agent is not handed off: there is no export to take back");
+  auto lock = store->WriteLock();
+  store->RefuseExternalWrites("");
+  Event e;
+  e.type = event_type::kHandOffRevoked;
+  e.data = {{"handoffId", current_handoff}, {"by", by}};
+  Status appended = AppendExternalEvent(store, e).status();
+  if (!appended.ok()) store->RefuseExternalWrites(HandedOffRefusal(current_handoff));
+  return appended;
+}
+
+Result<ArchiveManifest> ExportRun(const RunStore& store, const std::string& from, const std::string& archive_path) {
+  // Beside the store, on the same file system: the checkpoint hard-links the store's files.
+  const std::string scratch = store.state_dir() + "/.export-" + NewRunId().substr(0, 12);
+  std::error_code ec;
+  auto done = [&](auto result) {
+    fs::remove_all(scratch, ec);
+    return result;
+  };
+  auto copy = store.CopyConsistent(scratch);
+  if (!copy.ok()) return done(Result<ArchiveManifest>(copy.status()));
+  ArchiveManifest m;
+  {
+    // The manifest from the copy itself: it says exactly what the archive holds.
+    auto copied = RunStore::Open(scratch, RunStore::OpenMode::kMustExist);
+    if (!copied.ok()) return done(Result<ArchiveManifest>(copied.status().WithContext("opening the copy")));
+    auto identity = LoadRunIdentity(**copied);
+    if (!identity.ok()) return done(Result<ArchiveManifest>(identity.status()));
+    if (!*identity)
+      return done(Result<ArchiveManifest>(FailedPrecondition("the state dir holds no run yet: nothing to export")));
+    auto state = LoadRunState(**copied);
+    if (!state.ok()) return done(Result<ArchiveManifest>(state.status().WithContext("loading the copy")));
+    m.run_id = (*identity)->run_id;
+    m.name = (*identity)->name;
+    m.ns = (*identity)->ns;
+    m.spec_hash = (*identity)->spec_hash;
+    m.spec_json = (*identity)->spec_json;
+    m.revision = state->revision;
+    m.last_seq = copy->last_seq;
+    m.handoff_id = state->handoff_id;
+    m.from = from;
+    m.created_ms = WallNowMillis();
+  }
+  auto written = WriteAgentArchive(scratch, m, archive_path);
+  if (!written.ok()) return done(Result<ArchiveManifest>(written.status()));
+  return done(Result<ArchiveManifest>(m));
+}
+
+Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& state_dir,
+                                   const RestoreOptions& options) {
+  RestoreResult r;
+  std::error_code ec;
+  const fs::file_status st = fs::status(from, ec);
+  if (!fs::exists(st)) return NotFound(from + ": no such backup directory or archive");
+  if (fs::is_directory(st)) {
+    CARAPACE_ASSIGN_OR_RETURN(BackupInfo b, ReadBackup(from));
+    r.kind = "backup";
+    r.source_run_id = b.run_id;
+    r.name = b.name;
+    r.ns = b.ns;
+    r.last_seq = b.last_seq;
+    r.created_ms = b.created_ms;
+  } else if (IsAgentArchive(from)) {
+    CARAPACE_ASSIGN_OR_RETURN(ArchiveManifest m, ReadArchiveManifest(from));
+    r.kind = "archive";
+    r.source_run_id = m.run_id;
+    r.name = m.name;
+    r.ns = m.ns;
+    r.last_seq = m.last_seq;
+    r.created_ms = m.created_ms;
+    r.handoff_id = m.handoff_id;
+  } else {
+    return InvalidArgument(from +
+                           " is neither a backup directory (carapace backup) nor an agent archive (carapace export)");
+  }
+  const std::string source = Absolute(from);
+  const std::string dest = Absolute(state_dir);
+
+  if (!EmptyOrMissing(dest)) {
+    auto text = ReadFile(dest + "/" + kRestoredFromFile);
+    nlohmann::json had = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+    if (had.is_object() && options.skip_if_restored && had.value("source", "") == source &&
+        had.value("sourceRunId", "") == r.source_run_id) {
+      r.run_id = had.value("runId", "");
+      r.already = true;
+      return r;
+    }
+    return FailedPrecondition("restore target " + state_dir + " is not empty" +
+                              (had.is_object() ? " (it was restored from " + had.value("source", "?") + ")" : "") +
+                              "; give a new or empty directory");
+  }
+
+  bool claimed = false;
+  if (r.kind == "archive" && !options.fork) {
+    const std::string claimant = options.claim_as.empty() ? DefaultClaimant(dest) : options.claim_as;
+    CARAPACE_ASSIGN_OR_RETURN(claimed, ClaimArchive(from, claimant, dest, r.source_run_id));
+  }
+  // Made beside the state dir and renamed into place: a restore cut short (kill -9) leaves
+  // the state dir empty, and running it again starts afresh.
+  const std::string work = dest + ".restoring";
+  fs::remove_all(work, ec);
+  auto fail = [&](Status s) {
+    fs::remove_all(work, ec);
+    if (claimed) fs::remove(from + kImportClaimSuffix, ec);
+    return s;
+  };
+  if (r.kind == "archive") {
+    auto unpacked = UnpackAgentArchive(from, work);
+    if (!unpacked.ok()) return fail(unpacked.status());
+  } else {
+    fs::create_directories(work, ec);
+    for (const char* part : {"store", "workspace"}) {
+      if (!ec)
+        fs::copy(from + "/" + part, work + "/" + part, fs::copy_options::recursive | fs::copy_options::copy_symlinks,
+                 ec);
+    }
+    if (ec) return fail(IoError("copying the backup: " + ec.message()));
+  }
+  r.run_id = r.source_run_id;
+  {
+    auto store = RunStore::Open(work, RunStore::OpenMode::kMustExist);
+    if (!store.ok()) return fail(store.status().WithContext("opening the restored store"));
+    auto identity = LoadRunIdentity(**store);
+    if (!identity.ok()) return fail(identity.status());
+    if (!*identity || (*identity)->run_id != r.source_run_id || (*store)->last_seq() != r.last_seq) {
+      return fail(Corruption(from + " does not hold what its manifest says (run " + r.source_run_id + ", last event " +
+                             std::to_string(r.last_seq) + ")"));
+    }
+    auto state = LoadRunState(**store);
+    if (!state.ok()) return fail(state.status().WithContext("loading the restored run"));
+    {
+      StoreBatch home;
+      home.meta = {{meta_key::kAwaitingHome, "1"}};
+      auto committed = (*store)->Commit(home, true);
+      if (!committed.ok()) return fail(committed.status());
+    }
+    // A backup restored as it is needs no event: it is the same agent, as it was. An import
+    // lifts its copy's fence; a fork is a new agent.
+    if (r.kind == "archive" || options.fork) {
+      if (options.fork) r.run_id = NewRunId();
+      Event e;
+      e.type = event_type::kImported;
+      e.step = state->step;
+      e.ts_ms = WallNowMillis();
+      e.data = {{"from", source},       {"kind", r.kind},    {"handoffId", r.handoff_id},
+                {"fork", options.fork}, {"runId", r.run_id}, {"sourceRunId", r.source_run_id}};
+      StoreBatch batch;
+      batch.events.push_back(e.Encode());
+      if (options.fork) batch.meta = {{meta_key::kRunId, r.run_id}};
+      auto committed = (*store)->Commit(batch, true);
+      if (!committed.ok()) return fail(committed.status());
+      Status flushed = (*store)->Flush();
+      if (!flushed.ok()) return fail(flushed);
+    }
+  }
+  fs::remove(work + "/carapace.lock", ec);
+  const nlohmann::json marker = {{"source", source},
+                                 {"kind", r.kind},
+                                 {"sourceRunId", r.source_run_id},
+                                 {"runId", r.run_id},
+                                 {"handoffId", r.handoff_id},
+                                 {"fork", options.fork},
+                                 {"at", FormatRfc3339Millis(WallNowMillis())}};
+  Status marked = WriteFileAtomic(work + "/" + kRestoredFromFile, marker.dump(2) + "\n");
+  if (!marked.ok()) return fail(marked);
+  if (fs::exists(dest, ec)) fs::remove(dest, ec);  // empty, checked above
+  if (::rename(work.c_str(), dest.c_str()) != 0)
+    return fail(IoError("moving " + work + " to " + dest + ": " + std::strerror(errno)));
+  if (const int dfd = ::open(fs::path(dest).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+  return r;
+}
+
+}  // namespace carapace
