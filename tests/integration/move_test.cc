@@ -304,12 +304,13 @@ TEST_CASE("a damaged or hostile archive is refused whole, naming what is wrong, 
           "a link in the store");
   refused("not.carapace", "just some file\n", "neither a backup directory");
 
-  // The good one still imports.
-  CommandResult ok = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("ok")});
+  // The good one still imports, into a directory whose parents are made for it.
+  CommandResult ok = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("nested/dir/ok")});
   INFO(ok.err);
   CHECK(ok.exit_code == 0);
   // Run again as an init container does, it knows it is done; into a dir holding another run it refuses.
-  CommandResult again = Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("ok"), "--skip-if-restored"});
+  CommandResult again =
+      Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("nested/dir/ok"), "--skip-if-restored"});
   CHECK(again.exit_code == 0);
   CHECK_THAT(again.out, ContainsSubstring("already restored"));
   CommandResult other = Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("s"), "--skip-if-restored"});

@@ -107,8 +107,13 @@ Status RevokeHandOff(RunStore* store, const std::string& current_handoff, const 
 
 Result<ArchiveManifest> ExportRun(const RunStore& store, const std::string& from, const std::string& archive_path) {
   // Beside the store, on the same file system: the checkpoint hard-links the store's files.
-  const std::string scratch = store.state_dir() + "/.export-" + NewRunId().substr(0, 12);
+  // One left by an export that was killed is removed first (exports do not overlap: the
+  // worker makes one at a time, and the CLI holds the store's lock).
   std::error_code ec;
+  for (fs::directory_iterator it(store.state_dir(), ec), end; !ec && it != end; it.increment(ec)) {
+    if (it->path().filename().string().rfind(".export-", 0) == 0) fs::remove_all(it->path(), ec);
+  }
+  const std::string scratch = store.state_dir() + "/.export-" + NewRunId().substr(0, 12);
   auto done = [&](auto result) {
     fs::remove_all(scratch, ec);
     return result;
@@ -195,6 +200,7 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
   // the state dir empty, and running it again starts afresh.
   const std::string work = dest + ".restoring";
   fs::remove_all(work, ec);
+  fs::create_directories(fs::path(dest).parent_path(), ec);
   auto fail = [&](Status s) {
     fs::remove_all(work, ec);
     if (claimed) fs::remove(from + kImportClaimSuffix, ec);

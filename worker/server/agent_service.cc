@@ -397,6 +397,11 @@ Result<ExportedArchive> AgentService::Export(const std::string& by, std::chrono:
   std::error_code ec;
   std::filesystem::create_directories(dir, ec);
   if (ec) return IoError("creating " + dir + ": " + ec.message());
+  // Archives are made for one call each; any here were left by a worker killed while it sent
+  // one (a stream still sending holds its file open, and goes on after the name is gone).
+  for (std::filesystem::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    std::filesystem::remove(it->path(), ec);
+  }
   ExportedArchive out;
   out.path = dir + "/" + id + "-" + std::to_string(WallNowMillis()) + ".carapace";
   const int64_t started = MonoNowMillis();
