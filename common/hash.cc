@@ -2,7 +2,6 @@
 // initialises providers, about 2 MiB of resident memory in every worker for a few hashes.
 #include "common/hash.h"
 
-#include <algorithm>
 #include <array>
 #include <cstdint>
 
@@ -57,50 +56,30 @@ void Compress(std::array<uint32_t, 8>& h, const unsigned char* block) {
 
 }  // namespace
 
-Sha256::Sha256() : h_{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19} {}
-
-void Sha256::Update(std::string_view data) {
+std::string Sha256Hex(std::string_view data) {
+  std::array<uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
   const auto* p = reinterpret_cast<const unsigned char*>(data.data());
   size_t n = data.size();
-  total_ += n;
-  if (buffered_ > 0) {
-    size_t take = std::min(n, sizeof(buffer_) - buffered_);
-    for (size_t i = 0; i < take; ++i) buffer_[buffered_ + i] = p[i];
-    buffered_ += take;
-    p += take;
-    n -= take;
-    if (buffered_ < sizeof(buffer_)) return;
-    Compress(h_, buffer_);
-    buffered_ = 0;
-  }
   size_t full = n / 64 * 64;
-  for (size_t i = 0; i < full; i += 64) Compress(h_, p + i);
-  for (size_t i = full; i < n; ++i) buffer_[buffered_++] = p[i];
-}
-
-std::string Sha256::FinishHex() {
+  for (size_t i = 0; i < full; i += 64) Compress(h, p + i);
   // Padding: 0x80, zeros, then the message length in bits as a 64-bit big-endian number.
   unsigned char tail[128] = {0};
-  for (size_t i = 0; i < buffered_; ++i) tail[i] = buffer_[i];
-  tail[buffered_] = 0x80;
-  size_t tail_len = buffered_ + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = total_ * 8;
+  size_t rest = n - full;
+  for (size_t i = 0; i < rest; ++i) tail[i] = p[full + i];
+  tail[rest] = 0x80;
+  size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
+  uint64_t bits = static_cast<uint64_t>(n) * 8;
   for (int i = 0; i < 8; ++i) tail[tail_len - 1 - i] = static_cast<unsigned char>(bits >> (8 * i));
-  for (size_t i = 0; i < tail_len; i += 64) Compress(h_, tail + i);
+  for (size_t i = 0; i < tail_len; i += 64) Compress(h, tail + i);
 
   static const char* kHex = "0123456789abcdef";
   std::string out;
   out.reserve(64);
-  for (uint32_t word : h_) {
+  for (uint32_t word : h) {
     for (int shift = 28; shift >= 0; shift -= 4) out.push_back(kHex[(word >> shift) & 0xf]);
   }
   return out;
-}
-
-std::string Sha256Hex(std::string_view data) {
-  Sha256 h;
-  h.Update(data);
-  return h.FinishHex();
 }
 
 }  // namespace carapace

@@ -22,18 +22,6 @@ TEST_CASE("sha256 pads correctly around the 55/56/64-byte block boundaries", "[h
   CHECK(Sha256Hex(std::string(64, 'a')) == "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb");
 }
 
-TEST_CASE("sha256 fed in pieces of every size gives the one-shot digest", "[hash]") {
-  std::string data;
-  for (int i = 0; i < 1000; ++i) data.push_back(static_cast<char>('a' + i % 26));
-  const std::string want = Sha256Hex(data);
-  for (size_t piece : {1u, 7u, 55u, 63u, 64u, 65u, 129u, 999u}) {
-    carapace::Sha256 h;
-    for (size_t at = 0; at < data.size(); at += piece) h.Update(std::string_view(data).substr(at, piece));
-    INFO("piece " << piece);
-    CHECK(h.FinishHex() == want);
-  }
-}
-
 TEST_CASE("a bearer token matches only the header that carries it exactly", "[hash]") {
   using carapace::BearerTokenMatches;
   const std::string token = "0123456789abcdef0123456789abcdef";
