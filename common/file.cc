@@ -59,6 +59,27 @@ Status WriteFileAtomic(const std::string& path, const std::string& content) {
   return Status::Ok();
 }
 
+Status SyncTree(const std::string& dir) {
+  auto sync = [](const std::string& path, bool directory) {
+    const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
+    if (fd < 0) return IoError(path + ": cannot open to sync: " + std::strerror(errno));
+    const bool ok = ::fsync(fd) == 0;
+    const int err = errno;
+    ::close(fd);
+    return ok ? Status::Ok() : IoError(path + ": cannot sync: " + std::strerror(err));
+  };
+  std::error_code ec;
+  for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const auto st = it->symlink_status(ec);
+    if (ec) break;
+    if (std::filesystem::is_regular_file(st) || std::filesystem::is_directory(st)) {
+      CARAPACE_RETURN_IF_ERROR(sync(it->path().string(), std::filesystem::is_directory(st)));
+    }
+  }
+  if (ec) return IoError(dir + ": cannot list to sync: " + ec.message());
+  return sync(dir, true);
+}
+
 uint64_t DirectoryBytes(const std::string& dir) {
   uint64_t total = 0;
   std::error_code ec;

@@ -17,6 +17,11 @@ Result<std::string> ReadFile(const std::string& path);
 // naming the path (kVolumeFull when the disk is full).
 Status WriteFileAtomic(const std::string& path, const std::string& content);
 
+// fsync's every regular file and directory under `dir` (and `dir`): a tree copied with
+// std::filesystem::copy is in the page cache only. Errors: kIoError naming the first path
+// that could not be synced.
+Status SyncTree(const std::string& dir);
+
 // The bytes of the regular files under `dir` (0 when it cannot be read).
 uint64_t DirectoryBytes(const std::string& dir);
 

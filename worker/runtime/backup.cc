@@ -42,7 +42,9 @@ Result<BackupInfo> BackupRun(const RunStore& store, const std::string& dest_dir)
   b.created_ms = WallNowMillis();
   b.bytes = copy.store_bytes + copy.workspace_bytes;
   b.duration_ms = MonoNowMillis() - started;
-  // Last, and atomically (written aside, synced, renamed): its presence says the copy is whole.
+  // The copy durable first, then the manifest, last and atomically (written aside, synced,
+  // renamed): its presence says the copy is whole.
+  CARAPACE_RETURN_IF_ERROR(SyncTree(dest_dir));
   CARAPACE_RETURN_IF_ERROR(WriteFileAtomic(dest_dir + "/" + kBackupManifest, ToJson(b).dump(2) + "\n"));
   return b;
 }

@@ -217,6 +217,8 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
                  ec);
     }
     if (ec) return fail(IoError("copying the backup: " + ec.message()));
+    Status synced = SyncTree(work);
+    if (!synced.ok()) return fail(synced);
   }
   r.run_id = r.source_run_id;
   {
