@@ -554,6 +554,31 @@ def storage():
                 "created as its copy, and the agent in it goes on from there (docs/operations.md). "
                 "Read when the volume is made; it cannot change once the AgentRun exists.",
                 maxLength=253, pattern=DNS_SUBDOMAIN),
+            "restoreFrom": obj(
+                "A backup directory (carapace backup) or an export archive (carapace export) on "
+                "another PersistentVolumeClaim in this namespace: before the worker starts, an init "
+                "container restores it into the agent's state directory, and the agent goes on "
+                "from there (docs/operations.md). A pod started again keeps the run it has. It "
+                "cannot change once the AgentRun exists; not with fromSnapshot.",
+                {
+                    "claimName": string("The PersistentVolumeClaim in this namespace that holds the "
+                                        "copy. It is mounted read-write: importing an archive "
+                                        "records a claim file next to it, so that a second "
+                                        "import is refused.",
+                                        minLength=1, maxLength=253, pattern=DNS_SUBDOMAIN),
+                    "path": string("The copy's path inside that claim, relative to its root: an "
+                                   "export archive (a file) or a backup directory (holding "
+                                   "carapace-backup.json). No leading '/' and no '..' component.",
+                                   minLength=1, maxLength=1024, pattern="^[^/]",
+                                   **{"x-kubernetes-validations": [
+                                       rule("self != '..' && !self.startsWith('../') && "
+                                            "!self.endsWith('/..') && !self.contains('/../')",
+                                            "must stay inside the claim: no '..' component")]}),
+                    "fork": boolean("true: a new agent (a new run id) from the copy, which may be "
+                                    "used again; false: the same agent moved here, and an archive "
+                                    "is refused to a second AgentRun.", default=False),
+                },
+                required=["claimName", "path"]),
             "retention": obj(
                 "What happens to the volume (the StatefulSet's persistentVolumeClaimRetentionPolicy).",
                 {
@@ -572,7 +597,15 @@ def storage():
                     "storageClassName is immutable: the volume was made with its class", ".storageClassName"),
                rule("(has(self.fromSnapshot) ? self.fromSnapshot : '') == "
                     "(has(oldSelf.fromSnapshot) ? oldSelf.fromSnapshot : '')",
-                    "fromSnapshot is immutable: the volume was made from it", ".fromSnapshot")])
+                    "fromSnapshot is immutable: the volume was made from it", ".fromSnapshot"),
+               # Adding it to an agent that has a state would restore over it; removing or
+               # changing it would say the agent came from elsewhere than it did.
+               rule("has(self.restoreFrom) == has(oldSelf.restoreFrom) && "
+                    "(!has(self.restoreFrom) || self.restoreFrom == oldSelf.restoreFrom)",
+                    "restoreFrom is immutable: the agent was restored from it", ".restoreFrom"),
+               # A snapshot already holds an agent: restoring over it would lose one of the two.
+               rule("!(has(self.fromSnapshot) && has(self.restoreFrom))",
+                    "give fromSnapshot or restoreFrom, not both", ".restoreFrom")])
 
 
 def spec():

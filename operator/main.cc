@@ -53,6 +53,9 @@ constexpr const char* kUsage = R"(usage: carapace-operator [flags]
   --network-policy-control-namespaces NS,...  more namespaces allowed to the workers' control API
   --operator-pod-labels K=V,...  the operator pods' labels, for the control-port rule (default: any pod of
                             the operator's namespace, POD_NAMESPACE or --lease-namespace)
+  --worker-tls-issuer KIND/NAME  TLS on the workers' control API (docs/operations.md): a cert-manager
+                            Certificate per AgentRun from that Issuer or ClusterIssuer; the workers serve it
+                            and the operator checks them against its ca.crt (the token stays required)
   --secret-check-seconds N  how often the Secrets an AgentRun uses are read again to notice a rotation,
                             which rolls its pod (default 60; docs/operations.md)
   --qps Q --burst B         client-side API rate limit (default 20/30; --qps 0 turns it off)
@@ -111,7 +114,7 @@ int Main(int argc, char** argv, const sigset_t& signals) {
                             "--lease-name", "--lease-seconds", "--http-listen", "--worker-image", "--worker-otlp-endpoint",
                             "--status-interval-seconds", "--qps", "--burst", "--secret-check-seconds",
                             "--network-policy-metrics-namespaces", "--network-policy-control-namespaces",
-                            "--operator-pod-labels"},
+                            "--operator-pod-labels", "--worker-tls-issuer"},
                            {"--leader-elect", "--no-queue-rate-limit", "--network-policy"});
   if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
   if (parsed->help) {
@@ -134,6 +137,12 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   if (!status_interval) return Fail(2, "--status-interval-seconds must be 1..3600");
   if (!secret_check) return Fail(2, "--secret-check-seconds must be 1..86400");
   if (!qps || !burst) return Fail(2, "--qps must be 0..100000 and --burst 1..100000");
+  controller::ControlTlsSettings control_tls;
+  if (flags.count("--worker-tls-issuer")) {
+    auto parsed_tls = controller::ParseTlsIssuer(get("--worker-tls-issuer", ""));
+    if (!parsed_tls.ok()) return Fail(2, parsed_tls.status().message());
+    control_tls = *parsed_tls;
+  }
 
   std::string kubeconfig = get("--kubeconfig", std::getenv("KUBECONFIG") ? std::getenv("KUBECONFIG") : "");
   auto config = kubeconfig.empty() ? kube::LoadInClusterConfig() : kube::LoadKubeconfig(kubeconfig, get("--context", ""));
@@ -170,6 +179,7 @@ int Main(int argc, char** argv, const sigset_t& signals) {
   options.rate_limit = !flags.count("--no-queue-rate-limit");
   options.reconciler.status_interval = std::chrono::seconds(*status_interval);
   options.reconciler.secret_check_interval = std::chrono::seconds(*secret_check);
+  options.reconciler.settings.control_tls = control_tls;
   if (flags.count("--worker-image")) options.reconciler.settings.worker_image = get("--worker-image", "");
   options.reconciler.settings.worker_otlp_endpoint = get("--worker-otlp-endpoint", "");
   if (flags.count("--network-policy")) {

@@ -90,6 +90,7 @@ constexpr size_t kMaxUrl = 2048;
 constexpr size_t kMaxPath = 4096;
 constexpr size_t kMaxEnvName = 256;
 constexpr size_t kMaxStorageSize = 20;
+constexpr size_t kMaxRestorePath = 1024;
 
 // Reports `key` when its value is longer than `max` characters: code points, as the API
 // server's maxLength counts them, not bytes.
@@ -536,6 +537,45 @@ void ParseTools(const YAML::Node& node, const std::string& path, std::vector<Too
   });
 }
 
+// Whether `path` names a place inside the claim it is read from: relative, and never
+// stepping out of it through a `..` component.
+bool InsideClaim(const std::string& path) {
+  if (path.empty() || path[0] == '/') return false;
+  size_t start = 0;
+  while (start <= path.size()) {
+    const size_t end = std::min(path.find('/', start), path.size());
+    if (path.compare(start, end - start, "..") == 0 && end - start == 2) return false;
+    start = end + 1;
+  }
+  return true;
+}
+
+// spec.storage.restoreFrom: where the pod's init container restores the agent from.
+void ParseRestoreFrom(ObjectReader& storage, StorageSpec* s, ManifestErrors* errs) {
+  ObjectReader r(storage.Child("restoreFrom"), storage.PathOf("restoreFrom"), errs);
+  if (!r.valid()) return;  // absent, or reported as not a mapping
+  if (auto v = r.String("claimName", true)) {
+    if (v->empty() || v->size() > 253 || !std::regex_match(*v, kDnsSubdomain)) {
+      r.Error("claimName", "must be a PersistentVolumeClaim's name in the AgentRun's namespace (a DNS subdomain)");
+    }
+    s->restore_from.claim_name = *v;
+  }
+  if (auto v = r.String("path", true)) {
+    if (!InsideClaim(*v)) {
+      r.Error("path", "must be a relative path inside the claim (not empty, no leading '/', no '..' component), got \"" +
+                          *v + "\"");
+    }
+    CheckLength(r, "path", *v, kMaxRestorePath);
+    s->restore_from.path = *v;
+  }
+  if (auto v = r.Bool("fork")) s->restore_from.fork = *v;
+  r.Finish();
+  // A snapshot already holds a state: restoring over it would throw one of the two away.
+  if (storage.Has("fromSnapshot")) {
+    storage.Error("restoreFrom", "give fromSnapshot or restoreFrom, not both: a volume made from a snapshot already holds an agent");
+  }
+}
+
 }  // namespace
 
 // spec.suspend, idleTimeoutSeconds, image, resources and storage: how the operator runs the
@@ -602,6 +642,7 @@ static void ParseDeployment(ObjectReader& spec, DeploymentSpec* d, ManifestError
       }
       d->storage.from_snapshot = *v;
     }
+    ParseRestoreFrom(storage, &d->storage, errs);
     ObjectReader retention(storage.Child("retention"), storage.PathOf("retention"), errs);
     if (auto v = retention.Enum("whenDeleted", {"Retain", "Delete"})) d->storage.when_deleted = *v;
     if (auto v = retention.Enum("whenScaled", {"Retain", "Delete"})) d->storage.when_scaled = *v;

@@ -272,6 +272,13 @@ struct ScheduleSpec {
   std::vector<CronSpec> cron;
 };
 
+// spec.storage.restoreFrom (StorageSpec::restore_from).
+struct RestoreSourceSpec {
+  std::string claim_name;  // a PersistentVolumeClaim holding the copy
+  std::string path;        // relative to that claim's root: an archive file or a backup directory
+  bool fork = false;       // true: a new agent (a new run id) from the copy; the copy stays usable
+};
+
 // Where and how the operator runs the agent: none of it changes what the agent does, so none
 // of it is in SpecJson or the SpecHash (changing the image or suspending never starts a new
 // run). `carapace run` ignores it.
@@ -283,6 +290,11 @@ struct StorageSpec {
   // A VolumeSnapshot (snapshot.storage.k8s.io/v1) in the AgentRun's namespace: the volume is
   // created as its copy (the claim's dataSource). Only read when the claim is made.
   std::string from_snapshot;
+  // spec.storage.restoreFrom: a backup directory or an export archive on another claim in the
+  // AgentRun's namespace, restored into the state dir by the pod's init container before the
+  // worker starts (carapace restore --skip-if-restored, so a pod started again keeps its run).
+  // Unset: claim_name is empty.
+  RestoreSourceSpec restore_from;
 };
 
 struct DeploymentSpec {

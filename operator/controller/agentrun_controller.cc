@@ -59,6 +59,9 @@ AgentRunController::AgentRunController(kube::RestClient* client, OperatorMetrics
   if (options_.reconciler.settings.network_policy.enabled) {
     caches.networkpolicies = make(kube::NetworkPolicies(), kManagedSelector, owned);
   }
+  if (options_.reconciler.settings.control_tls.enabled()) {
+    caches.certificates = make(kube::Certificates(), kManagedSelector, owned);
+  }
   caches.pods = make(kube::Pods(), kManagedSelector, [this](const std::string& type, const json& o, const json&) {
     const std::string agentrun = o.value("/metadata/labels"_json_pointer, json::object()).value(kAgentRunLabel, "");
     if (agentrun.empty()) return;

@@ -25,6 +25,7 @@ struct AgentRunReconciler::Context {
   std::optional<AgentRun> run;
   std::string token;
   std::string secrets_hash;  // of the Secret data the worker reads (HashReferencedSecrets)
+  std::string control_ca;    // with --worker-tls-issuer (ReadControlCa)
   Observation seen;
 };
 
@@ -228,6 +229,9 @@ ReconcileOutcome AgentRunReconciler::ReconcileKey(const std::string& key, teleme
                      DesiredNetworkPolicy(*c.run, c.owner, options_.settings,
                                           c.ar.value("/metadata/annotations"_json_pointer, json::object())));
   }
+  if (s.ok() && caches_.certificates != nullptr) {
+    s = EnsureObject(c, kube::Certificates(), caches_.certificates, DesiredCertificate(*c.run, c.owner, options_.settings));
+  }
   if (!s.ok() && c.seen.conflict.empty()) return {s};
 
   milliseconds requeue(0);
@@ -319,20 +323,37 @@ Status AgentRunReconciler::EnsureSecret(Context& c) {
   {
     std::lock_guard<std::mutex> lock(tokens_mu_);
     auto it = tokens_.find(c.owner.uid);
-    if (it != tokens_.end() && it->second.spec_hash == c.seen.spec_hash &&
+    // A CA not yet written is looked for again at once: the worker starts when it comes.
+    const bool ca_known = !options_.settings.control_tls.enabled() || (it != tokens_.end() && !it->second.control_ca.empty());
+    if (it != tokens_.end() && it->second.spec_hash == c.seen.spec_hash && ca_known &&
         std::chrono::steady_clock::now() - it->second.read_at < options_.secret_check_interval) {
       c.token = it->second.token;  // read lately
       c.secrets_hash = it->second.secrets_hash;
+      c.control_ca = it->second.control_ca;
       return Status::Ok();
     }
   }
   Status s = ReadOrCreateSecret(c);
   if (s.ok()) s = HashReferencedSecrets(c);
+  if (s.ok() && options_.settings.control_tls.enabled()) s = ReadControlCa(c);
   if (s.ok()) {
     std::lock_guard<std::mutex> lock(tokens_mu_);
-    tokens_[c.owner.uid] = {c.token, c.secrets_hash, c.seen.spec_hash, std::chrono::steady_clock::now()};
+    tokens_[c.owner.uid] = {c.token, c.secrets_hash, c.seen.spec_hash, c.control_ca, std::chrono::steady_clock::now()};
   }
   return s;
+}
+
+Status AgentRunReconciler::ReadControlCa(Context& c) {
+  // Not in the secrets hash: a renewed certificate is re-read by the worker, not a reason to
+  // roll its pod.
+  auto got = client_->Get(kube::Secrets(), c.ns, ControlTlsSecretName(c.name));
+  if (!got.ok()) {
+    if (got.error.code == 404) return Status::Ok();
+    return got.status();
+  }
+  auto ca = kube::DecodeBase64(got.value.value("/data"_json_pointer, json::object()).value(kControlTlsCaKey, ""));
+  if (ca.ok()) c.control_ca = *ca;
+  return Status::Ok();
 }
 
 Status AgentRunReconciler::HashReferencedSecrets(Context& c) {
@@ -577,11 +598,23 @@ void AgentRunReconciler::ReadWorker(Context& c) {
   if (!pod || !OwnedByStatefulSet(*pod, StatefulSetName(c.name))) return;
   c.seen.pod = *pod;
   const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
+  ControlTls tls;
+  if (options_.settings.control_tls.enabled()) {
+    if (c.control_ca.empty()) {
+      // The pod cannot start before the Secret exists (the kubelet waits for the volume); an
+      // issuer that leaves ca.crt out (ACME, say) gives the operator nothing to check with.
+      c.seen.control_tls_waiting = "waiting for cert-manager to issue Certificate " + CertificateName(c.name) +
+                                   " into Secret " + ControlTlsSecretName(c.name) + " (with a ca.crt)";
+      return;
+    }
+    tls = {c.control_ca, ControlTlsServerName(c.owner)};
+  }
   if (ip.empty() || !PodReady(*pod)) return;
-  auto status = workers_->Read(options_.worker_address(ip, options_.settings.control_port), c.token);
-  if (status.status().code() == StatusCode::kPermissionDenied) {
+  auto status = workers_->Read(options_.worker_address(ip, options_.settings.control_port), c.token, tls);
+  if (status.status().code() == StatusCode::kPermissionDenied ||
+      (tls.enabled() && !status.ok() && !ControlTlsHint(status.status().message(), tls).empty())) {
     std::lock_guard<std::mutex> lock(tokens_mu_);
-    tokens_.erase(c.owner.uid);  // the Secret changed: read it again next time
+    tokens_.erase(c.owner.uid);  // the Secret (or the CA) changed: read it again next time
   }
   if (!status.ok()) {
     log::Debug("worker did not answer", {{"agentrun", c.ns + "/" + c.name}, {"error", status.status().message()}});

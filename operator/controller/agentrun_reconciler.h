@@ -31,6 +31,7 @@ struct Caches {
   kube::Informer* services = nullptr;
   kube::Informer* pods = nullptr;
   kube::Informer* networkpolicies = nullptr;  // with --network-policy only
+  kube::Informer* certificates = nullptr;     // with --worker-tls-issuer only
 };
 
 struct ReconcilerOptions {
@@ -72,6 +73,9 @@ class AgentRunReconciler {
   // c.secrets_hash from the referenced Secrets, read by name (a missing one counts as missing:
   // the pod waits for it, and its arrival rolls the pod).
   Status HashReferencedSecrets(Context& c);
+  // c.control_ca from the ca.crt of the control API's certificate Secret (control_tls.h),
+  // read by name; "" while cert-manager has not written it.
+  Status ReadControlCa(Context& c);
   Status EnsureObject(Context& c, const kube::Resource& resource, kube::Informer* cache, const nlohmann::json& desired);
   // Creates `desired` (*created = true); when it exists already but is not cached (not
   // labelled as ours), takes it back by its labels if it is ours (*created = false), else
@@ -97,6 +101,7 @@ class AgentRunReconciler {
     std::string token;
     std::string secrets_hash;
     std::string spec_hash;
+    std::string control_ca;  // with --worker-tls-issuer: the CA the worker's certificate chains to
     std::chrono::steady_clock::time_point read_at;
   };
   std::mutex tokens_mu_;

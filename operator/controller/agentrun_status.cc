@@ -2,6 +2,7 @@
 #include "operator/controller/agentrun_status.h"
 
 #include "common/time.h"
+#include "operator/controller/desired_objects.h"
 
 namespace carapace::controller {
 
@@ -148,6 +149,7 @@ json ComputeStatus(const Observation& o) {
     const bool keep_last = Terminal(last_worker_phase) || (pod_ready && !last_worker_phase.empty());
     phase = o.worker ? worker_phase : (keep_last ? last_worker_phase : "Pending");
     if (pod_ready) set("Ready", "True", "WorkerReady", "");
+    else if (!o.control_tls_waiting.empty()) set("Ready", "False", "WaitingForCertificate", o.control_tls_waiting);
     else set("Ready", "False", "WorkerNotReady", "waiting for pod " + o.statefulset->value("/metadata/name"_json_pointer, std::string()) + "-0 to be ready");
     if (RollingOut(*o.statefulset)) {
       set("Progressing", "True", "RollingOut", "the worker pod is starting or being replaced");
@@ -167,12 +169,25 @@ json ComputeStatus(const Observation& o) {
   status["phase"] = phase;
 
   // Degraded: the worker says so, or its pod keeps crashing.
-  std::string crash;
+  std::string crash, restore_failed;
   if (o.pod) {
     for (const auto& cs : o.pod->value("/status/containerStatuses"_json_pointer, json::array())) {
       if (cs.value("/state/waiting/reason"_json_pointer, std::string()) == "CrashLoopBackOff") {
         crash = "the worker keeps exiting (" + std::to_string(cs.value("restartCount", 0)) + " restarts)";
       }
+    }
+    // spec.storage.restoreFrom: the restore init container failed, and the worker waits for it
+    // to succeed. Its reason is the CLI's own (terminationMessagePolicy FallbackToLogsOnError).
+    for (const auto& cs : o.pod->value("/status/initContainerStatuses"_json_pointer, json::array())) {
+      const json failed = cs.value("/lastState/terminated"_json_pointer, json());
+      if (cs.value("name", "") != kRestoreContainer || !failed.is_object() || failed.value("exitCode", 0) == 0 ||
+          cs.contains("/state/terminated"_json_pointer)) {
+        continue;
+      }
+      std::string why = failed.value("message", "");
+      while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+      restore_failed = "restoring spec.storage.restoreFrom failed (exit " + std::to_string(failed.value("exitCode", 0)) +
+                       ", " + std::to_string(cs.value("restartCount", 0)) + " tries)" + (why.empty() ? "" : ": " + why);
     }
   }
   const std::string held_by = o.worker ? o.worker->degraded_cause() : "";
@@ -185,6 +200,7 @@ json ComputeStatus(const Observation& o) {
   // free space or grow the claim.
   else if (o.worker && o.worker->waiting_for() == "VolumeFull") set("Degraded", "True", "VolumeFull", o.worker->waiting_detail());
   else if (!crash.empty()) set("Degraded", "True", "CrashLoopBackOff", crash);
+  else if (!restore_failed.empty()) set("Degraded", "True", "RestoreFailed", restore_failed);
   else if (worker_phase == "Failed") set("Degraded", "True", "RunFailed", status.value("message", ""));
   else set("Degraded", "False", "AsExpected", "");
 

@@ -25,6 +25,9 @@ struct Observation {
   std::optional<nlohmann::json> pod;   // NAME-0
   std::optional<worker::v1::RunStatus> worker;  // when its control API answered
   std::string conflict;                // an object of that name exists and is not ours
+  // With --worker-tls-issuer, while the certificate's Secret (or its ca.crt) is not there:
+  // what the worker waits for ("" otherwise).
+  std::string control_tls_waiting;
   std::string now;                     // RFC 3339, for lastTransitionTime
 };
 

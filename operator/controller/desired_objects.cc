@@ -169,6 +169,36 @@ json WorkerContainer(const AgentRun& run, const OperatorSettings& settings) {
   return container;
 }
 
+// spec.storage.restoreFrom: the init container that restores the copy into the worker's
+// state dir before the worker opens it. A pod made again (rolled, evicted) runs it again:
+// --skip-if-restored leaves a state dir that holds the run from this copy as it is, so the
+// agent keeps everything it did since. The worker's image (which holds the CLI), security
+// context and resources: an init container's resources count as max(init, containers), so
+// the pod asks for no more than before.
+json RestoreContainer(const AgentRun& run, const Owner& owner, const OperatorSettings& settings) {
+  const RestoreSourceSpec& from = run.spec.deployment.storage.restore_from;
+  const json worker = WorkerContainer(run, settings);
+  json args = json::array({"restore", std::string("--from=") + kRestoreMountDir + "/" + from.path,
+                           "--state-dir=" + StateDir(run), "--skip-if-restored",
+                           // Who holds an imported archive: another AgentRun (or this name made
+                           // again, a new uid) is refused it unless it forks.
+                           "--claim-as=" + owner.ns + "/" + owner.name + "/" + owner.uid});
+  if (from.fork) args.push_back("--fork");
+  return {{"name", kRestoreContainer},
+          {"image", worker["image"]},
+          {"imagePullPolicy", worker["imagePullPolicy"]},
+          {"command", json::array({kCliPath})},
+          {"args", args},
+          {"resources", worker["resources"]},
+          {"securityContext", worker["securityContext"]},
+          // Why a restore was refused shows in the pod's status (kubectl describe pod).
+          {"terminationMessagePolicy", "FallbackToLogsOnError"},
+          // The copy's claim read-write: importing an archive writes its claim file beside it.
+          {"volumeMounts", json::array({{{"name", kStateVolume}, {"mountPath", kStateMountDir}},
+                                        {{"name", kRestoreSourceVolume}, {"mountPath", kRestoreMountDir}},
+                                        {{"name", "tmp"}, {"mountPath", "/tmp"}}})}};
+}
+
 }  // namespace
 
 std::set<std::pair<std::string, std::string>> ReferencedSecretKeys(const AgentRunSpec& spec) {
@@ -240,6 +270,12 @@ json DesiredStatefulSet(const AgentRun& run, const Owner& owner, const OperatorS
   };
   for (const auto& [config_map, volume] : ChatTemplateVolumes(run.spec)) {
     pod_spec["volumes"].push_back({{"name", volume}, {"configMap", {{"name", config_map}}}});
+  }
+  if (settings.control_tls.enabled()) AddControlTls(owner, &pod_spec);
+  if (!storage.restore_from.claim_name.empty()) {
+    pod_spec["initContainers"] = json::array({RestoreContainer(run, owner, settings)});
+    pod_spec["volumes"].push_back(
+        {{"name", kRestoreSourceVolume}, {"persistentVolumeClaim", {{"claimName", storage.restore_from.claim_name}}}});
   }
   json pod_annotations = {{kSpecHashAnnotation, run.SpecHash()}};
   if (!secrets_hash.empty()) pod_annotations[kSecretsHashAnnotation] = secrets_hash;

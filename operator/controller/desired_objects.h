@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/agentrun/spec.h"
+#include "operator/controller/control_tls.h"
 #include "operator/controller/network_policy.h"
 
 namespace carapace::controller {
@@ -27,6 +28,8 @@ struct OperatorSettings {
   std::string worker_otlp_endpoint;
   // --network-policy: a NetworkPolicy per AgentRun (network_policy.h).
   NetworkPolicySettings network_policy;
+  // --worker-tls-issuer: TLS on the control API from a cert-manager Certificate (control_tls.h).
+  ControlTlsSettings control_tls;
 };
 
 // Who owns the objects: the AgentRun as the API server knows it.
@@ -44,6 +47,12 @@ inline constexpr char kTokenKey[] = "token";
 inline constexpr char kStateMountDir[] = "/var/lib/carapace";
 inline constexpr char kStateVolume[] = "state";
 inline constexpr char kWorkerContainer[] = "worker";  // the pod's one container
+// spec.storage.restoreFrom: the init container that restores the copy before the worker
+// starts, the copy's claim as a volume, and where that is mounted.
+inline constexpr char kRestoreContainer[] = "restore";
+inline constexpr char kRestoreSourceVolume[] = "restore-source";
+inline constexpr char kRestoreMountDir[] = "/restore-source";
+inline constexpr char kCliPath[] = "/usr/local/bin/carapace";  // in the worker image (deploy/docker)
 inline constexpr char kSpecHashAnnotation[] = "carapace.dev/spec-hash";
 // On the pod template: a hash of the Secret data the worker reads (secret rotation rolls it).
 inline constexpr char kSecretsHashAnnotation[] = "carapace.dev/secrets-hash";

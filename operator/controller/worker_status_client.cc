@@ -8,13 +8,16 @@
 
 namespace carapace::controller {
 
-Result<worker::v1::RunStatus> GrpcWorkerStatusReader::Read(const std::string& address, const std::string& token) {
+Result<worker::v1::RunStatus> GrpcWorkerStatusReader::Read(const std::string& address, const std::string& token,
+                                                           const ControlTls& tls) {
   std::shared_ptr<grpc::Channel> channel;
   {
     std::lock_guard<std::mutex> lock(mu_);
-    auto& c = channels_[address];
-    if (!c) c = grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), ControlChannelArguments());
-    channel = c;
+    Kept& k = channels_[address];
+    if (!k.channel || k.tls.ca_pem != tls.ca_pem || k.tls.server_name != tls.server_name) {
+      k = {tls, CreateControlChannel(address, tls)};
+    }
+    channel = k.channel;
   }
   auto stub = worker::v1::WorkerControl::NewStub(channel);
   grpc::ClientContext ctx;
@@ -24,6 +27,7 @@ Result<worker::v1::RunStatus> GrpcWorkerStatusReader::Read(const std::string& ad
   grpc::Status s = stub->GetStatus(&ctx, worker::v1::GetStatusRequest(), &out);
   if (s.ok()) return out;
   std::string what = "worker " + address + ": " + s.error_message();
+  if (std::string hint = ControlTlsHint(s.error_message(), tls); !hint.empty()) what += " (" + hint + ")";
   if (s.error_code() == grpc::StatusCode::UNAUTHENTICATED || s.error_code() == grpc::StatusCode::PERMISSION_DENIED) {
     return PermissionDenied(what);
   }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "carapace/worker/v1/run.pb.h"
+#include "common/control_channel.h"
 #include "common/status.h"
 
 namespace grpc {
@@ -21,8 +22,10 @@ namespace carapace::controller {
 class WorkerStatusReader {
  public:
   virtual ~WorkerStatusReader() = default;
-  // `address` is host:port. Errors: kUnavailable (not answering), kPermissionDenied (token).
-  virtual Result<worker::v1::RunStatus> Read(const std::string& address, const std::string& token) = 0;
+  // `address` is host:port; `tls` off: plaintext. Errors: kUnavailable (not answering, or
+  // its certificate not verified), kPermissionDenied (token).
+  virtual Result<worker::v1::RunStatus> Read(const std::string& address, const std::string& token,
+                                             const ControlTls& tls) = 0;
   // The pod at `address` is gone: drop what is kept for it.
   virtual void Forget(const std::string& address) = 0;
 };
@@ -31,13 +34,18 @@ class GrpcWorkerStatusReader : public WorkerStatusReader {
  public:
   explicit GrpcWorkerStatusReader(std::chrono::milliseconds deadline = std::chrono::milliseconds(2000))
       : deadline_(deadline) {}
-  Result<worker::v1::RunStatus> Read(const std::string& address, const std::string& token) override;
+  Result<worker::v1::RunStatus> Read(const std::string& address, const std::string& token,
+                                     const ControlTls& tls) override;
   void Forget(const std::string& address) override;
 
  private:
   std::chrono::milliseconds deadline_;
   std::mutex mu_;
-  std::map<std::string, std::shared_ptr<grpc::Channel>> channels_;
+  struct Kept {
+    ControlTls tls;  // what the channel was made with: another CA or name needs a new one
+    std::shared_ptr<grpc::Channel> channel;
+  };
+  std::map<std::string, Kept> channels_;
 };
 
 }  // namespace carapace::controller

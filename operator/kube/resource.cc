@@ -13,6 +13,7 @@ Resource Services() { return {"", "v1", "services", true}; }
 Resource ConfigMaps() { return {"", "v1", "configmaps", true}; }
 Resource Secrets() { return {"", "v1", "secrets", true}; }
 Resource NetworkPolicies() { return {"networking.k8s.io", "v1", "networkpolicies", true}; }
+Resource Certificates() { return {"cert-manager.io", "v1", "certificates", true}; }
 Resource PersistentVolumeClaims() { return {"", "v1", "persistentvolumeclaims", true}; }
 Resource Leases() { return {"coordination.k8s.io", "v1", "leases", true}; }
 Resource Events() { return {"", "v1", "events", true}; }

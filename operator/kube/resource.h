@@ -29,6 +29,7 @@ Resource Leases();
 Resource Events();  // core/v1 Events, as `kubectl describe` shows them
 Resource Pods();
 Resource NetworkPolicies();
+Resource Certificates();  // cert-manager.io/v1, with --worker-tls-issuer
 
 // "/api/v1/namespaces/NS/configmaps/NAME" or "/apis/GROUP/VERSION/...". Empty `ns` lists
 // across namespaces; empty `name` addresses the collection; `subresource` e.g. "status".

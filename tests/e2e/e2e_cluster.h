@@ -2,7 +2,7 @@
 // carapace-operator processes (as their least-privilege service account, with leader
 // election), the process kubelet running real carapace-worker processes, and the real
 // kubectl as cluster admin. Test code only (Catch2 assertions); the including target
-// defines KUBECTL_BIN, WORKER_BIN and OPERATOR_BIN.
+// defines KUBECTL_BIN, WORKER_BIN, OPERATOR_BIN and CARAPACE_BIN.
 #pragma once
 
 #include <catch2/catch_test_macros.hpp>
@@ -50,6 +50,7 @@ class Cluster {
     REQUIRE(crd.exit_code == 0);
     ProcessKubeletOptions k;
     k.worker_bin = WORKER_BIN;
+    k.cli_bin = CARAPACE_BIN;  // init containers that run the image's CLI (restoreFrom)
     k.root = dir_.Sub("node");
     // Pods listen on 127.0.0.N:7070; tests run in parallel, so each holds its own addresses.
     k.first_ip = loopback_.first();

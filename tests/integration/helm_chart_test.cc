@@ -199,6 +199,9 @@ networkPolicy:
   enabled: true
   metricsNamespaces: [monitoring, observability]
   controlNamespaces: [ops]
+controlTLS:
+  enabled: true
+  issuerRef: {kind: ClusterIssuer, name: agents-ca}
 resources: {requests: {cpu: 100m, memory: 128Mi}, limits: {memory: 512Mi}}
 monitoring:
   serviceMonitor: {enabled: true, interval: 15s, labels: {release: prometheus}}
@@ -239,6 +242,9 @@ TEST_CASE("bad values fail helm lint and helm template, naming the value", "[dep
       {"monitoring.serviceMonitor.enabled=maybe", "monitoring.serviceMonitor.enabled"},
       {"tracing.endpoint=otel-collector:4317", "tracing.endpoint"},
       {"networkPolicy.enabled=sometimes", "networkPolicy.enabled"},
+      {"controlTLS.issuerRef.kind=Secret", "controlTLS.issuerRef.kind"},
+      {"controlTLS.issuerRef.name=Agents_CA", "controlTLS.issuerRef.name"},
+      {"controlTLS.enabled=true", "controlTLS.issuerRef.name"},
   };
   for (const auto& [set, named] : bad) {
     for (const char* command : {"lint", "template"}) {
@@ -341,7 +347,7 @@ TEST_CASE("helm template with every option on carries each one", "[deploy][helm]
                           "--namespace=agents", "--no-queue-rate-limit",
                           "--worker-otlp-endpoint=http://otel-collector.monitoring:4317", "--network-policy",
                           "--network-policy-metrics-namespaces=monitoring,observability",
-                          "--network-policy-control-namespaces=ops"}) {
+                          "--network-policy-control-namespaces=ops", "--worker-tls-issuer=ClusterIssuer/agents-ca"}) {
     CHECK(Has(args, arg));
   }
   CHECK(Has(args, "--lease-namespace=" + kNamespace));

@@ -37,9 +37,27 @@ struct ProcessKubelet::PodRun {
   std::string waiting_reason;  // why no process runs, when none does
   std::string last_log;        // how the previous process ended, and its stderr
   json reported;               // the last status written (null until one is)
+  // Init containers (spec.initContainers, in order). The kubelet runs the next one only when
+  // the one before exited 0, and the worker only when all did; a failed one is run again
+  // after the back-off, and the pod stays Pending meanwhile. A worker that exits later does
+  // not run them again: only a new pod does (kuberuntime_manager.go computePodActions:
+  // init containers run again only when the sandbox is made again).
+  struct Init {
+    std::string name;
+    bool done = false;
+    int restarts = 0;
+    json last_terminated;  // the last failed run's terminated state; null when none failed
+  };
+  std::vector<Init> inits;
+  size_t inits_done = 0;
+  int running_init = -1;  // the init container the child is; -1: the child is the worker
   // Whether the last status written said Ready.
   bool ReportedReady() const {
-    return reported.is_object() && reported.value("/conditions/0/status"_json_pointer, std::string()) == "True";
+    if (!reported.is_object()) return false;
+    for (const auto& c : reported.value("conditions", json::array())) {
+      if (c.value("type", "") == "Ready") return c.value("status", "") == "True";
+    }
+    return false;
   }
 };
 
@@ -64,6 +82,18 @@ int ProbePort(const json& container, const json& port) {
     if (p.value("name", "") == port.get<std::string>()) return p.value("containerPort", 0);
   }
   return 0;
+}
+
+// The last `lines` lines of `log`, then at most its last `bytes` bytes.
+std::string LogTail(const std::string& log, int lines, size_t bytes) {
+  size_t from = log.size();
+  if (from > 0 && log[from - 1] == '\n') --from;  // a final newline ends the last line
+  for (int n = 0; n < lines && from > 0; ++n) {
+    const size_t newline = log.rfind('\n', from - 1);
+    from = newline == std::string::npos ? 0 : newline;
+  }
+  std::string tail = log.substr(from < log.size() && log[from] == '\n' ? from + 1 : from);
+  return tail.size() > bytes ? tail.substr(tail.size() - bytes) : tail;
 }
 
 }  // namespace
@@ -286,28 +316,64 @@ void ProcessKubelet::SyncPod(const json& sts, int ordinal, const std::string& re
   }
 
   std::unique_ptr<ChildProcess> exited;
+  int exited_init = -1;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (run->child && !run->child->Running()) {
       exited = std::move(run->child);
-      run->exited_at = Clock::now();
-      ++run->restarts;
+      exited_init = run->running_init;
+      run->running_init = -1;
     }
   }
   if (exited) {
     CommandResult result = exited->Wait(1000);
     std::lock_guard<std::mutex> lock(mu_);
-    run->last_log = "exit " + std::to_string(result.exit_code) + " signal " + std::to_string(result.signal) + ": " + result.err;
+    if (exited_init >= 0) {
+      PodRun::Init& init = run->inits[exited_init];
+      const std::string key = Key(run->ns, run->name) + "/" + init.name;
+      const int n = ++init_runs_[key];
+      init_logs_[key] += result.out + result.err + "--- run " + std::to_string(n) + ": exit " +
+                         std::to_string(result.exit_code) + " signal " + std::to_string(result.signal) + " ---\n";
+      if (result.exit_code == 0) {
+        init.done = true;  // the next one starts at once, without a back-off
+        ++run->inits_done;
+      } else {
+        run->exited_at = Clock::now();
+        ++init.restarts;
+        init.last_terminated = {{"exitCode", result.exit_code < 0 ? 128 + result.signal : result.exit_code},
+                                {"reason", "Error"}};
+        // terminationMessagePolicy FallbackToLogsOnError: an empty termination-log file and a
+        // failure give the log's tail, at most 80 lines and 2048 bytes (kuberuntime_container.go
+        // getTerminationMessage, readLastStringFromContainerLogs;
+        // kubecontainer.MaxContainerTerminationMessageLogLines/Length).
+        const std::string policy = pod->value(
+            json::json_pointer("/spec/initContainers/" + std::to_string(exited_init) + "/terminationMessagePolicy"),
+            std::string("File"));
+        if (policy == "FallbackToLogsOnError") {
+          const std::string tail = LogTail(result.out + result.err, 80, 2048);
+          if (!tail.empty()) init.last_terminated["message"] = tail;
+        }
+      }
+    } else {
+      run->exited_at = Clock::now();
+      ++run->restarts;
+      run->last_log = "exit " + std::to_string(result.exit_code) + " signal " + std::to_string(result.signal) + ": " + result.err;
+    }
   }
   if (!run->child && Clock::now() - run->exited_at >= std::chrono::milliseconds(options_.restart_delay_ms)) {
-    StartWorker(*run, sts, *pod);
+    StartContainer(*run, sts, *pod);
   }
   ReportPod(*run);
 }
 
-void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) {
+void ProcessKubelet::StartContainer(PodRun& run, const json& sts, const json& pod) {
   const json& spec = pod["spec"];
-  const json& container = spec["containers"][0];
+  const json init_specs = spec.value("initContainers", json::array());
+  if (run.inits.empty()) {
+    for (const auto& c : init_specs) run.inits.push_back({c.value("name", ""), false, 0, json()});
+  }
+  const int init = run.inits_done < run.inits.size() ? static_cast<int>(run.inits_done) : -1;
+  const json& container = init >= 0 ? init_specs[init] : spec["containers"][0];
   const std::string pod_dir = options_.root + "/pods/" + run.ns + "/" + run.name;
   std::map<std::string, std::string> volume_dirs;
   for (const auto& v : spec.value("volumes", json::array())) {
@@ -335,6 +401,19 @@ void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) 
         files[k] = Decoded(value.get<std::string>());
       }
       WriteFiles(dir, files);
+    } else if (v.contains("persistentVolumeClaim")) {
+      // The claim's own directory on this "node", shared by every pod that mounts it. A claim
+      // that does not exist keeps the pod from starting (the scheduler leaves it Pending:
+      // 'persistentvolumeclaim "NAME" not found'); this double has no provisioner, so a claim
+      // that exists counts as bound.
+      const std::string claim = v["persistentVolumeClaim"].value("claimName", "");
+      if (!api_->Get("v1", "persistentvolumeclaims", run.ns, claim).ok()) {
+        run.waiting_reason = "ContainerCreating";
+        return;
+      }
+      volume_dirs[vname] = ClaimDir(run.ns, claim);
+      fs::create_directories(volume_dirs[vname]);
+      continue;
     } else {
       fs::create_directories(dir);  // emptyDir
     }
@@ -351,12 +430,28 @@ void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) 
     mounts.emplace_back(m.value("mountPath", ""), volume_dirs[m.value("name", "")]);
   }
   std::sort(mounts.begin(), mounts.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
-  std::vector<std::string> argv = {options_.worker_bin};
-  for (const auto& a : container.value("args", json::array())) {
+  // The image's entrypoint is carapace-worker; a command names one of the image's two binaries.
+  std::vector<std::string> argv;
+  const json command = container.value("command", json::array());
+  if (command.empty() || command[0] == "/usr/local/bin/carapace-worker") {
+    argv.push_back(options_.worker_bin);
+  } else if (command[0] == "/usr/local/bin/carapace" && !options_.cli_bin.empty()) {
+    argv.push_back(options_.cli_bin);
+  } else {
+    run.waiting_reason = "RunContainerError";  // exec: no such file in the image
+    return;
+  }
+  json words = json::array();
+  for (size_t i = 1; i < command.size(); ++i) words.push_back(command[i]);
+  for (const auto& a : container.value("args", json::array())) words.push_back(a);
+  for (const auto& a : words) {
     std::string arg = a.get<std::string>();
     for (const auto& [path, dir] : mounts) {
+      // A path is a whole argument or a flag's value (--state-dir=PATH), never inside another
+      // word (--claim-as=ns/tmp/uid).
       size_t at = arg.find(path);
-      if (at != std::string::npos && (at + path.size() == arg.size() || arg[at + path.size()] == '/')) {
+      if (at != std::string::npos && (at == 0 || arg[at - 1] == '=') &&
+          (at + path.size() == arg.size() || arg[at + path.size()] == '/')) {
         arg.replace(at, path.size(), dir);
         break;
       }
@@ -385,7 +480,7 @@ void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) 
     }
     env[e["name"]] = Decoded(data);
   }
-  if (container.contains("readinessProbe")) {
+  if (init < 0 && container.contains("readinessProbe")) {
     run.http_port = ProbePort(container, container["readinessProbe"]["httpGet"]["port"]);
     run.readiness_path = container["readinessProbe"]["httpGet"].value("path", "/readyz");
   }
@@ -393,24 +488,63 @@ void ProcessKubelet::StartWorker(PodRun& run, const json& sts, const json& pod) 
   auto child = std::make_unique<ChildProcess>(argv, env);
   std::lock_guard<std::mutex> lock(mu_);  // tests read and signal the child meanwhile
   run.child = std::move(child);
-  starts_[Key(run.ns, run.name)] += 1;
+  run.running_init = init;
+  if (init < 0) starts_[Key(run.ns, run.name)] += 1;
 }
 
 void ProcessKubelet::ReportPod(PodRun& run) {
-  const bool running = run.child && run.child->Running();
+  const bool running = run.child && run.child->Running() && run.running_init < 0;
   const bool ready = running && run.http_port > 0 && HttpGet(run.ip, run.http_port, run.readiness_path).first == 200;
   const std::string ready_text = ready ? "True" : "False";
+  const bool initialized = run.inits_done == run.inits.size();
+  // A container that has not run yet waits as "PodInitializing" in a pod with init
+  // containers, else as "ContainerCreating" (kubelet_pods.go convertToAPIContainerStatuses).
+  const std::string not_yet = run.inits.empty() ? "ContainerCreating" : "PodInitializing";
   json state = running ? json{{"running", json::object()}}
-                       : json{{"waiting", {{"reason", run.waiting_reason.empty()
-                                                          ? (run.restarts >= 3 ? "CrashLoopBackOff" : "ContainerCreating")
-                                                          : run.waiting_reason}}}};
+                       : json{{"waiting", {{"reason", !initialized ? "PodInitializing"
+                                                      : !run.waiting_reason.empty() ? run.waiting_reason
+                                                      : run.restarts >= 3            ? "CrashLoopBackOff"
+                                                                                     : not_yet}}}};
+  // An init container: terminated Completed once it exited 0 (and then ready); running; after
+  // a failure, waiting in CrashLoopBackOff with the failed run as lastState; else not started.
+  json init_statuses = json::array();
+  std::vector<std::string> incomplete;
+  for (size_t i = 0; i < run.inits.size(); ++i) {
+    const PodRun::Init& init = run.inits[i];
+    json init_state;
+    if (init.done) {
+      init_state = {{"terminated", {{"exitCode", 0}, {"reason", "Completed"}}}};
+    } else if (run.child && run.child->Running() && run.running_init == static_cast<int>(i)) {
+      init_state = {{"running", json::object()}};
+    } else if (!init.last_terminated.is_null()) {
+      init_state = {{"waiting", {{"reason", "CrashLoopBackOff"}}}};
+    } else {
+      init_state = {{"waiting", {{"reason", i == run.inits_done && !run.waiting_reason.empty() ? run.waiting_reason
+                                                                                             : "PodInitializing"}}}};
+    }
+    json cs = {{"name", init.name}, {"ready", init.done}, {"started", init_state.contains("running")},
+               {"restartCount", init.restarts}, {"state", init_state}};
+    if (!init.last_terminated.is_null()) cs["lastState"] = {{"terminated", init.last_terminated}};
+    init_statuses.push_back(cs);
+    if (!init.done) incomplete.push_back(init.name);
+  }
+  // The Initialized condition (status/generate.go GeneratePodInitializedCondition).
+  json initialized_condition = {{"type", "Initialized"}, {"status", initialized ? "True" : "False"}};
+  if (!initialized) {
+    std::string names;
+    for (const auto& n : incomplete) names += (names.empty() ? "" : " ") + n;
+    initialized_condition["reason"] = "ContainersNotInitialized";
+    initialized_condition["message"] = "containers with incomplete status: [" + names + "]";
+  }
   json status = {{"phase", running ? "Running" : "Pending"},
                  {"podIP", run.ip},
                  {"hostIP", run.ip},
-                 {"conditions", json::array({{{"type", "Ready"}, {"status", ready_text}},
+                 {"conditions", json::array({initialized_condition,
+                                             {{"type", "Ready"}, {"status", ready_text}},
                                              {{"type", "ContainersReady"}, {"status", ready_text}}})},
                  {"containerStatuses", json::array({{{"name", "worker"}, {"ready", ready}, {"started", running},
                                                      {"restartCount", run.restarts}, {"state", state}}})}};
+  if (!init_statuses.empty()) status["initContainerStatuses"] = init_statuses;
   if (status == run.reported) return;
   auto pod = api_->Get("v1", "pods", run.ns, run.name);
   if (!pod.ok()) return;
@@ -460,7 +594,9 @@ void ProcessKubelet::RemoveUnclaimedDirs() {
 pid_t ProcessKubelet::WorkerPid(const std::string& ns, const std::string& pod) const {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = pods_.find(Key(ns, pod));
-  if (it == pods_.end() || !it->second->child || !it->second->child->Running()) return -1;
+  if (it == pods_.end() || !it->second->child || !it->second->child->Running() || it->second->running_init >= 0) {
+    return -1;
+  }
   return it->second->child->pid();
 }
 
@@ -473,13 +609,21 @@ int ProcessKubelet::Starts(const std::string& ns, const std::string& pod) const 
 bool ProcessKubelet::Kill(const std::string& ns, const std::string& pod, int signal) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = pods_.find(Key(ns, pod));
-  if (it == pods_.end() || !it->second->child || !it->second->child->Running()) return false;
+  if (it == pods_.end() || !it->second->child || !it->second->child->Running() || it->second->running_init >= 0) {
+    return false;
+  }
   it->second->child->Kill(signal);
   return true;
 }
 
 std::string ProcessKubelet::ClaimDir(const std::string& ns, const std::string& claim) const {
   return options_.root + "/volumes/" + ns + "/" + claim;
+}
+
+std::string ProcessKubelet::InitLog(const std::string& ns, const std::string& pod, const std::string& container) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto it = init_logs_.find(Key(ns, pod) + "/" + container);
+  return it == init_logs_.end() ? "" : it->second;
 }
 
 std::string ProcessKubelet::WorkerLog(const std::string& ns, const std::string& pod) const {

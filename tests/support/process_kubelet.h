@@ -1,8 +1,8 @@
 // A "kubelet" for end-to-end tests: it follows the StatefulSets in the Kubernetes API
 // double and runs a real carapace-worker process for each of their pods, as a node would:
 // a directory per volume claim (kept across restarts), a loopback address per pod
-// (127.0.0.N), ConfigMap and Secret volumes written out, Secret references in the
-// environment. It reports pod readiness from the worker's /readyz and the StatefulSet's
+// (127.0.0.N), ConfigMap, Secret and PersistentVolumeClaim volumes, Secret references in the
+// environment, init containers run to completion in order before the worker starts. It reports pod readiness from the worker's /readyz and the StatefulSet's
 // status, restarts a process that exits (as restartPolicy Always does), replaces pods
 // whose template changed, and stops processes of pods that are deleted or scaled away.
 // Test code only.
@@ -27,6 +27,9 @@ namespace carapace::testing {
 
 struct ProcessKubeletOptions {
   std::string worker_bin;  // the carapace-worker binary, whatever image a pod names
+  // The carapace CLI: what a container whose command is /usr/local/bin/carapace (the worker
+  // image holds both) runs. Empty: such a container cannot start.
+  std::string cli_bin;
   std::string root;        // volumes and pod directories live under here
   int first_ip = 2;        // pods get 127.0.0.<first_ip>, <first_ip + 1>, ...
   int restart_delay_ms = 300;  // the kubelet's restart back-off, shortened for tests
@@ -67,13 +70,17 @@ class ProcessKubelet {
   std::string ClaimDir(const std::string& ns, const std::string& claim) const;
   // The pod's worker stderr so far (for failure messages).
   std::string WorkerLog(const std::string& ns, const std::string& pod) const;
+  // Everything init container `container` of pod ns/name printed (stdout, then stderr), every
+  // time it ran, across pod re-creations: one "--- run N: exit C ---" line after each run.
+  std::string InitLog(const std::string& ns, const std::string& pod, const std::string& container) const;
 
  private:
   struct PodRun;
   void Loop();
   void SyncStatefulSet(const nlohmann::json& sts);
   void SyncPod(const nlohmann::json& sts, int ordinal, const std::string& revision);
-  void StartWorker(PodRun& run, const nlohmann::json& sts, const nlohmann::json& pod);
+  // Starts the pod's next init container, or its worker once every init container completed.
+  void StartContainer(PodRun& run, const nlohmann::json& sts, const nlohmann::json& pod);
   void StopPod(const std::string& key, bool delete_object);
   void ReportPod(PodRun& run);
   void RemoveUnclaimedDirs();
@@ -88,6 +95,8 @@ class ProcessKubelet {
   std::map<std::string, std::unique_ptr<PodRun>> pods_;  // ns/name -> run
   std::map<std::string, int> ips_;                        // ns/name -> last octet
   std::map<std::string, int> starts_;                     // ns/name -> processes started, ever
+  std::map<std::string, std::string> init_logs_;          // ns/name/container -> InitLog
+  std::map<std::string, int> init_runs_;                  // ns/name/container -> runs ended
   std::thread thread_;
 };
 

@@ -110,6 +110,38 @@ TEST_CASE("suspended, hibernating, crash-looping and rolling-out agents say so",
   CHECK(Condition(ComputeStatus(o), "Progressing")["status"] == "True");
 }
 
+TEST_CASE("a restore that keeps failing makes the AgentRun Degraded with the CLI's reason; one that succeeded does not",
+          "[operator][restore]") {
+  auto restore = [](const json& state, const json& last) {
+    json cs = {{"name", "restore"}, {"restartCount", 3}, {"state", state}};
+    if (!last.is_null()) cs["lastState"] = {{"terminated", last}};
+    return json{{"status", {{"initContainerStatuses", json::array({cs})},
+                            {"containerStatuses", json::array({{{"name", "worker"}, {"restartCount", 0},
+                                                                {"state", {{"waiting", {{"reason", "PodInitializing"}}}}}}})}}}};
+  };
+  const json refused = {{"exitCode", 1}, {"reason", "Error"},
+                        {"message", "carapace: archive /restore-source/a.carapace was imported already, by ns/other/uid\n"}};
+  Observation o = Base();
+  o.pod = restore({{"waiting", {{"reason", "CrashLoopBackOff"}}}}, refused);
+  json s = ComputeStatus(o);
+  CHECK(Condition(s, "Degraded")["status"] == "True");
+  CHECK(Condition(s, "Degraded")["reason"] == "RestoreFailed");
+  CHECK(Condition(s, "Degraded")["message"] ==
+        "restoring spec.storage.restoreFrom failed (exit 1, 3 tries): carapace: archive /restore-source/a.carapace was "
+        "imported already, by ns/other/uid");
+  CHECK(Condition(s, "Ready")["status"] == "False");
+
+  // Running again after a failure: still the last failure's reason, until it completes.
+  o.pod = restore({{"running", json::object()}}, refused);
+  CHECK(Condition(ComputeStatus(o), "Degraded")["reason"] == "RestoreFailed");
+  // Completed, after failures before: nothing wrong now.
+  o.pod = restore({{"terminated", {{"exitCode", 0}, {"reason", "Completed"}}}}, refused);
+  CHECK(Condition(ComputeStatus(o), "Degraded")["status"] == "False");
+  // Never failed.
+  o.pod = restore({{"running", json::object()}}, nullptr);
+  CHECK(Condition(ComputeStatus(o), "Degraded")["status"] == "False");
+}
+
 TEST_CASE("drift is found by comparing only the fields we set", "[operator]") {
   CHECK(IsSubset(json{{"a", 1}}, json{{"a", 1}, {"b", 2}}));
   CHECK_FALSE(IsSubset(json{{"a", 1}}, json{{"a", 2}}));

@@ -72,7 +72,8 @@ json DeploymentJson(const AgentRun& run) {
   json j = {{"suspend", d.suspend},   {"image", d.image},
             {"resources", d.resources}, {"size", d.storage.size},
             {"class", d.storage.storage_class}, {"whenDeleted", d.storage.when_deleted},
-            {"whenScaled", d.storage.when_scaled}};
+            {"whenScaled", d.storage.when_scaled},
+            {"restoreFrom", {d.storage.restore_from.claim_name, d.storage.restore_from.path, d.storage.restore_from.fork}}};
   if (d.idle_timeout_seconds) j["idleTimeoutSeconds"] = *d.idle_timeout_seconds;
   return j;
 }

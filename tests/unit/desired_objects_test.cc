@@ -295,3 +295,77 @@ TEST_CASE("spec.storage.fromSnapshot makes the volume from a VolumeSnapshot; wit
   without["spec"]["volumeClaimTemplates"][0]["spec"].erase("dataSource");
   CHECK(without == before);
 }
+
+TEST_CASE("spec.storage.restoreFrom restores the copy in an init container before the worker; without it the pod is as "
+          "before",
+          "[operator][restore]") {
+  AgentRun run = GoldenRun();
+  const json before = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  CHECK_FALSE(before["spec"]["template"]["spec"].contains("initContainers"));
+  run.spec.deployment.storage.restore_from = {"agent-moves", "alice/notes.carapace", false};
+  const json from = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  const json& pod = from["spec"]["template"]["spec"];
+  const json& worker = pod["containers"][0];
+  REQUIRE(pod["initContainers"].size() == 1);
+  const json& restore = pod["initContainers"][0];
+  CHECK(restore["name"] == "restore");
+  // The worker's image (it holds the CLI), run as the CLI, with the worker's limits and lockdown.
+  CHECK(restore["image"] == worker["image"]);
+  CHECK(restore["imagePullPolicy"] == worker["imagePullPolicy"]);
+  CHECK(restore["command"] == json::array({"/usr/local/bin/carapace"}));
+  CHECK(restore["resources"] == worker["resources"]);
+  CHECK(restore["securityContext"] == worker["securityContext"]);
+  CHECK(restore["terminationMessagePolicy"] == "FallbackToLogsOnError");
+  // Into the state dir the worker opens, claimed by this AgentRun (namespace/name/uid).
+  std::string worker_state_dir;
+  for (const auto& a : worker["args"]) {
+    if (a.get<std::string>().rfind("--state-dir=", 0) == 0) worker_state_dir = a;
+  }
+  REQUIRE_FALSE(worker_state_dir.empty());
+  CHECK(restore["args"] == json::array({"restore", "--from=/restore-source/alice/notes.carapace", worker_state_dir,
+                                        "--skip-if-restored",
+                                        "--claim-as=agents/researcher/6f1c2a9e-0000-4000-8000-000000000001"}));
+  // The state volume where the worker has it; the copy's claim read-write (the import's
+  // claim file is written beside the archive).
+  CHECK(restore["volumeMounts"] ==
+        json::array({{{"name", "state"}, {"mountPath", "/var/lib/carapace"}},
+                     {{"name", "restore-source"}, {"mountPath", "/restore-source"}},
+                     {{"name", "tmp"}, {"mountPath", "/tmp"}}}));
+  bool worker_has_state = false;
+  for (const auto& m : worker["volumeMounts"]) {
+    worker_has_state = worker_has_state || (m["name"] == "state" && m["mountPath"] == "/var/lib/carapace");
+    CHECK(m["name"] != "restore-source");  // the worker never sees the copy
+  }
+  CHECK(worker_has_state);
+  CHECK(pod["volumes"].back() ==
+        json({{"name", "restore-source"}, {"persistentVolumeClaim", {{"claimName", "agent-moves"}}}}));
+
+  // A raised restartGeneration restores into the state dir the worker then opens.
+  run.spec.deployment.restart_generation = 3;
+  const json restarted = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  CHECK(restarted["spec"]["template"]["spec"]["initContainers"][0]["args"][2] ==
+        "--state-dir=/var/lib/carapace/agent-restart-3");
+  run.spec.deployment.restart_generation = 0;
+
+  // fork: a new agent from the copy.
+  run.spec.deployment.storage.restore_from.fork = true;
+  const json forked = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
+  CHECK(forked["spec"]["template"]["spec"]["initContainers"][0]["args"].back() == "--fork");
+
+  // Nothing else of the pod, the claim or the StatefulSet changes.
+  json without = from;
+  without["spec"]["template"]["spec"].erase("initContainers");
+  without["spec"]["template"]["spec"]["volumes"].erase(without["spec"]["template"]["spec"]["volumes"].size() - 1);
+  CHECK(without == before);
+}
+
+TEST_CASE("a spec image is the restore container's image too", "[operator][restore]") {
+  AgentRun run = GoldenRun();
+  run.spec.deployment.storage.restore_from = {"agent-moves", "backups/nightly", false};
+  run.spec.deployment.image = "registry.example/carapace-worker:2.0";
+  OperatorSettings settings;
+  settings.worker_image = "registry.example/default:1";
+  const json sts = DesiredStatefulSet(run, kOwner, settings, 1);
+  CHECK(sts["spec"]["template"]["spec"]["initContainers"][0]["image"] == "registry.example/carapace-worker:2.0");
+  CHECK(sts["spec"]["template"]["spec"]["initContainers"][0]["args"][1] == "--from=/restore-source/backups/nightly");
+}

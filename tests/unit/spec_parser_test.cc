@@ -493,6 +493,48 @@ TEST_CASE("deployment fields are parsed and checked, and never change the spec h
   CHECK_THAT(ErrorOf(WithSpec("  suspend: maybe\n")), ContainsSubstring("spec.suspend"));
 }
 
+TEST_CASE("spec.storage.restoreFrom names a copy on a claim, inside it, and never with fromSnapshot", "[spec][restore]") {
+  auto plain = ParseAgentRun(kValid, "a.yaml");
+  REQUIRE(plain.ok());
+  CHECK(plain->spec.deployment.storage.restore_from.claim_name.empty());
+  auto restored = ParseAgentRun(WithSpec("  storage: {restoreFrom: {claimName: agent-moves, path: alice/notes.carapace}}\n"),
+                                "b.yaml");
+  REQUIRE(restored.ok());
+  const RestoreSourceSpec& from = restored->spec.deployment.storage.restore_from;
+  CHECK(from.claim_name == "agent-moves");
+  CHECK(from.path == "alice/notes.carapace");
+  CHECK_FALSE(from.fork);
+  // Where the agent came from is how it runs, not what it does: the same spec hash.
+  CHECK(restored->SpecHash() == plain->SpecHash());
+  auto forked = ParseAgentRun(
+      WithSpec("  storage: {restoreFrom: {claimName: agent-moves, path: backups/nightly, fork: true}}\n"), "c.yaml");
+  REQUIRE(forked.ok());
+  CHECK(forked->spec.deployment.storage.restore_from.fork);
+  // '..' inside a name is not a '..' component.
+  CHECK(ParseAgentRun(WithSpec("  storage: {restoreFrom: {claimName: m, path: a/..b/c..}}\n"), "d.yaml").ok());
+
+  auto error = [](const std::string& restore_from) {
+    return ErrorOf(WithSpec("  storage: {restoreFrom: " + restore_from + "}\n"));
+  };
+  CHECK_THAT(error("{claimName: Agent_Moves, path: a}"), ContainsSubstring("spec.storage.restoreFrom.claimName: must be"));
+  CHECK_THAT(error("{path: a}"), ContainsSubstring("spec.storage.restoreFrom.claimName: is required"));
+  CHECK_THAT(error("{claimName: m}"), ContainsSubstring("spec.storage.restoreFrom.path: is required"));
+  for (const char* path : {"\"\"", "/etc/notes.carapace", "..", "../x", "a/../../x", "a/..", "./../x"}) {
+    INFO(path);
+    CHECK_THAT(error(std::string("{claimName: m, path: ") + path + "}"),
+               ContainsSubstring("spec.storage.restoreFrom.path: must be a relative path inside the claim"));
+  }
+  CHECK_THAT(error("{claimName: m, path: " + std::string(1025, 'a') + "}"),
+             ContainsSubstring("spec.storage.restoreFrom.path: must be at most 1024 characters"));
+  CHECK(ParseAgentRun(WithSpec("  storage: {restoreFrom: {claimName: m, path: " + std::string(1024, 'a') + "}}\n"), "e.yaml")
+            .ok());
+  CHECK_THAT(error("{claimName: m, path: a, fork: \"yes\"}"), ContainsSubstring("spec.storage.restoreFrom.fork"));
+  CHECK_THAT(error("{claimName: m, path: a, from: b}"), ContainsSubstring("spec.storage.restoreFrom.from"));
+  CHECK_THAT(error("alice/notes.carapace"), ContainsSubstring("spec.storage.restoreFrom: must be a mapping"));
+  CHECK_THAT(ErrorOf(WithSpec("  storage: {fromSnapshot: nightly, restoreFrom: {claimName: m, path: a}}\n")),
+             ContainsSubstring("spec.storage.restoreFrom: give fromSnapshot or restoreFrom, not both"));
+}
+
 TEST_CASE("a model key can come from a Secret by reference, read from a derived variable", "[spec][operator]") {
   const std::string remote = R"(apiVersion: carapace.dev/v1alpha1
 kind: AgentRun

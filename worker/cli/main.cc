@@ -36,7 +36,9 @@ constexpr const char* kUsage = R"(usage:
                                                  docs/operations.md, "Move an agent"
 
 against a running carapace-worker (its control API; the token from --token-file FILE,
-CARAPACE_TOKEN_FILE or CARAPACE_TOKEN):
+CARAPACE_TOKEN_FILE or CARAPACE_TOKEN; over TLS with --tls-ca FILE or CARAPACE_TLS_CA, the CA
+that signed the worker's certificate, and --tls-server-name NAME when the certificate names
+another host than ADDR; without a CA, plaintext):
   carapace status --worker ADDR [--json]          phase, step, budgets, inbox, waiting calls
   carapace events --worker ADDR [--from N] [--follow]
                                                  the event log from seq N; --follow: as it grows
@@ -74,7 +76,7 @@ struct Args {
 bool TakesValue(const std::string& flag) {
   return flag == "--state-dir" || flag == "--call" || flag == "--from-step" || flag == "--to" || flag == "--worker" ||
          flag == "--token-file" || flag == "--from" || flag == "--reason" || flag == "--listen" || flag == "--name" ||
-         flag == "--claim-as";
+         flag == "--claim-as" || flag == "--tls-ca" || flag == "--tls-server-name";
 }
 
 bool Parse(int argc, char** argv, Args* out, std::string* problem) {
@@ -159,7 +161,9 @@ static int Main(int argc, char** argv) {
     cli::WorkerTarget w;
     w.address = args.flags["--worker"];
     auto token_file = args.flags.count("--token-file") ? args.flags["--token-file"] : std::string();
-    const std::vector<std::string> common = {"--worker", "--token-file"};
+    const std::vector<std::string> common = {"--worker", "--token-file", "--tls-ca", "--tls-server-name"};
+    auto flag = [&](const char* name) { return args.flags.count(name) ? args.flags[name] : std::string(); };
+    if (!cli::LoadWorkerTls(flag("--tls-ca"), flag("--tls-server-name"), &w, &problem)) return Usage(problem);
     auto allowed = [&](std::vector<std::string> extra) {
       extra.insert(extra.end(), common.begin(), common.end());
       return extra;

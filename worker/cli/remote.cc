@@ -44,9 +44,28 @@ bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::s
   return true;
 }
 
+bool LoadWorkerTls(const std::string& ca_file, const std::string& server_name, WorkerTarget* target,
+                   std::string* problem) {
+  std::string file = ca_file;
+  if (file.empty()) {
+    if (const char* f = std::getenv("CARAPACE_TLS_CA"); f && *f) file = f;
+  }
+  if (file.empty()) {
+    if (!server_name.empty()) *problem = "--tls-server-name needs --tls-ca FILE (the CA to check the worker with)";
+    return server_name.empty();
+  }
+  auto ca = ReadControlCa(file);
+  if (!ca.ok()) {
+    *problem = ca.status().message();
+    return false;
+  }
+  target->tls.ca_pem = *ca;
+  target->tls.server_name = server_name;
+  return true;
+}
+
 std::unique_ptr<v1::WorkerControl::Stub> ConnectWorker(const WorkerTarget& w) {
-  return v1::WorkerControl::NewStub(
-      grpc::CreateCustomChannel(w.address, grpc::InsecureChannelCredentials(), ControlChannelArguments()));
+  return v1::WorkerControl::NewStub(CreateControlChannel(w.address, w.tls));
 }
 
 void PrepareCall(const WorkerTarget& w, grpc::ClientContext* ctx, bool streaming) {
@@ -58,6 +77,9 @@ namespace {
 
 int Failed(const grpc::Status& s, const WorkerTarget& w) {
   std::cerr << "carapace: worker " << w.address << ": " << s.error_message() << " (gRPC " << s.error_code() << ")\n";
+  if (s.error_code() == grpc::StatusCode::UNAVAILABLE) {
+    if (std::string hint = ControlTlsHint(s.error_message(), w.tls); !hint.empty()) std::cerr << "carapace: " << hint << "\n";
+  }
   switch (s.error_code()) {
     case grpc::StatusCode::UNAUTHENTICATED:
     case grpc::StatusCode::INVALID_ARGUMENT:

@@ -8,16 +8,22 @@
 #include <grpcpp/client_context.h>
 
 #include "carapace/worker/v1/control.grpc.pb.h"
+#include "common/control_channel.h"
 
 namespace carapace::cli {
 
 struct WorkerTarget {
   std::string address;  // host:port of the control API
   std::string token;    // from --token-file, CARAPACE_TOKEN_FILE or CARAPACE_TOKEN; "" when none
+  ControlTls tls;       // from --tls-ca (or CARAPACE_TLS_CA) and --tls-server-name; off when none
 };
 
 // Reads the token: the file when given, else CARAPACE_TOKEN_FILE, else CARAPACE_TOKEN.
 bool LoadWorkerToken(const std::string& token_file, WorkerTarget* target, std::string* problem);
+// TLS towards the worker: the CA file when given, else CARAPACE_TLS_CA; none: plaintext.
+// `server_name` (the name the worker's certificate must carry) needs a CA.
+bool LoadWorkerTls(const std::string& ca_file, const std::string& server_name, WorkerTarget* target,
+                   std::string* problem);
 
 // A stub of the worker's control API (the channel arguments every client uses).
 std::unique_ptr<worker::v1::WorkerControl::Stub> ConnectWorker(const WorkerTarget& w);

@@ -23,6 +23,7 @@
 #include "worker/runtime/run_dirs.h"
 #include "worker/server/agent_service.h"
 #include "worker/server/control_service.h"
+#include "worker/server/control_tls.h"
 #include "worker/server/probe_server.h"
 
 using namespace carapace;
@@ -36,6 +37,10 @@ constexpr const char* kUsage = R"(usage: carapace-worker [flags]
   --http-listen ADDR   /healthz /readyz /metrics (env CARAPACE_HTTP_LISTEN, default 0.0.0.0:8080)
   --token-file FILE    bearer token of the control API (env CARAPACE_TOKEN_FILE); in a cluster, a Secret
   --insecure-no-auth   serve the control API without a token (local development only)
+  --tls-dir DIR        serve the control API over TLS with DIR/tls.crt and DIR/tls.key (env
+                       CARAPACE_TLS_DIR; a cert-manager Secret's layout), re-read as they change;
+                       the token is still required
+  --tls-reload-seconds N  how often the files in --tls-dir are looked at (env CARAPACE_TLS_RELOAD_SECONDS, default 10)
   --grace-seconds N    on SIGTERM, how long an action in progress may take to finish (env CARAPACE_GRACE_SECONDS, default 5)
   --tmp-dir DIR        where libraries may write temporary files (sets TMPDIR); the root fs may be read-only
   --adopt-from DIR     when --state-dir holds no run, move the newest run found in DIR (one state dir
@@ -69,7 +74,7 @@ int Main(int argc, char** argv) {
   const auto started = std::chrono::steady_clock::now();
   auto parsed = ParseFlags(argc, argv,
                            {"--spec", "--state-dir", "--grpc-listen", "--http-listen", "--token-file",
-                            "--grace-seconds", "--tmp-dir", "--adopt-from"},
+                            "--grace-seconds", "--tmp-dir", "--adopt-from", "--tls-dir", "--tls-reload-seconds"},
                            {"--insecure-no-auth"});
   if (!parsed.ok()) return Fail(2, parsed.status().message() + "\n" + kUsage);
   if (parsed->help) {
@@ -83,11 +88,22 @@ int Main(int argc, char** argv) {
   const std::string http_addr = Flag(flags, "--http-listen", "CARAPACE_HTTP_LISTEN", "0.0.0.0:8080");
   const std::string token_file = Flag(flags, "--token-file", "CARAPACE_TOKEN_FILE", "");
   const std::string grace_text = Flag(flags, "--grace-seconds", "CARAPACE_GRACE_SECONDS", "5");
+  const std::string tls_dir = Flag(flags, "--tls-dir", "CARAPACE_TLS_DIR", "");
+  const std::string reload_text = Flag(flags, "--tls-reload-seconds", "CARAPACE_TLS_RELOAD_SECONDS", "10");
   if (spec_path.empty()) return Fail(2, "--spec (or CARAPACE_SPEC) is required");
   if (state_dir.empty()) return Fail(2, "--state-dir (or CARAPACE_STATE_DIR) is required");
   char* end = nullptr;
   const long grace = std::strtol(grace_text.c_str(), &end, 10);
   if (*end != '\0' || grace < 0 || grace > 3600) return Fail(2, "--grace-seconds must be 0..3600, got \"" + grace_text + "\"");
+  const long tls_reload = std::strtol(reload_text.c_str(), &end, 10);
+  if (*end != '\0' || tls_reload < 1 || tls_reload > 86400) {
+    return Fail(2, "--tls-reload-seconds must be 1..86400, got \"" + reload_text + "\"");
+  }
+  // Checked before anything else starts: a pod with a bad Secret says which file, at once,
+  // rather than serving handshakes that all fail.
+  if (!tls_dir.empty()) {
+    if (Status s = CheckTlsDir(tls_dir); !s.ok()) return Fail(2, s.message());
+  }
   if (auto it = flags.find("--tmp-dir"); it != flags.end()) ::setenv("TMPDIR", it->second.c_str(), 1);
 
   std::string token;
@@ -155,7 +171,10 @@ int Main(int argc, char** argv) {
   ControlService control(agent->get(), token);
   grpc::ServerBuilder builder;
   int grpc_port = 0;
-  builder.AddListeningPort(grpc_addr, grpc::InsecureServerCredentials(), &grpc_port);
+  builder.AddListeningPort(grpc_addr,
+                           tls_dir.empty() ? grpc::InsecureServerCredentials()
+                                           : ControlServerCredentials(tls_dir, static_cast<unsigned>(tls_reload)),
+                           &grpc_port);
   builder.RegisterService(&control);
   // Set, not left to gRPC's defaults: a request past the limit is refused RESOURCE_EXHAUSTED
   // before it is read whole (docs/limits.md).
@@ -172,6 +191,7 @@ int Main(int argc, char** argv) {
   (*agent)->Start();
   log::Info("carapace-worker ready",
             {{"agentrun", run->metadata.ns + "/" + run->metadata.name}, {"grpc", grpc_addr}, {"grpcPort", grpc_port},
+             {"grpcTls", !tls_dir.empty()},
              {"http", http_addr}, {"phase", worker::v1::Phase_Name((*agent)->Snapshot().phase())},
              {"startMs", std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started).count()}});
 
