@@ -183,7 +183,9 @@ json RestoreContainer(const AgentRun& run, const Owner& owner, const OperatorSet
                            // Who holds an imported archive: another AgentRun (or this name made
                            // again, a new uid) is refused it unless it forks.
                            "--claim-as=" + owner.ns + "/" + owner.name + "/" + owner.uid});
-  if (from.fork) args.push_back("--fork");
+  // A raised restartGeneration starts a new run in a new state dir: from the copy that is a
+  // new agent (a fork), never the copy's own life a second time from its fence.
+  if (from.fork || run.spec.deployment.restart_generation > 0) args.push_back("--fork");
   return {{"name", kRestoreContainer},
           {"image", worker["image"]},
           {"imagePullPolicy", worker["imagePullPolicy"]},

@@ -221,6 +221,11 @@ TEST_CASE("a stopped agent exported from its state dir and imported goes on; the
   CommandResult first = Carapace({"run", spec, "--state-dir", tmp.Sub("a")});
   REQUIRE(first.exit_code == 5);
   const std::string archive = tmp.Sub("a.carapace");
+  // Where the archive cannot go, nothing is exported and the agent is not fenced.
+  CommandResult nowhere = Carapace({"export", "--state-dir", tmp.Sub("a"), "--to", tmp.Sub("no/such/dir/a.carapace")});
+  CHECK(nowhere.exit_code != 0);
+  CHECK_THAT(nowhere.err, ContainsSubstring("nothing was exported"));
+  for (const auto& e : Events(tmp.Sub("a"))) CHECK(e["type"] != "handed_off");
   CommandResult exported = Carapace({"export", "--state-dir", tmp.Sub("a"), "--to", archive});
   INFO(exported.out << exported.err);
   REQUIRE(exported.exit_code == 0);
@@ -241,6 +246,9 @@ TEST_CASE("a stopped agent exported from its state dir and imported goes on; the
   CHECK(approve.exit_code == 2);
   CHECK_THAT(approve.err, ContainsSubstring("handed off"));
   Carapace({"run", spec, "--state-dir", tmp.Sub("a")});
+  CommandResult compact = Carapace({"compact", spec, "--state-dir", tmp.Sub("a")});
+  CHECK(compact.exit_code == 2);
+  CHECK_THAT(compact.err, ContainsSubstring("handed off"));
   CHECK(ledger.entries().empty());
 
   REQUIRE(Carapace({"import", "--from", archive, "--state-dir", tmp.Sub("b")}).exit_code == 0);
@@ -303,6 +311,10 @@ TEST_CASE("a damaged or hostile archive is refused whole, naming what is wrong, 
   refused("store-link.carapace", head + record('D', "store", "") + record('L', "store/CURRENT", "/etc/passwd"),
           "a link in the store");
   refused("not.carapace", "just some file\n", "neither a backup directory");
+  refused("typed.carapace",
+          std::string(carapace::kAgentArchiveMagic) +
+              record('M', "", R"({"format":1,"runId":"r","lastSeq":1,"name":5})"),
+          "manifest is damaged");
 
   // The good one still imports, into a directory whose parents are made for it.
   CommandResult ok = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("nested/dir/ok")});
@@ -316,4 +328,32 @@ TEST_CASE("a damaged or hostile archive is refused whole, naming what is wrong, 
   CommandResult other = Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("s"), "--skip-if-restored"});
   CHECK(other.exit_code == 2);
   CHECK_THAT(other.err, ContainsSubstring("is not empty"));
+
+  // Imported once means once: not again through a link to it, and not again by the same
+  // importer after its copy was removed (that would start the agent twice from its fence).
+  std::filesystem::create_symlink(good, tmp.Sub("alias.carapace"));
+  CommandResult via_link = Carapace({"import", "--from", tmp.Sub("alias.carapace"), "--state-dir", tmp.Sub("l")});
+  CHECK(via_link.exit_code == 2);
+  CHECK_THAT(via_link.err, ContainsSubstring("was imported already"));
+  std::filesystem::remove_all(tmp.Sub("nested/dir/ok"));
+  CommandResult replay = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("nested/dir/ok")});
+  CHECK(replay.exit_code == 2);
+  CHECK_THAT(replay.err, ContainsSubstring("start twice from its fence"));
+  // A restore that was done stays done when its copy is gone (an init container on a new pod).
+  CommandResult fork = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("f"), "--fork"});
+  REQUIRE(fork.exit_code == 0);
+  std::filesystem::rename(good, tmp.Sub("moved-away.carapace"));
+  CommandResult done = Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("f"), "--skip-if-restored", "--fork"});
+  INFO(done.err);
+  CHECK(done.exit_code == 0);
+  CHECK_THAT(done.out, ContainsSubstring("already restored"));
+
+  // The source, fenced by the export, is taken back when its archive was never imported.
+  CommandResult take_back = Carapace({"resume", "--state-dir", tmp.Sub("s"), "--take-back"});
+  INFO(take_back.err);
+  CHECK(take_back.exit_code == 0);
+  CHECK(Events(tmp.Sub("s")).back()["type"] == "handoff_revoked");
+  CommandResult again_back = Carapace({"resume", "--state-dir", tmp.Sub("s"), "--take-back"});
+  CHECK(again_back.exit_code == 2);
+  CHECK_THAT(again_back.err, ContainsSubstring("not handed off"));
 }

@@ -340,11 +340,14 @@ TEST_CASE("spec.storage.restoreFrom restores the copy in an init container befor
   CHECK(pod["volumes"].back() ==
         json({{"name", "restore-source"}, {"persistentVolumeClaim", {{"claimName", "agent-moves"}}}}));
 
-  // A raised restartGeneration restores into the state dir the worker then opens.
+  CHECK(restore["args"].back() != "--fork");
+  // A raised restartGeneration restores into the state dir the worker then opens, as a fork:
+  // a new run from the copy, never the copy's own life again from its fence.
   run.spec.deployment.restart_generation = 3;
   const json restarted = DesiredStatefulSet(run, kOwner, OperatorSettings{}, 1);
   CHECK(restarted["spec"]["template"]["spec"]["initContainers"][0]["args"][2] ==
         "--state-dir=/var/lib/carapace/agent-restart-3");
+  CHECK(restarted["spec"]["template"]["spec"]["initContainers"][0]["args"].back() == "--fork");
   run.spec.deployment.restart_generation = 0;
 
   // fork: a new agent from the copy.

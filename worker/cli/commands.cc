@@ -1,11 +1,14 @@
 // Implementation of the CLI commands on top of the runtime library.
 #include "worker/cli/commands.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
-#include <filesystem>
 #include <cstdio>
+#include <cstring>
+#include <filesystem>
 #include <iomanip>
 #include <iostream>
 #include <thread>
@@ -421,6 +424,24 @@ int Restore(const std::string& from, const std::string& state_dir, bool fork, co
   return kExitSucceeded;
 }
 
+int TakeBack(const std::string& state_dir) {
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok()) {
+    if (store.status().code() == StatusCode::kBusy) {
+      return Fail(store.status().WithContext("a running worker holds it; use `carapace resume --worker ADDR --take-back`"));
+    }
+    return Fail(store.status());
+  }
+  auto state = LoadRunState(**store);
+  if (!state.ok()) return Fail(state.status());
+  const std::string id = state->handoff_id;
+  Status st = RevokeHandOff(store->get(), id, "cli");
+  if (!st.ok()) return Fail(st);
+  std::cout << "took export " << id << " back: " << state_dir
+            << " goes on with `carapace run`; the archive of that export must never be imported\n";
+  return kExitSucceeded;
+}
+
 int Export(const std::string& state_dir, const std::string& to) {
   std::error_code ec;
   if (std::filesystem::exists(to, ec)) return Fail(FailedPrecondition(to + " exists; export into a new file"));
@@ -433,6 +454,14 @@ int Export(const std::string& state_dir, const std::string& to) {
   }
   auto state = LoadRunState(**store);
   if (!state.ok()) return Fail(state.status());
+  {
+    // Where the archive goes must take it before the agent is fenced for it.
+    const std::string probe = to + ".writing";
+    const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return Fail(IoError("cannot write " + probe + ": " + std::strerror(errno) + "; nothing was exported"));
+    ::close(fd);
+    ::unlink(probe.c_str());
+  }
   auto id = RecordHandOff(store->get(), state->handoff_id, "cli");
   if (!id.ok()) return Fail(id.status());
   auto m = ExportRun(**store, HostName() + ":" + state_dir, to);

@@ -35,6 +35,8 @@ int Restore(const std::string& from, const std::string& state_dir, bool fork, co
 // Hands off the agent in a state dir no process holds (a running worker's: `export
 // --worker`): fences it and writes its archive to `to` (a new file).
 int Export(const std::string& state_dir, const std::string& to);
+// Lifts the fence of an export from a state dir whose archive was never imported.
+int TakeBack(const std::string& state_dir);
 int Validate(const std::string& file);
 
 }  // namespace carapace::cli

@@ -29,6 +29,7 @@ constexpr const char* kUsage = R"(usage:
   carapace validate FILE                         check an AgentRun manifest
   carapace backup --state-dir DIR --to DIR2      a consistent copy of a stopped agent (docs/operations.md)
   carapace export --state-dir DIR --to FILE      hand a stopped agent off: fence it, write one archive
+  carapace resume --state-dir DIR --take-back    lift that fence (its archive never imported)
   carapace import|restore --from PATH --state-dir DIR [--fork] [--claim-as ID] [--skip-if-restored]
                                                  start the agent in a new state dir from an archive
                                                  (export) or a backup dir; an archive once only
@@ -238,6 +239,15 @@ static int Main(int argc, char** argv) {
     return cli::Restore(from, dir, args.flags.count("--fork") > 0,
                         args.flags.count("--claim-as") ? args.flags["--claim-as"] : "",
                         args.flags.count("--skip-if-restored") > 0);
+  }
+  if (cmd == "resume") {
+    if (!Check(args, {"--state-dir", "--take-back"}, 0, &problem)) return Usage(problem);
+    std::string dir = Need(args, "--state-dir", &problem);
+    if (problem.empty() && !args.flags.count("--take-back")) {
+      problem = "resume of a state dir is --take-back (an export's fence); a paused worker resumes with --worker ADDR";
+    }
+    if (!problem.empty()) return Usage(problem);
+    return cli::TakeBack(dir);
   }
   if (cmd == "export") {
     if (!Check(args, {"--state-dir", "--to"}, 0, &problem)) return Usage(problem);

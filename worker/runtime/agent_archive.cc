@@ -1,6 +1,7 @@
 #include "worker/runtime/agent_archive.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -8,9 +9,9 @@
 #include <cstring>
 #include <filesystem>
 #include <nlohmann/json.hpp>
-#include <openssl/evp.h>
 #include <set>
 
+#include "common/json_text.h"
 #include "common/time.h"
 
 namespace carapace {
@@ -179,18 +180,23 @@ Result<ArchiveManifest> ManifestFrom(const std::string& text, const std::string&
     return Corruption(path + ": the archive's manifest has format " + std::to_string(j["format"].get<int>()) +
                       "; this version reads format " + std::to_string(kManifestFormat));
   }
-  ArchiveManifest m;
-  m.run_id = j["runId"].get<std::string>();
-  m.name = j.value("name", "");
-  m.ns = j.value("namespace", "");
-  m.spec_hash = j.value("specHash", "");
-  m.spec_json = j.contains("spec") ? (j["spec"].is_string() ? j["spec"].get<std::string>() : j["spec"].dump()) : "";
-  m.revision = j.value("revision", int64_t{0});
-  m.last_seq = j["lastSeq"].get<uint64_t>();
-  m.handoff_id = j.value("handoffId", "");
-  m.from = j.value("from", "");
-  m.created_ms = j.value("createdMs", int64_t{0});
-  return m;
+  // A field of the wrong type is a damaged manifest, said so, not an exception.
+  try {
+    ArchiveManifest m;
+    m.run_id = j["runId"].get<std::string>();
+    m.name = j.value("name", "");
+    m.ns = j.value("namespace", "");
+    m.spec_hash = j.value("specHash", "");
+    m.spec_json = j.contains("spec") ? (j["spec"].is_string() ? j["spec"].get<std::string>() : j["spec"].dump()) : "";
+    m.revision = j.value("revision", int64_t{0});
+    m.last_seq = j["lastSeq"].get<uint64_t>();
+    m.handoff_id = j.value("handoffId", "");
+    m.from = j.value("from", "");
+    m.created_ms = j.value("createdMs", int64_t{0});
+    return m;
+  } catch (const nlohmann::json::exception& e) {
+    return Corruption(path + ": the archive's manifest is damaged (" + e.what() + ")");
+  }
 }
 
 // Reads an archive, hashing what it consumes.
@@ -302,7 +308,7 @@ Result<uint64_t> WriteAgentArchive(const std::string& copy_dir, const ArchiveMan
   ArchiveOut out(fd, archive_path);
   auto write_all = [&]() -> Status {
     CARAPACE_RETURN_IF_ERROR(out.Put(kAgentArchiveMagic));
-    const std::string m = ManifestJson(manifest).dump(2) + "\n";
+    const std::string m = ValidUtf8(ManifestJson(manifest)).dump(2) + "\n";
     CARAPACE_RETURN_IF_ERROR(out.Header('M', "", 0644, m.size()));
     CARAPACE_RETURN_IF_ERROR(out.Put(m));
     for (const char* top : {"store", "workspace"}) {

@@ -6,6 +6,7 @@
 #include "common/json_text.h"
 #include "common/log.h"
 #include "common/redact.h"
+#include "worker/runtime/handoff.h"
 #include "worker/runtime/model_outcome.h"
 #include "worker/runtime/runner.h"
 
@@ -50,6 +51,8 @@ Result<bool> Runner::CompactNow(const std::string& by) {
   if (IsTerminal(state_.phase) || state_.phase == Phase::kPending) {
     return FailedPrecondition(std::string("the run is ") + PhaseName(state_.phase) + ": there is no context to compact");
   }
+  // A summary is a model call: an exported copy makes none (worker/runtime/handoff.h).
+  if (!state_.handoff_id.empty()) return FailedPrecondition(HandedOffRefusal(state_.handoff_id));
   if (state_.awaiting_model || state_.NextOpenCall() != nullptr) {
     return FailedPrecondition("step " + std::to_string(state_.step) +
                               " is in progress: `carapace run` finishes it (compacting first when it must)");

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file.h"
+#include "common/json_text.h"
+#include "common/log.h"
 #include "common/process_setup.h"
 #include "common/time.h"
 #include "worker/runtime/backup.h"
@@ -35,38 +37,55 @@ std::string Absolute(const std::string& path) {
 
 std::string DefaultClaimant(const std::string& state_dir) { return HostName() + ":" + Absolute(state_dir); }
 
-// The claim beside an archive: created exclusively, so of two imports only one gets it.
-// The same claimant may claim again (a retry after a crash mid-import). Returns whether
-// this call made the file (so a failed import removes only a claim it made).
-Result<bool> ClaimArchive(const std::string& archive, const std::string& claimant, const std::string& state_dir,
-                          const std::string& run_id) {
-  const std::string path = archive + kImportClaimSuffix;
-  const nlohmann::json claim = {{"claimedBy", claimant},
-                                {"stateDir", Absolute(state_dir)},
-                                {"runId", run_id},
-                                {"at", FormatRfc3339Millis(WallNowMillis())}};
-  const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+// Claims, markers and events name paths, which need not be UTF-8: JSON text that cannot fail.
+std::string JsonText(const nlohmann::json& j) { return ValidUtf8(j).dump(2) + "\n"; }
+
+// A small JSON file we wrote (a claim, a marker), or null when it is missing or not ours.
+nlohmann::json ReadJsonFile(const std::string& path) {
+  auto text = ReadFile(path);
+  nlohmann::json j = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
+  return j.is_object() ? j : nlohmann::json();
+}
+
+std::string Str(const nlohmann::json& j, const char* key) {
+  return j.is_object() && j.contains(key) && j[key].is_string() ? j[key].get<std::string>() : std::string();
+}
+
+// The claim beside an archive, made exclusively, so of two imports only one gets it; marked
+// complete once the import is in place. The same claimant may claim again only while its
+// claim is incomplete (a retry after a crash mid-import): importing a fenced agent again,
+// after its first import ran, would start it a second time from the fence. Returns whether
+// this call made the file (a failed import removes only a claim it made).
+Result<bool> ClaimArchive(const std::string& claim_path, const std::string& archive, const std::string& claimant,
+                          const std::string& state_dir, const std::string& run_id) {
+  const std::string text = JsonText({{"claimedBy", claimant},
+                                     {"stateDir", state_dir},
+                                     {"runId", run_id},
+                                     {"complete", false},
+                                     {"at", FormatRfc3339Millis(WallNowMillis())}});
+  const int fd = ::open(claim_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
   if (fd < 0 && errno == EEXIST) {
-    auto text = ReadFile(path);
-    nlohmann::json had = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
-    if (had.is_object() && had.value("claimedBy", "") == claimant) return false;
-    const std::string who =
-        had.is_object() ? had.value("claimedBy", "?") + " at " + had.value("at", "?") : "(unreadable claim)";
-    return FailedPrecondition("archive " + archive + " was imported already, by " + who + " (" + path +
-                              "): two copies of one agent must never both act. To start a new agent from it, with a "
-                              "new run id, import it with --fork");
+    const nlohmann::json had = ReadJsonFile(claim_path);
+    const bool complete = had.is_object() && had.value("complete", true) == true;
+    if (Str(had, "claimedBy") == claimant && !complete) return false;
+    const std::string who = had.is_object()
+                                ? Str(had, "claimedBy") + " into " + Str(had, "stateDir") + " at " + Str(had, "at")
+                                : "(unreadable claim)";
+    return FailedPrecondition("archive " + archive + " was imported already, by " + who + " (" + claim_path +
+                              "): two copies of one agent must never both act, nor one start twice from its "
+                              "fence. To start a new agent from it, with a new run id, import it with --fork");
   }
   if (fd < 0) {
-    return FailedPrecondition("cannot record the import beside the archive (" + path + ": " + std::strerror(errno) +
-                              "); a second import could not be refused. Put the archive where it can be written, or "
-                              "import it with --fork");
+    return FailedPrecondition("cannot record the import beside the archive (" + claim_path + ": " +
+                              std::strerror(errno) +
+                              "); a second import could not be refused. Put the archive where it can be written, "
+                              "or import it with --fork");
   }
-  const std::string text = claim.dump(2) + "\n";
   const bool written = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
   ::close(fd);
   if (!written) {
-    ::unlink(path.c_str());
-    return IoError(path + ": cannot write the import's claim");
+    ::unlink(claim_path.c_str());
+    return IoError(claim_path + ": cannot write the import's claim");
   }
   return true;
 }
@@ -76,7 +95,8 @@ Result<bool> ClaimArchive(const std::string& archive, const std::string& claiman
 std::string HandedOffRefusal(const std::string& handoff_id) {
   return "this agent was handed off (export " + handoff_id +
          "): it goes on where its archive is imported, and this copy takes nothing more. If the archive was "
-         "lost and never imported, `carapace resume --take-back` lets this copy go on";
+         "lost and never imported, `carapace resume --take-back` (with --worker ADDR or --state-dir DIR) lets "
+         "this copy go on";
 }
 
 Result<std::string> RecordHandOff(RunStore* store, const std::string& current_handoff, const std::string& by) {
@@ -150,6 +170,23 @@ Result<ArchiveManifest> ExportRun(const RunStore& store, const std::string& from
 Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& state_dir,
                                    const RestoreOptions& options) {
   RestoreResult r;
+  const std::string source = Absolute(from);
+  const std::string dest = Absolute(state_dir);
+  // A state dir that holds something: done already (an init container runs on every new pod,
+  // and the copy it restored may be gone by then), or not ours to touch.
+  if (!EmptyOrMissing(dest)) {
+    const nlohmann::json had = ReadJsonFile(dest + "/" + kRestoredFromFile);
+    if (options.skip_if_restored && Str(had, "source") == source) {
+      r.kind = Str(had, "kind");
+      r.run_id = Str(had, "runId");
+      r.source_run_id = Str(had, "sourceRunId");
+      r.already = true;
+      return r;
+    }
+    return FailedPrecondition("restore target " + state_dir + " is not empty" +
+                              (had.is_object() ? " (it was restored from " + Str(had, "source") + ")" : "") +
+                              "; give a new or empty directory");
+  }
   std::error_code ec;
   const fs::file_status st = fs::status(from, ec);
   if (!fs::exists(st)) return NotFound(from + ": no such backup directory or archive");
@@ -174,27 +211,14 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
     return InvalidArgument(from +
                            " is neither a backup directory (carapace backup) nor an agent archive (carapace export)");
   }
-  const std::string source = Absolute(from);
-  const std::string dest = Absolute(state_dir);
 
-  if (!EmptyOrMissing(dest)) {
-    auto text = ReadFile(dest + "/" + kRestoredFromFile);
-    nlohmann::json had = text.ok() ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
-    if (had.is_object() && options.skip_if_restored && had.value("source", "") == source &&
-        had.value("sourceRunId", "") == r.source_run_id) {
-      r.run_id = had.value("runId", "");
-      r.already = true;
-      return r;
-    }
-    return FailedPrecondition("restore target " + state_dir + " is not empty" +
-                              (had.is_object() ? " (it was restored from " + had.value("source", "?") + ")" : "") +
-                              "; give a new or empty directory");
-  }
-
+  // Beside the archive itself, whatever link or path led to it.
+  const std::string claim_path = fs::canonical(from, ec).string() + kImportClaimSuffix;
+  const bool claims = r.kind == "archive" && !options.fork;
   bool claimed = false;
-  if (r.kind == "archive" && !options.fork) {
+  if (claims) {
     const std::string claimant = options.claim_as.empty() ? DefaultClaimant(dest) : options.claim_as;
-    CARAPACE_ASSIGN_OR_RETURN(claimed, ClaimArchive(from, claimant, dest, r.source_run_id));
+    CARAPACE_ASSIGN_OR_RETURN(claimed, ClaimArchive(claim_path, from, claimant, dest, r.source_run_id));
   }
   // Made beside the state dir and renamed into place: a restore cut short (kill -9) leaves
   // the state dir empty, and running it again starts afresh.
@@ -203,7 +227,7 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
   fs::create_directories(fs::path(dest).parent_path(), ec);
   auto fail = [&](Status s) {
     fs::remove_all(work, ec);
-    if (claimed) fs::remove(from + kImportClaimSuffix, ec);
+    if (claimed) fs::remove(claim_path, ec);
     return s;
   };
   if (r.kind == "archive") {
@@ -246,8 +270,12 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
       e.type = event_type::kImported;
       e.step = state->step;
       e.ts_ms = WallNowMillis();
-      e.data = {{"from", source},       {"kind", r.kind},    {"handoffId", r.handoff_id},
-                {"fork", options.fork}, {"runId", r.run_id}, {"sourceRunId", r.source_run_id}};
+      e.data = ValidUtf8({{"from", source},
+                          {"kind", r.kind},
+                          {"handoffId", r.handoff_id},
+                          {"fork", options.fork},
+                          {"runId", r.run_id},
+                          {"sourceRunId", r.source_run_id}});
       StoreBatch batch;
       batch.events.push_back(e.Encode());
       if (options.fork) batch.meta = {{meta_key::kRunId, r.run_id}};
@@ -265,7 +293,7 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
                                  {"handoffId", r.handoff_id},
                                  {"fork", options.fork},
                                  {"at", FormatRfc3339Millis(WallNowMillis())}};
-  Status marked = WriteFileAtomic(work + "/" + kRestoredFromFile, marker.dump(2) + "\n");
+  Status marked = WriteFileAtomic(work + "/" + kRestoredFromFile, JsonText(marker));
   if (!marked.ok()) return fail(marked);
   if (fs::exists(dest, ec)) fs::remove(dest, ec);  // empty, checked above
   if (::rename(work.c_str(), dest.c_str()) != 0)
@@ -273,6 +301,16 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
   if (const int dfd = ::open(fs::path(dest).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);
+  }
+  if (claims) {
+    // In place: from now on the claim refuses even its own claimant.
+    nlohmann::json claim = ReadJsonFile(claim_path);
+    if (claim.is_object()) {
+      claim["complete"] = true;
+      Status done = WriteFileAtomic(claim_path, JsonText(claim));
+      if (!done.ok())
+        log::Warn("could not mark the archive's claim complete", {{"claim", claim_path}, {"error", done.ToString()}});
+    }
   }
   return r;
 }

@@ -64,25 +64,11 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
                                                const ToolRegistry& tools, RunnerOptions options) {
   CARAPACE_ASSIGN_OR_RETURN(auto identity, LoadRunIdentity(*store));
   const std::string spec_hash = run.SpecHash();
+  bool moved = false;  // a restored agent no one has run yet: it takes this run's name
   if (identity) {
     CARAPACE_ASSIGN_OR_RETURN(auto awaiting_home, store->GetMeta(meta_key::kAwaitingHome));
-    const bool moved = awaiting_home && *awaiting_home == "1";
-    if (moved && (identity->name != run.metadata.name || identity->ns != run.metadata.ns)) {
-      // A restored agent's first run under its new name: the same agent, living elsewhere.
-      log::Info("a restored agent takes its new name", {{"from", identity->ns + "/" + identity->name},
-                                                          {"to", run.metadata.ns + "/" + run.metadata.name}});
-      StoreBatch rename;
-      rename.meta = {{meta_key::kName, run.metadata.name}, {meta_key::kNamespace, run.metadata.ns}};
-      CARAPACE_RETURN_IF_ERROR(store->Commit(rename, true).status());
-      identity->name = run.metadata.name;
-      identity->ns = run.metadata.ns;
-    }
-    if (moved) {
-      StoreBatch taken;
-      taken.meta = {{meta_key::kAwaitingHome, ""}};
-      CARAPACE_RETURN_IF_ERROR(store->Commit(taken, true).status());
-    }
-    if (identity->name != run.metadata.name || identity->ns != run.metadata.ns) {
+    moved = awaiting_home && *awaiting_home == "1";
+    if (!moved && (identity->name != run.metadata.name || identity->ns != run.metadata.ns)) {
       return FailedPrecondition("state dir " + store->state_dir() + " holds AgentRun " + identity->ns + "/" +
                                 identity->name + ", not " + run.metadata.ns + "/" + run.metadata.name +
                                 "; use another --state-dir");
@@ -127,6 +113,17 @@ Result<std::unique_ptr<Runner>> Runner::Create(RunStore* store, const AgentRun& 
   }
   r->schemas_.push_back(FinishSchema());
 
+  if (moved) {
+    // Once all that could fail has not: a run that cannot start leaves the name to the next.
+    StoreBatch home;
+    home.meta = {{meta_key::kName, run.metadata.name}, {meta_key::kNamespace, run.metadata.ns},
+                 {meta_key::kAwaitingHome, ""}};
+    if (identity->name != run.metadata.name || identity->ns != run.metadata.ns) {
+      log::Info("a restored agent takes its new name", {{"from", identity->ns + "/" + identity->name},
+                                                          {"to", run.metadata.ns + "/" + run.metadata.name}});
+    }
+    CARAPACE_RETURN_IF_ERROR(store->Commit(home, true).status());
+  }
   if (!identity) {
     StoreBatch meta;
     meta.meta = {{meta_key::kRunId, NewRunId()},

@@ -2,6 +2,7 @@
 #include "worker/server/agent_service.h"
 
 #include <filesystem>
+#include <fstream>
 
 #include "common/json_text.h"
 #include "common/log.h"
@@ -403,12 +404,18 @@ Result<ExportedArchive> AgentService::Export(const std::string& by, std::chrono:
     std::filesystem::remove(it->path(), ec);
   }
   ExportedArchive out;
-  out.path = dir + "/" + id + "-" + std::to_string(WallNowMillis()) + ".carapace";
+  const std::string path = dir + "/" + id + "-" + std::to_string(WallNowMillis()) + ".carapace";
   const int64_t started = MonoNowMillis();
-  CARAPACE_ASSIGN_OR_RETURN(out.manifest, ExportRun(*store_, identity_.ns + "/" + identity_.name + " on " + HostName(),
-                                                    out.path));
+  CARAPACE_ASSIGN_OR_RETURN(out.manifest,
+                            ExportRun(*store_, identity_.ns + "/" + identity_.name + " on " + HostName(), path));
   out.duration_ms = MonoNowMillis() - started;
-  log::Info("exported", {{"handoffId", id}, {"path", out.path}, {"lastSeq", out.manifest.last_seq},
+  out.archive = std::make_unique<std::ifstream>(path, std::ios::binary);
+  out.bytes = std::filesystem::file_size(path, ec);
+  std::filesystem::remove(path, ec);
+  if (!*out.archive || out.bytes == 0) return IoError("cannot read the archive just made at " + path);
+  ++*archives_sending_;
+  out.sending = std::shared_ptr<void>(nullptr, [sending = archives_sending_](void*) { --*sending; });
+  log::Info("exported", {{"handoffId", id}, {"lastSeq", out.manifest.last_seq}, {"bytes", out.bytes},
                          {"durationMs", out.duration_ms}});
   return out;
 }
@@ -416,6 +423,10 @@ Result<ExportedArchive> AgentService::Export(const std::string& by, std::chrono:
 Status AgentService::TakeBack(const std::string& by) {
   if (by.size() > 256 || !IsValidUtf8(by)) return InvalidArgument("by must be valid UTF-8, at most 256 bytes");
   std::lock_guard<std::mutex> exporting(export_mu_);
+  if (*archives_sending_ > 0) {
+    return FailedPrecondition("an archive of this hand-off is being sent; take the export back once that has ended, "
+                              "and never import that archive");
+  }
   CARAPACE_RETURN_IF_ERROR(RevokeHandOff(store_.get(), handoff_id_, by.empty() ? "api" : by));
   log::Warn("an export was taken back: this copy goes on; its archive must never be imported", {{"handoffId", handoff_id_}});
   handoff_id_.clear();

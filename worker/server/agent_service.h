@@ -30,9 +30,15 @@ class Registry;
 namespace carapace {
 
 struct ExportedArchive {
-  std::string path;  // on the worker's volume
+  // Open for reading. Its file on the volume is gone already: the archive lives as long as
+  // this stream, and none is left behind by a worker that dies while sending it.
+  std::unique_ptr<std::istream> archive;
+  uint64_t bytes = 0;
   ArchiveManifest manifest;
   int64_t duration_ms = 0;
+  // While held, the archive is being sent, and TakeBack refuses (the fence must not lift
+  // under a copy on its way out).
+  std::shared_ptr<void> sending;
 };
 
 class AgentService {
@@ -67,12 +73,13 @@ class AgentService {
   // when a backup of that name exists; BackupRun's.
   Result<BackupInfo> Backup(const std::string& name);
   // Hands the agent off (worker/runtime/handoff.h): fences it, waits up to `wait` for the
-  // action in progress to end, and writes an archive of it in exports/ next to the state
-  // dir (the caller sends it and removes it). Again on a fenced agent: the same hand-off.
+  // action in progress to end, and makes an archive of it (in exports/ next to the state
+  // dir, for the caller to send). Again on a fenced agent: the same hand-off.
   // Errors: kUnavailable when the action in progress has not ended in time (the fence
   // holds; export again); ExportRun's.
   Result<ExportedArchive> Export(const std::string& by, std::chrono::milliseconds wait);
   // Lifts the fence of an export whose archive was never imported (RevokeHandOff).
+  // kFailedPrecondition while an archive is being sent.
   Status TakeBack(const std::string& by);
 
   // Blocks until the runner has applied event `seq` and finished the pass that applied it
@@ -138,6 +145,8 @@ class AgentService {
 
   std::mutex export_mu_;
   std::string handoff_id_;  // under export_mu_: the fence in force, empty when none
+  // Archives being sent (ExportedArchive::sending); shared, as a stream may end after us.
+  std::shared_ptr<std::atomic<int>> archives_sending_ = std::make_shared<std::atomic<int>>(0);
 
   std::thread health_thread_;
   mutable std::mutex health_mu_;

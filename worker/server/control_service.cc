@@ -1,9 +1,6 @@
 // The control API.
 #include "worker/server/control_service.h"
 
-#include <filesystem>
-#include <fstream>
-
 #include "common/bearer_token.h"
 
 namespace carapace {
@@ -136,22 +133,14 @@ grpc::Status ControlService::Export(grpc::ServerContext* ctx, const v1::ExportRe
   // gets UNAVAILABLE calls again, and the fence holds meanwhile.
   auto made = agent_->Export(req->by(), std::chrono::seconds(60));
   if (!made.ok()) return ToGrpcStatus(made.status());
-  // The archive was made on the volume for this call; it leaves with it.
-  struct RemoveAfter {
-    std::string path;
-    ~RemoveAfter() { std::filesystem::remove(path); }
-  } remove{made->path};
-  std::ifstream in(made->path, std::ios::binary);
-  std::error_code ec;
-  const uint64_t size = std::filesystem::file_size(made->path, ec);
-  if (!in || ec) return {grpc::StatusCode::INTERNAL, "cannot read the archive just made at " + made->path};
   v1::ExportChunk chunk;
   chunk.set_handoff_id(made->manifest.handoff_id);
   chunk.set_run_id(made->manifest.run_id);
   chunk.set_last_seq(made->manifest.last_seq);
-  chunk.set_archive_bytes(size);
+  chunk.set_archive_bytes(made->bytes);
   std::string buf(256 * 1024, '\0');
   uint64_t sent = 0;
+  std::istream& in = *made->archive;
   do {
     in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
     const auto got = static_cast<size_t>(in.gcount());
@@ -159,8 +148,8 @@ grpc::Status ControlService::Export(grpc::ServerContext* ctx, const v1::ExportRe
     if (!out->Write(chunk)) return {grpc::StatusCode::CANCELLED, "the client went away; the hand-off holds, export again"};
     sent += got;
     chunk.Clear();
-  } while (sent < size && in);
-  if (sent != size) return {grpc::StatusCode::INTERNAL, "the archive at " + made->path + " could not be read whole"};
+  } while (sent < made->bytes && in);
+  if (sent != made->bytes) return {grpc::StatusCode::INTERNAL, "the archive could not be read whole; export again"};
   return grpc::Status::OK;
 }
 
