@@ -9,15 +9,15 @@
 #include <nlohmann/json.hpp>
 
 #include "common/file.h"
-#include "tests/support/child_process.h"
 #include "tests/support/carapace_cli.h"
+#include "tests/support/child_process.h"
 #include "tests/support/ledger_server.h"
 #include "tests/support/wait.h"
 #include "tests/support/worker_process.h"
 #include "worker/runtime/agent_archive.h"
 
-using carapace::testing::CommandResult;
 using carapace::testing::Carapace;
+using carapace::testing::CommandResult;
 using carapace::testing::Events;
 using carapace::testing::LedgerServer;
 using carapace::testing::RunCommand;
@@ -212,6 +212,49 @@ TEST_CASE(
   CHECK(payment_keys[0] != payment_keys[1]);
 }
 
+TEST_CASE(
+    "an export waits for the call in flight: the archive holds its result and the moved agent does not "
+    "call again",
+    "[move]") {
+  TempDir tmp;
+  LedgerServer ledger(1500);  // the order is held 1.5 s: the export comes while it is in flight
+  REQUIRE(ledger.Start());
+  const std::string host = "127.0.0.1:" + std::to_string(ledger.port());
+  const std::string spec =
+      tmp.Write("o.yaml",
+                "apiVersion: carapace.dev/v1alpha1\nkind: AgentRun\nmetadata: {name: o}\nspec:\n  goal: order\n"
+                "  model:\n    backend: scripted\n    script:\n"
+                "      - toolCalls: [{name: api, arguments: {method: POST, url: \"" +
+                    ledger.url() +
+                    "/orders/1\", body: {qty: 1}}}]\n"
+                    "      - text: ordered\n"
+                    "  tools:\n    - {name: api, kind: http, effect: side_effecting, http: {allowedHosts: [\"" +
+                    host + "\"]}}\n");
+  std::filesystem::create_directories(tmp.Sub("w"));
+  WorkerProcess source(WORKER_BIN, spec, tmp.Sub("w/agent"), tmp.Sub("w"));
+  REQUIRE(source.Start());
+  REQUIRE(carapace::testing::WaitFor([&] { return ledger.entries().size() == 1; }));
+  CommandResult exported = Carapace(
+      {"export", "--worker", source.address(), "--token-file", tmp.Sub("w/token"), "--to", tmp.Sub("o.carapace")});
+  INFO(exported.out << exported.err);
+  REQUIRE(exported.exit_code == 0);
+  source.Stop();
+  // The side-effecting call ended before the fence: its result is in the archive, not an
+  // outcome the copy would have to guess at.
+  REQUIRE(Carapace({"import", "--from", tmp.Sub("o.carapace"), "--state-dir", tmp.Sub("moved")}).exit_code == 0);
+  bool result_moved = false;
+  for (const auto& e : Events(tmp.Sub("moved"))) {
+    CHECK(e["type"] != "tool_outcome_unknown");
+    result_moved = result_moved || e["type"] == "tool_result";
+  }
+  CHECK(result_moved);
+  CommandResult finished = Carapace({"run", spec, "--state-dir", tmp.Sub("moved")});
+  INFO(finished.out << finished.err);
+  CHECK(finished.exit_code == 0);
+  CHECK_THAT(finished.out, ContainsSubstring("ordered"));
+  CHECK(Calls(ledger) == std::map<std::string, int>{{"/orders/1", 1}});
+}
+
 TEST_CASE("a stopped agent exported from its state dir and imported goes on; the source run refuses to act", "[move]") {
   TempDir tmp;
   LedgerServer ledger;
@@ -311,10 +354,10 @@ TEST_CASE("a damaged or hostile archive is refused whole, naming what is wrong, 
   refused("store-link.carapace", head + record('D', "store", "") + record('L', "store/CURRENT", "/etc/passwd"),
           "a link in the store");
   refused("not.carapace", "just some file\n", "neither a backup directory");
-  refused("typed.carapace",
-          std::string(carapace::kAgentArchiveMagic) +
-              record('M', "", R"({"format":1,"runId":"r","lastSeq":1,"name":5})"),
-          "manifest is damaged");
+  refused(
+      "typed.carapace",
+      std::string(carapace::kAgentArchiveMagic) + record('M', "", R"({"format":1,"runId":"r","lastSeq":1,"name":5})"),
+      "manifest is damaged");
 
   // The good one still imports, into a directory whose parents are made for it.
   CommandResult ok = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("nested/dir/ok")});
@@ -343,7 +386,8 @@ TEST_CASE("a damaged or hostile archive is refused whole, naming what is wrong, 
   CommandResult fork = Carapace({"import", "--from", good, "--state-dir", tmp.Sub("f"), "--fork"});
   REQUIRE(fork.exit_code == 0);
   std::filesystem::rename(good, tmp.Sub("moved-away.carapace"));
-  CommandResult done = Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("f"), "--skip-if-restored", "--fork"});
+  CommandResult done =
+      Carapace({"restore", "--from", good, "--state-dir", tmp.Sub("f"), "--skip-if-restored", "--fork"});
   INFO(done.err);
   CHECK(done.exit_code == 0);
   CHECK_THAT(done.out, ContainsSubstring("already restored"));
