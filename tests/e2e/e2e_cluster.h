@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "operator/kube/config.h"
 #include "tests/support/child_process.h"
 #include "tests/support/kube_api_double.h"
 #include "tests/support/process_kubelet.h"
@@ -156,6 +157,23 @@ class Cluster {
     if (ip.empty() || port == 0) return "";
     auto [code, body] = HttpGet(ip, port, "/metrics");
     return code == 200 ? body : "";
+  }
+
+  // `carapace CMD --worker POD_IP:7070 ARGS...` with the AgentRun's control token, as a user
+  // with kubectl port-forward would run it (pod NAME-0 in `default`).
+  CommandResult WorkerCli(const std::string& name, const std::vector<std::string>& args) {
+    auto pod = api_->Get("v1", "pods", "default", name + "-0");
+    REQUIRE(pod.ok());
+    const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
+    auto secret = api_->Get("v1", "secrets", "default", name + "-control");
+    REQUIRE(secret.ok());
+    auto token = kube::DecodeBase64((*secret)["data"]["token"].get<std::string>());
+    REQUIRE(token.ok());
+    const std::string token_file = dir_.Sub(name + ".token");
+    std::ofstream(token_file) << *token;
+    std::vector<std::string> argv = {CARAPACE_BIN, args[0], "--worker", ip + ":7070", "--token-file", token_file};
+    argv.insert(argv.end(), args.begin() + 1, args.end());
+    return RunCommand(argv);
   }
 
   KubeApiDouble& api() { return *api_; }

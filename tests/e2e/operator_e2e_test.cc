@@ -61,23 +61,6 @@ std::string LedgerAgent(const std::string& name, const std::string& ledger_url, 
          "  recovery: {unknownOutcome: tell_model}\n" + extra;
 }
 
-// `carapace CMD --worker POD_IP:7070` with the AgentRun's control token, as a user with
-// kubectl port-forward would run it.
-CommandResult WorkerCli(Cluster& cluster, const std::string& name, const std::vector<std::string>& args) {
-  auto pod = cluster.api().Get("v1", "pods", "default", name + "-0");
-  REQUIRE(pod.ok());
-  const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
-  auto secret = cluster.api().Get("v1", "secrets", "default", name + "-control");
-  REQUIRE(secret.ok());
-  auto token = carapace::kube::DecodeBase64((*secret)["data"]["token"].get<std::string>());
-  REQUIRE(token.ok());
-  const std::string token_file = cluster.dir().Sub(name + ".token");
-  std::ofstream(token_file) << *token;
-  std::vector<std::string> argv = {CARAPACE_BIN, args[0], "--worker", ip + ":7070", "--token-file", token_file};
-  argv.insert(argv.end(), args.begin() + 1, args.end());
-  return RunCommand(argv);
-}
-
 // Leaves a marker for each test case of the suite that ran, so the RBAC audit
 // (tests/e2e/rbac_audit_test.cc) knows whether it saw the whole suite.
 class RanMarker : public Catch::EventListenerBase {
@@ -524,10 +507,10 @@ TEST_CASE("an edited AgentRun is a new revision of the same agent: memory, queue
   REQUIRE(cluster.WaitForPhase("keeper", "Idle"));
   const std::string run_id = cluster.GetAr("keeper")["status"]["runID"];
   // A message queued while the agent is paused stays in its inbox through the edit.
-  CommandResult pause = WorkerCli(cluster, "keeper", {"pause"});
+  CommandResult pause = cluster.WorkerCli("keeper", {"pause"});
   INFO(pause.out << pause.err);
   REQUIRE(pause.exit_code == 0);
-  CommandResult send = WorkerCli(cluster, "keeper", {"send", "send the invoice"});
+  CommandResult send = cluster.WorkerCli("keeper", {"send", "send the invoice"});
   INFO(send.out << send.err);
   REQUIRE(send.exit_code == 0);
   REQUIRE(cluster.WaitForPhase("keeper", "Paused"));
@@ -541,7 +524,7 @@ TEST_CASE("an edited AgentRun is a new revision of the same agent: memory, queue
   json ar = cluster.GetAr("keeper");
   CHECK(ar["status"]["runID"] == run_id);
   CHECK(ar["status"]["phase"] == "Paused");
-  CommandResult resume = WorkerCli(cluster, "keeper", {"resume"});
+  CommandResult resume = cluster.WorkerCli("keeper", {"resume"});
   INFO(resume.out << resume.err);
   REQUIRE(resume.exit_code == 0);
   REQUIRE(cluster.WaitForPhase("keeper", "Idle"));
@@ -725,7 +708,7 @@ TEST_CASE("a rotated model key reaches the running agent: its pod rolls, the run
   REQUIRE(WaitFor([&] { return template_hash() != hash1 && !template_hash().empty(); }, 30000));
   REQUIRE(WaitFor([&] { return cluster.kubelet().Starts("default", "keyed-0") == 2; }, 60000));
   REQUIRE(cluster.WaitForPhase("keyed", "Idle"));
-  CommandResult send = WorkerCli(cluster, "keyed", {"send", "are you still there?"});
+  CommandResult send = cluster.WorkerCli("keyed", {"send", "are you still there?"});
   INFO(send.out << send.err);
   REQUIRE(send.exit_code == 0);
   REQUIRE(WaitFor([&] { return cluster.GetAr("keyed").value("/status/result"_json_pointer, std::string()) == "done with the new key"; }, 60000));

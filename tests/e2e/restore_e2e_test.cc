@@ -52,22 +52,6 @@ const std::string kAgent = Agent("mover");
 const std::string kClaim = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: agent-moves, namespace: default}\n"
                            "spec: {accessModes: [ReadWriteOnce], resources: {requests: {storage: 1Gi}}}\n";
 
-// `carapace CMD --worker POD_IP:7070` with the AgentRun's control token.
-CommandResult WorkerCli(Cluster& cluster, const std::string& name, const std::vector<std::string>& args) {
-  auto pod = cluster.api().Get("v1", "pods", "default", name + "-0");
-  REQUIRE(pod.ok());
-  const std::string ip = pod->value("/status/podIP"_json_pointer, std::string());
-  auto secret = cluster.api().Get("v1", "secrets", "default", name + "-control");
-  REQUIRE(secret.ok());
-  auto token = carapace::kube::DecodeBase64((*secret)["data"]["token"].get<std::string>());
-  REQUIRE(token.ok());
-  const std::string token_file = cluster.dir().Sub(name + ".token");
-  std::ofstream(token_file) << *token;
-  std::vector<std::string> argv = {CARAPACE_BIN, args[0], "--worker", ip + ":7070", "--token-file", token_file};
-  argv.insert(argv.end(), args.begin() + 1, args.end());
-  return RunCommand(argv);
-}
-
 // The agent's life on this machine: its goal done, waiting for messages. Returns its status.
 v1::RunStatus MakeAgentHere(const TempDir& dir, const std::string& state_dir) {
   const std::string spec = dir.Write("mover.yaml", kAgent);
@@ -120,7 +104,7 @@ TEST_CASE("an AgentRun restored from a backup on a claim goes on with the same r
   CHECK(pod->value("/status/initContainerStatuses/0/state/terminated/reason"_json_pointer, std::string()) == "Completed");
 
   // The agent goes on in the cluster: a message, answered from the memory made on this machine.
-  CommandResult send = WorkerCli(cluster, "mover", {"send", "how does the customer want invoices?"});
+  CommandResult send = cluster.WorkerCli("mover", {"send", "how does the customer want invoices?"});
   INFO(send.out << send.err);
   REQUIRE(send.exit_code == 0);
   REQUIRE(WaitFor([&] { return cluster.GetAr("mover").value("/status/result"_json_pointer, std::string()) == "found it"; },
