@@ -68,6 +68,16 @@ int Fail(const Status& st) {
   return ExitCodeFor(st);
 }
 
+// The store of a state dir no process runs (backup, export, take-back). One a worker holds
+// is refused with `through_worker`, the command that reaches it through the worker instead.
+Result<std::unique_ptr<RunStore>> OpenStoppedStore(const std::string& state_dir, const std::string& through_worker) {
+  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
+  if (!store.ok() && store.status().code() == StatusCode::kBusy) {
+    return store.status().WithContext("a running worker holds it; use `" + through_worker + "`");
+  }
+  return store;
+}
+
 std::string BudgetLeft(const AgentRun& run, const RunState& s) {
   const auto& b = run.spec.budget;
   return "left: " + std::to_string(b.max_steps - s.used.steps) + " steps, " +
@@ -384,13 +394,8 @@ int Compact(const std::string& file, const std::string& state_dir) {
 }
 
 int Backup(const std::string& state_dir, const std::string& to_dir) {
-  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
-  if (!store.ok()) {
-    if (store.status().code() == StatusCode::kBusy) {
-      return Fail(store.status().WithContext("a running worker holds it; back it up with `carapace backup --worker ADDR`"));
-    }
-    return Fail(store.status());
-  }
+  auto store = OpenStoppedStore(state_dir, "carapace backup --worker ADDR");
+  if (!store.ok()) return Fail(store.status());
   auto made = BackupRun(**store, to_dir);
   if (!made.ok()) return Fail(made.status());
   std::cout << "backed up run " << made->run_id << " (" << made->ns << "/" << made->name << ") to " << to_dir
@@ -425,13 +430,8 @@ int Restore(const std::string& from, const std::string& state_dir, bool fork, co
 }
 
 int TakeBack(const std::string& state_dir) {
-  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
-  if (!store.ok()) {
-    if (store.status().code() == StatusCode::kBusy) {
-      return Fail(store.status().WithContext("a running worker holds it; use `carapace resume --worker ADDR --take-back`"));
-    }
-    return Fail(store.status());
-  }
+  auto store = OpenStoppedStore(state_dir, "carapace resume --worker ADDR --take-back");
+  if (!store.ok()) return Fail(store.status());
   auto state = LoadRunState(**store);
   if (!state.ok()) return Fail(state.status());
   const std::string id = state->handoff_id;
@@ -445,13 +445,8 @@ int TakeBack(const std::string& state_dir) {
 int Export(const std::string& state_dir, const std::string& to) {
   std::error_code ec;
   if (std::filesystem::exists(to, ec)) return Fail(FailedPrecondition(to + " exists; export into a new file"));
-  auto store = RunStore::Open(state_dir, RunStore::OpenMode::kMustExist);
-  if (!store.ok()) {
-    if (store.status().code() == StatusCode::kBusy) {
-      return Fail(store.status().WithContext("a running worker holds it; export it with `carapace export --worker ADDR`"));
-    }
-    return Fail(store.status());
-  }
+  auto store = OpenStoppedStore(state_dir, "carapace export --worker ADDR");
+  if (!store.ok()) return Fail(store.status());
   auto state = LoadRunState(**store);
   if (!state.ok()) return Fail(state.status());
   {
