@@ -52,32 +52,36 @@ Status WriteFileAtomic(const std::string& path, const std::string& content) {
   if (::rename(tmp.c_str(), path.c_str()) != 0) return failed("rename");
   const size_t slash = path.rfind('/');
   const std::string dir = slash == std::string::npos ? "." : slash == 0 ? "/" : path.substr(0, slash);
-  if (const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  (void)SyncDirectory(dir);  // the rename is done; a directory that cannot be synced does not undo it
   return Status::Ok();
 }
 
+namespace {
+
+Status SyncPath(const std::string& path, bool directory) {
+  const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC);
+  if (fd < 0) return IoError(path + ": cannot open to sync: " + std::strerror(errno));
+  const bool ok = ::fsync(fd) == 0;
+  const int err = errno;
+  ::close(fd);
+  return ok ? Status::Ok() : IoError(path + ": cannot sync: " + std::strerror(err));
+}
+
+}  // namespace
+
+Status SyncDirectory(const std::string& dir) { return SyncPath(dir, true); }
+
 Status SyncTree(const std::string& dir) {
-  auto sync = [](const std::string& path, bool directory) {
-    const int fd = ::open(path.c_str(), (directory ? O_RDONLY | O_DIRECTORY : O_RDONLY) | O_CLOEXEC | O_NOFOLLOW);
-    if (fd < 0) return IoError(path + ": cannot open to sync: " + std::strerror(errno));
-    const bool ok = ::fsync(fd) == 0;
-    const int err = errno;
-    ::close(fd);
-    return ok ? Status::Ok() : IoError(path + ": cannot sync: " + std::strerror(err));
-  };
   std::error_code ec;
   for (std::filesystem::recursive_directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
     const auto st = it->symlink_status(ec);
     if (ec) break;
     if (std::filesystem::is_regular_file(st) || std::filesystem::is_directory(st)) {
-      CARAPACE_RETURN_IF_ERROR(sync(it->path().string(), std::filesystem::is_directory(st)));
+      CARAPACE_RETURN_IF_ERROR(SyncPath(it->path().string(), std::filesystem::is_directory(st)));
     }
   }
   if (ec) return IoError(dir + ": cannot list to sync: " + ec.message());
-  return sync(dir, true);
+  return SyncDirectory(dir);
 }
 
 uint64_t DirectoryBytes(const std::string& dir) {

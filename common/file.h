@@ -17,6 +17,10 @@ Result<std::string> ReadFile(const std::string& path);
 // naming the path (kVolumeFull when the disk is full).
 Status WriteFileAtomic(const std::string& path, const std::string& content);
 
+// fsync's the directory `dir`: what was created, renamed or removed in it is durable.
+// Errors: kIoError naming it.
+Status SyncDirectory(const std::string& dir);
+
 // fsync's every regular file and directory under `dir` (and `dir`): a tree copied with
 // std::filesystem::copy is in the page cache only. Errors: kIoError naming the first path
 // that could not be synced.

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "common/file.h"
 #include "common/json_text.h"
 #include "common/time.h"
 
@@ -60,13 +61,6 @@ class ContentDigest {
 Status ErrnoStatus(const std::string& path, const std::string& what, int err) {
   const std::string message = path + ": cannot " + what + ": " + std::strerror(err);
   return err == ENOSPC || err == EDQUOT ? VolumeFull(message) : IoError(message);
-}
-
-void SyncDir(const std::string& dir) {
-  if (const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
-    ::fsync(fd);
-    ::close(fd);
-  }
 }
 
 // Writes through a buffer and hashes everything it writes.
@@ -353,7 +347,8 @@ Result<uint64_t> WriteAgentArchive(const std::string& copy_dir, const ArchiveMan
     ::unlink(tmp.c_str());
     return s;
   }
-  SyncDir(fs::path(archive_path).parent_path().empty() ? "." : fs::path(archive_path).parent_path().string());
+  (void)SyncDirectory(fs::path(archive_path).parent_path().empty() ? "."
+                                                                   : fs::path(archive_path).parent_path().string());
   return out.bytes();
 }
 
@@ -475,7 +470,7 @@ Result<ArchiveManifest> UnpackAgentArchive(const std::string& archive_path, cons
     if (dirs.count("store") == 0 || dirs.count("workspace") == 0) {
       return Corruption(archive_path + " holds no store/ or no workspace/");
     }
-    for (const auto& d : dirs) SyncDir(d.empty() ? dest_dir : dest_dir + "/" + d);
+    for (const auto& d : dirs) (void)SyncDirectory(d.empty() ? dest_dir : dest_dir + "/" + d);
     return m;
   };
   auto m = unpack();

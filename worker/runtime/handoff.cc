@@ -298,10 +298,7 @@ Result<RestoreResult> RestoreAgent(const std::string& from, const std::string& s
   if (fs::exists(dest, ec)) fs::remove(dest, ec);  // empty, checked above
   if (::rename(work.c_str(), dest.c_str()) != 0)
     return fail(IoError("moving " + work + " to " + dest + ": " + std::strerror(errno)));
-  if (const int dfd = ::open(fs::path(dest).parent_path().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
+  (void)SyncDirectory(fs::path(dest).parent_path().string());
   if (claims) {
     // In place: from now on the claim refuses even its own claimant.
     nlohmann::json claim = ReadJsonFile(claim_path);

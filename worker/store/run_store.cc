@@ -95,15 +95,6 @@ std::vector<rocksdb::ColumnFamilyDescriptor> ColumnFamilies(const rocksdb::Optio
   return cfs;
 }
 
-Status SyncDir(const std::string& dir) {
-  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0) return IoError("cannot open " + dir + ": " + std::strerror(errno));
-  int rc = ::fsync(fd);
-  ::close(fd);
-  if (rc != 0) return IoError("cannot sync " + dir + ": " + std::strerror(errno));
-  return Status::Ok();
-}
-
 // Builds a complete store (column families and format marker) under store.creating/ and
 // renames it to store/ only when it is whole, so a crash while creating a state dir never
 // leaves a half-made store that would later look damaged. A leftover store.creating/ is
@@ -133,7 +124,7 @@ Status CreateStore(const std::string& state_dir, rocksdb::Options options,
   if (::rename(tmp.c_str(), (state_dir + "/store").c_str()) != 0) {
     return IoError("cannot move the new store into place: " + std::string(std::strerror(errno)));
   }
-  return SyncDir(state_dir);
+  return SyncDirectory(state_dir);
 }
 
 }  // namespace
